@@ -1,0 +1,297 @@
+"""AttributionCapture: records I2AM scores from the cross-attention layers of one model during sampling.
+
+The capture wraps the processors of the selected cross-attention layers. The original processor still computes the
+layer's output (so the model's outputs are unchanged and self-attention keeps its fused kernel); forward hooks on the
+layer's ``to_q``/``to_k`` hand over the q and k that the forward pass computed, and the scores of the conditional
+batch chunk are reduced on the spot into fp32 accumulators of fixed size (memory does not grow with the steps).
+A forward pre-hook on the model's step module (the UNet) counts denoising steps: one UNet call is one step.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import CaptureConfig
+from .layers import LayerSpec, discover_cross_attention, select_layers
+from .maps import AttributionMaps
+from .scores import r2g_single_token, spatial_scores
+
+log = logging.getLogger(__name__)
+
+
+class _CaptureProcessor:
+    """Runs the original processor, then reports the call so the capture can score the stashed q and k."""
+
+    def __init__(self, inner, on_call):
+        self.inner = inner
+        self.on_call = on_call
+
+    def __call__(self, attn, hidden_states, *args, **kwargs):
+        out = self.inner(attn, hidden_states, *args, **kwargs)
+        self.on_call()
+        return out
+
+
+@dataclass
+class _LayerState:
+    spec: LayerSpec
+    index: int
+    stash: dict = field(default_factory=dict)
+    query_grid: tuple[int, int] | None = None
+    ref_grid: tuple[int, int] | None = None
+    heads: int = 0
+    acc: dict = field(default_factory=dict)
+    degenerate_g2r: bool = False
+
+
+def _grid_for(tokens: int, latent_hw: tuple[int, int] | None, name: str) -> tuple[int, int]:
+    """The query grid of a layer: the latent grid downsampled (ceil) by a power of two with ``tokens`` cells."""
+    if latent_hw is None:
+        raise RuntimeError(f"layer {name}: no latent size seen yet; the step module must run before its layers")
+    h, w = latent_hw
+    for level in range(8):
+        f = 2 ** level
+        gh, gw = -(-h // f), -(-w // f)
+        if gh * gw == tokens:
+            return gh, gw
+    raise RuntimeError(f"layer {name}: {tokens} query tokens match no downsampling of the {h}x{w} latent; "
+                       f"set LayerSpec.query_grid for this layer")
+
+
+class AttributionCapture:
+    """Context manager capturing R2G / G2R (and SRAM, DAAM) accumulators from one model instance.
+
+    ``model`` is an adapter (``attribution_layers()``, ``step_module``, ``cfg_layout``) or a bare diffusers UNet.
+    For a bare UNet whose conditioning has spatial tokens, ``ref_grid=(rows, cols)`` gives their layout.
+    """
+
+    def __init__(self, model: nn.Module, cfg: CaptureConfig | None = None, *, ref_grid=None,
+                 model_name: str | None = None):
+        self.cfg = cfg or CaptureConfig()
+        if hasattr(model, "attribution_layers"):
+            specs = list(model.attribution_layers())
+            self.step_module = model.step_module
+        else:
+            specs = discover_cross_attention(model, ref_grid=ref_grid)
+            self.step_module = model
+        if not specs:
+            raise ValueError(f"{type(model).__name__} has no hookable cross-attention layer")
+        self.cfg_layout = self.cfg.cfg_layout
+        if self.cfg_layout == "auto":
+            self.cfg_layout = getattr(model, "cfg_layout", "none")
+        self.model_name = model_name or getattr(model, "name", type(model).__name__)
+        self.layers = select_layers(specs, self.cfg.layers)
+        names = [s.name for s in self.layers]
+        unknown = [n for n in self.cfg.sram_layers if n not in names]
+        if unknown:
+            raise ValueError(f"CaptureConfig.sram_layers {unknown} are not among the captured layers {names}")
+        self._states = [_LayerState(spec=s, index=i) for i, s in enumerate(self.layers)]
+        self._handles: list = []
+        self._originals: dict[int, object] = {}
+        self._calls = 0
+        self._step = -1
+        self._latent_hw: tuple[int, int] | None = None
+        self._region_mask: torch.Tensor | None = None
+        self._region_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._active = False
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> "AttributionCapture":
+        if self._active:
+            raise RuntimeError("this AttributionCapture is already active")
+        try:
+            self._handles.append(self.step_module.register_forward_pre_hook(self._on_step, with_kwargs=True))
+            for state in self._states:
+                attn = state.spec.module
+                self._originals[state.index] = attn.processor
+                self._handles.append(attn.to_q.register_forward_hook(self._stasher(state, "q")))
+                self._handles.append(attn.to_k.register_forward_hook(self._stasher(state, "k")))
+                attn.set_processor(_CaptureProcessor(attn.processor, self._recorder(state)))
+        except BaseException:
+            self._restore()
+            raise
+        self._active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+        self._active = False
+
+    def _restore(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for state in self._states:
+            if state.index in self._originals:
+                state.spec.module.set_processor(self._originals.pop(state.index))
+            state.stash.clear()
+
+    def reset(self) -> None:
+        """Forget recorded scores and the step counter (e.g. before the next batch of samples)."""
+        self._calls, self._step, self._latent_hw = 0, -1, None
+        for state in self._states:
+            state.acc.clear()
+        self._region_mask = None
+        self._region_cache.clear()
+
+    def set_region_mask(self, mask: torch.Tensor | None) -> None:
+        """Restrict the G2R reduction over generated positions to a region (METHOD §3.2, custom model).
+
+        mask: [B, 1, H, W] (any resolution; 1 = inside), nearest-resized to each layer's query grid. The masked map
+        is then averaged over all positions, as the official custom-model code multiplies by the mask before the mean.
+        """
+        self._region_mask = None if mask is None else mask.detach()
+        self._region_cache.clear()
+
+    # ---------------------------------------------------------------- hooks
+    def _on_step(self, module, args, kwargs):
+        sample = args[0] if args else kwargs.get("sample")
+        if sample is None:
+            raise RuntimeError(f"{type(module).__name__}.forward got no sample tensor to read the latent size from")
+        self._latent_hw = tuple(sample.shape[-2:])
+        self._step = self._calls
+        self._calls += 1
+        if self._step >= self.cfg.num_steps:
+            raise RuntimeError(f"denoising step {self._step} is beyond CaptureConfig.num_steps={self.cfg.num_steps}; "
+                               f"set num_steps to the sampler's step count")
+
+    @staticmethod
+    def _stasher(state: _LayerState, key: str):
+        def hook(module, inputs, output):
+            state.stash[key] = output
+        return hook
+
+    def _recorder(self, state: _LayerState):
+        def on_call():
+            q, k = state.stash.pop("q"), state.stash.pop("k")
+            self._record(state, q, k)
+        return on_call
+
+    # ---------------------------------------------------------------- scoring
+    def _conditional(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg_layout == "none":
+            return x
+        if x.shape[0] % 2:
+            raise RuntimeError(f"cfg_layout={self.cfg_layout!r} needs an even batch, got {x.shape[0]}")
+        uncond_first = self.cfg_layout == "uncond_cond"
+        return x.chunk(2)[1 if uncond_first else 0]
+
+    def _query_weight(self, grid: tuple[int, int], batch: int) -> torch.Tensor | None:
+        if self._region_mask is None:
+            return None
+        if grid not in self._region_cache:
+            mask = F.interpolate(self._region_mask.float(), size=grid, mode="nearest")
+            if mask.shape[0] != batch:
+                raise RuntimeError(f"region mask has batch {mask.shape[0]}, the conditional batch is {batch}")
+            self._region_cache[grid] = mask.flatten(1)[:, None, :]  # [B, 1(head), Lq]
+        return self._region_cache[grid]
+
+    def _resolve_grids(self, state: _LayerState, lq: int, lk: int) -> None:
+        spec = state.spec
+        state.query_grid = tuple(spec.query_grid) if spec.query_grid else _grid_for(lq, self._latent_hw, spec.name)
+        if spec.ref_grid == "query":
+            state.ref_grid = state.query_grid
+        elif spec.ref_grid is not None:
+            state.ref_grid = tuple(spec.ref_grid)
+        elif lk == 1:
+            state.ref_grid = (1, 1)
+        if state.ref_grid is not None and state.ref_grid[0] * state.ref_grid[1] != lk:
+            raise RuntimeError(f"layer {spec.name}: reference grid {state.ref_grid} does not hold its {lk} key tokens")
+        state.degenerate_g2r = lk == 1
+        if "g2r" in self.cfg.directions and state.ref_grid is None:
+            raise RuntimeError(f"layer {spec.name}: {lk} reference tokens but no reference grid; pass "
+                               f"ref_grid=(rows, cols) (bare UNet) or set LayerSpec.ref_grid (adapter)")
+        if state.degenerate_g2r and "g2r" in self.cfg.directions:
+            log.warning("G2R is degenerate at layer %s: one reference token, so the softmax over reference tokens "
+                        "is identically 1; only R2G is recorded there", spec.name)
+
+    def _record(self, state: _LayerState, q: torch.Tensor, k: torch.Tensor) -> None:
+        attn = state.spec.module
+        q, k = self._conditional(q), self._conditional(k)
+        batch, lq, width = q.shape
+        lk = k.shape[1]
+        heads = attn.heads
+        head_dim = width // heads
+        q = q.reshape(batch, lq, heads, head_dim).transpose(1, 2)
+        k = k.reshape(batch, lk, heads, head_dim).transpose(1, 2)
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+        if state.query_grid is None:
+            state.heads = heads
+            self._resolve_grids(state, lq, lk)
+        group = self.cfg.time_group(self._step)
+        scale = head_dim ** -0.5
+        dirs = self.cfg.directions
+        want_g2r = "g2r" in dirs and not state.degenerate_g2r
+        want_sram = state.spec.name in self.cfg.sram_layers and not state.degenerate_g2r
+        want_daam = "daam" in dirs
+        with torch.no_grad():
+            if lk == 1:
+                scores = {"r2g": r2g_single_token(q, k, scale)} if "r2g" in dirs else {}
+                if want_daam:
+                    scores["daam"] = q.new_ones(batch, heads, lq, dtype=torch.float32)
+            else:
+                scores = spatial_scores(q, k, scale, chunk=self.cfg.query_chunk, r2g="r2g" in dirs, g2r=want_g2r,
+                                        query_weight=self._query_weight(state.query_grid, batch) if want_g2r else None,
+                                        sram=want_sram, daam=want_daam)
+            self._accumulate(state, scores, group, batch, heads, lq, lk)
+
+    def _accumulate(self, state, scores, group, batch, heads, lq, lk) -> None:
+        groups = self.cfg.time_groups
+        shapes = {"r2g": (batch, groups, heads, lq), "daam": (batch, groups, heads, lq),
+                  "g2r": (batch, groups, heads, lk), "sram": (batch, lq, lk)}
+        for key, value in scores.items():
+            acc = state.acc.get(key)
+            if acc is None:
+                acc = state.acc[key] = torch.zeros(shapes[key], dtype=torch.float32, device=value.device)
+            elif acc.shape[0] != batch:
+                raise RuntimeError(f"layer {state.spec.name}: batch changed from {acc.shape[0]} to {batch} within one "
+                                   f"capture; call reset() between batches")
+            if key == "sram":
+                acc.add_(value)
+            else:
+                acc[:, group].add_(value)
+
+    # ---------------------------------------------------------------- results
+    @property
+    def steps_seen(self) -> int:
+        return self._calls
+
+    def layer_grids(self) -> dict[str, dict]:
+        return {s.spec.name: {"query": s.query_grid, "ref": s.ref_grid} for s in self._states
+                if s.query_grid is not None}
+
+    def accumulator_bytes(self) -> int:
+        return sum(a.numel() * a.element_size() for s in self._states for a in s.acc.values())
+
+    def maps(self) -> AttributionMaps:
+        """The recorded accumulators as AttributionMaps (raw, un-normalised; families on the common grids)."""
+        seen = [s for s in self._states if s.query_grid is not None]
+        if not seen:
+            raise RuntimeError("no hooked layer was called: run the model inside the capture first")
+        raw: dict[str, torch.Tensor] = {}
+        layers = []
+        for s in seen:
+            qh, qw = s.query_grid
+            rh, rw = s.ref_grid if s.ref_grid is not None else (1, s.acc.get("g2r", torch.empty(0, 0, 0, 1)).shape[-1])
+            for key, acc in s.acc.items():
+                if key in ("r2g", "daam"):
+                    raw[f"{key}/{s.spec.name}"] = acc.reshape(*acc.shape[:3], qh, qw)
+                elif key == "g2r":
+                    raw[f"g2r/{s.spec.name}"] = acc.reshape(*acc.shape[:3], rh, rw) / (qh * qw)
+                else:
+                    raw[f"sram/{s.spec.name}"] = acc
+            layers.append({"name": s.spec.name, "group": s.spec.group, "heads": s.heads, "query_grid": [qh, qw],
+                           "ref_grid": list(s.ref_grid) if s.ref_grid else None, "degenerate_g2r": s.degenerate_g2r})
+        meta = {"model": self.model_name, "num_steps": self.cfg.num_steps, "time_groups": self.cfg.time_groups,
+                "steps_seen": self._calls, "cfg_layout": self.cfg_layout, "directions": list(self.cfg.directions),
+                "layers": layers, "r2g_grid": self.cfg.r2g_grid, "g2r_grid": self.cfg.g2r_grid,
+                "family_layers": {d: {f: list(v) for f, v in fams.items()} for d, fams in
+                                  dict(self.cfg.family_layers).items()}}
+        return AttributionMaps(raw, meta)

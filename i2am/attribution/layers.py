@@ -1,0 +1,81 @@
+"""Which attention layers a capture hooks, and how an adapter describes them to the engine.
+
+The engine knows no model family. A model tells it what to hook through ``attribution_layers()``, a list of
+``LayerSpec``; a bare diffusers UNet is described by ``discover_cross_attention``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+from diffusers.models.attention_processor import Attention
+from torch import nn
+
+# A reference grid is a fixed (rows, cols) token grid, "query" when keys lie on the query grid (StableVITON's warp
+# blocks, PASD's pixel-aware attention) or None for a single token (CLIP image embedding: PBE, DCI-VTON, StableVITON).
+RefGrid = "tuple[int, int] | str | None"
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One hookable cross-attention layer.
+
+    name: stable, human-readable id (usually the module path), used in configs and saved maps.
+    module: the diffusers ``Attention`` whose processor the capture replaces.
+    ref_grid: layout of the key tokens: (rows, cols), "query" (same grid as the queries) or None (one token).
+    group: free label, e.g. "unet", "warp", "paca"; lets configs pick layers by family.
+    mid: True for mid-block layers ("all" excludes them, "all+mid" includes them).
+    query_grid: fixed query grid, or None to infer it from the latent size seen by the step module.
+    """
+
+    name: str
+    module: Attention
+    ref_grid: tuple[int, int] | str | None = None
+    group: str = "xattn"
+    mid: bool = False
+    query_grid: tuple[int, int] | None = None
+
+
+@runtime_checkable
+class SupportsAttribution(Protocol):
+    """What an adapter offers the engine."""
+
+    cfg_layout: str  # "none" | "uncond_cond" | "cond_uncond"
+
+    def attribution_layers(self) -> list[LayerSpec]: ...
+
+    @property
+    def step_module(self) -> nn.Module:
+        """The module whose forward call is one denoising step (the UNet); its pre-hook counts steps."""
+        ...
+
+
+def discover_cross_attention(unet: nn.Module, ref_grid=None) -> list[LayerSpec]:
+    """Every cross-attention ``Attention`` of a diffusers-style UNet, in forward (registration) order."""
+    specs = []
+    for name, module in unet.named_modules():
+        if isinstance(module, Attention) and module.is_cross_attention:
+            specs.append(LayerSpec(name=name, module=module, ref_grid=ref_grid, group="unet",
+                                   mid=name.startswith("mid_block") or ".mid_block." in name))
+    return specs
+
+
+def select_layers(specs: Sequence[LayerSpec], layers) -> list[LayerSpec]:
+    """Resolve ``CaptureConfig.layers``: "all", "all+mid", a group name prefixed by "group:", or a list of names."""
+    if layers in ("all", None):
+        return [s for s in specs if not s.mid]
+    if layers == "all+mid":
+        return list(specs)
+    if isinstance(layers, str) and layers.startswith("group:"):
+        groups = set(layers[len("group:"):].split(","))
+        chosen = [s for s in specs if s.group in groups and not s.mid]
+        if not chosen:
+            raise ValueError(f"no layer in group(s) {sorted(groups)}; groups here: {sorted({s.group for s in specs})}")
+        return chosen
+    if isinstance(layers, str):
+        layers = [layers]
+    by_name = {s.name: s for s in specs}
+    missing = [n for n in layers if n not in by_name]
+    if missing:
+        raise ValueError(f"unknown layer name(s) {missing}; hookable layers are: {list(by_name)}")
+    return [by_name[n] for n in layers]

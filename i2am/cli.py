@@ -1,0 +1,54 @@
+"""`i2am <task> [hydra overrides]`: one dispatcher over Hydra; each task composes conf/<task>.yaml."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from i2am.tasks import TASKS, get_task
+
+
+def config_dir() -> Path:
+    """conf/ of the checkout (editable install), or the directory named by I2AM_CONF."""
+    env = os.environ.get("I2AM_CONF")
+    path = Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
+    if not (path / "paths" / "default.yaml").is_file():
+        raise FileNotFoundError(f"no i2am config directory at {path}; set I2AM_CONF to the repository's conf/")
+    return path
+
+
+def usage() -> str:
+    width = max(len(n) for n in TASKS)
+    lines = ["usage: i2am <task> [hydra overrides ...]   (i2am <task> --help for the task's config)", "", "tasks:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in TASKS.items()]
+    lines += ["", "examples:", "  i2am demo", "  i2am demo sampler.num_steps=20 seed=1", "  i2am demo -m seed=0,1"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return
+    task = argv.pop(0)
+    if task not in TASKS:
+        print(f"i2am: unknown task {task!r}\n\n{usage()}", file=sys.stderr)
+        raise SystemExit(2)
+
+    import hydra
+    from omegaconf import DictConfig
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=task)
+    def _run(cfg: DictConfig) -> dict:
+        metrics = get_task(task).run(cfg)
+        if metrics:
+            print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, indent=1))
+        return metrics
+
+    sys.argv = [f"i2am {task}", *argv]
+    _run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Reading checkpoint files and comparing a converted state dict with a module's own, key by key."""
+from __future__ import annotations
+
+import fnmatch
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not fit the model; the message names the file or keys."""
+
+
+@dataclass
+class LoadReport:
+    """What ``load_checkpoint`` did, in the checkpoint's own key names where they exist.
+
+    missing: model keys the checkpoint does not provide.
+    unexpected: checkpoint keys the model has no place for (and that are not documented as ignorable).
+    mismatched: (key, shape in the checkpoint, shape expected by the model).
+    ignored: checkpoint keys that are documented as ignorable for this family (schedule buffers, VGG, ...).
+    """
+
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self, limit: int = 10) -> str:
+        parts = []
+        for title, items in (("missing", self.missing), ("unexpected", self.unexpected),
+                             ("shape mismatch", [f"{k}: checkpoint {tuple(a)} vs model {tuple(b)}"
+                                                 for k, a, b in self.mismatched])):
+            if items:
+                shown = ", ".join(items[:limit]) + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+                parts.append(f"{len(items)} {title}: {shown}")
+        return "; ".join(parts) or "all keys matched"
+
+
+def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.ckpt``/``.pt``/``.bin``/``.pth`` (torch) or ``.safetensors`` file.
+
+    Lightning files are unwrapped (``ckpt["state_dict"]``). ``trusted=True`` allows pickled non-tensor objects
+    (e.g. omegaconf hyper-parameters) in files you trust; by default only tensors and plain containers load.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+            obj = load_file(str(path))
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=not trusted, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as err:
+        hint = "" if trusted else " (if it holds pickled objects and you trust it, pass trusted=True)"
+        raise CheckpointError(f"{path}: not a readable checkpoint{hint}: {err}") from err
+    except Exception as err:  # truncated zip, text file, safetensors header errors, ...
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a model file?): "
+                              f"{type(err).__name__}: {err}") from err
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: holds no state dict (expected a mapping of names to tensors, "
+                              f"or a Lightning checkpoint with 'state_dict')")
+    return obj
+
+
+def is_ignorable(key: str, patterns) -> bool:
+    return any(fnmatch.fnmatchcase(key, p) for p in patterns)
+
+
+def compare(expected: dict[str, torch.Size], incoming: dict[str, torch.Tensor], source_name: dict[str, str],
+            ignorable=()) -> LoadReport:
+    """Report of loading ``incoming`` (model key names) into a module whose keys/shapes are ``expected``.
+
+    ``source_name`` maps a model key to the checkpoint key it came from, so reports speak the file's language.
+    """
+    report = LoadReport()
+    for key, shape in expected.items():
+        if key not in incoming:
+            report.missing.append(source_name.get(key, key))
+        elif tuple(incoming[key].shape) != tuple(shape):
+            report.mismatched.append((source_name.get(key, key), tuple(incoming[key].shape), tuple(shape)))
+    return report
+
+
+def ldm_schedule_buffers(num_steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012
+                         ) -> dict[str, torch.Tensor]:
+    """The 12 diffusion-schedule buffers an LDM ``LatentDiffusion`` saves (``linear`` = scaled-linear betas, eps)."""
+    betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_steps, dtype=torch.float64) ** 2
+    alphas = 1.0 - betas
+    acp = torch.cumprod(alphas, 0)
+    acp_prev = torch.cat([torch.ones(1, dtype=torch.float64), acp[:-1]])
+    posterior_variance = betas * (1.0 - acp_prev) / (1.0 - acp)
+    buffers = {
+        "betas": betas,
+        "alphas_cumprod": acp,
+        "alphas_cumprod_prev": acp_prev,
+        "sqrt_alphas_cumprod": acp.sqrt(),
+        "sqrt_one_minus_alphas_cumprod": (1.0 - acp).sqrt(),
+        "log_one_minus_alphas_cumprod": (1.0 - acp).log(),
+        "sqrt_recip_alphas_cumprod": (1.0 / acp).sqrt(),
+        "sqrt_recipm1_alphas_cumprod": (1.0 / acp - 1).sqrt(),
+        "posterior_variance": posterior_variance,
+        "posterior_log_variance_clipped": posterior_variance.clamp(min=1e-20).log(),
+        "posterior_mean_coef1": betas * acp_prev.sqrt() / (1.0 - acp),
+        "posterior_mean_coef2": (1.0 - acp_prev) * alphas.sqrt() / (1.0 - acp),
+    }
+    return {k: v.float() for k, v in buffers.items()}
+
+
+SCHEDULE_BUFFER_KEYS = tuple(ldm_schedule_buffers(2))
