@@ -98,6 +98,7 @@ class AttributionCapture:
         self._region_mask: torch.Tensor | None = None
         self._region_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._active = False
+        self._warned_degenerate = False
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> "AttributionCapture":
@@ -205,9 +206,10 @@ class AttributionCapture:
         if "g2r" in self.cfg.directions and state.ref_grid is None:
             raise RuntimeError(f"layer {spec.name}: {lk} reference tokens but no reference grid; pass "
                                f"ref_grid=(rows, cols) (bare UNet) or set LayerSpec.ref_grid (adapter)")
-        if state.degenerate_g2r and "g2r" in self.cfg.directions:
-            log.warning("G2R is degenerate at layer %s: one reference token, so the softmax over reference tokens "
-                        "is identically 1; only R2G is recorded there", spec.name)
+        if state.degenerate_g2r and "g2r" in self.cfg.directions and not self._warned_degenerate:
+            self._warned_degenerate = True
+            log.warning("G2R is degenerate from layer %s on: one reference token, so the softmax over reference "
+                        "tokens is identically 1; only R2G is recorded for single-token layers", spec.name)
 
     def _record(self, state: _LayerState, q: torch.Tensor, k: torch.Tensor) -> None:
         attn = state.spec.module
@@ -237,7 +239,8 @@ class AttributionCapture:
                 if want_daam:
                     scores["daam"] = q.new_ones(batch, heads, lq, dtype=torch.float32)
             else:
-                scores = spatial_scores(q, k, scale, chunk=self.cfg.query_chunk, r2g="r2g" in dirs, g2r=want_g2r,
+                chunk = max(1, self.cfg.chunk_budget // (batch * heads * lk))
+                scores = spatial_scores(q, k, scale, chunk=chunk, r2g="r2g" in dirs, g2r=want_g2r,
                                         query_weight=self._query_weight(state.query_grid, batch) if want_g2r else None,
                                         sram=want_sram, daam=want_daam)
             self._accumulate(state, scores, group, batch, heads, lq, lk)

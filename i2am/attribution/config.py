@@ -22,7 +22,8 @@ class CaptureConfig:
         specific-reference (SRAM) queries. Costs Lq*Lk floats per sample and layer.
     cfg_layout: which chunk of the batch is conditional: "none" (no CFG), "uncond_cond" (PBE, PASD: index 1),
         "cond_uncond" (the custom model: index 0), "auto" (the adapter's own ``cfg_layout``).
-    query_chunk: queries processed at once when probabilities over spatial tokens are materialised.
+    chunk_budget: the most logits (batch x heads x queries x tokens) materialised at once for spatial tokens; the
+        query axis is split into chunks that fit (64 Mi floats = 256 MiB fp32 by default).
     r2g_grid / g2r_grid: common grids for the families; None = the largest query grid (R2G) / reference grid (G2R).
     family_layers: optional per-direction, per-family layer subsets, e.g. the official StableVITON G2R uses
         {"g2r": {"ulam": [warp4], "hlam": [warp4], "tlam": [warp3, warp4, warp5]}}.
@@ -34,7 +35,7 @@ class CaptureConfig:
     layers: str | Sequence[str] = "all"
     sram_layers: Sequence[str] = ()
     cfg_layout: str = "none"
-    query_chunk: int = 1024
+    chunk_budget: int = 2**26
     r2g_grid: tuple[int, int] | None = None
     g2r_grid: tuple[int, int] | None = None
     family_layers: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
@@ -49,8 +50,8 @@ class CaptureConfig:
         if self.num_steps < 1 or not 1 <= self.time_groups <= self.num_steps:
             raise ValueError(f"CaptureConfig: need num_steps >= 1 and 1 <= time_groups <= num_steps, "
                              f"got num_steps={self.num_steps}, time_groups={self.time_groups}")
-        if self.query_chunk < 1:
-            raise ValueError(f"CaptureConfig.query_chunk must be >= 1, got {self.query_chunk}")
+        if self.chunk_budget < 1:
+            raise ValueError(f"CaptureConfig.chunk_budget must be >= 1, got {self.chunk_budget}")
         self.sram_layers = tuple(self.sram_layers)
         if not isinstance(self.layers, str):
             self.layers = tuple(self.layers)

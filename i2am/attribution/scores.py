@@ -37,27 +37,33 @@ def query_logsumexp(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int) 
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,
                    g2r: bool = True, query_weight: torch.Tensor | None = None, sram: bool = False,
                    daam: bool = False) -> dict[str, torch.Tensor]:
-    """Scores for Lk >= 1 reference tokens, computed in query chunks.
+    """Scores for Lk >= 1 reference tokens, computed in chunks of ``chunk`` query positions.
 
     Returns a dict with any of
       "r2g":  [..., Lq]  mean over tokens of the softmax over queries,
       "g2r":  [..., Lk]  Σ_j w_j · softmax_keys(logits)[j, :]  (w = query_weight [..., Lq] or 1),
       "sram": [..., Lq, Lk] with the head axis (dim -3) averaged: the full G2R probabilities,
       "daam": [..., Lq]  mean over tokens of the softmax over keys.
+    When all queries fit in one chunk the logits are computed once; otherwise R2G needs a first pass for the
+    log-sum-exp over queries and recomputes each chunk's logits in the second.
     """
     lq = q.shape[-2]
-    out: dict[str, torch.Tensor] = {}
-    lse = query_logsumexp(q, k, scale, chunk) if r2g else None
+    starts = range(0, lq, chunk)
+    single = lq <= chunk
+    first = _logits(q, k, scale) if single else None
+    lse = None
+    if r2g:
+        lse = torch.logsumexp(first, dim=-2) if single else query_logsumexp(q, k, scale, chunk)
     r2g_parts, sram_parts, daam_parts, g2r_sum = [], [], [], None
-    for start in range(0, lq, chunk):
-        logits = _logits(q[..., start:start + chunk, :], k, scale)
+    for start in starts:
+        logits = first if single else _logits(q[..., start:start + chunk, :], k, scale)
         if r2g:
             r2g_parts.append(torch.exp(logits - lse.unsqueeze(-2)).mean(-1))
         if g2r or sram or daam:
             probs = torch.softmax(logits, dim=-1)
             if g2r:
                 if query_weight is not None:
-                    part = (probs * query_weight[..., start:start + chunk, None]).sum(-2)
+                    part = torch.matmul(query_weight[..., None, start:start + chunk], probs).squeeze(-2)
                 else:
                     part = probs.sum(-2)
                 g2r_sum = part if g2r_sum is None else g2r_sum + part
@@ -65,6 +71,7 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
                 sram_parts.append(probs.mean(-3))
             if daam:
                 daam_parts.append(probs.mean(-1))
+    out: dict[str, torch.Tensor] = {}
     if r2g:
         out["r2g"] = torch.cat(r2g_parts, dim=-1)
     if g2r:

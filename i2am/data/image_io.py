@@ -1,8 +1,10 @@
 """Reading images and masks into the batch format of ``schema.py``, and writing deterministic PNGs.
 
 Images become float tensors in [-1, 1], [3, H, W]; masks float {0, 1}, [1, H, W]; label maps int64 [1, H, W].
-``size`` is always (H, W). Photos are resized bicubically, masks bilinearly then thresholded at 0.5, and code images
-(DensePose-like maps, label maps) with nearest neighbour, since interpolating codes makes codes that mean nothing.
+``size`` is always (H, W). Photos are resized bicubically. Masks use the box (area) filter, then a 0.5 threshold:
+an output pixel is in the mask when at least half of its area is, so a box upscaled by an integer factor stays an
+exact box, corners included. Code images (DensePose-like maps, label maps) use nearest neighbour, since
+interpolating codes makes codes that mean nothing.
 """
 from __future__ import annotations
 
@@ -27,19 +29,23 @@ def _load(path: Path, mode: str, size: tuple[int, int] | None, resample: Image.R
         image = image.convert(mode)
         if size is not None and image.size != (size[1], size[0]):
             image = image.resize((size[1], size[0]), resample=resample)
-        return np.asarray(image)
+        return np.array(image)
+
+
+def rgb_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> float [3, H, W] in [-1, 1]."""
+    return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
 def read_rgb(path: Path, size: tuple[int, int] | None = None, nearest: bool = False) -> torch.Tensor:
     """RGB image as float [3, H, W] in [-1, 1]; ``nearest`` for coded images such as DensePose maps."""
     resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC
-    array = _load(path, "RGB", size, resample)
-    return torch.from_numpy(array).permute(2, 0, 1).float().div(127.5).sub(1.0)
+    return rgb_to_tensor(_load(path, "RGB", size, resample))
 
 
 def read_mask(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Grey mask as float {0, 1} [1, H, W]: 1 where the (resized) grey value is at least 128."""
-    array = _load(path, "L", size, Image.Resampling.BILINEAR)
+    """Grey mask as float {0, 1} [1, H, W]: 1 where the (area-resized) grey value is at least 128."""
+    array = _load(path, "L", size, Image.Resampling.BOX)
     return torch.from_numpy(array >= 128).float().unsqueeze(0)
 
 

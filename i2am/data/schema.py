@@ -20,3 +20,5 @@ CORRESPONDENCE = "correspondence"  # toy world only: [B, 2, H, W] float, source 
                                    # pixel on the reference image grid, -1 where the garment does not cover it
 BBOX = "bbox"                  # detection sets: [B, 4] float, COCO xywh in pixels of the batch's image size
 CATEGORY = "category"          # list[str]
+POSE_KEYPOINTS = "pose_keypoints"  # VITON-HD openpose_json: [B, K, 3] float (x, y, confidence), x/y in pixels of
+                                   # the batch's image size (K = 18 for VITON-HD's COCO-18 keypoints)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import warnings
 
 import torch
 
@@ -20,6 +21,7 @@ from .registry import model_factory, register_model, registered_names
 __all__ = ["create_model", "list_models", "register_model"]
 
 _imported = False
+_import_errors: dict[str, str] = {}   # submodule -> error; a broken family must not hide the others
 
 
 def _import_all_submodules() -> None:
@@ -27,7 +29,11 @@ def _import_all_submodules() -> None:
     if _imported:
         return
     for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+        try:
+            importlib.import_module(f"{__name__}.{info.name}")
+        except Exception as err:  # noqa: BLE001 - reported on use, see create_model
+            _import_errors[info.name] = f"{type(err).__name__}: {err}"
+            warnings.warn(f"i2am.models.{info.name} failed to import ({err}); its models are unavailable")
     _imported = True
 
 
@@ -37,15 +43,23 @@ def list_models() -> list[str]:
     return registered_names()
 
 
-def create_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **overrides):
-    """Build the adapter ``name`` with random weights.
+def create_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32,
+                 checkpoint: str | None = None, strict: bool = True, **overrides):
+    """Build the adapter ``name`` (random weights, or ``checkpoint`` loaded with ``load_checkpoint``).
 
     device="meta" builds a full-size architecture without allocating memory (for checkpoint-layout checks).
     ``overrides`` are passed to the family's factory (e.g. ``guidance=3.0``, ``image_size=(256, 192)``).
     """
     _import_all_submodules()
+    if name not in registered_names() and _import_errors:
+        raise KeyError(f"unknown model {name!r}; registered: {registered_names()}; submodules that failed to "
+                       f"import: {_import_errors}")
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
     adapter = model_factory(name)(device=torch.device(device), **overrides)
     adapter.name = name
+    if checkpoint is not None:
+        adapter.load_checkpoint(checkpoint, strict=strict)
     if torch.device(device).type != "meta":
         adapter.to(dtype=dtype)
     return adapter

@@ -1,0 +1,78 @@
+"""``write_toy_vitonhd``: the toy try-on world, written in exactly the VITON-HD layout (plus ``correspondence/``).
+
+Names are ``<index:06d>_00.png`` (train first, then test). Each split's ``<split>_pairs.txt`` lists
+``<person> <garment>`` with a *different* garment in the second column (a random cyclic derangement), so both
+paired mode (first column twice) and unpaired mode work on both splits. Sample i of a split depends only on
+(seed, split, i), never on how many samples are written.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from i2am.data.image_io import save_png
+from i2am.data.toy.garment import draw_garment
+from i2am.data.toy.person import random_person, render_person, warp_garment
+
+TOY_WORLD_FILE = "toy_world.json"
+FORMAT_VERSION = 1
+_SPLIT_CODES = {"train": 0, "test": 1}
+
+
+def write_toy_vitonhd(root: str | Path, n_train: int = 64, n_test: int = 16, size: tuple[int, int] = (128, 96),
+                      seed: int = 0) -> Path:
+    """Write ``n_train`` + ``n_test`` toy try-on samples of ``size`` (H, W) under ``root``; returns ``root``."""
+    root, size = Path(root), (int(size[0]), int(size[1]))
+    if min(size) < 16 or n_train < 1 or n_test < 1:
+        raise ValueError(f"toy VITON-HD needs size >= 16x16 and at least one sample per split; got size={size}, "
+                         f"n_train={n_train}, n_test={n_test}")
+    first = 0
+    for split, count in (("train", n_train), ("test", n_test)):
+        names = [f"{first + i:06d}_00" for i in range(count)]
+        _write_split(root, split, names, size, seed)
+        first += count
+    meta = {"kind": "toy_vitonhd", "format_version": FORMAT_VERSION, "n_train": n_train, "n_test": n_test,
+            "size": list(size), "seed": seed}
+    (root / TOY_WORLD_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return root
+
+
+def _write_split(root: Path, split: str, names: list[str], size: tuple[int, int], seed: int) -> None:
+    code = _SPLIT_CODES[split]
+    garments = [draw_garment(np.random.default_rng([seed, code, i, 0]), size) for i in range(len(names))]
+    order = np.random.default_rng([seed, code, len(names), 2]).permutation(len(names))
+    partner = np.empty(len(names), dtype=np.int64)
+    partner[order] = np.roll(order, -1)
+    out = root / split
+    for i, name in enumerate(names):
+        cloth, cloth_mask, shape = garments[i]
+        person = render_person(random_person(np.random.default_rng([seed, code, i, 1]), size), size, cloth, shape)
+        other_cloth, _, other_shape = garments[partner[i]]
+        unpaired_warp, unpaired_mask = warp_garment(other_cloth, other_shape, person["garment_coords"])
+        paired_warp = np.where(person["covered"][..., None], person["image"], np.uint8(255))
+        files = {
+            f"image/{name}.png": person["image"],
+            f"cloth/{name}.png": cloth,
+            f"cloth-mask/{name}.png": _mask(cloth_mask),
+            f"agnostic-v3.2/{name}.png": person["agnostic"],
+            f"agnostic-mask/{name}_mask.png": _mask(person["agnostic_mask"]),
+            f"image-densepose/{name}.png": person["densepose"],
+            f"image-parse-v3/{name}.png": person["parse"],
+            f"gt_cloth_warped_mask/{name}.png": _mask(person["covered"]),
+            f"cloth-warp/{name}.png": paired_warp,
+            f"cloth-warp-mask/{name}.png": _mask(person["covered"]),
+            f"unpaired-cloth-warp/{name}.png": unpaired_warp,
+            f"unpaired-cloth-warp-mask/{name}.png": _mask(unpaired_mask),
+        }
+        for relative, array in files.items():
+            save_png(array, out / relative)
+        (out / "correspondence").mkdir(parents=True, exist_ok=True)
+        np.save(out / "correspondence" / f"{name}.npy", person["correspondence"])
+    lines = [f"{name}.png {names[partner[i]]}.png\n" for i, name in enumerate(names)]
+    (root / f"{split}_pairs.txt").write_text("".join(lines))
+
+
+def _mask(mask: np.ndarray) -> np.ndarray:
+    return mask.astype(np.uint8) * 255

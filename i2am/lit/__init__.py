@@ -1,0 +1,1 @@
+"""Lightning wrappers: DataModules (``datamodules``) and the LightningModules of attribution and training."""

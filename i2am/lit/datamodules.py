@@ -1,0 +1,165 @@
+"""One Lightning DataModule per dataset, each built from ``conf/data/<name>.yaml`` with ``hydra.utils.instantiate``.
+
+``setup`` builds the dataset, which validates its whole layout before any model exists. The toy worlds can be
+written on first use (``auto_write_toy``); they are written to a temporary folder and renamed into place, so a
+crashed write never leaves a half-written tree behind.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader, Dataset
+
+from i2am.data.coco_detection import INDEX_FILE, CocoDetectionDataset, build_coco_detection_set
+from i2am.data.cocoee import COCOEEDataset
+from i2am.data.open_images import OpenImagesDataset
+from i2am.data.toy import write_toy_coco, write_toy_vitonhd
+from i2am.data.toy.vitonhd import TOY_WORLD_FILE
+from i2am.data.vitonhd import DEFAULT_EXTRAS, VitonHDDataset
+
+
+def _pair(values: Sequence[int]) -> tuple[int, int]:
+    return int(values[0]), int(values[1])
+
+
+def write_atomically(root: Path, writer: Callable[[Path], object]) -> None:
+    """Run ``writer(tmp)`` in a sibling temporary folder, then rename it to ``root`` (unless another process won)."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    try:
+        writer(tmp)
+        if not root.exists():
+            os.replace(tmp, root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class DatasetDataModule(L.LightningDataModule):
+    """One dataset behind every dataloader: shuffled for ``fit``, in order for validate/test/predict."""
+
+    def __init__(self, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False):
+        super().__init__()
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.dataset: Dataset | None = None
+
+    def build_dataset(self) -> Dataset:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is None:
+            self.prepare_data()  # no-op when already prepared; lets plain scripts skip the Trainer protocol
+            self.dataset = self.build_dataset()
+
+    def _loader(self, shuffle: bool) -> DataLoader:
+        if self.dataset is None:
+            self.setup()
+        return DataLoader(self.dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory, persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(shuffle=False)
+
+
+class VitonHDDataModule(DatasetDataModule):
+    """VITON-HD (or the toy world in its layout). ``toy`` holds ``write_toy_vitonhd`` arguments (n_train, n_test,
+    seed); the toy size is ``size``."""
+
+    def __init__(self, root: str, split: str = "test", mode: str = "paired", size: Sequence[int] = (512, 384),
+                 extras: Sequence[str] = DEFAULT_EXTRAS, limit: int | None = None, validate: str = "full",
+                 auto_write_toy: bool = False, toy: dict | None = None, batch_size: int = 1, num_workers: int = 0,
+                 pin_memory: bool = False):
+        super().__init__(batch_size, num_workers, pin_memory)
+        self.root, self.split, self.mode, self.size = Path(root), split, mode, _pair(size)
+        self.extras, self.limit, self.validate = tuple(extras), limit, validate
+        self.auto_write_toy, self.toy = auto_write_toy, dict(toy or {})
+
+    def prepare_data(self) -> None:
+        if not self.auto_write_toy:
+            return
+        wanted = {"size": list(self.size), **self.toy}
+        if not self.root.exists():
+            write_atomically(self.root, lambda tmp: write_toy_vitonhd(tmp, **wanted))
+        _check_toy_arguments(self.root / TOY_WORLD_FILE, wanted)
+
+    def build_dataset(self) -> Dataset:
+        return VitonHDDataset(self.root, self.split, self.mode, self.size, self.extras, self.limit, self.validate)
+
+
+def _check_toy_arguments(meta_file: Path, wanted: dict) -> None:
+    """A toy world written earlier with other arguments is an error, not a silent surprise."""
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{meta_file.parent} exists but is not a toy world ({meta_file.name} missing); "
+                                "point root elsewhere or set auto_write_toy: false")
+    stored = json.loads(meta_file.read_text())
+    differing = {k: (stored.get(k), v) for k, v in wanted.items() if stored.get(k) != v}
+    if differing:
+        raise ValueError(f"the toy world in {meta_file.parent} was written with other arguments "
+                         f"(stored, requested): {differing}; delete the folder to rewrite it")
+
+
+class CocoDetectionDataModule(DatasetDataModule):
+    """The COCO detection set at ``root``, built from ``coco_root`` on first use when ``build_if_missing``;
+    with ``auto_write_toy`` the toy COCO (``toy``: n, size, seed) is written to ``coco_root`` first."""
+
+    def __init__(self, root: str, coco_root: str | None = None, coco_split: str = "val2017",
+                 area_range: Sequence[float] = (0.1, 0.3), build_if_missing: bool = True,
+                 size: Sequence[int] = (512, 512), reference_size: Sequence[int] = (224, 224),
+                 limit: int | None = None, validate: str = "full", auto_write_toy: bool = False,
+                 toy: dict | None = None, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False):
+        super().__init__(batch_size, num_workers, pin_memory)
+        self.root, self.coco_root, self.coco_split = Path(root), Path(coco_root) if coco_root else None, coco_split
+        self.area_range, self.build_if_missing = (float(area_range[0]), float(area_range[1])), build_if_missing
+        self.size, self.reference_size = _pair(size), _pair(reference_size)
+        self.limit, self.validate = limit, validate
+        self.auto_write_toy, self.toy = auto_write_toy, dict(toy or {})
+
+    def prepare_data(self) -> None:
+        if self.auto_write_toy and self.coco_root is not None and not self.coco_root.exists():
+            write_atomically(self.coco_root, lambda tmp: write_toy_coco(tmp, **self.toy))
+        if self.build_if_missing and self.coco_root is not None and not (self.root / INDEX_FILE).exists():
+            write_atomically(self.root, lambda tmp: build_coco_detection_set(self.coco_root, tmp, self.coco_split,
+                                                                             self.area_range))
+
+    def build_dataset(self) -> Dataset:
+        return CocoDetectionDataset(self.root, self.size, self.reference_size, self.limit, self.validate)
+
+
+class COCOEEDataModule(DatasetDataModule):
+    def __init__(self, root: str, size: Sequence[int] = (512, 512), reference_size: Sequence[int] = (224, 224),
+                 limit: int | None = None, validate: str = "full", batch_size: int = 1, num_workers: int = 0,
+                 pin_memory: bool = False):
+        super().__init__(batch_size, num_workers, pin_memory)
+        self.root, self.size, self.reference_size = root, _pair(size), _pair(reference_size)
+        self.limit, self.validate = limit, validate
+
+    def build_dataset(self) -> Dataset:
+        return COCOEEDataset(self.root, self.size, self.reference_size, self.limit, self.validate)
+
+
+class OpenImagesDataModule(DatasetDataModule):
+    def __init__(self, root: str, split: str = "validation", size: Sequence[int] = (512, 512),
+                 reference_size: Sequence[int] = (224, 224), area_range: Sequence[float] = (0.1, 0.3),
+                 limit: int | None = None, missing_images: str = "error", batch_size: int = 1, num_workers: int = 0,
+                 pin_memory: bool = False):
+        super().__init__(batch_size, num_workers, pin_memory)
+        self.kwargs = {"root": root, "split": split, "size": _pair(size), "reference_size": _pair(reference_size),
+                       "area_range": (float(area_range[0]), float(area_range[1])), "limit": limit,
+                       "missing_images": missing_images}
+
+    def build_dataset(self) -> Dataset:
+        return OpenImagesDataset(**self.kwargs)

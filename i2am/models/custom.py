@@ -1,0 +1,100 @@
+"""The paper's custom try-on model: a 17-channel SD-1.5 UNet whose cross-attention reads DINOv2 patch tokens.
+
+UNet input: [noisy 4, agnostic latent 4, DensePose latent 4, garment latent 4, inpainting mask 1 (1 = generate)].
+Reference: DINOv2 ViT-g/14 patch tokens of the garment at 518x392 (37x28 = 1,036 tokens, CLS dropped) through a
+4-block projector to 768; a learnable unconditional context [1, 1036, 768]; CFG batch [cond, uncond], guidance 5.
+Loads the authors' Lightning layout (``custom_v2.json``) and this adapter's own (training) checkpoints.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..data import schema
+from .base import DenoiseInputs, DiffusionAdapter, sample_ids
+from .components import TokenProjector, build_dinov2, build_unet, build_vae, component_config, imagenet_pixels, \
+    on_device, resize_mask
+from .convert import Rule
+from . import custom_layout
+from .registry import register_model
+
+NUM_ENCODER_LAYERS = 6   # cross-attention layers before the decoder (the mid block is not counted in LLAM)
+
+
+class CustomTryOn(DiffusionAdapter):
+    cfg_order = "cond_uncond"
+
+    def __init__(self, size: str = "full", device=torch.device("cpu"), guidance: float = 5.0,
+                 image_size=(512, 384), num_steps: int = 50):
+        super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps)
+        dino = component_config("dinov2", size)
+        self.reference_size = tuple(dino["image_size"])
+        patch = dino["config"]["patch_size"]
+        self.token_grid = (self.reference_size[0] // patch, self.reference_size[1] // patch)
+        with on_device(device):
+            self.unet = build_unet(size, in_channels=17, cross_attention_dim=dino["context_dim"])
+            self.vae = build_vae(size)
+            self.dinov2 = build_dinov2(size)
+            self.projector = TokenProjector(dino["config"]["hidden_size"], dino["context_dim"],
+                                            dino["projector_blocks"])
+            self.uncond_context = nn.Parameter(torch.randn(1, self.token_grid[0] * self.token_grid[1],
+                                                           dino["context_dim"]))
+        self.dinov2.requires_grad_(False)
+        self.vae.requires_grad_(False)
+        if device.type != "meta":
+            self.to(device)
+        self.eval()
+
+    def reference_grid(self):
+        return self.token_grid
+
+    def decoder_layer_name(self, k: int) -> str:
+        """LayerSpec name of decoder cross-attention layer k (1-based, as in LLAM figures; "layer 2" = k=2)."""
+        decoder = [s.name for s in self.attribution_layers() if s.name.startswith("up_blocks")]
+        if not 1 <= k <= len(decoder):
+            raise ValueError(f"decoder layer {k} out of range 1..{len(decoder)}")
+        return decoder[k - 1]
+
+    # ---- conditioning ----------------------------------------------------------------------------------------
+    def reference_tokens(self, reference: torch.Tensor) -> torch.Tensor:
+        """Garment [-1, 1] -> projected DINOv2 patch tokens [B, rows*cols, D] (CLS dropped, final LayerNorm kept)."""
+        pixels = imagenet_pixels(reference.to(self.device, self.dtype), self.reference_size)
+        patches = self.dinov2(pixel_values=pixels).last_hidden_state[:, 1:]
+        return self.projector(patches)
+
+    def prepare(self, batch: dict) -> DenoiseInputs:
+        agnostic = self.encode_images(batch[schema.AGNOSTIC])
+        densepose = self.encode_images(batch[schema.DENSEPOSE])
+        garment = self.encode_images(batch[schema.REFERENCE])
+        h, w = agnostic.shape[-2:]
+        mask = resize_mask(batch[schema.INPAINT_MASK].to(self.device, self.dtype), (h, w))
+        context = self.reference_tokens(batch[schema.REFERENCE])
+        return DenoiseInputs(concat=torch.cat([agnostic, densepose, garment, mask], dim=1), context=context,
+                             uncond_context=self.uncond_context.expand(context.shape[0], -1, -1),
+                             latent_shape=(4, h, w), sample_ids=sample_ids(batch),
+                             start_image=batch[schema.IMAGE].to(self.device, self.dtype))
+
+    def training_eps(self, noisy_latents: torch.Tensor, t, inputs: DenoiseInputs, unconditional: bool = False
+                     ) -> torch.Tensor:
+        """One UNet forward for training: the conditional context, or the learnable unconditional one (the
+        original drops the reference for the whole batch with p = 0.2)."""
+        context = inputs.uncond_context if unconditional else inputs.context
+        return self.predict_eps(noisy_latents, t, inputs.concat, context, inputs.extra)
+
+    # ---- checkpoints -----------------------------------------------------------------------------------------
+    def original_rules(self) -> list[Rule]:
+        return (custom_layout.unet_rules("unet.")
+                + [Rule("diffusion.uncond_vector", ("uncond_context",))]
+                + custom_layout.projector_rules("projector.", len(self.projector.blocks))
+                + custom_layout.dinov2_rules("dinov2.model.", "dinov2.", self.dinov2.config.num_hidden_layers)
+                + custom_layout.vae_rules("vae."))
+
+
+@register_model("custom")
+def custom(device=torch.device("cpu"), **overrides) -> CustomTryOn:
+    return CustomTryOn("full", device=device, **overrides)
+
+
+@register_model("custom-tiny")
+def custom_tiny(device=torch.device("cpu"), **overrides) -> CustomTryOn:
+    return CustomTryOn("tiny", device=device, **{"image_size": (128, 96), **overrides})

@@ -1,0 +1,33 @@
+"""DCI-VTON: the Paint-by-Example architecture on VITON-HD (512x384) whose inpainting input carries the garment
+warped by DCI-VTON's appearance-flow network (METHOD §7). Loads ``viton512.ckpt`` (PBE keys + ``vgg.*``; the VGG
+of its perceptual loss is accepted and reported as ignored)."""
+from __future__ import annotations
+
+import torch
+
+from ..data import schema
+from .pbe import PaintByExample
+from .registry import register_model
+
+
+class DCIVTON(PaintByExample):
+    ignorable_keys = PaintByExample.ignorable_keys + ("vgg.*",)
+
+    def inpaint_image(self, batch: dict, keep: torch.Tensor) -> torch.Tensor:
+        """The person with the try-on region removed and the warped garment pasted in (where the batch has it)."""
+        image = batch[schema.IMAGE] * keep
+        if schema.CLOTH_WARP not in batch:
+            return image
+        warp = batch[schema.CLOTH_WARP].to(image)
+        warp_mask = batch.get(schema.CLOTH_WARP_MASK, torch.ones_like(warp[:, :1])).to(image) * (1.0 - keep)
+        return image * (1.0 - warp_mask) + warp * warp_mask
+
+
+@register_model("dcivton")
+def dcivton(device=torch.device("cpu"), **overrides) -> DCIVTON:
+    return DCIVTON("full", device=device, **{"image_size": (512, 384), **overrides})
+
+
+@register_model("dcivton-tiny")
+def dcivton_tiny(device=torch.device("cpu"), **overrides) -> DCIVTON:
+    return DCIVTON("tiny", device=device, **{"image_size": (128, 96), **overrides})

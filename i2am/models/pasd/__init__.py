@@ -1,0 +1,32 @@
+"""PASD (Pixel-Aware Stable Diffusion) super-resolution: architecture, release loading and the i2am adapter.
+
+Registered models: ``pasd`` (SD-1.5 size; ``checkpoint=`` a release folder and ``base_model=`` a local SD-1.5
+folder load real weights) and ``pasd-tiny`` (CPU-sized, same layout: 12 PACA layers on 4 grid levels).
+"""
+from __future__ import annotations
+
+import torch
+
+from i2am.models.pasd.adapter import PASDAdapter
+from i2am.models.pasd.controlnet import DegradationRemovalEmbedding, PixelAwareControlNetModel
+from i2am.models.pasd.factory import build_pasd, pasd_from_release
+from i2am.models.pasd.unet import PixelAwareUNet2DConditionModel
+from i2am.models.registry import register_model
+
+__all__ = ["PASDAdapter", "PixelAwareUNet2DConditionModel", "PixelAwareControlNetModel",
+           "DegradationRemovalEmbedding", "build_pasd", "pasd_from_release"]
+
+
+@register_model("pasd")
+def pasd(device=torch.device("cpu"), checkpoint=None, base_model=None, variant: str = "pasd", **overrides):
+    if checkpoint is not None:
+        if base_model is None:
+            raise ValueError("pasd: checkpoint= needs base_model= (a local SD-1.5 folder with vae/, text_encoder/, "
+                             "tokenizer/, scheduler/)")
+        return pasd_from_release(checkpoint, base_model, device, **overrides)
+    return build_pasd("full", device, variant, base_model, **overrides)
+
+
+@register_model("pasd-tiny")
+def pasd_tiny(device=torch.device("cpu"), **overrides):
+    return build_pasd("tiny", device, **overrides)

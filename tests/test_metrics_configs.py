@@ -1,0 +1,55 @@
+"""conf/evaluator/*.yaml build the evaluators; metrics/ stays free of Lightning and the model zoo."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from i2am.metrics import ImacsEvaluator
+from i2am.metrics.detection import DetectionEvaluator
+from i2am.metrics.localization_evaluator import LocalizationEvaluator
+from i2am.metrics.quality import QualityEvaluator
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "evaluator"
+
+
+def load(name):
+    return OmegaConf.load(CONF / f"{name}.yaml")
+
+
+def test_imacs_detection_and_localization_configs_instantiate():
+    assert isinstance(instantiate(load("imacs")), ImacsEvaluator)
+    detection = instantiate(load("detection"))
+    assert isinstance(detection, DetectionEvaluator) and detection.box_kwargs["percentile"] == 65.0
+    assert isinstance(instantiate(load("localization")), LocalizationEvaluator)
+
+
+@pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")
+def test_quality_config_builds_with_a_toy_backbone_and_names_missing_weights_otherwise():
+    toy = instantiate(load("quality"), feature="random-conv", metrics=["fid", "kid", "ssim"], kid_subset_size=2)
+    assert isinstance(toy, QualityEvaluator) and toy.size == (512, 384)
+    toy.update_real(torch.rand(2, 3, 16, 12) * 2 - 1)
+    toy.update_generated(torch.rand(2, 3, 16, 12) * 2 - 1)
+    toy.update_paired(torch.rand(2, 3, 16, 12) * 2 - 1, torch.rand(2, 3, 16, 12) * 2 - 1)
+    assert set(toy.compute()) == {"fid_randconv", "kid_randconv", "kid_std_randconv", "ssim"}
+    with pytest.raises(Exception, match="torch-fidelity|weights-inception"):
+        instantiate(load("quality"))  # offline, without the extra or its weights
+
+
+def test_correlation_config_is_a_partial_over_runs(tmp_path):
+    correlate = instantiate(load("correlation"), n_bootstrap=50)
+    runs = [{"imacs_g": g, "fid": f} for g, f in ((0.1, 13.0), (0.3, 10.7), (0.2, 11.5))]
+    table = correlate(output_dir=tmp_path, runs=runs)
+    assert [(row["x"], row["y"]) for row in table] == [("imacs_g", "fid")]
+    assert (tmp_path / "correlation.csv").is_file()
+
+
+def test_metrics_import_neither_lightning_nor_the_model_zoo():
+    code = ("import sys, i2am.metrics, i2am.metrics.detection, i2am.metrics.quality, i2am.metrics.correlation, "
+            "i2am.metrics.localization_evaluator, i2am.metrics.record; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning') "
+            "or m.startswith('i2am.models') or m.startswith('i2am.lit')]; assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
