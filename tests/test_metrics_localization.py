@@ -138,3 +138,27 @@ def test_mass_in_region_by_hand():
     region[..., 2:, :] = 1  # bottom row of cells
     share, area = mass_in_region(r2g, region)
     assert share.item() == pytest.approx(0.5) and area.item() == pytest.approx(0.5)
+
+
+def test_on_the_toy_world_an_oracle_localises_and_the_baselines_rank_as_in_toyworld_md(tmp_path):
+    from torch.utils.data import default_collate
+
+    from i2am.data.toy import write_toy_vitonhd
+    from i2am.data.vitonhd import VitonHDDataset
+
+    root = write_toy_vitonhd(tmp_path, n_train=1, n_test=8, size=(64, 48), seed=0)
+    dataset = VitonHDDataset(root, "test", "paired", size=(64, 48), extras=("correspondence",))
+    batch = default_collate([dataset[i] for i in range(len(dataset))])
+    query_grid, reference_grid = (16, 12), (8, 6)
+    sources, _ = true_source_cells(batch["correspondence"], query_grid, reference_grid, (64, 48))
+    oracle = point_maps(torch.nan_to_num(sources), reference_grid)  # SRAMs centred on the true sources
+    evaluator = LocalizationEvaluator()
+    evaluator.update(oracle, grid_cells(*query_grid), query_grid, batch["correspondence"], batch["inpaint_mask"],
+                     batch["reference_mask"])
+    result = evaluator.compute()
+    assert result["loc_n_queries"] > 100
+    assert result["loc_err_centroid"] == pytest.approx(0.0, abs=1e-5)
+    assert result["loc_localizes"] == 1.0
+    assert result["loc_err_bbox_baseline"] < 0.5 * result["loc_err_uniform_baseline"]
+    assert result["loc_err_uniform_baseline"] < result["loc_err_random_baseline"]
+    assert result["attn_entropy_uniform_baseline"] == pytest.approx(math.log(48))

@@ -34,8 +34,11 @@ def write_atomically(root: Path, writer: Callable[[Path], object]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
     try:
         writer(tmp)
-        if not root.exists():
+        try:
             os.replace(tmp, root)
+        except OSError:  # another process (e.g. another DDP rank) renamed its copy first
+            if not root.exists():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -69,8 +69,10 @@ class DetectionEvaluator(Metric):
                  random_aspect: Sequence[float] = (0.5, 2.0), **kwargs):
         super().__init__(**kwargs)
         self.preset = preset
-        self.box_kwargs = dict(percentile=percentile, kernel_size=kernel_size, dilate_iterations=dilate_iterations)
-        self.random_kwargs = dict(seed=random_seed, area_range=tuple(random_area), aspect_range=tuple(random_aspect))
+        self.box_kwargs = {"percentile": percentile, "kernel_size": kernel_size,
+                           "dilate_iterations": dilate_iterations}
+        self.random_kwargs = {"seed": random_seed, "area_range": tuple(random_area),
+                              "aspect_range": tuple(random_aspect)}
         for source in self.BOX_SOURCES:
             self.add_state(f"iou_{source}", default=[], dist_reduce_fx="cat")
         for name in ("pred_boxes", "gt_boxes", "scores"):

@@ -22,6 +22,7 @@ from torchmetrics import Metric
 DIRECTIONS = ("r2g", "g2r")
 PRESETS = ("official", "clean")
 EPS = 1e-8
+METRIC_NAMES = {"r2g": "imacs_g", "g2r": "imacs_r"}
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -99,8 +100,6 @@ class ImacsEvaluator(torch.nn.Module):
     Both are always computed together on every rank, which keeps ``compute`` safe under DDP.
     """
 
-    NAMES = {"r2g": "imacs_g", "g2r": "imacs_r"}
-
     def __init__(self, preset: str = "official", penalty: float = 3.0, directions=DIRECTIONS):
         super().__init__()
         for direction in directions:
@@ -122,7 +121,7 @@ class ImacsEvaluator(torch.nn.Module):
             self.metrics[direction].update(image_map, mask)
 
     def compute(self) -> dict[str, float]:
-        return {self.NAMES[d]: float(self.metrics[d].compute()) for d in self.directions}
+        return {METRIC_NAMES[d]: float(self.metrics[d].compute()) for d in self.directions}
 
     def reset(self) -> None:
         for metric in self.metrics.values():

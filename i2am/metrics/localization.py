@@ -89,7 +89,7 @@ def true_source_cells(correspondence: Tensor, query_grid: Sequence[int], referen
     Returns source [B, h*w, 2] in reference cell coordinates (the mean source over the cell's covered pixels; NaN
     where none is covered) and coverage [B, h*w], the covered fraction of each cell.
     """
-    covered = (correspondence[:, :1] >= 0).float()
+    covered = (correspondence >= 0).all(dim=1, keepdim=True).float()
     coverage = pool_to_grid(covered, query_grid)
     mean_source = pool_to_grid(correspondence.float() * covered, query_grid) / coverage
     scale = mean_source.new_tensor([reference_grid[0] / reference_size[0], reference_grid[1] / reference_size[1]])

@@ -109,7 +109,7 @@ class LocalizationEvaluator(Metric):
             self.stat_sums[index] += torch.stack([stats[name].double().sum() for name in self.stat_names])
         self.n_queries += count
         if r2g_map is not None:
-            garment_region = (correspondence[:, :1] >= 0).float().to(r2g_map.device)
+            garment_region = (correspondence >= 0).all(dim=1, keepdim=True).float().to(r2g_map.device)
             share, area = mass_in_region(r2g_map, garment_region)
             self.mass_sums += torch.stack([share.double().sum(), area.double().sum()]).to(self.mass_sums.device)
             self.n_maps += share.numel()

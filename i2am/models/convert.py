@@ -61,8 +61,15 @@ def _source_shape(rule: Rule, expected) -> tuple:
 
 
 def convert_to_original(rules: list[Rule], model_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Model tensors -> original layout. Rules whose targets the model lacks (template keys of a layer this
+    architecture does not have) are skipped; a model key no rule covers is an error."""
+    uncovered = set(model_state) - {t for r in rules for t in r.targets}
+    if uncovered:
+        raise KeyError(f"no original-layout name for model keys {sorted(uncovered)[:10]}")
     out = {}
     for rule in rules:
+        if not all(t in model_state for t in rule.targets):
+            continue
         value = torch.cat([model_state[t] for t in rule.targets], 0) if len(rule.targets) > 1 \
             else model_state[rule.targets[0]]
         out[rule.source] = value[:, :, None, None] if rule.squeeze and value.dim() == 2 else value
