@@ -1,0 +1,75 @@
+"""`i2am attribute`: sample a dataset under capture; write samples/, maps/, per-sample metrics and metrics.json."""
+from __future__ import annotations
+
+import logging
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from ..attribution import CaptureConfig
+from ..lit.attribution import AttributionModule
+from ..models import create_model
+from ..models.sampler import Sampler
+from .common import build_loggers, build_trainer, finish_loggers, run_dir, save_config, seed_everything, \
+    write_metrics
+
+log = logging.getLogger(__name__)
+
+
+def build_adapter(model_cfg: DictConfig, device: str = "cpu"):
+    """The adapter named by ``model.name``, with ``model.checkpoint`` (original layout or our own) loaded."""
+    overrides = OmegaConf.to_container(model_cfg.get("overrides") or {}, resolve=True)
+    adapter = create_model(model_cfg.name, device=device, dtype=model_cfg.get("dtype", "float32"), **overrides)
+    checkpoint = model_cfg.get("checkpoint")
+    if checkpoint:
+        report = adapter.load_checkpoint(checkpoint, strict=model_cfg.get("strict", True))
+        log.info("loaded %s: %s", checkpoint, report.summary())
+    return adapter.eval().requires_grad_(False)
+
+
+def default_sram_layers(adapter) -> tuple[str, ...]:
+    """The paper's SRAM layer: decoder cross-attention layer 2 (custom model), warp block 4 (StableVITON), else the
+    middle layer among those with spatial reference tokens; none for single-token models."""
+    if hasattr(adapter, "decoder_layer_name"):
+        return (adapter.decoder_layer_name(2),)
+    spatial = [s.name for s in adapter.attribution_layers() if s.ref_grid is not None and not s.mid]
+    if hasattr(adapter, "sram_layer"):
+        return (adapter.sram_layer,)
+    return (spatial[len(spatial) // 2],) if spatial else ()
+
+
+def capture_config(cfg: DictConfig, adapter) -> CaptureConfig:
+    spec = OmegaConf.to_container(cfg.capture, resolve=True)
+    spec.pop("_target_", None)
+    if spec.get("sram_layers") == "auto":
+        spec["sram_layers"] = default_sram_layers(adapter)
+    return CaptureConfig(**spec)
+
+
+def run(cfg: DictConfig) -> dict:
+    out_dir = run_dir(cfg)
+    save_config(cfg, out_dir)
+    seed_everything(cfg.seed)
+    device = "cuda" if cfg.trainer.get("accelerator") in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
+    adapter = build_adapter(cfg.model, device=device)
+    sampler = Sampler(**OmegaConf.to_container(cfg.sampler, resolve=True), seed=cfg.seed)
+    evaluators = {name: instantiate(spec) for name, spec in (cfg.get("evaluators") or {}).items() if spec}
+    module = AttributionModule(adapter, sampler, capture_config(cfg, adapter), out_dir, evaluators=evaluators,
+                               render=OmegaConf.to_container(cfg.render, resolve=True),
+                               g2r_region=cfg.get("g2r_region"), save_maps=cfg.save_maps,
+                               num_figures=cfg.num_figures)
+    datamodule = instantiate(cfg.data)
+    loggers = build_loggers(cfg, out_dir)
+    try:
+        trainer = build_trainer(cfg, out_dir, loggers, enable_checkpointing=False)
+        trainer.predict(module, datamodule=datamodule, return_predictions=False)
+        metrics = module.final_metrics
+        if trainer.is_global_zero:
+            write_metrics(out_dir, metrics)
+            for lg in loggers:
+                lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+    finally:
+        finish_loggers(loggers)
+    log.info("attribute: %s -> %s", metrics, out_dir)
+    return metrics
