@@ -8,6 +8,8 @@ from pathlib import Path
 
 from i2am.tasks import TASKS, get_task
 
+TASK_ENV = "I2AM_TASK"
+
 
 def config_dir() -> Path:
     """conf/ of the checkout (editable install), or the directory named by I2AM_CONF."""
@@ -28,13 +30,20 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    inherited = os.environ.get(TASK_ENV)   # DDP workers re-run this program without the task word (see below)
+    if argv and argv[0] in TASKS:
+        task = argv.pop(0)
+    elif inherited in TASKS and not (argv and argv[0] in ("-h", "--help", "help")):
+        task = inherited
+    elif not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return
-    task = argv.pop(0)
-    if task not in TASKS:
-        print(f"i2am: unknown task {task!r}\n\n{usage()}", file=sys.stderr)
+    else:
+        print(f"i2am: unknown task {argv[0]!r}\n\n{usage()}", file=sys.stderr)
         raise SystemExit(2)
+    # Lightning's DDP launcher starts the other ranks as `python <this program> <sys.argv[1:]>`; Hydra reads its
+    # overrides from sys.argv[1:], so the task travels in the environment instead of the command line.
+    os.environ[TASK_ENV] = task
 
     import hydra
     from omegaconf import DictConfig
@@ -46,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
             print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, indent=1))
         return metrics
 
-    sys.argv = [f"i2am {task}", *argv]
+    sys.argv = [sys.argv[0], *argv]
     _run()
 
 

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from i2am.data.sr import (DegradationConfig, build_sr_dataset, degrade, draw_degradation, paired_folders,
-                          toy_photographs)
+from i2am.data.sr import DegradationConfig, build_sr_dataset, degrade, draw_degradation, paired_folders, toy_photographs
 
 
 def write(path, height=32, width=48, value=None):

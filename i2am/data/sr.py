@@ -225,7 +225,7 @@ def toy_photographs(count: int = len(TOY_PHOTOS)) -> dict[str, np.ndarray]:
     try:
         from skimage import data as skdata
         return {name: getattr(skdata, name)()[..., :3] for name in TOY_PHOTOS[:count]}
-    except Exception:  # scikit-image missing or its data files absent
+    except (ImportError, OSError, ValueError):  # scikit-image missing or its data files absent
         return {f"drawing_{i}": _procedural_photo(i) for i in range(count)}
 
 

@@ -125,13 +125,15 @@ class AttributionModule(L.LightningModule):
             values.update({k: float(v) for k, v in evaluator.compute().items()})
             states[name] = metric_states(evaluator)
             evaluator.reset()
-        torch.save(states, self._path("metrics", sample_id, ".states.pt"))
+        states_path = self._path("metrics", sample_id, ".states.pt")
+        torch.save(states, states_path.with_name(f".{states_path.name}.{os.getpid()}.tmp"))
+        os.replace(states_path.with_name(f".{states_path.name}.{os.getpid()}.tmp"), states_path)
         if self.figures_written < self.num_figures:
             self.figures_written += 1
             self.write_figure(sample_id, sample, generated, rendered)
         record = {"sample_id": sample_id, **values}
         path = self._path("metrics", sample_id, ".json")
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, path)   # the done marker: written last
 
@@ -163,8 +165,15 @@ class AttributionModule(L.LightningModule):
             evaluator.update(maps.sram(layer, points=cells), cells, (qh, qw), sample[schema.CORRESPONDENCE],
                              sample[schema.INPAINT_MASK], sample[schema.REFERENCE_MASK],
                              r2g_map=maps.r2g.ulam if maps.r2g.available else None)
+        elif name == "detection":
+            if "r2g" not in rendered or schema.BBOX not in sample:
+                raise ValueError("the detection evaluator needs R2G maps and a dataset with boxes (coco_detection)")
+            daam = maps.daam.ulam if maps.daam.available else None
+            evaluator.update(rendered["r2g"], sample[schema.BBOX], sample_ids=list(sample[schema.SAMPLE_ID]),
+                             daam_map=daam)
         else:
-            raise ValueError(f"attribute: no per-sample rule for evaluator {name!r} (known: imacs, localization)")
+            raise ValueError(f"attribute: no per-sample rule for evaluator {name!r} "
+                             f"(known: imacs, localization, detection)")
 
     def write_figure(self, sample_id: str, sample: dict, generated: torch.Tensor, rendered: dict) -> None:
         gen = to_uint8_image(generated[0])

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -51,8 +50,7 @@ def run(cfg: DictConfig) -> dict:
     out_dir = run_dir(cfg)
     save_config(cfg, out_dir)
     seed_everything(cfg.seed)
-    device = "cuda" if cfg.trainer.get("accelerator") in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
-    adapter = build_adapter(cfg.model, device=device)
+    adapter = build_adapter(cfg.model)   # Lightning moves it to the trainer's device
     sampler = Sampler(**OmegaConf.to_container(cfg.sampler, resolve=True), seed=cfg.seed)
     evaluators = {name: instantiate(spec) for name, spec in (cfg.get("evaluators") or {}).items() if spec}
     module = AttributionModule(adapter, sampler, capture_config(cfg, adapter), out_dir, evaluators=evaluators,

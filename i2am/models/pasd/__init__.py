@@ -5,20 +5,24 @@ folder load real weights) and ``pasd-tiny`` (CPU-sized, same layout: 12 PACA lay
 """
 from __future__ import annotations
 
-import torch
-
 from i2am.models.pasd.adapter import PASDAdapter
 from i2am.models.pasd.controlnet import DegradationRemovalEmbedding, PixelAwareControlNetModel
 from i2am.models.pasd.factory import build_pasd, pasd_from_release
 from i2am.models.pasd.unet import PixelAwareUNet2DConditionModel
 from i2am.models.registry import register_model
 
-__all__ = ["PASDAdapter", "PixelAwareUNet2DConditionModel", "PixelAwareControlNetModel",
-           "DegradationRemovalEmbedding", "build_pasd", "pasd_from_release"]
+__all__ = [
+    "DegradationRemovalEmbedding",
+    "PASDAdapter",
+    "PixelAwareControlNetModel",
+    "PixelAwareUNet2DConditionModel",
+    "build_pasd",
+    "pasd_from_release",
+]
 
 
 @register_model("pasd")
-def pasd(device=torch.device("cpu"), checkpoint=None, base_model=None, variant: str = "pasd", **overrides):
+def pasd(device="cpu", checkpoint=None, base_model=None, variant: str = "pasd", **overrides):
     if checkpoint is not None:
         if base_model is None:
             raise ValueError("pasd: checkpoint= needs base_model= (a local SD-1.5 folder with vae/, text_encoder/, "
@@ -28,5 +32,5 @@ def pasd(device=torch.device("cpu"), checkpoint=None, base_model=None, variant: 
 
 
 @register_model("pasd-tiny")
-def pasd_tiny(device=torch.device("cpu"), **overrides):
+def pasd_tiny(device="cpu", **overrides):
     return build_pasd("tiny", device, **overrides)

@@ -19,8 +19,14 @@ from i2am.models.checkpoint import CheckpointError, LoadReport, compare, read_st
 from i2am.models.pasd import checkpoint as release
 from i2am.models.pasd.color_fix import wavelet_color_fix
 from i2am.models.pasd.controlnet import PixelAwareControlNetModel
-from i2am.models.pasd.sampling import (ADDED_NOISE_LEVEL, DEFAULT_GUIDANCE, DEFAULT_SCHEDULER, DEFAULT_STEPS,
-                                       SCHEDULER_OVERRIDES, start_latents)
+from i2am.models.pasd.sampling import (
+    ADDED_NOISE_LEVEL,
+    DEFAULT_GUIDANCE,
+    DEFAULT_SCHEDULER,
+    DEFAULT_STEPS,
+    SCHEDULER_OVERRIDES,
+    start_latents,
+)
 from i2am.models.pasd.text import ADDED_PROMPT, NEGATIVE_PROMPT, PromptEncoder, full_prompt
 from i2am.models.pasd.unet import PixelAwareUNet2DConditionModel
 from i2am.models.sampler import Sampler, make_scheduler, sample_seed

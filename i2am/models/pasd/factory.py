@@ -16,10 +16,10 @@ from i2am.models.pasd.text import PromptEncoder
 from i2am.models.pasd.unet import PixelAwareUNet2DConditionModel
 
 PRESETS = {
-    "full": dict(unet=configs.SD15_UNET, cond=configs.DEGRADATION_REMOVAL_CHANNELS, vae=configs.SD15_VAE,
-                 text=configs.SD15_TEXT_ENCODER, image_size=(512, 512)),
-    "tiny": dict(unet=configs.TINY_UNET, cond=configs.TINY_DEGRADATION_REMOVAL_CHANNELS, vae=configs.TINY_VAE,
-                 text=configs.TINY_TEXT_ENCODER, image_size=(128, 128)),
+    "full": {"unet": configs.SD15_UNET, "cond": configs.DEGRADATION_REMOVAL_CHANNELS, "vae": configs.SD15_VAE,
+             "text": configs.SD15_TEXT_ENCODER, "image_size": (512, 512)},
+    "tiny": {"unet": configs.TINY_UNET, "cond": configs.TINY_DEGRADATION_REMOVAL_CHANNELS, "vae": configs.TINY_VAE,
+             "text": configs.TINY_TEXT_ENCODER, "image_size": (128, 128)},
 }
 
 

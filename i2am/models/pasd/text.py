@@ -42,14 +42,14 @@ class PromptEncoder(nn.Module):
         self.tokenizer = tokenizer
 
     @classmethod
-    def from_config(cls, config: dict) -> "PromptEncoder":
+    def from_config(cls, config: dict) -> PromptEncoder:
         text_config = CLIPTextConfig(**config)
         tokenizer = ByteTokenizer(text_config.bos_token_id, text_config.eos_token_id, text_config.pad_token_id,
                                   text_config.max_position_embeddings)
         return cls(CLIPTextModel(text_config), tokenizer)
 
     @classmethod
-    def from_sd_folder(cls, root: str | Path) -> "PromptEncoder":
+    def from_sd_folder(cls, root: str | Path) -> PromptEncoder:
         """``text_encoder/`` and ``tokenizer/`` of a local SD-1.5 diffusers folder; never contacts a hub."""
         root = Path(root)
         for sub in ("text_encoder", "tokenizer"):

@@ -116,13 +116,14 @@ class PixelAwareUNet2DConditionModel(UNet2DConditionModel):
 
     def _route_pixel_context(self, residuals: list[torch.Tensor] | None) -> None:
         """Up block i, layer j reads the residual its skip connection pops: from the end of the list, in order."""
+        expected = sum(len(block.resnets) for block in self.up_blocks)
+        if residuals is not None and len(residuals) != expected:
+            raise ValueError(f"PixelAwareUNet2DConditionModel: {expected} ControlNet residuals expected, "
+                             f"got {len(residuals)}")
         for block in self.up_blocks:
             if residuals is None:
                 block.pixel_context = None
                 continue
             count = len(block.resnets)
-            if len(residuals) < count:
-                raise ValueError(f"PixelAwareUNet2DConditionModel: {len(self._skip_channels())} ControlNet residuals "
-                                 f"expected, got too few")
             block.pixel_context = residuals[-count:][::-1]
             del residuals[-count:]

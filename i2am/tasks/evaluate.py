@@ -1,0 +1,67 @@
+"""`i2am evaluate run_dir=<attribute run>`: generation quality of a finished attribute run against its ground truth.
+
+FID/KID compare the run's outputs with the real images of the same split (the protocol's unpaired setting); SSIM and
+LPIPS compare each output with its own ground truth and are computed for paired runs only (METHOD §4.4). The numbers
+are merged into the run's metrics.json.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from PIL import Image
+from tqdm import tqdm
+
+from ..data import schema
+from ..lit.attribution import safe_name
+from ..metrics.record import update_metrics_json
+
+log = logging.getLogger(__name__)
+
+
+def load_sample_image(path: Path) -> torch.Tensor:
+    """PNG -> [3, H, W] in [-1, 1]."""
+    array = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def run(cfg: DictConfig) -> dict:
+    if not cfg.get("run_dir"):
+        raise ValueError("evaluate needs run_dir=<directory of a finished attribute run>")
+    run = Path(cfg.run_dir)
+    config_file = run / "config.yaml"
+    if not config_file.is_file():
+        raise FileNotFoundError(f"{config_file} not found: run_dir must be an attribute run directory")
+    run_cfg = OmegaConf.load(config_file)
+    evaluator = instantiate(cfg.quality)
+    paired = run_cfg.data.get("mode", "paired") == "paired"
+    datamodule = instantiate(run_cfg.data, batch_size=cfg.batch_size)
+    datamodule.prepare_data()
+    datamodule.setup("predict")
+    n_generated = 0
+    for batch in tqdm(datamodule.predict_dataloader(), desc="quality"):
+        evaluator.update_real(batch[schema.IMAGE])
+        ids = [str(s) for s in batch[schema.SAMPLE_ID]]
+        found = [i for i, sid in enumerate(ids) if (run / "samples" / f"{safe_name(sid)}.png").is_file()]
+        if not found:
+            continue
+        generated = torch.stack([load_sample_image(run / "samples" / f"{safe_name(ids[i])}.png") for i in found])
+        target, mask = batch[schema.IMAGE][found], batch.get(schema.INPAINT_MASK)
+        mask = None if mask is None else mask[found]
+        evaluator.update_generated(generated, original=target, inpaint_mask=mask)
+        if paired and any(n in evaluator.metric_names for n in ("ssim", "lpips")):
+            evaluator.update_paired(generated, target, inpaint_mask=mask)
+        n_generated += len(found)
+    if n_generated == 0:
+        raise FileNotFoundError(f"no generated sample of {run} matches the dataset: is samples/ empty?")
+    metrics = evaluator.compute()
+    if not paired:
+        metrics = {k: v for k, v in metrics.items() if not k.startswith(("ssim", "lpips"))}
+        log.info("unpaired run: SSIM/LPIPS need paired outputs and are not reported")
+    update_metrics_json(run, metrics)
+    log.info("evaluate %s (%d outputs): %s", run, n_generated, metrics)
+    return {**metrics, "n_generated": n_generated}
