@@ -11,7 +11,7 @@ TINY = ["pbe-tiny", "dcivton-tiny", "stableviton-tiny", "custom-tiny"]
 
 def toy_batch(n=2, size=(128, 96), seed=0, ids=None):
     g = torch.Generator().manual_seed(seed)
-    img = lambda: torch.rand(n, 3, *size, generator=g) * 2 - 1  # noqa: E731
+    img = lambda: torch.rand(n, 3, *size, generator=g) * 2 - 1
     mask = torch.zeros(n, 1, *size)
     mask[:, :, size[0] // 4: 3 * size[0] // 4, size[1] // 4: 3 * size[1] // 4] = 1
     return {"image": img(), "reference": img(), "agnostic": img(), "densepose": img(), "inpaint_mask": mask,
@@ -147,3 +147,19 @@ def test_split_unet_passes_equal_diffusers_forward(models):
         h, skips = unet_passes.encode(unet, x, emb, ctx)
         torch.testing.assert_close(unet_passes.decode(unet, h, skips, emb, ctx),
                                    unet(x, 500, encoder_hidden_states=ctx).sample, atol=0, rtol=0)
+
+
+def test_model_and_sampler_configs_instantiate():
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    for name in ("pbe", "dcivton", "stableviton", "custom"):
+        cfg = OmegaConf.load(conf / "model" / f"{name}-tiny.yaml")
+        assert cfg.name == f"{name}-tiny" and cfg._target_ == "i2am.models.create_model"
+        assert OmegaConf.load(conf / "model" / f"{name}.yaml").name == name
+    model = instantiate(OmegaConf.load(conf / "model" / "custom-tiny.yaml"))
+    sampler = instantiate(OmegaConf.load(conf / "sampler" / "ddim.yaml"))
+    assert model.name == "custom-tiny" and sampler.settings(model)["guidance"] == 5.0
+    assert instantiate(OmegaConf.load(conf / "sampler" / "unipc.yaml")).settings(model)["num_steps"] == 20

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -51,6 +52,15 @@ def metric_states(module: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]
             for name, m in module.named_modules() if isinstance(m, Metric)}
 
 
+def local_only(module: torch.nn.Module) -> None:
+    """No cross-rank sync in compute(): per-sample values are local, and the dataset values are merged from the
+    per-sample state files on rank 0 (the same numbers for 1 or N processes, and across restarts)."""
+    for m in module.modules():
+        if isinstance(m, Metric):
+            m.sync_on_compute = False
+            m._to_sync = False
+
+
 def merge_states(module: torch.nn.Module, states: dict[str, dict[str, torch.Tensor]]) -> None:
     metrics = {name: m for name, m in module.named_modules() if isinstance(m, Metric)}
     for name, state in states.items():
@@ -73,6 +83,8 @@ class AttributionModule(L.LightningModule):
         self.capture_template = capture
         self.out_dir = Path(out_dir)
         self.evaluators = dict(evaluators or {})
+        for evaluator in self.evaluators.values():
+            local_only(evaluator)
         self.render = {"preset": "official", "cloth_forcing": False, **(render or {})}
         self.g2r_region = g2r_region
         self.save_maps = save_maps
@@ -126,6 +138,7 @@ class AttributionModule(L.LightningModule):
             states[name] = metric_states(evaluator)
             evaluator.reset()
         states_path = self._path("metrics", sample_id, ".states.pt")
+        states_path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(states, states_path.with_name(f".{states_path.name}.{os.getpid()}.tmp"))
         os.replace(states_path.with_name(f".{states_path.name}.{os.getpid()}.tmp"), states_path)
         if self.figures_written < self.num_figures:
@@ -208,7 +221,9 @@ def aggregate_run(out_dir: Path, evaluators: dict) -> dict:
             if name in states:
                 merge_states(evaluator, states[name])
         if done:
-            metrics.update({k: float(v) for k, v in evaluator.compute().items()})
+            with warnings.catch_warnings():   # merged states count as no update() call for torchmetrics
+                warnings.filterwarnings("ignore", message=".*compute.*before the ``update``")
+                metrics.update({k: float(v) for k, v in evaluator.compute().items()})
         evaluator.reset()
     return metrics
 

@@ -102,7 +102,7 @@ class DiffusionAdapter(nn.Module):
 
     def reference_grid(self):
         """``LayerSpec.ref_grid`` of the UNet cross-attention layers (None = one token)."""
-        return None
+        return
 
     def attribution_layers(self) -> list[LayerSpec]:
         """Every hookable cross-attention layer, in forward order, named by its path in ``step_module``."""

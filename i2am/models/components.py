@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
-from functools import lru_cache
+from functools import cache
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -16,7 +16,7 @@ from torch import nn
 from .convert import CONFIG_DIR
 
 
-@lru_cache(maxsize=None)
+@cache
 def component_config(component: str, size: str) -> dict:
     """``configs/<component>.json`` entry ``size`` ("full" or "tiny")."""
     table = json.loads((CONFIG_DIR / f"{component}.json").read_text())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -81,12 +81,12 @@ def renamed(model_keys, model_prefix: str, source_prefix: str) -> list[Rule]:
     return [Rule(source_prefix + k[len(model_prefix):], (k,)) for k in model_keys if k.startswith(model_prefix)]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _ldm_templates() -> dict:
     return json.loads((CONFIG_DIR / "ldm_sd_keys.json").read_text())
 
 
-@lru_cache(maxsize=None)
+@cache
 def ldm_unet_key_map() -> dict[str, str]:
     """LDM ``UNetModel`` key (no prefix) -> diffusers ``UNet2DConditionModel`` key, from diffusers' converter."""
     from diffusers.loaders.single_file_utils import LDM_UNET_KEY, convert_ldm_unet_checkpoint
@@ -97,7 +97,7 @@ def ldm_unet_key_map() -> dict[str, str]:
     return {names[int(v.item())]: k for k, v in converted.items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def ldm_vae_key_map() -> dict[str, tuple[str, bool]]:
     """LDM KL-VAE key (no prefix) -> (diffusers ``AutoencoderKL`` key, 1x1-conv-to-linear squeeze)."""
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint

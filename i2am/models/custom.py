@@ -11,11 +11,19 @@ import torch
 from torch import nn
 
 from ..data import schema
-from .base import DenoiseInputs, DiffusionAdapter, sample_ids
-from .components import TokenProjector, build_dinov2, build_unet, build_vae, component_config, imagenet_pixels, \
-    on_device, resize_mask
-from .convert import Rule
 from . import custom_layout
+from .base import DenoiseInputs, DiffusionAdapter, sample_ids
+from .components import (
+    TokenProjector,
+    build_dinov2,
+    build_unet,
+    build_vae,
+    component_config,
+    imagenet_pixels,
+    on_device,
+    resize_mask,
+)
+from .convert import Rule
 from .registry import register_model
 
 NUM_ENCODER_LAYERS = 6   # cross-attention layers before the decoder (the mid block is not counted in LLAM)
@@ -24,9 +32,10 @@ NUM_ENCODER_LAYERS = 6   # cross-attention layers before the decoder (the mid bl
 class CustomTryOn(DiffusionAdapter):
     cfg_order = "cond_uncond"
 
-    def __init__(self, size: str = "full", device=torch.device("cpu"), guidance: float = 5.0,
+    def __init__(self, size: str = "full", device="cpu", guidance: float = 5.0,
                  image_size=(512, 384), num_steps: int = 50):
         super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps)
+        device = torch.device(device)
         dino = component_config("dinov2", size)
         self.reference_size = tuple(dino["image_size"])
         patch = dino["config"]["patch_size"]
@@ -91,10 +100,10 @@ class CustomTryOn(DiffusionAdapter):
 
 
 @register_model("custom")
-def custom(device=torch.device("cpu"), **overrides) -> CustomTryOn:
+def custom(device="cpu", **overrides) -> CustomTryOn:
     return CustomTryOn("full", device=device, **overrides)
 
 
 @register_model("custom-tiny")
-def custom_tiny(device=torch.device("cpu"), **overrides) -> CustomTryOn:
+def custom_tiny(device="cpu", **overrides) -> CustomTryOn:
     return CustomTryOn("tiny", device=device, **{"image_size": (128, 96), **overrides})

@@ -63,7 +63,7 @@ def _custom_unet_name(ldm: str) -> str:
 
 def unet_rules(model_prefix: str) -> list[Rule]:
     ldm_to_model = ldm_unet_key_map()
-    return [Rule(src, tuple(model_prefix + ldm_to_model[l] for l in ldms)) for src, ldms in unet_source_names().items()]
+    return [Rule(src, tuple(model_prefix + ldm_to_model[name] for name in ldms)) for src, ldms in unet_source_names().items()]
 
 
 # ---- VAE: nn.Sequential indices -> LDM names -------------------------------------------------------------------
@@ -97,7 +97,7 @@ def vae_rules(model_prefix: str) -> list[Rule]:
             part = ldm[len(stem) + 1:]
             custom_part = _vae_part(part)
             by_source.setdefault(f"{stage}.{ldm_of[stem]}.{custom_part}", []).append(ldm)
-        rules += [Rule(src, tuple(model_prefix + ldm_to_model[l][0] for l in ldms)) for src, ldms in by_source.items()]
+        rules += [Rule(src, tuple(model_prefix + ldm_to_model[name][0] for name in ldms)) for src, ldms in by_source.items()]
     return rules
 
 

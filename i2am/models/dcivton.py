@@ -24,10 +24,10 @@ class DCIVTON(PaintByExample):
 
 
 @register_model("dcivton")
-def dcivton(device=torch.device("cpu"), **overrides) -> DCIVTON:
+def dcivton(device="cpu", **overrides) -> DCIVTON:
     return DCIVTON("full", device=device, **{"image_size": (512, 384), **overrides})
 
 
 @register_model("dcivton-tiny")
-def dcivton_tiny(device=torch.device("cpu"), **overrides) -> DCIVTON:
+def dcivton_tiny(device="cpu", **overrides) -> DCIVTON:
     return DCIVTON("tiny", device=device, **{"image_size": (128, 96), **overrides})

@@ -11,10 +11,23 @@ import torch
 
 from ..data import schema
 from .base import DenoiseInputs, DiffusionAdapter, sample_ids
-from .checkpoint import SCHEDULE_BUFFER_KEYS, CheckpointError, LoadReport, compare, ldm_schedule_buffers, \
-    read_state_dict
-from .components import build_pbe_image_encoder, build_unet, build_vae, clip_pixels, component_config, \
-    on_device, resize_mask
+from .checkpoint import (
+    SCHEDULE_BUFFER_KEYS,
+    CheckpointError,
+    LoadReport,
+    compare,
+    ldm_schedule_buffers,
+    read_state_dict,
+)
+from .components import (
+    build_pbe_image_encoder,
+    build_unet,
+    build_vae,
+    clip_pixels,
+    component_config,
+    on_device,
+    resize_mask,
+)
 from .convert import Rule, ldm_unet_rules, ldm_vae_rules, renamed
 from .registry import register_model
 
@@ -52,9 +65,10 @@ class PaintByExample(DiffusionAdapter):
     ignorable_keys = SCHEDULE_BUFFER_KEYS + (POSITION_IDS,)
     unet_in_channels = 9
 
-    def __init__(self, size: str = "full", device=torch.device("cpu"), guidance: float = 5.0,
+    def __init__(self, size: str = "full", device="cpu", guidance: float = 5.0,
                  image_size=(512, 512), num_steps: int = 50):
         super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps)
+        device = torch.device(device)
         proj = component_config("clip_vision", size)["proj_size"]
         with on_device(device):
             self.unet = build_unet(size, in_channels=self.unet_in_channels, cross_attention_dim=proj)
@@ -130,10 +144,10 @@ def _match_vision_model_level(state: dict, expected: dict) -> dict:
 
 
 @register_model("pbe")
-def pbe(device=torch.device("cpu"), **overrides) -> PaintByExample:
+def pbe(device="cpu", **overrides) -> PaintByExample:
     return PaintByExample("full", device=device, **overrides)
 
 
 @register_model("pbe-tiny")
-def pbe_tiny(device=torch.device("cpu"), **overrides) -> PaintByExample:
+def pbe_tiny(device="cpu", **overrides) -> PaintByExample:
     return PaintByExample("tiny", device=device, **{"image_size": (128, 96), **overrides})

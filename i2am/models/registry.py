@@ -1,7 +1,7 @@
 """Name -> adapter factory registry (timm style): ``@register_model("pbe")`` on a factory function."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 _FACTORIES: dict[str, Callable] = {}
 

@@ -7,7 +7,7 @@ not depend on which other samples share its batch, or on their order.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from collections.abc import Callable
 
 import diffusers
 import torch
@@ -61,7 +61,7 @@ class Sampler:
     def settings(self, model) -> dict:
         """This sampler's settings with the adapter's defaults filled in."""
         defaults = getattr(model, "sampler_defaults", {})
-        pick = lambda key, value, fallback: value if value is not None else defaults.get(key, fallback)  # noqa: E731
+        pick = lambda key, value, fallback: value if value is not None else defaults.get(key, fallback)
         return dict(scheduler=pick("scheduler", self.scheduler, "ddim"), num_steps=pick("num_steps", self.num_steps, 50), guidance=pick("guidance", self.guidance, None),
                     eta=pick("eta", self.eta, 0.0), start_code=pick("start_code", self.start_code, "noise"))
 

@@ -101,9 +101,10 @@ class StableVITON(DiffusionAdapter):
     cfg_order = "uncond_cond"
     ignorable_keys = SCHEDULE_BUFFER_KEYS + ("logvar", POSITION_IDS)
 
-    def __init__(self, size: str = "full", device=torch.device("cpu"), guidance: float = 1.0,
+    def __init__(self, size: str = "full", device="cpu", guidance: float = 1.0,
                  image_size=(512, 384), num_steps: int = 50):
         super().__init__(size, guidance, image_size, start_code="q_sample", num_steps=num_steps)
+        device = torch.device(device)
         proj = component_config("clip_vision", size)["proj_size"]
         with on_device(device):
             self.denoiser = WarpedUNet(size, in_channels=13, cross_attention_dim=proj)
@@ -191,10 +192,10 @@ def _forward_position(name: str) -> tuple:
 
 
 @register_model("stableviton")
-def stableviton(device=torch.device("cpu"), **overrides) -> StableVITON:
+def stableviton(device="cpu", **overrides) -> StableVITON:
     return StableVITON("full", device=device, **overrides)
 
 
 @register_model("stableviton-tiny")
-def stableviton_tiny(device=torch.device("cpu"), **overrides) -> StableVITON:
+def stableviton_tiny(device="cpu", **overrides) -> StableVITON:
     return StableVITON("tiny", device=device, **{"image_size": (128, 96), **overrides})

@@ -3,7 +3,7 @@ features between them (StableVITON's spatial encoder and warp blocks). ``decode(
 own forward for the SD-1.x configuration (no class/added embeddings, no adapters)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from diffusers import UNet2DConditionModel

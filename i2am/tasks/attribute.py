@@ -7,24 +7,27 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..attribution import CaptureConfig
-from ..lit.attribution import AttributionModule
-from ..models import create_model
+from ..lit.attribution import AttributionModule, sample_table
 from ..models.sampler import Sampler
-from .common import build_loggers, build_trainer, finish_loggers, run_dir, save_config, seed_everything, \
-    write_metrics
+from .common import build_loggers, build_trainer, finish_loggers, log_results, run_dir, save_config, \
+    seed_everything, write_metrics
 
 log = logging.getLogger(__name__)
 
 
-def build_adapter(model_cfg: DictConfig, device: str = "cpu"):
-    """The adapter named by ``model.name``, with ``model.checkpoint`` (original layout or our own) loaded."""
-    overrides = OmegaConf.to_container(model_cfg.get("overrides") or {}, resolve=True)
-    adapter = create_model(model_cfg.name, device=device, dtype=model_cfg.get("dtype", "float32"), **overrides)
-    checkpoint = model_cfg.get("checkpoint")
-    if checkpoint:
-        report = adapter.load_checkpoint(checkpoint, strict=model_cfg.get("strict", True))
-        log.info("loaded %s: %s", checkpoint, report.summary())
+def build_adapter(model_cfg: DictConfig):
+    """The adapter of ``conf/model/<name>.yaml`` (``create_model``), with ``model.checkpoint`` loaded when set."""
+    adapter = instantiate(model_cfg)
+    if model_cfg.get("checkpoint"):
+        log.info("%s: loaded %s", model_cfg.name, model_cfg.checkpoint)
     return adapter.eval().requires_grad_(False)
+
+
+def build_sampler(cfg: DictConfig) -> Sampler:
+    spec = OmegaConf.to_container(cfg.sampler, resolve=True)
+    spec.pop("_target_", None)
+    spec["seed"] = cfg.seed
+    return Sampler(**spec)
 
 
 def default_sram_layers(adapter) -> tuple[str, ...]:
@@ -51,7 +54,8 @@ def run(cfg: DictConfig) -> dict:
     save_config(cfg, out_dir)
     seed_everything(cfg.seed)
     adapter = build_adapter(cfg.model)   # Lightning moves it to the trainer's device
-    sampler = Sampler(**OmegaConf.to_container(cfg.sampler, resolve=True), seed=cfg.seed)
+    sampler = build_sampler(cfg)
+    adapter.guidance = sampler.settings(adapter)["guidance"]   # the capture's CFG layout follows the guidance used
     evaluators = {name: instantiate(spec) for name, spec in (cfg.get("evaluators") or {}).items() if spec}
     module = AttributionModule(adapter, sampler, capture_config(cfg, adapter), out_dir, evaluators=evaluators,
                                render=OmegaConf.to_container(cfg.render, resolve=True),
@@ -65,8 +69,8 @@ def run(cfg: DictConfig) -> dict:
         metrics = module.final_metrics
         if trainer.is_global_zero:
             write_metrics(out_dir, metrics)
-            for lg in loggers:
-                lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+            log_results(loggers, cfg, metrics, images=sorted((out_dir / "figures").glob("*.png")),
+                        table=sample_table(out_dir))
     finally:
         finish_loggers(loggers)
     log.info("attribute: %s -> %s", metrics, out_dir)

@@ -87,3 +87,22 @@ def atomic_write_text(path: Path, text: str) -> Path:
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
+
+
+def log_results(loggers, cfg: DictConfig, metrics: dict, images=(), table: list[dict] | None = None) -> None:
+    """Send a finished run to its loggers: the config, the numeric metrics, sample panels and a per-sample table
+    (the last two where the logger supports them, e.g. wandb)."""
+    try:
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - e.g. ${hydra:...} outside a Hydra run
+        config = OmegaConf.to_container(cfg, resolve=False)
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for lg in loggers or []:
+        lg.log_hyperparams(config)
+        lg.log_metrics(numbers)
+        if images and hasattr(lg, "log_image"):
+            lg.log_image(key="samples", images=[str(p) for p in images], caption=[Path(p).stem for p in images])
+        if table and hasattr(lg, "log_table"):
+            columns = sorted({k for row in table for k in row})
+            lg.log_table(key="per_sample", columns=columns, data=[[row.get(c) for c in columns] for row in table])
+        lg.save()

@@ -1,0 +1,165 @@
+"""Per-sample figure panels of one attribution run: overview, TLAM, HLAM, LLAM and SRAM.
+
+Display reading: the ``clean`` preset of ``i2am.attribution.render.to_image`` (high = attributed, values <= 0.4 shown
+as 0), with the official single-token R2G inversion (METHOD §3.6) applied when every R2G layer has one reference
+token. Metrics never read these PNGs; they are computed from the raw maps.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from ..attribution import AttributionMaps  # noqa: E402
+from ..attribution.render import to_image  # noqa: E402
+from ..data import schema  # noqa: E402
+from .figures import overlay, save_panel, to_uint8_image  # noqa: E402
+
+RED = np.array([255, 0, 0], dtype=np.uint8)
+
+
+def r2g_inverted(maps: AttributionMaps) -> bool:
+    """The official reading of single-token models: R2G attribution = 1 - map (METHOD §3.6)."""
+    refs = [m.get("ref_grid") for m in maps.meta["layers"] if f"r2g/{m['name']}" in maps.raw]
+    return bool(refs) and all(r is not None and int(np.prod(r)) == 1 for r in refs)
+
+
+def display_maps(grid_maps: torch.Tensor, size: tuple[int, int], direction: str, invert: bool = False) -> np.ndarray:
+    """[..., h, w] raw maps -> [..., H, W] float attribution in [0, 1] for display."""
+    return to_image(grid_maps, size, direction, preset="clean", invert=invert and direction == "r2g").numpy()
+
+
+def family_tiles(grid_maps: torch.Tensor, base: np.ndarray | None, size: tuple[int, int], direction: str,
+                 labels: list[str], invert: bool = False) -> list[tuple[str, np.ndarray]]:
+    """One titled tile per map: an overlay on ``base`` when given, else the bare map."""
+    shown = display_maps(grid_maps, size, direction, invert)
+    if base is None:
+        return list(zip(labels, shown))
+    return [(label, overlay(base, m)) for label, m in zip(labels, shown)]
+
+
+def sram_query_cells(query_grid: tuple[int, int], region: torch.Tensor | None = None) -> torch.Tensor:
+    """A 3x3 block of neighbouring cells of the query grid, centred on the try-on region's centroid (the grid's centre
+    without a region): [9, 2] (row, col), row-major. ``region``: [H, W] or [1, H, W], 1 on the generated region."""
+    qh, qw = query_grid
+    if qh < 3 or qw < 3:
+        raise ValueError(f"a 3x3 SRAM grid needs a query grid of at least 3x3, got {qh}x{qw}")
+    centre = torch.tensor([(qh - 1) / 2, (qw - 1) / 2])
+    if region is not None:
+        cells = F.interpolate(region.float().reshape(1, 1, *region.shape[-2:]), size=(qh, qw), mode="nearest")[0, 0]
+        inside = torch.nonzero(cells > 0).float()
+        if len(inside):
+            centre = inside.mean(0)
+    row = int(centre[0].round().clamp(1, qh - 2))
+    col = int(centre[1].round().clamp(1, qw - 2))
+    offsets = torch.tensor([(dr, dc) for dr in (-1, 0, 1) for dc in (-1, 0, 1)])
+    return offsets + torch.tensor([row, col])
+
+
+def mark_cells(image: np.ndarray, grid: tuple[int, int], cells: torch.Tensor, scale: int = 8) -> np.ndarray:
+    """The image bicubically downsampled to the layer grid, the chosen cells painted red (the paper's SRAM marker),
+    upsampled by ``scale`` with nearest neighbours so each cell stays a visible square."""
+    small = cv2.resize(image, (grid[1], grid[0]), interpolation=cv2.INTER_CUBIC)
+    small[cells[:, 0].numpy(), cells[:, 1].numpy()] = RED
+    return np.repeat(np.repeat(small, scale, axis=0), scale, axis=1)
+
+
+def save_sram_figure(path: Path, marked: np.ndarray, tiles: list[tuple[str, np.ndarray]], title: str) -> Path:
+    """The marked generated grid on the left, the 3x3 SRAM grid on the right (same row-major order as the cells)."""
+    figure = plt.figure(figsize=(7.2, 3.6))
+    grid = figure.add_gridspec(3, 5)
+    left = figure.add_subplot(grid[:, :2])
+    left.imshow(marked)
+    left.set_title("generated, layer grid, chosen cells", fontsize=7)
+    left.axis("off")
+    for k, (name, tile) in enumerate(tiles):
+        ax = figure.add_subplot(grid[k // 3, 2 + k % 3])
+        ax.imshow(tile) if tile.dtype == np.uint8 else ax.imshow(tile, cmap="jet", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=6)
+        ax.axis("off")
+    figure.suptitle(title, fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def layer_labels(names: list[str]) -> list[str]:
+    """"enc k" / "dec k" (1-based within the encoder or decoder, the paper's LLAM numbering for the decoder)."""
+    labels, counts = [], {"enc": 0, "dec": 0, "mid": 0}
+    for name in names:
+        part = "dec" if "up_blocks" in name or "output_blocks" in name else "mid" if "mid" in name else "enc"
+        counts[part] += 1
+        labels.append(f"{part} {counts[part]}" if part != "mid" else "mid")
+    return labels
+
+
+def sample_panels(out_dir: str | Path, sample_id: str, maps: AttributionMaps, generated: np.ndarray,
+                  inputs: dict | None = None, title: str = "") -> list[tuple[str, Path]]:
+    """Write the panels of one sample (maps of that sample only) under ``out_dir``: [(caption, path)].
+
+    overview: reference, agnostic input, generated image, R2G and G2R ULAM overlays; tlam and hlam: one row per
+    direction; llam: the R2G strip over every captured layer; sram: the 3x3 grid of specific-reference maps.
+    """
+    out_dir, inputs = Path(out_dir), inputs or {}
+    size = generated.shape[:2]
+    invert = r2g_inverted(maps)
+    reference = to_uint8_image(inputs[schema.REFERENCE]) if schema.REFERENCE in inputs else None
+    ref_size = reference.shape[:2] if reference is not None else size
+    r2g, g2r = maps.r2g if maps.r2g.available else None, maps.g2r if maps.g2r.available else None
+    name = f"{sample_id}: {title}" if title else sample_id
+    written = []
+
+    tiles = []
+    if reference is not None:
+        tiles.append(("reference", reference))
+    if schema.AGNOSTIC in inputs:
+        tiles.append(("agnostic input", to_uint8_image(inputs[schema.AGNOSTIC])))
+    tiles.append(("generated", generated))
+    if r2g is not None:
+        tiles += family_tiles(r2g.ulam[0:1], generated, size, "r2g", ["R2G ULAM" + (" (1 - map)" if invert else "")],
+                              invert)
+    if g2r is not None:
+        tiles += family_tiles(g2r.ulam[0:1], reference, ref_size, "g2r", ["G2R ULAM"])
+    written.append(("overview", save_panel(out_dir / f"{sample_id}_overview.png", tiles, title=name)))
+
+    directions = [(d, m, base, shape) for d, m, base, shape in
+                  (("r2g", r2g, generated, size), ("g2r", g2r, reference, ref_size)) if m is not None]
+    for family, label in (("tlam", "t-group"), ("hlam", "head")):
+        rows = []
+        for direction, family_maps, base, shape in directions:
+            stack = getattr(family_maps, family)[0]
+            labels = [f"{direction.upper()} {label} {k}" for k in range(stack.shape[0])]
+            rows.append(family_tiles(stack, base, shape, direction, labels, invert))
+        if rows:
+            tiles = [t for row in rows for t in row]
+            written.append((family.upper(), save_panel(out_dir / f"{sample_id}_{family}.png", tiles,
+                                                       columns=max(len(r) for r in rows), title=name)))
+
+    if r2g is not None:
+        names = r2g.family_layers.get("llam") or r2g.names
+        tiles = family_tiles(r2g.llam[0], generated, size, "r2g", [f"R2G {lab}" for lab in layer_labels(names)],
+                             invert)
+        written.append(("LLAM", save_panel(out_dir / f"{sample_id}_llam.png", tiles, columns=min(len(tiles), 8),
+                                           title=name)))
+
+    sram_layers = [k[len("sram/"):] for k in maps.raw if k.startswith("sram/")]
+    if sram_layers:
+        layer = sram_layers[0]
+        query_grid = tuple(maps.layer_meta(layer)["query_grid"])
+        region = inputs.get(schema.INPAINT_MASK)
+        cells = sram_query_cells(query_grid, None if region is None else region[0])
+        srams = maps.sram(layer, points=cells)[0]
+        tiles = family_tiles(srams, reference, ref_size, "g2r", [f"cell ({r}, {c})" for r, c in cells.tolist()])
+        path = save_sram_figure(out_dir / f"{sample_id}_sram.png", mark_cells(generated, query_grid, cells), tiles,
+                                title=f"{name} - SRAM at {layer} ({query_grid[0]}x{query_grid[1]})")
+        written.append(("SRAM", path))
+    return written

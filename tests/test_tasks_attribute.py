@@ -1,0 +1,114 @@
+"""`i2am attribute` end to end on custom-tiny and the toy world: compose API, CLI, resume, DDP, loggers, multirun."""
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from safetensors import safe_open
+
+from i2am.attribution import AttributionMaps
+from tasks_util import ROOT, cli, read_metrics, run_task, toy_overrides
+
+EXPECTED = ("imacs_g", "imacs_r", "loc_err", "loc_pointing", "attn_entropy", "attn_max_prob",
+            "loc_err_bbox_baseline", "loc_err_uniform_baseline", "r2g_mass_in_region")
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """One uninterrupted run through the compose API; later tests compare against it."""
+    tmp = tmp_path_factory.mktemp("attr")
+    metrics = run_task("attribute", toy_overrides(tmp))
+    return tmp, metrics
+
+
+def test_attribute_writes_samples_maps_and_metrics(reference_run):
+    tmp, metrics = reference_run
+    run = tmp / "run"
+    assert metrics["n_samples"] == 4
+    for key in EXPECTED:
+        assert key in metrics and metrics[key] == metrics[key], key      # present and not NaN
+    assert read_metrics(run) == pytest.approx(metrics)
+    samples = sorted((run / "samples").glob("*.png"))
+    maps = sorted((run / "maps").glob("*.safetensors"))
+    assert len(samples) == len(maps) == 4
+    loaded = AttributionMaps.load(maps[0])
+    assert loaded.r2g.ulam.shape[0] == 1 and loaded.g2r.available
+    assert any(k.startswith("sram/") for k in loaded.raw)
+    record = json.loads(next((run / "metrics").glob("*.json")).read_text())
+    assert "imacs_g" in record and "loc_err" in record
+    assert (run / "config.yaml").is_file() and (run / "csv" / "metrics.csv").is_file()
+    assert list((run / "figures").glob("*.png"))
+
+
+def test_rerun_on_the_same_directory_skips_finished_samples(reference_run, tmp_path):
+    tmp, metrics = reference_run
+    copy = tmp_path / "run"
+    shutil.copytree(tmp / "run", copy)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (copy / "samples").glob("*.png")}
+    again = run_task("attribute", toy_overrides(tmp, f"run_dir={copy}"))
+    assert again == pytest.approx(metrics)
+    assert {p.name: p.stat().st_mtime_ns for p in (copy / "samples").glob("*.png")} == stamps
+
+
+def test_killed_run_restarted_ends_with_the_same_metrics(reference_run, tmp_path):
+    tmp, metrics = reference_run
+    overrides = toy_overrides(tmp, f"run_dir={tmp_path / 'run'}", "data.batch_size=1")
+    env = {"PYTHONPATH": str(ROOT), "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([sys.executable, "-m", "i2am.cli", "attribute", *overrides], cwd=ROOT,
+                            env={**__import__("os").environ, **env}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((tmp_path / "run" / "metrics").glob("*.json"))) < 1:
+        time.sleep(0.2)
+        assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = len(list((tmp_path / "run" / "metrics").glob("*.json")))
+    assert 1 <= finished < 4, f"kill landed after {finished} samples"
+    assert not (tmp_path / "run" / "metrics.json").exists()
+    cli("attribute", overrides)
+    assert read_metrics(tmp_path / "run") == pytest.approx(metrics, rel=1e-6)
+
+
+def test_attribute_through_the_cli(reference_run, tmp_path):
+    tmp, metrics = reference_run
+    proc = cli("attribute", toy_overrides(tmp, f"run_dir={tmp_path / 'run'}"))
+    assert read_metrics(tmp_path / "run") == pytest.approx(metrics, rel=1e-6)
+    assert "imacs_g" in proc.stdout
+
+
+def test_two_ddp_ranks_give_the_same_dataset_metrics(reference_run, tmp_path):
+    tmp, metrics = reference_run
+    cli("attribute", toy_overrides(tmp, f"run_dir={tmp_path / 'run'}", "trainer.accelerator=cpu",
+                                   "trainer.devices=2", "+trainer.strategy=ddp"), timeout=900)
+    assert read_metrics(tmp_path / "run") == pytest.approx(metrics, rel=1e-6)
+
+
+def test_wandb_offline_run_folder_holds_the_logged_metrics(reference_run, tmp_path):
+    tmp, metrics = reference_run
+    overrides = [o for o in toy_overrides(tmp, f"run_dir={tmp_path / 'run'}", "logger=wandb", "data.limit=2")
+                 if o != "data.limit=4"]
+    run_task("attribute", overrides)
+    runs = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    # wandb-core keeps an offline run as protobuf records in run-<id>.wandb: keys and values are plain UTF-8 there
+    records = next(runs[0].glob("run-*.wandb")).read_bytes()
+    metrics = read_metrics(tmp_path / "run")
+    for key in ("imacs_g", "loc_err", "per_sample", "samples", "task_name"):
+        assert key.encode() in records, key
+    assert json.dumps(metrics["imacs_g"]).encode()[:12] in records
+
+
+def test_multirun_with_the_joblib_launcher(tmp_path):
+    overrides = [o for o in toy_overrides(tmp_path, "data.limit=2")
+                 if not o.startswith(("run_dir=", "data.limit=4"))]
+    proc = cli("attribute", ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1",
+                             f"paths.output_dir={tmp_path / 'out'}", *overrides], timeout=900)
+    jobs = sorted((tmp_path / "out" / "attribute" / "multirun").glob("*/*/metrics.json"))
+    assert len(jobs) == 2, proc.stdout[-2000:]
+    first, second = (json.loads(j.read_text()) for j in jobs)
+    assert first["n_samples"] == second["n_samples"] == 2
+    assert first["imacs_g"] != second["imacs_g"]          # different seeds, different samples
