@@ -167,24 +167,30 @@ def test_noise_schedule_is_the_ldm_scaled_linear_schedule(adapter):
     torch.testing.assert_close(schedule.alphas_cumprod.float(), reference["alphas_cumprod"])
 
 
-def entropy_after_training(batch, paper_losses, steps: int = 8) -> float:
+def late_entropies(batch, paper_losses, steps: int = 10, last: int = 4) -> list[float]:
+    """Loss-layer entropy of the last `last` training steps and after training (the same timestep and noise for
+    every model)."""
     torch.manual_seed(0)
     module = TryOnTraining(create_model("custom-tiny"), optimizer=functools.partial(torch.optim.AdamW, lr=1e-2),
                            paper_losses=paper_losses, p_uncond=0.0)
     optimizer = module.configure_optimizers()
+    entropies = []
     for step in range(steps):
         optimizer.zero_grad()
-        module.compute_losses(batch, step)["loss"].backward()
+        terms = module.compute_losses(batch, step)
+        terms["loss"].backward()
         optimizer.step()
-    torch.manual_seed(123)                 # the same timestep and noise for both models
+        entropies.append(terms["attention_entropy"].item())
+    torch.manual_seed(123)
     with torch.no_grad():
-        return module.compute_losses(batch, steps)["attention_entropy"].item()
+        entropies.append(module.compute_losses(batch, steps)["attention_entropy"].item())
+    return entropies[-last - 1:]
 
 
 def test_attention_losses_sharpen_the_loss_layers_attention(batch):
     """Same seed, data and (raised) learning rate: CWG concentrates the attention, MSE alone leaves it uniform."""
     uniform = math.log(48)
-    mse_only = entropy_after_training(batch, None)
-    paper = entropy_after_training(batch, {})
-    assert mse_only > uniform - 0.1
-    assert paper < mse_only - 0.5
+    mse_only = late_entropies(batch, None)
+    paper = late_entropies(batch, {})
+    assert min(mse_only) > uniform - 0.15
+    assert sum(paper) / len(paper) < sum(mse_only) / len(mse_only) - 1.0, (paper, mse_only)

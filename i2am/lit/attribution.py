@@ -48,7 +48,9 @@ def sub_batch(batch: dict, keep: list[int]) -> dict:
 
 def metric_states(module: torch.nn.Module) -> dict[str, dict[str, torch.Tensor]]:
     """The torchmetrics states inside an evaluator (itself a Metric or a module holding Metrics)."""
-    return {name: {k: v.detach().cpu() for k, v in m.metric_state.items()}
+    def cpu(value):
+        return [v.detach().cpu() for v in value] if isinstance(value, list) else value.detach().cpu()
+    return {name: {k: cpu(v) for k, v in m.metric_state.items()}
             for name, m in module.named_modules() if isinstance(m, Metric)}
 
 
@@ -65,7 +67,8 @@ def merge_states(module: torch.nn.Module, states: dict[str, dict[str, torch.Tens
     metrics = {name: m for name, m in module.named_modules() if isinstance(m, Metric)}
     for name, state in states.items():
         target = metrics[name]
-        target.merge_state({k: v.to(target.device) for k, v in state.items()})
+        target.merge_state({k: [t.to(target.device) for t in v] if isinstance(v, list) else v.to(target.device)
+                            for k, v in state.items()})
 
 
 class AttributionModule(L.LightningModule):

@@ -1,0 +1,69 @@
+"""`i2am evaluate`, `i2am correlate`, `i2am detect` end to end on tiny presets and toy data; `i2am --help`."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tasks_util import ROOT, cli, read_metrics, run_task, toy_overrides
+
+
+@pytest.fixture(scope="module")
+def attribute_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("eval")
+    run_task("attribute", toy_overrides(tmp, "evaluators=none", "save_maps=false"))
+    return tmp / "run"
+
+
+def test_evaluate_merges_quality_into_the_run_metrics(attribute_run):
+    metrics = run_task("evaluate", [f"run_dir={attribute_run}", "evaluator@quality=quality_toy"])
+    assert metrics["n_generated"] == 4
+    stored = read_metrics(attribute_run)
+    for key in ("fid_randconv", "kid_randconv", "ssim"):       # labelled: not Inception FID
+        assert key in stored and stored[key] == pytest.approx(metrics[key])
+    assert "fid" not in stored
+    assert stored["fid_randconv"] > 0 and -1 <= stored["ssim"] <= 1
+
+
+def test_evaluate_names_a_bad_run_dir(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.yaml"):
+        run_task("evaluate", [f"run_dir={tmp_path}"])
+
+
+def test_correlate_over_runs_through_the_cli(tmp_path):
+    table = [(-0.9, 30.0, 0.40), (-0.5, 25.0, 0.50), (-0.2, 21.0, 0.55), (0.1, 18.0, 0.62)]
+    runs = []
+    for i, (imacs_g, fid, ssim) in enumerate(table):
+        run = tmp_path / "sweep" / str(i)
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"imacs_g": imacs_g, "fid": fid, "ssim": ssim}))
+        runs.append(run)
+    cli("correlate", [f"runs={tmp_path / 'sweep'}", f"run_dir={tmp_path / 'corr'}",
+                      "correlation.x_keys=[imacs_g]", "correlation.y_keys=[fid,ssim]", "correlation.n_bootstrap=200"])
+    rows = (tmp_path / "corr" / "correlation.csv").read_text().splitlines()
+    assert rows[0].startswith("x,y") and len(rows) == 3
+    fid_row = next(r for r in rows if r.startswith("imacs_g,fid"))
+    assert float(fid_row.split(",")[3]) < -0.9             # Pearson: IMACS falls as FID rises in this table
+    assert (tmp_path / "corr" / "figures" / "correlation_imacs_g_fid.png").is_file()
+
+
+def test_detect_with_pbe_tiny_on_toy_coco(tmp_path):
+    cli("detect", ["model=pbe-tiny", "data=toy_coco", f"paths.data_dir={tmp_path / 'data'}",
+                   f"run_dir={tmp_path / 'run'}", "sampler.num_steps=2", "data.limit=3", "data.toy.n=16",
+                   "trainer.enable_progress_bar=false"])
+    metrics = read_metrics(tmp_path / "run")
+    assert metrics["det_n"] == 3
+    for key in ("det_miou", "det_iou50", "det_ap", "det_miou_whole_image", "det_miou_random",
+                "det_miou_random_official", "det_miou_daam"):
+        assert key in metrics
+    # PBE has one reference token: the DAAM key-axis map is constant, so its box is the whole image
+    assert metrics["det_miou_daam"] == pytest.approx(metrics["det_miou_whole_image"])
+
+
+def test_help_lists_every_task():
+    from i2am.tasks import TASKS
+
+    out = subprocess.run([sys.executable, "-m", "i2am.cli", "--help"], cwd=ROOT, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout
+    for task in TASKS:
+        assert f"  {task} " in out or f"  {task}\n" in out
