@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from i2am.models.pasd.figure import overlay, render_sr_figure
-from i2am.models.pasd.quality import psnr_ssim, rgb_to_y
+from i2am.metrics.sr_quality import psnr_ssim, rgb_to_y
 
 
 def test_psnr_ssim_hand_computed():

@@ -136,7 +136,7 @@ class AttributionModule(L.LightningModule):
         values, states = {}, {}
         for name, evaluator in self.evaluators.items():
             evaluator.reset()
-            self.update_evaluator(name, evaluator, sample, maps, rendered)
+            self.update_evaluator(name, evaluator, sample, maps, rendered, generated)
             values.update({k: float(v) for k, v in evaluator.compute().items()})
             states[name] = metric_states(evaluator)
             evaluator.reset()
@@ -167,7 +167,8 @@ class AttributionModule(L.LightningModule):
                                   cloth_mask=None if cloth is None else cloth[:, 0].float())
         return out
 
-    def update_evaluator(self, name: str, evaluator, sample: dict, maps: AttributionMaps, rendered: dict) -> None:
+    def update_evaluator(self, name: str, evaluator, sample: dict, maps: AttributionMaps, rendered: dict,
+                         generated: torch.Tensor) -> None:
         if name == "imacs":
             evaluator.update(r2g_map=rendered.get("r2g"), inpaint_mask=sample.get(schema.INPAINT_MASK),
                              g2r_map=rendered.get("g2r"), reference_mask=sample.get(schema.REFERENCE_MASK))
@@ -187,9 +188,11 @@ class AttributionModule(L.LightningModule):
             daam = maps.daam.ulam if maps.daam.available else None
             evaluator.update(rendered["r2g"], sample[schema.BBOX], sample_ids=list(sample[schema.SAMPLE_ID]),
                              daam_map=daam)
+        elif name == "sr_quality":
+            evaluator.update(generated, sample[schema.IMAGE].float().cpu())
         else:
             raise ValueError(f"attribute: no per-sample rule for evaluator {name!r} "
-                             f"(known: imacs, localization, detection)")
+                             f"(known: imacs, localization, detection, sr_quality)")
 
     def write_figure(self, sample_id: str, sample: dict, generated: torch.Tensor, rendered: dict) -> None:
         gen = to_uint8_image(generated[0])

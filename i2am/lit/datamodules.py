@@ -166,3 +166,18 @@ class OpenImagesDataModule(DatasetDataModule):
 
     def build_dataset(self) -> Dataset:
         return OpenImagesDataset(**self.kwargs)
+
+
+class SRDataModule(DatasetDataModule):
+    """LR/HR pairs for super-resolution (``i2am.data.sr.build_sr_dataset``: paired folders, synthetic degradation of
+    an HR folder, or the toy set of scikit-image photographs written on first use)."""
+
+    def __init__(self, layout: str, batch_size: int = 1, num_workers: int = 0, **dataset_options):
+        super().__init__(batch_size, num_workers)
+        self.layout = layout
+        self.dataset_options = dataset_options
+
+    def build_dataset(self) -> Dataset:
+        from i2am.data.sr import build_sr_dataset
+
+        return build_sr_dataset(self.layout, **self.dataset_options)

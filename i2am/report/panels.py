@@ -63,11 +63,12 @@ def sram_query_cells(query_grid: tuple[int, int], region: torch.Tensor | None = 
     return offsets + torch.tensor([row, col])
 
 
-def mark_cells(image: np.ndarray, grid: tuple[int, int], cells: torch.Tensor, scale: int = 8) -> np.ndarray:
+def mark_cells(image: np.ndarray, grid: tuple[int, int], cells: torch.Tensor) -> np.ndarray:
     """The image bicubically downsampled to the layer grid, the chosen cells painted red (the paper's SRAM marker),
-    upsampled by ``scale`` with nearest neighbours so each cell stays a visible square."""
+    upsampled back to about the image's size with nearest neighbours so each cell stays a visible square."""
     small = cv2.resize(image, (grid[1], grid[0]), interpolation=cv2.INTER_CUBIC)
     small[cells[:, 0].numpy(), cells[:, 1].numpy()] = RED
+    scale = max(1, image.shape[0] // grid[0])
     return np.repeat(np.repeat(small, scale, axis=0), scale, axis=1)
 
 

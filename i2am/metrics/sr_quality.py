@@ -6,6 +6,7 @@ SR papers (PASD, StableSR, SeeSR) report them on the Y channel of YCbCr (ITU-R B
 from __future__ import annotations
 
 import torch
+from torchmetrics import Metric
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 _BT601_Y = (65.481, 128.553, 24.966)
@@ -30,3 +31,26 @@ def psnr_ssim(output: torch.Tensor, hr: torch.Tensor, y_channel: bool = True) ->
     psnr = peak_signal_noise_ratio(preds, target, data_range=1.0, reduction="none", dim=(1, 2, 3))
     ssim = structural_similarity_index_measure(preds, target, data_range=1.0, reduction="none")
     return {"psnr": psnr, "ssim": ssim}
+
+
+class SRQuality(Metric):
+    """Dataset PSNR / SSIM (Y channel by default) of super-resolved outputs: plain means over images."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, y_channel: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.y_channel = y_channel
+        self.add_state("psnr_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("ssim_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, output: torch.Tensor, hr: torch.Tensor) -> None:
+        scores = psnr_ssim(output, hr, self.y_channel)
+        self.psnr_sum += scores["psnr"].double().sum().to(self.psnr_sum.device)
+        self.ssim_sum += scores["ssim"].double().sum().to(self.ssim_sum.device)
+        self.count += output.shape[0]
+
+    def compute(self) -> dict[str, float]:
+        return {"psnr": float(self.psnr_sum / self.count), "ssim": float(self.ssim_sum / self.count)}

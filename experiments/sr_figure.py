@@ -1,0 +1,59 @@
+"""The paper's super-resolution figure from a finished `i2am attribute experiment=sr_figure[-toy]` run.
+
+For every sample: the LR input (at output size), the output and the HR image; G2R ULAM, TLAMs and HLAMs over the LR
+input; R2G ULAM, TLAMs and HLAMs over the output; PSNR/SSIM (Y channel) in the title where HR is known.
+
+  python experiments/sr_figure.py outputs/attribute/<date>_<time>      # -> <run>/figures/sr_<sample>.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from PIL import Image
+
+from i2am.attribution import AttributionMaps
+from i2am.lit.attribution import safe_name
+from i2am.metrics.sr_quality import psnr_ssim
+from i2am.models.pasd.figure import render_sr_figure
+
+
+def load_png(path: Path) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
+
+
+def main(argv=None) -> list[Path]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--preset", default=None, help="to_image preset (default: the run's render.preset)")
+    args = parser.parse_args(argv)
+    run_cfg = OmegaConf.load(args.run_dir / "config.yaml")
+    preset = args.preset or run_cfg.render.preset
+    datamodule = instantiate(run_cfg.data)
+    datamodule.setup("predict")
+    written = []
+    for sample in datamodule.dataset:
+        sid = safe_name(str(sample["sample_id"]))
+        maps_file, output_file = args.run_dir / "maps" / f"{sid}.safetensors", args.run_dir / "samples" / f"{sid}.png"
+        if not maps_file.is_file():
+            continue
+        maps = AttributionMaps.load(maps_file)
+        output = load_png(output_file)[None]
+        hr = sample["image"][None].float()
+        scores = {k: float(v[0]) for k, v in psnr_ssim(output, hr).items()}
+        path = render_sr_figure(maps, sample["lr"], output[0], args.run_dir / "figures" / f"sr_{sid}.png",
+                                index=0, hr=hr[0], preset=preset, metrics={k.upper(): v for k, v in scores.items()})
+        written.append(path)
+        print(json.dumps({"sample": sid, "figure": str(path), **scores}))
+    if not written:
+        raise SystemExit(f"no sample of {args.run_dir} has maps: run `i2am attribute experiment=sr_figure-toy` first")
+    return written
+
+
+if __name__ == "__main__":
+    main()
