@@ -49,10 +49,15 @@ def main(argv: list[str] | None = None) -> None:
     from omegaconf import DictConfig
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=task)
-    def _run(cfg: DictConfig) -> dict:
+    def _run(cfg: DictConfig):
         metrics = get_task(task).run(cfg)
         if metrics:
             print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, indent=1))
+        objective = cfg.get("objective")   # a sweeper (Optuna) optimises the value this returns
+        if objective:
+            if objective not in (metrics or {}):
+                raise KeyError(f"objective={objective!r} is not among the task's metrics {sorted(metrics or {})}")
+            return float(metrics[objective])
         return metrics
 
     sys.argv = [sys.argv[0], *argv]

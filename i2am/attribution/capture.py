@@ -80,9 +80,8 @@ class AttributionCapture:
             self.step_module = model
         if not specs:
             raise ValueError(f"{type(model).__name__} has no hookable cross-attention layer")
-        self.cfg_layout = self.cfg.cfg_layout
-        if self.cfg_layout == "auto":
-            self.cfg_layout = getattr(model, "cfg_layout", "none")
+        self._model = model
+        self.cfg_layout = self._resolve_layout()
         self.model_name = model_name or getattr(model, "name", type(model).__name__)
         self.layers = select_layers(specs, self.cfg.layers)
         names = [s.name for s in self.layers]
@@ -99,6 +98,11 @@ class AttributionCapture:
         self._region_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._active = False
         self._warned_degenerate = False
+
+    def _resolve_layout(self) -> str:
+        if self.cfg.cfg_layout != "auto":
+            return self.cfg.cfg_layout
+        return getattr(self._model, "cfg_layout", "none")
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> "AttributionCapture":
@@ -154,6 +158,7 @@ class AttributionCapture:
         if sample is None:
             raise RuntimeError(f"{type(module).__name__}.forward got no sample tensor to read the latent size from")
         self._latent_hw = tuple(sample.shape[-2:])
+        self.cfg_layout = self._resolve_layout()   # "auto": the adapter's layout for this very call
         self._step = self._calls
         self._calls += 1
         if self._step >= self.cfg.num_steps:

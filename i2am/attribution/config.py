@@ -21,7 +21,8 @@ class CaptureConfig:
     sram_layers: layer names whose full [Lq, Lk] G2R maps (heads averaged, summed over steps) are kept for
         specific-reference (SRAM) queries. Costs Lq*Lk floats per sample and layer.
     cfg_layout: which chunk of the batch is conditional: "none" (no CFG), "uncond_cond" (PBE, PASD: index 1),
-        "cond_uncond" (the custom model: index 0), "auto" (the adapter's own ``cfg_layout``).
+        "cond_uncond" (the custom model: index 0), "auto" (default: the adapter's own ``cfg_layout``, which
+        follows its guidance; "none" for a bare UNet).
     chunk_budget: the most logits (batch x heads x queries x tokens) materialised at once for spatial tokens; the
         query axis is split into chunks that fit (64 Mi floats = 256 MiB fp32 by default).
     r2g_grid / g2r_grid: common grids for the families; None = the largest query grid (R2G) / reference grid (G2R).
@@ -34,7 +35,7 @@ class CaptureConfig:
     directions: Sequence[str] = ("r2g", "g2r")
     layers: str | Sequence[str] = "all"
     sram_layers: Sequence[str] = ()
-    cfg_layout: str = "none"
+    cfg_layout: str = "auto"
     chunk_budget: int = 2**26
     r2g_grid: tuple[int, int] | None = None
     g2r_grid: tuple[int, int] | None = None

@@ -87,6 +87,7 @@ class DiffusionAdapter(nn.Module):
         self.size = size
         self.name = None
         self.guidance = guidance
+        self._guidance_in_use = None
         self.image_size = tuple(image_size)
         self.sampler_defaults = dict(scheduler="ddim", num_steps=num_steps, guidance=guidance, eta=0.0,
                                      start_code=start_code)
@@ -94,7 +95,10 @@ class DiffusionAdapter(nn.Module):
     # ---- what the attribution engine reads -------------------------------------------------------------------
     @property
     def cfg_layout(self) -> str:
-        return self.cfg_order if uses_cfg(self.guidance) else "none"
+        """The batch layout of the UNet call in progress: the guidance passed to ``denoise`` decides (the
+        adapter's default guidance before any call), so a capture reads the right chunk whatever the sampler says."""
+        guidance = self.guidance if self._guidance_in_use is None else self._guidance_in_use
+        return self.cfg_order if uses_cfg(guidance) else "none"
 
     @property
     def step_module(self) -> nn.Module:
@@ -159,6 +163,7 @@ class DiffusionAdapter(nn.Module):
     def denoise(self, x_t: torch.Tensor, t, inputs: DenoiseInputs, guidance: float | None = None) -> torch.Tensor:
         """eps for ``x_t`` at ``t``: one UNet call; with CFG the batch is [uncond, cond] or [cond, uncond]."""
         guidance = self.guidance if guidance is None else guidance
+        self._guidance_in_use = guidance
         if not uses_cfg(guidance):
             return self.predict_eps(x_t, t, inputs.concat, inputs.context, inputs.extra)
 
