@@ -51,7 +51,7 @@ def synthetic_batch(size: tuple[int, int], batch: int, seed: int = 0) -> dict:
     """Random images in [-1, 1] and a garment-shaped rectangle as try-on and warped-garment mask."""
     gen = torch.Generator().manual_seed(seed)
     h, w = size
-    image = lambda: torch.rand(batch, 3, h, w, generator=gen) * 2 - 1  # noqa: E731
+    image = lambda: torch.rand(batch, 3, h, w, generator=gen) * 2 - 1
     mask = torch.zeros(batch, 1, h, w)
     mask[:, :, h // 4: 3 * h // 4, w // 5: 4 * w // 5] = 1
     return {schema.IMAGE: image(), schema.REFERENCE: image(), schema.AGNOSTIC: image(), schema.DENSEPOSE: image(),
@@ -63,21 +63,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_steps(module: TryOnTraining, optimizer, batch: dict, steps: int, warmup: int, autocast) -> list[float]:
-    times = []
+def time_step(module: TryOnTraining, optimizer, batch: dict, step: int, autocast) -> float:
     device = module.model.device
-    for step in range(warmup + steps):
-        sync(device)
-        start = time.perf_counter()
-        with autocast():
-            terms = module.compute_losses(batch, step, unconditional=False)
-        optimizer.zero_grad(set_to_none=True)
-        terms["loss"].backward()
-        optimizer.step()
-        sync(device)
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+    sync(device)
+    start = time.perf_counter()
+    with autocast():
+        terms = module.compute_losses(batch, step, unconditional=False)
+    optimizer.zero_grad(set_to_none=True)
+    terms["loss"].backward()
+    optimizer.step()
+    sync(device)
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -102,16 +98,21 @@ def main() -> None:
 
     print(f"size={args.size} device={args.device} precision={args.precision} batch={batch_size} "
           f"optimizer={args.optimizer} steps={args.steps} (+{args.warmup} warm-up)")
-    medians = {}
-    for mode, paper_losses in MODES.items():
-        every = 1 if mode == "diagnostics" else 10 ** 9   # "mse" never reads the attention (step 0 aside: warm-up)
-        module = TryOnTraining(model, paper_losses=paper_losses, p_uncond=0.0, diagnostics_every=every)
-        optimizer = OPTIMIZERS[args.optimizer](module.trainable_parameters())
-        times = time_steps(module, optimizer, batch, args.steps, max(args.warmup, 1), autocast)
-        medians[mode] = statistics.median(times)
-        print(f"  {mode:<12} median {medians[mode] * 1e3:9.1f} ms/step   (min {min(times) * 1e3:.1f}, "
-              f"max {max(times) * 1e3:.1f})")
-        del optimizer
+    # One shared model and optimizer; the modes take turns step by step, so drifts in machine load hit them alike.
+    modules = {mode: TryOnTraining(model, paper_losses=losses, p_uncond=0.0,
+                                   diagnostics_every=1 if mode == "diagnostics" else 10 ** 9)
+               for mode, losses in MODES.items()}
+    optimizer = OPTIMIZERS[args.optimizer](modules["mse"].trainable_parameters())
+    times = {mode: [] for mode in MODES}
+    for step in range(1, args.warmup + args.steps + 1):    # from step 1: "mse" never reads the attention
+        for mode, module in modules.items():
+            elapsed = time_step(module, optimizer, batch, step, autocast)
+            if step > args.warmup:
+                times[mode].append(elapsed)
+    medians = {mode: statistics.median(values) for mode, values in times.items()}
+    for mode, values in times.items():
+        print(f"  {mode:<12} median {medians[mode] * 1e3:9.1f} ms/step   (min {min(values) * 1e3:.1f}, "
+              f"max {max(values) * 1e3:.1f})")
     print(f"ratio paper / mse: {medians['paper'] / medians['mse']:.3f}x   (target <= 1.20x)")
     print(f"ratio diagnostics / mse: {medians['diagnostics'] / medians['mse']:.3f}x")
 

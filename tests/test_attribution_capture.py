@@ -249,3 +249,15 @@ def test_query_chunking_does_not_change_the_maps(unet):
     chunked = capture(unet, x, ctx, sram_layers=(SRAM_LAYER,), chunk_budget=2 * 4 * 48 * 5).maps()  # 5 queries/chunk
     for key in whole.raw:
         torch.testing.assert_close(chunked.raw[key], whole.raw[key], rtol=1e-5, atol=1e-7, msg=key)
+
+
+def test_family_layers_by_group_and_their_own_common_grid(unet):
+    x, ctx = inputs(1)
+    small = ["up_blocks.1.attentions.0.transformer_blocks.0.attn2", "up_blocks.1.attentions.1.transformer_blocks.0.attn2"]
+    maps = capture(unet, x, ctx, family_layers={"r2g": {"ulam": small, "llam": ["group:unet"]}}).maps()
+    # ULAM over two 2x2 layers stays on their own 2x2 grid; LLAM over the group keeps every layer at 8x8
+    assert maps.r2g.ulam.shape[-2:] == (2, 2)
+    torch.testing.assert_close(maps.r2g.ulam, maps.r2g.subset(small).ulam)
+    assert maps.r2g.llam.shape == (1, 15, *LATENT)
+    with pytest.raises(KeyError, match="not captured"):
+        capture(unet, x, ctx, family_layers={"r2g": {"ulam": ["nope"]}}).maps().r2g

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from tasks_util import cli, compose_task, read_metrics, run_task
 
 from i2am.lit.tryon import TryOnTraining
 from i2am.models import create_model
-from tasks_util import cli, compose_task, read_metrics, run_task
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def adam_steps(ckpt: dict) -> set[int]:
 
 def test_cli_refined_stage_logs_losses_and_attention_and_writes_a_loadable_checkpoint(data_dir, tmp_path):
     run = tmp_path / "run"
-    cli("train", overrides(data_dir, run, "attention_loss=paper", "trainer.max_steps=2"))
+    cli("train", overrides(data_dir, run, "attention_loss=paper", "trainer.max_steps=2", f"hydra.run.dir={run}"))
 
     metrics = read_metrics(run)
     assert metrics["global_step"] == 2 and metrics["attention_loss"] == "paper" and not metrics["resumed"]
@@ -112,3 +112,10 @@ def test_every_attention_loss_preset_composes():
     assert paper.cwg_warmup_steps == 0 and paper.entropy_floor_weight == 0
     assert guarded.cwg_warmup_steps > 0 and guarded.entropy_floor_weight > 0
     assert (guarded.tv_weight, guarded.dcml_weight, guarded.sigma) == (1e-4, 0.01, 1.0)
+
+
+def test_ddp_training_tolerates_parameters_without_gradient():
+    from i2am.tasks.train import trainer_overrides
+
+    assert trainer_overrides(compose_task("train", ["trainer=ddp"])) == {"strategy": "ddp_find_unused_parameters_true"}
+    assert trainer_overrides(compose_task("train", [])) == {}

@@ -9,6 +9,7 @@ import torch
 from diffusers.models.attention_processor import AttnProcessor
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from tasks_util import CONF
 from torch import nn
 from torch.utils.data import default_collate
 
@@ -19,7 +20,6 @@ from i2am.lit.tryon import LossLayerProbe, TryOnTraining
 from i2am.losses import attention_losses
 from i2am.models import create_model
 from i2am.models.checkpoint import ldm_schedule_buffers
-from tasks_util import CONF
 
 LOSS_LAYER = "up_blocks.1.attentions.1.transformer_blocks.0.attn2"   # decoder cross-attention layer 2
 QUERY_GRID = (4, 3)    # custom-tiny: 128x96 image -> 16x12 latent -> 1/4 at up_blocks.1

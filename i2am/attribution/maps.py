@@ -39,7 +39,7 @@ class DirectionMaps:
                  family_layers: dict | None = None, degenerate: str | None = None):
         self.direction = direction
         self.layers = layers                     # name -> [B, G, N, h, w] raw sums over steps
-        self.grid = tuple(grid) if grid else None
+        self.grid = tuple(grid) if grid else None   # None: per family, the largest grid of its layers
         self.family_layers = family_layers or {}
         self.degenerate = degenerate             # a reason string when this direction carries no information
 
@@ -57,6 +57,13 @@ class DirectionMaps:
             raise KeyError(f"{self.direction}: no captured layer {missing}; captured: {self.names}")
         return DirectionMaps(self.direction, {n: self.layers[n] for n in names}, self.grid, {}, self.degenerate)
 
+    def family_grid(self, family: str) -> tuple[int, int]:
+        """The common grid of a family: the configured one, else the largest grid among the family's layers."""
+        if self.grid is not None:
+            return self.grid
+        names = self.family_layers.get(family) or self.names
+        return max((tuple(self.layers[n].shape[-2:]) for n in names), key=lambda hw: hw[0] * hw[1])
+
     def _resized(self, family: str, per_group: bool) -> list[torch.Tensor] | None:
         """Per layer of the family, the sum over steps (or per group) resized to the common grid and clamped:
         a list of [B, N, h, w] (or [B, N, G, h, w])."""
@@ -65,9 +72,10 @@ class DirectionMaps:
                           stacklevel=3)
             return None
         names = self.family_layers.get(family) or self.names
+        grid = self.family_grid(family)
         if per_group:
-            return [resize_clamp(self.layers[n].transpose(1, 2), self.grid) for n in names]
-        return [resize_clamp(self.layers[n].sum(1), self.grid) for n in names]
+            return [resize_clamp(self.layers[n].transpose(1, 2), grid) for n in names]
+        return [resize_clamp(self.layers[n].sum(1), grid) for n in names]
 
     @cached_property
     def ulam(self) -> torch.Tensor | None:
@@ -115,10 +123,22 @@ class AttributionMaps:
                               f"over one key is identically 1, so G2R carries no information")
         grid_key = {"r2g": "r2g_grid", "g2r": "g2r_grid"}.get(direction)
         grid = self.meta.get(grid_key) if grid_key else None
-        if grid is None and layers:
-            grid = max((tuple(v.shape[-2:]) for v in layers.values()), key=lambda hw: hw[0] * hw[1])
-        fams = self.meta.get("family_layers", {}).get(direction, {})
+        fams = {family: self._expand(names, layers) for family, names in
+                self.meta.get("family_layers", {}).get(direction, {}).items()}
         return DirectionMaps(direction, layers, grid, fams, degenerate)
+
+    def _expand(self, names, captured: dict) -> list[str]:
+        """Layer names of a family; "group:<g>" stands for every captured layer of group g, in capture order."""
+        out = []
+        for name in names:
+            if name.startswith("group:"):
+                group = name[len("group:"):]
+                out += [m["name"] for m in self.meta["layers"] if m["group"] == group and m["name"] in captured]
+            elif name in captured:
+                out.append(name)
+            else:
+                raise KeyError(f"family layer {name!r} was not captured in this direction; captured: {list(captured)}")
+        return out
 
     @cached_property
     def r2g(self) -> DirectionMaps:

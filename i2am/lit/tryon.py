@@ -12,9 +12,9 @@ also when the losses are off (without gradient), so a collapse of the attention 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Callable, Iterator
 
 import lightning as L
 import torch
@@ -23,8 +23,14 @@ from diffusers.models.attention_processor import Attention
 from torch import nn
 
 from i2am.data import schema
-from i2am.losses import (attention_diagnostics, attention_losses, correspondence_ce_loss, correspondence_targets,
-                         head_average, query_mask)
+from i2am.losses import (
+    attention_diagnostics,
+    attention_losses,
+    correspondence_ce_loss,
+    correspondence_targets,
+    head_average,
+    query_mask,
+)
 from i2am.models.base import query_grid
 from i2am.models.sampler import make_scheduler
 
@@ -62,7 +68,7 @@ class LossLayerProbe:
         self._stash: dict[str, torch.Tensor] = {}
 
     @contextmanager
-    def armed(self, active: bool = True) -> Iterator["LossLayerProbe"]:
+    def armed(self, active: bool = True) -> Iterator[LossLayerProbe]:
         if not active:
             yield self
             return
@@ -123,7 +129,7 @@ class TryOnTraining(L.LightningModule):
         self.probe = LossLayerProbe(layer, model.reference_grid(), self.loss_layer_name)
         self.noise_schedule = make_scheduler("DDPMScheduler")   # the LDM training schedule, 1,000 steps
         self.logged_names = self._logged_names()
-        self.latest: dict[str, float] = {}                       # last finite value of every logged name
+        self.latest: dict[str, torch.Tensor] = {}                # last computed value of every logged name
         self.train()   # Lightning keeps the mode it finds, and the adapter is built in eval mode
 
     @property
@@ -196,14 +202,19 @@ class TryOnTraining(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self.compute_losses(batch, self.global_step)
         # The same names every step (NaN where a term was not computed), so the CSV header never changes.
-        values = {name: terms[name].detach().float() if name in terms else torch.tensor(math.nan)
-                  for name in self.logged_names}
+        nan = torch.full((), math.nan, device=terms["loss"].device)
+        values = {name: terms[name].detach().float() if name in terms else nan for name in self.logged_names}
         size = batch[schema.IMAGE].shape[0]
         self.log_dict({f"train/{k}": v for k, v in values.items() if k != "loss"}, on_step=True, on_epoch=False,
                       batch_size=size)
         self.log("train/loss", values["loss"], prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
-        self.latest |= {k: v.item() for k, v in values.items() if torch.isfinite(v)}
+        self.latest |= {name: value for name, value in values.items() if name in terms}
         return terms["loss"]
+
+    def final_metrics(self) -> dict[str, float]:
+        """The latest computed value of every logged name (a term not computed at the last step keeps its value
+        from the last step that computed it)."""
+        return {name: value.item() for name, value in self.latest.items()}
 
     # ---- parameters --------------------------------------------------------------------------------------------
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -212,7 +223,7 @@ class TryOnTraining(L.LightningModule):
     def configure_optimizers(self):
         return self.optimizer_factory(self.trainable_parameters())
 
-    def train(self, mode: bool = True) -> "TryOnTraining":
+    def train(self, mode: bool = True) -> TryOnTraining:
         """Frozen parts (VAE, reference encoder: no trainable parameter) stay in eval mode."""
         super().train(mode)
         for child in self.model.children():

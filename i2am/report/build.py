@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import html
 from .claims import Claim, read_claims
-from .panels import sample_panels
+from .panels import SampleView, sample_panels
 from .run_reader import AttributeRun
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,9 @@ def write_report(runs: str | Path | Mapping[str, str | Path], out_path: str | Pa
         inputs = run.inputs(ids) if read_inputs and ids else {}
         items = []
         for sample_id in ids:
-            panels = sample_panels(page_dir / "report_files" / label, sample_id, run.maps(sample_id),
-                                   run.generated(sample_id), inputs.get(sample_id), title=label)
+            view = SampleView.from_inputs(sample_id, run.maps(sample_id), run.generated(sample_id),
+                                          inputs.get(sample_id))
+            panels = sample_panels(page_dir / "report_files" / label, view, title=label)
             items += [(f"{label} / {sample_id}: {caption}", path) for caption, path in panels]
         note = "<p class='note'>inputs (reference, agnostic) not readable: maps shown without them</p>" \
             if ids and not inputs else ""

@@ -27,6 +27,8 @@ def escape(value) -> str:
 
 
 def format_number(value) -> str:
+    if value is None:   # metrics.json stores NaN as null
+        return "nan"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return escape(value)
     if isinstance(value, int):

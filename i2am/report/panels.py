@@ -6,6 +6,7 @@ token. Metrics never read these PNGs; they are computed from the raw maps.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -103,64 +104,96 @@ def layer_labels(names: list[str]) -> list[str]:
     return labels
 
 
-def sample_panels(out_dir: str | Path, sample_id: str, maps: AttributionMaps, generated: np.ndarray,
-                  inputs: dict | None = None, title: str = "") -> list[tuple[str, Path]]:
-    """Write the panels of one sample (maps of that sample only) under ``out_dir``: [(caption, path)].
+@dataclass
+class SampleView:
+    """One sample of a run, ready to draw: its maps (batch of one), images (uint8) and try-on region."""
+    sample_id: str
+    maps: AttributionMaps
+    generated: np.ndarray
+    reference: np.ndarray | None = None
+    agnostic: np.ndarray | None = None
+    region: torch.Tensor | None = None          # [H, W], 1 on the generated region
+
+    @classmethod
+    def from_inputs(cls, sample_id: str, maps: AttributionMaps, generated: np.ndarray,
+                    inputs: dict | None = None) -> "SampleView":
+        inputs = inputs or {}
+        image = lambda key: to_uint8_image(inputs[key]) if key in inputs else None  # noqa: E731
+        region = inputs.get(schema.INPAINT_MASK)
+        return cls(sample_id, maps, generated, image(schema.REFERENCE), image(schema.AGNOSTIC),
+                   None if region is None else region[0])
+
+    @property
+    def invert(self) -> bool:
+        return r2g_inverted(self.maps)
+
+    def direction(self, name: str):
+        """(DirectionMaps or None, base image or None, display size) of "r2g" or "g2r"."""
+        maps = getattr(self.maps, name)
+        if name == "r2g":
+            return (maps if maps.available else None), self.generated, self.generated.shape[:2]
+        size = self.reference.shape[:2] if self.reference is not None else self.generated.shape[:2]
+        return (maps if maps.available else None), self.reference, size
+
+    def tiles(self, direction: str, family: str, labels: list[str] | None = None, index=None
+              ) -> list[tuple[str, np.ndarray]]:
+        """Overlays (or bare maps) of one family; ``index`` picks maps of a family stack (e.g. LLAM layers)."""
+        maps, base, size = self.direction(direction)
+        if maps is None:
+            return []
+        stack = getattr(maps, family)[0]
+        stack = stack[None] if family == "ulam" else stack
+        if index is not None:
+            stack = stack[list(index)]
+        labels = labels or [f"{direction.upper()} {family.upper()} {k}" for k in range(stack.shape[0])]
+        return family_tiles(stack, base, size, direction, labels, self.invert)
+
+    def sram(self) -> tuple[str, tuple[int, int], torch.Tensor, np.ndarray, list[tuple[str, np.ndarray]]] | None:
+        """(layer, query grid, the 3x3 cells, the marked generated grid, the 9 SRAM tiles) or None without SRAM."""
+        layers = [k[len("sram/"):] for k in self.maps.raw if k.startswith("sram/")]
+        if not layers:
+            return None
+        layer = layers[0]
+        grid = tuple(self.maps.layer_meta(layer)["query_grid"])
+        cells = sram_query_cells(grid, self.region)
+        _, base, size = self.direction("g2r")
+        tiles = family_tiles(self.maps.sram(layer, points=cells)[0], base, size, "g2r",
+                             [f"cell ({r}, {c})" for r, c in cells.tolist()])
+        return layer, grid, cells, mark_cells(self.generated, grid, cells), tiles
+
+
+def sample_panels(out_dir: str | Path, view: SampleView, title: str = "") -> list[tuple[str, Path]]:
+    """Write the panels of one sample under ``out_dir``: [(caption, path)].
 
     overview: reference, agnostic input, generated image, R2G and G2R ULAM overlays; tlam and hlam: one row per
     direction; llam: the R2G strip over every captured layer; sram: the 3x3 grid of specific-reference maps.
     """
-    out_dir, inputs = Path(out_dir), inputs or {}
-    size = generated.shape[:2]
-    invert = r2g_inverted(maps)
-    reference = to_uint8_image(inputs[schema.REFERENCE]) if schema.REFERENCE in inputs else None
-    ref_size = reference.shape[:2] if reference is not None else size
-    r2g, g2r = maps.r2g if maps.r2g.available else None, maps.g2r if maps.g2r.available else None
-    name = f"{sample_id}: {title}" if title else sample_id
-    written = []
-
-    tiles = []
-    if reference is not None:
-        tiles.append(("reference", reference))
-    if schema.AGNOSTIC in inputs:
-        tiles.append(("agnostic input", to_uint8_image(inputs[schema.AGNOSTIC])))
-    tiles.append(("generated", generated))
-    if r2g is not None:
-        tiles += family_tiles(r2g.ulam[0:1], generated, size, "r2g", ["R2G ULAM" + (" (1 - map)" if invert else "")],
-                              invert)
-    if g2r is not None:
-        tiles += family_tiles(g2r.ulam[0:1], reference, ref_size, "g2r", ["G2R ULAM"])
-    written.append(("overview", save_panel(out_dir / f"{sample_id}_overview.png", tiles, title=name)))
-
-    directions = [(d, m, base, shape) for d, m, base, shape in
-                  (("r2g", r2g, generated, size), ("g2r", g2r, reference, ref_size)) if m is not None]
+    out_dir, sid = Path(out_dir), view.sample_id
+    name = f"{sid}: {title}" if title else sid
+    tiles = [(label, image) for label, image in (("reference", view.reference), ("agnostic input", view.agnostic),
+                                                 ("generated", view.generated)) if image is not None]
+    tiles += view.tiles("r2g", "ulam", ["R2G ULAM" + (" (1 - map)" if view.invert else "")])
+    tiles += view.tiles("g2r", "ulam", ["G2R ULAM"])
+    written = [("overview", save_panel(out_dir / f"{sid}_overview.png", tiles, title=name))]
     for family, label in (("tlam", "t-group"), ("hlam", "head")):
         rows = []
-        for direction, family_maps, base, shape in directions:
-            stack = getattr(family_maps, family)[0]
-            labels = [f"{direction.upper()} {label} {k}" for k in range(stack.shape[0])]
-            rows.append(family_tiles(stack, base, shape, direction, labels, invert))
+        for direction in ("r2g", "g2r"):
+            maps, _, _ = view.direction(direction)
+            if maps is not None:
+                count = getattr(maps, family).shape[1]
+                rows.append(view.tiles(direction, family, [f"{direction.upper()} {label} {k}" for k in range(count)]))
         if rows:
-            tiles = [t for row in rows for t in row]
-            written.append((family.upper(), save_panel(out_dir / f"{sample_id}_{family}.png", tiles,
+            written.append((family.upper(), save_panel(out_dir / f"{sid}_{family}.png", [t for r in rows for t in r],
                                                        columns=max(len(r) for r in rows), title=name)))
-
+    r2g, _, _ = view.direction("r2g")
     if r2g is not None:
-        names = r2g.family_layers.get("llam") or r2g.names
-        tiles = family_tiles(r2g.llam[0], generated, size, "r2g", [f"R2G {lab}" for lab in layer_labels(names)],
-                             invert)
-        written.append(("LLAM", save_panel(out_dir / f"{sample_id}_llam.png", tiles, columns=min(len(tiles), 8),
+        labels = [f"R2G {lab}" for lab in layer_labels(r2g.family_layers.get("llam") or r2g.names)]
+        tiles = view.tiles("r2g", "llam", labels)
+        written.append(("LLAM", save_panel(out_dir / f"{sid}_llam.png", tiles, columns=min(len(tiles), 8),
                                            title=name)))
-
-    sram_layers = [k[len("sram/"):] for k in maps.raw if k.startswith("sram/")]
-    if sram_layers:
-        layer = sram_layers[0]
-        query_grid = tuple(maps.layer_meta(layer)["query_grid"])
-        region = inputs.get(schema.INPAINT_MASK)
-        cells = sram_query_cells(query_grid, None if region is None else region[0])
-        srams = maps.sram(layer, points=cells)[0]
-        tiles = family_tiles(srams, reference, ref_size, "g2r", [f"cell ({r}, {c})" for r, c in cells.tolist()])
-        path = save_sram_figure(out_dir / f"{sample_id}_sram.png", mark_cells(generated, query_grid, cells), tiles,
-                                title=f"{name} - SRAM at {layer} ({query_grid[0]}x{query_grid[1]})")
-        written.append(("SRAM", path))
+    sram = view.sram()
+    if sram is not None:
+        layer, grid, _, marked, tiles = sram
+        written.append(("SRAM", save_sram_figure(out_dir / f"{sid}_sram.png", marked, tiles,
+                                                 title=f"{name} - SRAM at {layer} ({grid[0]}x{grid[1]})")))
     return written

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ..metrics.correlation import correlate_runs
 from ..report import claims_markdown, write_claims, write_report
@@ -60,7 +60,8 @@ class Demo:
     def __init__(self, cfg: DictConfig, out_dir: Path):
         self.cfg, self.out = cfg, out_dir
         self.budget = cfg.demo.quick_budget if cfg.demo.quick else cfg.demo.budget
-        self.common = [f"paths.data_dir={Path(cfg.paths.data_dir).resolve()}", f"seed={cfg.seed}",
+        self.data_dir = Path(cfg.paths.data_dir).resolve()
+        self.common = [f"paths.data_dir={self.data_dir}", f"seed={cfg.seed}",
                        f"model={cfg.demo.model}", f"data={cfg.demo.data}", "trainer.enable_progress_bar=false"]
 
     # ---- stages ------------------------------------------------------------------------------------------------
@@ -88,8 +89,7 @@ class Demo:
         log.info("demo: attribute %s", label)
         from . import attribute, evaluate
         attribute.run(compose(config_name="attribute", overrides=overrides))
-        evaluate.run(compose(config_name="evaluate", overrides=[f"run_dir={out}", "quality=quality_toy",
-                                                                f"paths.data_dir={self.common[0].split('=', 1)[1]}"]))
+        evaluate.run(compose(config_name="evaluate", overrides=[f"run_dir={out}", "evaluator@quality=quality_toy"]))
         return out
 
     # ---- the whole demo -----------------------------------------------------------------------------------------
@@ -100,7 +100,8 @@ class Demo:
         control = self.train("control", "correspondence", b.control)
         runs = {"untrained": self.attribute("untrained", None)}
         for ckpt in intermediate_checkpoints(custom):
-            runs[f"custom-{ckpt.stem.replace('=', '')}"] = self.attribute(f"custom-{ckpt.stem.replace('=', '')}", ckpt)
+            label = "custom-" + ckpt.stem.replace("=", "")
+            runs[label] = self.attribute(label, ckpt)
         for label, train_dir in (("custom", custom), ("refined", refined), ("control", control)):
             runs[label] = self.attribute(label, last(train_dir))
         metrics = {label: json.loads((path / "metrics.json").read_text()) for label, path in runs.items()}
@@ -127,7 +128,7 @@ class Demo:
     def summary(self, runs: dict[str, Path]) -> dict[str, str]:
         b = self.budget
         return {"budget": "quick (token budget for CI: claims are not meaningful)" if self.cfg.demo.quick else "full",
-                "model": self.cfg.demo.model, "data": f"{self.cfg.demo.data} at {self.common[0].split('=', 1)[1]}",
+                "model": self.cfg.demo.model, "data": f"{self.cfg.demo.data} under {self.data_dir}",
                 "training steps": f"custom {b.custom} (MSE), refined +{b.refined} ({self.cfg.demo.refined_loss}), "
                                   f"control {b.control} (MSE + correspondence CE)",
                 "optimiser": f"AdamW lr {self.cfg.demo.lr}, batch {self.cfg.demo.batch_size}",
@@ -143,9 +144,10 @@ def last(train_dir: Path) -> Path:
 
 
 def intermediate_checkpoints(train_dir: Path) -> list[Path]:
-    """``step=<N>.ckpt`` files kept by the custom run, in step order (the final state is last.ckpt)."""
-    found = (train_dir / "checkpoints").glob("step=*.ckpt")
-    return sorted(found, key=lambda p: int(p.stem.split("=")[1]))
+    """``step=<N>.ckpt`` files kept by a training run before its final step (whose state is last.ckpt), in order."""
+    final = json.loads((train_dir / "metrics.json").read_text())["global_step"]
+    steps = {int(p.stem.split("=")[1]): p for p in (train_dir / "checkpoints").glob("step=*.ckpt")}
+    return [steps[k] for k in sorted(steps) if k < final]
 
 
 def summary_markdown(metrics: dict[str, dict]) -> str:
@@ -164,5 +166,3 @@ def run(cfg: DictConfig) -> dict:
     with hydra_context():
         return Demo(cfg, out_dir).run()
 
-
-__all__ = ["run", "OmegaConf"]

@@ -15,8 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from ..lit.tryon import TryOnTraining
-from .common import build_loggers, build_trainer, finish_loggers, run_dir, save_config, seed_everything, \
-    write_metrics
+from .common import build_loggers, build_trainer, finish_loggers, run_dir, save_config, seed_everything, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +68,13 @@ def run(cfg: DictConfig) -> dict:
     try:
         trainer = build_trainer(cfg, out_dir, loggers, callbacks=[checkpoint_callback(cfg, out_dir)],
                                 **trainer_overrides(cfg))
-        with warnings.catch_warnings():   # the frozen VAE and reference encoder are in eval mode on purpose
-            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")
+        with warnings.catch_warnings():   # the frozen VAE and reference encoder are in eval mode on purpose;
+            warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")    # training has no val loop
+            warnings.filterwarnings("ignore", message=r".*val_dataloader.* but have no `validation_step`")
             trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
         final = out_dir / CHECKPOINT_DIR / LAST
         trainer.save_checkpoint(final, weights_only=False)   # the final state, whatever the checkpoint period
-        metrics = {**module.latest, "global_step": trainer.global_step, "checkpoint": str(final),
+        metrics = {**module.final_metrics(), "global_step": trainer.global_step, "checkpoint": str(final),
                    "resumed": resume is not None, "attention_loss": cfg.attention_loss.name}
         if trainer.is_global_zero:
             write_metrics(out_dir, metrics)
