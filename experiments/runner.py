@@ -15,7 +15,7 @@ config holds the whole table; the script loops over it in one process. A finishe
 metrics.json exists), so a script can be started again after a failure, or with ``--make-only`` to rebuild the
 table/figure from finished runs. On a cluster, run each label as its own job instead (docs/readme/demo.md).
 
-    python experiments/<artifact>.py [--make-only] [hydra overrides ...]
+    python experiments/<artifact>.py [--toy] [--make-only] [hydra overrides ...]     # --toy: the offline twin
 """
 from __future__ import annotations
 
@@ -39,13 +39,6 @@ log = logging.getLogger(__name__)
 Maker = Callable[[dict[str, Path], Path, DictConfig], list[Path]]
 
 
-def experiment_override(task: str, name: str) -> str:
-    """``experiment=<name>`` when conf/<task>.yaml lists an experiment default, else ``+experiment=<name>``."""
-    defaults = OmegaConf.load(config_dir() / f"{task}.yaml").get("defaults", [])
-    listed = any("experiment" in str(entry) for entry in defaults)
-    return f"{'' if listed else '+'}experiment={name}"
-
-
 def artifact_config(name: str, overrides: Sequence[str] = ()) -> tuple[str, DictConfig]:
     """(task, composed config) of conf/experiment/<name>.yaml; must run inside a Hydra context."""
     file = config_dir() / "experiment" / f"{name}.yaml"
@@ -54,7 +47,7 @@ def artifact_config(name: str, overrides: Sequence[str] = ()) -> tuple[str, Dict
     task = OmegaConf.select(OmegaConf.load(file), "artifact.task")
     if task is None:
         raise KeyError(f"{file} has no artifact.task")
-    return task, compose(config_name=task, overrides=[experiment_override(task, name), *overrides])
+    return task, compose(config_name=task, overrides=[f"experiment={name}", *overrides])
 
 
 def run_artifact(name: str, overrides: Sequence[str] = (), make_only: bool = False) -> tuple[dict[str, Path], Path]:
@@ -67,8 +60,8 @@ def run_artifact(name: str, overrides: Sequence[str] = (), make_only: bool = Fal
         runs[label] = run_dir
         if make_only or (run_dir / "metrics.json").is_file():
             continue
-        flag = experiment_override(task, name)
-        run_cfg = compose(config_name=task, overrides=[flag, *overrides, *run_overrides, f"run_dir={run_dir}"])
+        run_cfg = compose(config_name=task, overrides=[f"experiment={name}", *overrides, *run_overrides,
+                                                       f"run_dir={run_dir}"])
         log.info("%s: run %s -> %s", name, label, run_dir)
         get_task(task).run(run_cfg)
         if cfg.artifact.get("evaluate"):
@@ -84,7 +77,8 @@ def main(name: str, make: Maker, argv: Sequence[str] | None = None) -> list[Path
     """The body of every experiments/<artifact>.py: run, then make the table/figure; prints what it wrote."""
     argv = list(sys.argv[1:] if argv is None else argv)
     make_only = "--make-only" in argv
-    overrides = [a for a in argv if a != "--make-only"]
+    name = f"{name}-toy" if "--toy" in argv else name
+    overrides = [a for a in argv if a not in ("--make-only", "--toy")]
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         runs, out = run_artifact(name, overrides, make_only)

@@ -67,3 +67,16 @@ def test_help_lists_every_task():
                          env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout
     for task in TASKS:
         assert f"  {task} " in out or f"  {task}\n" in out
+
+
+def test_optuna_sweep_over_the_loss_weights(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    cli("train", ["-m", "experiment=sweep_loss_weights", "hydra.sweeper.n_trials=2", "trainer.max_steps=2",
+                  f"paths.data_dir={tmp_path / 'data'}", f"paths.output_dir={tmp_path / 'out'}",
+                  "data.toy.n_train=4", "data.toy.n_test=2", "trainer.enable_progress_bar=false"], timeout=900)
+    results = list((tmp_path / "out").rglob("optimization_results.yaml"))
+    assert len(results) == 1
+    text = results[0].read_text()
+    assert "best_value" in text and "cwg_weight" in text and "dcml_weight" in text
+    trials = [json.loads(p.read_text()) for p in (tmp_path / "out").rglob("metrics.json")]
+    assert len(trials) == 2 and all(t["attention_loss"] == "paper" for t in trials)

@@ -199,6 +199,12 @@ class TryOnTraining(L.LightningModule):
             out["total"] = out["total"] + out["correspondence_ce"]
         return out
 
+    def on_fit_start(self) -> None:
+        # seed_everything gives every DDP rank the same seed; offset it so the ranks draw different t, noise and
+        # CFG dropout (one process is unchanged)
+        if self.trainer.world_size > 1:
+            torch.manual_seed(torch.initial_seed() + self.global_rank)
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         terms = self.compute_losses(batch, self.global_step)
         # The same names every step (NaN where a term was not computed), so the CSV header never changes.

@@ -81,3 +81,11 @@ class AttributeRun:
                 if len(found) == len(wanted):
                     break
         return found
+
+    def views(self, count: int | None = None, read_inputs: bool = True) -> list:
+        """The first ``count`` samples as ``i2am.report.panels.SampleView`` (maps, images, inputs)."""
+        from .panels import SampleView
+
+        ids = self.sample_ids[:count]
+        inputs = self.inputs(ids) if read_inputs and ids else {}
+        return [SampleView.from_inputs(i, self.maps(i), self.generated(i), inputs.get(i)) for i in ids]
