@@ -23,6 +23,8 @@ def test_evaluate_merges_quality_into_the_run_metrics(attribute_run):
         assert key in stored and stored[key] == pytest.approx(metrics[key])
     assert "fid" not in stored
     assert stored["fid_randconv"] > 0 and -1 <= stored["ssim"] <= 1
+    cli("evaluate", [f"run_dir={attribute_run}", "evaluator@quality=quality_toy"])     # the same through the CLI
+    assert read_metrics(attribute_run)["fid_randconv"] == pytest.approx(metrics["fid_randconv"])
 
 
 def test_evaluate_names_a_bad_run_dir(tmp_path):
@@ -45,13 +47,18 @@ def test_correlate_over_runs_through_the_cli(tmp_path):
     fid_row = next(r for r in rows if r.startswith("imacs_g,fid"))
     assert float(fid_row.split(",")[3]) < -0.9             # Pearson: IMACS falls as FID rises in this table
     assert (tmp_path / "corr" / "figures" / "correlation_imacs_g_fid.png").is_file()
+    result = run_task("correlate", [f"runs={tmp_path / 'sweep'}", f"run_dir={tmp_path / 'corr2'}",
+                                    "correlation.x_keys=[imacs_g]", "correlation.y_keys=[fid,ssim]",
+                                    "correlation.n_bootstrap=200"])
+    assert result["n_runs"] == 4 and result["pearson_imacs_g_fid"] < -0.9
 
 
 def test_detect_with_pbe_tiny_on_toy_coco(tmp_path):
-    cli("detect", ["model=pbe-tiny", "data=toy_coco", f"paths.data_dir={tmp_path / 'data'}",
-                   f"run_dir={tmp_path / 'run'}", "sampler.num_steps=2", "data.limit=3", "data.toy.n=16",
-                   "trainer.enable_progress_bar=false"])
+    overrides = ["model=pbe-tiny", "data=toy_coco", f"paths.data_dir={tmp_path / 'data'}", "sampler.num_steps=2",
+                 "data.limit=3", "data.toy.n=16", "trainer.enable_progress_bar=false"]
+    cli("detect", [*overrides, f"run_dir={tmp_path / 'run'}"])
     metrics = read_metrics(tmp_path / "run")
+    assert run_task("detect", [*overrides, f"run_dir={tmp_path / 'run2'}"]) == pytest.approx(metrics)
     assert metrics["det_n"] == 3
     for key in ("det_miou", "det_iou50", "det_ap", "det_miou_whole_image", "det_miou_random",
                 "det_miou_random_official", "det_miou_daam"):
