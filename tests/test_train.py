@@ -115,7 +115,5 @@ def test_every_attention_loss_preset_composes():
 
 
 def test_ddp_training_tolerates_parameters_without_gradient():
-    from i2am.tasks.train import trainer_overrides
-
-    assert trainer_overrides(compose_task("train", ["trainer=ddp"])) == {"strategy": "ddp_find_unused_parameters_true"}
-    assert trainer_overrides(compose_task("train", [])) == {}
+    # a dropped batch leaves the projector without gradient and a conditional one the unconditional context
+    assert compose_task("train", ["trainer=ddp"]).trainer.strategy == "ddp_find_unused_parameters_true"

@@ -43,14 +43,6 @@ def checkpoint_callback(cfg: DictConfig, out_dir: Path) -> ModelCheckpoint:
                            every_n_train_steps=every, enable_version_counter=False)
 
 
-def trainer_overrides(cfg: DictConfig) -> dict:
-    # A dropped batch leaves the projector without gradient and a conditional one the unconditional context:
-    # plain DDP would wait for their gradients forever.
-    if cfg.trainer.get("strategy") == "ddp":
-        return {"strategy": "ddp_find_unused_parameters_true"}
-    return {}
-
-
 def run(cfg: DictConfig) -> dict:
     out_dir = run_dir(cfg)
     save_config(cfg, out_dir)
@@ -66,8 +58,7 @@ def run(cfg: DictConfig) -> dict:
     datamodule = instantiate(cfg.data)
     loggers = build_loggers(cfg, out_dir)
     try:
-        trainer = build_trainer(cfg, out_dir, loggers, callbacks=[checkpoint_callback(cfg, out_dir)],
-                                **trainer_overrides(cfg))
+        trainer = build_trainer(cfg, out_dir, loggers, callbacks=[checkpoint_callback(cfg, out_dir)])
         with warnings.catch_warnings():   # the frozen VAE and reference encoder are in eval mode on purpose;
             warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode")    # training has no val loop
             warnings.filterwarnings("ignore", message=r".*val_dataloader.* but have no `validation_step`")
