@@ -62,12 +62,12 @@ def peak_bytes(fn, device):
     return torch.cuda.max_memory_allocated() - base
 
 
-def measure(unet, x, ctx, steps, device, repeats, ref_grid, sram):
-    cfg = CaptureConfig(num_steps=steps, time_groups=min(5, steps), directions=("r2g", "g2r"),
+def measure(unet, x, ctx, steps, groups, device, repeats, ref_grid, sram):
+    cfg = CaptureConfig(num_steps=steps, time_groups=groups, directions=("r2g", "g2r"),
                         sram_layers=(SRAM_LAYER,) if sram else ())
-    plain = min(denoise(unet, x, ctx, steps, device) for _ in range(repeats))
-    captured, cap_bytes = [], 0
-    for _ in range(repeats):
+    plain, captured, cap_bytes = [], [], 0
+    for _ in range(repeats):   # alternate, so drifts in machine load hit both alike
+        plain.append(denoise(unet, x, ctx, steps, device))
         with AttributionCapture(unet, cfg, ref_grid=ref_grid) as cap:
             captured.append(denoise(unet, x, ctx, steps, device))
         cap_bytes = cap.accumulator_bytes()
@@ -77,7 +77,7 @@ def measure(unet, x, ctx, steps, device, repeats, ref_grid, sram):
         with AttributionCapture(unet, cfg, ref_grid=ref_grid):
             denoise(unet, x, ctx, steps, device)
     capture_peak = peak_bytes(under_capture, device)
-    return plain, min(captured), cap_bytes, plain_peak, capture_peak
+    return min(plain), min(captured), cap_bytes, plain_peak, capture_peak
 
 
 def main():
@@ -105,8 +105,8 @@ def main():
     for label, tokens, grid, sram in cases:
         ctx = torch.randn(args.batch, tokens, width, device=args.device, dtype=dtype)
         for steps in (args.steps, 2 * args.steps):
-            plain, captured, nbytes, p_peak, c_peak = measure(unet, x, ctx, steps, args.device, args.repeats,
-                                                              grid, sram)
+            plain, captured, nbytes, p_peak, c_peak = measure(unet, x, ctx, steps, min(5, args.steps), args.device,
+                                                              args.repeats, grid, sram)
             extra = "n/a (CPU)" if p_peak is None else f"{(c_peak - p_peak) / 2**20:.1f}"
             print(f"{label:<34}{steps:>6}{plain:>10.3f}{captured:>11.3f}{captured / plain:>7.3f}x"
                   f"{nbytes / 2**20:>11.2f}{extra:>16}")

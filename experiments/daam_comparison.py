@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
 from runner import main
+
 from i2am.report.figures import overlay, save_panel
 from i2am.report.panels import display_maps
 from i2am.report.run_reader import AttributeRun

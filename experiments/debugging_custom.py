@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner import main
+
 from i2am.report.figures import save_panel
 from i2am.report.panels import mark_cells
 from i2am.report.run_reader import AttributeRun
@@ -25,7 +26,7 @@ def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:
         garment = c.reference if c.reference is not None else c.generated
         tiles = [("garment", garment), ("custom", c.generated), ("refined custom", r.generated)]
         for label, view in (("custom", c), ("refined", r)):
-            layer, grid, cells, _, srams = view.sram()
+            _, grid, cells, _, srams = view.sram()
             tiles.append((f"{label}: patches ({grid[0]}x{grid[1]} grid)",
                           mark_cells(view.generated, grid, cells[list(PATCHES)])))
             tiles += [(f"{label}: SRAM {srams[k][0]}", srams[k][1]) for k in PATCHES]

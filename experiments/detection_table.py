@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from runner import main
+
 from i2am.report.tables import write_table
 
 SUPERVISED = {"Faster-RCNN": (0.3225, 0.2658), "Mask-RCNN": (0.3294, 0.2706), "YOLOv3": (0.2448, 0.1978),
@@ -26,10 +27,10 @@ def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:
               "mIoU_GT (paper)": None if name == "Ours (I2AM)" else paper, "mIoU_gen (paper)": paper}
              for name, (key, paper) in UNSUPERVISED.items()]
     notes = [f"run: {runs['pbe']} ({metrics.get('det_n', metrics.get('n_samples'))} images)",
-             f"also measured: IoU>0.5 share {metrics.get('det_iou50')}, COCO AP {metrics.get('det_ap')}, "
-             f"AP50 {metrics.get('det_ap50')}",
-             "paper: METHOD.md §5.1 (values spanning both columns are repeated); the supervised detectors are not "
-             "run by i2am"]
+             (f"also measured: IoU>0.5 share {metrics.get('det_iou50')}, COCO AP {metrics.get('det_ap')}, "
+             f"AP50 {metrics.get('det_ap50')}"),
+             ("paper: METHOD.md §5.1 (values spanning both columns are repeated); the supervised detectors are not "
+             "run by i2am")]
     return write_table(rows, out / "detection_table", title="Object detection with PBE (COCO val2017)", notes=notes)
 
 

@@ -9,6 +9,8 @@ An artifact is a config in conf/experiment/ (a ``# @package _global_`` delta of 
       output_dir: ${paths.output_dir}/experiments/${artifact.name}
       runs:                          # label -> extra overrides of that run (one run per label, in order)
         stableviton: [model=stableviton]
+      checkpoints:                   # optional: label -> model.checkpoint of that run (null = random weights)
+        stableviton: ${paths.ckpt_dir}/VITONHD.ckpt
 
 Multi-model tables are this list of runs (each model needs its own checkpoint, data extras and sampler), so one
 config holds the whole table; the script loops over it in one process. A finished run is skipped (its
@@ -31,8 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:       # the scripts run as files from a checkout
     sys.path.insert(0, str(REPO))
 
-from i2am.cli import config_dir  # noqa: E402
-from i2am.tasks import get_task  # noqa: E402
+from i2am.cli import config_dir
+from i2am.tasks import get_task
+from i2am.tasks.demo import quoted
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +53,19 @@ def artifact_config(name: str, overrides: Sequence[str] = ()) -> tuple[str, Dict
     return task, compose(config_name=task, overrides=[f"experiment={name}", *overrides])
 
 
-def run_artifact(name: str, overrides: Sequence[str] = (), make_only: bool = False) -> tuple[dict[str, Path], Path]:
-    """Run every run of the artifact that is not finished yet; returns (label -> run dir, artifact output dir)."""
+def checkpoint_override(cfg: DictConfig, label: str) -> list[str]:
+    """``model.checkpoint=...`` from ``artifact.checkpoints.<label>`` (an override string cannot carry a null)."""
+    checkpoints = cfg.artifact.get("checkpoints") or {}
+    if label.removesuffix("_unpaired") not in checkpoints:
+        return []
+    path = checkpoints[label.removesuffix("_unpaired")]
+    return [f"model.checkpoint={'null' if path is None else quoted(path)}"]
+
+
+def run_artifact(name: str, overrides: Sequence[str] = (), make_only: bool = False
+                 ) -> tuple[dict[str, Path], Path, DictConfig]:
+    """Run every run of the artifact that is not finished yet; returns (label -> run dir, artifact output dir, the
+    artifact's composed config)."""
     task, cfg = artifact_config(name, overrides)
     out = Path(cfg.artifact.output_dir)
     runs = {}
@@ -61,16 +75,16 @@ def run_artifact(name: str, overrides: Sequence[str] = (), make_only: bool = Fal
         if make_only or (run_dir / "metrics.json").is_file():
             continue
         run_cfg = compose(config_name=task, overrides=[f"experiment={name}", *overrides, *run_overrides,
-                                                       f"run_dir={run_dir}"])
+                                                       *checkpoint_override(cfg, label), f"run_dir={quoted(run_dir)}"])
         log.info("%s: run %s -> %s", name, label, run_dir)
         get_task(task).run(run_cfg)
         if cfg.artifact.get("evaluate"):
             get_task("evaluate").run(compose(config_name="evaluate", overrides=[
-                f"run_dir={run_dir}", f"evaluator@quality={cfg.artifact.evaluate}"]))
+                f"run_dir={quoted(run_dir)}", f"evaluator@quality={cfg.artifact.evaluate}"]))
     missing = [str(p) for p in runs.values() if not (p / "metrics.json").is_file()]
     if missing:
         raise FileNotFoundError(f"{name}: unfinished runs {missing}; run without --make-only first")
-    return runs, out
+    return runs, out, cfg
 
 
 def main(name: str, make: Maker, argv: Sequence[str] | None = None) -> list[Path]:
@@ -81,8 +95,7 @@ def main(name: str, make: Maker, argv: Sequence[str] | None = None) -> list[Path
     overrides = [a for a in argv if a not in ("--make-only", "--toy")]
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        runs, out = run_artifact(name, overrides, make_only)
-        _, cfg = artifact_config(name, overrides)
+        runs, out, cfg = run_artifact(name, overrides, make_only)
     written = make(runs, out, cfg)
     for path in written:
         print(path)

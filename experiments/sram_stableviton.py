@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner import main
+
 from i2am.report.panels import save_sram_figure
 from i2am.report.run_reader import AttributeRun
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from runner import main
 
-from runner import main  # noqa: E402
-from i2am.report.run_reader import AttributeRun  # noqa: E402
+from i2am.report.run_reader import AttributeRun
 
 
 def draw(ax, title: str, image: np.ndarray) -> None:
@@ -35,7 +35,7 @@ def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:
             "g2r", "tlam", [f"G2R t-group {k + 1}" for k in range(view.maps.g2r.tlam.shape[1])])
         inputs = [("reference", view.reference), ("agnostic", view.agnostic), ("generated", view.generated)]
         inputs = [(t, i) for t, i in inputs if i is not None]
-        layer, grid, _, marked, srams = view.sram()
+        _, grid, _, marked, srams = view.sram()
         columns = max(len(q1), len(q2), len(inputs)) + 4
         figure = plt.figure(figsize=(1.5 * columns, 5.0))
         spec = figure.add_gridspec(3, columns)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner import main
+
 from i2am.report.figures import save_panel
 from i2am.report.run_reader import AttributeRun
 

@@ -14,10 +14,12 @@ import json
 from pathlib import Path
 
 from runner import main
+
 from i2am.report.tables import write_table
 
 PAPER = {  # METHOD §4.4 (blog/poster table)
-    "StableVITON": {"FID": 10.6755, "KID": 0.0064, "LPIPS": 0.0817, "SSIM": 0.8634, "IMACS_g": 0.3083, "IMACS_r": 0.3388},
+    "StableVITON": {"FID": 10.6755, "KID": 0.0064, "LPIPS": 0.0817, "SSIM": 0.8634, "IMACS_g": 0.3083,
+                    "IMACS_r": 0.3388},
     "DCI-VTON": {"FID": 13.0953, "KID": 0.0334, "LPIPS": 0.0824, "SSIM": 0.8612, "IMACS_g": 0.0785, "IMACS_r": None},
     "Custom": {"FID": 11.6572, "KID": 0.0042, "LPIPS": 0.1020, "SSIM": 0.8396, "IMACS_g": 0.0833, "IMACS_r": 0.0403},
     "Refined custom": {"FID": 11.5420, "KID": 0.0022, "LPIPS": 0.0964, "SSIM": 0.8644, "IMACS_g": 0.2215,
@@ -29,7 +31,8 @@ COLUMNS = {"FID": (("fid", "fid_randconv"), "unpaired"), "KID": (("kid", "kid_ra
            "IMACS_g": (("imacs_g",), "paired"), "IMACS_r": (("imacs_r",), "paired")}
 
 
-def measured(metrics: dict[str, dict], label: str, keys: tuple[str, ...], split: str) -> tuple[float | None, str | None]:
+def measured(metrics: dict[str, dict], label: str, keys: tuple[str, ...], split: str
+             ) -> tuple[float | None, str | None]:
     source = metrics.get(f"{label}_unpaired") if split == "unpaired" else None
     source = source or metrics[label]
     for key in keys:

@@ -29,7 +29,9 @@ def run_overrides(name: str, paths: list[str]) -> list[tuple[str, object]]:
     """Every run of an artifact composed with its own overrides: [(label, config)]."""
     task = OmegaConf.load(CONF / "experiment" / f"{name}.yaml").artifact.task
     base = compose(config_name=task, overrides=[f"experiment={name}", *paths])
-    return [(label, compose(config_name=task, overrides=[f"experiment={name}", *paths, *extra]))
+    checkpoint = script("runner").checkpoint_override
+    return [(label, compose(config_name=task, overrides=[f"experiment={name}", *paths, *extra,
+                                                         *checkpoint(base, label)]))
             for label, extra in base.artifact.runs.items()]
 
 
@@ -44,6 +46,8 @@ def test_each_artifact_and_its_toy_twin_compose_on_the_right_models(name):
         assert str(cfg.model.checkpoint).startswith("/CKPT/"), (name, label, cfg.model.checkpoint)
         assert str(cfg.data.root).startswith("/DATA/") and "toy" not in str(cfg.data.root)
         assert cfg.artifact.output_dir == f"/OUT/experiments/{name}"
+    models = {label.removesuffix("_unpaired"): str(cfg.model.checkpoint) for label, cfg in real}
+    assert len(set(models.values())) == len(models), f"{name}: two models share a checkpoint: {models}"
     for label, cfg in toy:
         assert cfg.model.name.endswith("-tiny") and "toy" in str(cfg.data.root), (name, label)
         assert cfg.sampler.num_steps <= 5 and cfg.data.limit <= 4

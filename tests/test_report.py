@@ -10,8 +10,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from i2am.report import Claim, claims_markdown, read_claims, write_claims, write_report
-from i2am.report import html
+from i2am.report import Claim, claims_markdown, html, read_claims, write_claims, write_report
 from i2am.report.panels import layer_labels, mark_cells, r2g_inverted, sram_query_cells
 from i2am.report.toy_claims import correlation_claim, refined_vs_custom, toy_claims
 
@@ -103,18 +102,25 @@ COLLAPSED = dict(UNIFORM, loc_err=0.21, loc_pointing=0.12, attn_entropy=0.01, at
 def test_toy_claims_verdicts_follow_the_fixed_rules():
     table = [{"x": "imacs_g", "y": "fid_randconv", "n": 5, "spearman": -0.9, "spearman_low": -1, "spearman_high": -.5},
              {"x": "imacs_g", "y": "ssim", "n": 5, "spearman": 0.3, "spearman_low": -0.5, "spearman_high": 0.9}]
-    claims = toy_claims({"untrained": UNIFORM, "custom": UNIFORM, "refined": COLLAPSED, "control": LOCALISING},
-                        table, n_correlated=5)
+    claims = toy_claims({"untrained": UNIFORM, "custom": UNIFORM, "refined": COLLAPSED, "control": UNIFORM,
+                         "control-train": LOCALISING}, table, n_correlated=5)
     held = [c.held for c in claims]
-    # control localises; custom does not; not every trained model beats the region share; refined is more
-    # concentrated (collapse) and has a lower argmax error with higher pointing; IMACS up; SSIM correlation too weak
-    assert held == [True, False, False, True, True, True, False]
-    assert "collapsed" in claims[3].note and "collapsed" in claims[4].note
+    # control localises on its training pairs, not on held-out ones; custom does not; not every trained model beats
+    # the region share; refined is more concentrated (collapse) and has a lower argmax error with higher pointing;
+    # IMACS up; the SSIM correlation is too weak
+    assert held == [True, False, False, False, True, True, True, False]
+    assert "collapsed" in claims[4].note and "collapsed" in claims[5].note
+    assert "training pairs" in claims[0].measured and "held-out" in claims[1].measured
 
 
 def test_refined_claims_fail_when_refined_is_worse():
     concentrated, localised, imacs = refined_vs_custom(custom=LOCALISING, refined=UNIFORM)
     assert (concentrated.held, localised.held, imacs.held) == (False, False, False)
+
+
+def test_toy_claims_without_a_training_split_run_start_with_the_held_out_control():
+    claims = toy_claims({"custom": UNIFORM, "refined": UNIFORM, "control": LOCALISING}, [], n_correlated=3)
+    assert len(claims) == 7 and claims[0].held is True and claims[-1].held is None
 
 
 def test_correlation_claim_is_untested_without_the_coefficients():

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import html
 from .claims import Claim, read_claims
-from .panels import SampleView, sample_panels
+from .panels import sample_panels
 from .run_reader import AttributeRun
 
 log = logging.getLogger(__name__)
@@ -89,16 +89,13 @@ def write_report(runs: str | Path | Mapping[str, str | Path], out_path: str | Pa
     if scatter:
         sections.append(("IMACS vs quality across checkpoints", html.figures(scatter, page_dir)))
     for label, run in loaded.items():
-        ids = run.sample_ids[:num_samples]
-        inputs = run.inputs(ids) if read_inputs and ids else {}
         items = []
-        for sample_id in ids:
-            view = SampleView.from_inputs(sample_id, run.maps(sample_id), run.generated(sample_id),
-                                          inputs.get(sample_id))
+        views = run.views(num_samples, read_inputs)
+        for view in views:
             panels = sample_panels(page_dir / "report_files" / label, view, title=label)
-            items += [(f"{label} / {sample_id}: {caption}", path) for caption, path in panels]
-        note = "<p class='note'>inputs (reference, agnostic) not readable: maps shown without them</p>" \
-            if ids and not inputs else ""
+            items += [(f"{label} / {view.sample_id}: {caption}", path) for caption, path in panels]
+        blind = any(v.reference is None for v in views)
+        note = "<p class='note'>inputs (reference, agnostic) not readable: maps shown without them</p>" if blind else ""
         sections.append((f"Samples: {label}", note + html.figures(items, page_dir)))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(html.page(title or f"i2am report: {', '.join(loaded)}", sections))

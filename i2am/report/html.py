@@ -54,14 +54,16 @@ def metrics_table(columns: Mapping[str, Mapping[str, float]], keys: Sequence[str
     for key in keys:
         if not any(key in m for m in columns.values()):
             continue
-        cells = "".join(f"<td class='num'>{format_number(m[key]) if key in m else '–'}</td>" for m in columns.values())
+        cells = "".join(f"<td class='num'>{format_number(m[key]) if key in m else '–'}</td>"
+                        for m in columns.values())
         body += f"<tr><th>{escape(labels.get(key, key))}</th>{cells}</tr>"
     return f"<table>{head}{body}</table>"
 
 
 def claims_table(claims: Sequence[Claim]) -> str:
     css = {True: "held", False: "not-held", None: "untested"}
-    head = "<tr><th>claim</th><th>measured</th><th>baselines</th><th>entropy</th><th>held?</th><th>rule / note</th></tr>"
+    head = ("<tr><th>claim</th><th>measured</th><th>baselines</th><th>entropy</th><th>held?</th>"
+            "<th>rule / note</th></tr>")
     body = "".join(
         f"<tr class='{css[c.held]}'><td>{escape(c.claim)}</td><td>{escape(c.measured)}</td>"
         f"<td>{escape(c.baselines)}</td><td>{escape(c.entropy)}</td><td><b>{verdict(c.held)}</b></td>"

@@ -13,15 +13,15 @@ import cv2
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from ..attribution import AttributionMaps  # noqa: E402
-from ..attribution.render import to_image  # noqa: E402
-from ..data import schema  # noqa: E402
-from .figures import overlay, save_panel, to_uint8_image  # noqa: E402
+from ..attribution import AttributionMaps
+from ..attribution.render import to_image
+from ..data import schema
+from .figures import overlay, save_panel, to_uint8_image
 
 RED = np.array([255, 0, 0], dtype=np.uint8)
 
@@ -116,9 +116,9 @@ class SampleView:
 
     @classmethod
     def from_inputs(cls, sample_id: str, maps: AttributionMaps, generated: np.ndarray,
-                    inputs: dict | None = None) -> "SampleView":
+                    inputs: dict | None = None) -> SampleView:
         inputs = inputs or {}
-        image = lambda key: to_uint8_image(inputs[key]) if key in inputs else None  # noqa: E731
+        image = lambda key: to_uint8_image(inputs[key]) if key in inputs else None
         region = inputs.get(schema.INPAINT_MASK)
         return cls(sample_id, maps, generated, image(schema.REFERENCE), image(schema.AGNOSTIC),
                    None if region is None else region[0])

@@ -24,8 +24,10 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
 from ..metrics.correlation import correlate_runs
+from ..models import create_model
 from ..report import claims_markdown, write_claims, write_report
 from ..report.toy_claims import toy_claims
+from . import attribute, evaluate, train
 from .common import run_dir, save_config, write_metrics
 
 log = logging.getLogger(__name__)
@@ -33,14 +35,14 @@ log = logging.getLogger(__name__)
 SUMMARY_KEYS = ("imacs_g", "imacs_r", "fid_randconv", "kid_randconv", "ssim", "loc_err", "loc_err_bbox_baseline",
                 "loc_err_uniform_baseline", "loc_pointing", "attn_entropy", "attn_max_prob", "r2g_mass_in_region")
 NOTES = (
-    "Toy world, CPU budget: the models are tiny and trained for minutes; the images are far from realistic. This is "
-    "a pipeline demo whose positive control was taught its correspondence (TOYWORLD.md), not a reproduction of the "
-    "paper's numbers.",
-    "fid_randconv / kid_randconv use a small fixed random-conv feature network (toy only): they are not Inception "
-    "FID/KID and are not comparable with the paper's.",
-    "Localisation is measured against the toy world's ground-truth correspondence at the SRAM layer, with the "
-    "uniform, random and bounding-box-mapping baselines; the attention entropy is always shown, so a collapse of the "
-    "attention cannot pass for localisation.",
+    ("Toy world, CPU budget: the models are tiny and trained for minutes; the images are far from realistic. This is "
+     "a pipeline demo whose positive control was taught its correspondence (TOYWORLD.md), not a reproduction of the "
+     "paper's numbers."),
+    ("fid_randconv / kid_randconv use a small fixed random-conv feature network (toy only): they are not Inception "
+     "FID/KID and are not comparable with the paper's."),
+    ("Localisation is measured against the toy world's ground-truth correspondence at the SRAM layer, with the "
+     "uniform, random and bounding-box-mapping baselines; the attention entropy is always shown, so a collapse of the "
+     "attention cannot pass for localisation."),
 )
 
 
@@ -61,35 +63,39 @@ class Demo:
         self.cfg, self.out = cfg, out_dir
         self.budget = cfg.demo.quick_budget if cfg.demo.quick else cfg.demo.budget
         self.data_dir = Path(cfg.paths.data_dir).resolve()
-        self.common = [f"paths.data_dir={self.data_dir}", f"seed={cfg.seed}",
+        self.common = [f"paths.data_dir={quoted(self.data_dir)}", f"seed={cfg.seed}",
                        f"model={cfg.demo.model}", f"data={cfg.demo.data}", "trainer.enable_progress_bar=false"]
+        self.sram_layer = create_model(cfg.demo.model, device="meta").decoder_layer_name(cfg.demo.loss_layer)
 
     # ---- stages ------------------------------------------------------------------------------------------------
     def train(self, label: str, attention_loss: str, steps: int, init_from: Path | None = None,
-              every: int | None = None) -> Path:
+              every: int | None = None, extra: tuple[str, ...] = ()) -> Path:
         out = self.out / "train" / label
         if (out / "metrics.json").is_file():
             log.info("demo: %s already trained (%s)", label, out)
             return out
-        overrides = self.common + [f"run_dir={out}", f"attention_loss={attention_loss}", f"trainer.max_steps={steps}",
-                                   f"optimizer.lr={self.cfg.demo.lr}", f"data.batch_size={self.cfg.demo.batch_size}",
-                                   f"checkpoint.every_n_steps={every or steps}", f"checkpoint.keep_all={every is not None}"]
+        overrides = self.common + [f"run_dir={quoted(out)}", f"attention_loss={attention_loss}",
+                                   f"trainer.max_steps={steps}", f"optimizer.lr={self.cfg.demo.lr}",
+                                   f"data.batch_size={self.cfg.demo.batch_size}",
+                                   f"checkpoint.every_n_steps={every or steps}",
+                                   f"checkpoint.keep_all={every is not None}",
+                                   f"attention_loss.layer={self.cfg.demo.loss_layer}", *extra]
         if init_from is not None:
-            overrides.append(f"init_from={init_from}")
+            overrides.append(f"init_from={quoted(init_from)}")
         log.info("demo: train %s (%s, %d steps)", label, attention_loss, steps)
-        from . import train
         train.run(compose(config_name="train", overrides=overrides))
         return out
 
-    def attribute(self, label: str, checkpoint: Path | None) -> Path:
+    def attribute(self, label: str, checkpoint: Path | None, split: str = "test") -> Path:
         out = self.out / "attribute" / label
-        overrides = self.common + [f"run_dir={out}", f"data.limit={self.budget.num_samples}",
+        overrides = self.common + [f"data.split={split}", f"run_dir={quoted(out)}", f"data.limit={self.budget.num_samples}",
                                    f"sampler.num_steps={self.budget.num_steps}", "num_figures=0",
-                                   f"model.checkpoint={checkpoint if checkpoint else 'null'}"]
+                                   f"capture.sram_layers=[{self.sram_layer}]",
+                                   f"model.checkpoint={quoted(checkpoint) if checkpoint else 'null'}"]
         log.info("demo: attribute %s", label)
-        from . import attribute, evaluate
         attribute.run(compose(config_name="attribute", overrides=overrides))
-        evaluate.run(compose(config_name="evaluate", overrides=[f"run_dir={out}", "evaluator@quality=quality_toy"]))
+        evaluate.run(compose(config_name="evaluate",
+                             overrides=[f"run_dir={quoted(out)}", "evaluator@quality=quality_toy"]))
         return out
 
     # ---- the whole demo -----------------------------------------------------------------------------------------
@@ -97,14 +103,17 @@ class Demo:
         b = self.budget
         custom = self.train("custom", "none", b.custom, every=b.checkpoint_every)
         refined = self.train("refined", self.cfg.demo.refined_loss, b.refined, init_from=last(custom))
-        control = self.train("control", "correspondence", b.control)
+        control = self.train("control", "correspondence", b.control,
+                             extra=(f"attention_loss.correspondence_weight={self.cfg.demo.control_weight}",))
         runs = {"untrained": self.attribute("untrained", None)}
         for ckpt in intermediate_checkpoints(custom):
             label = "custom-" + ckpt.stem.replace("=", "")
             runs[label] = self.attribute(label, ckpt)
         for label, train_dir in (("custom", custom), ("refined", refined), ("control", control)):
             runs[label] = self.attribute(label, last(train_dir))
-        metrics = {label: json.loads((path / "metrics.json").read_text()) for label, path in runs.items()}
+        control_train = self.attribute("control-train", last(control), split="train")
+        metrics = {label: json.loads((path / "metrics.json").read_text())
+                   for label, path in {**runs, "control-train": control_train}.items()}
         table = correlate_runs(self.out / "correlation", run_dirs=list(runs.values()),
                                x_keys=["imacs_g", "imacs_r"], y_keys=["fid_randconv", "kid_randconv", "ssim"],
                                n_bootstrap=1000, seed=self.cfg.seed)
@@ -114,6 +123,7 @@ class Demo:
         (self.out / "claims.md").write_text(claims_markdown(claims) + "\n\n" + summary_md + "\n")
         scatter = [(p.stem, p) for p in sorted((self.out / "correlation" / "figures").glob("*.png"))]
         shown = {k: v for k, v in runs.items() if k in ("untrained", "custom", "refined", "control")}
+        shown["control-train"] = control_train
         report = write_report(shown, out_path=self.out / "report.html", title="i2am demo (toy world, CPU)",
                               summary=self.summary(runs), claims=claims, scatter=scatter,
                               num_samples=self.cfg.demo.report_samples, notes=NOTES)
@@ -132,8 +142,16 @@ class Demo:
                 "training steps": f"custom {b.custom} (MSE), refined +{b.refined} ({self.cfg.demo.refined_loss}), "
                                   f"control {b.control} (MSE + correspondence CE)",
                 "optimiser": f"AdamW lr {self.cfg.demo.lr}, batch {self.cfg.demo.batch_size}",
-                "attribution": f"{b.num_samples} test samples, DDIM {b.num_steps} steps",
+                "loss / SRAM layer": f"decoder layer {self.cfg.demo.loss_layer} ({self.sram_layer}); control "
+                                     f"correspondence weight {self.cfg.demo.control_weight}",
+                "attribution": f"{b.num_samples} test samples (control also on {b.num_samples} training samples), "
+                               f"DDIM {b.num_steps} steps",
                 "attributed checkpoints": ", ".join(runs), "demo folder": str(self.out)}
+
+
+def quoted(path: Path) -> str:
+    """A path as a Hydra override value (checkpoint names such as ``step=3.ckpt`` contain '=')."""
+    return "'" + str(path).replace("'", "\\'") + "'"
 
 
 def last(train_dir: Path) -> Path:

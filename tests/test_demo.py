@@ -1,0 +1,82 @@
+"""`i2am demo`: each stage on its own (default suite) and the quick demo end to end (slow)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from i2am.tasks.demo import Demo, intermediate_checkpoints, quoted, summary_markdown
+
+CONF = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@pytest.fixture
+def demo(tmp_path):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("demo", overrides=["demo.quick=true", f"paths.data_dir={tmp_path / 'data'}",
+                                         f"run_dir={tmp_path / 'demo'}"])
+        yield Demo(cfg, tmp_path / "demo")
+
+
+def test_train_stage_keeps_intermediate_checkpoints_and_is_skipped_when_done(demo):
+    out = demo.train("custom", "none", steps=2, every=1)
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    assert [p.name for p in intermediate_checkpoints(out)] == ["step=1.ckpt"]   # step 2 is last.ckpt
+    stamp = (out / "metrics.json").stat().st_mtime_ns
+    assert demo.train("custom", "none", steps=2, every=1) == out
+    assert (out / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_attribute_stage_scores_imacs_localisation_and_labelled_quality(demo):
+    out = demo.attribute("untrained", None)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("imacs_g", "imacs_r", "loc_err", "loc_err_bbox_baseline", "loc_err_uniform_baseline",
+                "attn_entropy", "attn_entropy_uniform_baseline", "fid_randconv", "kid_randconv", "ssim"):
+        assert isinstance(metrics.get(key), float), key
+    assert "fid" not in metrics                       # random-conv features never pass for Inception FID
+    assert metrics["n_samples"] == demo.budget.num_samples
+    assert len(list((out / "maps").glob("*.safetensors"))) == demo.budget.num_samples
+
+
+def test_quoted_paths_survive_hydra_override_parsing():
+    paths = [Path("/ckpt/step=3.ckpt"), Path("/o'dd/dir"), Path("C:\\runs\\x")]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        for path in paths:
+            assert compose("report", overrides=[f"run_dir={quoted(path)}"]).run_dir == str(path)
+
+
+def test_summary_table_has_one_row_per_model():
+    text = summary_markdown({"custom": {"imacs_g": 0.25, "loc_err": 0.5}, "control": {"imacs_g": -1.0}})
+    lines = text.splitlines()
+    assert lines[0] == "| model | imacs_g | loc_err |"
+    assert lines[2:] == ["| custom | 0.250 | 0.500 |", "| control | -1.000 | – |"]
+
+
+@pytest.mark.slow
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    from i2am.cli import main
+
+    out = tmp_path / "demo"
+    main(["demo", "demo.quick=true", f"run_dir={out}", f"paths.data_dir={tmp_path / 'data'}"])
+    printed = capsys.readouterr().out
+    assert "| claim | measured |" in printed and "Positive control" in printed
+    for label in ("custom", "refined", "control"):
+        assert (out / "train" / label / "checkpoints" / "last.ckpt").is_file()
+    attributed = sorted(p.name for p in (out / "attribute").iterdir())
+    assert attributed == ["control", "control-train", "custom", "custom-step3", "refined", "untrained"]
+    claims = json.loads((out / "claims.json").read_text())
+    assert len(claims) == 8 and all(c["held"] in (True, False, None) for c in claims)
+    assert (out / "correlation" / "correlation.csv").is_file()
+    page = out / "report.html"
+    sources = re.findall(r"<img src='([^']+)'", page.read_text())
+    assert len(sources) >= 5 * 5
+    for source in sources:
+        with Image.open(page.parent / source) as image:
+            image.load()
+    text = page.read_text()
+    assert "random-conv" in text and "Positive control" in text
+    assert json.loads((out / "metrics.json").read_text())["claims_total"] == 8
