@@ -1,4 +1,4 @@
-"""`i2am demo`: each stage on its own (default suite) and the quick demo end to end (slow)."""
+"""`i2am demo`: each stage on its own and the quick demo end to end."""
 from __future__ import annotations
 
 import json
@@ -56,7 +56,6 @@ def test_summary_table_has_one_row_per_model():
     assert lines[2:] == ["| custom | 0.250 | 0.500 |", "| control | -1.000 | – |"]
 
 
-@pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path, capsys):
     from i2am.cli import main
 

@@ -123,7 +123,6 @@ def test_stableviton_figure_scripts_draw_from_a_toy_run(stableviton_toy_run, nam
     assert_pngs(script(name).make({"stableviton": out / "stableviton"}, tmp_path, None))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ARTIFACTS)
 def test_every_toy_experiment_runs_end_to_end(name, tmp_path):
     paths = [f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path / 'data'}", "trainer.enable_progress_bar=false"]

@@ -16,7 +16,7 @@ import torch
 
 
 def _logits(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    return torch.matmul(q.float(), k.float().transpose(-1, -2)) * scale
+    return torch.matmul(q.float() * scale, k.float().transpose(-1, -2))
 
 
 def r2g_single_token(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
@@ -25,13 +25,24 @@ def r2g_single_token(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Te
     return torch.softmax(logits, dim=-1)
 
 
-def query_logsumexp(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int) -> torch.Tensor:
-    """log Σ_j exp(logit[j, i]) over all query positions j, per reference token i: [..., Lk]."""
-    lse = None
+def key_statistics(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per reference token i, over all query positions j: m_i = max_j logit[j, i] and s_i = Σ_j exp(logit[j, i] - m_i),
+    accumulated over query chunks with the usual running-max rescaling. Both [..., Lk]."""
+    m = s = None
     for start in range(0, q.shape[-2], chunk):
-        part = torch.logsumexp(_logits(q[..., start:start + chunk, :], k, scale), dim=-2)
-        lse = part if lse is None else torch.logaddexp(lse, part)
-    return lse
+        logits = _logits(q[..., start:start + chunk, :], k, scale)
+        chunk_max = logits.amax(-2)
+        new_max = chunk_max if m is None else torch.maximum(m, chunk_max)
+        part = logits.sub_(new_max.unsqueeze(-2)).exp_().sum(-2)
+        s = part if s is None else s * torch.exp(m - new_max) + part
+        m = new_max
+    return m, s
+
+
+def _r2g_from(shifted_exp: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """mean_i exp(logit[j, i] - m_i) / s_i, from exp(logit - m) of a chunk of queries."""
+    weights = (1.0 / (s * s.shape[-1])).unsqueeze(-1)                      # [..., Lk, 1]
+    return torch.matmul(shifted_exp, weights).squeeze(-1)
 
 
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,
@@ -44,21 +55,16 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
       "g2r":  [..., Lk]  Σ_j w_j · softmax_keys(logits)[j, :]  (w = query_weight [..., Lq] or 1),
       "sram": [..., Lq, Lk] with the head axis (dim -3) averaged: the full G2R probabilities,
       "daam": [..., Lq]  mean over tokens of the softmax over keys.
-    When all queries fit in one chunk the logits are computed once; otherwise R2G needs a first pass for the
-    log-sum-exp over queries and recomputes each chunk's logits in the second.
+    The softmax over queries is written as exp(logit - m_i) / s_i with the per-token max m_i and sum s_i over all
+    queries, so R2G costs one exp pass and a mat-vec. When all queries fit in one chunk the logits are computed once;
+    otherwise a first pass gathers (m, s) and the second recomputes each chunk's logits.
     """
     lq = q.shape[-2]
-    starts = range(0, lq, chunk)
     single = lq <= chunk
-    first = _logits(q, k, scale) if single else None
-    lse = None
-    if r2g:
-        lse = torch.logsumexp(first, dim=-2) if single else query_logsumexp(q, k, scale, chunk)
+    stats = key_statistics(q, k, scale, chunk) if r2g and not single else None
     r2g_parts, sram_parts, daam_parts, g2r_sum = [], [], [], None
-    for start in starts:
-        logits = first if single else _logits(q[..., start:start + chunk, :], k, scale)
-        if r2g:
-            r2g_parts.append(torch.exp(logits - lse.unsqueeze(-2)).mean(-1))
+    for start in range(0, lq, chunk):
+        logits = _logits(q[..., start:start + chunk, :], k, scale)
         if g2r or sram or daam:
             probs = torch.softmax(logits, dim=-1)
             if g2r:
@@ -71,6 +77,10 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
                 sram_parts.append(probs.mean(-3))
             if daam:
                 daam_parts.append(probs.mean(-1))
+        if r2g:   # in place: the logits are not needed any more
+            m = logits.amax(-2) if single else stats[0]
+            shifted_exp = logits.sub_(m.unsqueeze(-2)).exp_()
+            r2g_parts.append(_r2g_from(shifted_exp, shifted_exp.sum(-2) if single else stats[1]))
     out: dict[str, torch.Tensor] = {}
     if r2g:
         out["r2g"] = torch.cat(r2g_parts, dim=-1)
