@@ -15,7 +15,7 @@ An artifact is a config in conf/experiment/ (a ``# @package _global_`` delta of 
 Multi-model tables are this list of runs (each model needs its own checkpoint, data extras and sampler), so one
 config holds the whole table; the script loops over it in one process. A finished run is skipped (its
 metrics.json exists), so a script can be started again after a failure, or with ``--make-only`` to rebuild the
-table/figure from finished runs. On a cluster, run each label as its own job instead (docs/readme/demo.md).
+table/figure from finished runs. On a cluster, run each label as its own job instead (README.md).
 
     python experiments/<artifact>.py [--toy] [--make-only] [hydra overrides ...]     # --toy: the offline twin
 """
