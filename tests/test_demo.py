@@ -56,12 +56,12 @@ def test_summary_table_has_one_row_per_model():
     assert lines[2:] == ["| custom | 0.250 | 0.500 |", "| control | -1.000 | – |"]
 
 
-def test_quick_demo_end_to_end(tmp_path, capsys):
-    from i2am.cli import main
+def test_quick_demo_end_to_end(tmp_path):
+    from tasks_util import cli
 
     out = tmp_path / "demo"
-    main(["demo", "demo.quick=true", f"run_dir={out}", f"paths.data_dir={tmp_path / 'data'}"])
-    printed = capsys.readouterr().out
+    printed = cli("demo", ["demo.quick=true", f"run_dir={out}", f"paths.data_dir={tmp_path / 'data'}"],
+                  timeout=900).stdout
     assert "| claim | measured |" in printed and "Positive control" in printed
     for label in ("custom", "refined", "control"):
         assert (out / "train" / label / "checkpoints" / "last.ckpt").is_file()

@@ -11,7 +11,7 @@ from tasks_util import ROOT, cli, read_metrics, run_task, toy_overrides
 @pytest.fixture(scope="module")
 def attribute_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
-    run_task("attribute", toy_overrides(tmp, "evaluators=none", "save_maps=false"))
+    run_task("attribute", toy_overrides(tmp, "evaluators=none"))
     return tmp / "run"
 
 
@@ -25,6 +25,22 @@ def test_evaluate_merges_quality_into_the_run_metrics(attribute_run):
     assert stored["fid_randconv"] > 0 and -1 <= stored["ssim"] <= 1
     cli("evaluate", [f"run_dir={attribute_run}", "evaluator@quality=quality_toy"])     # the same through the CLI
     assert read_metrics(attribute_run)["fid_randconv"] == pytest.approx(metrics["fid_randconv"])
+
+
+def test_report_of_a_run_through_the_cli_and_the_compose_api(attribute_run):
+    from PIL import Image
+    import re
+
+    cli("report", [f"run_dir={attribute_run}"])
+    page = attribute_run / "report.html"
+    sources = re.findall(r"<img src='([^']+)'", page.read_text())
+    assert sources
+    for source in sources:
+        with Image.open(attribute_run / source) as image:
+            image.verify()
+    page.unlink()
+    run_task("report", [f"run_dir={attribute_run}"])
+    assert page.is_file()
 
 
 def test_evaluate_names_a_bad_run_dir(tmp_path):
@@ -87,3 +103,16 @@ def test_optuna_sweep_over_the_loss_weights(tmp_path):
     assert "best_value" in text and "cwg_weight" in text and "dcml_weight" in text
     trials = [json.loads(p.read_text()) for p in (tmp_path / "out").rglob("metrics.json")]
     assert len(trials) == 2 and all(t["attention_loss"] == "paper" for t in trials)
+
+
+def test_data_layout_is_validated_before_any_model_is_built(tmp_path, monkeypatch):
+    from i2am.data import LayoutError
+    import i2am.tasks.attribute as attribute
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was built before the data layout was validated")
+
+    monkeypatch.setattr(attribute, "build_adapter", never)
+    (tmp_path / "data" / "zalando-hd-resized" / "test" / "image").mkdir(parents=True)
+    with pytest.raises(LayoutError, match="cloth"):
+        run_task("attribute", [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "data=vitonhd"])

@@ -53,6 +53,9 @@ def run(cfg: DictConfig) -> dict:
     out_dir = run_dir(cfg)
     save_config(cfg, out_dir)
     seed_everything(cfg.seed)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("predict")        # the data layout is validated before any model is built
     adapter = build_adapter(cfg.model)   # Lightning moves it to the trainer's device
     sampler = build_sampler(cfg)
     adapter.guidance = sampler.settings(adapter)["guidance"]   # the capture's CFG layout follows the guidance used
@@ -61,7 +64,6 @@ def run(cfg: DictConfig) -> dict:
                                render=OmegaConf.to_container(cfg.render, resolve=True),
                                g2r_region=cfg.get("g2r_region"), save_maps=cfg.save_maps,
                                num_figures=cfg.num_figures)
-    datamodule = instantiate(cfg.data)
     loggers = build_loggers(cfg, out_dir)
     try:
         trainer = build_trainer(cfg, out_dir, loggers, enable_checkpointing=False)

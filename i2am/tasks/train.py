@@ -47,6 +47,9 @@ def run(cfg: DictConfig) -> dict:
     out_dir = run_dir(cfg)
     save_config(cfg, out_dir)
     seed_everything(cfg.seed)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")            # the data layout is validated before any model is built
     adapter = instantiate(cfg.model)
     resume = last_checkpoint(out_dir)
     if resume is not None:
@@ -55,7 +58,6 @@ def run(cfg: DictConfig) -> dict:
         report = adapter.load_checkpoint(cfg.init_from, strict=True)
         log.info("train: weights from %s (%s)", cfg.init_from, report.summary())
     module = build_module(cfg, adapter)
-    datamodule = instantiate(cfg.data)
     loggers = build_loggers(cfg, out_dir)
     try:
         trainer = build_trainer(cfg, out_dir, loggers, callbacks=[checkpoint_callback(cfg, out_dir)])
