@@ -1,8 +1,6 @@
 """Every task config composes; every model and data config instantiates (full-size models on the meta device)."""
-from pathlib import Path
 
 import pytest
-import torch
 from hydra.utils import instantiate
 
 from i2am.tasks import TASKS

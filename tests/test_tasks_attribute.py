@@ -7,7 +7,6 @@ import sys
 import time
 
 import pytest
-from safetensors import safe_open
 
 from i2am.attribution import AttributionMaps
 from tasks_util import ROOT, cli, read_metrics, run_task, toy_overrides
