@@ -9,8 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..attribution import CaptureConfig
 from ..lit.attribution import AttributionModule, sample_table
 from ..models.sampler import Sampler
-from .common import build_loggers, build_trainer, finish_loggers, log_results, run_dir, save_config, \
-    seed_everything, write_metrics
+from .common import build_loggers, build_trainer, finish_loggers, log_results, start_run, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +49,7 @@ def capture_config(cfg: DictConfig, adapter) -> CaptureConfig:
 
 
 def run(cfg: DictConfig) -> dict:
-    out_dir = run_dir(cfg)
-    save_config(cfg, out_dir)
-    seed_everything(cfg.seed)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("predict")        # the data layout is validated before any model is built
+    out_dir, datamodule = start_run(cfg, stage="predict")   # data validated before any model is built
     adapter = build_adapter(cfg.model)   # Lightning moves it to the trainer's device
     sampler = build_sampler(cfg)
     adapter.guidance = sampler.settings(adapter)["guidance"]   # the capture's CFG layout follows the guidance used

@@ -106,3 +106,15 @@ def log_results(loggers, cfg: DictConfig, metrics: dict, images=(), table: list[
             columns = sorted({k for row in table for k in row})
             lg.log_table(key="per_sample", columns=columns, data=[[row.get(c) for c in columns] for row in table])
         lg.save()
+
+
+def start_run(cfg: DictConfig, stage: str):
+    """The opening of every data-driven task: run directory, saved config, seed, and the data module, set up so that
+    its whole layout is validated before any model is built. Returns (out_dir, datamodule)."""
+    out_dir = run_dir(cfg)
+    save_config(cfg, out_dir)
+    seed_everything(cfg.seed)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup(stage)
+    return out_dir, datamodule

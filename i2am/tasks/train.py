@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from ..lit.tryon import TryOnTraining
-from .common import build_loggers, build_trainer, finish_loggers, run_dir, save_config, seed_everything, write_metrics
+from .common import build_loggers, build_trainer, finish_loggers, start_run, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +44,7 @@ def checkpoint_callback(cfg: DictConfig, out_dir: Path) -> ModelCheckpoint:
 
 
 def run(cfg: DictConfig) -> dict:
-    out_dir = run_dir(cfg)
-    save_config(cfg, out_dir)
-    seed_everything(cfg.seed)
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")            # the data layout is validated before any model is built
+    out_dir, datamodule = start_run(cfg, stage="fit")   # data validated before any model is built
     adapter = instantiate(cfg.model)
     resume = last_checkpoint(out_dir)
     if resume is not None:
