@@ -11,20 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from PIL import Image
 
 from i2am.attribution import AttributionMaps
+from i2am.data.image_io import read_rgb
 from i2am.lit.attribution import safe_name
 from i2am.metrics.sr_quality import psnr_ssim
 from i2am.models.pasd.figure import render_sr_figure
-
-
-def load_png(path: Path) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1).permute(2, 0, 1)
 
 
 def main(argv=None) -> list[Path]:
@@ -43,7 +37,7 @@ def main(argv=None) -> list[Path]:
         if not maps_file.is_file():
             continue
         maps = AttributionMaps.load(maps_file)
-        output = load_png(output_file)[None]
+        output = read_rgb(output_file)[None]
         hr = sample["image"][None].float()
         scores = {k: float(v[0]) for k, v in psnr_ssim(output, hr).items()}
         path = render_sr_figure(maps, sample["lr"], output[0], args.run_dir / "figures" / f"sr_{sid}.png",

@@ -62,7 +62,3 @@ def to_image(grid_map: torch.Tensor, size: tuple[int, int], direction: str = "r2
         return torch.where(a <= threshold, torch.zeros_like(a), a)
     raise ValueError(f"to_image: preset must be 'official' or 'clean', got {preset!r}")
 
-
-def attribution_from_official(p: torch.Tensor) -> torch.Tensor:
-    """The map the official IMACS actually scores: A = 1 - P (Appendix A step 6)."""
-    return 1 - p

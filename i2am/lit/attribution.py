@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -103,12 +104,9 @@ class AttributionModule(L.LightningModule):
         return self._path("metrics", sample_id, ".json").is_file()
 
     def capture_config(self) -> CaptureConfig:
-        settings = self.sampler.settings(self.adapter)
-        cfg = self.capture_template
-        return CaptureConfig(num_steps=settings["num_steps"], time_groups=min(cfg.time_groups, settings["num_steps"]),
-                             directions=cfg.directions, layers=cfg.layers, sram_layers=cfg.sram_layers,
-                             cfg_layout=cfg.cfg_layout, chunk_budget=cfg.chunk_budget, r2g_grid=cfg.r2g_grid,
-                             g2r_grid=cfg.g2r_grid, family_layers=cfg.family_layers)
+        """The template with the step count (and so the time groups) of the sampler actually used."""
+        steps = self.sampler.settings(self.adapter)["num_steps"]
+        return replace(self.capture_template, num_steps=steps, time_groups=min(self.capture_template.time_groups, steps))
 
     # -------------------------------------------------------------- the loop
     def predict_step(self, batch: dict, batch_idx: int) -> None:

@@ -9,24 +9,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from PIL import Image
 from tqdm import tqdm
 
 from ..data import schema
+from ..data.image_io import read_rgb
 from ..lit.attribution import safe_name
 from ..metrics.record import update_metrics_json
 
 log = logging.getLogger(__name__)
-
-
-def load_sample_image(path: Path) -> torch.Tensor:
-    """PNG -> [3, H, W] in [-1, 1]."""
-    array = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1
-    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 def run(cfg: DictConfig) -> dict:
@@ -49,7 +42,7 @@ def run(cfg: DictConfig) -> dict:
         found = [i for i, sid in enumerate(ids) if (run / "samples" / f"{safe_name(sid)}.png").is_file()]
         if not found:
             continue
-        generated = torch.stack([load_sample_image(run / "samples" / f"{safe_name(ids[i])}.png") for i in found])
+        generated = torch.stack([read_rgb(run / "samples" / f"{safe_name(ids[i])}.png") for i in found])
         target, mask = batch[schema.IMAGE][found], batch.get(schema.INPAINT_MASK)
         mask = None if mask is None else mask[found]
         evaluator.update_generated(generated, original=target, inpaint_mask=mask)
