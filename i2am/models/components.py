@@ -14,6 +14,7 @@ from diffusers.models.attention import BasicTransformerBlock
 from torch import nn
 
 from .convert import CONFIG_DIR
+from .toy_init import block_average_autoencoder_, fourier_position_embeddings_
 
 
 @cache
@@ -36,7 +37,11 @@ def build_unet(size: str, **overrides) -> UNet2DConditionModel:
 
 
 def build_vae(size: str) -> AutoencoderKL:
-    return AutoencoderKL(**component_config("vae", size))
+    """The SD VAE layout; the tiny preset is the fixed block-mean autoencoder of ``toy_init`` (see there why)."""
+    vae = AutoencoderKL(**component_config("vae", size))
+    if size == "tiny":
+        block_average_autoencoder_(vae)
+    return vae
 
 
 def build_pbe_image_encoder(size: str):
@@ -48,8 +53,12 @@ def build_pbe_image_encoder(size: str):
 
 
 def build_dinov2(size: str):
+    """transformers ``Dinov2Model``; the tiny preset's patch tokens carry Fourier embeddings of their cell (toy_init)."""
     from transformers import Dinov2Config, Dinov2Model
-    return Dinov2Model(Dinov2Config(**component_config("dinov2", size)["config"]))
+    model = Dinov2Model(Dinov2Config(**component_config("dinov2", size)["config"]))
+    if size == "tiny":
+        fourier_position_embeddings_(model)
+    return model
 
 
 class TokenProjector(nn.Module):
