@@ -4,20 +4,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from pathlib import Path
 
 from i2am.tasks import TASKS, get_task
+from i2am.tasks.common import config_dir
 
 TASK_ENV = "I2AM_TASK"
-
-
-def config_dir() -> Path:
-    """conf/ of the checkout (editable install), or the directory named by I2AM_CONF."""
-    env = os.environ.get("I2AM_CONF")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
-    if not (path / "paths" / "default.yaml").is_file():
-        raise FileNotFoundError(f"no i2am config directory at {path}; set I2AM_CONF to the repository's conf/")
-    return path
+__all__ = ["TASK_ENV", "config_dir", "main", "usage"]
 
 
 def usage() -> str:

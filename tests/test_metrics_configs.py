@@ -9,8 +9,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from i2am.metrics import ImacsEvaluator
-from i2am.metrics.detection import DetectionEvaluator
-from i2am.metrics.localization_evaluator import LocalizationEvaluator
+from i2am.metrics.detection import BoxDetectionEvaluator
+from i2am.metrics.evaluator import Evaluator
+from i2am.metrics.localization_evaluator import SramLocalizationEvaluator
+from i2am.metrics.sr_quality import SRQualityEvaluator
 from i2am.metrics.quality import QualityEvaluator
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "evaluator"
@@ -23,8 +25,16 @@ def load(name):
 def test_imacs_detection_and_localization_configs_instantiate():
     assert isinstance(instantiate(load("imacs")), ImacsEvaluator)
     detection = instantiate(load("detection"))
-    assert isinstance(detection, DetectionEvaluator) and detection.box_kwargs["percentile"] == 65.0
-    assert isinstance(instantiate(load("localization")), LocalizationEvaluator)
+    assert isinstance(detection, BoxDetectionEvaluator) and detection.metric.box_kwargs["percentile"] == 65.0
+    localization = instantiate(load("localization"))
+    assert isinstance(localization, SramLocalizationEvaluator) and localization.metric.bbox_tolerance == 0.05
+    assert isinstance(instantiate(load("sr_quality")), SRQualityEvaluator)
+
+
+def test_every_per_sample_evaluator_config_builds_an_evaluator():
+    """conf/evaluators/<set>.yaml name the per-sample evaluators of `i2am attribute`: each must be an Evaluator."""
+    for name in ("imacs", "localization", "detection", "sr_quality"):
+        assert isinstance(instantiate(load(name)), Evaluator), name
 
 
 @pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")

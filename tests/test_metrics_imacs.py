@@ -81,12 +81,12 @@ def test_evaluator_reports_stable_names():
     mask = torch.zeros(2, 1, 8, 8)
     mask[:, :, 2:6, 2:6] = 1
     evaluator = ImacsEvaluator(preset="clean")
-    evaluator.update(r2g_map=mask[:, 0], inpaint_mask=mask, g2r_map=1 - mask[:, 0], reference_mask=mask)
+    evaluator.update_maps(r2g_map=mask[:, 0], inpaint_mask=mask, g2r_map=1 - mask[:, 0], reference_mask=mask)
     result = evaluator.compute()
     assert result == pytest.approx({"imacs_g": 1.0, "imacs_r": -3.0}, abs=1e-6)
     only_r2g = ImacsEvaluator(directions=["r2g"])
     with pytest.raises(ValueError, match="g2r map"):
-        only_r2g.update(g2r_map=mask[:, 0], reference_mask=mask)
+        only_r2g.update_maps(g2r_map=mask[:, 0], reference_mask=mask)
 
 
 def test_states_reduce_like_ddp_ranks():

@@ -23,6 +23,16 @@ from .scores import r2g_single_token, spatial_scores
 log = logging.getLogger(__name__)
 
 
+class _InstanceAttribute:
+    """A removable handle (like a hook's) for an attribute set on one instance, shadowing its class's."""
+
+    def __init__(self, owner, name: str):
+        self.owner, self.name = owner, name
+
+    def remove(self) -> None:
+        self.owner.__dict__.pop(self.name, None)
+
+
 class _CaptureProcessor:
     """Runs the original processor, then reports the call so the capture can score the stashed q and k."""
 
@@ -65,7 +75,9 @@ def _grid_for(tokens: int, latent_hw: tuple[int, int] | None, name: str) -> tupl
 class AttributionCapture:
     """Context manager capturing R2G / G2R (and SRAM, DAAM) accumulators from one model instance.
 
-    ``model`` is an adapter (``attribution_layers()``, ``step_module``, ``cfg_layout``) or a bare diffusers UNet.
+    ``model`` is an adapter (``attribution_layers()``, ``step_module``, ``denoise``, ``cfg_layout_for``) or a bare
+    diffusers UNet. With ``cfg_layout="auto"`` the capture reads the guidance each ``adapter.denoise`` call is given
+    (a call hook on this instance, removed on exit), so it follows a sampler that switches guidance mid-run.
     For a bare UNet whose conditioning has spatial tokens, ``ref_grid=(rows, cols)`` gives their layout.
     """
 
@@ -81,6 +93,7 @@ class AttributionCapture:
         if not specs:
             raise ValueError(f"{type(model).__name__} has no hookable cross-attention layer")
         self._model = model
+        self._call_layout: str | None = None   # "auto": the layout of the adapter.denoise call in progress
         self.cfg_layout = self._resolve_layout()
         self.model_name = model_name or getattr(model, "name", type(model).__name__)
         self.layers = select_layers(specs, self.cfg.layers)
@@ -99,16 +112,34 @@ class AttributionCapture:
         self._active = False
         self._warned_degenerate = False
 
-    def _resolve_layout(self) -> str:
-        if self.cfg.cfg_layout != "auto":
-            return self.cfg.cfg_layout
+    def _resolve_layout(self, step: int = 0) -> str:
+        layout = self.cfg.layout_at(min(step, self.cfg.num_steps - 1))
+        if layout != "auto":
+            return layout
+        if self._call_layout is not None:
+            return self._call_layout
         return getattr(self._model, "cfg_layout", "none")
+
+    def _watch_denoise(self) -> None:
+        """"auto" on an adapter: record the CFG layout of each denoise call from the guidance it is given."""
+        model = self._model
+        if self.cfg.cfg_layout != "auto" or not hasattr(model, "cfg_layout_for"):
+            return
+        denoise = model.denoise
+
+        def watched(x_t, t, inputs, guidance=None):
+            self._call_layout = model.cfg_layout_for(model.guidance if guidance is None else guidance)
+            return denoise(x_t, t, inputs, guidance=guidance)
+
+        model.denoise = watched
+        self._handles.append(_InstanceAttribute(model, "denoise"))
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> "AttributionCapture":
         if self._active:
             raise RuntimeError("this AttributionCapture is already active")
         try:
+            self._watch_denoise()
             self._handles.append(self.step_module.register_forward_pre_hook(self._on_step, with_kwargs=True))
             for state in self._states:
                 attn = state.spec.module
@@ -158,8 +189,8 @@ class AttributionCapture:
         if sample is None:
             raise RuntimeError(f"{type(module).__name__}.forward got no sample tensor to read the latent size from")
         self._latent_hw = tuple(sample.shape[-2:])
-        self.cfg_layout = self._resolve_layout()   # "auto": the adapter's layout for this very call
         self._step = self._calls
+        self.cfg_layout = self._resolve_layout(self._step)   # this very call's layout
         self._calls += 1
         if self._step >= self.cfg.num_steps:
             raise RuntimeError(f"denoising step {self._step} is beyond CaptureConfig.num_steps={self.cfg.num_steps}; "

@@ -21,8 +21,9 @@ class CaptureConfig:
     sram_layers: layer names whose full [Lq, Lk] G2R maps (heads averaged, summed over steps) are kept for
         specific-reference (SRAM) queries. Costs Lq*Lk floats per sample and layer.
     cfg_layout: which chunk of the batch is conditional: "none" (no CFG), "uncond_cond" (PBE, PASD: index 1),
-        "cond_uncond" (the custom model: index 0), "auto" (default: the adapter's own ``cfg_layout``, which
-        follows its guidance; "none" for a bare UNet).
+        "cond_uncond" (the custom model: index 0), "auto" (default: the layout of each ``adapter.denoise`` call,
+        from the guidance it is given; "none" for a bare UNet), or one layout per step (a run whose guidance
+        changes mid-run; ``i2am.models.plan.SamplingPlan.capture_config`` writes it).
     chunk_budget: the most logits (batch x heads x queries x tokens) materialised at once for spatial tokens; the
         query axis is split into chunks that fit (64 Mi floats = 256 MiB fp32 by default).
     r2g_grid / g2r_grid: common grids for the families; None = the largest query grid (R2G) / reference grid (G2R).
@@ -35,7 +36,7 @@ class CaptureConfig:
     directions: Sequence[str] = ("r2g", "g2r")
     layers: str | Sequence[str] = "all"
     sram_layers: Sequence[str] = ()
-    cfg_layout: str = "auto"
+    cfg_layout: str | Sequence[str] = "auto"
     chunk_budget: int = 2**26
     r2g_grid: tuple[int, int] | None = None
     g2r_grid: tuple[int, int] | None = None
@@ -46,7 +47,12 @@ class CaptureConfig:
         bad = [d for d in self.directions if d not in DIRECTIONS]
         if bad:
             raise ValueError(f"CaptureConfig.directions: unknown {bad}; choose from {DIRECTIONS}")
-        if self.cfg_layout not in CFG_LAYOUTS:
+        if not isinstance(self.cfg_layout, str):
+            self.cfg_layout = tuple(self.cfg_layout)
+            if len(self.cfg_layout) != self.num_steps or not set(self.cfg_layout) <= set(CFG_LAYOUTS[:3]):
+                raise ValueError(f"CaptureConfig.cfg_layout: a per-step list needs num_steps={self.num_steps} "
+                                 f"entries from {CFG_LAYOUTS[:3]}, got {self.cfg_layout}")
+        elif self.cfg_layout not in CFG_LAYOUTS:
             raise ValueError(f"CaptureConfig.cfg_layout={self.cfg_layout!r}; choose from {CFG_LAYOUTS}")
         if self.num_steps < 1 or not 1 <= self.time_groups <= self.num_steps:
             raise ValueError(f"CaptureConfig: need num_steps >= 1 and 1 <= time_groups <= num_steps, "
@@ -60,6 +66,10 @@ class CaptureConfig:
             value = getattr(self, key)
             if value is not None:
                 setattr(self, key, tuple(int(v) for v in value))
+
+    def layout_at(self, step: int) -> str:
+        """The configured CFG layout of one step ("auto" = the one of the call in progress)."""
+        return self.cfg_layout if isinstance(self.cfg_layout, str) else self.cfg_layout[step]
 
     def time_group(self, step: int) -> int:
         return step * self.time_groups // self.num_steps

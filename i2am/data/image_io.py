@@ -37,6 +37,11 @@ def rgb_to_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.array(array, dtype=np.uint8)).permute(2, 0, 1).float().div(127.5).sub(1.0)
 
 
+def to_uint8_image(image: torch.Tensor) -> np.ndarray:
+    """[3, H, W] in [-1, 1] -> [H, W, 3] uint8 (the inverse of ``rgb_to_tensor``)."""
+    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
 def read_rgb(path: Path, size: tuple[int, int] | None = None, nearest: bool = False) -> torch.Tensor:
     """RGB image as float [3, H, W] in [-1, 1]; ``nearest`` for coded images such as DensePose maps."""
     resample = Image.Resampling.NEAREST if nearest else Image.Resampling.BICUBIC

@@ -7,12 +7,13 @@ single-token model) are left out of that pair only. With a handful of runs the i
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
+
+from i2am.runs import RunDir
 
 IMACS_KEYS = ("imacs_g", "imacs_r")
 QUALITY_KEYS = ("fid", "kid", "lpips", "ssim")
@@ -82,15 +83,15 @@ def write_table_csv(table: Sequence[Mapping], path: str | Path) -> Path:
 def plot_scatter(runs: Sequence[Mapping[str, float]], x_key: str, y_key: str, path: str | Path,
                  labels: Sequence[str] | None = None, row: Mapping | None = None) -> Path:
     """Scatter of y against x over runs, with the least-squares line and the coefficients in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     x = np.array([run.get(x_key, np.nan) for run in runs], dtype=float)
     y = np.array([run.get(y_key, np.nan) for run in runs], dtype=float)
     keep = ~(np.isnan(x) | np.isnan(y))
-    figure, axes = plt.subplots(figsize=(4, 3.2))
+    figure = Figure(figsize=(4, 3.2))
+    FigureCanvasAgg(figure)
+    axes = figure.subplots()
     axes.scatter(x[keep], y[keep])
     for label, xi, yi, kept in zip(labels or [], x, y, keep):
         if kept:
@@ -107,19 +108,17 @@ def plot_scatter(runs: Sequence[Mapping[str, float]], x_key: str, y_key: str, pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
-    plt.close(figure)
     return path
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> tuple[list[dict], list[str]]:
     """metrics.json of each run directory -> (runs, labels); a missing file is an error naming the run."""
     runs, labels = [], []
-    for run_dir in map(Path, run_dirs):
-        metrics_file = run_dir / "metrics.json"
-        if not metrics_file.is_file():
-            raise FileNotFoundError(f"correlation: no metrics.json in run directory {run_dir}")
-        runs.append(json.loads(metrics_file.read_text()))
-        labels.append(run_dir.name)
+    for run in map(RunDir, run_dirs):
+        if not run.is_finished():
+            raise FileNotFoundError(f"correlation: no metrics.json in run directory {run.path}")
+        runs.append(run.read_metrics())
+        labels.append(run.name)
     return runs, labels
 
 

@@ -23,7 +23,9 @@ from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from i2am.data import schema
 from i2am.metrics.boxes import box_contrast_score, box_iou, boxes_from_maps, key_axis_map, random_boxes
+from i2am.metrics.evaluator import Evaluator, SampleContext
 from i2am.metrics.imacs import attribution_from_image_map
 
 OFFICIAL_RANDOM_MIN_IOU = 1e-5
@@ -129,3 +131,21 @@ class DetectionEvaluator(Metric):
         }
         return {name: float(value) for name, value in out.items()}
 
+
+class BoxDetectionEvaluator(Evaluator):
+    """:class:`DetectionEvaluator` on one sample: the box of its rendered R2G map (and of its DAAM map when captured)
+    against the dataset's box. Same arguments as DetectionEvaluator."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.metric = DetectionEvaluator(**kwargs)
+
+    def update(self, ctx: SampleContext) -> None:
+        if "r2g" not in ctx.rendered or schema.BBOX not in ctx.sample:
+            raise ValueError("the detection evaluator needs R2G maps and a dataset with boxes (coco_detection)")
+        daam = ctx.maps.daam.ulam if ctx.maps.daam.available else None
+        self.metric.update(ctx.rendered["r2g"], ctx.sample[schema.BBOX],
+                           sample_ids=list(ctx.sample[schema.SAMPLE_ID]), daam_map=daam)
+
+    def compute(self) -> dict[str, float]:
+        return self.metric.compute()

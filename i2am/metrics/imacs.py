@@ -19,6 +19,9 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from i2am.data import schema
+from i2am.metrics.evaluator import Evaluator, SampleContext
+
 DIRECTIONS = ("r2g", "g2r")
 PRESETS = ("official", "clean")
 EPS = 1e-8
@@ -93,7 +96,7 @@ class IMACS(Metric):
         return self.score_sum / self.count
 
 
-class ImacsEvaluator(torch.nn.Module):
+class ImacsEvaluator(Evaluator):
     """IMACS_g (R2G map vs inpainting region) and IMACS_r (G2R map vs garment mask), under the names of metrics.json.
 
     directions: the ones to report; single-token models such as PBE have no G2R map, so their configs use ("r2g",).
@@ -107,8 +110,13 @@ class ImacsEvaluator(torch.nn.Module):
         self.directions = tuple(directions)
         self.metrics = torch.nn.ModuleDict({d: IMACS(d, preset, penalty) for d in self.directions})
 
-    def update(self, r2g_map: Tensor | None = None, inpaint_mask: Tensor | None = None,
-               g2r_map: Tensor | None = None, reference_mask: Tensor | None = None) -> None:
+    def update(self, ctx: SampleContext) -> None:
+        """The sample's rendered ULAMs against its inpainting mask (R2G) and garment mask (G2R)."""
+        self.update_maps(r2g_map=ctx.rendered.get("r2g"), inpaint_mask=ctx.sample.get(schema.INPAINT_MASK),
+                         g2r_map=ctx.rendered.get("g2r"), reference_mask=ctx.sample.get(schema.REFERENCE_MASK))
+
+    def update_maps(self, r2g_map: Tensor | None = None, inpaint_mask: Tensor | None = None,
+                    g2r_map: Tensor | None = None, reference_mask: Tensor | None = None) -> None:
         """Maps at image resolution from ``to_image`` (same preset); masks [B, 1, H, W] or [B, H, W]."""
         for direction, image_map, mask, mask_name in (("r2g", r2g_map, inpaint_mask, "inpaint_mask"),
                                                       ("g2r", g2r_map, reference_mask, "reference_mask")):
@@ -122,7 +130,3 @@ class ImacsEvaluator(torch.nn.Module):
 
     def compute(self) -> dict[str, float]:
         return {METRIC_NAMES[d]: float(self.metrics[d].compute()) for d in self.directions}
-
-    def reset(self) -> None:
-        for metric in self.metrics.values():
-            metric.reset()

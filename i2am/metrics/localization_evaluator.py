@@ -4,7 +4,9 @@ Reported names (p = "" for the model, "_uniform_baseline", "_random_baseline", "
 ``loc_err{p}`` (argmax error / reference diagonal), ``loc_err_centroid{p}``, ``loc_pointing{p}`` (argmax within the
 first radius), ``loc_pointing_r{r}{p}``, ``attn_entropy{p}`` (nats), ``attn_max_prob{p}``; ``r2g_mass_in_region`` and
 ``r2g_mass_in_region_uniform_baseline`` (the garment's area share); ``loc_n_queries``; ``loc_localizes`` (0/1, see
-``localization_verdict``).
+``localization_verdict``) with the thresholds it used, ``loc_bbox_tolerance`` and ``loc_uniform_margin``.
+
+:class:`SramLocalizationEvaluator` is the attribution loop's evaluator: it reads the run's SRAM layer from the maps.
 """
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from i2am.data import schema
+from i2am.metrics.evaluator import Evaluator, SampleContext
 from i2am.metrics.localization import (
     bbox_mapping_sources,
+    grid_cells,
     localization_stats,
     mass_in_region,
     normalise_distribution,
@@ -142,4 +147,29 @@ class LocalizationEvaluator(Metric):
         out["loc_n_queries"] = float(self.n_queries)
         verdict = localization_verdict(out, self.bbox_tolerance, self.uniform_margin)
         out["loc_localizes"] = float(verdict.localizes)
+        out["loc_bbox_tolerance"], out["loc_uniform_margin"] = float(self.bbox_tolerance), float(self.uniform_margin)
         return out
+
+
+class SramLocalizationEvaluator(Evaluator):
+    """:class:`LocalizationEvaluator` on one sample's SRAMs: every query cell of the first SRAM layer of the run
+    (``capture.sram_layers``) against the toy world's true correspondence. Same arguments as LocalizationEvaluator."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.metric = LocalizationEvaluator(**kwargs)
+
+    def update(self, ctx: SampleContext) -> None:
+        maps, sample = ctx.maps, ctx.sample
+        layer = next((k[len("sram/"):] for k in maps.raw if k.startswith("sram/")), None)
+        if layer is None or schema.CORRESPONDENCE not in sample:
+            raise ValueError("the localization evaluator needs an SRAM layer (capture.sram_layers) and toy data "
+                             "with ground-truth correspondence (data=toy_vitonhd)")
+        qh, qw = maps.layer_meta(layer)["query_grid"]
+        cells = grid_cells(qh, qw)
+        self.metric.update(maps.sram(layer, points=cells), cells, (qh, qw), sample[schema.CORRESPONDENCE],
+                           sample[schema.INPAINT_MASK], sample[schema.REFERENCE_MASK],
+                           r2g_map=maps.r2g.ulam if maps.r2g.available else None)
+
+    def compute(self) -> dict[str, float]:
+        return self.metric.compute()

@@ -1,13 +1,13 @@
-"""The stable metric names of a run's metrics.json, and a writer that merges into it (DESIGN.md §6).
+"""The stable metric names of a run's metrics.json, and a merge into it through the run folder (``i2am.runs``).
 
 metrics.json is a flat name -> number map plus ``n_samples``; several evaluators of one run add their own names.
 """
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
+
+from i2am.runs import RunDir
 
 STABLE_NAMES = (
     "imacs_g", "imacs_r",                                     # IMACS (imacs.py)
@@ -26,14 +26,8 @@ def _number(name: str, value) -> float | int:
 
 
 def update_metrics_json(run_dir: str | Path, metrics: Mapping[str, float], n_samples: int | None = None) -> Path:
-    """Merge ``metrics`` (numbers or 0-d tensors) into ``run_dir/metrics.json``; NaN is written as null."""
-    path = Path(run_dir) / "metrics.json"
-    record = json.loads(path.read_text()) if path.is_file() else {}
-    for name, value in metrics.items():
-        number = _number(name, value)
-        record[name] = None if isinstance(number, float) and math.isnan(number) else number
+    """Merge ``metrics`` (numbers or 0-d tensors) into ``run_dir/metrics.json``; NaN / inf are written as null."""
+    record = {name: _number(name, value) for name, value in metrics.items()}
     if n_samples is not None:
         record["n_samples"] = int(n_samples)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-    return path
+    return RunDir(run_dir).update_metrics(record)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
+
+from i2am.data import schema
+from i2am.metrics.evaluator import Evaluator, SampleContext
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 _BT601_Y = (65.481, 128.553, 24.966)
@@ -54,3 +57,17 @@ class SRQuality(Metric):
 
     def compute(self) -> dict[str, float]:
         return {"psnr": float(self.psnr_sum / self.count), "ssim": float(self.ssim_sum / self.count)}
+
+
+class SRQualityEvaluator(Evaluator):
+    """:class:`SRQuality` on one sample: its generated image against the dataset's HR image."""
+
+    def __init__(self, y_channel: bool = True):
+        super().__init__()
+        self.metric = SRQuality(y_channel=y_channel)
+
+    def update(self, ctx: SampleContext) -> None:
+        self.metric.update(ctx.generated, ctx.sample[schema.IMAGE].float().cpu())
+
+    def compute(self) -> dict[str, float]:
+        return self.metric.compute()

@@ -42,6 +42,7 @@ class DenoiseInputs:
 
 
 def uses_cfg(guidance) -> bool:
+    """Classifier-free guidance is on (a CFG-batched UNet call) for any guidance other than None and 1."""
     return guidance is not None and float(guidance) != 1.0
 
 
@@ -87,18 +88,26 @@ class DiffusionAdapter(nn.Module):
         self.size = size
         self.name = None
         self.guidance = guidance
-        self._guidance_in_use = None
         self.image_size = tuple(image_size)
         self.sampler_defaults = dict(scheduler="ddim", num_steps=num_steps, guidance=guidance, eta=0.0,
                                      start_code=start_code)
 
     # ---- what the attribution engine reads -------------------------------------------------------------------
+    def cfg_layout_for(self, guidance) -> str:
+        """The batch layout of a ``denoise`` call with this guidance: ``cfg_order`` with CFG, else "none"."""
+        return self.cfg_order if uses_cfg(guidance) else "none"
+
     @property
     def cfg_layout(self) -> str:
-        """The batch layout of the UNet call in progress: the guidance passed to ``denoise`` decides (the
-        adapter's default guidance before any call), so a capture reads the right chunk whatever the sampler says."""
-        guidance = self.guidance if self._guidance_in_use is None else self._guidance_in_use
-        return self.cfg_order if uses_cfg(guidance) else "none"
+        """The batch layout at the adapter's default guidance."""
+        return self.cfg_layout_for(self.guidance)
+
+    def default_sram_layers(self) -> tuple[str, ...]:
+        """The layers ``capture.sram_layers=auto`` keeps full SRAMs of: the middle one among the layers with spatial
+        reference tokens (outside the mid block); none for single-token models. Families with a paper choice
+        override this (custom model: decoder layer 2; StableVITON: warp block 4)."""
+        spatial = [s.name for s in self.attribution_layers() if s.ref_grid is not None and not s.mid]
+        return (spatial[len(spatial) // 2],) if spatial else ()
 
     @property
     def step_module(self) -> nn.Module:
@@ -163,7 +172,6 @@ class DiffusionAdapter(nn.Module):
     def denoise(self, x_t: torch.Tensor, t, inputs: DenoiseInputs, guidance: float | None = None) -> torch.Tensor:
         """eps for ``x_t`` at ``t``: one UNet call; with CFG the batch is [uncond, cond] or [cond, uncond]."""
         guidance = self.guidance if guidance is None else guidance
-        self._guidance_in_use = guidance
         if not uses_cfg(guidance):
             return self.predict_eps(x_t, t, inputs.concat, inputs.context, inputs.extra)
 

@@ -57,6 +57,10 @@ class CustomTryOn(DiffusionAdapter):
     def reference_grid(self):
         return self.token_grid
 
+    def default_sram_layers(self) -> tuple[str, ...]:
+        """The paper's SRAM layer of the custom model: decoder cross-attention layer 2 (paper §5.5)."""
+        return (self.decoder_layer_name(2),)
+
     def decoder_layer_name(self, k: int) -> str:
         """LayerSpec name of decoder cross-attention layer k (1-based, as in LLAM figures; "layer 2" = k=2)."""
         decoder = [s.name for s in self.attribution_layers() if s.name.startswith("up_blocks")]

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import diffusers
 import torch
 
+from .plan import guidance_at
+
 # The LDM schedule (``linear`` in LDM = scaled-linear betas) and its DDIM discretisation ``uniform``:
 # timesteps 981, 961, ..., 1 for 50 steps; the last step goes to alphas_cumprod[0] (set_alpha_to_one=False).
 LDM_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -40,19 +42,22 @@ class Sampler:
     """Samples latents from an adapter and its prepared inputs.
 
     scheduler: "ddim" (LDM DDIM), "unipc", or a diffusers scheduler class name; scheduler_config overrides its
-        config. scheduler / num_steps / guidance / eta / start_code: None = the adapter's ``sampler_defaults``. eta: DDIM eta (ignored by other schedulers).
+        config. scheduler / num_steps / guidance / eta / start_code: None = the adapter's ``sampler_defaults``.
+    guidance: one number, or one value per step (guidance that changes mid-run; ``i2am.models.plan``).
+    eta: DDIM eta (ignored by other schedulers).
     start_code: "noise" (x_T = noise) or "q_sample" (x_T = q_sample(z, 999), z = latent of inputs.start_image).
     seed: global seed; sample i uses ``sample_seed(seed, sample_ids[i])``.
     """
 
-    def __init__(self, scheduler: str | None = None, num_steps: int | None = None, guidance: float | None = None,
+    def __init__(self, scheduler: str | None = None, num_steps: int | None = None,
+                 guidance: float | list[float | None] | None = None,
                  eta: float | None = None, start_code: str | None = None, seed: int = 0,
                  scheduler_config: dict | None = None):
         if start_code is not None and start_code not in START_CODES:
             raise ValueError(f"Sampler.start_code={start_code!r}; choose from {START_CODES}")
         self.scheduler = scheduler
         self.num_steps = num_steps
-        self.guidance = guidance
+        self.guidance = list(guidance) if isinstance(guidance, (list, tuple)) else guidance
         self.eta = eta
         self.start_code = start_code
         self.seed = seed
@@ -86,7 +91,8 @@ class Sampler:
         alphas_cumprod = scheduler.alphas_cumprod.to(device)
         is_ddim = isinstance(scheduler, diffusers.DDIMScheduler)
         for i, t in enumerate(scheduler.timesteps):
-            eps = model.denoise(scheduler.scale_model_input(x, t), t.to(device), inputs, guidance=s["guidance"])
+            eps = model.denoise(scheduler.scale_model_input(x, t), t.to(device), inputs,
+                                guidance=guidance_at(s["guidance"], i))
             step_kwargs = {}
             if is_ddim and s["eta"] > 0:
                 step_kwargs = dict(eta=s["eta"], variance_noise=self.noise(generators, inputs.latent_shape,

@@ -26,6 +26,7 @@ from .registry import register_model
 
 FIRST_WARPED_BLOCK = 3        # warp blocks sit before LDM output blocks 3..11
 WARP_HEADS = 8
+SRAM_WARP_BLOCK = 4           # the official G2R ULAM / HLAM / SRAM layer
 
 
 def skip_channels(block_out_channels, layers_per_block: int) -> list[int]:
@@ -131,6 +132,13 @@ class StableVITON(DiffusionAdapter):
                            module=block.transformer_blocks[0].attn2, ref_grid="query", group="warp")
                  for i, block in enumerate(self.denoiser.warp_blocks)]
         return sorted(super().attribution_layers() + warps, key=lambda s: _forward_position(s.name))
+
+    def default_sram_layers(self) -> tuple[str, ...]:
+        """The paper's SRAM layer of StableVITON: warp block 4 of 9 (the official G2R ULAM / HLAM layer); tiny
+        presets with fewer warp blocks take their middle one."""
+        if len(self.denoiser.warp_blocks) > SRAM_WARP_BLOCK:
+            return (f"warp_blocks.{SRAM_WARP_BLOCK}.transformer_blocks.0.attn2",)
+        return super().default_sram_layers()
 
     def layer_level(self, name: str) -> int:
         match = re.match(r"warp_blocks\.(\d+)\.", name)

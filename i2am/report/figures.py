@@ -1,19 +1,35 @@
-"""Figures of attribution maps: overlays in the paper's style and panels of map families."""
+"""Figures of attribution maps: overlays in the paper's style, panels of tiles, and the attribution run's per-sample
+panel writer. Figures are ``matplotlib.figure.Figure`` objects drawn on the Agg canvas: importing this module never
+switches the global (e.g. a notebook's) backend."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from ..data import schema
+from ..data.image_io import to_uint8_image
+from ..runs import RunDir
+
+__all__ = ["SamplePanels", "new_figure", "overlay", "save_figure", "save_panel", "to_uint8_image"]
 
 
-def to_uint8_image(image: torch.Tensor) -> np.ndarray:
-    """[3, H, W] in [-1, 1] -> [H, W, 3] uint8."""
-    return ((image.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+def new_figure(**kwargs) -> Figure:
+    """A Figure on its own Agg canvas (no pyplot state, no backend switch)."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | Path, **kwargs) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, **kwargs)
+    return path
 
 
 def overlay(image: np.ndarray, attribution: torch.Tensor | np.ndarray, alpha_image: float = 0.7,
@@ -21,7 +37,7 @@ def overlay(image: np.ndarray, attribution: torch.Tensor | np.ndarray, alpha_ima
     """The paper's overlay, image*0.7 + jet(map)*0.5 (cv2.addWeighted saturates), in RGB (the official code's
     BGR/RGB mix-up is not reproduced: high attribution is red). attribution: [H, W] in [0, 1]."""
     a = np.asarray(attribution.detach().cpu() if torch.is_tensor(attribution) else attribution, dtype=np.float32)
-    colour = plt.get_cmap("jet")(np.clip(a, 0, 1))[..., :3] * 255.0
+    colour = matplotlib.colormaps["jet"](np.clip(a, 0, 1))[..., :3] * 255.0
     out = image.astype(np.float32) * alpha_image + colour * alpha_map
     return np.clip(out, 0, 255).round().astype(np.uint8)
 
@@ -33,7 +49,8 @@ def save_panel(path: str | Path, tiles: list[tuple[str, np.ndarray]], columns: i
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = columns or len(tiles)
     rows = -(-len(tiles) // columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(tile_size * columns, tile_size * 1.3 * rows), squeeze=False)
+    fig = new_figure(figsize=(tile_size * columns, tile_size * 1.3 * rows))
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, (name, tile) in zip(axes.flat, tiles):
@@ -45,6 +62,29 @@ def save_panel(path: str | Path, tiles: list[tuple[str, np.ndarray]], columns: i
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
+
+
+class SamplePanels:
+    """A sample writer of the attribution loop: the first ``count`` samples' panel (reference, generated, R2G and
+    G2R ULAM overlays) as ``figures/<id>.png`` of the run."""
+
+    def __init__(self, run: RunDir, count: int = 4, preset: str = "official"):
+        self.run, self.count, self.preset = run, count, preset
+        self.written = 0
+
+    def __call__(self, ctx) -> None:
+        if self.written >= self.count:
+            return
+        self.written += 1
+        gen = to_uint8_image(ctx.generated[0])
+        tiles = [("generated", gen)]
+        if schema.REFERENCE in ctx.sample:
+            tiles.insert(0, ("reference", to_uint8_image(ctx.sample[schema.REFERENCE][0])))
+        for direction, base in (("r2g", gen), ("g2r", tiles[0][1])):
+            if direction in ctx.rendered:
+                attribution = ctx.rendered[direction][0]
+                if self.preset == "official":
+                    attribution = 1 - attribution   # the official P is scored as 1 - P (paper Appendix A)
+                tiles.append((f"{direction.upper()} ULAM", overlay(base, attribution)))
+        save_panel(self.run.sample_figure(ctx.sample_id), tiles, title=ctx.sample_id)

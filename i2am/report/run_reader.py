@@ -2,17 +2,17 @@
 data config) the inputs each sample was conditioned on."""
 from __future__ import annotations
 
-import json
 import logging
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from PIL import Image
 
 from ..attribution import AttributionMaps
+from ..runs import RunDir, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -21,39 +21,37 @@ class AttributeRun:
     """One run directory as written by ``i2am attribute`` (config.yaml, metrics.json, samples/, maps/, metrics/)."""
 
     def __init__(self, path: str | Path):
-        self.path = Path(path)
-        if not (self.path / "metrics.json").is_file():
+        self.run = RunDir(path)
+        self.path = self.run.path
+        if not self.run.is_finished():
             raise FileNotFoundError(f"{self.path} is not a finished run: metrics.json is missing")
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.run.name
 
     @cached_property
     def config(self) -> DictConfig | None:
-        file = self.path / "config.yaml"
-        return OmegaConf.load(file) if file.is_file() else None
+        return self.run.load_config()
 
     @cached_property
     def metrics(self) -> dict:
-        return json.loads((self.path / "metrics.json").read_text())
+        return self.run.read_metrics()
 
     @property
     def sample_ids(self) -> list[str]:
         """Ids of the samples that have both an image and maps, in sorted order."""
-        maps = {p.name[: -len(".safetensors")] for p in (self.path / "maps").glob("*.safetensors")}
-        return sorted(p.stem for p in (self.path / "samples").glob("*.png") if p.stem in maps)
+        return self.run.sample_ids()
 
     def sample_metrics(self, sample_id: str) -> dict:
-        file = self.path / "metrics" / f"{sample_id}.json"
-        return json.loads(file.read_text()) if file.is_file() else {}
+        return self.run.sample_record(sample_id)
 
     def generated(self, sample_id: str) -> np.ndarray:
         """The generated image, [H, W, 3] uint8."""
-        return np.asarray(Image.open(self.path / "samples" / f"{sample_id}.png").convert("RGB"))
+        return np.asarray(Image.open(self.run.sample_image(sample_id)).convert("RGB"))
 
     def maps(self, sample_id: str) -> AttributionMaps:
-        return AttributionMaps.load(self.path / "maps" / f"{sample_id}.safetensors")
+        return AttributionMaps.load(self.run.sample_maps(sample_id))
 
     def inputs(self, sample_ids: list[str]) -> dict[str, dict[str, torch.Tensor]]:
         """sample id (file-safe form) -> that sample's dataset item (reference, agnostic, masks, ...), read through
@@ -64,7 +62,6 @@ class AttributeRun:
         from hydra.utils import instantiate
 
         from ..data import schema
-        from ..lit.attribution import safe_name
 
         try:
             datamodule = instantiate(self.config.data, batch_size=1)

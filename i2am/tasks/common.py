@@ -1,35 +1,37 @@
-"""Helpers every task shares: the run directory, seeding, Lightning trainer and loggers from config, metrics.json."""
+"""Helpers every task shares: the run folder, seeding, Lightning trainer, callbacks and loggers from config."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ..runs import RunDir
+
 log = logging.getLogger(__name__)
 
 
-def run_dir(cfg: DictConfig) -> Path:
-    """The run's output directory: Hydra's run/sweep dir, or ``cfg.run_dir`` when set (resume an earlier run)."""
+def config_dir() -> Path:
+    """conf/ of the checkout (editable install), or the directory named by I2AM_CONF."""
+    env = os.environ.get("I2AM_CONF")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
+    if not (path / "paths" / "default.yaml").is_file():
+        raise FileNotFoundError(f"no i2am config directory at {path}; set I2AM_CONF to the repository's conf/")
+    return path
+
+
+def run_dir(cfg: DictConfig) -> RunDir:
+    """The run's folder: Hydra's run/sweep dir, or ``cfg.run_dir`` when set (resume an earlier run); created."""
     if cfg.get("run_dir"):
         path = Path(cfg.run_dir)
     elif HydraConfig.initialized():
         path = Path(HydraConfig.get().runtime.output_dir)
     else:
         path = Path(cfg.paths.output_dir) / str(cfg.get("task_name", "run"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def save_config(cfg: DictConfig, out_dir: Path) -> None:
-    """The composed config, also when the task runs through the compose API (no .hydra/ folder then)."""
-    target = out_dir / "config.yaml"
-    target.write_text(OmegaConf.to_yaml(cfg, resolve=False))
+    return RunDir(path).create()
 
 
 def seed_everything(seed: int) -> None:
@@ -38,24 +40,26 @@ def seed_everything(seed: int) -> None:
     lightning.seed_everything(int(seed), workers=True, verbose=False)
 
 
-def build_loggers(cfg: DictConfig, out_dir: Path) -> list:
+def build_loggers(cfg: DictConfig, run: RunDir) -> list:
     """CSV always, plus whatever ``cfg.logger`` adds (wandb offline by default, TensorBoard)."""
     loggers = []
     for name, spec in (cfg.get("logger") or {}).items():
         if spec is None:
             continue
-        loggers.append(instantiate(spec, save_dir=str(out_dir)))
-        log.info("logger %s -> %s", name, out_dir)
+        loggers.append(instantiate(spec, save_dir=str(run.path)))
+        log.info("logger %s -> %s", name, run.path)
     return loggers
 
 
-def build_trainer(cfg: DictConfig, out_dir: Path, loggers=None, **overrides):
-    import lightning
+def build_callbacks(cfg: DictConfig) -> list:
+    """The ``callbacks`` group: every entry with a ``_target_`` (conf/callbacks/*.yaml), in config order."""
+    return [instantiate(spec) for spec in (cfg.get("callbacks") or {}).values() if spec]
 
-    kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    kwargs.pop("_target_", None)
-    kwargs.update(overrides)
-    return lightning.Trainer(default_root_dir=str(out_dir), logger=loggers if loggers else False, **kwargs)
+
+def build_trainer(cfg: DictConfig, run: RunDir, loggers=None, **overrides):
+    """``cfg.trainer`` (a ``_target_: lightning.Trainer`` node) instantiated with the run folder and loggers."""
+    return instantiate(cfg.trainer, default_root_dir=str(run.path), logger=loggers if loggers else False,
+                       **overrides)
 
 
 def finish_loggers(loggers) -> None:
@@ -68,25 +72,6 @@ def finish_loggers(loggers) -> None:
         experiment = getattr(lg, "_experiment", None)
         if experiment is not None and hasattr(experiment, "finish"):
             experiment.finish()
-
-
-def write_metrics(out_dir: Path, metrics: dict) -> Path:
-    """metrics.json: a flat name -> number map (plus n_samples), written atomically."""
-    clean = {}
-    for key, value in metrics.items():
-        if torch.is_tensor(value):
-            value = value.item()
-        if isinstance(value, (int, float, str, bool)) or value is None:
-            clean[key] = value
-    return atomic_write_text(out_dir / "metrics.json", json.dumps(clean, indent=1, sort_keys=True))
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def log_results(loggers, cfg: DictConfig, metrics: dict, images=(), table: list[dict] | None = None) -> None:
@@ -109,12 +94,12 @@ def log_results(loggers, cfg: DictConfig, metrics: dict, images=(), table: list[
 
 
 def start_run(cfg: DictConfig, stage: str):
-    """The opening of every data-driven task: run directory, saved config, seed, and the data module, set up so that
-    its whole layout is validated before any model is built. Returns (out_dir, datamodule)."""
-    out_dir = run_dir(cfg)
-    save_config(cfg, out_dir)
+    """The opening of every data-driven task: run folder, saved config, seed, and the data module, set up so that
+    its whole layout is validated before any model is built. Returns (run, datamodule)."""
+    run = run_dir(cfg)
+    run.save_config(cfg)
     seed_everything(cfg.seed)
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup(stage)
-    return out_dir, datamodule
+    return run, datamodule

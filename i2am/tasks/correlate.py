@@ -7,7 +7,8 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from .common import run_dir, save_config
+from ..runs import RunDir
+from .common import run_dir
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +20,10 @@ def expand_runs(runs) -> list[Path]:
     found = []
     for entry in runs or []:
         path = Path(entry)
-        if (path / "metrics.json").is_file():
+        if RunDir(path).is_finished():
             found.append(path)
         elif path.is_dir():
-            found += sorted(p.parent for p in path.glob("*/metrics.json"))
+            found += sorted(p for p in path.iterdir() if RunDir(p).is_finished())
         else:
             raise FileNotFoundError(f"correlate: {path} is neither a run (metrics.json) nor a folder of runs")
     if len(found) < 3:
@@ -31,10 +32,10 @@ def expand_runs(runs) -> list[Path]:
 
 
 def run(cfg: DictConfig) -> dict:
-    out_dir = run_dir(cfg)
-    save_config(cfg, out_dir)
+    out = run_dir(cfg)
+    out.save_config(cfg)
     runs = expand_runs(cfg.runs)
-    table = instantiate(cfg.correlation)(output_dir=out_dir, run_dirs=runs)
-    log.info("correlation over %d runs -> %s", len(runs), out_dir / "correlation.csv")
+    table = instantiate(cfg.correlation)(output_dir=out.path, run_dirs=runs)
+    log.info("correlation over %d runs -> %s", len(runs), out.path / "correlation.csv")
     return {"n_runs": len(runs), **{f"pearson_{r['x']}_{r['y']}": r["pearson"] for r in table
                                     if isinstance(r.get("pearson"), float)}}

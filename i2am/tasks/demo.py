@@ -14,7 +14,6 @@ directory, each skipped when a restarted demo finds it finished):
 """
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,8 +26,9 @@ from ..metrics.correlation import correlate_runs
 from ..models import create_model
 from ..report import claims_markdown, write_claims, write_report
 from ..report.toy_claims import toy_claims
+from ..runs import RunDir
 from . import attribute, evaluate, train
-from .common import run_dir, save_config, write_metrics
+from .common import config_dir, run_dir
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,6 @@ def hydra_context():
     if GlobalHydra.instance().is_initialized():
         yield
         return
-    from ..cli import config_dir
-
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         yield
 
@@ -71,7 +69,7 @@ class Demo:
     def train(self, label: str, attention_loss: str, steps: int, init_from: Path | None = None,
               every: int | None = None, extra: tuple[str, ...] = ()) -> Path:
         out = self.out / "train" / label
-        if (out / "metrics.json").is_file():
+        if RunDir(out).is_finished():
             log.info("demo: %s already trained (%s)", label, out)
             return out
         overrides = self.common + [f"run_dir={quoted(out)}", f"attention_loss={attention_loss}",
@@ -112,7 +110,7 @@ class Demo:
         for label, train_dir in (("custom", custom), ("refined", refined), ("control", control)):
             runs[label] = self.attribute(label, last(train_dir))
         control_train = self.attribute("control-train", last(control), split="train")
-        metrics = {label: json.loads((path / "metrics.json").read_text())
+        metrics = {label: RunDir(path).read_metrics()
                    for label, path in {**runs, "control-train": control_train}.items()}
         table = correlate_runs(self.out / "correlation", run_dirs=list(runs.values()),
                                x_keys=["imacs_g", "imacs_r"], y_keys=["fid_randconv", "kid_randconv", "ssim"],
@@ -121,7 +119,7 @@ class Demo:
         write_claims(self.out / "claims.json", claims)
         summary_md = summary_markdown(metrics)
         (self.out / "claims.md").write_text(claims_markdown(claims) + "\n\n" + summary_md + "\n")
-        scatter = [(p.stem, p) for p in sorted((self.out / "correlation" / "figures").glob("*.png"))]
+        scatter = [(p.stem, p) for p in RunDir(self.out / "correlation").figures()]
         shown = {k: v for k, v in runs.items() if k in ("untrained", "custom", "refined", "control")}
         shown["control-train"] = control_train
         report = write_report(shown, out_path=self.out / "report.html", title="i2am demo (toy world, CPU)",
@@ -132,7 +130,7 @@ class Demo:
                   if isinstance(metrics[label].get(key), (int, float))}
         result |= {"claims_held": sum(c.held is True for c in claims), "claims_total": len(claims),
                    "report": str(report)}
-        write_metrics(self.out, result)
+        RunDir(self.out).write_metrics(result)
         return result
 
     def summary(self, runs: dict[str, Path]) -> dict[str, str]:
@@ -155,17 +153,17 @@ def quoted(path: Path) -> str:
 
 
 def last(train_dir: Path) -> Path:
-    path = train_dir / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise FileNotFoundError(f"demo: training run {train_dir} finished without {path}")
+    path = RunDir(train_dir).last_checkpoint()
+    if path is None:
+        raise FileNotFoundError(f"demo: training run {train_dir} finished without {RunDir(train_dir).last_checkpoint_file}")
     return path
 
 
 def intermediate_checkpoints(train_dir: Path) -> list[Path]:
     """``step=<N>.ckpt`` files kept by a training run before its final step (whose state is last.ckpt), in order."""
-    final = json.loads((train_dir / "metrics.json").read_text())["global_step"]
-    steps = {int(p.stem.split("=")[1]): p for p in (train_dir / "checkpoints").glob("step=*.ckpt")}
-    return [steps[k] for k in sorted(steps) if k < final]
+    run = RunDir(train_dir)
+    final = run.read_metrics()["global_step"]
+    return [path for step, path in run.step_checkpoints().items() if step < final]
 
 
 def summary_markdown(metrics: dict[str, dict]) -> str:
@@ -178,9 +176,9 @@ def summary_markdown(metrics: dict[str, dict]) -> str:
 
 
 def run(cfg: DictConfig) -> dict:
-    out_dir = run_dir(cfg)
-    save_config(cfg, out_dir)
-    log.info("demo (%s budget) -> %s", "quick" if cfg.demo.quick else "full", out_dir)
+    run = run_dir(cfg)
+    run.save_config(cfg)
+    log.info("demo (%s budget) -> %s", "quick" if cfg.demo.quick else "full", run.path)
     with hydra_context():
-        return Demo(cfg, out_dir).run()
+        return Demo(cfg, run.path).run()
 

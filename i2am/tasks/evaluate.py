@@ -7,17 +7,15 @@ are merged into the run's metrics.json.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from ..data import schema
 from ..data.image_io import read_rgb
-from ..lit.attribution import safe_name
-from ..metrics.record import update_metrics_json
+from ..runs import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +23,10 @@ log = logging.getLogger(__name__)
 def run(cfg: DictConfig) -> dict:
     if not cfg.get("run_dir"):
         raise ValueError("evaluate needs run_dir=<directory of a finished attribute run>")
-    run = Path(cfg.run_dir)
-    config_file = run / "config.yaml"
-    if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file} not found: run_dir must be an attribute run directory")
-    run_cfg = OmegaConf.load(config_file)
+    run = RunDir(cfg.run_dir)
+    run_cfg = run.load_config()
+    if run_cfg is None:
+        raise FileNotFoundError(f"{run.config_file} not found: run_dir must be an attribute run directory")
     evaluator = instantiate(cfg.quality)
     paired = run_cfg.data.get("mode", "paired") == "paired"
     datamodule = instantiate(run_cfg.data, batch_size=cfg.batch_size)
@@ -39,10 +36,10 @@ def run(cfg: DictConfig) -> dict:
     for batch in tqdm(datamodule.predict_dataloader(), desc="quality"):
         evaluator.update_real(batch[schema.IMAGE])
         ids = [str(s) for s in batch[schema.SAMPLE_ID]]
-        found = [i for i, sid in enumerate(ids) if (run / "samples" / f"{safe_name(sid)}.png").is_file()]
+        found = [i for i, sid in enumerate(ids) if run.sample_image(sid).is_file()]
         if not found:
             continue
-        generated = torch.stack([read_rgb(run / "samples" / f"{safe_name(ids[i])}.png") for i in found])
+        generated = torch.stack([read_rgb(run.sample_image(ids[i])) for i in found])
         target, mask = batch[schema.IMAGE][found], batch.get(schema.INPAINT_MASK)
         mask = None if mask is None else mask[found]
         evaluator.update_generated(generated, original=target, inpaint_mask=mask)
@@ -50,11 +47,11 @@ def run(cfg: DictConfig) -> dict:
             evaluator.update_paired(generated, target, inpaint_mask=mask)
         n_generated += len(found)
     if n_generated == 0:
-        raise FileNotFoundError(f"no generated sample of {run} matches the dataset: is samples/ empty?")
+        raise FileNotFoundError(f"no generated sample of {run.path} matches the dataset: is samples/ empty?")
     metrics = evaluator.compute()
     if not paired:
         metrics = {k: v for k, v in metrics.items() if not k.startswith(("ssim", "lpips"))}
         log.info("unpaired run: SSIM/LPIPS need paired outputs and are not reported")
-    update_metrics_json(run, metrics)
-    log.info("evaluate %s (%d outputs): %s", run, n_generated, metrics)
+    run.update_metrics(metrics)
+    log.info("evaluate %s (%d outputs): %s", run.path, n_generated, metrics)
     return {**metrics, "n_generated": n_generated}

@@ -29,6 +29,7 @@ from i2am.models.pasd.sampling import (
 )
 from i2am.models.pasd.text import ADDED_PROMPT, NEGATIVE_PROMPT, PromptEncoder, full_prompt
 from i2am.models.pasd.unet import PixelAwareUNet2DConditionModel
+from i2am.models.plan import guidance_at
 from i2am.models.sampler import Sampler, make_scheduler, sample_seed
 
 LR = "lr"      # batch key: the LR image at output size, [B, 3, H, W] in [0, 1]
@@ -133,7 +134,7 @@ class PASDAdapter(DiffusionAdapter):
         alphas_cumprod = scheduler.alphas_cumprod.to(self.device)
         for i, t in enumerate(scheduler.timesteps):
             eps = self.denoise(scheduler.scale_model_input(x, t), t.to(self.device), inputs,
-                               guidance=settings["guidance"])
+                               guidance=guidance_at(settings["guidance"], i))
             x_next = scheduler.step(eps, t, x).prev_sample
             if callback is not None:
                 a = alphas_cumprod[t].to(x.dtype)
