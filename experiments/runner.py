@@ -33,9 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:       # the scripts run as files from a checkout
     sys.path.insert(0, str(REPO))
 
-from i2am.cli import config_dir
+from i2am.runs import RunDir
 from i2am.tasks import get_task
-from i2am.tasks.demo import quoted
+from i2am.tasks.common import config_dir, quoted
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def run_artifact(name: str, overrides: Sequence[str] = (), make_only: bool = Fal
     for label, run_overrides in cfg.artifact.runs.items():
         run_dir = out / label
         runs[label] = run_dir
-        if make_only or (run_dir / "metrics.json").is_file():
+        if make_only or RunDir(run_dir).is_finished():
             continue
         run_cfg = compose(config_name=task, overrides=[f"experiment={name}", *overrides, *run_overrides,
                                                        *checkpoint_override(cfg, label), f"run_dir={quoted(run_dir)}"])
@@ -81,7 +81,7 @@ def run_artifact(name: str, overrides: Sequence[str] = (), make_only: bool = Fal
         if cfg.artifact.get("evaluate"):
             get_task("evaluate").run(compose(config_name="evaluate", overrides=[
                 f"run_dir={quoted(run_dir)}", f"evaluator@quality={cfg.artifact.evaluate}"]))
-    missing = [str(p) for p in runs.values() if not (p / "metrics.json").is_file()]
+    missing = [str(p) for p in runs.values() if not RunDir(p).is_finished()]
     if missing:
         raise FileNotFoundError(f"{name}: unfinished runs {missing}; run without --make-only first")
     return runs, out, cfg

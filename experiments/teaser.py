@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 from runner import main
 
+from i2am.report.figures import new_figure
 from i2am.report.run_reader import AttributeRun
 
 
@@ -37,7 +34,7 @@ def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:
         inputs = [(t, i) for t, i in inputs if i is not None]
         _, grid, _, marked, srams = view.sram()
         columns = max(len(q1), len(q2), len(inputs)) + 4
-        figure = plt.figure(figsize=(1.5 * columns, 5.0))
+        figure = new_figure(figsize=(1.5 * columns, 5.0))
         spec = figure.add_gridspec(3, columns)
         for row, tiles in enumerate((inputs, q1, q2)):
             for col, (title, image) in enumerate(tiles):
@@ -50,7 +47,6 @@ def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:
         path = out / f"teaser_{view.sample_id}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=110)
-        plt.close(figure)
         written.append(path)
     return written
 

@@ -1,4 +1,5 @@
 """The engine on model adapters: "auto" follows the CFG layout of the UNet call in progress."""
+import pytest
 import torch
 
 from i2am.attribution import AttributionCapture, CaptureConfig
@@ -33,3 +34,47 @@ def test_auto_layout_follows_the_guidance_of_each_call(tmp_path):
         for key in runs[b].raw:
             torch.testing.assert_close(runs[a].raw[key], runs[b].raw[key])
     assert not torch.allclose(runs["auto5"].g2r.ulam, runs["auto1"].g2r.ulam)
+
+
+class SwitchingSampler(Sampler):
+    """Guidance 5 for the first step, none (1.0) after it: its own loop, not the plan's."""
+
+    def __call__(self, model, inputs, callback=None):
+        calls = iter([5.0, 1.0])
+        denoise = model.denoise
+        model.denoise = lambda x, t, inp, guidance=None: denoise(x, t, inp, guidance=next(calls))
+        try:
+            return super().__call__(model, inputs, callback)
+        finally:
+            del model.denoise
+
+
+def step_groups(adapter, batch, sampler, layout):
+    cfg = CaptureConfig(num_steps=2, time_groups=2, cfg_layout=layout)
+    with AttributionCapture(adapter, cfg) as cap:
+        adapter.sample(batch, sampler=sampler)
+    return cap.maps()
+
+
+def test_capture_follows_a_sampler_that_switches_guidance_mid_run(tmp_path):
+    """Step 0 is CFG-batched ([cond, uncond]), step 1 is not: the "auto" capture reads each call's own chunk, and a
+    plan whose guidance changes per step gives the capture the same per-step layout."""
+    from i2am.models.plan import SamplingPlan
+
+    torch.manual_seed(0)
+    adapter = create_model("custom-tiny").eval()
+    batch = toy_batch(tmp_path)
+    switched = step_groups(adapter, batch, SwitchingSampler(num_steps=2, seed=0), "auto")
+    plan = SamplingPlan.resolve(Sampler(num_steps=2, guidance=[5.0, 1.0], seed=0), adapter, time_groups=2)
+    assert plan.cfg_layouts == ("cond_uncond", "none")
+    planned = step_groups(adapter, batch, plan.pin(Sampler(seed=0)), plan.capture_config(CaptureConfig()).cfg_layout)
+    cfg_only = step_groups(adapter, batch, Sampler(num_steps=2, guidance=5.0, seed=0), "cond_uncond")
+    assert switched.batch_size == planned.batch_size == 2
+    for key in switched.raw:
+        if key.startswith(("r2g/", "g2r/")):
+            torch.testing.assert_close(switched.raw[key], planned.raw[key])
+            # step 0 (group 0) is the same CFG call as a guided run's; reading the wrong chunk would differ
+            torch.testing.assert_close(switched.raw[key][:, 0], cfg_only.raw[key][:, 0])
+    with pytest.raises(RuntimeError, match="even batch"):   # a wrong fixed layout is caught on the unbatched step
+        step_groups(adapter, {k: (v[:1] if torch.is_tensor(v) else v[:1]) for k, v in batch.items()},
+                    SwitchingSampler(num_steps=2, seed=0), "cond_uncond")

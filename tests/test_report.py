@@ -92,11 +92,12 @@ def test_figures_use_paths_relative_to_the_page(tmp_path):
 # ---------------------------------------------------------------- claims of the demo
 LOCALISING = {"loc_err": 0.04, "loc_err_bbox_baseline": 0.05, "loc_err_uniform_baseline": 0.2, "loc_pointing": 1.0,
               "attn_entropy": 0.5, "attn_entropy_uniform_baseline": 3.87, "attn_max_prob": 0.6,
-              "imacs_g": 0.2, "imacs_r": 0.1, "r2g_mass_in_region": 0.5, "r2g_mass_in_region_uniform_baseline": 0.22}
+              "imacs_g": 0.2, "imacs_r": 0.1, "r2g_mass_in_region": 0.5, "r2g_mass_in_region_uniform_baseline": 0.22,
+              "loc_localizes": 1.0, "loc_bbox_tolerance": 0.05, "loc_uniform_margin": 0.5}
 UNIFORM = dict(LOCALISING, loc_err=0.3, loc_pointing=0.1, attn_entropy=3.86, attn_max_prob=0.03, imacs_g=-0.5,
-               r2g_mass_in_region=0.22)
+               r2g_mass_in_region=0.22, loc_localizes=0.0)
 COLLAPSED = dict(UNIFORM, loc_err=0.21, loc_pointing=0.12, attn_entropy=0.01, attn_max_prob=0.99, imacs_g=-0.2,
-                 imacs_r=0.2)
+                 imacs_r=0.2, loc_localizes=0.0)
 
 
 def test_toy_claims_verdicts_follow_the_fixed_rules():
@@ -111,6 +112,16 @@ def test_toy_claims_verdicts_follow_the_fixed_rules():
     assert held == [True, False, False, False, True, True, True, False]
     assert "collapsed" in claims[4].note and "collapsed" in claims[5].note
     assert "training pairs" in claims[0].measured and "held-out" in claims[1].measured
+
+
+def test_localisation_claims_read_the_evaluators_verdict_and_thresholds():
+    """A run configured with a looser tolerance localises by its own evaluator's verdict; the claim says so and shows
+    that run's thresholds instead of recomputing with defaults."""
+    loose = dict(UNIFORM, loc_localizes=1.0, loc_bbox_tolerance=0.3, loc_uniform_margin=0.0)
+    claim = toy_claims({"custom": loose, "refined": UNIFORM, "control": UNIFORM}, [], n_correlated=3)[1]
+    assert claim.held is True and "bbox mapping + 0.3" in claim.rule and "<= 1 x uniform" in claim.rule
+    unknown = {k: v for k, v in UNIFORM.items() if k != "loc_localizes"}
+    assert toy_claims({"custom": unknown, "refined": UNIFORM, "control": UNIFORM}, [], 3)[1].held is None
 
 
 def test_refined_claims_fail_when_refined_is_worse():

@@ -10,10 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,7 +17,7 @@ import torch.nn.functional as F
 from ..attribution import AttributionMaps
 from ..attribution.render import to_image
 from ..data import schema
-from .figures import overlay, save_panel, to_uint8_image
+from .figures import new_figure, overlay, save_panel, to_uint8_image
 
 RED = np.array([255, 0, 0], dtype=np.uint8)
 
@@ -75,7 +71,7 @@ def mark_cells(image: np.ndarray, grid: tuple[int, int], cells: torch.Tensor) ->
 
 def save_sram_figure(path: Path, marked: np.ndarray, tiles: list[tuple[str, np.ndarray]], title: str) -> Path:
     """The marked generated grid on the left, the 3x3 SRAM grid on the right (same row-major order as the cells)."""
-    figure = plt.figure(figsize=(7.2, 3.6))
+    figure = new_figure(figsize=(7.2, 3.6))
     grid = figure.add_gridspec(3, 5)
     left = figure.add_subplot(grid[:, :2])
     left.imshow(marked)
@@ -90,7 +86,6 @@ def save_sram_figure(path: Path, marked: np.ndarray, tiles: list[tuple[str, np.n
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
-    plt.close(figure)
     return path
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..metrics.localization_evaluator import localization_verdict
 from .claims import Claim
 
 COLLAPSE_MAX_PROB = 0.9     # mean max attention probability above this = each query on ~one reference cell
@@ -43,10 +42,13 @@ def collapsed(m: Mapping) -> bool:
 
 
 def localises_claim(label: str, m: Mapping, claim: str, note: str = "") -> Claim:
-    verdict = localization_verdict(m)
+    """The localisation evaluator's own verdict (``loc_localizes``) under the thresholds it published in the run's
+    metrics (``loc_bbox_tolerance``, ``loc_uniform_margin``); never recomputed here."""
+    verdict = m.get("loc_localizes")
     return Claim(claim=claim, measured=f"{label}: {_loc(m)}", baselines=_loc_baselines(m), entropy=_entropy(m),
-                 held=verdict.localizes,
-                 rule="argmax err <= bbox mapping + 0.05 and <= 0.5 x uniform (localization_verdict)",
+                 held=None if verdict is None else bool(verdict),
+                 rule=(f"argmax err <= bbox mapping + {_f(m, 'loc_bbox_tolerance'):g} and <= "
+                       f"{1 - _f(m, 'loc_uniform_margin'):g} x uniform (the run's loc_localizes)"),
                  note="; ".join(filter(None, [note, "collapsed (max p > 0.9)" if collapsed(m) else ""])))
 
 

@@ -23,6 +23,11 @@ def config_dir() -> Path:
     return path
 
 
+def quoted(path: Path) -> str:
+    """A path as a Hydra override value (checkpoint names such as ``step=3.ckpt`` contain '=')."""
+    return "'" + str(path).replace("'", "\\'") + "'"
+
+
 def run_dir(cfg: DictConfig) -> RunDir:
     """The run's folder: Hydra's run/sweep dir, or ``cfg.run_dir`` when set (resume an earlier run); created."""
     if cfg.get("run_dir"):

@@ -28,7 +28,7 @@ from ..report import claims_markdown, write_claims, write_report
 from ..report.toy_claims import toy_claims
 from ..runs import RunDir
 from . import attribute, evaluate, train
-from .common import config_dir, run_dir
+from .common import config_dir, quoted, run_dir
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +145,6 @@ class Demo:
                 "attribution": f"{b.num_samples} test samples (control also on {b.num_samples} training samples), "
                                f"DDIM {b.num_steps} steps",
                 "attributed checkpoints": ", ".join(runs), "demo folder": str(self.out)}
-
-
-def quoted(path: Path) -> str:
-    """A path as a Hydra override value (checkpoint names such as ``step=3.ckpt`` contain '=')."""
-    return "'" + str(path).replace("'", "\\'") + "'"
 
 
 def last(train_dir: Path) -> Path:
