@@ -1,4 +1,4 @@
-"""The LLAM figure (METHOD §9 item 3): StableVITON's R2G maps at decoder cross-attention layers 2, 5 and 8 (coarse to
+"""The LLAM figure (docs/method.md §9 item 3): StableVITON's R2G maps at decoder cross-attention layers 2, 5 and 8 (coarse to
 fine), bare and as overlays, next to the input and the output.
 
     python experiments/llam_stableviton.py [--toy] [--make-only] [hydra overrides]
@@ -14,7 +14,7 @@ from i2am.report.figures import overlay, save_panel
 from i2am.report.panels import display_maps
 from i2am.report.run_reader import AttributeRun
 
-DECODER_LAYERS = (2, 5, 8)    # 1-based among the decoder's cross-attention layers (METHOD §3.3)
+DECODER_LAYERS = (2, 5, 8)    # 1-based among the decoder's cross-attention layers (docs/method.md §3.3)
 
 
 def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from hydra.utils import instantiate
+
 from i2am.attribution import AttributionMaps
 from i2am.data.image_io import read_rgb
 from i2am.metrics.sr_quality import psnr_ssim

@@ -1,4 +1,4 @@
-"""The VITON-HD table (METHOD §4.4): FID, KID, LPIPS, SSIM, IMACS_g, IMACS_r of StableVITON, DCI-VTON, the custom model
+"""The VITON-HD table (docs/method.md §4.4): FID, KID, LPIPS, SSIM, IMACS_g, IMACS_r of StableVITON, DCI-VTON, the custom model
 and the refined custom model, measured next to the paper's numbers.
 
     python experiments/vitonhd_table.py [--toy] [--make-only] [hydra overrides]
@@ -10,14 +10,14 @@ names in its notes: they are not comparable with the paper's Inception numbers.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from runner import main
 
 from i2am.report.tables import write_table
+from i2am.runs import RunDir
 
-PAPER = {  # METHOD §4.4 (blog/poster table)
+PAPER = {  # docs/method.md §4.4 (blog/poster table)
     "StableVITON": {"FID": 10.6755, "KID": 0.0064, "LPIPS": 0.0817, "SSIM": 0.8634, "IMACS_g": 0.3083,
                     "IMACS_r": 0.3388},
     "DCI-VTON": {"FID": 13.0953, "KID": 0.0334, "LPIPS": 0.0824, "SSIM": 0.8612, "IMACS_g": 0.0785, "IMACS_r": None},
@@ -42,7 +42,7 @@ def measured(metrics: dict[str, dict], label: str, keys: tuple[str, ...], split:
 
 
 def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:
-    metrics = {label: json.loads((path / "metrics.json").read_text()) for label, path in runs.items()}
+    metrics = {label: RunDir(path).read_metrics() for label, path in runs.items()}
     rows, used = [], set()
     for label, method in METHODS.items():
         if label not in metrics:
@@ -53,7 +53,7 @@ def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:
             row[column], row[f"{column} (paper)"] = value, PAPER[method][column]
             used |= {key} if key else set()
         rows.append(row)
-    notes = [f"runs: {out}", "paper: METHOD.md §4.4; IMACS_r of single-token DCI-VTON is undefined (–)"]
+    notes = [f"runs: {out}", "paper: docs/method.md §4.4; IMACS_r of single-token DCI-VTON is undefined (–)"]
     if "fid_randconv" in used:
         notes.append("FID/KID here are fid_randconv/kid_randconv: random-conv features on toy data, NOT Inception "
                      "FID/KID; LPIPS needs AlexNet weights and is not computed offline")

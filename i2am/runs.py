@@ -135,7 +135,11 @@ class RunDir:
         return self.path / "maps" / f"{safe_name(sample_id)}.safetensors"
 
     def sample_figure(self, sample_id: str) -> Path:
-        return self.path / "figures" / f"{safe_name(sample_id)}.png"
+        return self.figure_file(sample_id)
+
+    def figure_file(self, name: str) -> Path:
+        """``figures/<name>.png``: a sample's panel, or a run-level figure such as a correlation scatter."""
+        return self.path / "figures" / f"{safe_name(name)}.png"
 
     def sample_dir(self, sample_id: str) -> Path:
         """A folder for one sample's own files (an evaluator's curves, ...); not created here."""
@@ -198,8 +202,8 @@ class RunDir:
         maps = {p.name[: -len(".safetensors")] for p in (self.path / "maps").glob("*.safetensors")}
         return sorted(p.stem for p in (self.path / "samples").glob("*.png") if p.stem in maps)
 
-    def figures(self) -> list[Path]:
-        return sorted((self.path / "figures").glob("*.png"))
+    def figures(self, pattern: str = "*.png") -> list[Path]:
+        return sorted((self.path / "figures").glob(pattern))
 
     # ---- training checkpoints --------------------------------------------------------------------------------
     @property

@@ -1,6 +1,6 @@
 """A deliberately naive I2AM reference for the engine tests: it materialises the full attention logits of every hooked
 layer at every step with diffusers' own ``Attention`` projections, keeps them all, and builds the families with loops
-straight from METHOD §3.2 / Appendix A. Slow and memory-hungry by design; never used outside tests."""
+straight from docs/method.md §3.2 / Appendix A. Slow and memory-hungry by design; never used outside tests."""
 from __future__ import annotations
 
 import torch

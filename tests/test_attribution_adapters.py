@@ -76,5 +76,5 @@ def test_capture_follows_a_sampler_that_switches_guidance_mid_run(tmp_path):
             # step 0 (group 0) is the same CFG call as a guided run's; reading the wrong chunk would differ
             torch.testing.assert_close(switched.raw[key][:, 0], cfg_only.raw[key][:, 0])
     with pytest.raises(RuntimeError, match="even batch"):   # a wrong fixed layout is caught on the unbatched step
-        step_groups(adapter, {k: (v[:1] if torch.is_tensor(v) else v[:1]) for k, v in batch.items()},
+        step_groups(adapter, {k: v[:1] for k, v in batch.items()},
                     SwitchingSampler(num_steps=2, seed=0), "cond_uncond")

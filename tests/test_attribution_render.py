@@ -1,4 +1,4 @@
-"""Official post-processing and IMACS conventions (METHOD Appendix A steps 5-6) on hand-made maps.
+"""Official post-processing and IMACS conventions (docs/method.md Appendix A steps 5-6) on hand-made maps.
 
 The grid map M = [[0, 1], [2, 3]] is rendered at its own size, where the bicubic resize is the identity, so every
 expected value below is worked out by hand (eps = 1e-8 moves nothing at the 1e-6 tolerance).

@@ -1,7 +1,7 @@
 """The pure score functions against the textbook softmaxes, with query chunks that do not divide Lq."""
 import torch
 
-from i2am.attribution.scores import attention_entropy, r2g_single_token, spatial_scores
+from i2am.attribution.scores import r2g_single_token, spatial_scores, split_heads
 
 
 def naive(q, k, scale):
@@ -36,9 +36,12 @@ def test_single_token_r2g_is_a_softmax_over_queries_in_fp32():
     torch.testing.assert_close(out.sum(-1), torch.ones(1, 4))
 
 
-def test_entropy_of_uniform_and_one_hot():
-    uniform = torch.full((3, 48), 1 / 48)
-    torch.testing.assert_close(attention_entropy(uniform), torch.full((3,), float(torch.log(torch.tensor(48.0)))))
-    one_hot = torch.zeros(2, 48)
-    one_hot[:, 5] = 1
-    torch.testing.assert_close(attention_entropy(one_hot), torch.zeros(2), atol=1e-6, rtol=0)
+def test_split_heads_gives_the_per_head_q_and_k_the_layer_uses():
+    from diffusers.models.attention_processor import Attention
+
+    layer = Attention(query_dim=16, cross_attention_dim=8, heads=4, dim_head=4, qk_norm="layer_norm")
+    q, k = torch.randn(2, 6, 16), torch.randn(2, 3, 16)
+    qh, kh = split_heads(layer, q, k)
+    assert qh.shape == (2, 4, 6, 4) and kh.shape == (2, 4, 3, 4)
+    torch.testing.assert_close(qh[:, 1], layer.norm_q(q[..., 4:8]))   # head 1 = channels 4..7, then the q norm
+    torch.testing.assert_close(kh[:, 3], layer.norm_k(k[..., 12:16]))

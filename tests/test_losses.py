@@ -1,4 +1,4 @@
-"""Attention losses of the custom model (METHOD §6.3-§6.4), guards and the toy correspondence control."""
+"""Attention losses of the custom model (docs/method.md §6.3-§6.4), guards and the toy correspondence control."""
 
 import math
 
@@ -275,7 +275,7 @@ def test_gradcheck_attention_losses_total():
 
 
 def test_collapsed_attention_has_finite_gradients():
-    # exactly one-hot float32 rows (the collapse TOYWORLD.md measured): distance 0 and p = 0 must not give NaN
+    # exactly one-hot float32 rows (the collapse docs/toy_world.md measured): distance 0 and p = 0 must not give NaN
     attn = torch.zeros(1, 4, 3, 3)
     attn[0, :, 1, 1] = 1.0
     attn.requires_grad_()

@@ -12,8 +12,8 @@ from i2am.metrics import ImacsEvaluator
 from i2am.metrics.detection import BoxDetectionEvaluator
 from i2am.metrics.evaluator import Evaluator
 from i2am.metrics.localization_evaluator import SramLocalizationEvaluator
-from i2am.metrics.sr_quality import SRQualityEvaluator
 from i2am.metrics.quality import QualityEvaluator
+from i2am.metrics.sr_quality import SRQualityEvaluator
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "evaluator"
 

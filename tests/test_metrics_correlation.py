@@ -1,4 +1,4 @@
-"""Correlation across runs: the derived coefficients of METHOD.md §4.5 from the VITON-HD table of §4.4."""
+"""Correlation across runs: the derived coefficients of docs/method.md §4.5 from the VITON-HD table of §4.4."""
 import csv
 import json
 import math
@@ -11,7 +11,7 @@ from i2am.metrics.correlation import _rowwise_pearson, correlate_runs, correlati
 from i2am.metrics.record import update_metrics_json
 
 NAN = float("nan")
-VITONHD_TABLE = {  # METHOD.md §4.4: DCI-VTON, StableVITON, Custom, Refined custom
+VITONHD_TABLE = {  # docs/method.md §4.4: DCI-VTON, StableVITON, Custom, Refined custom
     "dcivton": {"fid": 13.0953, "kid": 0.0334, "lpips": 0.0824, "ssim": 0.8612, "imacs_g": 0.0785},
     "stableviton": {"fid": 10.6755, "kid": 0.0064, "lpips": 0.0817, "ssim": 0.8634, "imacs_g": 0.3083,
                     "imacs_r": 0.3388},
@@ -19,7 +19,7 @@ VITONHD_TABLE = {  # METHOD.md §4.4: DCI-VTON, StableVITON, Custom, Refined cus
     "refined": {"fid": 11.5420, "kid": 0.0022, "lpips": 0.0964, "ssim": 0.8644, "imacs_g": 0.2215,
                 "imacs_r": 0.0948},
 }
-# METHOD.md §4.5: (Pearson, Spearman) for IMACS_g over 4 models and IMACS_r over 3 models
+# (Pearson, Spearman) derived from the paper's VITON-HD table (docs/method.md §4.4): IMACS_g over 4 models, IMACS_r over 3
 EXPECTED = {
     ("imacs_g", "fid"): (-0.81, -1.00), ("imacs_g", "kid"): (-0.52, -0.40),
     ("imacs_g", "lpips"): (-0.34, -0.40), ("imacs_g", "ssim"): (0.60, 0.60),
@@ -38,7 +38,7 @@ def test_the_vitonhd_table_gives_the_derived_coefficients():
         assert row["spearman"] == pytest.approx(spearman, abs=1e-9)  # ranks of 3-4 runs: exact fractions
         for name in ("pearson", "spearman"):
             assert -1 - 1e-9 <= row[f"{name}_low"] <= row[f"{name}_high"] <= 1 + 1e-9
-    # METHOD.md prints +0.79 for (IMACS_r, KID); the table gives 0.7848, i.e. 0.78 (a rounding slip there)
+    # a hand computation rounds (IMACS_r, KID) to +0.79; the table gives 0.7848
     kid_r = next(row for row in table if (row["x"], row["y"]) == ("imacs_r", "kid"))
     assert kid_r["pearson"] == pytest.approx(0.7848, abs=1e-4)
 

@@ -1,4 +1,4 @@
-"""Detection boxes from maps (METHOD.md §5.1): hand-made blobs, IoU by hand, baselines, COCO AP."""
+"""Detection boxes from maps (docs/method.md §5.1): hand-made blobs, IoU by hand, baselines, COCO AP."""
 import pytest
 import torch
 

@@ -1,4 +1,4 @@
-"""IMACS (METHOD.md Appendix A step 6): hand-computed maps, the official quirks, and the dataset Metric."""
+"""IMACS (docs/method.md Appendix A step 6): hand-computed maps, the official quirks, and the dataset Metric."""
 import math
 
 import pytest

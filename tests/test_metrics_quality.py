@@ -1,4 +1,4 @@
-"""Generation quality (METHOD.md §4.4): closed-form FID/KID/SSIM cases with injected feature networks, repaint,
+"""Generation quality (docs/method.md §4.4): closed-form FID/KID/SSIM cases with injected feature networks, repaint,
 and the offline errors of the default backbones."""
 import importlib.util
 

@@ -2,10 +2,12 @@
 import math
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 from PIL import Image
 
-from i2am.models.pasd.figure import overlay, render_sr_figure
+from i2am.attribution.render import overlay
+from i2am.models.pasd.figure import render_sr_figure
 from i2am.metrics.sr_quality import psnr_ssim, rgb_to_y
 
 
@@ -38,6 +40,7 @@ def test_render_sr_figure_writes_a_png(tmp_path):
 
 
 def test_overlay_weights():
-    image = torch.zeros(3, 2, 2)
-    blended = overlay(image, torch.zeros(2, 2))   # jet(0) = dark blue (0, 0, 0.5)
+    blended = overlay(np.zeros((2, 2, 3), np.float32), torch.zeros(2, 2))   # jet(0) = dark blue (0, 0, 0.5)
     assert abs(blended[0, 0, 2] - 0.25) < 1e-6 and blended[..., :2].max() == 0
+    as_uint8 = overlay(np.full((2, 2, 3), 100, np.uint8), torch.ones(2, 2))   # jet(1) = dark red (0.5, 0, 0)
+    assert as_uint8.dtype == np.uint8 and tuple(as_uint8[0, 0]) == (134, 70, 70)

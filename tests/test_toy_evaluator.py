@@ -4,10 +4,10 @@ LightningModule."""
 import json
 
 import torch
+from tasks_util import ROOT, run_task, toy_overrides
 from torchmetrics import MeanMetric
 
 from i2am.metrics.evaluator import Evaluator, SampleContext
-from tasks_util import ROOT, run_task, toy_overrides
 
 SEARCH_PATH = f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]"
 

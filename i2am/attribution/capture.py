@@ -18,7 +18,7 @@ from torch import nn
 from .config import CaptureConfig
 from .layers import LayerSpec, discover_cross_attention, select_layers
 from .maps import AttributionMaps
-from .scores import r2g_single_token, spatial_scores
+from .scores import r2g_single_token, spatial_scores, split_heads
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class AttributionCapture:
         self._region_cache.clear()
 
     def set_region_mask(self, mask: torch.Tensor | None) -> None:
-        """Restrict the G2R reduction over generated positions to a region (METHOD §3.2, custom model).
+        """Restrict the G2R reduction over generated positions to a region (docs/method.md §3.2, custom model).
 
         mask: [B, 1, H, W] (any resolution; 1 = inside), nearest-resized to each layer's query grid. The masked map
         is then averaged over all positions, as the official custom-model code multiplies by the mask before the mean.
@@ -254,12 +254,7 @@ class AttributionCapture:
         lk = k.shape[1]
         heads = attn.heads
         head_dim = width // heads
-        q = q.reshape(batch, lq, heads, head_dim).transpose(1, 2)
-        k = k.reshape(batch, lk, heads, head_dim).transpose(1, 2)
-        if attn.norm_q is not None:
-            q = attn.norm_q(q)
-        if attn.norm_k is not None:
-            k = attn.norm_k(k)
+        q, k = split_heads(attn, q, k)
         if state.query_grid is None:
             state.heads = heads
             self._resolve_grids(state, lq, lk)

@@ -1,6 +1,6 @@
 """AttributionMaps: the raw per-layer accumulators of a capture and the I2AM map families derived from them.
 
-Families (METHOD §3.1-3.2, Appendix A step 4), per direction, on a common grid:
+Families (docs/method.md §3.1-3.2, Appendix A step 4), per direction, on a common grid:
   ULAM [B, h, w]   mean over (layers × heads) of Resize(Σ_steps)
   TLAM [B, G, h, w] the same per time group
   HLAM [B, N, h, w] per head, mean over layers

@@ -1,4 +1,4 @@
-"""From grid maps to image-space maps: the official post-processing (METHOD Appendix A step 5) and a clean one.
+"""From grid maps to image-space maps: the official post-processing (docs/method.md Appendix A step 5) and a clean one.
 
 ``preset="official"`` reproduces the authors' ``make_images`` to float32 precision and returns their P, the array
 that their ``cal_IMACS`` consumes (so ``i2am.metrics.imacs(..., preset="official")`` applies their ``1 - P``):
@@ -11,10 +11,12 @@ that their ``cal_IMACS`` consumes (so ``i2am.metrics.imacs(..., preset="official
 ``preset="clean"`` returns an attribution map A (high = attributed) and fixes the official quirks deliberately:
   no cloth forcing (it pushes IMACS_r up by zeroing everything off the garment), no inversions, one min-max after a
   bicubic resize clamped at 0, and the paper's display threshold: values <= ``threshold`` (0.4) become 0.
-  ``invert=True`` gives the official single-token R2G reading (1 - map, METHOD §3.6) on top of the clean pipeline.
+  ``invert=True`` gives the official single-token R2G reading (1 - map, docs/method.md §3.6) on top of the clean pipeline.
 """
 from __future__ import annotations
 
+import matplotlib
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -62,3 +64,14 @@ def to_image(grid_map: torch.Tensor, size: tuple[int, int], direction: str = "r2
         return torch.where(a <= threshold, torch.zeros_like(a), a)
     raise ValueError(f"to_image: preset must be 'official' or 'clean', got {preset!r}")
 
+
+def overlay(image: np.ndarray, attribution, alpha_image: float = 0.7, alpha_map: float = 0.5) -> np.ndarray:
+    """The paper's overlay, image * 0.7 + jet(map) * 0.5, saturating (docs/method.md §3.5), in RGB: high attribution
+    is red (the official code's BGR/RGB mix-up is not reproduced). image: [H, W, 3] uint8, or float in [0, 1];
+    attribution: [H, W] in [0, 1] (tensor or array). Returns the image's kind: uint8, or float in [0, 1]."""
+    a = np.asarray(attribution.detach().cpu() if torch.is_tensor(attribution) else attribution, dtype=np.float32)
+    colour = matplotlib.colormaps["jet"](np.clip(a, 0, 1))[..., :3]
+    if image.dtype == np.uint8:
+        out = image.astype(np.float32) * alpha_image + colour * 255.0 * alpha_map
+        return np.clip(out, 0, 255).round().astype(np.uint8)
+    return np.clip(alpha_image * image + alpha_map * colour, 0, 1)

@@ -1,4 +1,4 @@
-"""Bidirectional attention scores (METHOD §2.2, Appendix A step 1), as pure functions.
+"""Bidirectional attention scores (docs/method.md §2.2, Appendix A step 1), as pure functions.
 
 q: [..., Lq, d] and k: [..., Lk, d] are the per-head queries and keys of one cross-attention call (any leading batch
 and head dims). Logits are q·kᵀ·d^-1/2 in float32.
@@ -8,7 +8,7 @@ and head dims). Logits are q·kᵀ·d^-1/2 in float32.
 - G2R ("reference" map): the ordinary softmax over reference tokens (dim -1), then the (optionally weighted) sum over
   query positions. Spatial tokens are processed in query chunks of bounded size.
 - DAAM (T2I-style baseline): the key-axis softmax averaged over reference tokens, on the query grid. It is constant
-  (1/Lk) by construction; kept to show why T2I maps fail for image conditions (METHOD §5.4).
+  (1/Lk) by construction; kept to show why T2I maps fail for image conditions (docs/method.md §5.4).
 """
 from __future__ import annotations
 
@@ -93,7 +93,15 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     return out
 
 
-def attention_entropy(probs: torch.Tensor, dim: int = -1, eps: float = 1e-12) -> torch.Tensor:
-    """Shannon entropy in nats of distributions along ``dim`` (normalised first)."""
-    p = probs / probs.sum(dim, keepdim=True).clamp_min(eps)
-    return -(p * (p.clamp_min(eps)).log()).sum(dim)
+def split_heads(attn, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A diffusers ``Attention`` layer's projected q [B, Lq, h·d] and k [B, Lk, h·d] as the per-head tensors its
+    processor attends with, [B, h, Lq, d] and [B, h, Lk, d]: channels split into ``attn.heads`` consecutive blocks,
+    then the layer's optional q/k norms (docs/method.md Appendix A step 1)."""
+    batch, heads = q.shape[0], attn.heads
+    q = q.reshape(batch, q.shape[1], heads, -1).transpose(1, 2)
+    k = k.reshape(batch, k.shape[1], heads, -1).transpose(1, 2)
+    if attn.norm_q is not None:
+        q = attn.norm_q(q)
+    if attn.norm_k is not None:
+        k = attn.norm_k(k)
+    return q, k

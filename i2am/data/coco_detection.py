@@ -1,4 +1,4 @@
-"""The COCO detection set of METHOD.md §5.1: build it with pycocotools, then read what was built.
+"""The COCO detection set of docs/method.md §5.1: build it with pycocotools, then read what was built.
 
 Builder input (``coco_root``): ``annotations/instances_<split>.json`` and ``<split>/`` (e.g. val2017).
 For every image, in the annotation file's image order, the *first* annotation (file order) whose bbox covers

@@ -1,4 +1,4 @@
-"""Mask conventions (METHOD.md §4.2, §5.1).
+"""Mask conventions (docs/method.md §4.2, §5.1).
 
 Every dataset yields ``inpaint_mask`` with 1 on the region to generate. Models disagree on the convention they are fed:
 Paint-by-Example and StableVITON's loader use 1 = keep (the bbox or try-on region is 0), the custom model uses

@@ -1,4 +1,4 @@
-"""Training of the paper's custom try-on model (METHOD §6) as a LightningModule.
+"""Training of the paper's custom try-on model (docs/method.md §6) as a LightningModule.
 
 One step: VAE latents of the person image (frozen VAE, the adapter's latent scale), a timestep drawn uniformly from the
 1,000 training steps of the LDM schedule (scaled-linear betas 0.00085-0.012), MSE between the predicted and the true
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
+from i2am.attribution.scores import split_heads
 from i2am.data import schema
 from i2am.losses import (
     attention_diagnostics,
@@ -45,13 +46,7 @@ def attention_probabilities(layer: Attention, q: torch.Tensor, k: torch.Tensor) 
 
     The same probabilities the layer's own processor uses (its heads, scale and optional q/k norms).
     """
-    batch, heads = q.shape[0], layer.heads
-    q = q.reshape(batch, q.shape[1], heads, -1).transpose(1, 2)
-    k = k.reshape(batch, k.shape[1], heads, -1).transpose(1, 2)
-    if layer.norm_q is not None:
-        q = layer.norm_q(q)
-    if layer.norm_k is not None:
-        k = layer.norm_k(k)
+    q, k = split_heads(layer, q, k)
     return torch.softmax(torch.matmul(q.float(), k.float().transpose(-1, -2)) * layer.scale, dim=-1)
 
 

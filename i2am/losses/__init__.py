@@ -1,4 +1,4 @@
-"""Attention losses of the paper's custom try-on model (METHOD §6.3-§6.4), collapse guards and the toy control.
+"""Attention losses of the paper's custom try-on model (docs/method.md §6.3-§6.4), collapse guards and the toy control.
 
 Plain torch functions, no Lightning and no model code.
 """

@@ -2,7 +2,7 @@
 
 Not part of the paper. The toy world knows, for every person pixel, which garment pixel it shows
 (`i2am.data.schema.CORRESPONDENCE`); a model trained with this loss provably uses that correspondence, so an
-attribution engine must recover it (TOYWORLD.md).
+attribution engine must recover it (docs/toy_world.md).
 """
 
 import torch

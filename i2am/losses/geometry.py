@@ -1,4 +1,4 @@
-"""Shared quantities of the custom model's attention losses (METHOD §6.3).
+"""Shared quantities of the custom model's attention losses (docs/method.md §6.3).
 
 Shapes: B batch, Lq = hq*wq generated-image queries in raster order, (hr, wr) the reference token grid.
 `attn` is always the head-averaged G2R probability map [B, Lq, hr, wr] (each query's row sums to 1).

@@ -1,6 +1,6 @@
 """Metrics on raw float tensors: IMACS, detection, generation quality, ground-truth localisation, correlation.
 
-Plain torch / torchmetrics code: no Lightning, no model zoo (DESIGN.md §10).
+Plain torch / torchmetrics code: no Lightning, no model zoo (docs/method.md).
 """
 from i2am.metrics.imacs import IMACS, ImacsEvaluator, attribution_from_image_map, imacs
 

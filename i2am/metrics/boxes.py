@@ -1,7 +1,7 @@
-"""Boxes for the detection experiment (METHOD.md §5.1): from an attribution map, baselines, IoU. Boxes are COCO xywh.
+"""Boxes for the detection experiment (docs/method.md §5.1): from an attribution map, baselines, IoU. Boxes are COCO xywh.
 
 ``box_from_map`` follows PBE-OD ``scripts/cal_bbox_region_rect.py`` but reads the raw float map at image resolution
-instead of a jet PNG decoded by nearest colour (METHOD.md §8 item 7).
+instead of a jet PNG decoded by nearest colour (docs/method.md §8 item 7).
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def random_boxes(keys: Sequence[str | int], height: int, width: int, seed: int =
 
 
 def key_axis_map(logits: Tensor, grid: tuple[int, int]) -> Tensor:
-    """DAAM-style map (METHOD.md §5.4): softmax over the key (reference-token) axis, summed over keys.
+    """DAAM-style map (docs/method.md §5.4): softmax over the key (reference-token) axis, summed over keys.
 
     logits: [B, Lq, Lk] query-key scores of one layer. The result [B, h, w] is 1 at every query for any Lk (each
     softmax row sums to 1); with PBE's single CLIP token each row is the constant 1 = softmax of one logit. This is

@@ -1,4 +1,4 @@
-"""Correlation of IMACS with quality metrics across runs (models, checkpoints, seeds): METHOD.md §4.5.
+"""Correlation of IMACS with quality metrics across runs (models, checkpoints, seeds): docs/method.md §4.5.
 
 Pearson and Spearman coefficients (scipy) with percentile bootstrap 95 % intervals over resampled runs, as a CSV table
 and one scatter plot with a least-squares line per (IMACS, metric) pair. Runs missing a value (e.g. IMACS_r of a
@@ -134,6 +134,6 @@ def correlate_runs(output_dir: str | Path, run_dirs: Sequence[str | Path] = (),
     output_dir = Path(output_dir)
     write_table_csv(table, output_dir / "correlation.csv")
     for row in table:
-        plot_scatter(runs, row["x"], row["y"], output_dir / "figures" / f"correlation_{row['x']}_{row['y']}.png",
+        plot_scatter(runs, row["x"], row["y"], RunDir(output_dir).figure_file(f"correlation_{row['x']}_{row['y']}"),
                      labels=labels, row=row)
     return table

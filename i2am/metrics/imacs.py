@@ -1,4 +1,4 @@
-"""IMACS, the Inpainting Mask Attention Consistency Score (METHOD.md §4, Appendix A step 6).
+"""IMACS, the Inpainting Mask Attention Consistency Score (docs/method.md §4, Appendix A step 6).
 
 IMACS = mean attribution inside a region - penalty * mean attribution outside it, per image, then a plain mean over
 the dataset. IMACS_g scores the R2G map against the inpainting (try-on) region, IMACS_r the G2R map against the
@@ -36,7 +36,7 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def attribution_from_image_map(image_map: Tensor, preset: str = "official") -> Tensor:
     """The attribution the score reads (high = attributed): 1 - P for ``official``, the map itself for ``clean``.
 
-    For single-token R2G maps this is also the map the official detection pipeline decodes (METHOD.md §5.1).
+    For single-token R2G maps this is also the map the official detection pipeline decodes (docs/method.md §5.1).
     """
     _check_choice("preset", preset, PRESETS)
     image_map = image_map.float()

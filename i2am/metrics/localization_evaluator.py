@@ -45,7 +45,7 @@ def localization_verdict(metrics: Mapping[str, float], bbox_tolerance: float = 0
                          uniform_margin: float = 0.5) -> LocalizationVerdict:
     """A model localises only if its argmax error comes close to the bounding-box mapping (at most ``bbox_tolerance``
     of the reference diagonal above it, or below it) AND clearly beats the uniform map (at most
-    ``(1 - uniform_margin)`` times its error). The uniform and random maps alone are too weak a bar (TOYWORLD.md).
+    ``(1 - uniform_margin)`` times its error). The uniform and random maps alone are too weak a bar (docs/toy_world.md).
     """
     err, bbox, uniform = (metrics[k] for k in ("loc_err", "loc_err_bbox_baseline", "loc_err_uniform_baseline"))
     close_to_bbox = err <= bbox + bbox_tolerance

@@ -1,4 +1,4 @@
-"""Generation quality with the protocol of METHOD.md §4.4, through torchmetrics.
+"""Generation quality with the protocol of docs/method.md §4.4, through torchmetrics.
 
 - FID and KID are unpaired: real test images (``update_real``) vs outputs of the unpaired run (``update_generated``).
 - SSIM and LPIPS are paired: outputs of the paired run vs their ground truth (``update_paired``).

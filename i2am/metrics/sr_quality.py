@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from i2am.data import schema
 from i2am.metrics.evaluator import Evaluator, SampleContext
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 _BT601_Y = (65.481, 128.553, 24.966)
 

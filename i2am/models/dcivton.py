@@ -1,5 +1,5 @@
 """DCI-VTON: the Paint-by-Example architecture on VITON-HD (512x384) whose inpainting input carries the garment
-warped by DCI-VTON's appearance-flow network (METHOD §7). Loads ``viton512.ckpt`` (PBE keys + ``vgg.*``; the VGG
+warped by DCI-VTON's appearance-flow network (docs/method.md §7). Loads ``viton512.ckpt`` (PBE keys + ``vgg.*``; the VGG
 of its perceptual loss is accepted and reported as ignored)."""
 from __future__ import annotations
 

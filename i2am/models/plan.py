@@ -41,7 +41,7 @@ class SamplingPlan:
             raise ValueError(f"time_groups={self.time_groups} must be in [1, num_steps={self.num_steps}]")
 
     @classmethod
-    def resolve(cls, sampler, adapter, time_groups: int = 5) -> "SamplingPlan":
+    def resolve(cls, sampler, adapter, time_groups: int = 5) -> SamplingPlan:
         """The plan of ``sampler`` on ``adapter`` (``Sampler.settings`` with the adapter's defaults filled in);
         ``time_groups`` is capped at the step count."""
         s = sampler.settings(adapter)

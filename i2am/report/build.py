@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from ..runs import RunDir
 from . import html
 from .claims import Claim, read_claims
 from .panels import sample_panels
@@ -71,7 +72,7 @@ def write_report(runs: str | Path | Mapping[str, str | Path], out_path: str | Pa
     if claims is None and single and (first.path / "claims.json").is_file():
         claims = read_claims(first.path / "claims.json")
     if not scatter and single:
-        scatter = [(p.stem, p) for p in sorted((first.path / "figures").glob("correlation_*.png"))]
+        scatter = [(p.stem, p) for p in RunDir(first.path).figures("correlation_*.png")]
 
     sections = []
     if notes:

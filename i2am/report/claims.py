@@ -6,6 +6,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .tables import markdown_table
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -27,12 +29,10 @@ def claims_markdown(claims: list[Claim]) -> str:
     def cell(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| claim | measured | baselines | entropy | held? | rule / note |", "|---|---|---|---|---|---|"]
-    for c in claims:
-        note = "; ".join(filter(None, [c.rule, c.note]))
-        lines.append(f"| {cell(c.claim)} | {cell(c.measured)} | {cell(c.baselines)} | {cell(c.entropy)} | "
-                     f"**{verdict(c.held)}** | {cell(note)} |")
-    return "\n".join(lines)
+    header = ["claim", "measured", "baselines", "entropy", "held?", "rule / note"]
+    rows = [[cell(c.claim), cell(c.measured), cell(c.baselines), cell(c.entropy), f"**{verdict(c.held)}**",
+             cell("; ".join(filter(None, [c.rule, c.note])))] for c in claims]
+    return markdown_table(header, rows)
 
 
 def write_claims(path: str | Path, claims: list[Claim]) -> Path:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ..attribution.render import overlay
 from ..data import schema
 from ..data.image_io import to_uint8_image
 from ..runs import RunDir
@@ -30,16 +29,6 @@ def save_figure(fig: Figure, path: str | Path, **kwargs) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, **kwargs)
     return path
-
-
-def overlay(image: np.ndarray, attribution: torch.Tensor | np.ndarray, alpha_image: float = 0.7,
-            alpha_map: float = 0.5) -> np.ndarray:
-    """The paper's overlay, image*0.7 + jet(map)*0.5 (cv2.addWeighted saturates), in RGB (the official code's
-    BGR/RGB mix-up is not reproduced: high attribution is red). attribution: [H, W] in [0, 1]."""
-    a = np.asarray(attribution.detach().cpu() if torch.is_tensor(attribution) else attribution, dtype=np.float32)
-    colour = matplotlib.colormaps["jet"](np.clip(a, 0, 1))[..., :3] * 255.0
-    out = image.astype(np.float32) * alpha_image + colour * alpha_map
-    return np.clip(out, 0, 255).round().astype(np.uint8)
 
 
 def save_panel(path: str | Path, tiles: list[tuple[str, np.ndarray]], columns: int | None = None,

@@ -1,7 +1,7 @@
 """Per-sample figure panels of one attribution run: overview, TLAM, HLAM, LLAM and SRAM.
 
 Display reading: the ``clean`` preset of ``i2am.attribution.render.to_image`` (high = attributed, values <= 0.4 shown
-as 0), with the official single-token R2G inversion (METHOD §3.6) applied when every R2G layer has one reference
+as 0), with the official single-token R2G inversion (docs/method.md §3.6) applied when every R2G layer has one reference
 token. Metrics never read these PNGs; they are computed from the raw maps.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ RED = np.array([255, 0, 0], dtype=np.uint8)
 
 
 def r2g_inverted(maps: AttributionMaps) -> bool:
-    """The official reading of single-token models: R2G attribution = 1 - map (METHOD §3.6)."""
+    """The official reading of single-token models: R2G attribution = 1 - map (docs/method.md §3.6)."""
     refs = [m.get("ref_grid") for m in maps.meta["layers"] if f"r2g/{m['name']}" in maps.raw]
     return bool(refs) and all(r is not None and int(np.prod(r)) == 1 for r in refs)
 

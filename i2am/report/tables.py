@@ -14,6 +14,13 @@ def cell(value) -> str:
     return str(value)
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of already formatted cells (the one writer of every table i2am prints)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
 def write_table(rows: Sequence[Mapping[str, object]], stem: str | Path, title: str = "",
                 notes: Sequence[str] = ()) -> list[Path]:
     """``<stem>.md`` (title, table, notes) and ``<stem>.csv`` (raw values; empty where missing); columns are the keys
@@ -22,8 +29,7 @@ def write_table(rows: Sequence[Mapping[str, object]], stem: str | Path, title: s
     stem.parent.mkdir(parents=True, exist_ok=True)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     lines = [f"# {title}", ""] if title else []
-    lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += [markdown_table(columns, [[cell(row.get(c)) for c in columns] for row in rows])]
     lines += [""] + [f"- {note}" for note in notes]
     markdown = stem.with_suffix(".md")
     markdown.write_text("\n".join(lines) + "\n")

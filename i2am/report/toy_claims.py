@@ -68,7 +68,7 @@ def refined_vs_custom(custom: Mapping, refined: Mapping) -> list[Claim]:
     concentrated = _f(refined, "attn_entropy") < _f(custom, "attn_entropy") - ENTROPY_MARGIN
     better = (_f(refined, "loc_err") < _f(custom, "loc_err") - LOC_MARGIN
               and _f(refined, "loc_pointing") > _f(custom, "loc_pointing"))
-    collapse_note = ("the refined attention collapsed onto ~one reference cell per query (TOYWORLD: CWG at the "
+    collapse_note = ("the refined attention collapsed onto ~one reference cell per query (docs/toy_world.md: CWG at the "
                      "paper's weights does this on the toy world); concentration without localisation is that "
                      "collapse") if collapsed(refined) else ""
     imacs_up = (_f(refined, "imacs_g") > _f(custom, "imacs_g") and _f(refined, "imacs_r") > _f(custom, "imacs_r"))
@@ -125,7 +125,7 @@ def toy_claims(runs: Mapping[str, Mapping], correlation: Sequence[Mapping], n_co
                  "training pairs), not the engine"),
         localises_claim("custom", runs["custom"],
                         "Trained models attribute to the right places: the MSE-only model's SRAMs localise",
-                        note="TOYWORLD measured that minutes of CPU training with MSE alone do not make the "
+                        note="docs/toy_world.md measured that minutes of CPU training with MSE alone do not make the "
                              "cross-attention localise (entropy stays near uniform)"),
         region_claim({k: v for k, v in runs.items() if k != "control-train"}),
     ]

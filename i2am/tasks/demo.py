@@ -5,7 +5,7 @@ directory, each skipped when a restarted demo finds it finished):
   train/custom    custom-tiny, MSE only (keeps intermediate checkpoints)
   train/refined   continued from custom with the paper's attention losses (CWG, TV, DCML)
   train/control   the positive control: MSE + cross-entropy of the loss layer's G2R attention against the toy world's
-                  true correspondence (toy-only supervision; TOYWORLD.md)
+                  true correspondence (toy-only supervision; docs/toy_world.md)
   attribute/<m>   untrained, custom-step<k>, custom, refined, control: R2G and G2R families, SRAM, IMACS_g/IMACS_r,
                   ground-truth localisation with its baselines and the attention entropy
   (evaluate)      quality of each attribute run with random-conv features (fid_randconv, kid_randconv; not Inception)
@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 from ..metrics.correlation import correlate_runs
 from ..models import create_model
 from ..report import claims_markdown, write_claims, write_report
+from ..report.tables import markdown_table
 from ..report.toy_claims import toy_claims
 from ..runs import RunDir
 from . import attribute, evaluate, train
@@ -36,7 +37,7 @@ SUMMARY_KEYS = ("imacs_g", "imacs_r", "fid_randconv", "kid_randconv", "ssim", "l
                 "loc_err_uniform_baseline", "loc_pointing", "attn_entropy", "attn_max_prob", "r2g_mass_in_region")
 NOTES = (
     ("Toy world, CPU budget: the models are tiny and trained for minutes; the images are far from realistic. This is "
-     "a pipeline demo whose positive control was taught its correspondence (TOYWORLD.md), not a reproduction of the "
+     "a pipeline demo whose positive control was taught its correspondence (docs/toy_world.md), not a reproduction of the "
      "paper's numbers."),
     ("fid_randconv / kid_randconv use a small fixed random-conv feature network (toy only): they are not Inception "
      "FID/KID and are not comparable with the paper's."),
@@ -163,11 +164,9 @@ def intermediate_checkpoints(train_dir: Path) -> list[Path]:
 
 def summary_markdown(metrics: dict[str, dict]) -> str:
     keys = [k for k in SUMMARY_KEYS if any(k in m for m in metrics.values())]
-    lines = ["| model | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
-    for label, m in metrics.items():
-        cells = [f"{m[k]:.3f}" if isinstance(m.get(k), (int, float)) else "–" for k in keys]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    rows = [[label] + [f"{m[k]:.3f}" if isinstance(m.get(k), (int, float)) else "–" for k in keys]
+            for label, m in metrics.items()]
+    return markdown_table(["model", *keys], rows)
 
 
 def run(cfg: DictConfig) -> dict:

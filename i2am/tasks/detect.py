@@ -1,4 +1,4 @@
-"""`i2am detect`: unsupervised object detection with PBE's R2G maps on COCO (METHOD §5.1).
+"""`i2am detect`: unsupervised object detection with PBE's R2G maps on COCO (docs/method.md §5.1).
 
 The attribute loop with the detection evaluator: the COCO detection set is built on first use (the data module
 runs the builder on `annotations/instances_val2017.json` + `val2017/`), PBE samples each image under capture, and

@@ -3,7 +3,7 @@
 A release is ``runs/<variant>/checkpoint-N/`` with two diffusers folders, ``unet/`` (the whole UNet: 686 SD-1.5 keys
 plus 312 PACA keys) and ``controlnet/`` (346 keys), each ``config.json`` + ``diffusion_pytorch_model.safetensors``
 (or ``.bin``). Both files use the same key names (``conv_in.weight``, ...), so in one flat state dict every key carries
-its folder as a prefix: ``unet/...`` and ``controlnet/...`` (the layout of ``shared/manifests/pasd.json``).
+its folder as a prefix: ``unet/...`` and ``controlnet/...`` (the layout of the released PASD checkpoint).
 """
 from __future__ import annotations
 

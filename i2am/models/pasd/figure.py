@@ -9,22 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from i2am.attribution.render import to_image
+from i2am.attribution.render import overlay, to_image
 
 IMAGE_WEIGHT, COLOUR_WEIGHT = 0.7, 0.5
-
-
-def overlay(image01: torch.Tensor, heat01: torch.Tensor) -> np.ndarray:
-    """[3, H, W] image in [0, 1] and [H, W] map in [0, 1] -> [H, W, 3] float array: 0.7 image + 0.5 jet colour."""
-    colour = matplotlib.colormaps["jet"](heat01.detach().cpu().numpy())[..., :3]
-    base = image01.detach().cpu().permute(1, 2, 0).numpy()
-    return np.clip(IMAGE_WEIGHT * base + COLOUR_WEIGHT * colour, 0, 1)
 
 
 def _family_panels(families, direction: str, index: int, size, preset: str) -> list[tuple[str, torch.Tensor]]:
@@ -70,7 +61,7 @@ def render_sr_figure(maps, lr: torch.Tensor, output: torch.Tensor, path: str | P
         axes[row][0].imshow(base.detach().cpu().permute(1, 2, 0).numpy())
         axes[row][0].set_title("on LR input" if row == 1 else "on SR output", fontsize=7)
         for ax, (title, heat) in zip(axes[row][1:], panels):
-            ax.imshow(overlay(base, heat))
+            ax.imshow(overlay(base.detach().cpu().permute(1, 2, 0).numpy(), heat, IMAGE_WEIGHT, COLOUR_WEIGHT))
             ax.set_title(title, fontsize=7)
     figure.tight_layout()
     path = Path(path)
