@@ -51,7 +51,7 @@ class AttributionModule(L.LightningModule):
         self.adapter = adapter
         self.plan = SamplingPlan.resolve(sampler, adapter, capture.time_groups)   # once per run
         self.sampler = self.plan.pin(sampler)
-        self.capture_config = self.plan.capture_config(capture)
+        self.capture = self.plan.capture_config(capture)   # the run's capture settings
         self.run = run if isinstance(run, RunDir) else RunDir(run)
         self.evaluators = dict(evaluators or {})
         for name, evaluator in self.evaluators.items():
@@ -72,7 +72,7 @@ class AttributionModule(L.LightningModule):
         if not todo:
             return
         batch = sub_batch(batch, todo)
-        with AttributionCapture(self.adapter, self.capture_config) as cap:
+        with AttributionCapture(self.adapter, self.capture) as cap:
             if self.g2r_region:
                 cap.set_region_mask(batch[self.g2r_region].to(self.adapter.device))
             out = self.adapter.sample(batch, sampler=self.sampler)

@@ -27,7 +27,7 @@ class SampleContext:
     sample: Mapping[str, Any]          # the batch restricted to this sample (batch dimension 1)
     maps: Any                          # the sample's i2am.attribution.AttributionMaps
     rendered: Mapping[str, Tensor]     # "r2g" / "g2r": ULAMs at image resolution, rendered with the run's preset
-    generated: Tensor                  # [1, 3, H, W] generated image in [0, 1], on the CPU
+    generated: Tensor                  # [1, 3, H, W] generated image in [-1, 1] (the decoder's range), on the CPU
     adapter: Any = None                # the model adapter, for evaluators that re-run the model
     sampler: Any = None                # the run's sampler (the same noise for the same sample id)
     sample_dir: Path | None = None     # a folder for this sample's own files (e.g. curves), created on demand
