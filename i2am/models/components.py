@@ -76,10 +76,11 @@ def build_unet(size: str, overrides: Mapping | None = None, **family) -> UNet2DC
 
 
 def build_vae(size: str, overrides: Mapping | None = None) -> AutoencoderKL:
-    """The SD VAE layout; the tiny preset without overrides is the fixed block-mean autoencoder of ``toy_init``
-    (see there why); with overrides it keeps diffusers' random initialisation (a checkpoint replaces it)."""
-    vae = AutoencoderKL(**resolve_component("vae", size, overrides))
-    if size == "tiny" and not overrides:
+    """The SD VAE layout. The tiny preset's own architecture gets the fixed block-mean autoencoder of ``toy_init``
+    (see there why); any other architecture keeps diffusers' random initialisation (a checkpoint replaces it)."""
+    config = resolve_component("vae", size, overrides)
+    vae = AutoencoderKL(**config)
+    if size == "tiny" and config == component_config("vae", "tiny"):
         block_average_autoencoder_(vae)
     return vae
 

@@ -124,10 +124,14 @@ class Sampler:
         return x
 
     def _run_own_sampler(self, model, inputs, s: dict, callback) -> torch.Tensor:
-        from .samplers.custom_ddim import sample_custom_ddim
-        from .samplers.plms import sample_plms
+        from .samplers.custom_ddim import custom_ddim_pairs, sample_custom_ddim
+        from .samplers.plms import plms_timesteps, sample_plms
         from .samplers.schedule import NUM_TRAIN_TIMESTEPS, custom_alphas_cumprod, ldm_alphas_cumprod, q_sample
 
+        visited = len(plms_timesteps(s["num_steps"]) if s["scheduler"] == "plms" else custom_ddim_pairs(s["num_steps"]))
+        if visited != s["num_steps"]:   # the originals' stride 1000 // S visits more than S timesteps then
+            raise ValueError(f"{s['scheduler']} with num_steps={s['num_steps']} visits {visited} timesteps (stride "
+                             f"1000 // {s['num_steps']}); choose a step count that divides 1000 (e.g. 50, 100)")
         if s["eta"]:
             raise ValueError(f"Sampler.eta={s['eta']}: {s['scheduler']} samples with eta = 0 only (as the original)")
         if s["paste"] and s["scheduler"] != "custom_ddim":
