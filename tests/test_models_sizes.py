@@ -57,10 +57,18 @@ def test_size_selects_the_preset_and_presets_stay_unchanged():
         create_model("pbe-tiny").unet.config.block_out_channels
     full = create_model("pbe", size="full", device="meta")
     assert list(full.unet.config.block_out_channels) == [320, 640, 1280, 1280] and full.unet.config.norm_num_groups == 32
-    with pytest.raises(ValueError, match="presets are 'full' and 'tiny'"):
-        create_model("pbe", size="small")
+    with pytest.raises(ValueError, match="the presets are"):
+        create_model("pbe", size="medium")
     with pytest.raises(ValueError, match="already selects"):
         create_model("pbe-tiny", size="full")
+
+
+@pytest.mark.parametrize("name", ["pbe", "dcivton", "stableviton", "custom"])
+def test_small_preset_has_ldm_group_norms(name):
+    model = create_model(name, size="small")
+    assert model.name == f"{name}-small" and list(model.unet.config.block_out_channels) == [32, 64, 128, 128]
+    norms = [m for m in [*model.unet.modules(), *model.vae.modules()] if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.num_groups == 32 for m in norms)
 
 
 def test_component_overrides_through_hydra():

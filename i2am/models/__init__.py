@@ -20,6 +20,7 @@ import torch
 from .registry import model_factory, register_model, registered_names
 
 __all__ = ["create_model", "list_models", "register_model"]
+SIZES = ("full", "tiny", "small")
 
 _imported = False
 _import_errors: dict[str, str] = {}   # submodule -> error; a broken family must not hide the others
@@ -49,8 +50,9 @@ def create_model(name: str, device: str | torch.device = "cpu", dtype: torch.dty
     """Build the adapter ``name`` (random weights, or ``checkpoint`` loaded with ``load_checkpoint``).
 
     device="meta" builds a full-size architecture without allocating memory (for checkpoint-layout checks).
-    size: the preset the architecture starts from, "full" or "tiny" (``create_model("pbe", size="tiny")`` is
-    ``create_model("pbe-tiny")``). Component overrides change any part of it, so an adapter can be built at the
+    size: the preset the architecture starts from: "full", "tiny" (toy width, fixed toy VAE / DINOv2 weights, fast
+    on CPU) or "small" (LDM's GroupNorm(32) at width 32; ``create_model("pbe", size="small")`` is
+    ``create_model("pbe-small")``). Component overrides change any part of it, so an adapter can be built at the
     architecture of any checkpoint: ``unet={...}`` (any ``UNet2DConditionModel`` argument: block_out_channels,
     norm_num_groups, attention_head_dim, layers_per_block, ...), ``vae={...}``, ``clip_vision={...}`` (CLIP
     config keys, ``proj_size`` = the cross-attention width), ``dinov2={...}`` (Dinov2Config keys, ``image_size``,
@@ -80,13 +82,15 @@ def create_model(name: str, device: str | torch.device = "cpu", dtype: torch.dty
 
 
 def _sized_name(name: str, size: str | None) -> str:
-    """The registered preset of ``name`` at ``size`` ("full" or "tiny")."""
+    """The registered preset of ``name`` at ``size`` ("full", "tiny" or "small")."""
     if size is None:
         return name
-    base = name.removesuffix("-tiny")
-    if size not in ("full", "tiny"):
-        raise ValueError(f"create_model(size={size!r}): the presets are 'full' and 'tiny'; any other architecture "
+    if size not in SIZES:
+        raise ValueError(f"create_model(size={size!r}): the presets are {SIZES}; any other architecture "
                          f"is a preset plus component overrides, e.g. unet={{'block_out_channels': [...]}}")
-    if name != base and size != "tiny":
-        raise ValueError(f"create_model({name!r}, size={size!r}): the name already selects the tiny preset")
-    return f"{base}-tiny" if size == "tiny" else base
+    base = name
+    for suffix in ("-tiny", "-small"):
+        base = base.removesuffix(suffix)
+    if name != base and name != f"{base}-{size}":
+        raise ValueError(f"create_model({name!r}, size={size!r}): the name already selects another preset")
+    return base if size == "full" else f"{base}-{size}"

@@ -124,3 +124,9 @@ def custom(device="cpu", **overrides) -> CustomTryOn:
 @register_model("custom-tiny")
 def custom_tiny(device="cpu", **overrides) -> CustomTryOn:
     return CustomTryOn("tiny", device=device, **{"image_size": (128, 96), **overrides})
+
+
+@register_model("custom-small")
+def custom_small(device="cpu", **overrides) -> CustomTryOn:
+    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
+    return CustomTryOn("small", device=device, **{"image_size": (128, 96), **overrides})

@@ -43,3 +43,9 @@ def dcivton(device="cpu", **overrides) -> DCIVTON:
 @register_model("dcivton-tiny")
 def dcivton_tiny(device="cpu", **overrides) -> DCIVTON:
     return DCIVTON("tiny", device=device, **{"image_size": (128, 96), **overrides})
+
+
+@register_model("dcivton-small")
+def dcivton_small(device="cpu", **overrides) -> DCIVTON:
+    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
+    return DCIVTON("small", device=device, **{"image_size": (128, 96), **overrides})

@@ -170,3 +170,9 @@ def pbe(device="cpu", **overrides) -> PaintByExample:
 @register_model("pbe-tiny")
 def pbe_tiny(device="cpu", **overrides) -> PaintByExample:
     return PaintByExample("tiny", device=device, **{"image_size": (128, 96), **overrides})
+
+
+@register_model("pbe-small")
+def pbe_small(device="cpu", **overrides) -> PaintByExample:
+    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
+    return PaintByExample("small", device=device, **{"image_size": (128, 96), **overrides})

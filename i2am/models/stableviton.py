@@ -223,3 +223,9 @@ def stableviton(device="cpu", **overrides) -> StableVITON:
 @register_model("stableviton-tiny")
 def stableviton_tiny(device="cpu", **overrides) -> StableVITON:
     return StableVITON("tiny", device=device, **{"image_size": (128, 96), **overrides})
+
+
+@register_model("stableviton-small")
+def stableviton_small(device="cpu", **overrides) -> StableVITON:
+    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
+    return StableVITON("small", device=device, **{"image_size": (128, 96), **overrides})
