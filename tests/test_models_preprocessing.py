@@ -5,7 +5,15 @@ import torch
 from PIL import Image
 
 from i2am.models import create_model
-from i2am.models.components import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, clip_pixels, dinov2_pixels, resize_mask
+from i2am.models.components import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    clip_pixels,
+    dinov2_pixels,
+    resize_mask,
+)
 
 
 def gradient_image(h=96, w=80):

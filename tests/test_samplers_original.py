@@ -14,7 +14,8 @@ from i2am.models.samplers.plms import plms_timesteps
 class ToyModel(nn.Module):
     """eps depends on x, t and the sample's context; records every call's (x, t)."""
 
-    sampler_defaults = dict(scheduler="custom_ddim", num_steps=4, guidance=None, eta=0.0, start_code="noise")
+    sampler_defaults = {"scheduler": "custom_ddim", "num_steps": 4, "guidance": None, "eta": 0.0,  # noqa: RUF012
+                        "start_code": "noise"}
 
     def __init__(self, gain=0.1):
         super().__init__()
@@ -121,7 +122,7 @@ def naive_plms(model, inputs, x, steps):
         index = len(time_range) - i - 1
         t_next = time_range[min(i + 1, len(time_range) - 1)]
 
-        def x_prev_and_x0(e_t):
+        def x_prev_and_x0(e_t, x=x, index=index):
             pred_x0 = (x - (1 - alphas[index]).sqrt() * e_t) / alphas[index].sqrt()
             return alphas_prev[index].sqrt() * pred_x0 + (1 - alphas_prev[index]).sqrt() * e_t, pred_x0
 

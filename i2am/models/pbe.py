@@ -25,8 +25,8 @@ from .components import (
     build_vae,
     clip_pixels,
     on_device,
-    resolve_component,
     resize_mask,
+    resolve_component,
 )
 from .convert import Rule, ldm_unet_rules, ldm_vae_rules, renamed
 from .registry import register_model

@@ -32,6 +32,12 @@ def combine_eps(eps: torch.Tensor, history: list[torch.Tensor]) -> torch.Tensor:
     return sum(n * e for n, e in zip(numerators, terms)) / denominator
 
 
+def ddim_step(x: torch.Tensor, eps: torch.Tensor, a_t: torch.Tensor, a_prev: torch.Tensor):
+    """DDIM with η = 0 from ᾱ_t to ᾱ_prev: (x_prev, predicted x0)."""
+    x0 = predicted_x0(x, eps, a_t)
+    return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps, x0
+
+
 @torch.no_grad()
 def sample_plms(model, inputs, x: torch.Tensor, num_steps: int, guidance, callback=None,
                 progress: bool = False) -> torch.Tensor:
@@ -44,19 +50,15 @@ def sample_plms(model, inputs, x: torch.Tensor, num_steps: int, guidance, callba
         t_prev = steps[i + 1] if i + 1 < len(steps) else 0    # ᾱ_prev: the next step's ᾱ, ᾱ_0 after the last
         a_t, a_prev = acp[t].to(x.dtype), acp[t_prev].to(x.dtype)
 
-        def ddim_step(e):
-            x0 = predicted_x0(x, e, a_t)
-            return a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * e, x0
-
         eps = model.denoise(x, timestep(t, x), inputs, guidance=guidance)
         if history:
             eps_prime = combine_eps(eps, history)
         else:
-            x_euler, _ = ddim_step(eps)
+            x_euler, _ = ddim_step(x, eps, a_t, a_prev)
             with unrecorded_call(model):
                 eps_next = model.denoise(x_euler, timestep(t_next, x), inputs, guidance=guidance)
             eps_prime = (eps + eps_next) / 2
-        x_next, x0 = ddim_step(eps_prime)
+        x_next, x0 = ddim_step(x, eps_prime, a_t, a_prev)
         history = [*history[-2:], eps]
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "eps": eps, "eps_prime": eps_prime, "denoised": x0,
