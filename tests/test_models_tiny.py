@@ -32,13 +32,18 @@ def models():
     return {name: randomize_(create_model(name)) for name in TINY}
 
 
+# each model's default sampler at 4 steps: LDM DDIM ("uniform", +1), the custom model's own DDIM (999, 1000 - τ, ...)
+DEFAULT_TIMESTEPS = {"pbe-tiny": [751, 501, 251, 1], "dcivton-tiny": [751, 501, 251, 1],
+                     "stableviton-tiny": [751, 501, 251, 1], "custom-tiny": [999, 750, 500, 250]}
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_samples_four_steps(models, name):
     steps = []
     out = models[name].sample(toy_batch(), Sampler(num_steps=4), callback=lambda s: steps.append(s["t"]))
     assert out["images"].shape == (2, 3, 128, 96) and out["latents"].shape == (2, 4, 16, 12)
     assert torch.isfinite(out["images"]).all() and out["images"].abs().max() <= 1
-    assert steps == [751, 501, 251, 1]
+    assert steps == DEFAULT_TIMESTEPS[name]
 
 
 @pytest.mark.parametrize("name", TINY)

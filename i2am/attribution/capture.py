@@ -4,7 +4,9 @@ The capture wraps the processors of the selected cross-attention layers. The ori
 layer's output (so the model's outputs are unchanged and self-attention keeps its fused kernel); forward hooks on the
 layer's ``to_q``/``to_k`` hand over the q and k that the forward pass computed, and the scores of the conditional
 batch chunk are reduced on the spot into fp32 accumulators of fixed size (memory does not grow with the steps).
-A forward pre-hook on the model's step module (the UNet) counts denoising steps: one UNet call is one step.
+A forward pre-hook on the model's step module (the UNet) counts denoising steps: one UNet call is one step, except
+calls the sampler marks as not being a step (the model's ``records_call`` is False, e.g. PLMS's first-step corrector
+evaluation): those are neither counted nor scored.
 """
 from __future__ import annotations
 
@@ -106,6 +108,7 @@ class AttributionCapture:
         self._originals: dict[int, object] = {}
         self._calls = 0
         self._step = -1
+        self._unrecorded = False
         self._latent_hw: tuple[int, int] | None = None
         self._region_mask: torch.Tensor | None = None
         self._region_cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -189,6 +192,10 @@ class AttributionCapture:
         if sample is None:
             raise RuntimeError(f"{type(module).__name__}.forward got no sample tensor to read the latent size from")
         self._latent_hw = tuple(sample.shape[-2:])
+        self._unrecorded = not getattr(self._model, "records_call", True)
+        if self._unrecorded:   # a sampler's extra call that is not a step (PLMS's first-step corrector)
+            self.cfg_layout = self._resolve_layout(max(self._step, 0))
+            return
         self._step = self._calls
         self.cfg_layout = self._resolve_layout(self._step)   # this very call's layout
         self._calls += 1
@@ -205,7 +212,8 @@ class AttributionCapture:
     def _recorder(self, state: _LayerState):
         def on_call():
             q, k = state.stash.pop("q"), state.stash.pop("k")
-            self._record(state, q, k)
+            if not self._unrecorded:
+                self._record(state, q, k)
         return on_call
 
     # ---------------------------------------------------------------- scoring

@@ -29,7 +29,9 @@ class DenoiseInputs:
     concat: channels appended to the noisy latent ([B, C, h, w]) or None.
     context / uncond_context: cross-attention tokens [B, L, D] with and without the reference.
     extra: further per-sample inputs of the step module (e.g. StableVITON's garment latent).
-    start_image: the image whose latent a ``q_sample`` start code noises (StableVITON: the person image).
+    start_image: the image whose latent a ``q_sample`` start code noises (StableVITON: the person image) and that
+        the custom DDIM pastes outside ``paste_mask``.
+    paste_mask: the generation region on the latent grid (1 = generate) for the custom DDIM's paste, or None.
     """
 
     concat: torch.Tensor | None
@@ -39,6 +41,10 @@ class DenoiseInputs:
     sample_ids: list[str]
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
     start_image: torch.Tensor | None = None
+    paste_mask: torch.Tensor | None = None
+
+
+LATENT_ENCODINGS = ("mode", "sample")
 
 
 def uses_cfg(guidance) -> bool:
@@ -81,10 +87,16 @@ class DiffusionAdapter(nn.Module):
     cfg_order = "uncond_cond"        # batch order when CFG is on: PBE "uncond_cond", the custom model "cond_uncond"
     ignorable_keys: tuple[str, ...] = ()   # fnmatch patterns of original keys accepted and ignored by the loader
     latent_scale = 0.18215
+    records_call = True   # False while a sampler makes a UNet call that is not a step (samplers.schedule.unrecorded_call)
 
     def __init__(self, size: str, guidance: float | None, image_size: tuple[int, int],
-                 start_code: str = "noise", num_steps: int = 50):
+                 start_code: str = "noise", num_steps: int = 50, latent_encoding: str = "mode",
+                 encoding_seed: int = 0):
         super().__init__()
+        if latent_encoding not in LATENT_ENCODINGS:
+            raise ValueError(f"latent_encoding={latent_encoding!r}; choose from {LATENT_ENCODINGS}")
+        self.latent_encoding = latent_encoding
+        self.encoding_seed = int(encoding_seed)
         self.size = size
         self.name = None
         self.guidance = guidance
@@ -152,10 +164,24 @@ class DiffusionAdapter(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
 
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """[-1, 1] images -> scaled latents (the posterior mean: deterministic, unlike LDM's posterior sample)."""
+    def encode_images(self, images: torch.Tensor, sample_ids: list[str] | None = None,
+                      role: str = "image") -> torch.Tensor:
+        """[-1, 1] images -> scaled latents.
+
+        ``latent_encoding="mode"`` (default): the posterior mean, deterministic. ``"sample"``: a posterior sample
+        mean + std * noise as the originals draw it (LDM ``get_first_stage_encoding``, the custom model's encoder),
+        with the noise of sample i from a generator seeded by ``sample_seed(encoding_seed, f"{id_i}/{role}")``, so
+        each image of each sample gets its own reproducible draw whatever the batch.
+        """
         images = images.to(self.device, self.dtype)
-        return self.vae.encode(images).latent_dist.mode() * self.latent_scale
+        posterior = self.vae.encode(images).latent_dist
+        if self.latent_encoding == "mode":
+            return posterior.mode() * self.latent_scale
+        from .sampler import sample_seed
+        ids = sample_ids if sample_ids is not None else [str(i) for i in range(images.shape[0])]
+        noise = torch.stack([torch.randn(tuple(posterior.mean.shape[1:]), generator=torch.Generator().manual_seed(
+            sample_seed(self.encoding_seed, f"{sid}/{role}"))) for sid in ids]).to(posterior.mean)
+        return (posterior.mean + posterior.std * noise) * self.latent_scale
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(latents / self.latent_scale).sample.clamp(-1, 1)

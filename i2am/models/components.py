@@ -4,7 +4,9 @@ Nothing here downloads: every module is built from a config object with random w
 """
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from functools import cache
 
@@ -27,35 +29,74 @@ def component_config(component: str, size: str) -> dict:
     return table[size]
 
 
+COMPONENTS = ("unet", "vae", "clip_vision", "dinov2", "warp")   # what ``create_model(..., <component>={...})`` sets
+
+
+def plain(value):
+    """Mappings -> dicts and sequences -> lists, recursively (OmegaConf containers from Hydra included)."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [plain(v) for v in value]
+    return value
+
+
+def resolve_component(component: str, size: str, overrides: Mapping | None = None) -> dict:
+    """The preset ``size`` of ``component`` with ``overrides`` applied (a copy; the presets stay unchanged).
+
+    For presets with a nested ``config`` (clip_vision, dinov2) a key the top level does not have goes into
+    ``config`` (``dinov2={"hidden_size": 64}``); ``config={...}`` sets nested keys explicitly.
+    """
+    preset = copy.deepcopy(component_config(component, size))
+    for key, value in plain(overrides or {}).items():
+        if key == "config" and isinstance(value, dict):
+            preset["config"].update(value)
+        elif key in preset or "config" not in preset:
+            preset[key] = value
+        else:
+            preset["config"][key] = value
+    return preset
+
+
+def split_components(overrides: dict) -> tuple[dict, dict]:
+    """(component overrides, the other keyword arguments) of a factory call."""
+    components = {k: plain(overrides.pop(k)) for k in list(overrides) if k in COMPONENTS}
+    return components, overrides
+
+
 def on_device(device: torch.device):
     """Context in which modules are created directly on ``device`` (``meta``: no memory is allocated)."""
     return torch.device(device) if torch.device(device).type == "meta" else nullcontext()
 
 
-def build_unet(size: str, **overrides) -> UNet2DConditionModel:
-    return UNet2DConditionModel(**{**component_config("unet", size), **overrides})
+def build_unet(size: str, overrides: Mapping | None = None, **family) -> UNet2DConditionModel:
+    """The UNet preset ``size`` with the user's ``overrides`` (any ``UNet2DConditionModel`` argument) and the
+    family's own settings (``in_channels``, ``cross_attention_dim``) on top."""
+    return UNet2DConditionModel(**{**resolve_component("unet", size, overrides), **family})
 
 
-def build_vae(size: str) -> AutoencoderKL:
-    """The SD VAE layout; the tiny preset is the fixed block-mean autoencoder of ``toy_init`` (see there why)."""
-    vae = AutoencoderKL(**component_config("vae", size))
-    if size == "tiny":
+def build_vae(size: str, overrides: Mapping | None = None) -> AutoencoderKL:
+    """The SD VAE layout. The tiny preset's own architecture gets the fixed block-mean autoencoder of ``toy_init``
+    (see there why); any other architecture keeps diffusers' random initialisation (a checkpoint replaces it)."""
+    config = resolve_component("vae", size, overrides)
+    vae = AutoencoderKL(**config)
+    if size == "tiny" and config == component_config("vae", "tiny"):
         block_average_autoencoder_(vae)
     return vae
 
 
-def build_pbe_image_encoder(size: str):
+def build_pbe_image_encoder(size: str, overrides: Mapping | None = None):
     """diffusers' Paint-by-Example image encoder: CLIP vision tower + mapper + LayerNorm + Linear + uncond vector."""
     from diffusers.pipelines.deprecated.paint_by_example.image_encoder import PaintByExampleImageEncoder
     from transformers import CLIPVisionConfig
-    cfg = component_config("clip_vision", size)
+    cfg = resolve_component("clip_vision", size, overrides)
     return PaintByExampleImageEncoder(CLIPVisionConfig(**cfg["config"]), proj_size=cfg["proj_size"])
 
 
-def build_dinov2(size: str):
+def build_dinov2(size: str, overrides: Mapping | None = None):
     """transformers ``Dinov2Model``; the tiny preset's patch tokens carry Fourier embeddings of their cell (toy_init)."""
     from transformers import Dinov2Config, Dinov2Model
-    model = Dinov2Model(Dinov2Config(**component_config("dinov2", size)["config"]))
+    model = Dinov2Model(Dinov2Config(**resolve_component("dinov2", size, overrides)["config"]))
     if size == "tiny":
         fourier_position_embeddings_(model)
     return model
@@ -79,25 +120,56 @@ class TokenProjector(nn.Module):
         return self.proj_out(tokens)
 
 
-def clip_pixels(images: torch.Tensor, size: int) -> torch.Tensor:
-    """[-1, 1] images -> CLIP input: bicubic resize to size x size, CLIP mean/std."""
-    mean = images.new_tensor([0.48145466, 0.4578275, 0.40821073]).view(1, 3, 1, 1)
-    std = images.new_tensor([0.26862954, 0.26130258, 0.27577711]).view(1, 3, 1, 1)
-    x = torch.nn.functional.interpolate(images, size=(size, size), mode="bicubic", align_corners=False,
-                                        antialias=True)
-    return ((x + 1) / 2 - mean) / std
+CLIP_MEAN, CLIP_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# How each original resizes an image for its reference encoder (docs/sampling.md): PIL's ``resize`` (bicubic,
+# area-aware = antialiased) in Paint-by-Example's script; torchvision ``Resize`` on a tensor (bilinear, and no
+# antialiasing in the torchvision releases those repositories pin, < 0.17) in DCI-VTON and StableVITON;
+# torchvision ``Resize(..., antialias=True)`` bilinear for the custom model's DINOv2 input.
+RESIZES = {"pil_bicubic": ("bicubic", True), "tensor_bilinear": ("bilinear", False),
+           "bilinear_antialias": ("bilinear", True)}
 
 
-def imagenet_pixels(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """[-1, 1] images -> DINOv2 input: bilinear resize to (H, W), ImageNet mean/std."""
-    mean = images.new_tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = images.new_tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    x = torch.nn.functional.interpolate(images, size=tuple(size), mode="bilinear", align_corners=False,
-                                        antialias=True)
-    return ((x + 1) / 2 - mean) / std
+def resize_images(images: torch.Tensor, size: tuple[int, int], resize: str) -> torch.Tensor:
+    if resize not in RESIZES:
+        raise ValueError(f"resize={resize!r}; choose from {sorted(RESIZES)}")
+    mode, antialias = RESIZES[resize]
+    return torch.nn.functional.interpolate(images, size=tuple(size), mode=mode, align_corners=False,
+                                           antialias=antialias)
 
 
-def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """A {0,1} mask to the latent grid, bilinear with antialiasing (torchvision ``Resize`` on tensors, as in LDM)."""
+def normalise(images01: torch.Tensor, mean, std) -> torch.Tensor:
+    return (images01 - images01.new_tensor(mean).view(1, 3, 1, 1)) / images01.new_tensor(std).view(1, 3, 1, 1)
+
+
+def clip_pixels(images: torch.Tensor, size: int, resize: str = "pil_bicubic") -> torch.Tensor:
+    """[-1, 1] images -> CLIP input: the whole image resized to size x size (no crop, as all three originals do),
+    then CLIP mean/std. ``resize``: a key of ``RESIZES``."""
+    return normalise((resize_images(images, (size, size), resize) + 1) / 2, CLIP_MEAN, CLIP_STD)
+
+
+def dinov2_pixels(images: torch.Tensor, size: tuple[int, int], normalisation: str = "none") -> torch.Tensor:
+    """[-1, 1] images -> DINOv2 input: bilinear antialiased resize to (H, W), then ``normalisation``: "none" (the
+    custom model's original feeds the [-1, 1] garment as it is, in training and at test time) or "imagenet"
+    (DINOv2's own ImageNet mean/std on [0, 1] pixels)."""
+    x = resize_images(images, size, "bilinear_antialias")
+    if normalisation == "none":
+        return x
+    if normalisation == "imagenet":
+        return normalise((x + 1) / 2, IMAGENET_MEAN, IMAGENET_STD)
+    raise ValueError(f"reference normalisation={normalisation!r}; choose 'none' (the original) or 'imagenet'")
+
+
+MASK_RESIZES = ("bilinear", "nearest")
+
+
+def resize_mask(mask: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """A {0,1} mask to the latent grid. "bilinear": torchvision ``Resize`` on a tensor as LDM-based code calls it
+    (PBE, DCI-VTON, StableVITON; no antialiasing in torchvision < 0.17); "nearest": ``F.interpolate(mode="nearest")``
+    (the custom model)."""
+    if mode not in MASK_RESIZES:
+        raise ValueError(f"mask resize {mode!r}; choose from {MASK_RESIZES}")
+    if mode == "nearest":
+        return torch.nn.functional.interpolate(mask.float(), size=tuple(size), mode="nearest")
     return torch.nn.functional.interpolate(mask.float(), size=tuple(size), mode="bilinear", align_corners=False,
-                                           antialias=True)
+                                           antialias=False)

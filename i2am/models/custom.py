@@ -18,10 +18,10 @@ from .components import (
     build_dinov2,
     build_unet,
     build_vae,
-    component_config,
-    imagenet_pixels,
+    dinov2_pixels,
     on_device,
     resize_mask,
+    resolve_component,
 )
 from .convert import Rule
 from .registry import register_model
@@ -30,20 +30,35 @@ NUM_ENCODER_LAYERS = 6   # cross-attention layers before the decoder (the mid bl
 
 
 class CustomTryOn(DiffusionAdapter):
+    """Sampling defaults: the original's own DDIM (``samplers/custom_ddim.py``: 50 steps t = 999, 980, ..., 20,
+    predicted-x0 return, the person latent re-noised and pasted outside the mask before every call), CFG 5.
+
+    components: overrides of the size preset (``unet``, ``vae``, ``dinov2``; ``dinov2`` also takes ``image_size``,
+    ``projector_blocks`` and ``context_dim``). reference_normalisation: "none" (the original feeds DINOv2 the
+    [-1, 1] garment) or "imagenet". mask_resize: "nearest" (the original's ``F.interpolate``) or "bilinear".
+    """
+
     cfg_order = "cond_uncond"
 
     def __init__(self, size: str = "full", device="cpu", guidance: float = 5.0,
-                 image_size=(512, 384), num_steps: int = 50):
-        super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps)
+                 image_size=(512, 384), num_steps: int = 50, components: dict | None = None,
+                 reference_normalisation: str = "none", mask_resize: str = "nearest",
+                 latent_encoding: str = "mode", encoding_seed: int = 0):
+        super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps,
+                         latent_encoding=latent_encoding, encoding_seed=encoding_seed)
+        self.sampler_defaults.update(scheduler="custom_ddim", paste=True)
         device = torch.device(device)
-        dino = component_config("dinov2", size)
+        components = components or {}
+        self.reference_normalisation, self.mask_resize = reference_normalisation, mask_resize
+        dino = resolve_component("dinov2", size, components.get("dinov2"))
         self.reference_size = tuple(dino["image_size"])
         patch = dino["config"]["patch_size"]
         self.token_grid = (self.reference_size[0] // patch, self.reference_size[1] // patch)
         with on_device(device):
-            self.unet = build_unet(size, in_channels=17, cross_attention_dim=dino["context_dim"])
-            self.vae = build_vae(size)
-            self.dinov2 = build_dinov2(size)
+            self.unet = build_unet(size, components.get("unet"), in_channels=17,
+                                   cross_attention_dim=dino["context_dim"])
+            self.vae = build_vae(size, components.get("vae"))
+            self.dinov2 = build_dinov2(size, components.get("dinov2"))
             self.projector = TokenProjector(dino["config"]["hidden_size"], dino["context_dim"],
                                             dino["projector_blocks"])
             self.uncond_context = nn.Parameter(torch.randn(1, self.token_grid[0] * self.token_grid[1],
@@ -71,21 +86,23 @@ class CustomTryOn(DiffusionAdapter):
     # ---- conditioning ----------------------------------------------------------------------------------------
     def reference_tokens(self, reference: torch.Tensor) -> torch.Tensor:
         """Garment [-1, 1] -> projected DINOv2 patch tokens [B, rows*cols, D] (CLS dropped, final LayerNorm kept)."""
-        pixels = imagenet_pixels(reference.to(self.device, self.dtype), self.reference_size)
+        pixels = dinov2_pixels(reference.to(self.device, self.dtype), self.reference_size,
+                               self.reference_normalisation)
         patches = self.dinov2(pixel_values=pixels).last_hidden_state[:, 1:]
         return self.projector(patches)
 
     def prepare(self, batch: dict) -> DenoiseInputs:
-        agnostic = self.encode_images(batch[schema.AGNOSTIC])
-        densepose = self.encode_images(batch[schema.DENSEPOSE])
-        garment = self.encode_images(batch[schema.REFERENCE])
+        ids = sample_ids(batch)
+        agnostic = self.encode_images(batch[schema.AGNOSTIC], ids, "agnostic")
+        densepose = self.encode_images(batch[schema.DENSEPOSE], ids, "densepose")
+        garment = self.encode_images(batch[schema.REFERENCE], ids, "reference")
         h, w = agnostic.shape[-2:]
-        mask = resize_mask(batch[schema.INPAINT_MASK].to(self.device, self.dtype), (h, w))
+        mask = resize_mask(batch[schema.INPAINT_MASK].to(self.device, self.dtype), (h, w), self.mask_resize)
         context = self.reference_tokens(batch[schema.REFERENCE])
         return DenoiseInputs(concat=torch.cat([agnostic, densepose, garment, mask], dim=1), context=context,
                              uncond_context=self.uncond_context.expand(context.shape[0], -1, -1),
-                             latent_shape=(4, h, w), sample_ids=sample_ids(batch),
-                             start_image=batch[schema.IMAGE].to(self.device, self.dtype))
+                             latent_shape=(4, h, w), sample_ids=ids,
+                             start_image=batch[schema.IMAGE].to(self.device, self.dtype), paste_mask=mask)
 
     def training_eps(self, noisy_latents: torch.Tensor, t, inputs: DenoiseInputs, unconditional: bool = False
                      ) -> torch.Tensor:
@@ -111,3 +128,9 @@ def custom(device="cpu", **overrides) -> CustomTryOn:
 @register_model("custom-tiny")
 def custom_tiny(device="cpu", **overrides) -> CustomTryOn:
     return CustomTryOn("tiny", device=device, **{"image_size": (128, 96), **overrides})
+
+
+@register_model("custom-small")
+def custom_small(device="cpu", **overrides) -> CustomTryOn:
+    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
+    return CustomTryOn("small", device=device, **{"image_size": (128, 96), **overrides})

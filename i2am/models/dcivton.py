@@ -11,7 +11,19 @@ from .registry import register_model
 
 
 class DCIVTON(PaintByExample):
+    """Sampling defaults (docs/sampling.md): DDIM 50, no CFG, start code q_sample(z, 999) of the warp-pasted image
+    (its test script's guidance and start code; its PLMS 100 steps are ``sampler=dcivton_release``)."""
+
     ignorable_keys = PaintByExample.ignorable_keys + ("vgg.*",)
+    default_start_code = "q_sample"
+    default_reference_resize = "tensor_bilinear"   # cp_dataset.py: transforms.Resize((224, 224)) on a tensor
+
+    def __init__(self, size: str = "full", device="cpu", guidance: float = 1.0, **kwargs):
+        super().__init__(size, device=device, guidance=guidance, **kwargs)
+
+    def start_image(self, image: torch.Tensor, inpaint: torch.Tensor) -> torch.Tensor:
+        """test.py noises the latent of ``warp_feat``: the person with the warped garment pasted in the mask."""
+        return inpaint
 
     def inpaint_image(self, batch: dict, keep: torch.Tensor) -> torch.Tensor:
         """The person with the try-on region removed and the warped garment pasted in (where the batch has it)."""
@@ -31,3 +43,9 @@ def dcivton(device="cpu", **overrides) -> DCIVTON:
 @register_model("dcivton-tiny")
 def dcivton_tiny(device="cpu", **overrides) -> DCIVTON:
     return DCIVTON("tiny", device=device, **{"image_size": (128, 96), **overrides})
+
+
+@register_model("dcivton-small")
+def dcivton_small(device="cpu", **overrides) -> DCIVTON:
+    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
+    return DCIVTON("small", device=device, **{"image_size": (128, 96), **overrides})

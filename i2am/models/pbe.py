@@ -24,9 +24,9 @@ from .components import (
     build_unet,
     build_vae,
     clip_pixels,
-    component_config,
     on_device,
     resize_mask,
+    resolve_component,
 )
 from .convert import Rule, ldm_unet_rules, ldm_vae_rules, renamed
 from .registry import register_model
@@ -61,19 +61,32 @@ def clip_image_encoder_rules(model_keys, num_mapper_blocks: int) -> list[Rule]:
 
 
 class PaintByExample(DiffusionAdapter):
+    """components: per-component overrides of the size preset (``unet``, ``vae``, ``clip_vision``; see
+    ``components.resolve_component``). reference_resize / mask_resize: how the reference reaches CLIP and the mask
+    the latent grid (``components.RESIZES`` / ``MASK_RESIZES``); the defaults are the original's (docs/sampling.md)."""
+
     cfg_order = "uncond_cond"
     ignorable_keys = SCHEDULE_BUFFER_KEYS + (POSITION_IDS,)
     unet_in_channels = 9
+    default_start_code = "noise"
+    default_reference_resize = "pil_bicubic"     # scripts/inference.py: PIL Image.resize((224, 224)), bicubic
 
     def __init__(self, size: str = "full", device="cpu", guidance: float = 5.0,
-                 image_size=(512, 512), num_steps: int = 50):
-        super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps)
+                 image_size=(512, 512), num_steps: int = 50, components: dict | None = None,
+                 start_code: str | None = None, reference_resize: str | None = None, mask_resize: str = "bilinear",
+                 latent_encoding: str = "mode", encoding_seed: int = 0):
+        super().__init__(size, guidance, image_size, start_code=start_code or self.default_start_code,
+                         num_steps=num_steps, latent_encoding=latent_encoding, encoding_seed=encoding_seed)
         device = torch.device(device)
-        proj = component_config("clip_vision", size)["proj_size"]
+        components = components or {}
+        self.reference_resize = reference_resize or self.default_reference_resize
+        self.mask_resize = mask_resize
+        proj = resolve_component("clip_vision", size, components.get("clip_vision"))["proj_size"]
         with on_device(device):
-            self.unet = build_unet(size, in_channels=self.unet_in_channels, cross_attention_dim=proj)
-            self.vae = build_vae(size)
-            self.image_encoder = build_pbe_image_encoder(size)
+            self.unet = build_unet(size, components.get("unet"), in_channels=self.unet_in_channels,
+                                   cross_attention_dim=proj)
+            self.vae = build_vae(size, components.get("vae"))
+            self.image_encoder = build_pbe_image_encoder(size, components.get("clip_vision"))
         if device.type != "meta":
             self.to(device)
         self.eval()
@@ -81,23 +94,29 @@ class PaintByExample(DiffusionAdapter):
     # ---- conditioning ----------------------------------------------------------------------------------------
     def reference_tokens(self, reference: torch.Tensor) -> torch.Tensor:
         size = self.image_encoder.config.image_size
-        pixels = clip_pixels(reference.to(self.device, self.dtype), size)
+        pixels = clip_pixels(reference.to(self.device, self.dtype), size, self.reference_resize)
         return self.image_encoder(pixels)                                      # [B, 1, D]
 
     def inpaint_image(self, batch: dict, keep: torch.Tensor) -> torch.Tensor:
         """The image whose latent is the UNet's second input: the scene with the region to generate zeroed."""
         return batch[schema.IMAGE] * keep
 
+    def start_image(self, image: torch.Tensor, inpaint: torch.Tensor) -> torch.Tensor:
+        """The image a ``q_sample`` start code noises: PBE's script has none (it starts from noise); the scene."""
+        return image
+
     def prepare(self, batch: dict) -> DenoiseInputs:
         image = batch[schema.IMAGE].to(self.device, self.dtype)
         keep = 1.0 - batch[schema.INPAINT_MASK].to(self.device, self.dtype)   # PBE: mask 1 = keep
-        inpaint_latent = self.encode_images(self.inpaint_image({**batch, schema.IMAGE: image}, keep))
+        ids = sample_ids(batch)
+        inpaint = self.inpaint_image({**batch, schema.IMAGE: image}, keep)
+        inpaint_latent = self.encode_images(inpaint, ids, "inpaint")
         h, w = inpaint_latent.shape[-2:]
         context = self.reference_tokens(batch[schema.REFERENCE])
         uncond = self.image_encoder.uncond_vector.to(context.dtype).expand(context.shape[0], -1, -1)
-        return DenoiseInputs(concat=torch.cat([inpaint_latent, resize_mask(keep, (h, w))], dim=1),
+        return DenoiseInputs(concat=torch.cat([inpaint_latent, resize_mask(keep, (h, w), self.mask_resize)], dim=1),
                              context=context, uncond_context=uncond, latent_shape=(4, h, w),
-                             sample_ids=sample_ids(batch), start_image=image)
+                             sample_ids=ids, start_image=self.start_image(image, inpaint))
 
     # ---- checkpoints -----------------------------------------------------------------------------------------
     def original_rules(self) -> list[Rule]:
@@ -151,3 +170,9 @@ def pbe(device="cpu", **overrides) -> PaintByExample:
 @register_model("pbe-tiny")
 def pbe_tiny(device="cpu", **overrides) -> PaintByExample:
     return PaintByExample("tiny", device=device, **{"image_size": (128, 96), **overrides})
+
+
+@register_model("pbe-small")
+def pbe_small(device="cpu", **overrides) -> PaintByExample:
+    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
+    return PaintByExample("small", device=device, **{"image_size": (128, 96), **overrides})

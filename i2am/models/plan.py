@@ -32,6 +32,7 @@ class SamplingPlan:
     start_code: str
     cfg_order: str             # the adapter's batch order when CFG is on: "uncond_cond" | "cond_uncond"
     time_groups: int
+    paste: bool = False        # the custom DDIM's re-noised paste outside the generation mask
 
     def __post_init__(self):
         if len(self.guidance) != self.num_steps:
@@ -51,7 +52,7 @@ class SamplingPlan:
             else (guidance,) * steps
         return cls(scheduler=s["scheduler"], num_steps=steps, guidance=per_step, eta=s["eta"],
                    start_code=s["start_code"], cfg_order=getattr(adapter, "cfg_order", "uncond_cond"),
-                   time_groups=min(int(time_groups), steps))
+                   time_groups=min(int(time_groups), steps), paste=bool(s.get("paste", False)))
 
     def layout_at(self, step: int) -> str:
         return self.cfg_order if uses_cfg(self.guidance[step]) else "none"
@@ -69,7 +70,7 @@ class SamplingPlan:
         """A copy of ``sampler`` whose every setting is the plan's (so its loop cannot differ from the capture)."""
         pinned = copy.copy(sampler)
         pinned.scheduler, pinned.num_steps, pinned.guidance = self.scheduler, self.num_steps, self.sampler_guidance
-        pinned.eta, pinned.start_code = self.eta, self.start_code
+        pinned.eta, pinned.start_code, pinned.paste = self.eta, self.start_code, self.paste
         return pinned
 
     def capture_config(self, template: CaptureConfig) -> CaptureConfig:

@@ -1,4 +1,6 @@
-"""One sampling loop for every adapter: DDIM (equal to the LDM DDIM sampler) or any diffusers scheduler.
+"""One sampling entry point for every adapter: DDIM (equal to the LDM DDIM sampler), any diffusers scheduler, LDM's
+PLMS (``"plms"``) or the custom model's own DDIM (``"custom_ddim"``; both in ``samplers/``). docs/sampling.md lists
+each model's release / paper / default settings.
 
 Per-step callback in the k-diffusion style: ``callback({"step", "t", "x", "eps", "denoised", "x_next"})``.
 Noise is drawn per sample from a generator seeded by ``sample_seed(seed, sample_id)``, so a sample's result does
@@ -20,6 +22,7 @@ LDM_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012
                     prediction_type="epsilon", steps_offset=1, timestep_spacing="leading")
 LDM_DDIM = dict(LDM_SCHEDULE, clip_sample=False, set_alpha_to_one=False)
 SCHEDULER_ALIASES = {"ddim": ("DDIMScheduler", LDM_DDIM), "unipc": ("UniPCMultistepScheduler", LDM_SCHEDULE)}
+OWN_SAMPLERS = ("plms", "custom_ddim")   # loops of the original code (samplers/), not diffusers schedulers
 START_CODES = ("noise", "q_sample")
 
 
@@ -41,18 +44,22 @@ def make_scheduler(name: str = "ddim", **config):
 class Sampler:
     """Samples latents from an adapter and its prepared inputs.
 
-    scheduler: "ddim" (LDM DDIM), "unipc", or a diffusers scheduler class name; scheduler_config overrides its
-        config. scheduler / num_steps / guidance / eta / start_code: None = the adapter's ``sampler_defaults``.
+    scheduler: "ddim" (LDM DDIM), "unipc", "plms" (LDM PLMS), "custom_ddim" (the custom model's DDIM) or a diffusers
+        scheduler class name; scheduler_config overrides a diffusers scheduler's config.
+        scheduler / num_steps / guidance / eta / start_code / paste: None = the adapter's ``sampler_defaults``.
     guidance: one number, or one value per step (guidance that changes mid-run; ``i2am.models.plan``).
-    eta: DDIM eta (ignored by other schedulers).
+    eta: DDIM eta (ignored by other diffusers schedulers; PLMS and the custom DDIM need 0).
     start_code: "noise" (x_T = noise) or "q_sample" (x_T = q_sample(z, 999), z = latent of inputs.start_image).
+    paste: custom DDIM only: re-noise the latent of inputs.start_image to each t and paste it outside
+        inputs.paste_mask before every call (the original's ``x_0`` argument).
     seed: global seed; sample i uses ``sample_seed(seed, sample_ids[i])``.
+    progress: a progress bar over the steps (PLMS, custom DDIM).
     """
 
     def __init__(self, scheduler: str | None = None, num_steps: int | None = None,
                  guidance: float | list[float | None] | None = None,
                  eta: float | None = None, start_code: str | None = None, seed: int = 0,
-                 scheduler_config: dict | None = None):
+                 scheduler_config: dict | None = None, paste: bool | None = None, progress: bool = False):
         if start_code is not None and start_code not in START_CODES:
             raise ValueError(f"Sampler.start_code={start_code!r}; choose from {START_CODES}")
         self.scheduler = scheduler
@@ -62,29 +69,45 @@ class Sampler:
         self.start_code = start_code
         self.seed = seed
         self.scheduler_config = dict(scheduler_config or {})
+        self.paste = paste
+        self.progress = progress
 
     def settings(self, model) -> dict:
         """This sampler's settings with the adapter's defaults filled in."""
         defaults = getattr(model, "sampler_defaults", {})
         pick = lambda key, value, fallback: value if value is not None else defaults.get(key, fallback)
-        return dict(scheduler=pick("scheduler", self.scheduler, "ddim"), num_steps=pick("num_steps", self.num_steps, 50), guidance=pick("guidance", self.guidance, None),
-                    eta=pick("eta", self.eta, 0.0), start_code=pick("start_code", self.start_code, "noise"))
+        scheduler = pick("scheduler", self.scheduler, "ddim")
+        # a model's default paste belongs to its custom DDIM; an explicit paste=True elsewhere is an error (__call__)
+        paste = self.paste if self.paste is not None else bool(defaults.get("paste")) and scheduler == "custom_ddim"
+        return dict(scheduler=scheduler, num_steps=pick("num_steps", self.num_steps, 50),
+                    guidance=pick("guidance", self.guidance, None), eta=pick("eta", self.eta, 0.0),
+                    start_code=pick("start_code", self.start_code, "noise"), paste=paste)
 
     def noise(self, generators, shape, device, dtype) -> torch.Tensor:
         return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, dtype)
 
+    def start_latent(self, model, inputs) -> torch.Tensor:
+        """The latent whose q_sample a start code noises, and that the custom DDIM pastes."""
+        if inputs.start_image is None:
+            raise ValueError("start_code='q_sample' and paste need inputs.start_image (the image to encode)")
+        if getattr(model, "latent_encoding", "mode") == "sample":
+            return model.encode_images(inputs.start_image, sample_ids=inputs.sample_ids, role="start")
+        return model.encode_images(inputs.start_image)
+
     @torch.no_grad()
     def __call__(self, model, inputs, callback: Callable | None = None) -> torch.Tensor:
         s = self.settings(model)
+        if s["scheduler"] in OWN_SAMPLERS:
+            return self._run_own_sampler(model, inputs, s, callback)
+        if s["paste"]:
+            raise ValueError(f"Sampler.paste=True is the custom DDIM's option, not {s['scheduler']!r}'s")
         scheduler = make_scheduler(s["scheduler"], **self.scheduler_config)
         scheduler.set_timesteps(s["num_steps"])
         device, dtype = model.device, model.dtype
         generators = [torch.Generator().manual_seed(sample_seed(self.seed, sid)) for sid in inputs.sample_ids]
         x = self.noise(generators, inputs.latent_shape, device, dtype)
         if s["start_code"] == "q_sample":
-            if inputs.start_image is None:
-                raise ValueError("start_code='q_sample' needs inputs.start_image (the image to noise)")
-            z = model.encode_images(inputs.start_image)
+            z = self.start_latent(model, inputs)
             x = scheduler.add_noise(z, x, torch.tensor([scheduler.config.num_train_timesteps - 1]))
         else:
             x = x * scheduler.init_noise_sigma
@@ -104,3 +127,35 @@ class Sampler:
                           "denoised": (x - (1 - a).sqrt() * eps) / a.sqrt()})
             x = x_next
         return x
+
+    def _run_own_sampler(self, model, inputs, s: dict, callback) -> torch.Tensor:
+        from .samplers.custom_ddim import custom_ddim_pairs, sample_custom_ddim
+        from .samplers.plms import plms_timesteps, sample_plms
+        from .samplers.schedule import NUM_TRAIN_TIMESTEPS, custom_alphas_cumprod, ldm_alphas_cumprod, q_sample
+
+        visited = len(plms_timesteps(s["num_steps"]) if s["scheduler"] == "plms" else custom_ddim_pairs(s["num_steps"]))
+        if visited != s["num_steps"]:   # the originals' stride 1000 // S visits more than S timesteps then
+            raise ValueError(f"{s['scheduler']} with num_steps={s['num_steps']} visits {visited} timesteps (stride "
+                             f"1000 // {s['num_steps']}); choose a step count that divides 1000 (e.g. 50, 100)")
+        if s["eta"]:
+            raise ValueError(f"Sampler.eta={s['eta']}: {s['scheduler']} samples with eta = 0 only (as the original)")
+        if s["paste"] and s["scheduler"] != "custom_ddim":
+            raise ValueError(f"Sampler.paste=True is the custom DDIM's option, not {s['scheduler']!r}'s")
+        device, dtype = model.device, model.dtype
+        generators = [torch.Generator().manual_seed(sample_seed(self.seed, sid)) for sid in inputs.sample_ids]
+        x = self.noise(generators, inputs.latent_shape, device, dtype)
+        z = self.start_latent(model, inputs) if s["start_code"] == "q_sample" or s["paste"] else None
+        if s["start_code"] == "q_sample":
+            acp = custom_alphas_cumprod() if s["scheduler"] == "custom_ddim" else ldm_alphas_cumprod()
+            x = q_sample(z, NUM_TRAIN_TIMESTEPS - 1, x, acp)
+        if s["scheduler"] == "plms":
+            return sample_plms(model, inputs, x, s["num_steps"], s["guidance"], callback=callback,
+                               progress=self.progress)
+        mask = None
+        if s["paste"]:
+            if inputs.paste_mask is None:
+                raise ValueError("Sampler.paste=True needs inputs.paste_mask (the generation region, 1 = generate)")
+            mask = inputs.paste_mask.to(device, dtype)
+        return sample_custom_ddim(model, inputs, x, s["num_steps"], s["guidance"], generators,
+                                  known=z if s["paste"] else None, mask=mask, callback=callback,
+                                  progress=self.progress)

@@ -19,7 +19,15 @@ from ..data import schema
 from . import unet_passes
 from .base import NUM_LEVELS, DenoiseInputs, DiffusionAdapter, sample_ids
 from .checkpoint import SCHEDULE_BUFFER_KEYS, ldm_schedule_buffers
-from .components import build_pbe_image_encoder, build_unet, build_vae, component_config, on_device, resize_mask
+from .components import (
+    build_pbe_image_encoder,
+    build_unet,
+    build_vae,
+    clip_pixels,
+    on_device,
+    resize_mask,
+    resolve_component,
+)
 from .convert import Rule, ldm_unet_rules, ldm_vae_rules, renamed
 from .pbe import POSITION_IDS, clip_image_encoder_rules
 from .registry import register_model
@@ -27,6 +35,7 @@ from .registry import register_model
 FIRST_WARPED_BLOCK = 3        # warp blocks sit before LDM output blocks 3..11
 WARP_HEADS = 8
 SRAM_WARP_BLOCK = 4           # the official G2R ULAM / HLAM / SRAM layer
+WARP_DEFAULTS = {"first_block": FIRST_WARPED_BLOCK, "heads": WARP_HEADS}   # the ``warp`` component's settings
 
 
 def skip_channels(block_out_channels, layers_per_block: int) -> list[int]:
@@ -47,9 +56,9 @@ class SpatialEncoder(nn.Module):
     """StableVITON's ``NoZeroConvControlNet``: the UNet encoder on the same input, plus the garment latent added
     after the first conv through a zero-initialised conv. Yields the 12 encoder features."""
 
-    def __init__(self, size: str, in_channels: int, cross_attention_dim: int):
+    def __init__(self, size: str, in_channels: int, cross_attention_dim: int, unet_overrides: dict | None = None):
         super().__init__()
-        full = build_unet(size, in_channels=in_channels, cross_attention_dim=cross_attention_dim)
+        full = build_unet(size, unet_overrides, in_channels=in_channels, cross_attention_dim=cross_attention_dim)
         self.conv_in, self.time_proj, self.time_embedding = full.conv_in, full.time_proj, full.time_embedding
         self.down_blocks, self.mid_block = full.down_blocks, full.mid_block   # mid block: in the file, unused
         self.cond_conv_in = nn.Conv2d(4, full.config.block_out_channels[0], 3, padding=1)
@@ -65,16 +74,22 @@ class SpatialEncoder(nn.Module):
 class WarpedUNet(nn.Module):
     """The denoiser StableVITON calls once per step: spatial encoder + UNet with warp blocks."""
 
-    def __init__(self, size: str, in_channels: int, cross_attention_dim: int):
+    def __init__(self, size: str, in_channels: int, cross_attention_dim: int, unet_overrides: dict | None = None,
+                 warp: dict | None = None):
         super().__init__()
-        self.unet = build_unet(size, in_channels=in_channels, cross_attention_dim=cross_attention_dim)
-        self.spatial_encoder = SpatialEncoder(size, in_channels, cross_attention_dim)
+        warp = {**WARP_DEFAULTS, **(warp or {})}
+        unknown = sorted(set(warp) - set(WARP_DEFAULTS))
+        if unknown:
+            raise ValueError(f"warp component: unknown keys {unknown}; known: {sorted(WARP_DEFAULTS)}")
+        self.first_warped_block, heads = int(warp["first_block"]), int(warp["heads"])
+        self.unet = build_unet(size, unet_overrides, in_channels=in_channels, cross_attention_dim=cross_attention_dim)
+        self.spatial_encoder = SpatialEncoder(size, in_channels, cross_attention_dim, unet_overrides)
         cfg = self.unet.config
-        queries = decoder_input_channels(cfg.block_out_channels, cfg.layers_per_block)[FIRST_WARPED_BLOCK:]
+        queries = decoder_input_channels(cfg.block_out_channels, cfg.layers_per_block)[self.first_warped_block:]
         skips = skip_channels(cfg.block_out_channels, cfg.layers_per_block)
-        keys = [skips[len(skips) - 1 - (i + FIRST_WARPED_BLOCK)] for i in range(len(queries))]
+        keys = [skips[len(skips) - 1 - (i + self.first_warped_block)] for i in range(len(queries))]
         self.warp_blocks = nn.ModuleList([
-            Transformer2DModel(num_attention_heads=WARP_HEADS, attention_head_dim=q // WARP_HEADS, in_channels=q,
+            Transformer2DModel(num_attention_heads=heads, attention_head_dim=q // heads, in_channels=q,
                                cross_attention_dim=k, norm_num_groups=cfg.norm_num_groups)
             for q, k in zip(queries, keys)])
         self.warp_zero_convs = nn.ModuleList([nn.Conv2d(q, q, 1) for q in queries])
@@ -88,7 +103,7 @@ class WarpedUNet(nn.Module):
         h, skips = unet_passes.encode(self.unet, sample, emb, context)
 
         def warp(index: int, h: torch.Tensor) -> torch.Tensor:
-            i = index - FIRST_WARPED_BLOCK
+            i = index - self.first_warped_block
             if i < 0:
                 return h
             hint = hints[len(hints) - 1 - index].flatten(2).transpose(1, 2)        # b c h w -> b (h w) c
@@ -103,14 +118,20 @@ class StableVITON(DiffusionAdapter):
     ignorable_keys = SCHEDULE_BUFFER_KEYS + ("logvar", POSITION_IDS)
 
     def __init__(self, size: str = "full", device="cpu", guidance: float = 1.0,
-                 image_size=(512, 384), num_steps: int = 50):
-        super().__init__(size, guidance, image_size, start_code="q_sample", num_steps=num_steps)
+                 image_size=(512, 384), num_steps: int = 50, components: dict | None = None,
+                 reference_resize: str = "tensor_bilinear", mask_resize: str = "bilinear",
+                 latent_encoding: str = "mode", encoding_seed: int = 0):
+        super().__init__(size, guidance, image_size, start_code="q_sample", num_steps=num_steps,
+                         latent_encoding=latent_encoding, encoding_seed=encoding_seed)
         device = torch.device(device)
-        proj = component_config("clip_vision", size)["proj_size"]
+        components = components or {}
+        self.reference_resize, self.mask_resize = reference_resize, mask_resize   # ddpm.py get_input: resize()
+        proj = resolve_component("clip_vision", size, components.get("clip_vision"))["proj_size"]
         with on_device(device):
-            self.denoiser = WarpedUNet(size, in_channels=13, cross_attention_dim=proj)
-            self.vae = build_vae(size)
-            self.image_encoder = build_pbe_image_encoder(size)
+            self.denoiser = WarpedUNet(size, in_channels=13, cross_attention_dim=proj,
+                                       unet_overrides=components.get("unet"), warp=components.get("warp"))
+            self.vae = build_vae(size, components.get("vae"))
+            self.image_encoder = build_pbe_image_encoder(size, components.get("clip_vision"))
             self.lastzc = nn.Conv2d(4, 4, 1)   # saved in VITONHD.ckpt ("deprecated" upstream), unused at inference
         if device.type != "meta":
             self.to(device)
@@ -131,7 +152,8 @@ class StableVITON(DiffusionAdapter):
         warps = [LayerSpec(name=f"warp_blocks.{i}.transformer_blocks.0.attn2",
                            module=block.transformer_blocks[0].attn2, ref_grid="query", group="warp")
                  for i, block in enumerate(self.denoiser.warp_blocks)]
-        return sorted(super().attribution_layers() + warps, key=lambda s: _forward_position(s.name))
+        first, per_level = self.denoiser.first_warped_block, self.unet.config.layers_per_block + 1
+        return sorted(super().attribution_layers() + warps, key=lambda s: _forward_position(s.name, first, per_level))
 
     def default_sram_layers(self) -> tuple[str, ...]:
         """The paper's SRAM layer of StableVITON: warp block 4 of 9 (the official G2R ULAM / HLAM layer); tiny
@@ -144,26 +166,28 @@ class StableVITON(DiffusionAdapter):
         match = re.match(r"warp_blocks\.(\d+)\.", name)
         if match is None:
             return super().layer_level(name)
-        output_block = int(match.group(1)) + FIRST_WARPED_BLOCK
+        output_block = int(match.group(1)) + self.denoiser.first_warped_block
         return NUM_LEVELS - 1 - output_block // (self.unet.config.layers_per_block + 1)
 
     # ---- denoising -------------------------------------------------------------------------------------------
     def reference_tokens(self, reference: torch.Tensor) -> torch.Tensor:
-        from .components import clip_pixels
-        pixels = clip_pixels(reference.to(self.device, self.dtype), self.image_encoder.config.image_size)
+        pixels = clip_pixels(reference.to(self.device, self.dtype), self.image_encoder.config.image_size,
+                             self.reference_resize)
         return self.image_encoder(pixels)
 
     def prepare(self, batch: dict) -> DenoiseInputs:
         keep = 1.0 - batch[schema.INPAINT_MASK].to(self.device, self.dtype)      # StableVITON: agn_mask 1 = keep
-        agnostic = self.encode_images(batch[schema.AGNOSTIC])
-        densepose = self.encode_images(batch[schema.DENSEPOSE])
-        garment = self.encode_images(batch[schema.REFERENCE])
+        ids = sample_ids(batch)
+        agnostic = self.encode_images(batch[schema.AGNOSTIC], ids, "agnostic")
+        densepose = self.encode_images(batch[schema.DENSEPOSE], ids, "densepose")
+        garment = self.encode_images(batch[schema.REFERENCE], ids, "reference")
         h, w = agnostic.shape[-2:]
         context = self.reference_tokens(batch[schema.REFERENCE])
         uncond = self.image_encoder.uncond_vector.to(context.dtype).expand(context.shape[0], -1, -1)
-        return DenoiseInputs(concat=torch.cat([agnostic, resize_mask(keep, (h, w)), densepose], dim=1),
+        mask = resize_mask(keep, (h, w), self.mask_resize)
+        return DenoiseInputs(concat=torch.cat([agnostic, mask, densepose], dim=1),
                              context=context, uncond_context=uncond, latent_shape=(4, h, w),
-                             sample_ids=sample_ids(batch), extra={"garment_latent": garment},
+                             sample_ids=ids, extra={"garment_latent": garment},
                              start_image=batch[schema.IMAGE].to(self.device, self.dtype))
 
     def predict_eps(self, x, t, concat, context, extra) -> torch.Tensor:
@@ -187,16 +211,16 @@ class StableVITON(DiffusionAdapter):
         return {**ldm_schedule_buffers(), "logvar": torch.zeros(1000)}
 
 
-def _forward_position(name: str) -> tuple:
+def _forward_position(name: str, first_warped_block: int = FIRST_WARPED_BLOCK, per_level: int = 3) -> tuple:
     """Forward order of UNet layers and warp blocks: down, mid, then per decoder output block warp before UNet."""
     if name.startswith("warp_blocks."):
-        return (2, int(name.split(".")[1]) + FIRST_WARPED_BLOCK, 0)
+        return (2, int(name.split(".")[1]) + first_warped_block, 0)
     if "down_blocks" in name:
         return (0,)
     if "mid_block" in name:
         return (1,)
     block, attn = map(int, re.search(r"up_blocks\.(\d+)\.attentions\.(\d+)", name).groups())
-    return (2, 3 * block + attn, 1)
+    return (2, per_level * block + attn, 1)
 
 
 @register_model("stableviton")
@@ -207,3 +231,9 @@ def stableviton(device="cpu", **overrides) -> StableVITON:
 @register_model("stableviton-tiny")
 def stableviton_tiny(device="cpu", **overrides) -> StableVITON:
     return StableVITON("tiny", device=device, **{"image_size": (128, 96), **overrides})
+
+
+@register_model("stableviton-small")
+def stableviton_small(device="cpu", **overrides) -> StableVITON:
+    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
+    return StableVITON("small", device=device, **{"image_size": (128, 96), **overrides})
