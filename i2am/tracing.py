@@ -53,6 +53,7 @@ class PipelineTrace:
         self._latent_batch: int | None = None
         self._finished: list[AttributionMaps] = []
         self._patched = False
+        self._step_hook = None
         self._active = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -73,9 +74,9 @@ class PipelineTrace:
         self._active = True
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self._finish_call()
+            self._finish_call(keep=exc_type is None)   # after an exception: restore, never mask it
         finally:
             if self._patched:
                 del self.pipe.prepare_latents
@@ -84,25 +85,44 @@ class PipelineTrace:
 
     def _start_call(self) -> None:
         self._finish_call()
-        steps = self.num_steps or self._scheduled_steps()
-        cfg = replace(self.template, num_steps=steps, time_groups=min(self.template.time_groups, steps))
-        capture = AttributionCapture(_PipelineSource(self.pipe, self._specs), cfg, conditional=self.conditional)
+        source = _PipelineSource(self.pipe, self._specs)
+        # the step count is known once the denoising loop starts: the first step's pre-hook (registered before
+        # the capture's own) sets it
+        capture = AttributionCapture(source, self._config(self.num_steps or 1), conditional=self.conditional)
+        self._step_hook = source.step_module.register_forward_pre_hook(self._on_first_step)
         capture.__enter__()
         self._capture = capture
 
-    def _finish_call(self) -> None:
+    def _config(self, steps: int) -> CaptureConfig:
+        return replace(self.template, num_steps=steps, time_groups=min(self.template.time_groups, steps))
+
+    def _on_first_step(self, module, args) -> None:
+        self._remove_step_hook()
+        if self.num_steps is None and self._capture is not None:
+            self._capture.cfg = self._config(self._scheduled_steps())
+
+    def _remove_step_hook(self) -> None:
+        if self._step_hook is not None:
+            self._step_hook.remove()
+            self._step_hook = None
+
+    def _finish_call(self, keep: bool = True) -> None:
+        self._remove_step_hook()
         capture, self._capture = self._capture, None
         if capture is None:
             return
         try:
-            if capture.steps_seen:
+            if keep and capture.steps_seen:
                 self._finished.append(capture.maps())
         finally:
             capture.__exit__(None, None, None)
 
     def _scheduled_steps(self) -> int:
-        """Denoiser calls of the call in progress: the scheduler's timesteps from its begin index (img2img and
-        inpainting start part-way)."""
+        """Denoiser calls of the call in progress: the pipeline's ``_num_timesteps`` (set before its loop), else the
+        scheduler's timesteps from its begin index (img2img and inpainting start part-way)."""
+        steps = getattr(self.pipe, "_num_timesteps", None)
+        if steps:
+            return int(steps)
         scheduler = self.pipe.scheduler
         timesteps = getattr(scheduler, "timesteps", None)
         if timesteps is None:

@@ -139,11 +139,12 @@ def text(batch: int = 1, seed: int = 10, dim: int = TEXT_DIM) -> tuple[torch.Ten
     return (torch.randn(batch, TEXT_TOKENS, dim, generator=gen), torch.randn(batch, TEXT_TOKENS, dim, generator=gen))
 
 
-def ip_embeds(batch: int = 1, seed: int = 11, plus: bool = False) -> list[torch.Tensor]:
-    """``ip_adapter_image_embeds`` under CFG: [negative; positive] per adapter."""
+def ip_embeds(batch: int = 1, seed: int = 11, plus: bool = False, cfg: bool = True) -> list[torch.Tensor]:
+    """``ip_adapter_image_embeds``: [negative; positive] per adapter under CFG, else the positive ones."""
     gen = torch.Generator().manual_seed(seed)
     shape = (batch, 1, 5, CLIP_DIM) if plus else (batch, 1, CLIP_DIM)
-    return [torch.cat([torch.zeros(shape), torch.randn(shape, generator=gen)])]
+    positive = torch.randn(shape, generator=gen)
+    return [torch.cat([torch.zeros(shape), positive]) if cfg else positive]
 
 
 def image(batch: int = 1, seed: int = 12, size: int = 32) -> torch.Tensor:
