@@ -8,7 +8,7 @@ from i2am.attribution import AttributionCapture, AttributionMaps, CaptureConfig
 from i2am.models import create_model
 from i2am.models.diffusers_tiny import build_pipeline
 from i2am.models.sampler import Sampler
-from tasks_util import cli, read_metrics
+from tasks_util import read_metrics, run_task
 
 
 def _batch(n=2):
@@ -62,8 +62,8 @@ def test_i2am_attribute_runs_on_a_pipeline_folder(tmp_path):
                  f"model.path={tmp_path / 'pbe'}", "model.image_size=[128,96]", "evaluators=imacs",
                  "sampler.num_steps=2", "data.limit=2", "data.batch_size=2", "data.toy.n_train=2",
                  "data.toy.n_test=2", "trainer.enable_progress_bar=false"]
-    cli("attribute", overrides)
-    metrics = read_metrics(tmp_path / "run")
+    metrics = run_task("attribute", overrides)
+    assert read_metrics(tmp_path / "run") == pytest.approx(metrics)
     assert metrics["n_samples"] == 2 and metrics["imacs_g"] == metrics["imacs_g"]
     maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
     assert maps.relations == ["image:example"] and maps.meta["model"] == "diffusers"
