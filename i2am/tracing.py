@@ -40,15 +40,17 @@ class PipelineTrace:
 
     capture: a CaptureConfig template (directions, layers, time groups, SRAM layers); ``num_steps`` is read from
         each call unless ``num_steps`` is given. Layers are named ``<relation>/<module path>``.
+    per_token: add one single-token relation "image:ip_adapter[t]" per IP-Adapter image token (R2G per token).
     """
 
-    def __init__(self, pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None):
+    def __init__(self, pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None,
+                 per_token: bool = False):
         self.pipe = pipe
         self.template = capture or CaptureConfig()
         self.num_steps = num_steps
         self.pipeline_class = type(pipe).__name__
         self._chunks = conditional_chunks(self.pipeline_class)
-        self._specs = layer_specs(pipe)   # raises for unsupported processors before anything is patched
+        self._specs = layer_specs(pipe, per_token)   # raises for unsupported processors before anything is patched
         self._capture: AttributionCapture | None = None
         self._latent_batch: int | None = None
         self._finished: list[AttributionMaps] = []
@@ -166,9 +168,12 @@ class PipelineTrace:
         return calls[-1]
 
 
-def trace(pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None) -> PipelineTrace:
-    """Trace the I2AM maps of ``pipe``'s calls inside a ``with`` block (see ``PipelineTrace``)."""
-    return PipelineTrace(pipe, capture, num_steps=num_steps)
+def trace(pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None,
+          per_token: bool = False) -> PipelineTrace:
+    """Trace the I2AM maps of ``pipe``'s calls inside a ``with`` block (see ``PipelineTrace``).
+
+    per_token: also the R2G map of each IP-Adapter image token alone, as relations "image:ip_adapter[t]"."""
+    return PipelineTrace(pipe, capture, num_steps=num_steps, per_token=per_token)
 
 
 def overlay_maps(images, grid_maps: torch.Tensor, direction: str = "r2g", preset: str = "clean") -> list[np.ndarray]:

@@ -316,3 +316,20 @@ def test_paint_by_example_pipeline_matches_the_pbe_adapter():
     for fam in FAMILIES:
         torch.testing.assert_close(getattr(traced.r2g, fam), getattr(own.r2g, fam), rtol=1e-5, atol=0)
     assert not traced.g2r.available and not own.g2r.available   # one CLIP token: G2R is degenerate in both
+
+
+def test_per_token_r2g_of_the_ip_adapter_tokens_averages_to_the_relation():
+    pipe, kw, *_ = build("sd_ip")
+    with i2am.trace(pipe, per_token=True) as tr:
+        pipe(**kw)
+    maps = tr.maps
+    assert maps.relations == ["text", "image:ip_adapter"] + [f"image:ip_adapter[{t}]" for t in range(4)]
+    whole = maps.relation("image:ip_adapter")
+    per_token = [maps.relation(f"image:ip_adapter[{t}]") for t in range(4)]
+    for key, value in whole.raw.items():
+        if not key.startswith("r2g/"):
+            continue
+        path = key.split("/", 2)[2]
+        tokens = torch.stack([p.raw[f"r2g/image:ip_adapter[{t}]/{path}"] for t, p in enumerate(per_token)])
+        torch.testing.assert_close(tokens.mean(0), value, rtol=1e-5, atol=1e-7)
+    assert not per_token[0].g2r.available   # one token each: G2R is degenerate

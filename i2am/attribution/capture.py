@@ -189,6 +189,8 @@ class AttributionCapture:
                 k = k.flatten(1, 2)
             if state.spec.key_tokens == "after_query":   # reference attention: keys are [own tokens, reference]
                 k = k[:, q.shape[1]:]
+            elif state.spec.key_tokens is not None:       # (start, stop): e.g. one IP-Adapter image token
+                k = k[:, state.spec.key_tokens[0]:state.spec.key_tokens[1]]
             self._record(state, q, k)
         return on_call
 

@@ -71,8 +71,16 @@ def _attention_modules(module: nn.Module) -> list[tuple[str, Attention]]:
     return sorted(found, key=lambda item: _forward_rank(item[0]))
 
 
-def layer_specs(pipe) -> list[LayerSpec]:
-    """Every key stream of the pipeline's denoisers as LayerSpecs named ``<relation>/<group path>``."""
+def _ip_tokens(processor, index: int) -> int:
+    tokens = processor.num_tokens
+    return int(tokens[index] if isinstance(tokens, (list, tuple)) else tokens)
+
+
+def layer_specs(pipe, per_token: bool = False) -> list[LayerSpec]:
+    """Every key stream of the pipeline's denoisers as LayerSpecs named ``<relation>/<group path>``.
+
+    per_token: also one single-token stream per IP-Adapter image token, relation "image:ip_adapter[t]" (R2G of
+    that token alone)."""
     text = context_relation(type(pipe).__name__)
     specs = []
     for group, net in denoisers(pipe):
@@ -100,6 +108,9 @@ def layer_specs(pipe) -> list[LayerSpec]:
                     relation = "image:ip_adapter" + (f".{i}" if i else "")
                     specs.append(LayerSpec(name=f"{relation}/{path}", module=attn, ref_grid="row", group=group,
                                            mid=mid, key_module=to_k_ip, relation=relation))
+                    for t in range(_ip_tokens(processor, i) if per_token else 0):
+                        specs.append(LayerSpec(name=f"{relation}[{t}]/{path}", module=attn, group=group, mid=mid,
+                                               key_module=to_k_ip, key_tokens=(t, t + 1), relation=f"{relation}[{t}]"))
     if not specs:
         raise ValueError(f"i2am.trace: {type(pipe).__name__} has no attention layer attending to a conditioning")
     return specs
