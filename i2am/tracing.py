@@ -17,6 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+
 from .attribution import AttributionCapture, AttributionMaps, CaptureConfig
 from .attribution.pipelines import conditional_chunks, denoisers, layer_specs
 from .attribution.render import to_image

@@ -5,10 +5,8 @@ stored reference tokens), keeps the full logits of the conditional chunk at ever
 families of ``naive_attribution``. Slow and memory-hungry by design."""
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
-
 from naive_attribution import families
 
 

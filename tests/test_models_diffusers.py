@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tasks_util import read_metrics, run_task
 
 from i2am.attribution import AttributionCapture, AttributionMaps, CaptureConfig
 from i2am.models import create_model
 from i2am.models.diffusers_tiny import build_pipeline
 from i2am.models.sampler import Sampler
-from tasks_util import read_metrics, run_task
 
 
 def _batch(n=2):
@@ -51,8 +51,9 @@ def test_folders_load_locally_and_bad_input_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         create_model("diffusers", path=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="StableDiffusionPipeline"):
-        from i2am.models.diffusers_pipeline import DiffusersPipelineAdapter
         import tiny_pipelines as tp
+
+        from i2am.models.diffusers_pipeline import DiffusersPipelineAdapter
         DiffusersPipelineAdapter(tp.sd())
 
 

@@ -3,15 +3,15 @@ reference, outputs are bit-identical, processors are restored, the CFG chunk fol
 from __future__ import annotations
 
 import pytest
+import tiny_pipelines as tp
 import torch
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0, FusedAttnProcessor2_0
+from naive_streams import expected_families, record
 
 import i2am
-import tiny_pipelines as tp
 from i2am.attribution import AttributionCapture, AttributionMaps, CaptureConfig
 from i2am.models.reference_attention import ReferenceAttention
 from i2am.tracing import overlay_maps
-from naive_streams import expected_families, record
 
 FAMILIES = ("ulam", "tlam", "hlam", "llam")
 
@@ -96,12 +96,16 @@ def test_every_family_of_every_relation_equals_the_naive_reference(kind):
 
 
 def test_token_counts_and_grids_per_relation():
+    layer = "image:ip_adapter/up_blocks.1.attentions.0.transformer_blocks.0.attn2"
     for kind, tokens in (("sd_ip", 4), ("sd_ip_plus", 16)):
         pipe, kw, *_ = build(kind)
-        with i2am.trace(pipe) as tr:
+        with i2am.trace(pipe, CaptureConfig(sram_layers=[layer])) as tr:
             pipe(**kw)
         layers = tr.maps.relation("image:ip_adapter").meta["layers"]
         assert {tuple(m["ref_grid"]) for m in layers} == {(1, tokens)}
+        sram = tr.maps.sram(layer, points=[(0, 0), (15, 15)])          # G2R over the image tokens per cell
+        assert sram.shape == (1, 2, 1, tokens)
+        torch.testing.assert_close(sram.sum(-1), torch.full((1, 2, 1), 3.0))   # a softmax per step, 3 steps
         assert {tuple(m["ref_grid"]) for m in tr.maps.relation("text").meta["layers"]} == {(1, tp.TEXT_TOKENS)}
     pipe, kw, *_ = build("reference")
     with i2am.trace(pipe) as tr:
