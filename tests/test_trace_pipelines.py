@@ -78,8 +78,12 @@ KINDS = ["sd_ip", "sd_ip_plus", "img2img_ip", "inpaint_ip", "sdxl_ip", "controln
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_family_of_every_relation_equals_the_naive_reference(kind):
     pipe, kw, chunk, chunks, relations, steps = build(kind)
+    plain = pipe(**kw).images
+    kw["generator"] = _gen(0)
+    traced = {}
     with i2am.trace(pipe, CaptureConfig(time_groups=2)) as tr:
-        stores = record(pipe, lambda: pipe(**kw), chunk, chunks)
+        stores = record(pipe, lambda: traced.update(images=pipe(**kw).images), chunk, chunks)
+    assert torch.equal(plain, traced["images"])                  # outputs bit-identical under the trace
     maps = tr.maps
     assert maps.relations == relations
     assert maps.meta["steps_seen"] == maps.meta["num_steps"] == steps
