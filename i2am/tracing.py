@@ -30,7 +30,7 @@ class _PipelineSource:
         self.name = type(pipe).__name__
         self._specs = specs
         self.step_module = denoisers(pipe)[0][1]
-        self.cfg_layout = "none"   # informational: the conditional rows come from PipelineTrace.conditional
+        self.cfg_layout = "none"   # unused: the conditional rows come from PipelineTrace.conditional
 
     def attribution_layers(self):
         return self._specs
@@ -57,6 +57,7 @@ class PipelineTrace:
         self._finished: list[AttributionMaps] = []
         self._patched = False
         self._step_hook = None
+        self._layout = None
         self._active = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -116,7 +117,7 @@ class PipelineTrace:
             return
         try:
             if keep and capture.steps_seen:
-                self._finished.append(capture.maps())
+                self._finished.append(self._maps_of(capture))
         finally:
             capture.__exit__(None, None, None)
 
@@ -144,9 +145,15 @@ class PipelineTrace:
         if chunks not in self._chunks:
             raise RuntimeError(f"{self.pipeline_class}: {chunks} batch chunks per denoiser call; i2am.trace knows "
                                f"the layouts {sorted(self._chunks)} for this pipeline (i2am.attribution.pipelines)")
+        self._layout = f"chunk {self._chunks[chunks]} of {chunks}"
         return x.chunk(chunks)[self._chunks[chunks]] if chunks > 1 else x
 
     # ---------------------------------------------------------------- results
+    def _maps_of(self, capture: AttributionCapture) -> AttributionMaps:
+        maps = capture.maps()
+        maps.meta["cfg_layout"] = self._layout   # the conditional chunk of the last denoiser call
+        return maps
+
     @property
     def relations(self) -> list[str]:
         return list(dict.fromkeys(s.relation for s in self._specs))
@@ -158,7 +165,7 @@ class PipelineTrace:
     @property
     def calls(self) -> list[AttributionMaps]:
         """One AttributionMaps per pipeline call so far (the call in progress included)."""
-        current = [self._capture.maps()] if self._capture is not None and self._capture.steps_seen else []
+        current = [self._maps_of(self._capture)] if self._capture is not None and self._capture.steps_seen else []
         return self._finished + current
 
     @property

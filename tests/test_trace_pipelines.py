@@ -134,6 +134,7 @@ def test_the_conditional_chunk_is_the_one_the_pipeline_stacks():
     pipe, kw, chunk, chunks, *_ = build("pix2pix")
     with i2am.trace(pipe) as tr:
         stores_right = record(pipe, lambda: pipe(**kw), chunk, chunks)
+    assert tr.maps.meta["cfg_layout"] == "chunk 0 of 3"
     kw["generator"] = _gen(0)
     stores_wrong = record(pipe, lambda: pipe(**kw), 1, chunks)
     got = tr.maps.relation("text").g2r.ulam.double()

@@ -138,7 +138,7 @@ class AttributionCapture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for state in reversed(self._states):   # several specs may wrap one module: unwrap innermost last
+        for state in reversed(self._states):   # several specs may wrap one module: outermost first
             if state.index in self._originals:
                 state.spec.module.set_processor(self._originals.pop(state.index))
             state.stash.clear()
