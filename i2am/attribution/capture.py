@@ -10,6 +10,7 @@ evaluation): those are neither counted nor scored.
 """
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 
@@ -41,6 +42,9 @@ class _CaptureProcessor:
     def __init__(self, inner, on_call):
         self.inner = inner
         self.on_call = on_call
+        # diffusers' Attention.forward keeps only the cross_attention_kwargs the processor's signature names: expose
+        # the inner processor's signature so kwargs such as ``ip_adapter_masks`` still reach it.
+        self.__call__ = functools.wraps(inner.__call__)(functools.partial(_CaptureProcessor.__call__, self))
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
         out = self.inner(attn, hidden_states, *args, **kwargs)
@@ -81,10 +85,12 @@ class AttributionCapture:
     diffusers UNet. With ``cfg_layout="auto"`` the capture reads the guidance each ``adapter.denoise`` call is given
     (a call hook on this instance, removed on exit), so it follows a sampler that switches guidance mid-run.
     For a bare UNet whose conditioning has spatial tokens, ``ref_grid=(rows, cols)`` gives their layout.
+    ``conditional``: optional callable picking the conditional rows of a layer's q or k batch, used instead of the
+    two-chunk ``cfg_layout`` (``i2am.trace`` passes one that reads each pipeline call's chunk count).
     """
 
     def __init__(self, model: nn.Module, cfg: CaptureConfig | None = None, *, ref_grid=None,
-                 model_name: str | None = None):
+                 model_name: str | None = None, conditional=None):
         self.cfg = cfg or CaptureConfig()
         if hasattr(model, "attribution_layers"):
             specs = list(model.attribution_layers())
@@ -96,6 +102,7 @@ class AttributionCapture:
             raise ValueError(f"{type(model).__name__} has no hookable cross-attention layer")
         self._model = model
         self._call_layout: str | None = None   # "auto": the layout of the adapter.denoise call in progress
+        self._conditional_rows = conditional
         self.cfg_layout = self._resolve_layout()
         self.model_name = model_name or getattr(model, "name", type(model).__name__)
         self.layers = select_layers(specs, self.cfg.layers)
@@ -148,7 +155,8 @@ class AttributionCapture:
                 attn = state.spec.module
                 self._originals[state.index] = attn.processor
                 self._handles.append(attn.to_q.register_forward_hook(self._stasher(state, "q")))
-                self._handles.append(attn.to_k.register_forward_hook(self._stasher(state, "k")))
+                key_module = state.spec.key_module if state.spec.key_module is not None else attn.to_k
+                self._handles.append(key_module.register_forward_hook(self._stasher(state, "k")))
                 attn.set_processor(_CaptureProcessor(attn.processor, self._recorder(state)))
         except BaseException:
             self._restore()
@@ -164,7 +172,7 @@ class AttributionCapture:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for state in self._states:
+        for state in reversed(self._states):   # several specs may wrap one module: outermost first
             if state.index in self._originals:
                 state.spec.module.set_processor(self._originals.pop(state.index))
             state.stash.clear()
@@ -211,13 +219,25 @@ class AttributionCapture:
 
     def _recorder(self, state: _LayerState):
         def on_call():
+            if "k" not in state.stash:   # this key stream did not run in this call (e.g. an IP-Adapter at scale 0)
+                state.stash.clear()
+                return
             q, k = state.stash.pop("q"), state.stash.pop("k")
-            if not self._unrecorded:
-                self._record(state, q, k)
+            if self._unrecorded:   # a sampler's extra call that is not a step
+                return
+            if k.dim() == 4:   # IP-Adapter image tokens arrive as [B, images, tokens, C]
+                k = k.flatten(1, 2)
+            if state.spec.key_tokens == "after_query":   # reference attention: keys are [own tokens, reference]
+                k = k[:, q.shape[1]:]
+            elif state.spec.key_tokens is not None:       # (start, stop): e.g. one IP-Adapter image token
+                k = k[:, state.spec.key_tokens[0]:state.spec.key_tokens[1]]
+            self._record(state, q, k)
         return on_call
 
     # ---------------------------------------------------------------- scoring
     def _conditional(self, x: torch.Tensor) -> torch.Tensor:
+        if self._conditional_rows is not None:
+            return self._conditional_rows(x)
         if self.cfg_layout == "none":
             return x
         if x.shape[0] % 2:
@@ -240,6 +260,8 @@ class AttributionCapture:
         state.query_grid = tuple(spec.query_grid) if spec.query_grid else _grid_for(lq, self._latent_hw, spec.name)
         if spec.ref_grid == "query":
             state.ref_grid = state.query_grid
+        elif spec.ref_grid == "row":
+            state.ref_grid = (1, lk)
         elif spec.ref_grid is not None:
             state.ref_grid = tuple(spec.ref_grid)
         elif lk == 1:
@@ -331,6 +353,8 @@ class AttributionCapture:
                     raw[f"sram/{s.spec.name}"] = acc
             layers.append({"name": s.spec.name, "group": s.spec.group, "heads": s.heads, "query_grid": [qh, qw],
                            "ref_grid": list(s.ref_grid) if s.ref_grid else None, "degenerate_g2r": s.degenerate_g2r})
+            if s.spec.relation is not None:
+                layers[-1]["relation"] = s.spec.relation
         meta = {"model": self.model_name, "num_steps": self.cfg.num_steps, "time_groups": self.cfg.time_groups,
                 "steps_seen": self._calls, "cfg_layout": self.cfg_layout, "directions": list(self.cfg.directions),
                 "layers": layers, "r2g_grid": self.cfg.r2g_grid, "g2r_grid": self.cfg.g2r_grid,

@@ -12,7 +12,8 @@ from diffusers.models.attention_processor import Attention
 from torch import nn
 
 # A reference grid is a fixed (rows, cols) token grid, "query" when keys lie on the query grid (StableVITON's warp
-# blocks, PASD's pixel-aware attention) or None for a single token (CLIP image embedding: PBE, DCI-VTON, StableVITON).
+# blocks, PASD's pixel-aware attention), "row" for a sequence laid out as one row of however many tokens arrive
+# (text, IP-Adapter image tokens) or None for a single token (CLIP image embedding: PBE, DCI-VTON, StableVITON).
 RefGrid = "tuple[int, int] | str | None"
 
 
@@ -26,6 +27,12 @@ class LayerSpec:
     group: free label, e.g. "unet", "warp", "paca"; lets configs pick layers by family.
     mid: True for mid-block layers ("all" excludes them, "all+mid" includes them).
     query_grid: fixed query grid, or None to infer it from the latent size seen by the step module.
+    key_module: the module whose output are this layer's keys (default ``module.to_k``; an IP-Adapter's
+        ``to_k_ip[i]``, which lives on the processor).
+    key_tokens: None (all keys), "after_query" (reference attention: the keys are [own tokens, reference tokens]
+        and only the reference tokens, those after the query's own, are scored) or (start, stop), a token range.
+    relation: name of the conditioning this layer attends to ("text", "image:ip_adapter", ...) when a model has
+        several; ``AttributionMaps.relation(name)`` selects its layers.
     """
 
     name: str
@@ -34,6 +41,9 @@ class LayerSpec:
     group: str = "xattn"
     mid: bool = False
     query_grid: tuple[int, int] | None = None
+    key_module: nn.Module | None = None
+    key_tokens: str | None = None
+    relation: str | None = None
 
 
 @runtime_checkable

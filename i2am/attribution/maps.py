@@ -152,6 +152,23 @@ class AttributionMaps:
     def daam(self) -> DirectionMaps:
         return self._direction("daam")
 
+    # ------------------------------------------------------------ relations
+    @property
+    def relations(self) -> list[str]:
+        """Names of the conditionings the captured layers attend to (``i2am.trace``: "text", "image:ip_adapter",
+        "image:reference", ...), in capture order; empty for captures of a single, unnamed relation."""
+        return list(dict.fromkeys(m["relation"] for m in self.meta["layers"] if m.get("relation")))
+
+    def relation(self, name: str, group: str | None = None) -> "AttributionMaps":
+        """The maps of one relation (optionally one layer group, e.g. "controlnet"), with its own families."""
+        layers = [m for m in self.meta["layers"] if m.get("relation") == name and group in (None, m["group"])]
+        if not layers:
+            raise KeyError(f"no captured layer of relation {name!r}" + (f" in group {group!r}" if group else "")
+                           + f"; relations captured: {self.relations}")
+        names = {m["name"] for m in layers}
+        raw = {k: v for k, v in self.raw.items() if k.split("/", 1)[1] in names}
+        return AttributionMaps(raw, {**self.meta, "layers": layers, "family_layers": {}})
+
     # ------------------------------------------------------------ batch
     @property
     def batch_size(self) -> int:

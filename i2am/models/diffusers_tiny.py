@@ -1,0 +1,107 @@
+"""diffusers pipelines built from config with random weights (nothing downloaded): the ``diffusers-tiny`` preset and
+the architecture of ``model=diffusers`` without a folder. IP-Adapters are built from config too: the plain one
+through diffusers' own ``_load_ip_adapter_weights`` with a random state dict in the original layout, the Plus
+resampler by setting its projection and the IP processors directly."""
+from __future__ import annotations
+
+import torch
+
+from .components import build_pbe_image_encoder, build_unet, build_vae, component_config, on_device
+from .sampler import make_scheduler
+
+TEXT = {"tiny": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                     vocab_size=1000, max_position_embeddings=16, projection_dim=32, bos_token_id=0,
+                     eos_token_id=2, pad_token_id=1),
+        "full": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                     vocab_size=49408, max_position_embeddings=77, projection_dim=768, hidden_act="quick_gelu")}
+
+
+def _hidden_size(unet, processor_name: str) -> int:
+    channels = unet.config.block_out_channels
+    if processor_name.startswith("mid_block"):
+        return channels[-1]
+    block = int(processor_name.split(".")[1])
+    return channels[block] if processor_name.startswith("down_blocks") else list(reversed(channels))[block]
+
+
+def ip_adapter_state_dict(unet, image_embed_dim: int, seed: int = 0) -> dict:
+    """A random plain IP-Adapter (4 image tokens) in the original file layout: {"image_proj", "ip_adapter"}."""
+    gen = torch.Generator().manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+    image_proj = {"proj.weight": torch.randn(4 * cross, image_embed_dim, generator=gen) * image_embed_dim ** -0.5,
+                  "proj.bias": torch.zeros(4 * cross), "norm.weight": torch.ones(cross),
+                  "norm.bias": torch.zeros(cross)}
+    ip, key_id = {}, 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        hidden = _hidden_size(unet, name)
+        for part in ("to_k_ip", "to_v_ip"):
+            ip[f"{key_id}.{part}.weight"] = torch.randn(hidden, cross, generator=gen) * cross ** -0.5
+        key_id += 2   # the original files number self- and cross-attention layers together
+    return {"image_proj": image_proj, "ip_adapter": ip}
+
+
+def load_ip_adapter_plus(unet, image_embed_dim: int, tokens: int = 16, seed: int = 0) -> None:
+    """IP-Adapter Plus from config: the perceiver resampler and ``IPAdapterAttnProcessor2_0`` on every attn2."""
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+    from diffusers.models.embeddings import IPAdapterPlusImageProjection, MultiIPAdapterImageProjection
+
+    torch.manual_seed(seed)
+    cross = unet.config.cross_attention_dim
+    procs = {}
+    for name, proc in unet.attn_processors.items():
+        procs[name] = type(proc)() if name.endswith("attn1.processor") else IPAdapterAttnProcessor2_0(
+            hidden_size=_hidden_size(unet, name), cross_attention_dim=cross, num_tokens=(tokens,), scale=1.0)
+    unet.set_attn_processor(procs)
+    proj = IPAdapterPlusImageProjection(embed_dims=image_embed_dim, output_dims=cross, hidden_dims=32, depth=1,
+                                        dim_head=8, heads=2, num_queries=tokens, ffn_ratio=1)
+    unet.encoder_hid_proj = MultiIPAdapterImageProjection([proj]).eval()
+    unet.config.encoder_hid_dim_type = "ip_image_proj"
+
+
+def _clip_vision(size: str):
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    return CLIPVisionModelWithProjection(CLIPVisionConfig(**component_config("clip_vision", size)["config"]))
+
+
+def build_pipeline(pipeline: str, size: str, device="cpu", ip_adapter: str | None = None, seed: int = 0):
+    """PaintByExamplePipeline or StableDiffusionInpaintPipeline (IP-Adapter "plain", "plus" or None) from config."""
+    import diffusers
+    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
+
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    scheduler = make_scheduler("ddim")
+    with on_device(device):
+        if pipeline == "PaintByExamplePipeline":
+            proj = component_config("clip_vision", size)["proj_size"]
+            pipe = diffusers.PaintByExamplePipeline(
+                vae=build_vae(size), image_encoder=build_pbe_image_encoder(size),
+                unet=build_unet(size, in_channels=9, cross_attention_dim=proj), scheduler=scheduler,
+                safety_checker=None, feature_extractor=CLIPImageProcessor())
+        elif pipeline == "StableDiffusionInpaintPipeline":
+            text = CLIPTextModel(CLIPTextConfig(**TEXT[size]))
+            image_encoder = _clip_vision(size) if ip_adapter else None
+            pipe = diffusers.StableDiffusionInpaintPipeline(
+                vae=build_vae(size), text_encoder=text, tokenizer=None,
+                unet=build_unet(size, in_channels=9, cross_attention_dim=TEXT[size]["hidden_size"]),
+                scheduler=scheduler, safety_checker=None, feature_extractor=None, image_encoder=image_encoder,
+                requires_safety_checker=False)
+        else:
+            raise ValueError(f"no from-config build for {pipeline!r}: PaintByExamplePipeline or "
+                             f"StableDiffusionInpaintPipeline (load other pipelines with model.path)")
+        if ip_adapter is not None and pipeline == "StableDiffusionInpaintPipeline":
+            embed_dim = pipe.image_encoder.config.projection_dim
+            if ip_adapter == "plain":
+                state = ip_adapter_state_dict(pipe.unet, embed_dim, seed=seed + 1)
+                pipe.unet._load_ip_adapter_weights([state], low_cpu_mem_usage=False)
+            elif ip_adapter == "plus":
+                load_ip_adapter_plus(pipe.unet, pipe.image_encoder.config.hidden_size, seed=seed + 1)
+            else:
+                raise ValueError(f"model.ip_adapter.kind={ip_adapter!r}: choose plain, plus or null")
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval()
+    return pipe
