@@ -24,6 +24,7 @@ from torchmetrics import Metric
 from ..attribution import AttributionCapture, AttributionMaps, CaptureConfig
 from ..attribution.render import to_image
 from ..data import schema
+from ..metrics.evaluator import Evaluator, SampleContext
 from ..models.sampler import Sampler
 from ..report.figures import overlay, save_panel, to_uint8_image
 
@@ -134,7 +135,12 @@ class AttributionModule(L.LightningModule):
         values, states = {}, {}
         for name, evaluator in self.evaluators.items():
             evaluator.reset()
-            self.update_evaluator(name, evaluator, sample, maps, rendered, generated)
+            if isinstance(evaluator, Evaluator):   # the evaluator contract; issue 12's generic loop supersedes this
+                evaluator.update(SampleContext(sample_id=sample_id, sample=sample, maps=maps, rendered=rendered,
+                                               generated=generated, adapter=self.adapter, sampler=self.sampler,
+                                               sample_dir=self._path("evaluators", sample_id, "")))
+            else:
+                self.update_evaluator(name, evaluator, sample, maps, rendered, generated)
             values.update({k: float(v) for k, v in evaluator.compute().items()})
             states[name] = metric_states(evaluator)
             evaluator.reset()
