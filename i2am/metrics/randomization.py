@@ -40,8 +40,9 @@ def denoiser_stages(step_module: nn.Module, unet: nn.Module | None = None) -> li
     stages: list[Stage] = [(f"{prefix}out", [m for m in (getattr(unet, "conv_norm_out", None), unet.conv_out)
                                               if _has_params(m)])]
     stages += [(f"{prefix}up_blocks.{i}", [unet.up_blocks[i]]) for i in reversed(range(len(unet.up_blocks)))]
-    stages += [(name, [child]) for name, child in step_module.named_children()
-               if child is not unet and _has_params(child) and not any(m is unet for m in child.modules())]
+    if step_module is not unet:   # e.g. StableVITON's warp blocks and spatial encoder, next to its UNet
+        stages += [(name, [child]) for name, child in step_module.named_children()
+                   if _has_params(child) and not any(m is unet for m in child.modules())]
     if _has_params(unet.mid_block):
         stages.append((f"{prefix}mid_block", [unet.mid_block]))
     stages += [(f"{prefix}down_blocks.{i}", [unet.down_blocks[i]]) for i in reversed(range(len(unet.down_blocks)))]
