@@ -200,7 +200,7 @@ def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sampl
                                         "unet_rows": counter.rows + calls["unet_rows"]}
         finally:
             counter.close()
-    result["baseline"] = {"latent": base_latent.cpu(), "image": base_image.cpu()}
+    result["baseline"] = {"latent": base_latent.cpu(), "image": base_image.cpu(), "inputs": inputs}
     return result
 
 
@@ -278,7 +278,7 @@ def cell_change(images: torch.Tensor, baseline: torch.Tensor, grid: tuple[int, i
 @torch.no_grad()
 def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor, *,
                         region: torch.Tensor | None = None, reference_keys: Sequence[str] = ("reference",),
-                        topk: float = 0.2, baseline_image: torch.Tensor | None = None) -> dict:
+                        topk: float = 0.2, baseline_image: torch.Tensor | None = None, inputs=None) -> dict:
     """R2G map vs where the output changes when the reference is swapped (rotated) or nulled (the model's
     unconditional context), with the same noise.
 
@@ -288,7 +288,7 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     ``r2g_cf_{swap|null}_mask_spearman_image`` (whole image: the map vs the region mask as predictors of the change),
     ``r2g_cf_{swap|null}_change`` and the change maps themselves under ``"maps"``.
     """
-    inputs = adapter.prepare(dict(sample))
+    inputs = inputs if inputs is not None else adapter.prepare(dict(sample))
     runs = _Runs(adapter, sampler, inputs, None, 1)
     if baseline_image is None:
         baseline_image = runs.full([None])[1]

@@ -131,13 +131,14 @@ class FaithfulnessEvaluator(Evaluator):
                              "be set")
         sample, maps = ctx.sample, ctx.maps
         region = sample.get(self.region_key) if self.region_key else None
-        values, payload, baseline = {}, {"sample_id": ctx.sample_id}, None
+        values, payload, baseline, inputs = {}, {"sample_id": ctx.sample_id}, None, None
         if maps.g2r.available and _has_spatial_layers(ctx.adapter):
             result = g2r_curves(ctx.adapter, ctx.sampler, sample, maps.g2r.ulam, sample_id=ctx.sample_id,
                                 query_mask=region, fractions=self.fractions, random_orders=self.random_orders,
                                 seed=self.seed, modes=self.modes, removal=self.removal,
                                 proxy_steps=self.proxy_steps, batch_size=self.batch_size)
-            baseline = result.pop("baseline")["image"]
+            shared = result.pop("baseline")
+            baseline, inputs = shared["image"], shared["inputs"]
             values |= summarise_g2r(result, self.n_bootstrap, self.confidence, self.seed)
             payload["g2r"] = result
             if self.figures:
@@ -147,7 +148,8 @@ class FaithfulnessEvaluator(Evaluator):
                                   space=space)
         if self.counterfactual and maps.r2g.available:
             cf = r2g_counterfactuals(ctx.adapter, ctx.sampler, sample, maps.r2g.ulam, region=region,
-                                     reference_keys=self.reference_keys, topk=self.topk, baseline_image=baseline)
+                                     reference_keys=self.reference_keys, topk=self.topk, baseline_image=baseline,
+                                     inputs=inputs)
             payload["r2g_counterfactual"] = {"maps": {k: v.tolist() for k, v in cf.pop("maps").items()}}
             values |= cf
         payload["values"] = values

@@ -93,9 +93,8 @@ def capture_config_from(meta: dict, directions: Sequence[str]) -> CaptureConfig:
 
 
 @torch.no_grad()
-def ulams(adapter, sampler, sample, cfg: CaptureConfig, region: torch.Tensor | None = None) -> dict:
-    """The R2G / G2R ULAMs ([h, w] each) of one run of the model under capture."""
-    inputs = adapter.prepare(dict(sample))
+def ulams(adapter, sampler, inputs, cfg: CaptureConfig, region: torch.Tensor | None = None) -> dict:
+    """The R2G / G2R ULAMs ([h, w] each) of one run of the model on prepared ``inputs`` under capture."""
     with AttributionCapture(adapter, cfg) as cap:
         if region is not None and "g2r" in cfg.directions:
             cap.set_region_mask(region.to(adapter.device))
@@ -122,11 +121,13 @@ def randomization_curves(adapter, sampler, sample, cfg: CaptureConfig, *, stages
     """
     stages = list(stages) if stages is not None else denoiser_stages(adapter.step_module, getattr(adapter, "unet",
                                                                                                   None))
-    original = ulams(adapter, sampler, sample, cfg, region)
+    with torch.no_grad():   # the reference encoders and the VAE lie outside the stages: prepare once
+        inputs = adapter.prepare(dict(sample))
+    original = ulams(adapter, sampler, inputs, cfg, region)
     other_noise = copy.copy(sampler)
     other_noise.seed = int(getattr(sampler, "seed", 0)) + 1
     result = {"stages": [name for name, _ in stages],
-              "reference": similarity(original, ulams(adapter, other_noise, sample, cfg, region), ssim_size)}
+              "reference": similarity(original, ulams(adapter, other_noise, inputs, cfg, region), ssim_size)}
     for mode in modes:
         if mode not in ("cascading", "independent"):
             raise ValueError(f"randomization mode {mode!r}: choose from cascading, independent")
@@ -134,7 +135,7 @@ def randomization_curves(adapter, sampler, sample, cfg: CaptureConfig, *, stages
         for k in range(len(stages)):
             chosen = stages[:k + 1] if mode == "cascading" else [stages[k]]
             with randomized(chosen, seed):
-                values = similarity(original, ulams(adapter, sampler, sample, cfg, region), ssim_size)
+                values = similarity(original, ulams(adapter, sampler, inputs, cfg, region), ssim_size)
             for key, value in values.items():
                 curves.setdefault(key, []).append(value)
         result[mode] = curves

@@ -18,7 +18,7 @@ import torch
 from .evaluator import Evaluator, SampleContext
 from .faithfulness_evaluator import SampleRows, in_subset, summarise_rows, write_json
 from .faithfulness_figures import randomization_figure
-from .randomization import capture_config_from, randomization_curves
+from .randomization import capture_config_from, denoiser_stages, randomization_curves
 
 DIRECTIONS = ("r2g", "g2r")
 STATS = ("spearman", "ssim")
@@ -53,14 +53,16 @@ class RandomizationEvaluator(Evaluator):
     """samples: how many samples; modes: "cascading" and/or "independent"; seed: the re-initialisation seed;
     pass_fraction: the check passes when the fully randomised Spearman is at most this share of the two-noise-seed
     level; region_key: the batch key restricting the G2R query reduction, as the run's ``g2r_region`` (None = all
-    positions); ssim_at_image_size: compare maps upsampled to the image size (as saliency sanity checks do)."""
+    positions); ssim_at_image_size: compare maps upsampled to the image size (as saliency sanity checks do);
+    max_stages: only the first N stages from the output side (None = all; a budget knob for large models)."""
 
     marker = "randomization.json"
 
     def __init__(self, samples: int = 2, modes: Sequence[str] = ("cascading", "independent"), seed: int = 0,
                  pass_fraction: float = 0.5, region_key: str | None = None, ssim_at_image_size: bool = True,
-                 figures: bool = True):
+                 figures: bool = True, max_stages: int | None = None):
         super().__init__()
+        self.max_stages = max_stages
         self.samples, self.modes, self.seed, self.pass_fraction = int(samples), list(modes), seed, pass_fraction
         self.region_key, self.ssim_at_image_size, self.figures = region_key, ssim_at_image_size, figures
         self.keys = randomization_keys()
@@ -75,8 +77,9 @@ class RandomizationEvaluator(Evaluator):
         cfg = capture_config_from(ctx.maps.meta, DIRECTIONS)
         region = ctx.sample.get(self.region_key) if self.region_key else None
         size = tuple(ctx.generated.shape[-2:]) if self.ssim_at_image_size else None
-        result = randomization_curves(ctx.adapter, ctx.sampler, ctx.sample, cfg, modes=self.modes, seed=self.seed,
-                                      region=region, ssim_size=size)
+        stages = denoiser_stages(ctx.adapter.step_module, getattr(ctx.adapter, "unet", None))[:self.max_stages]
+        result = randomization_curves(ctx.adapter, ctx.sampler, ctx.sample, cfg, stages=stages, modes=self.modes,
+                                      seed=self.seed, region=region, ssim_size=size)
         values = summarise_randomization(result, self.pass_fraction)
         write_json(ctx.sample_dir / self.marker, {"sample_id": ctx.sample_id, **result, "values": values})
         if self.figures and "cascading" in result:
