@@ -182,3 +182,75 @@ def test_curve_maths():
     assert mean == 2.5 and 1.0 <= lo < mean < hi <= 4.0
     assert topk_overlap(torch.arange(10.0), torch.arange(10.0), 0.2) == 1.0
     assert topk_overlap(torch.arange(10.0), -torch.arange(10.0), 0.2) == 0.0
+
+
+# ---------------------------------------------------------------- claims and report panels
+def test_claims_follow_their_fixed_rules():
+    from i2am.report.faithfulness_claims import faithfulness_claims
+
+    good = {"faith_full_pixel_del_gap": 0.3, "faith_full_pixel_del_gap_lo": 0.1, "faith_full_pixel_del_gap_hi": 0.5,
+            "rand_r2g_pass": 1.0, "rand_g2r_pass": 1.0, "r2g_cf_swap_spearman": 0.4, "r2g_cf_swap_topk": 0.5,
+            "r2g_cf_topk_baseline": 0.2}
+    bad = {**good, "faith_full_pixel_del_gap_lo": -0.05, "rand_g2r_pass": 0.0, "r2g_cf_swap_topk": 0.1}
+    held = {c.claim: c.held for c in faithfulness_claims({"control": good, "custom": bad})}
+    assert held == {
+        "The positive control's G2R map is faithful: deleting its top reference tokens changes the output sooner "
+        "than random order": True,
+        "The MSE-only model's G2R map beats random order in deletion": False,
+        "custom: the maps fail to survive model-parameter randomisation (sanity check)": False,
+        "control: the maps fail to survive model-parameter randomisation (sanity check)": True,
+        "control: the R2G map shows where the output changes when the reference is swapped": True}
+    untested = faithfulness_claims({"control": {**good, "faith_full_pixel_del_gap_lo": float("nan")}})
+    assert untested[0].held is None
+    assert faithfulness_claims({"control": {}}) == []
+
+
+def test_report_panels_average_the_evaluator_files(tmp_path):
+    from i2am.metrics.evaluator import SampleContext
+    from i2am.metrics.faithfulness_evaluator import FaithfulnessEvaluator
+    from i2am.report.faithfulness_panels import faithfulness_panels, mean_curves
+
+    adapter, sampler = RoutingAdapter(ROUTE).eval(), Sampler(num_steps=2)
+    evaluator = FaithfulnessEvaluator(samples=2, fractions=FRACTIONS, random_orders=2, modes=["full"],
+                                      counterfactual=False, region_key=None, n_bootstrap=100)
+    for seed in (0, 1):
+        sample = routing_sample(seed)
+        with AttributionCapture(adapter, CaptureConfig(num_steps=2, time_groups=1)) as cap:
+            adapter.sample(sample, sampler=sampler)
+        evaluator.update(SampleContext(sample_id=f"s{seed}", sample=sample, maps=cap.maps(), rendered={},
+                                       generated=torch.zeros(1, 3, 4, 4), adapter=adapter, sampler=sampler,
+                                       sample_dir=tmp_path / "run" / "evaluators" / f"s{seed}"))
+    summary = evaluator.compute()
+    assert summary["faith_n_samples"] == 2
+    assert summary["faith_full_pixel_del_gap_lo"] <= summary["faith_full_pixel_del_gap"]
+    assert summary["faith_full_pixel_del_gap"] > 0
+    import json
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "evaluators").glob("*/faithfulness.json"))]
+    fractions, curves = mean_curves(records)
+    assert fractions == FRACTIONS and curves["full"]["pixel"]["deletion"]["attribution"][0] == pytest.approx(0.0)
+    panels = faithfulness_panels(tmp_path / "run", tmp_path / "panels", "routing")
+    assert len(panels) == 1 and panels[0][1].is_file()
+
+
+def test_configs_instantiate_and_the_checks_stay_in_the_bottom_layer():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from i2am.metrics.faithfulness_evaluator import FaithfulnessEvaluator
+    from i2am.metrics.randomization_evaluator import RandomizationEvaluator
+
+    conf = Path(__file__).resolve().parents[1] / "conf" / "evaluator"
+    faith = instantiate(OmegaConf.load(conf / "faithfulness.yaml"))
+    assert isinstance(faith, FaithfulnessEvaluator) and faith.fractions[0] == 0.0 and faith.random_orders == 3
+    assert isinstance(instantiate(OmegaConf.load(conf / "randomization.yaml")), RandomizationEvaluator)
+    code = ("import sys, i2am.attribution.knockout, i2am.metrics.faithfulness_evaluator, "
+            "i2am.metrics.randomization_evaluator, i2am.metrics.faithfulness_figures; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning') "
+            "or m == 'matplotlib.pyplot' "
+            "or m.startswith(('i2am.models', 'i2am.lit', 'i2am.report', 'i2am.tasks', 'i2am.data'))]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
