@@ -44,7 +44,7 @@ def randomization_claim(label: str, m: Mapping) -> Claim:
     tested = [v for v in passes.values() if not math.isnan(v)]
     held = None if not tested else all(v == 1.0 for v in tested)
     measured = "; ".join(f"{d.upper()} Spearman {_f(m, f'rand_{d}_spearman_cascade_final'):.2f} (SSIM "
-                         f"{_f(m, f'rand_{d}_ssim_cascade_final'):.2f}) after the full cascade"
+                         f"{_f(m, f'rand_{d}_ssim_cascade_final'):.2f}) after the last cascading stage"
                          for d in passes if not math.isnan(passes[d]))
     reference = "; ".join(f"{d.upper()} Spearman {_f(m, f'rand_{d}_spearman_noise'):.2f} (SSIM "
                           f"{_f(m, f'rand_{d}_ssim_noise'):.2f})" for d in passes if not math.isnan(passes[d]))
