@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-
 from faithfulness_models import (
     CELLS,
     BareUNetAdapter,
@@ -12,6 +11,7 @@ from faithfulness_models import (
     bare_unet,
     routing_sample,
 )
+
 from i2am.attribution import AttributionCapture, CaptureConfig
 from i2am.attribution.knockout import TokenKnockout, rank_keep_mask
 from i2am.metrics.curves import bootstrap_mean_ci, normalised_auc, retained, topk_overlap

@@ -6,15 +6,15 @@ import shutil
 
 import pytest
 import torch
-
 from faithfulness_models import BareUNetAdapter, bare_sample
+from tasks_util import read_metrics, run_task, toy_overrides
+
 from i2am.attribution import AttributionCapture, CaptureConfig
 from i2am.metrics.evaluator import SampleContext
 from i2am.metrics.faithfulness_evaluator import FaithfulnessEvaluator
 from i2am.metrics.randomization_evaluator import RandomizationEvaluator
 from i2am.models import create_model
 from i2am.models.sampler import Sampler
-from tasks_util import read_metrics, run_task, toy_overrides
 
 CHEAP = ["evaluators=none", "+evaluator@evaluators.faithfulness=faithfulness",
          "+evaluator@evaluators.randomization=randomization",

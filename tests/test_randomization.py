@@ -2,9 +2,8 @@
 import hashlib
 
 import pytest
-import torch
-
 from faithfulness_models import BareUNetAdapter, bare_sample
+
 from i2am.attribution import CaptureConfig
 from i2am.metrics.faithfulness_figures import randomization_figure
 from i2am.metrics.randomization import denoiser_stages, randomization_curves, randomized
@@ -56,9 +55,8 @@ def test_randomising_a_stage_changes_exactly_its_parameters_and_restores_them(ca
 def test_randomized_restores_after_an_exception():
     unet = BareUNetAdapter().unet
     before = hashes(unet)
-    with pytest.raises(RuntimeError, match="boom"):
-        with randomized(denoiser_stages(unet)[:2]):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), randomized(denoiser_stages(unet)[:2]):
+        raise RuntimeError("boom")
     assert hashes(unet) == before
 
 

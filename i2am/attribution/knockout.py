@@ -97,7 +97,7 @@ def masked_attention(attn, hidden_states, encoder_hidden_states, keep: torch.Ten
 
 
 class _KnockoutProcessor:
-    def __init__(self, inner, owner: "TokenKnockout", spec: LayerSpec):
+    def __init__(self, inner, owner: TokenKnockout, spec: LayerSpec):
         self.inner, self.owner, self.spec = inner, owner, spec
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
@@ -172,7 +172,7 @@ class TokenKnockout:
         self.set_keep(None)
 
     # ---------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "TokenKnockout":
+    def __enter__(self) -> TokenKnockout:
         self.clear()
         self._handle = self.step_module.register_forward_pre_hook(self._on_step, with_kwargs=True)
         try:
