@@ -96,32 +96,34 @@ def main():
     mask = sample["inpaint_mask"]
     step = adapter.step_module
     common = dict(sample_id="bench", query_mask=mask, random_orders=args.random_orders, batch_size=args.batch_size)
-    rows = [
-        measure("attribution run (reference)", lambda: adapter.sample(sample, sampler=sampler), step),
-        measure("G2R deletion+insertion, full regeneration",
-                lambda: g2r_curves(adapter, sampler, sample, maps.g2r.ulam, modes=("full",), **common), step),
-        measure("G2R deletion+insertion, teacher-forced proxy (3 steps)",
-                lambda: g2r_curves(adapter, sampler, sample, maps.g2r.ulam, modes=("proxy",), **common), step),
-        measure("R2G counterfactuals (swap + null)",
-                lambda: r2g_counterfactuals(adapter, sampler, sample, maps.r2g.ulam, region=mask), step),
-        measure(f"randomisation, cascading + independent ({len(denoiser_stages(step))} stages)",
-                lambda: randomization_curves(adapter, sampler, sample, cfg, region=None), step),
+    checks = [
+        ("attribution run (reference)", lambda: adapter.sample(sample, sampler=sampler)),
+        ("G2R deletion+insertion, full regeneration",
+         lambda: g2r_curves(adapter, sampler, sample, maps.g2r.ulam, modes=("full",), **common)),
+        ("G2R deletion+insertion, teacher-forced proxy (3 steps)",
+         lambda: g2r_curves(adapter, sampler, sample, maps.g2r.ulam, modes=("proxy",), **common)),
+        ("R2G counterfactuals (swap + null)",
+         lambda: r2g_counterfactuals(adapter, sampler, sample, maps.r2g.ulam, region=mask)),
+        (f"randomisation, cascading + independent ({len(denoiser_stages(step))} stages)",
+         lambda: randomization_curves(adapter, sampler, sample, cfg, region=None)),
     ]
-    per_row = sd15_seconds_per_row(torch.device(args.device), {"fp32": torch.float32, "fp16": torch.float16,
-                                                               "bf16": torch.bfloat16}[args.dtype],
-                                   args.sd_batch) if args.sd15 else None
     print(f"\nfaithfulness cost per sample: custom-tiny, {args.steps} DDIM steps, CFG 5, {len(FRACTIONS)} fractions, "
-          f"{args.random_orders} random orders, batch {args.batch_size}"
-          + (f"; SD-1.5 UNet {per_row:.3f} s per row on {args.device} {args.dtype}" if per_row else ""))
-    print("| check | UNet calls | UNet rows | tiny s/sample | ratio to the attribution run |"
-          + (" SD-1.5 s/sample (estimate) |" if per_row else ""))
-    print("|---|---|---|---|---|" + ("---|" if per_row else ""))
-    base = rows[0]["rows"]
-    for r in rows:
-        line = (f"| {r['check']} | {r['calls']} | {r['rows']} | {r['tiny_s']:.2f} | {r['rows'] / base:.1f}x |")
-        if per_row:
-            line += f" {r['rows'] * per_row:.0f} |"
-        print(line)
+          f"{args.random_orders} random orders, batch {args.batch_size}", flush=True)
+    print("| check | UNet calls | UNet rows | tiny s/sample | ratio to the attribution run |", flush=True)
+    print("|---|---|---|---|---|", flush=True)
+    rows = []
+    for name, fn in checks:   # printed as measured
+        r = measure(name, fn, step)
+        rows.append(r)
+        print(f"| {r['check']} | {r['calls']} | {r['rows']} | {r['tiny_s']:.2f} | {r['rows'] / rows[0]['rows']:.1f}x |",
+              flush=True)
+    if args.sd15:
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
+        per_row = sd15_seconds_per_row(torch.device(args.device), dtype, args.sd_batch)
+        print(f"\nSD-1.5 estimate: {per_row:.3f} s per UNet row on {args.device} {args.dtype} (batch {args.sd_batch})")
+        print("| check | SD-1.5 s/sample (rows x s/row) |\n|---|---|")
+        for r in rows:
+            print(f"| {r['check']} | {r['rows'] * per_row:.0f} |")
 
 
 if __name__ == "__main__":
