@@ -68,7 +68,7 @@ def test_quick_demo_end_to_end(tmp_path):
     attributed = sorted(p.name for p in (out / "attribute").iterdir())
     assert attributed == ["control", "control-train", "custom", "custom-step3", "refined", "untrained"]
     claims = json.loads((out / "claims.json").read_text())
-    assert len(claims) == 8 and all(c["held"] in (True, False, None) for c in claims)
+    assert len(claims) == 8 + 7 and all(c["held"] in (True, False, None) for c in claims)   # + faithfulness claims
     assert (out / "correlation" / "correlation.csv").is_file()
     page = out / "report.html"
     sources = re.findall(r"<img src='([^']+)'", page.read_text())
@@ -78,4 +78,5 @@ def test_quick_demo_end_to_end(tmp_path):
             image.load()
     text = page.read_text()
     assert "random-conv" in text and "Positive control" in text
-    assert json.loads((out / "metrics.json").read_text())["claims_total"] == 8
+    assert json.loads((out / "metrics.json").read_text())["claims_total"] == 8 + 7
+    assert "Faithfulness and sanity checks: control" in text

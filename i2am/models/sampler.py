@@ -2,7 +2,7 @@
 PLMS (``"plms"``) or the custom model's own DDIM (``"custom_ddim"``; both in ``samplers/``). docs/sampling.md lists
 each model's release / paper / default settings.
 
-Per-step callback in the k-diffusion style: ``callback({"step", "t", "x", "eps", "denoised", "x_next"})``.
+Per-step callback in the k-diffusion style: ``callback({"step", "t", "x", "eps", "denoised", "x_next", "alpha_cumprod"})``.
 Noise is drawn per sample from a generator seeded by ``sample_seed(seed, sample_id)``, so a sample's result does
 not depend on which other samples share its batch, or on their order.
 """
@@ -123,7 +123,7 @@ class Sampler:
             x_next = scheduler.step(eps, t, x, **step_kwargs).prev_sample
             if callback is not None:
                 a = alphas_cumprod[t].to(dtype)
-                callback({"step": i, "t": int(t), "x": x, "eps": eps, "x_next": x_next,
+                callback({"step": i, "t": int(t), "x": x, "eps": eps, "x_next": x_next, "alpha_cumprod": a,
                           "denoised": (x - (1 - a).sqrt() * eps) / a.sqrt()})
             x = x_next
         return x

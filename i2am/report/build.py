@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..runs import RunDir
 from . import html
 from .claims import Claim, read_claims
+from .faithfulness_panels import faithfulness_panels
 from .panels import sample_panels
 from .run_reader import AttributeRun
 
@@ -98,6 +99,9 @@ def write_report(runs: str | Path | Mapping[str, str | Path], out_path: str | Pa
         blind = any(v.reference is None for v in views)
         note = "<p class='note'>inputs (reference, agnostic) not readable: maps shown without them</p>" if blind else ""
         sections.append((f"Samples: {label}", note + html.figures(items, page_dir)))
+        checks = faithfulness_panels(run.path, page_dir / "report_files" / label, label)
+        if checks:
+            sections.append((f"Faithfulness and sanity checks: {label}", html.figures(checks, page_dir)))
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(html.page(title or f"i2am report: {', '.join(loaded)}", sections))
     log.info("report: %s", out_path)

@@ -26,6 +26,7 @@ from ..metrics.correlation import correlate_runs
 from ..models import create_model
 from ..report import claims_markdown, write_claims, write_report
 from ..report.tables import markdown_table
+from ..report.faithfulness_claims import faithfulness_claims
 from ..report.toy_claims import toy_claims
 from ..runs import RunDir
 from . import attribute, evaluate, train
@@ -91,6 +92,9 @@ class Demo:
                                    f"sampler.num_steps={self.budget.num_steps}", "num_figures=0",
                                    f"capture.sram_layers=[{self.sram_layer}]",
                                    f"model.checkpoint={quoted(checkpoint) if checkpoint else 'null'}"]
+        if label in self.cfg.demo.get("checks", {}).get("models", ()):
+            overrides += list(self.cfg.demo.checks.overrides)
+            overrides += list(self.cfg.demo.checks.quick_overrides) if self.cfg.demo.quick else []
         log.info("demo: attribute %s", label)
         attribute.run(compose(config_name="attribute", overrides=overrides))
         evaluate.run(compose(config_name="evaluate",
@@ -116,7 +120,7 @@ class Demo:
         table = correlate_runs(self.out / "correlation", run_dirs=list(runs.values()),
                                x_keys=["imacs_g", "imacs_r"], y_keys=["fid_randconv", "kid_randconv", "ssim"],
                                n_bootstrap=1000, seed=self.cfg.seed)
-        claims = toy_claims(metrics, table, n_correlated=len(runs))
+        claims = toy_claims(metrics, table, n_correlated=len(runs)) + faithfulness_claims(metrics)
         write_claims(self.out / "claims.json", claims)
         summary_md = summary_markdown(metrics)
         (self.out / "claims.md").write_text(claims_markdown(claims) + "\n\n" + summary_md + "\n")

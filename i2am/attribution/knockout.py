@@ -1,0 +1,250 @@
+"""Reference-token knockout: remove chosen reference tokens from every cross-attention layer that reads them.
+
+Faithfulness checks (docs/faithfulness.md) perturb the model only through its attention, never through the pixels of
+the reference. Two removals:
+
+- ``"knockout"`` (default): the removed tokens' logits are set to -inf before the softmax over reference tokens, so
+  no query can attend to them; the remaining tokens share the attention. A query whose every token is removed
+  attends to nothing: its attention output is 0, exactly what the layer computes for an empty reference (zero key
+  tokens), so the layer adds only its output projection's bias.
+- ``"replace"``: the removed tokens are replaced, before the key and value projections, by the same positions of a
+  replacement context (the model's unconditional context, where it has one of the same length).
+
+Which tokens a layer loses is decided per sample from a score map on any grid: the map is resized (bilinear) to the
+layer's reference grid and the top ``fraction`` of that layer's tokens (deletion) or all but them (insertion) go.
+Only layers with spatial reference tokens are touched; with CFG only the conditional batch chunk is perturbed.
+With nothing to remove a layer runs its original processor, so a knockout of no token is bit-identical to the model.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .capture import _grid_for
+from .layers import LayerSpec, discover_cross_attention
+
+MODES = ("knockout", "replace")
+
+
+def rank_keep_mask(scores: torch.Tensor, grid: tuple[int, int], fraction: float, keep_top: bool) -> torch.Tensor:
+    """[B, h, w] scores -> [B, rows*cols] bool keep mask on ``grid``.
+
+    The scores are resized to the grid; the ``round(fraction * rows * cols)`` highest tokens (ties: lower index
+    first) are removed (``keep_top=False``, deletion) or are the only ones kept (``keep_top=True``, insertion).
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"knockout fraction must lie in [0, 1], got {fraction}")
+    scores = scores.float()
+    if tuple(scores.shape[-2:]) != tuple(grid):
+        scores = F.interpolate(scores[:, None], size=tuple(grid), mode="bilinear", align_corners=False)[:, 0]
+    flat = scores.flatten(1)
+    count = int(round(fraction * flat.shape[1]))
+    order = torch.argsort(-flat, dim=1, stable=True)[:, :count]
+    top = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, order, True)
+    return top if keep_top else ~top
+
+
+def masked_attention(attn, hidden_states, encoder_hidden_states, keep: torch.Tensor, attention_mask=None,
+                     temb=None) -> torch.Tensor:
+    """A diffusers ``Attention`` call in which keys with ``keep == False`` ([B, Lk] bool) get -inf logits.
+
+    Follows the standard processor step by step (spatial/group norm, q/k/v, per-head norms, output projection,
+    residual, rescale); a query row with no kept key gets probability 0 everywhere.
+    """
+    residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    input_ndim = hidden_states.ndim
+    if input_ndim == 4:
+        batch, channels, height, width = hidden_states.shape
+        hidden_states = hidden_states.view(batch, channels, height * width).transpose(1, 2)
+    batch = hidden_states.shape[0]
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    query = attn.to_q(hidden_states)
+    if encoder_hidden_states is None:
+        encoder_hidden_states = hidden_states
+    elif attn.norm_cross:
+        encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
+    key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
+    head_dim = key.shape[-1] // attn.heads
+
+    def heads(x):
+        return x.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
+
+    query, key, value = heads(query), heads(key), heads(value)
+    if attn.norm_q is not None:
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    logits = torch.matmul(query.float(), key.float().transpose(-1, -2)) * attn.scale
+    if attention_mask is not None:
+        mask = attn.prepare_attention_mask(attention_mask, key.shape[-2], batch)
+        logits = logits + mask.view(batch, attn.heads, -1, mask.shape[-1]).float()
+    logits = logits.masked_fill(~keep[:, None, None, :], float("-inf"))
+    probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)     # rows with no kept key: 0, not NaN
+    out = torch.matmul(probs.to(value.dtype), value)
+    out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
+    out = attn.to_out[1](attn.to_out[0](out))
+    if input_ndim == 4:
+        out = out.transpose(-1, -2).reshape(batch, channels, height, width)
+    if attn.residual_connection:
+        out = out + residual
+    return out / attn.rescale_output_factor
+
+
+class _KnockoutProcessor:
+    def __init__(self, inner, owner: TokenKnockout, spec: LayerSpec):
+        self.inner, self.owner, self.spec = inner, owner, spec
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
+                 **kwargs):
+        keep = self.owner._keep_for(self.spec, hidden_states, encoder_hidden_states)
+        if keep is None or bool(keep.all()):
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        if self.owner.mode == "replace":
+            replacement = self.owner._replacement_for(encoder_hidden_states)
+            encoder_hidden_states = torch.where(keep[..., None], encoder_hidden_states, replacement)
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        return masked_attention(attn, hidden_states, encoder_hidden_states, keep, attention_mask, temb)
+
+
+class TokenKnockout:
+    """Context manager removing reference tokens from the spatial-reference cross-attention layers of one model.
+
+    ``model``: an adapter (``attribution_layers()``, ``step_module``, ``cfg_layout``) or a bare diffusers UNet with
+    ``ref_grid=(rows, cols)``. ``mode``: "knockout" or "replace" (then ``replacement`` is a [1 or B, Lk, D] context
+    whose token count matches the layers', e.g. the model's unconditional context). ``layers``: names to perturb
+    (default: every layer with spatial reference tokens, mid block included, since each of them reads the reference).
+
+    Inside the context, ``delete(scores, fraction)`` / ``insert(scores, fraction)`` / ``set_keep(fn)`` choose the
+    tokens removed by the following model calls; ``clear()`` removes nothing. Batch rows of ``scores`` are the
+    conditional samples of the calls that follow.
+    """
+
+    def __init__(self, model: nn.Module, *, ref_grid=None, mode: str = "knockout",
+                 replacement: torch.Tensor | None = None, layers=None):
+        if mode not in MODES:
+            raise ValueError(f"TokenKnockout mode={mode!r}; choose from {MODES}")
+        if mode == "replace" and replacement is None:
+            raise ValueError("TokenKnockout(mode='replace') needs a replacement context (e.g. the unconditional one)")
+        if hasattr(model, "attribution_layers"):
+            specs, self.step_module = list(model.attribution_layers()), model.step_module
+        else:
+            specs, self.step_module = discover_cross_attention(model, ref_grid=ref_grid), model
+        specs = [s for s in specs if s.ref_grid is not None]
+        if layers is not None:
+            names = set(layers)
+            unknown = names - {s.name for s in specs}
+            if unknown:
+                raise ValueError(f"TokenKnockout layers {sorted(unknown)} are not spatial-reference layers: "
+                                 f"{[s.name for s in specs]}")
+            specs = [s for s in specs if s.name in names]
+        if not specs:
+            raise ValueError(f"{type(model).__name__} has no cross-attention layer with spatial reference tokens "
+                             f"(a bare UNet needs ref_grid=(rows, cols)); nothing to knock out")
+        self._model, self.layers, self.mode, self.replacement = model, specs, mode, replacement
+        self._keep_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None
+        self._cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._originals: dict[int, object] = {}
+        self._handle = None
+        self._latent_hw: tuple[int, int] | None = None
+        self._grids: dict[str, tuple[int, int]] = {}
+
+    # ---------------------------------------------------------------- what to remove
+    def set_keep(self, fn: Callable[[tuple[int, int]], torch.Tensor] | None) -> None:
+        """fn(reference grid) -> [B, rows*cols] bool (True = kept), or None to keep every token."""
+        self._keep_fn = fn
+        self._cache = {}
+
+    def delete(self, scores: torch.Tensor, fraction: float) -> None:
+        """Remove the top ``fraction`` of each layer's tokens by ``scores`` ([B, h, w])."""
+        self.set_keep(lambda grid: rank_keep_mask(scores, grid, fraction, keep_top=False))
+
+    def insert(self, scores: torch.Tensor, fraction: float) -> None:
+        """Keep only the top ``fraction`` of each layer's tokens by ``scores`` ([B, h, w])."""
+        self.set_keep(lambda grid: rank_keep_mask(scores, grid, fraction, keep_top=True))
+
+    def clear(self) -> None:
+        self.set_keep(None)
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> TokenKnockout:
+        self.clear()
+        self._handle = self.step_module.register_forward_pre_hook(self._on_step, with_kwargs=True)
+        try:
+            for i, spec in enumerate(self.layers):
+                self._originals[i] = spec.module.processor
+                spec.module.set_processor(_KnockoutProcessor(spec.module.processor, self, spec))
+        except BaseException:
+            self._restore()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
+        for i, spec in enumerate(self.layers):
+            if i in self._originals:
+                spec.module.set_processor(self._originals.pop(i))
+
+    def _on_step(self, module, args, kwargs):
+        sample = args[0] if args else kwargs.get("sample")
+        if sample is not None:
+            self._latent_hw = tuple(sample.shape[-2:])
+
+    # ---------------------------------------------------------------- per call
+    def _grid(self, spec: LayerSpec, lq: int, lk: int) -> tuple[int, int]:
+        grid = self._grids.get(spec.name)
+        if grid is None:
+            if spec.ref_grid == "query":
+                grid = tuple(spec.query_grid) if spec.query_grid else _grid_for(lq, self._latent_hw, spec.name)
+            else:
+                grid = tuple(spec.ref_grid)
+            if grid[0] * grid[1] != lk:
+                raise RuntimeError(f"layer {spec.name}: reference grid {grid} does not hold its {lk} key tokens")
+            self._grids[spec.name] = grid
+        return grid
+
+    def _conditional_rows(self, batch: int) -> slice:
+        layout = getattr(self._model, "cfg_layout", "none")
+        if layout == "none":
+            return slice(0, batch)
+        half = batch // 2
+        return slice(half, batch) if layout == "uncond_cond" else slice(0, half)
+
+    def _keep_for(self, spec: LayerSpec, hidden_states, encoder_hidden_states) -> torch.Tensor | None:
+        if self._keep_fn is None or encoder_hidden_states is None:
+            return None
+        batch, lk = encoder_hidden_states.shape[:2]
+        lq = hidden_states.shape[1] if hidden_states.ndim == 3 else hidden_states.shape[-2] * hidden_states.shape[-1]
+        grid = self._grid(spec, lq, lk)
+        if grid not in self._cache:
+            self._cache[grid] = self._keep_fn(grid).to(encoder_hidden_states.device, torch.bool)
+        cond = self._cache[grid]
+        rows = self._conditional_rows(batch)
+        if cond.shape != (rows.stop - rows.start, lk):
+            raise RuntimeError(f"layer {spec.name}: keep mask of shape {tuple(cond.shape)} for "
+                               f"{rows.stop - rows.start} conditional samples with {lk} tokens")
+        keep = torch.ones(batch, lk, dtype=torch.bool, device=cond.device)
+        keep[rows] = cond
+        return keep
+
+    def _replacement_for(self, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+        rep = self.replacement.to(encoder_hidden_states.device, encoder_hidden_states.dtype)
+        if rep.shape[-2:] != encoder_hidden_states.shape[-2:]:
+            raise RuntimeError(f"replacement context {tuple(rep.shape)} does not match the layer's reference "
+                               f"tokens {tuple(encoder_hidden_states.shape)}")
+        if rep.shape[0] == 1:
+            return rep.expand_as(encoder_hidden_states)
+        rows = self._conditional_rows(encoder_hidden_states.shape[0])
+        full = encoder_hidden_states.clone()
+        full[rows] = rep
+        return full

@@ -1,0 +1,312 @@
+"""Faithfulness of the maps (docs/faithfulness.md): does the output depend on what a map points at?
+
+- ``g2r_curves``: deletion / insertion curves (Petsiuk et al. 2018). Rank the reference tokens by a G2R map, remove
+  the top fraction f of them in every layer that reads the reference (``i2am.attribution.knockout``), regenerate with
+  the same noise and measure the change of the output on a query region, in latents and pixels; the same for the
+  inverse order and several random orders. Mode ``full`` runs the whole sampler; mode ``proxy`` is teacher-forced: it
+  takes the unperturbed run's own trajectory at a few fixed steps and measures the change of the one-step x0
+  prediction there (cheap, and a proxy only).
+- ``r2g_counterfactuals``: swap the reference (for a different one and for the null context), keep the noise, and
+  compare where the output changes with the R2G map: Spearman and top-k overlap inside the generated region, next to
+  the mask-only baseline (a map uniform inside the region).
+
+The model arrives duck-typed (the adapter and sampler of a run): ``adapter.prepare(sample)`` -> inputs (a dataclass
+with ``context``, ``uncond_context`` and batch-first tensors), ``adapter.denoise(x, t, inputs, guidance=)``,
+``adapter.decode_latents``, ``adapter.step_module``; ``sampler(adapter, inputs, callback=)`` -> latents, with the
+noise fixed by the sample id, and ``sampler.settings(adapter)["guidance"]``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..attribution.knockout import TokenKnockout, rank_keep_mask
+from .curves import bootstrap_gap_ci, normalised_auc, retained, spearman, topk_overlap
+
+FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+SPACES = ("latent", "pixel")
+MODES = ("full", "proxy")
+
+
+def repeat_inputs(inputs, n: int):
+    """A batch-1 inputs dataclass repeated n times along the batch (lists and dicts of tensors included)."""
+    def rep(value):
+        if torch.is_tensor(value):
+            return value.repeat(n, *([1] * (value.dim() - 1)))
+        if isinstance(value, list):
+            return value * n
+        if isinstance(value, dict):
+            return {k: rep(v) for k, v in value.items()}
+        return value
+    return dataclasses.replace(inputs, **{f.name: rep(getattr(inputs, f.name)) for f in dataclasses.fields(inputs)})
+
+
+def region_weight(mask: torch.Tensor | None, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """[1, 1, H, W] region mask (or None = everywhere) as area-resized weights [1, 1, h, w] in [0, 1]."""
+    if mask is None:
+        return torch.ones(1, 1, *size, dtype=torch.float32, device=like.device)
+    mask = mask.float().to(like.device).reshape(1, 1, *mask.shape[-2:])
+    return F.interpolate(mask, size=size, mode="area") if tuple(mask.shape[-2:]) != tuple(size) else mask
+
+
+def region_mse(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-row mean squared difference over channels and the weighted region: [N, C, h, w] x2 -> [N]."""
+    sq = (a.float() - b.float()).pow(2).mean(1, keepdim=True)
+    return (sq * weight).sum((1, 2, 3)) / weight.sum().clamp_min(1e-12)
+
+
+def order_scores(scores: torch.Tensor, random_orders: int, seed: int, sample_id: str) -> dict[str, torch.Tensor]:
+    """The ranking scores of each order on the map's grid: the map, its inverse and ``random_orders`` random
+    permutations (seeded by (seed, sample id, k), so a resumed run draws the same)."""
+    out = {"attribution": scores.float(), "inverse": -scores.float()}
+    digest = sum(ord(c) * 31 ** i for i, c in enumerate(sample_id)) % (2 ** 31)
+    for k in range(random_orders):
+        g = torch.Generator().manual_seed(int(seed) * 1_000_003 + digest * 101 + k)
+        out[f"random{k}"] = torch.randperm(scores[0].numel(), generator=g).float().reshape(scores.shape)
+    return out
+
+
+class _CallCounter:
+    """Counts step-module calls and the batch rows they carried (the cost figures)."""
+
+    def __init__(self, module):
+        self.calls = self.rows = 0
+        self._handle = module.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module, args, kwargs):
+        sample = args[0] if args else kwargs.get("sample")
+        self.calls += 1
+        self.rows += int(sample.shape[0]) if sample is not None else 0
+
+    def close(self):
+        self._handle.remove()
+
+
+class _Runs:
+    """Runs the model for rows of token removals: each row is (scores, fraction, keep_top) or None (keep all)."""
+
+    def __init__(self, adapter, sampler, inputs, knockout: TokenKnockout | None, batch_size: int):
+        self.adapter, self.sampler, self.inputs, self.knockout = adapter, sampler, inputs, knockout
+        self.batch_size = max(1, int(batch_size))
+        self.guidance = sampler.settings(adapter)["guidance"]
+
+    def _set(self, rows):
+        if self.knockout is None:
+            return
+        if all(r is None for r in rows):
+            self.knockout.clear()
+            return
+
+        def keep(grid):
+            masks = [torch.ones(1, grid[0] * grid[1], dtype=torch.bool) if r is None
+                     else rank_keep_mask(r[0], grid, r[1], keep_top=r[2]) for r in rows]
+            return torch.cat(masks)
+        self.knockout.set_keep(keep)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        return (self.adapter.decode_latents(latents).float() + 1) / 2
+
+    def full(self, rows, inputs=None, callback=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Latents and [0, 1] images of whole sampler runs, one per row (same noise for all)."""
+        inputs = inputs or self.inputs
+        latents = []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            self._set(chunk)
+            latents.append(self.sampler(self.adapter, repeat_inputs(inputs, len(chunk)), callback=callback))
+        latents = torch.cat(latents)
+        return latents, self.decode(latents)
+
+    def proxy(self, rows, trajectory: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One-step x0 predictions at the recorded steps of the unperturbed trajectory: [S, N, ...] each."""
+        latents = []
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            self._set(chunk)
+            inputs = repeat_inputs(self.inputs, len(chunk))
+            per_step = []
+            for point in trajectory:
+                x = point["x"].repeat(len(chunk), 1, 1, 1)
+                t = torch.tensor(point["t"], device=x.device)
+                eps = self.adapter.denoise(x, t, inputs, guidance=self.guidance)
+                a = point["alpha_cumprod"]
+                per_step.append((x - (1 - a).sqrt() * eps) / a.sqrt())
+            latents.append(torch.stack(per_step))
+        latents = torch.cat(latents, dim=1)
+        images = torch.stack([self.decode(step) for step in latents])
+        return latents, images
+
+
+def _proxy_indices(num_steps: int, proxy_steps: Sequence[float]) -> list[int]:
+    return sorted({min(num_steps - 1, max(0, int(round(p * (num_steps - 1))))) for p in proxy_steps})
+
+
+@torch.no_grad()
+def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sample_id: str,
+               query_mask: torch.Tensor | None = None, fractions: Sequence[float] = FRACTIONS,
+               random_orders: int = 3, seed: int = 0, modes: Sequence[str] = ("full",), removal: str = "knockout",
+               proxy_steps: Sequence[float] = (0.25, 0.5, 0.75), batch_size: int = 8, knockout_layers=None) -> dict:
+    """Deletion and insertion curves of one sample for the attribution, inverse and random orders.
+
+    scores: [1, h, w] G2R map (any grid: it is resized to each layer's reference grid). query_mask: [1, 1, H, W],
+    1 where the output change is measured (None = the whole image). Returns ``{"fractions", "orders", "curves":
+    {mode: {space: {"deletion"|"insertion": {order: [F] change}, "all_removed": change}}}, "cost": {mode:
+    {"unet_calls", "unet_rows"}}, "removal"}``; changes are mean squared differences to the unperturbed output.
+    """
+    fractions = [float(f) for f in fractions]
+    if fractions[0] != 0.0 or fractions[-1] != 1.0 or len(fractions) < 3:
+        raise ValueError(f"faithfulness fractions must start at 0, end at 1 and hold an interior point: {fractions}")
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise ValueError(f"faithfulness modes {bad}: choose from {MODES}")
+    inputs = adapter.prepare(dict(sample))
+    replacement = inputs.uncond_context if removal == "replace" else None
+    orders = order_scores(scores.float().cpu(), random_orders, seed, sample_id)
+    interior = fractions[1:-1]
+    rows = [(orders[o], f, keep_top) for keep_top in (False, True) for o in orders for f in interior]
+    all_removed = (orders["attribution"], 1.0, False)
+    num_steps = sampler.settings(adapter)["num_steps"]
+    keep_steps = set(_proxy_indices(num_steps, proxy_steps))
+    trajectory: list[dict] = []
+
+    def record(info):
+        if info["step"] in keep_steps:
+            trajectory.append({"t": info["t"], "x": info["x"].clone(), "alpha_cumprod": info["alpha_cumprod"],
+                               "denoised": info["denoised"].clone()})
+
+    result = {"fractions": fractions, "orders": list(orders), "removal": removal, "curves": {}, "cost": {}}
+    with TokenKnockout(adapter, mode=removal, replacement=replacement, layers=knockout_layers) as knockout:
+        runs = _Runs(adapter, sampler, inputs, knockout, batch_size)
+        counter = _CallCounter(adapter.step_module)
+        try:
+            base_latent, base_image = runs.full([None], callback=record)
+            calls = {"unet_calls": counter.calls, "unet_rows": counter.rows}
+            for mode in modes:
+                counter.calls = counter.rows = 0
+                if mode == "full":
+                    latents, images = runs.full([all_removed] + rows)
+                    ref_latent, ref_image = base_latent, base_image
+                else:
+                    latents, images = runs.proxy([all_removed] + rows, trajectory)
+                    ref_latent = torch.stack([p["denoised"] for p in trajectory])
+                    ref_image = torch.stack([runs.decode(p["denoised"]) for p in trajectory])
+                result["curves"][mode] = _curves_from(latents, images, ref_latent, ref_image, query_mask,
+                                                      list(orders), interior, mode == "proxy")
+                result["cost"][mode] = {"unet_calls": counter.calls + calls["unet_calls"],
+                                        "unet_rows": counter.rows + calls["unet_rows"]}
+        finally:
+            counter.close()
+    result["baseline"] = {"latent": base_latent.cpu(), "image": base_image.cpu(), "inputs": inputs}
+    return result
+
+
+def _curves_from(latents, images, ref_latent, ref_image, query_mask, orders, interior, stepped: bool) -> dict:
+    out = {}
+    for space, got, ref in (("latent", latents, ref_latent), ("pixel", images, ref_image)):
+        if stepped:   # [S, N, ...] vs [S, 1, ...]: the change averaged over the proxy steps
+            weight = region_weight(query_mask, tuple(got.shape[-2:]), got)
+            change = torch.stack([region_mse(got[s], ref[s], weight) for s in range(got.shape[0])]).mean(0)
+        else:
+            weight = region_weight(query_mask, tuple(got.shape[-2:]), got)
+            change = region_mse(got, ref, weight)
+        change = change.double().cpu()
+        full, per_row = float(change[0]), change[1:].reshape(2, len(orders), len(interior))
+        curves = {}
+        for c, name in enumerate(("deletion", "insertion")):
+            start, end = (0.0, full) if name == "deletion" else (full, 0.0)
+            curves[name] = {o: [start, *per_row[c, i].tolist(), end] for i, o in enumerate(orders)}
+        out[space] = {**curves, "all_removed": full}
+    return out
+
+
+def summarise_g2r(result: dict, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
+    """Per-sample numbers of ``g2r_curves``: for each mode and space, the normalised deletion / insertion AUCs of
+    the attribution, inverse and random orders (mean, std), the gap to random (positive = the map beats random
+    order) with its bootstrap interval over the random orders, and the all-removed change.
+
+    Keys: ``faith_{mode}_{space}_{del|ins}_{auc|auc_inverse|auc_random|auc_random_std|gap|gap_lo|gap_hi|gap_inverse}``
+    (``gap_inverse``: the same gap against the inverse order) and
+    ``faith_{mode}_{space}_all_removed``.
+    """
+    fractions, out = result["fractions"], {}
+    randoms = [o for o in result["orders"] if o.startswith("random")]
+    for mode, spaces in result["curves"].items():
+        for space, curves in spaces.items():
+            prefix = f"faith_{mode}_{space}"
+            full = torch.tensor(curves["all_removed"], dtype=torch.float64)
+            out[f"{prefix}_all_removed"] = float(full)
+            for name, short, sign in (("deletion", "del", -1.0), ("insertion", "ins", 1.0)):
+                auc = {o: float(normalised_auc(fractions, retained(torch.tensor(c), full)))
+                       for o, c in curves[name].items()}
+                rand = torch.tensor([auc[o] for o in randoms], dtype=torch.float64)
+                out[f"{prefix}_{short}_auc"] = auc["attribution"]
+                out[f"{prefix}_{short}_auc_inverse"] = auc["inverse"]
+                out[f"{prefix}_{short}_gap_inverse"] = sign * (auc["attribution"] - auc["inverse"])
+                out[f"{prefix}_{short}_auc_random"] = float(rand.mean()) if len(rand) else math.nan
+                out[f"{prefix}_{short}_auc_random_std"] = float(rand.std()) if len(rand) > 1 else math.nan
+                gap, lo, hi = bootstrap_gap_ci(auc["attribution"], rand, sign, n_bootstrap, confidence, seed)
+                out[f"{prefix}_{short}_gap"], out[f"{prefix}_{short}_gap_lo"], out[f"{prefix}_{short}_gap_hi"] = \
+                    gap, lo, hi
+    if "full" in result["curves"] and "proxy" in result["curves"]:
+        for space in SPACES:
+            f, p = (torch.tensor(result["curves"][m][space]["deletion"]["attribution"]) for m in ("full", "proxy"))
+            ff, pp = (torch.tensor(result["curves"][m][space]["all_removed"]) for m in ("full", "proxy"))
+            out[f"faith_proxy_{space}_del_curve_error"] = float((retained(f, ff) - retained(p, pp)).abs().mean())
+    return out
+
+
+def rotated_reference(sample: Mapping, keys: Sequence[str]) -> dict:
+    """The sample with its reference image (and mask) rotated by 180°: a different reference layout with the same
+    content statistics, deterministic per sample (so a resumed run draws the same counterfactual)."""
+    out = dict(sample)
+    for key in keys:
+        if key in out and torch.is_tensor(out[key]):
+            out[key] = torch.flip(out[key], dims=(-2, -1))
+    return out
+
+
+def cell_change(images: torch.Tensor, baseline: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Mean absolute pixel change per cell of ``grid``: [N, 3, H, W] vs [1, 3, H, W] -> [N, h, w]."""
+    diff = (images.float() - baseline.float()).abs().mean(1, keepdim=True)
+    return F.adaptive_avg_pool2d(diff, grid)[:, 0]
+
+
+@torch.no_grad()
+def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor, *,
+                        region: torch.Tensor | None = None, reference_keys: Sequence[str] = ("reference",),
+                        topk: float = 0.2, baseline_image: torch.Tensor | None = None, inputs=None) -> dict:
+    """R2G map vs where the output changes when the reference is swapped (rotated) or nulled (the model's
+    unconditional context), with the same noise.
+
+    r2g_map: [1, h, w] raw R2G ULAM; region: [1, 1, H, W] generated region (None = whole image). Returns per-sample
+    numbers ``r2g_cf_{swap|null}_{spearman|topk}`` (inside the region), ``r2g_cf_topk_baseline`` (the mask-only map:
+    top-k overlap k/n in expectation, Spearman 0), ``r2g_cf_{swap|null}_spearman_image`` and
+    ``r2g_cf_{swap|null}_mask_spearman_image`` (whole image: the map vs the region mask as predictors of the change),
+    ``r2g_cf_{swap|null}_change`` and the change maps themselves under ``"maps"``.
+    """
+    inputs = inputs if inputs is not None else adapter.prepare(dict(sample))
+    runs = _Runs(adapter, sampler, inputs, None, 1)
+    if baseline_image is None:
+        baseline_image = runs.full([None])[1]
+    swapped = adapter.prepare(rotated_reference(sample, reference_keys))
+    nulled = dataclasses.replace(inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
+    grid = tuple(r2g_map.shape[-2:])
+    cells = region_weight(region, grid, r2g_map)[0, 0].cpu() if region is not None else torch.ones(grid)
+    inside = cells >= 0.5
+    score = r2g_map[0].double().cpu()
+    k = max(1, math.ceil(topk * int(inside.sum())))
+    out: dict = {"r2g_cf_topk_baseline": k / max(1, int(inside.sum())), "maps": {}}
+    for name, counterfactual in (("swap", swapped), ("null", nulled)):
+        image = runs.full([None], inputs=counterfactual)[1]
+        change = cell_change(image.cpu(), baseline_image.cpu(), grid)[0].double()
+        out["maps"][name] = change
+        out[f"r2g_cf_{name}_change"] = float(change[inside].mean())
+        out[f"r2g_cf_{name}_spearman"] = spearman(score[inside], change[inside])
+        out[f"r2g_cf_{name}_topk"] = topk_overlap(score[inside], change[inside], topk)
+        out[f"r2g_cf_{name}_spearman_image"] = spearman(score, change)
+        out[f"r2g_cf_{name}_mask_spearman_image"] = spearman(cells.double(), change)
+    return out

@@ -1,0 +1,166 @@
+"""``evaluator=faithfulness``: G2R deletion / insertion curves and R2G counterfactuals inside ``i2am attribute``.
+
+Runs on a bounded subset: the first ``samples`` samples the run finishes (on a restart, the samples that already
+hold a ``faithfulness.json`` in their sample folder count, so a resumed run evaluates the same subset; with several
+DDP ranks each rank counts what it sees). Per evaluated sample it writes ``faithfulness.json`` (every curve) and
+``faithfulness.png`` (the curves figure) under the sample's folder; per-sample numbers go into the sample's record,
+dataset numbers (means, and for the gaps a bootstrap interval over samples) into ``metrics.json``.
+See docs/faithfulness.md for what each number means.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from ..runs import atomic_write_text
+from .curves import bootstrap_mean_ci
+from .evaluator import Evaluator, SampleContext
+from .faithfulness import FRACTIONS, MODES, SPACES, g2r_curves, r2g_counterfactuals, summarise_g2r
+from .faithfulness_figures import curves_figure
+
+G2R_STATS = ("auc", "auc_inverse", "auc_random", "auc_random_std", "gap", "gap_lo", "gap_hi", "gap_inverse")
+CF_KEYS = tuple(f"r2g_cf_{c}_{s}" for c in ("swap", "null")
+                for s in ("spearman", "topk", "spearman_image", "mask_spearman_image", "change")) + (
+    "r2g_cf_topk_baseline",)
+
+
+def faithfulness_keys(modes: Sequence[str], counterfactual: bool) -> list[str]:
+    keys = []
+    for mode in modes:
+        for space in SPACES:
+            keys.append(f"faith_{mode}_{space}_all_removed")
+            keys += [f"faith_{mode}_{space}_{c}_{s}" for c in ("del", "ins") for s in G2R_STATS]
+    if "full" in modes and "proxy" in modes:
+        keys += [f"faith_proxy_{space}_del_curve_error" for space in SPACES]
+    return keys + (list(CF_KEYS) if counterfactual else [])
+
+
+class SampleRows(Metric):
+    """One row of numbers per evaluated sample (a list state: merges by concatenation, in merge order)."""
+
+    full_state_update = False
+
+    def __init__(self):
+        super().__init__()
+        self.add_state("rows", default=[], dist_reduce_fx="cat")
+
+    def update(self, row: torch.Tensor) -> None:
+        self.rows.append(row.double().reshape(1, -1))
+
+    def compute(self) -> torch.Tensor:
+        return dim_zero_cat(self.rows) if self.rows else torch.empty(0, 0, dtype=torch.float64)
+
+
+def summarise_rows(keys: Sequence[str], rows: torch.Tensor, n_bootstrap: int, confidence: float, seed: int,
+                   prefix: str) -> dict[str, float]:
+    """One sample: its own numbers. Several: the NaN-ignoring mean of each, and for each ``*_gap`` the mean with a
+    bootstrap interval over samples (replacing the per-sample ``*_gap_lo/_hi``)."""
+    if rows.numel() == 0:
+        return {}
+    if rows.shape[0] == 1:
+        return {k: float(v) for k, v in zip(keys, rows[0])}
+    out = {}
+    for j, key in enumerate(keys):
+        column = rows[:, j]
+        if key.endswith(("_gap_lo", "_gap_hi")):
+            continue
+        if key.endswith("_gap"):
+            mean, lo, hi = bootstrap_mean_ci(column, n_bootstrap, confidence, seed)
+            out[key], out[f"{key}_lo"], out[f"{key}_hi"] = mean, lo, hi
+        else:
+            finite = column[~torch.isnan(column)]
+            out[key] = float(finite.mean()) if finite.numel() else math.nan
+    out[f"{prefix}_n_samples"] = float(rows.shape[0])
+    return out
+
+
+def in_subset(ctx: SampleContext, marker: str, limit: int) -> bool:
+    """Whether this sample is among the first ``limit`` ones evaluated by the evaluator writing ``marker``."""
+    if ctx.sample_dir is None:
+        raise ValueError(f"the {marker} evaluator needs SampleContext.sample_dir (a per-sample folder)")
+    root = ctx.sample_dir.parent
+    done = [p for p in root.glob(f"*/{marker}") if p.parent.name != ctx.sample_dir.name] if root.is_dir() else []
+    return len(done) < limit
+
+
+def write_json(path, payload) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=1))
+
+
+class FaithfulnessEvaluator(Evaluator):
+    """samples: how many samples to evaluate; fractions: the removal grid (0 ... 1); random_orders: random-order
+    baselines per sample; modes: "full" (whole regeneration) and/or "proxy" (teacher-forced x0 at ``proxy_steps``,
+    fractions of the schedule); removal: "knockout" (-inf logits) or "replace" (the unconditional context);
+    counterfactual: also run the R2G counterfactuals (swap and null reference); region_key: the batch key of the
+    generated region (outputs are compared there; None = whole image); reference_keys: what the swap rotates."""
+
+    marker = "faithfulness.json"
+
+    def __init__(self, samples: int = 4, fractions: Sequence[float] = FRACTIONS, random_orders: int = 3,
+                 modes: Sequence[str] = ("full", "proxy"), removal: str = "knockout",
+                 proxy_steps: Sequence[float] = (0.25, 0.5, 0.75), counterfactual: bool = True, topk: float = 0.2,
+                 batch_size: int = 8, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
+                 region_key: str | None = "inpaint_mask", reference_keys: Sequence[str] = ("reference",
+                                                                                            "reference_mask"),
+                 figures: bool = True):
+        super().__init__()
+        bad = [m for m in modes if m not in MODES]
+        if bad:
+            raise ValueError(f"faithfulness.modes {bad}: choose from {MODES}")
+        self.samples, self.fractions, self.random_orders = int(samples), [float(f) for f in fractions], random_orders
+        self.modes, self.removal, self.proxy_steps = list(modes), removal, list(proxy_steps)
+        self.counterfactual, self.topk, self.batch_size = counterfactual, topk, batch_size
+        self.n_bootstrap, self.confidence, self.seed = n_bootstrap, confidence, seed
+        self.region_key, self.reference_keys, self.figures = region_key, list(reference_keys), figures
+        self.keys = faithfulness_keys(self.modes, counterfactual)
+        self.rows = SampleRows()
+
+    def update(self, ctx: SampleContext) -> None:
+        if self.samples <= 0 or not in_subset(ctx, self.marker, self.samples):
+            return
+        if ctx.adapter is None or ctx.sampler is None:
+            raise ValueError("the faithfulness evaluator re-runs the model: SampleContext.adapter and .sampler must "
+                             "be set")
+        sample, maps = ctx.sample, ctx.maps
+        region = sample.get(self.region_key) if self.region_key else None
+        values, payload, baseline, inputs = {}, {"sample_id": ctx.sample_id}, None, None
+        if maps.g2r.available and _has_spatial_layers(ctx.adapter):
+            result = g2r_curves(ctx.adapter, ctx.sampler, sample, maps.g2r.ulam, sample_id=ctx.sample_id,
+                                query_mask=region, fractions=self.fractions, random_orders=self.random_orders,
+                                seed=self.seed, modes=self.modes, removal=self.removal,
+                                proxy_steps=self.proxy_steps, batch_size=self.batch_size)
+            shared = result.pop("baseline")
+            baseline, inputs = shared["image"], shared["inputs"]
+            values |= summarise_g2r(result, self.n_bootstrap, self.confidence, self.seed)
+            payload["g2r"] = result
+            if self.figures:
+                for space in SPACES:
+                    curves_figure(ctx.sample_dir / f"faithfulness_{space}.png", result["fractions"],
+                                  result["curves"], title=f"{ctx.sample_id}: G2R ULAM order ({result['removal']})",
+                                  space=space)
+        if self.counterfactual and maps.r2g.available:
+            cf = r2g_counterfactuals(ctx.adapter, ctx.sampler, sample, maps.r2g.ulam, region=region,
+                                     reference_keys=self.reference_keys, topk=self.topk, baseline_image=baseline,
+                                     inputs=inputs)
+            payload["r2g_counterfactual"] = {"maps": {k: v.tolist() for k, v in cf.pop("maps").items()}}
+            values |= cf
+        payload["values"] = values
+        write_json(ctx.sample_dir / self.marker, payload)
+        self.rows.update(torch.tensor([values.get(k, math.nan) for k in self.keys], dtype=torch.float64))
+
+    def compute(self) -> dict[str, float]:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*compute.*before the ``update``")
+            rows = self.rows.compute()
+        return summarise_rows(self.keys, rows, self.n_bootstrap, self.confidence, self.seed, "faith")
+
+
+def _has_spatial_layers(adapter) -> bool:
+    layers = adapter.attribution_layers() if hasattr(adapter, "attribution_layers") else []
+    return any(s.ref_grid is not None for s in layers)
