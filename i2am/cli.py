@@ -11,19 +11,29 @@ from i2am.tasks import TASKS, get_task
 TASK_ENV = "I2AM_TASK"
 
 
+def package_dir(name: str) -> Path:
+    """A top-level folder of the repository (conf/, experiments/) that installs carry as i2am/<name>: the installed
+    copy (wheel, `pip install .`), else the checkout's own (editable install)."""
+    here = Path(__file__).resolve().parent
+    installed = here / name
+    return installed if installed.is_dir() else here.parent / name
+
+
 def config_dir() -> Path:
-    """conf/ of the checkout (editable install), or the directory named by I2AM_CONF."""
+    """The configs every task composes: the directory named by I2AM_CONF, else the package's conf/."""
     env = os.environ.get("I2AM_CONF")
-    path = Path(env) if env else Path(__file__).resolve().parent.parent / "conf"
+    path = Path(env) if env else package_dir("conf")
     if not (path / "paths" / "default.yaml").is_file():
-        raise FileNotFoundError(f"no i2am config directory at {path}; set I2AM_CONF to the repository's conf/")
+        raise FileNotFoundError(f"no i2am config directory at {path} (I2AM_CONF={env!r}); reinstall i2am or set "
+                                "I2AM_CONF to a copy of the repository's conf/")
     return path
 
 
 def usage() -> str:
-    width = max(len(n) for n in TASKS)
+    width = max(len(n) for n in [*TASKS, "reproduce"])
     lines = ["usage: i2am <task> [hydra overrides ...]   (i2am <task> --help for the task's config)", "", "tasks:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in TASKS.items()]
+    lines += [f"  {'reproduce':<{width}}  a paper artifact: i2am reproduce <artifact> [--toy] (i2am reproduce --help)"]
     lines += ["", "examples:", "  i2am demo", "  i2am demo sampler.num_steps=20 seed=1", "  i2am demo -m seed=0,1"]
     return "\n".join(lines)
 
@@ -31,6 +41,11 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     inherited = os.environ.get(TASK_ENV)   # DDP workers re-run this program without the task word (see below)
+    if argv and argv[0] == "reproduce":     # paper artifacts: not a Hydra task of its own (i2am/reproduce.py)
+        from i2am.reproduce import main as reproduce
+
+        reproduce(argv[1:])
+        return
     if argv and argv[0] in TASKS:
         task = argv.pop(0)
     elif inherited in TASKS and not (argv and argv[0] in ("-h", "--help", "help")):

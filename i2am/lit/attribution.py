@@ -21,6 +21,7 @@ import torch
 from PIL import Image
 from torchmetrics import Metric
 
+from .. import testing_hooks
 from ..attribution import AttributionCapture, AttributionMaps, CaptureConfig
 from ..attribution.render import to_image
 from ..data import schema
@@ -150,6 +151,7 @@ class AttributionModule(L.LightningModule):
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(record, indent=1))
         os.replace(tmp, path)   # the done marker: written last
+        testing_hooks.sample_done()
 
     def rendered_maps(self, sample: dict, maps: AttributionMaps) -> dict[str, torch.Tensor]:
         """ULAMs at image resolution (R2G on the generated image, G2R on the reference image) with the run's preset."""
