@@ -11,6 +11,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from .dashboards import build_loggers, finish_loggers, log_results  # noqa: F401 - the tasks' one import point
+
 log = logging.getLogger(__name__)
 
 
@@ -38,17 +40,6 @@ def seed_everything(seed: int) -> None:
     lightning.seed_everything(int(seed), workers=True, verbose=False)
 
 
-def build_loggers(cfg: DictConfig, out_dir: Path) -> list:
-    """CSV always, plus whatever ``cfg.logger`` adds (wandb offline by default, TensorBoard)."""
-    loggers = []
-    for name, spec in (cfg.get("logger") or {}).items():
-        if spec is None:
-            continue
-        loggers.append(instantiate(spec, save_dir=str(out_dir)))
-        log.info("logger %s -> %s", name, out_dir)
-    return loggers
-
-
 def build_trainer(cfg: DictConfig, out_dir: Path, loggers=None, **overrides):
     import lightning
 
@@ -56,18 +47,6 @@ def build_trainer(cfg: DictConfig, out_dir: Path, loggers=None, **overrides):
     kwargs.pop("_target_", None)
     kwargs.update(overrides)
     return lightning.Trainer(default_root_dir=str(out_dir), logger=loggers if loggers else False, **kwargs)
-
-
-def finish_loggers(loggers) -> None:
-    """Close every logger, also after a failure, so multirun jobs never bleed into each other (wandb)."""
-    for lg in loggers or []:
-        try:
-            lg.finalize("success")
-        except Exception:  # noqa: BLE001 - closing must never mask the task's own error
-            log.exception("could not finalize logger %s", type(lg).__name__)
-        experiment = getattr(lg, "_experiment", None)
-        if experiment is not None and hasattr(experiment, "finish"):
-            experiment.finish()
 
 
 def write_metrics(out_dir: Path, metrics: dict) -> Path:
@@ -87,25 +66,6 @@ def atomic_write_text(path: Path, text: str) -> Path:
     tmp.write_text(text)
     os.replace(tmp, path)
     return path
-
-
-def log_results(loggers, cfg: DictConfig, metrics: dict, images=(), table: list[dict] | None = None) -> None:
-    """Send a finished run to its loggers: the config, the numeric metrics, sample panels and a per-sample table
-    (the last two where the logger supports them, e.g. wandb)."""
-    try:
-        config = OmegaConf.to_container(cfg, resolve=True)
-    except Exception:  # noqa: BLE001 - e.g. ${hydra:...} outside a Hydra run
-        config = OmegaConf.to_container(cfg, resolve=False)
-    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    for lg in loggers or []:
-        lg.log_hyperparams(config)
-        lg.log_metrics(numbers)
-        if images and hasattr(lg, "log_image"):
-            lg.log_image(key="samples", images=[str(p) for p in images], caption=[Path(p).stem for p in images])
-        if table and hasattr(lg, "log_table"):
-            columns = sorted({k for row in table for k in row})
-            lg.log_table(key="per_sample", columns=columns, data=[[row.get(c) for c in columns] for row in table])
-        lg.save()
 
 
 def start_run(cfg: DictConfig, stage: str):
