@@ -63,8 +63,11 @@ def main(argv: list[str] | None = None) -> None:
     import hydra
     from omegaconf import DictConfig
 
+    from i2am.config_schema import validate
+
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=task)
     def _run(cfg: DictConfig):
+        validate(cfg)   # wrong types and unknown keys fail here, before any data or model is loaded
         metrics = get_task(task).run(cfg)
         if metrics:
             print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, indent=1))

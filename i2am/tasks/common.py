@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from ..config_schema import validate
 from .dashboards import build_loggers, finish_loggers, log_results  # noqa: F401 - the tasks' one import point
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ def atomic_write_text(path: Path, text: str) -> Path:
 def start_run(cfg: DictConfig, stage: str):
     """The opening of every data-driven task: run directory, saved config, seed, and the data module, set up so that
     its whole layout is validated before any model is built. Returns (out_dir, datamodule)."""
+    validate(cfg)   # also on the compose-API path; the CLI has checked already
     out_dir = run_dir(cfg)
     save_config(cfg, out_dir)
     seed_everything(cfg.seed)
