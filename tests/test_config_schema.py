@@ -47,4 +47,4 @@ def test_the_cli_stops_before_the_task_starts(tmp_path):
     assert proc.returncode != 0
     assert "sampler.num_steps='abc'" in proc.stderr and "could not be converted to Integer" in proc.stderr
     assert not (tmp_path / "data").exists()                    # the toy world was never built
-    assert not list((tmp_path / "out").rglob("config.yaml"))   # the task never opened its run (Hydra's .hydra/ only)
+    assert not list((tmp_path / "out").glob("attribute/*/config.yaml"))   # the task never opened its run
