@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from i2am.tasks.dashboards import finish_loggers
 from tasks_util import cli, toy_overrides
 from wandb_records import read_run
 
@@ -52,3 +53,25 @@ def test_wandb_runs_of_one_multirun_share_a_group_with_overrides_table_and_panel
         assert isinstance(run["summary"]["imacs_g"], float)
         assert run["summary"]["per_sample/_type"] == "table-file" and run["summary"]["per_sample/nrows"] == 1
         assert run["summary"]["samples/_type"] == "images/separated"
+
+
+class RecordingLogger:
+    def __init__(self):
+        self.statuses = []
+
+    def finalize(self, status):
+        self.statuses.append(status)
+
+
+def test_loggers_are_finalized_as_failed_when_the_task_raised():
+    ok, failed = RecordingLogger(), RecordingLogger()
+    try:
+        pass
+    finally:
+        finish_loggers([ok])
+    with pytest.raises(RuntimeError):
+        try:
+            raise RuntimeError("the task failed")
+        finally:
+            finish_loggers([failed])
+    assert ok.statuses == ["success"] and failed.statuses == ["failed"]

@@ -76,3 +76,9 @@ def test_one_sample_toy_attribute_from_an_empty_directory(installed, tmp_path):
     assert len(written) == 1
     assert json.loads(written[0].read_text())["n_samples"] == 1
     assert (tmp_path / "data").is_dir()       # the toy world went to ./data, the default paths.data_dir
+
+
+def test_reproduce_a_toy_artifact_from_an_empty_directory(installed, tmp_path):
+    proc = run(installed, tmp_path, "i2am", "reproduce", "sram_stableviton", "--toy", "trainer.enable_progress_bar=false")
+    figures = sorted((tmp_path / "outputs" / "experiments" / "sram_stableviton-toy").glob("sram_*.png"))
+    assert figures and {p.name for p in figures} <= {Path(word).name for word in proc.stdout.split()}
