@@ -18,7 +18,8 @@ NOT_ARTIFACTS = {"runner"}
 def artifacts() -> dict[str, Path]:
     """artifact name -> its script, from the installed (or checked-out) experiments/ folder."""
     folder = package_dir("experiments")
-    return {p.stem: p for p in sorted(folder.glob("*.py")) if p.stem not in NOT_ARTIFACTS and not p.stem.startswith("_")}
+    return {p.stem: p for p in sorted(folder.glob("*.py"))
+            if p.stem not in NOT_ARTIFACTS and not p.stem.startswith("_")}
 
 
 def usage() -> str:

@@ -79,6 +79,7 @@ def test_one_sample_toy_attribute_from_an_empty_directory(installed, tmp_path):
 
 
 def test_reproduce_a_toy_artifact_from_an_empty_directory(installed, tmp_path):
-    proc = run(installed, tmp_path, "i2am", "reproduce", "sram_stableviton", "--toy", "trainer.enable_progress_bar=false")
+    proc = run(installed, tmp_path, "i2am", "reproduce", "sram_stableviton", "--toy",
+               "trainer.enable_progress_bar=false")
     figures = sorted((tmp_path / "outputs" / "experiments" / "sram_stableviton-toy").glob("sram_*.png"))
     assert figures and {p.name for p in figures} <= {Path(word).name for word in proc.stdout.split()}
