@@ -1,18 +1,24 @@
 # make demo | make test | make bench — each creates .venv on first use.
+# make venv LOCK=0: the latest versions pyproject.toml allows instead of requirements.lock; make lock: refresh it.
 PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
+LOCK    ?= 1
+# torch is installed first and is not in the lock (GPU machines keep their CUDA build); the lock is resolved against
+# the CPU build so it holds no CUDA runtime packages.
+LOCK_TORCH ?= torch==2.13.0+cpu
+CONSTRAINTS := $(if $(filter 1,$(LOCK)),-c requirements.lock)
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-all bench venv clean
+.PHONY: demo test test-slow test-all docs bench venv lock clean
 
-$(BIN)/i2am: pyproject.toml
+$(BIN)/i2am: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev]' $(CONSTRAINTS)
 	touch $@
 
 venv: $(BIN)/i2am
@@ -23,11 +29,22 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(ARGS)
 
+test-slow: venv
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow $(ARGS)
+
 test-all: venv
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "slow or not slow" $(ARGS)
+
+docs: venv
+	$(BIN)/mkdocs build --strict --site-dir site
+
+lock: venv
+	echo "$(LOCK_TORCH)" > $(VENV)/torch-constraint.txt
+	$(BIN)/pip-compile --quiet --upgrade --strip-extras --extra dev --unsafe-package torch --unsafe-package pip \
+		-c $(VENV)/torch-constraint.txt --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 bench: venv
 	$(BIN)/python benchmarks/capture_overhead.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) outputs/*/
+	rm -rf $(VENV) outputs/*/ site/

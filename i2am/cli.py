@@ -13,9 +13,10 @@ __all__ = ["TASK_ENV", "config_dir", "main", "usage"]
 
 
 def usage() -> str:
-    width = max(len(n) for n in TASKS)
+    width = max(len(n) for n in [*TASKS, "reproduce"])
     lines = ["usage: i2am <task> [hydra overrides ...]   (i2am <task> --help for the task's config)", "", "tasks:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in TASKS.items()]
+    lines += [f"  {'reproduce':<{width}}  a paper artifact: i2am reproduce <artifact> [--toy] (i2am reproduce --help)"]
     lines += ["", "examples:", "  i2am demo", "  i2am demo sampler.num_steps=20 seed=1", "  i2am demo -m seed=0,1"]
     return "\n".join(lines)
 
@@ -23,6 +24,11 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     inherited = os.environ.get(TASK_ENV)   # DDP workers re-run this program without the task word (see below)
+    if argv and argv[0] == "reproduce":     # paper artifacts: not a Hydra task of its own (i2am/reproduce.py)
+        from i2am.reproduce import main as reproduce
+
+        reproduce(argv[1:])
+        return
     if argv and argv[0] in TASKS:
         task = argv.pop(0)
     elif inherited in TASKS and not (argv and argv[0] in ("-h", "--help", "help")):
@@ -40,8 +46,11 @@ def main(argv: list[str] | None = None) -> None:
     import hydra
     from omegaconf import DictConfig
 
+    from i2am.config_schema import validate
+
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=task)
     def _run(cfg: DictConfig):
+        validate(cfg)   # wrong types and unknown keys fail here, before any data or model is loaded
         metrics = get_task(task).run(cfg)
         if metrics:
             print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, indent=1))

@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from . import testing_hooks
+
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
@@ -162,7 +164,9 @@ class RunDir:
     def mark_done(self, sample_id: str, values: Mapping[str, Any]) -> Path:
         """The sample's done-marker ``metrics/<id>.json``: written last, atomically, after every other file of the
         sample, so a run killed at any moment resumes exactly at the first sample without one."""
-        return atomic_write_text(self.sample_record_file(sample_id), to_json({"sample_id": sample_id, **values}))
+        marker = atomic_write_text(self.sample_record_file(sample_id), to_json({"sample_id": sample_id, **values}))
+        testing_hooks.sample_done()   # a test-only crash point (I2AM_FAULT_KILL_AFTER_SAMPLES); a no-op otherwise
+        return marker
 
     def sample_record(self, sample_id: str) -> dict:
         file = self.sample_record_file(sample_id)
