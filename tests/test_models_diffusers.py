@@ -64,7 +64,7 @@ def test_i2am_attribute_runs_on_a_pipeline_folder(tmp_path):
                  "sampler.num_steps=2", "data.limit=2", "data.batch_size=2", "data.toy.n_train=2",
                  "data.toy.n_test=2", "trainer.enable_progress_bar=false"]
     metrics = run_task("attribute", overrides)
-    assert read_metrics(tmp_path / "run") == pytest.approx(metrics)
+    assert read_metrics(tmp_path / "run") == pytest.approx(metrics, nan_ok=True)   # PBE: imacs_r is NaN (no G2R)
     assert metrics["n_samples"] == 2 and metrics["imacs_g"] == metrics["imacs_g"]
     maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
     assert maps.relations == ["image:example"] and maps.meta["model"] == "diffusers"
