@@ -167,7 +167,11 @@ class PipelineTrace:
 
 
 def trace(pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None) -> PipelineTrace:
-    """Trace the I2AM maps of ``pipe``'s calls inside a ``with`` block (see ``PipelineTrace``)."""
+    """Trace the I2AM maps of ``pipe``'s calls inside a ``with`` block (see ``PipelineTrace``; pipelines whose
+    denoiser is a diffusion transformer: ``i2am.tracing_joint``)."""
+    if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is not None:
+        from .tracing_joint import JointPipelineTrace
+        return JointPipelineTrace(pipe, capture, num_steps=num_steps)
     return PipelineTrace(pipe, capture, num_steps=num_steps)
 
 

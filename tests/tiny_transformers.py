@@ -2,6 +2,8 @@
 (and pooled embeddings) are passed directly; reference images are small PIL images of chosen sizes."""
 from __future__ import annotations
 
+from contextlib import contextmanager, nullcontext  # noqa: F401  (re-exported for tests)
+
 import numpy as np
 import torch
 from diffusers import (
@@ -56,8 +58,8 @@ def flux2_transformer(seed: int = 0) -> Flux2Transformer2DModel:
 
 def flux2_vae(seed: int = 1) -> AutoencoderKLFlux2:
     _seed(seed)
-    return AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",),
-                              up_block_types=("UpDecoderBlock2D",), block_out_channels=(4,), layers_per_block=1,
+    return AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                              up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(4, 8), layers_per_block=1,
                               latent_channels=1, norm_num_groups=1, use_quant_conv=False,
                               use_post_quant_conv=False).eval()
 
@@ -79,6 +81,19 @@ def qwen_vae(seed: int = 1) -> AutoencoderKLQwenImage:
     return AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2, 4], num_res_blocks=1,
                                   temperal_downsample=[False, True], latents_mean=[0.0] * 4,
                                   latents_std=[1.0] * 4).eval()
+
+
+@contextmanager
+def small_qwen_references(area: int = 64 * 64):
+    """QwenImageEditPipeline resizes every reference to a 1024x1024 area (128x128 tokens); tiny tests shrink it."""
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as module
+
+    original = module.calculate_dimensions
+    module.calculate_dimensions = lambda _area, ratio: original(area, ratio)
+    try:
+        yield
+    finally:
+        module.calculate_dimensions = original
 
 
 def qwen_edit() -> QwenImageEditPipeline:
