@@ -16,7 +16,7 @@ from .tracing import PipelineTrace
 
 class JointPipelineTrace(PipelineTrace):
     def __init__(self, pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None,
-                 normalisations=NORMALISATIONS):
+                 normalisations=NORMALISATIONS, relations=None):
         transformer = getattr(pipe, "transformer", None)
         if transformer is None:
             raise ValueError(f"i2am.trace: {type(pipe).__name__} has no transformer denoiser")
@@ -24,6 +24,7 @@ class JointPipelineTrace(PipelineTrace):
         self.template = capture or CaptureConfig()
         self.num_steps = num_steps
         self.normalisations = tuple(normalisations)
+        self.scored_relations = relations
         self.pipeline_class = type(pipe).__name__
         self._chunks = conditional_chunks(self.pipeline_class)
         self._blocks = find_blocks(transformer)   # raises for unsupported transformers/processors before patching
@@ -38,7 +39,8 @@ class JointPipelineTrace(PipelineTrace):
         self._finish_call()
         transformer = self.pipe.transformer
         capture = JointAttentionCapture(transformer, self._config(self.num_steps or 1), conditional=self.conditional,
-                                        normalisations=self.normalisations, model_name=self.pipeline_class)
+                                        normalisations=self.normalisations, model_name=self.pipeline_class,
+                                        relations=self.scored_relations)
         self._step_hook = transformer.register_forward_pre_hook(self._on_first_step)
         capture.__enter__()
         self._capture = capture

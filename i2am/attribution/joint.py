@@ -122,16 +122,18 @@ class JointAttentionCapture:
         "group:single" or block names such as "transformer_blocks.0.attn", sram_layers as block names, chunk_budget).
     normalisations: any of "i2am" and "share" (module docstring).
     conditional: callable picking the conditional rows of a stacked CFG batch (default: every row).
+    relations: the conditionings to score ("text", "image:reference", "image:reference.1", ...; None = all).
     """
 
     def __init__(self, transformer: nn.Module, cfg: CaptureConfig | None = None, *,
-                 normalisations=NORMALISATIONS, conditional=None, model_name: str | None = None):
+                 normalisations=NORMALISATIONS, conditional=None, model_name: str | None = None, relations=None):
         self.cfg = cfg or CaptureConfig()
         self.transformer = transformer
         bad = [n for n in normalisations if n not in NORMALISATIONS]
         if bad or not normalisations:
             raise ValueError(f"normalisations {list(normalisations)}: choose one or more of {NORMALISATIONS}")
         self.normalisations = tuple(normalisations)
+        self.relations = None if relations is None else tuple(relations)
         self.model_name = model_name or type(transformer).__name__
         self.blocks = self._select(find_blocks(transformer))
         unknown = [n for n in self.cfg.sram_layers if n not in {b.name for b in self.blocks}]
@@ -249,6 +251,11 @@ class JointAttentionCapture:
         if self.layout is not None and layout != self.layout:
             raise RuntimeError(f"{type(module).__name__}: the token layout changed within one capture "
                                f"({self.layout} -> {layout}); call reset() between runs")
+        if self.relations is not None:
+            known = [s.relation for s in layout.keys]
+            missing = [r for r in self.relations if r not in known]
+            if missing:
+                raise ValueError(f"relations {missing} are not in this call's token layout; it has {known}")
         self.layout = layout
         self._step = self._calls
         self._calls += 1
@@ -292,7 +299,7 @@ class JointAttentionCapture:
         dirs = self.cfg.directions
         weight = self._query_weight(gen.grid, batch) if "g2r" in dirs else None
         if "i2am" in self.normalisations:
-            for seg in self.layout.keys:
+            for seg in self._scored():
                 sram = block.name in self.cfg.sram_layers
                 scores = self._sub_block(qg, k[:, :, seg.start:seg.stop], scale, weight, sram,
                                          None if key_valid is None else key_valid[:, seg.start:seg.stop])
@@ -300,6 +307,9 @@ class JointAttentionCapture:
         if "share" in self.normalisations:
             for relation, scores in self._shares(qg, k, scale, weight, key_valid).items():
                 self._accumulate(block, relation, scores, group)
+
+    def _scored(self) -> list[Segment]:
+        return [s for s in self.layout.keys if self.relations is None or s.relation in self.relations]
 
     @staticmethod
     def _key_valid(attn_mask, batch: int, length: int) -> torch.Tensor | None:
@@ -340,7 +350,7 @@ class JointAttentionCapture:
         """Per conditioning segment, from the full softmax of each generated query: "r2g" [B, heads, Lg] the mass
         on the segment, "g2r" [B, heads, Lseg] the (weighted) sum over generated queries of each token's mass."""
         batch, heads, lg, _ = qg.shape
-        keys = self.layout.keys
+        keys = self._scored()
         kf = k.float()
         bias = None if valid is None else torch.zeros(valid.shape, device=k.device).masked_fill_(~valid, float("-inf"))
         r2g = {s.relation: [] for s in keys}
