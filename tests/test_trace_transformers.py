@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
-import torch
 import tiny_transformers as tt
+import torch
 from naive_joint import Recorder, naive_accumulators, naive_families
 
 import i2am
@@ -31,7 +31,6 @@ def _kontext_kwargs():
 
 
 def _kontext_cfg_kwargs():
-    pe, pooled = tt.text()
     neg, neg_pooled = tt.text(seed=20)
     return {**_kontext_kwargs(), "negative_prompt_embeds": neg, "negative_pooled_prompt_embeds": neg_pooled,
             "true_cfg_scale": 2.0}
@@ -57,7 +56,7 @@ def _sd3_kwargs():
                 negative_pooled_prompt_embeds=neg_pooled, guidance_scale=2.0, height=16, width=16)
 
 
-EVEN = lambda i: i % 2 == 0   # noqa: E731  true CFG: the positive prompt runs first in each step
+EVEN = lambda i: i % 2 == 0   # true CFG: the positive prompt runs first in each step
 CASES = {
     "kontext": dict(make=tt.kontext, kwargs=_kontext_kwargs, refs=1),
     "kontext_true_cfg": dict(make=tt.kontext, kwargs=_kontext_cfg_kwargs, refs=1, keep=EVEN),
@@ -76,9 +75,8 @@ def test_trace_matches_naive_reference_and_keeps_outputs(name):
     blocks = find_blocks(pipe.transformer)
     text_block = blocks[0].name
     capture = CaptureConfig(time_groups=2, sram_layers=[text_block])
-    with Recorder(pipe.transformer, blocks, case.get("keep", lambda i: True)) as rec:
-        with i2am.trace(pipe, capture) as tr:
-            traced = _call(pipe, case)
+    with Recorder(pipe.transformer, blocks, case.get("keep", lambda i: True)) as rec, i2am.trace(pipe, capture) as tr:
+        traced = _call(pipe, case)
     assert torch.equal(plain, traced)                                       # outputs unchanged
     maps = tr.maps
     assert maps.meta["steps_seen"] == STEPS == len(rec.calls)
@@ -141,9 +139,8 @@ def test_restoration_after_exception():
     def fail(*args, **kwargs):
         raise KeyboardInterrupt("stop")
 
-    with pytest.raises(KeyboardInterrupt):
-        with i2am.trace(pipe):
-            _call(pipe, CASES["kontext"], callback_on_step_end=fail)
+    with pytest.raises(KeyboardInterrupt), i2am.trace(pipe):
+        _call(pipe, CASES["kontext"], callback_on_step_end=fail)
     assert {b.name: b.module.processor for b in find_blocks(pipe.transformer)} == processors
     assert _backend_functions() == before
     assert "prepare_latents" not in vars(pipe)

@@ -73,7 +73,7 @@ class _BackendProxy:
 class _JointProcessor:
     """Marks the block whose processor is running, so the backend pass-through knows whom to report to."""
 
-    def __init__(self, inner, capture: "JointAttentionCapture", block: JointBlock):
+    def __init__(self, inner, capture: JointAttentionCapture, block: JointBlock):
         self.inner, self.capture, self.block = inner, capture, block
         # diffusers filters the kwargs a processor receives by its __call__ signature: expose the inner one.
         self.__call__ = functools.wraps(inner.__call__)(functools.partial(_JointProcessor.__call__, self))
@@ -171,7 +171,7 @@ class JointAttentionCapture:
         return [by_name[n] for n in names]
 
     # ---------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "JointAttentionCapture":
+    def __enter__(self) -> JointAttentionCapture:
         if self._active:
             raise RuntimeError("this JointAttentionCapture is already active")
         try:
@@ -403,7 +403,7 @@ class JointAttentionCapture:
         return sum(a.numel() * a.element_size() for b in self.blocks for a in b.acc.values())
 
     def _segment(self, relation: str) -> Segment:
-        base = relation[len("share:"):] if relation.startswith("share:") else relation
+        base = relation.removeprefix("share:")
         return next(s for s in self.layout.keys if s.relation == base)
 
     def maps(self) -> AttributionMaps:

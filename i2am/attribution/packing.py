@@ -19,6 +19,7 @@ The first image run is always the generated image: diffusers' editing pipelines 
 from __future__ import annotations
 
 import inspect
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -73,7 +74,7 @@ def _image_runs(ids: torch.Tensor, where: str) -> list[tuple[int, tuple[int, int
     change = torch.nonzero(first[1:] != first[:-1]).flatten() + 1
     bounds = [0, *change.tolist(), ids.shape[0]]
     runs = []
-    for start, stop in zip(bounds[:-1], bounds[1:]):
+    for start, stop in itertools.pairwise(bounds):
         part = ids[start:stop]
         grid = (int(part[:, 1].unique().numel()), int(part[:, 2].unique().numel()))
         if grid[0] * grid[1] != stop - start:
