@@ -97,24 +97,27 @@ def main():
         "share, image:reference": dict(relations=("image:reference",), normalisations=("share",)),
         "all relations, both normalisations": dict(),
     }
-    plain = median([run_steps(model, x, args.steps, args.device) for _ in range(args.repeats)])
-    print(f"{'plain':40s} {plain / args.steps * 1e3:9.1f} ms/step")
-    for name, kw in variants.items():
-        times, sizes = [], []
-        for steps in (args.steps, 2 * args.steps):
-            cap = JointAttentionCapture(model, CaptureConfig(num_steps=steps, time_groups=1), **kw)
+    # plain and captured runs alternate, and each ratio is taken within a pair, so drifting machine load cancels
+    plains, results = [], {name: ([], []) for name in variants}
+    for _ in range(args.repeats):
+        for name, kw in variants.items():
+            plain = run_steps(model, x, args.steps, args.device)
+            cap = JointAttentionCapture(model, CaptureConfig(num_steps=2 * args.steps, time_groups=1), **kw)
             with cap:
-                t = run_steps(model, x, steps, args.device)
-            if steps == args.steps:
-                times.append(t)
-                for _ in range(args.repeats - 1):
-                    cap.reset()
-                    with cap:
-                        times.append(run_steps(model, x, steps, args.device))
-            sizes.append(cap.accumulator_bytes())
-        t = median(times)
-        print(f"{name:40s} {t / args.steps * 1e3:9.1f} ms/step  {t / plain:5.2f}x plain  accumulators "
-              f"{sizes[0] / 2**20:.2f} MiB at {args.steps} steps, {sizes[1] / 2**20:.2f} MiB at {2 * args.steps}")
+                t = run_steps(model, x, args.steps, args.device)
+                size = cap.accumulator_bytes()
+                if name == next(iter(variants)) and not plains:   # memory: N more steps, same accumulators
+                    run_steps(model, x, args.steps, args.device)
+                    print(f"accumulators of {name!r}: {size / 2**20:.2f} MiB after {args.steps} steps, "
+                          f"{cap.accumulator_bytes() / 2**20:.2f} MiB after {2 * args.steps}")
+            plains.append(plain)
+            results[name][0].append(t / plain)
+            results[name][1].append(size)
+    plain = median(plains)
+    print(f"{'plain':40s} {plain / args.steps * 1e3:9.1f} ms/step (median)")
+    for name, (ratios, sizes) in results.items():
+        print(f"{name:40s} {median(ratios):5.2f}x plain (median of {len(ratios)} paired runs; "
+              f"{min(ratios):.2f}-{max(ratios):.2f})  accumulators {sizes[0] / 2**20:.2f} MiB")
     if args.amd:
         amd_compare(model, x, args, plain)
 

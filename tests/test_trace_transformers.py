@@ -41,6 +41,13 @@ def _flux2_kwargs():
     return dict(image=[tt.image(64, 64), tt.image(96, 64, seed=3)], prompt_embeds=pe, height=32, width=32)
 
 
+def _klein_kwargs():
+    pe, _ = tt.text()
+    neg, _ = tt.text(seed=20)
+    return {"image": [tt.image(64, 96, seed=3)], "prompt_embeds": pe, "negative_prompt_embeds": neg,
+            "guidance_scale": 2.0, "height": 32, "width": 32}
+
+
 def _qwen_kwargs():
     pe, _ = tt.text()
     neg, _ = tt.text(seed=20)
@@ -61,6 +68,7 @@ CASES = {
     "kontext": dict(make=tt.kontext, kwargs=_kontext_kwargs, refs=1),
     "kontext_true_cfg": dict(make=tt.kontext, kwargs=_kontext_cfg_kwargs, refs=1, keep=EVEN),
     "flux2_two_references": dict(make=tt.flux2, kwargs=_flux2_kwargs, refs=2),
+    "flux2_klein_true_cfg": dict(make=tt.flux2_klein, kwargs=_klein_kwargs, refs=1, keep=EVEN),
     "qwen_edit_true_cfg": dict(make=tt.qwen_edit, kwargs=_qwen_kwargs, refs=1, keep=EVEN,
                                context=tt.small_qwen_references),
     "sd3_cfg": dict(make=tt.sd3, kwargs=_sd3_kwargs, refs=0, rows=slice(1, 2)),   # [negative, positive] stacked

@@ -49,11 +49,12 @@ def kontext() -> FluxKontextPipeline:
                                tokenizer=None, text_encoder_2=None, tokenizer_2=None, transformer=flux_transformer())
 
 
-def flux2_transformer(seed: int = 0) -> Flux2Transformer2DModel:
+def flux2_transformer(seed: int = 0, guidance_embeds: bool = True) -> Flux2Transformer2DModel:
     _seed(seed)
     return Flux2Transformer2DModel(patch_size=1, in_channels=4, num_layers=1, num_single_layers=1,
                                    attention_head_dim=16, num_attention_heads=2, joint_attention_dim=TEXT_DIM,
-                                   timestep_guidance_channels=32, axes_dims_rope=[4, 4, 4, 4]).eval()
+                                   timestep_guidance_channels=32, axes_dims_rope=[4, 4, 4, 4],
+                                   guidance_embeds=guidance_embeds).eval()
 
 
 def flux2_vae(seed: int = 1) -> AutoencoderKLFlux2:
@@ -126,3 +127,10 @@ def text(batch: int = 1, seed: int = 10, tokens: int = TEXT_TOKENS) -> tuple[tor
 def image(height: int, width: int, seed: int = 12) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def flux2_klein():
+    from diffusers import Flux2KleinPipeline
+
+    return Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=flux2_vae(), text_encoder=None,
+                              tokenizer=None, transformer=flux2_transformer(guidance_embeds=False))
