@@ -79,8 +79,10 @@ class Recorder:
             h.remove()
 
 
-def naive_accumulators(recorder, blocks, layout, rows=slice(None), time_groups=1, sram=()) -> dict:
-    """raw keys as in AttributionMaps ("r2g/<relation>/<block>", ...), float64, from the full probabilities."""
+def naive_accumulators(recorder, blocks, layout, rows=slice(None), time_groups=1, sram=(), key_valid=None) -> dict:
+    """raw keys as in AttributionMaps ("r2g/<relation>/<block>", ...), float64, from the full probabilities.
+
+    key_valid: optional [L] bool of the keys the attention may use (padding masked out of every softmax)."""
     out = {}
     gen = layout.generated
     steps = len(recorder.calls)
@@ -92,13 +94,17 @@ def naive_accumulators(recorder, blocks, layout, rows=slice(None), time_groups=1
                 q, k = joint_qk(attn, call[block.name])
                 q, k = q[rows].double(), k[rows].double()
                 logits = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5
+                valid = torch.ones(logits.shape[-1], dtype=torch.bool) if key_valid is None else key_valid
+                logits = logits.masked_fill(~valid, float("-inf"))
                 full = torch.softmax(logits, -1)
                 g = slice(gen.start, gen.stop)
                 for seg in layout.keys:
                     r = slice(seg.start, seg.stop)
                     sub = logits[:, :, g, r]
+                    keep = valid[r]
+                    over_g = torch.softmax(sub[..., keep], -2).mean(-1)   # mean over the usable tokens only
                     parts = {
-                        f"{seg.relation}": (torch.softmax(sub, -2).mean(-1), torch.softmax(sub, -1).mean(-2)),
+                        f"{seg.relation}": (over_g, torch.softmax(sub, -1).mean(-2)),
                         f"share:{seg.relation}": (full[:, :, g, r].sum(-1), full[:, :, g, r].mean(-2)),
                     }
                     for relation, (r2g, g2r) in parts.items():

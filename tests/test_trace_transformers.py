@@ -245,3 +245,25 @@ def test_dispatch_backend_left_in_place():
         transformer_flux.dispatch_attention_fn = original
     assert len(seen) == 2   # one double- and one single-stream block, each through the original dispatch
     assert sys.modules["diffusers.models.transformers.transformer_flux"].dispatch_attention_fn is original
+
+
+def test_qwen_text_padding_is_left_out_of_every_softmax():
+    """prompt_embeds_mask with padding: the processor masks those keys; so does the capture (and the naive reference)."""
+    pipe = tt.qwen_edit()
+    pe, _ = tt.text()
+    mask = torch.tensor([[1, 1, 1, 0, 0]])
+    kwargs = {"image": tt.image(48, 32), "prompt_embeds": pe, "prompt_embeds_mask": mask, "height": 32, "width": 32}
+    blocks = find_blocks(pipe.transformer)
+    with tt.small_qwen_references(), Recorder(pipe.transformer, blocks) as rec, i2am.trace(pipe) as tr:
+        pipe(num_inference_steps=1, output_type="pt", generator=torch.Generator().manual_seed(0), **kwargs)
+    maps = tr.maps
+    from i2am.attribution.packing import JointLayout, Segment
+    layout = JointLayout(tuple(Segment(s["kind"], s["start"], s["length"], tuple(s["grid"]))
+                               for s in maps.meta["segments"]))
+    valid = torch.ones(layout.length, dtype=torch.bool)
+    valid[3:5] = False
+    naive = naive_accumulators(rec, blocks, layout, time_groups=1, key_valid=valid)
+    assert set(naive) == set(maps.raw)
+    for key, expected in naive.items():
+        torch.testing.assert_close(maps.raw[key].double(), expected, rtol=RTOL, atol=ATOL, msg=key)
+    assert (maps.relation("text").g2r.ulam[..., 3:] == 0).all()
