@@ -176,11 +176,18 @@ class PipelineTrace:
         return calls[-1]
 
 
-def trace(pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None,
-          per_token: bool = False) -> PipelineTrace:
-    """Trace the I2AM maps of ``pipe``'s calls inside a ``with`` block (see ``PipelineTrace``).
+def trace(pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None, per_token: bool = False):
+    """Trace the I2AM maps of ``pipe``'s calls inside a ``with`` block (see ``PipelineTrace``; pipelines whose
+    denoiser is a diffusion transformer: ``i2am.tracing_joint.JointPipelineTrace``).
 
-    per_token: also the R2G map of each IP-Adapter image token alone, as relations "image:ip_adapter[t]"."""
+    per_token: also the R2G map of each IP-Adapter image token alone, as relations "image:ip_adapter[t]" (UNet
+    pipelines)."""
+    if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is not None:
+        if per_token:
+            raise ValueError(f"trace(per_token=True) is for IP-Adapter tokens of UNet pipelines, not "
+                             f"{type(pipe).__name__}")
+        from .tracing_joint import JointPipelineTrace
+        return JointPipelineTrace(pipe, capture, num_steps=num_steps)
     return PipelineTrace(pipe, capture, num_steps=num_steps, per_token=per_token)
 
 
