@@ -29,11 +29,12 @@ RenderPreset = Enum("RenderPreset", {"official": "official", "clean": "clean"})
 class SamplerSchema:
     """conf/sampler/*.yaml -> i2am.models.sampler.Sampler (null = the model's default)."""
     _target_: str = "i2am.models.sampler.Sampler"
-    scheduler: str = "ddim"             # ddim | unipc | a diffusers scheduler class name
+    scheduler: Optional[str] = None     # ddim | unipc | plms | custom_ddim | a diffusers scheduler class name
     num_steps: Optional[int] = None
     guidance: Optional[float] = None
     eta: Optional[float] = None
     start_code: Optional[str] = None
+    paste: Optional[bool] = None
     seed: int = 0
     scheduler_config: dict[str, Any] = field(default_factory=dict)
 
@@ -74,6 +75,7 @@ class PathsSchema:
 class TrainerSchema:
     """conf/trainer/*.yaml: the lightning.Trainer arguments i2am passes on (default_root_dir and logger are set by the
     task). Union-typed Trainer arguments are ``Any`` here and left to Lightning."""
+    _target_: str = "lightning.Trainer"
     accelerator: str = "cpu"
     strategy: Any = None
     devices: Any = 1
