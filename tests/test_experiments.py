@@ -54,6 +54,14 @@ def test_each_artifact_and_its_toy_twin_compose_on_the_right_models(name):
         assert cfg.sampler.num_steps <= 5 and cfg.data.limit <= 4
 
 
+def test_toy_twins_take_the_custom_and_refined_weights_from_the_artifact():
+    weights = ["artifact.checkpoints.custom=/C.ckpt", "artifact.checkpoints.refined=/R.ckpt"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for name in ("vitonhd_table-toy", "debugging_custom-toy"):
+            checkpoints = {label: cfg.model.checkpoint for label, cfg in run_overrides(name, weights)}
+            assert (checkpoints["custom"], checkpoints["refined"]) == ("/C.ckpt", "/R.ckpt"), name
+
+
 def test_vitonhd_table_puts_measured_next_to_paper_numbers(tmp_path):
     metrics = {"stableviton": {"imacs_g": 0.5, "imacs_r": 0.25, "ssim": 0.75, "fid_randconv": 3.0},
                "dcivton": {"imacs_g": -0.5, "ssim": 0.5, "fid_randconv": 4.0},
