@@ -13,6 +13,7 @@ def test_sr_figure_toy_runs_and_writes_its_figure(tmp_path):
                                      "data.toy_count=1", "sampler.num_steps=2", "capture.time_groups=2"])
     assert metrics["n_samples"] == 1 and 0 < metrics["psnr"] < 100 and -1 <= metrics["ssim"] <= 1
     assert read_metrics(tmp_path / "run")["psnr"] == metrics["psnr"]
+    assert (tmp_path / "run" / "csv" / "metrics.csv").is_file()     # the CSV logger writes into the run folder
     figures = draw_run(tmp_path / "run", tmp_path / "figures")
     assert len(figures) == 1
     with Image.open(figures[0]) as image:
