@@ -65,7 +65,7 @@ def build_loggers(cfg: DictConfig, out_dir: os.PathLike) -> list:
             group = spec.get("group") or multirun_group(cfg)
             extra = {"group": group} if group else {}
         loggers.append(instantiate(spec, save_dir=os.fspath(out_dir), **extra))   # a Path or a RunDir
-        log.info("logger %s -> %s", name, out_dir)
+        log.info("logger %s -> %s", name, os.fspath(out_dir))
     return loggers
 
 
