@@ -1,30 +1,9 @@
 """The SRAM illustration (docs/method.md §9 item 5): StableVITON's generated image on the SRAM layer's grid (warp block 4,
 32x24 at full size) with a 3x3 block of patches in red, and the reference map each of those patches draws on.
 
-    python experiments/sram_stableviton.py [--toy] [--make-only] [hydra overrides]
-    -> <paths.output_dir>/experiments/sram_stableviton[-toy]/sram_<sample>.png
+    python experiments/sram_stableviton.py [--toy] [--make-only] [hydra overrides]     # = i2am reproduce sram_stableviton ...
 """
-from __future__ import annotations
-
-from pathlib import Path
-
-from runner import main
-
-from i2am.report.panels import save_sram_figure
-from i2am.report.run_reader import AttributeRun
-
-
-def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:
-    written = []
-    for view in AttributeRun(runs["stableviton"]).views():
-        sram = view.sram()
-        if sram is None:
-            raise ValueError(f"{runs['stableviton']} has no SRAM maps: set capture.sram_layers")
-        layer, grid, _, marked, tiles = sram
-        written.append(save_sram_figure(out / f"sram_{view.sample_id}.png", marked, tiles,
-                                        title=f"StableVITON SRAM at {layer} ({grid[0]}x{grid[1]}): {view.sample_id}"))
-    return written
-
+from i2am.reproduce import main
 
 if __name__ == "__main__":
-    main("sram_stableviton", make)
+    main(name="sram_stableviton")

@@ -227,3 +227,12 @@ class RunDir:
         """``step=<N>.ckpt`` files of a training run: step -> path, in step order."""
         found = {int(p.stem.split("=")[1]): p for p in self.checkpoint_dir.glob("step=*.ckpt")}
         return dict(sorted(found.items()))
+
+
+def sweep_jobs(sweep_dir: str | Path) -> dict[str, RunDir]:
+    """The finished job folders of a Hydra multirun folder (each has .hydra/ and metrics.json), by folder name."""
+    folder = Path(sweep_dir)
+    if not folder.is_dir():
+        return {}
+    jobs = (RunDir(p) for p in sorted(folder.iterdir()) if (p / ".hydra").is_dir())
+    return {job.name: job for job in jobs if job.is_finished()}

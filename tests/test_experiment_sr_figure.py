@@ -1,9 +1,10 @@
-"""Issue 8: `sr_figure-toy` runs offline (pasd-tiny on the toy SR set) and experiments/sr_figure.py draws its figure."""
-import sys
+"""Issue 8: `sr_figure-toy` runs offline (pasd-tiny on the toy SR set) and i2am.report.artifacts.sr_figure draws its
+figure."""
 
 from PIL import Image
+from tasks_util import read_metrics, run_task
 
-from tasks_util import ROOT, read_metrics, run_task
+from i2am.report.artifacts.sr_figure import draw_run
 
 
 def test_sr_figure_toy_runs_and_writes_its_figure(tmp_path):
@@ -12,10 +13,8 @@ def test_sr_figure_toy_runs_and_writes_its_figure(tmp_path):
                                      "data.toy_count=1", "sampler.num_steps=2", "capture.time_groups=2"])
     assert metrics["n_samples"] == 1 and 0 < metrics["psnr"] < 100 and -1 <= metrics["ssim"] <= 1
     assert read_metrics(tmp_path / "run")["psnr"] == metrics["psnr"]
-    sys.path.insert(0, str(ROOT / "experiments"))
-    import sr_figure
-
-    figures = sr_figure.main([str(tmp_path / "run")])
+    assert (tmp_path / "run" / "csv" / "metrics.csv").is_file()     # the CSV logger writes into the run folder
+    figures = draw_run(tmp_path / "run", tmp_path / "figures")
     assert len(figures) == 1
     with Image.open(figures[0]) as image:
         image.verify()

@@ -8,15 +8,7 @@ floor) as explicit, documented options.
 
 import torch
 
-
-def query_entropy(attn: torch.Tensor) -> torch.Tensor:
-    """Entropy in nats of each query's distribution over reference cells: [B, Lq, hr, wr] -> [B, Lq].
-
-    log is taken of p clamped to the dtype's smallest normal, so a collapsed (exactly one-hot) row has a finite
-    gradient instead of log(0).
-    """
-    p = attn.flatten(-2)
-    return -(p * p.clamp_min(torch.finfo(p.dtype).tiny).log()).sum(dim=-1)
+from ..attribution.distributions import grid_entropy as query_entropy  # [B, Lq, hr, wr] -> [B, Lq]
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, empty: float = 0.0) -> torch.Tensor:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..attribution.distributions import grid_entropy as entropy_nats
+
 
 def grid_cells(height: int, width: int, device=None) -> Tensor:
     """[h*w, 2] long (row, col) of every cell in row-major order; e.g. the points of ``maps.sram(layer, points=...)``."""
@@ -50,12 +52,6 @@ def argmax_location(prob: Tensor) -> Tensor:
 def centroid_location(prob: Tensor) -> Tensor:
     """[..., h, w] distributions -> [..., 2] expected cell coordinates."""
     return prob.flatten(-2) @ _positions(prob.shape[-2:], prob)
-
-
-def entropy_nats(prob: Tensor) -> Tensor:
-    """[..., h, w] distributions -> [...] Shannon entropy in nats (0 log 0 = 0)."""
-    flat = prob.flatten(-2)
-    return -(flat * flat.clamp(min=1e-30).log()).sum(dim=-1)
 
 
 def localization_stats(prob: Tensor, source: Tensor, radii: Sequence[float]) -> dict[str, Tensor]:

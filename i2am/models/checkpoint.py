@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from .samplers.schedule import NUM_TRAIN_TIMESTEPS, ldm_betas
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file or keys."""
@@ -92,10 +94,9 @@ def compare(expected: dict[str, torch.Size], incoming: dict[str, torch.Tensor], 
     return report
 
 
-def ldm_schedule_buffers(num_steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012
-                         ) -> dict[str, torch.Tensor]:
+def ldm_schedule_buffers(num_steps: int = NUM_TRAIN_TIMESTEPS) -> dict[str, torch.Tensor]:
     """The 12 diffusion-schedule buffers an LDM ``LatentDiffusion`` saves (``linear`` = scaled-linear betas, eps)."""
-    betas = torch.linspace(beta_start ** 0.5, beta_end ** 0.5, num_steps, dtype=torch.float64) ** 2
+    betas = ldm_betas(num_steps)
     alphas = 1.0 - betas
     acp = torch.cumprod(alphas, 0)
     acp_prev = torch.cat([torch.ones(1, dtype=torch.float64), acp[:-1]])

@@ -15,11 +15,13 @@ import diffusers
 import torch
 
 from .plan import guidance_at
+from .samplers.schedule import BETA_END, BETA_START, NUM_TRAIN_TIMESTEPS
 
 # The LDM schedule (``linear`` in LDM = scaled-linear betas) and its DDIM discretisation ``uniform``:
 # timesteps 981, 961, ..., 1 for 50 steps; the last step goes to alphas_cumprod[0] (set_alpha_to_one=False).
-LDM_SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                    prediction_type="epsilon", steps_offset=1, timestep_spacing="leading")
+LDM_SCHEDULE = dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_start=BETA_START, beta_end=BETA_END,
+                    beta_schedule="scaled_linear", prediction_type="epsilon", steps_offset=1,
+                    timestep_spacing="leading")
 LDM_DDIM = dict(LDM_SCHEDULE, clip_sample=False, set_alpha_to_one=False)
 SCHEDULER_ALIASES = {"ddim": ("DDIMScheduler", LDM_DDIM), "unipc": ("UniPCMultistepScheduler", LDM_SCHEDULE)}
 OWN_SAMPLERS = ("plms", "custom_ddim")   # loops of the original code (samplers/), not diffusers schedulers

@@ -7,6 +7,7 @@ multirun share a ``group`` and carry the overrides in their config, with the per
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def is_tensorboard(logger) -> bool:
     return type(logger).__name__ == "TensorBoardLogger"
 
 
-def build_loggers(cfg: DictConfig, out_dir: Path) -> list:
+def build_loggers(cfg: DictConfig, out_dir: os.PathLike) -> list:
     """CSV always, plus whatever ``cfg.logger`` adds (wandb offline by default, TensorBoard)."""
     loggers = []
     for name, spec in (cfg.get("logger") or {}).items():
@@ -63,8 +64,8 @@ def build_loggers(cfg: DictConfig, out_dir: Path) -> list:
         if is_wandb(spec):
             group = spec.get("group") or multirun_group(cfg)
             extra = {"group": group} if group else {}
-        loggers.append(instantiate(spec, save_dir=str(out_dir), **extra))
-        log.info("logger %s -> %s", name, out_dir)
+        loggers.append(instantiate(spec, save_dir=os.fspath(out_dir), **extra))   # a Path or a RunDir
+        log.info("logger %s -> %s", name, os.fspath(out_dir))
     return loggers
 
 

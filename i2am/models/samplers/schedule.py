@@ -11,16 +11,19 @@ BETA_START, BETA_END = 0.00085, 0.012
 RECORDS_CALL = "records_call"   # adapter attribute an AttributionCapture reads: False = not a sampling step
 
 
+def ldm_betas(num_train: int = NUM_TRAIN_TIMESTEPS, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """LDM's ``linear`` schedule (diffusers' ``scaled_linear``): betas = linspace(sqrt(b0), sqrt(b1))²."""
+    return torch.linspace(BETA_START ** 0.5, BETA_END ** 0.5, num_train, dtype=dtype) ** 2
+
+
 def ldm_alphas_cumprod(num_train: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
-    """LDM's ``linear`` schedule (betas = linspace(sqrt(b0), sqrt(b1))²) accumulated in float64, stored as float32
-    (``register_schedule``); the custom model's sampler accumulates in float32 (``custom_alphas_cumprod``)."""
-    betas = torch.linspace(BETA_START ** 0.5, BETA_END ** 0.5, num_train, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+    """The LDM schedule accumulated in float64, stored as float32 (``register_schedule``); the custom model's sampler
+    accumulates in float32 (``custom_alphas_cumprod``)."""
+    return torch.cumprod(1.0 - ldm_betas(num_train), dim=0).to(torch.float32)
 
 
 def custom_alphas_cumprod(num_train: int = NUM_TRAIN_TIMESTEPS) -> torch.Tensor:
-    betas = torch.linspace(BETA_START ** 0.5, BETA_END ** 0.5, num_train, dtype=torch.float32) ** 2
-    return torch.cumprod(1.0 - betas, dim=0)
+    return torch.cumprod(1.0 - ldm_betas(num_train, torch.float32), dim=0)
 
 
 def per_sample_noise(generators, shape, like: torch.Tensor) -> torch.Tensor:
