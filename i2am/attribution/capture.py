@@ -29,11 +29,34 @@ log = logging.getLogger(__name__)
 class _InstanceAttribute:
     """A removable handle (like a hook's) for an attribute set on one instance, shadowing its class's."""
 
-    def __init__(self, owner, name: str):
-        self.owner, self.name = owner, name
+    _UNSET = object()
+
+    def __init__(self, owner, name: str, previous=_UNSET):
+        self.owner, self.name, self.previous = owner, name, previous
 
     def remove(self) -> None:
-        self.owner.__dict__.pop(self.name, None)
+        """Back to what the instance had before (an outer wrapper of a nested context), else the class's."""
+        if self.previous is self._UNSET:
+            self.owner.__dict__.pop(self.name, None)
+        else:
+            self.owner.__dict__[self.name] = self.previous
+
+
+def watch_denoise_layout(model, record) -> _InstanceAttribute | None:
+    """Wrap ``model.denoise`` on this instance so that each call first reports its CFG batch layout
+    (``record(model.cfg_layout_for(guidance))``); returns the handle that removes the wrapper, or None for a model
+    without ``cfg_layout_for`` (a bare UNet)."""
+    if not hasattr(model, "cfg_layout_for"):
+        return None
+    previous = model.__dict__.get("denoise", _InstanceAttribute._UNSET)
+    denoise = model.denoise
+
+    def watched(x_t, t, inputs, guidance=None):
+        record(model.cfg_layout_for(model.guidance if guidance is None else guidance))
+        return denoise(x_t, t, inputs, guidance=guidance)
+
+    model.denoise = watched
+    return _InstanceAttribute(model, "denoise", previous)
 
 
 class _CaptureProcessor:
@@ -132,17 +155,11 @@ class AttributionCapture:
 
     def _watch_denoise(self) -> None:
         """"auto" on an adapter: record the CFG layout of each denoise call from the guidance it is given."""
-        model = self._model
-        if self.cfg.cfg_layout != "auto" or not hasattr(model, "cfg_layout_for"):
+        if self.cfg.cfg_layout != "auto":
             return
-        denoise = model.denoise
-
-        def watched(x_t, t, inputs, guidance=None):
-            self._call_layout = model.cfg_layout_for(model.guidance if guidance is None else guidance)
-            return denoise(x_t, t, inputs, guidance=guidance)
-
-        model.denoise = watched
-        self._handles.append(_InstanceAttribute(model, "denoise"))
+        handle = watch_denoise_layout(self._model, lambda layout: setattr(self, "_call_layout", layout))
+        if handle is not None:
+            self._handles.append(handle)
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> "AttributionCapture":

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .capture import _grid_for
+from .capture import _grid_for, watch_denoise_layout
 from .layers import LayerSpec, discover_cross_attention
 
 MODES = ("knockout", "replace")
@@ -176,6 +176,9 @@ class TokenKnockout:
         self.clear()
         self._handle = self.step_module.register_forward_pre_hook(self._on_step, with_kwargs=True)
         try:
+            self._call_layout = None   # the CFG layout of the adapter.denoise call in progress
+            self._denoise_handle = watch_denoise_layout(self._model, lambda layout: setattr(self, "_call_layout",
+                                                                                           layout))
             for i, spec in enumerate(self.layers):
                 self._originals[i] = spec.module.processor
                 spec.module.set_processor(_KnockoutProcessor(spec.module.processor, self, spec))
@@ -191,6 +194,9 @@ class TokenKnockout:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+        if getattr(self, "_denoise_handle", None) is not None:
+            self._denoise_handle.remove()
+            self._denoise_handle = None
         for i, spec in enumerate(self.layers):
             if i in self._originals:
                 spec.module.set_processor(self._originals.pop(i))
@@ -214,7 +220,7 @@ class TokenKnockout:
         return grid
 
     def _conditional_rows(self, batch: int) -> slice:
-        layout = getattr(self._model, "cfg_layout", "none")
+        layout = getattr(self, "_call_layout", None) or getattr(self._model, "cfg_layout", "none")
         if layout == "none":
             return slice(0, batch)
         half = batch // 2

@@ -50,6 +50,7 @@ def sample_custom_ddim(model, inputs, x: torch.Tensor, num_steps: int, guidance,
         x0 = predicted_x0(x, eps, a_t)
         x_next = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
         if callback is not None:
-            callback({"step": i, "t": t, "t_prev": t_prev, "x": x, "eps": eps, "denoised": x0, "x_next": x_next})
+            callback({"step": i, "t": t, "t_prev": t_prev, "x": x, "eps": eps, "denoised": x0, "x_next": x_next,
+                      "alpha_cumprod": a_t})
         x = x_next
     return x0

@@ -63,6 +63,6 @@ def sample_plms(model, inputs, x: torch.Tensor, num_steps: int, guidance, callba
         history = [*history[-2:], eps]
         if callback is not None:
             callback({"step": i, "t": t, "x": x, "eps": eps, "eps_prime": eps_prime, "denoised": x0,
-                      "x_next": x_next})
+                      "x_next": x_next, "alpha_cumprod": a_t})
         x = x_next
     return x
