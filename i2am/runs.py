@@ -147,6 +147,10 @@ class RunDir:
         """A folder for one sample's own files (an evaluator's curves, ...); not created here."""
         return self.path / "per_sample" / safe_name(sample_id)
 
+    def sample_files(self, name: str) -> list[Path]:
+        """Every sample folder's file ``name`` (e.g. an evaluator's ``faithfulness.json``), in sorted order."""
+        return sorted((self.path / "per_sample").glob(f"*/{name}"))
+
     def sample_record_file(self, sample_id: str) -> Path:
         return self.path / "metrics" / f"{safe_name(sample_id)}.json"
 

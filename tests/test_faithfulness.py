@@ -17,6 +17,7 @@ from i2am.attribution.knockout import TokenKnockout, rank_keep_mask
 from i2am.metrics.curves import bootstrap_mean_ci, normalised_auc, retained, topk_overlap
 from i2am.metrics.faithfulness import g2r_curves, r2g_counterfactuals, summarise_g2r
 from i2am.models.sampler import Sampler
+from i2am.runs import RunDir
 
 READ = [0, 1, 4, 5]                                   # the reference cells the routing model reads
 ROUTE = [READ[j % 4] for j in range(CELLS)]           # each query cell reads exactly one of them
@@ -219,13 +220,13 @@ def test_report_panels_average_the_evaluator_files(tmp_path):
             adapter.sample(sample, sampler=sampler)
         evaluator.update(SampleContext(sample_id=f"s{seed}", sample=sample, maps=cap.maps(), rendered={},
                                        generated=torch.zeros(1, 3, 4, 4), adapter=adapter, sampler=sampler,
-                                       sample_dir=tmp_path / "run" / "evaluators" / f"s{seed}"))
+                                       sample_dir=RunDir(tmp_path / "run").sample_dir(f"s{seed}")))
     summary = evaluator.compute()
     assert summary["faith_n_samples"] == 2
     assert summary["faith_full_pixel_del_gap_lo"] <= summary["faith_full_pixel_del_gap"]
     assert summary["faith_full_pixel_del_gap"] > 0
     import json
-    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "run" / "evaluators").glob("*/faithfulness.json"))]
+    records = [json.loads(p.read_text()) for p in RunDir(tmp_path / "run").sample_files("faithfulness.json")]
     fractions, curves = mean_curves(records)
     assert fractions == FRACTIONS and curves["full"]["pixel"]["deletion"]["attribution"][0] == pytest.approx(0.0)
     panels = faithfulness_panels(tmp_path / "run", tmp_path / "panels", "routing")

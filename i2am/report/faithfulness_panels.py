@@ -11,10 +11,11 @@ import torch
 
 from ..metrics.curves import retained
 from ..metrics.faithfulness_figures import curves_figure, randomization_figure
+from ..runs import RunDir
 
 
 def _records(run_dir: Path, name: str) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((Path(run_dir) / "evaluators").glob(f"*/{name}"))]
+    return [json.loads(p.read_text()) for p in RunDir(run_dir).sample_files(name)]
 
 
 def mean_curves(records: list[dict]) -> tuple[list[float], dict] | None:
