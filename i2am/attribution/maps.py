@@ -27,9 +27,14 @@ def resize_clamp(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic resize of the last two dims (align_corners=False), then clamp at 0; same size is the identity."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x.clamp(min=0)
+    return bicubic(x, size).clamp(min=0)
+
+
+def bicubic(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of the last two dims as the official code does it: align_corners=False, no antialias, fp32."""
     lead = x.shape[:-2]
     y = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]).float(), size=tuple(size), mode="bicubic", align_corners=False)
-    return y.reshape(*lead, *size).clamp(min=0)
+    return y.reshape(*lead, *size)
 
 
 class DirectionMaps:

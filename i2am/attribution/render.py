@@ -18,15 +18,10 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+from .maps import bicubic
 
 EPS = 1e-8
-
-
-def _bicubic(x: torch.Tensor, size) -> torch.Tensor:
-    lead = x.shape[:-2]
-    y = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]).float(), size=tuple(size), mode="bicubic", align_corners=False)
-    return y.reshape(*lead, *size)
 
 
 def minmax(x: torch.Tensor, eps: float = EPS) -> torch.Tensor:
@@ -52,13 +47,13 @@ def to_image(grid_map: torch.Tensor, size: tuple[int, int], direction: str = "r2
             cm = cloth_mask.float()
             if cm.dim() == m.dim() + 1 and cm.shape[-3] == 1:
                 cm = cm.squeeze(-3)
-            m = m * _bicubic(cm, m.shape[-2:])
-        p = minmax(_bicubic(minmax(m), size))
+            m = m * bicubic(cm, m.shape[-2:])
+        p = minmax(bicubic(minmax(m), size))
         if direction == "g2r":
             p = 1 - p
         return torch.where(p >= 0.6, torch.ones_like(p), p)
     if preset == "clean":
-        a = minmax(_bicubic(m, size).clamp(min=0))
+        a = minmax(bicubic(m, size).clamp(min=0))
         if invert:
             a = 1 - a
         return torch.where(a <= threshold, torch.zeros_like(a), a)

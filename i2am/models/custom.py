@@ -24,7 +24,7 @@ from .components import (
     resolve_component,
 )
 from .convert import Rule
-from .registry import register_model
+from .registry import register_sizes
 
 NUM_ENCODER_LAYERS = 6   # cross-attention layers before the decoder (the mid block is not counted in LLAM)
 
@@ -120,17 +120,4 @@ class CustomTryOn(DiffusionAdapter):
                 + custom_layout.vae_rules("vae."))
 
 
-@register_model("custom")
-def custom(device="cpu", **overrides) -> CustomTryOn:
-    return CustomTryOn("full", device=device, **overrides)
-
-
-@register_model("custom-tiny")
-def custom_tiny(device="cpu", **overrides) -> CustomTryOn:
-    return CustomTryOn("tiny", device=device, **{"image_size": (128, 96), **overrides})
-
-
-@register_model("custom-small")
-def custom_small(device="cpu", **overrides) -> CustomTryOn:
-    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
-    return CustomTryOn("small", device=device, **{"image_size": (128, 96), **overrides})
+register_sizes("custom", CustomTryOn)

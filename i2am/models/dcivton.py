@@ -7,7 +7,7 @@ import torch
 
 from ..data import schema
 from .pbe import PaintByExample
-from .registry import register_model
+from .registry import register_sizes
 
 
 class DCIVTON(PaintByExample):
@@ -35,17 +35,4 @@ class DCIVTON(PaintByExample):
         return image * (1.0 - warp_mask) + warp * warp_mask
 
 
-@register_model("dcivton")
-def dcivton(device="cpu", **overrides) -> DCIVTON:
-    return DCIVTON("full", device=device, **{"image_size": (512, 384), **overrides})
-
-
-@register_model("dcivton-tiny")
-def dcivton_tiny(device="cpu", **overrides) -> DCIVTON:
-    return DCIVTON("tiny", device=device, **{"image_size": (128, 96), **overrides})
-
-
-@register_model("dcivton-small")
-def dcivton_small(device="cpu", **overrides) -> DCIVTON:
-    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
-    return DCIVTON("small", device=device, **{"image_size": (128, 96), **overrides})
+register_sizes("dcivton", DCIVTON, {"image_size": (512, 384)})

@@ -29,7 +29,7 @@ from .components import (
     resolve_component,
 )
 from .convert import Rule, ldm_unet_rules, ldm_vae_rules, renamed
-from .registry import register_model
+from .registry import register_sizes
 
 POSITION_IDS = "cond_stage_model.transformer.vision_model.embeddings.position_ids"
 # LDM mapper (GLIDE ``Transformer``) block parts -> diffusers BasicTransformerBlock parts (as diffusers' own
@@ -162,17 +162,4 @@ def _match_vision_model_level(state: dict, expected: dict) -> dict:
     return state
 
 
-@register_model("pbe")
-def pbe(device="cpu", **overrides) -> PaintByExample:
-    return PaintByExample("full", device=device, **overrides)
-
-
-@register_model("pbe-tiny")
-def pbe_tiny(device="cpu", **overrides) -> PaintByExample:
-    return PaintByExample("tiny", device=device, **{"image_size": (128, 96), **overrides})
-
-
-@register_model("pbe-small")
-def pbe_small(device="cpu", **overrides) -> PaintByExample:
-    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
-    return PaintByExample("small", device=device, **{"image_size": (128, 96), **overrides})
+register_sizes("pbe", PaintByExample)

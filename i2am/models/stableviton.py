@@ -30,7 +30,7 @@ from .components import (
 )
 from .convert import Rule, ldm_unet_rules, ldm_vae_rules, renamed
 from .pbe import POSITION_IDS, clip_image_encoder_rules
-from .registry import register_model
+from .registry import register_sizes
 
 FIRST_WARPED_BLOCK = 3        # warp blocks sit before LDM output blocks 3..11
 WARP_HEADS = 8
@@ -223,17 +223,4 @@ def _forward_position(name: str, first_warped_block: int = FIRST_WARPED_BLOCK, p
     return (2, per_level * block + attn, 1)
 
 
-@register_model("stableviton")
-def stableviton(device="cpu", **overrides) -> StableVITON:
-    return StableVITON("full", device=device, **overrides)
-
-
-@register_model("stableviton-tiny")
-def stableviton_tiny(device="cpu", **overrides) -> StableVITON:
-    return StableVITON("tiny", device=device, **{"image_size": (128, 96), **overrides})
-
-
-@register_model("stableviton-small")
-def stableviton_small(device="cpu", **overrides) -> StableVITON:
-    """LDM's GroupNorm(32) at small width (``configs/*.json`` "small"), random weights: for small originals."""
-    return StableVITON("small", device=device, **{"image_size": (128, 96), **overrides})
+register_sizes("stableviton", StableVITON)
