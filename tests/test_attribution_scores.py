@@ -1,7 +1,8 @@
 """The pure score functions against the textbook softmaxes, with query chunks that do not divide Lq."""
+import pytest
 import torch
 
-from i2am.attribution.scores import r2g_single_token, spatial_scores, split_heads
+from i2am.attribution.scores import accumulate, r2g_single_token, spatial_scores, split_heads
 
 
 def naive(q, k, scale):
@@ -45,3 +46,14 @@ def test_split_heads_gives_the_per_head_q_and_k_the_layer_uses():
     assert qh.shape == (2, 4, 6, 4) and kh.shape == (2, 4, 3, 4)
     torch.testing.assert_close(qh[:, 1], layer.norm_q(q[..., 4:8]))   # head 1 = channels 4..7, then the q norm
     torch.testing.assert_close(kh[:, 3], layer.norm_k(k[..., 12:16]))
+
+
+def test_accumulate_keeps_time_groups_sums_sram_and_names_the_owner_when_the_batch_changes():
+    acc = {}
+    accumulate(acc, "r2g", "r2g", torch.ones(2, 3, 5), 1, 4, "layer up.0")
+    accumulate(acc, "r2g", "r2g", torch.ones(2, 3, 5), 1, 4, "layer up.0")
+    accumulate(acc, "sram", "sram", torch.ones(2, 5, 7), 3, 4, "layer up.0")
+    assert acc["r2g"].shape == (2, 4, 3, 5) and acc["r2g"][:, 1].eq(2).all() and acc["r2g"][:, [0, 2, 3]].eq(0).all()
+    assert acc["sram"].shape == (2, 5, 7) and acc["sram"].eq(1).all()
+    with pytest.raises(RuntimeError, match="layer up.0: batch changed from 2 to 1"):
+        accumulate(acc, "r2g", "r2g", torch.ones(1, 3, 5), 0, 4, "layer up.0")

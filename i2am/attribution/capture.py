@@ -21,7 +21,7 @@ from torch import nn
 from .config import CaptureConfig
 from .layers import LayerSpec, discover_cross_attention, select_layers
 from .maps import AttributionMaps
-from .scores import r2g_single_token, spatial_scores, split_heads
+from .scores import accumulate, r2g_single_token, spatial_scores, split_heads
 
 log = logging.getLogger(__name__)
 
@@ -321,23 +321,11 @@ class AttributionCapture:
                 scores = spatial_scores(q, k, scale, chunk=chunk, r2g="r2g" in dirs, g2r=want_g2r,
                                         query_weight=self._query_weight(state.query_grid, batch) if want_g2r else None,
                                         sram=want_sram, daam=want_daam)
-            self._accumulate(state, scores, group, batch, heads, lq, lk)
+            self._accumulate(state, scores, group)
 
-    def _accumulate(self, state, scores, group, batch, heads, lq, lk) -> None:
-        groups = self.cfg.time_groups
-        shapes = {"r2g": (batch, groups, heads, lq), "daam": (batch, groups, heads, lq),
-                  "g2r": (batch, groups, heads, lk), "sram": (batch, lq, lk)}
-        for key, value in scores.items():
-            acc = state.acc.get(key)
-            if acc is None:
-                acc = state.acc[key] = torch.zeros(shapes[key], dtype=torch.float32, device=value.device)
-            elif acc.shape[0] != batch:
-                raise RuntimeError(f"layer {state.spec.name}: batch changed from {acc.shape[0]} to {batch} within one "
-                                   f"capture; call reset() between batches")
-            if key == "sram":
-                acc.add_(value)
-            else:
-                acc[:, group].add_(value)
+    def _accumulate(self, state, scores, group) -> None:
+        for kind, value in scores.items():
+            accumulate(state.acc, kind, kind, value, group, self.cfg.time_groups, f"layer {state.spec.name}")
 
     # ---------------------------------------------------------------- results
     @property

@@ -36,7 +36,7 @@ from torch import nn
 from .config import CaptureConfig
 from .maps import AttributionMaps
 from .packing import READERS, JointLayout, Segment, forward_arguments, read_layout
-from .scores import spatial_scores
+from .scores import accumulate, spatial_scores
 
 # Processor class -> how its backend is called: "dispatch" (module global ``dispatch_attention_fn``, q/k as
 # [B, L, heads, d]) or "sdpa" (module global ``F.scaled_dot_product_attention``, q/k as [B, heads, L, d]).
@@ -380,19 +380,8 @@ class JointAttentionCapture:
         return out
 
     def _accumulate(self, block: JointBlock, relation: str, scores: dict, group: int) -> None:
-        groups = self.cfg.time_groups
-        for key, value in scores.items():
-            acc = block.acc.get((relation, key))
-            if acc is None:
-                shape = value.shape if key == "sram" else (value.shape[0], groups, *value.shape[1:])
-                acc = block.acc[(relation, key)] = torch.zeros(shape, dtype=torch.float32, device=value.device)
-            elif acc.shape[0] != value.shape[0]:
-                raise RuntimeError(f"block {block.name}: batch changed from {acc.shape[0]} to {value.shape[0]} "
-                                   f"within one capture; call reset() between batches")
-            if key == "sram":
-                acc.add_(value)
-            else:
-                acc[:, group].add_(value)
+        for kind, value in scores.items():
+            accumulate(block.acc, (relation, kind), kind, value, group, self.cfg.time_groups, f"block {block.name}")
 
     # ---------------------------------------------------------------- results
     @property

@@ -105,3 +105,23 @@ def split_heads(attn, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, t
     if attn.norm_k is not None:
         k = attn.norm_k(k)
     return q, k
+
+
+def accumulate(acc: dict, key, kind: str, value: torch.Tensor, group: int, time_groups: int, owner: str) -> None:
+    """Add one call's scores into the run's fp32 accumulator ``acc[key]``, created on first use.
+
+    R2G, G2R and DAAM scores [B, heads, n] are kept per time group ([B, groups, heads, n], ``group`` = this call's);
+    SRAM scores [B, lq, lk] are summed over all steps. ``owner`` (a layer or block name) names the fault when the
+    batch size changes within one capture.
+    """
+    total = acc.get(key)
+    if total is None:
+        shape = value.shape if kind == "sram" else (value.shape[0], time_groups, *value.shape[1:])
+        total = acc[key] = torch.zeros(shape, dtype=torch.float32, device=value.device)
+    elif total.shape[0] != value.shape[0]:
+        raise RuntimeError(f"{owner}: batch changed from {total.shape[0]} to {value.shape[0]} within one capture; "
+                           f"call reset() between batches")
+    if kind == "sram":
+        total.add_(value)
+    else:
+        total[:, group].add_(value)
