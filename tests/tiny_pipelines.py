@@ -1,6 +1,6 @@
 """Tiny random diffusers pipelines built from config (no weights, no tokenizer files): prompt embeddings are passed
 directly, IP-Adapters are built from config (the plain one through diffusers' own ``_load_ip_adapter_weights`` with
-a state dict made here, the Plus resampler by setting its projection and processors)."""
+a random state dict, the Plus resampler by setting its projection and processors: ``i2am.models.diffusers_tiny``)."""
 from __future__ import annotations
 
 import copy
@@ -18,8 +18,8 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
-from diffusers.models.embeddings import IPAdapterPlusImageProjection, MultiIPAdapterImageProjection
+
+from i2am.models import diffusers_tiny
 
 TEXT_DIM = 32
 CLIP_DIM = 24
@@ -88,50 +88,15 @@ def controlnet():
 
 
 def load_ip_adapter(pipe, seed: int = 3) -> None:
-    """A plain IP-Adapter (4 image tokens) through diffusers' own loader, from a state dict built here."""
-    unet_ = pipe.unet
-    gen = torch.Generator().manual_seed(seed)
-    cross = unet_.config.cross_attention_dim
-    image_proj = {"proj.weight": torch.randn(4 * cross, CLIP_DIM, generator=gen) * 0.2,
-                  "proj.bias": torch.randn(4 * cross, generator=gen) * 0.1,
-                  "norm.weight": torch.ones(cross), "norm.bias": torch.zeros(cross)}
-    ip = {}
-    key_id = 1
-    for name in unet_.attn_processors:
-        if name.endswith("attn1.processor"):
-            continue
-        hidden = _hidden_size(unet_, name)
-        ip[f"{key_id}.to_k_ip.weight"] = torch.randn(hidden, cross, generator=gen) * 0.3
-        ip[f"{key_id}.to_v_ip.weight"] = torch.randn(hidden, cross, generator=gen) * 0.3
-        key_id += 2
-    unet_._load_ip_adapter_weights([{"image_proj": image_proj, "ip_adapter": ip}], low_cpu_mem_usage=False)
+    """A plain IP-Adapter (4 image tokens) through diffusers' own loader, from a random state dict in the original
+    file layout."""
+    state = diffusers_tiny.ip_adapter_state_dict(pipe.unet, CLIP_DIM, seed=seed)
+    pipe.unet._load_ip_adapter_weights([state], low_cpu_mem_usage=False)
 
 
 def load_ip_adapter_plus(pipe, tokens: int = 16, seed: int = 4) -> None:
     """IP-Adapter Plus: the resampler projection and the IP processors set directly, built from config."""
-    unet_ = pipe.unet
-    torch.manual_seed(seed)
-    cross = unet_.config.cross_attention_dim
-    procs = {}
-    for name, proc in unet_.attn_processors.items():
-        if name.endswith("attn1.processor"):
-            procs[name] = type(proc)()
-            continue
-        procs[name] = IPAdapterAttnProcessor2_0(hidden_size=_hidden_size(unet_, name), cross_attention_dim=cross,
-                                                num_tokens=(tokens,), scale=1.0)
-    unet_.set_attn_processor(procs)
-    proj = IPAdapterPlusImageProjection(embed_dims=CLIP_DIM, output_dims=cross, hidden_dims=32, depth=1,
-                                        dim_head=8, heads=2, num_queries=tokens, ffn_ratio=1)
-    unet_.encoder_hid_proj = MultiIPAdapterImageProjection([proj]).eval()
-    unet_.config.encoder_hid_dim_type = "ip_image_proj"
-
-
-def _hidden_size(unet_, name: str) -> int:
-    channels = unet_.config.block_out_channels
-    if name.startswith("mid_block"):
-        return channels[-1]
-    block = int(name.split(".")[1])
-    return channels[block] if name.startswith("down_blocks") else list(reversed(channels))[block]
+    diffusers_tiny.load_ip_adapter_plus(pipe.unet, CLIP_DIM, tokens=tokens, seed=seed)
 
 
 def text(batch: int = 1, seed: int = 10, dim: int = TEXT_DIM) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,8 @@ TEXT = {"tiny": dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, 
                      vocab_size=49408, max_position_embeddings=77, projection_dim=768, hidden_act="quick_gelu")}
 
 
-def _hidden_size(unet, processor_name: str) -> int:
+def hidden_size(unet, processor_name: str) -> int:
+    """The hidden width of the UNet block that owns attention processor ``processor_name``."""
     channels = unet.config.block_out_channels
     if processor_name.startswith("mid_block"):
         return channels[-1]
@@ -35,7 +36,7 @@ def ip_adapter_state_dict(unet, image_embed_dim: int, seed: int = 0) -> dict:
     for name in unet.attn_processors:
         if name.endswith("attn1.processor"):
             continue
-        hidden = _hidden_size(unet, name)
+        hidden = hidden_size(unet, name)
         for part in ("to_k_ip", "to_v_ip"):
             ip[f"{key_id}.{part}.weight"] = torch.randn(hidden, cross, generator=gen) * cross ** -0.5
         key_id += 2   # the original files number self- and cross-attention layers together
@@ -52,7 +53,7 @@ def load_ip_adapter_plus(unet, image_embed_dim: int, tokens: int = 16, seed: int
     procs = {}
     for name, proc in unet.attn_processors.items():
         procs[name] = type(proc)() if name.endswith("attn1.processor") else IPAdapterAttnProcessor2_0(
-            hidden_size=_hidden_size(unet, name), cross_attention_dim=cross, num_tokens=(tokens,), scale=1.0)
+            hidden_size=hidden_size(unet, name), cross_attention_dim=cross, num_tokens=(tokens,), scale=1.0)
     unet.set_attn_processor(procs)
     proj = IPAdapterPlusImageProjection(embed_dims=image_embed_dim, output_dims=cross, hidden_dims=32, depth=1,
                                         dim_head=8, heads=2, num_queries=tokens, ffn_ratio=1)
