@@ -27,7 +27,7 @@ demo: venv
 	$(BIN)/i2am demo $(ARGS)
 
 test: venv
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile $(ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
 
 test-slow: venv
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m slow $(ARGS)

@@ -152,7 +152,13 @@ def test_stableviton_figures_draw_from_a_toy_run(stableviton_toy_run, name, tmp_
     assert_pngs(make(name, {"stableviton": out / "stableviton"}, tmp_path))
 
 
-@pytest.mark.parametrize("name", ARTIFACTS)
+# One table and one figure artifact run in the default suite (sram_stableviton runs in the fixture above); every
+# artifact's toy multirun is slow-marked (a minute or two each on 2 cores) and runs in .ci/run's slow set.
+END_TO_END_DEFAULT = {"vitonhd_table", "debugging_custom"}
+
+
+@pytest.mark.parametrize("name", [name if name in END_TO_END_DEFAULT else pytest.param(name, marks=pytest.mark.slow)
+                                  for name in ARTIFACTS])
 def test_every_toy_artifact_runs_end_to_end(name, tmp_path):
     paths = [f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path / 'data'}", "trainer.enable_progress_bar=false"]
     written = reproduce(name, toy=True, overrides=paths)

@@ -78,6 +78,7 @@ def test_one_sample_toy_attribute_from_an_empty_directory(installed, tmp_path):
     assert (tmp_path / "data").is_dir()       # the toy world went to ./data, the default paths.data_dir
 
 
+@pytest.mark.slow   # a whole toy multirun from the wheel (minutes); the artifacts' own runs are in test_experiments
 def test_reproduce_a_toy_artifact_from_an_empty_directory(installed, tmp_path):
     proc = run(installed, tmp_path, "i2am", "reproduce", "sram_stableviton", "--toy",
                "trainer.enable_progress_bar=false")
