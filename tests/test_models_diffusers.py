@@ -70,3 +70,37 @@ def test_i2am_attribute_runs_on_a_pipeline_folder(tmp_path):
     assert metrics["n_samples"] == 2 and metrics["imacs_g"] == metrics["imacs_g"]
     maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
     assert maps.relations == ["image:example"] and maps.meta["model"] == "diffusers"
+
+
+CHECKS = ["evaluators=imacs", "+evaluator@evaluators.faithfulness=faithfulness",
+          "+evaluator@evaluators.randomization=randomization", "evaluators.faithfulness.samples=1",
+          "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=2",
+          "evaluators.faithfulness.proxy_steps=[0.5]", "evaluators.faithfulness.n_bootstrap=100",
+          "evaluators.randomization.samples=1", "evaluators.randomization.modes=[cascading]",
+          "evaluators.randomization.max_stages=2"]
+
+
+def test_faithfulness_and_randomization_run_on_a_diffusers_pipeline(tmp_path):
+    """model=diffusers-tiny (PaintByExamplePipeline): one example token, so the R2G counterfactuals and the
+    randomisation check run and the G2R deletion curves are rightly undefined."""
+    overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers-tiny",
+                 "sampler.num_steps=1", "data.limit=1", "data.batch_size=1", "data.toy.n_train=2",
+                 "data.toy.n_test=2", "trainer.enable_progress_bar=false", *CHECKS]
+    metrics = run_task("attribute", overrides)
+    folder = next((tmp_path / "run" / "per_sample").iterdir())
+    assert (folder / "faithfulness.json").is_file() and (folder / "randomization.png").is_file()
+    assert metrics["r2g_cf_swap_spearman"] == metrics["r2g_cf_swap_spearman"]         # finite, not NaN
+    assert metrics["rand_r2g_spearman_noise"] == metrics["rand_r2g_spearman_noise"]
+    assert metrics["faith_full_pixel_del_gap"] != metrics["faith_full_pixel_del_gap"]   # NaN: no G2R map
+
+
+def test_detect_runs_on_a_diffusers_pipeline(tmp_path):
+    overrides = ["model=diffusers-tiny", "data=toy_coco", f"paths.data_dir={tmp_path / 'data'}",
+                 "sampler.num_steps=1", "data.limit=2", "data.toy.n=8", "trainer.enable_progress_bar=false",
+                 f"run_dir={tmp_path / 'run'}"]
+    metrics = run_task("detect", overrides)
+    assert metrics["det_n"] == 2
+    for key in ("det_miou", "det_miou_whole_image", "det_miou_random", "det_miou_daam"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0]).meta["model"] == \
+        "diffusers-tiny"
