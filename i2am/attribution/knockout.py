@@ -229,6 +229,11 @@ class TokenKnockout:
     def _keep_for(self, spec: LayerSpec, hidden_states, encoder_hidden_states) -> torch.Tensor | None:
         if self._keep_fn is None or encoder_hidden_states is None:
             return None
+        if not torch.is_tensor(encoder_hidden_states):
+            raise NotImplementedError(
+                f"layer {spec.name}: token knockout needs one key stream per attention; "
+                f"{type(getattr(spec.module.processor, 'inner', spec.module.processor)).__name__} passes (text, image tokens) to a second, unmasked "
+                f"attention (IP-Adapter), which knockout cannot remove tokens from yet")
         batch, lk = encoder_hidden_states.shape[:2]
         lq = hidden_states.shape[1] if hidden_states.ndim == 3 else hidden_states.shape[-2] * hidden_states.shape[-1]
         grid = self._grid(spec, lq, lk)

@@ -15,6 +15,9 @@ Kinds (dataset batch -> UNet inputs):
                                   reference; unconditional: the encoder's learnt vector.
   StableDiffusionInpaintPipeline  [latent, inpaint mask, latent of the kept scene]; context: the prompt (``prompt``);
                                   the reference enters through the IP-Adapter (unconditional: zero image embeds).
+  StableDiffusionPipeline         [latent] (the whole image is generated from noise); context and IP-Adapter as for
+                                  the inpainting pipeline; the dataset's inpaint mask only tells the evaluators
+                                  where to look.
 """
 from __future__ import annotations
 
@@ -31,7 +34,8 @@ from .components import clip_pixels, resize_mask
 from .diffusers_tiny import build_pipeline
 from .registry import register_model
 
-KINDS = {"PaintByExamplePipeline": "example", "StableDiffusionInpaintPipeline": "inpaint"}
+KINDS = {"PaintByExamplePipeline": "example", "StableDiffusionInpaintPipeline": "inpaint",
+         "StableDiffusionPipeline": "text2img"}
 
 
 def load_pipeline(pipeline: str, path: str | Path, ip_adapter: dict | None = None):
@@ -101,7 +105,7 @@ class DiffusersPipelineAdapter(DiffusionAdapter):
         self.relation = relation or next((r for r in ("image:example", "image:ip_adapter") if r in found), "text")
         if self.relation not in found:
             raise ValueError(f"model.relation={self.relation!r}: {self.pipeline_class} has the relations {found}")
-        if self.kind == "inpaint" and self.image_encoder is None and self.relation.startswith("image:"):
+        if self.kind != "example" and self.image_encoder is None and self.relation.startswith("image:"):
             raise ValueError(f"{self.pipeline_class}: the IP-Adapter needs the pipeline's image_encoder")
         self.eval()
 
@@ -146,7 +150,7 @@ class DiffusersPipelineAdapter(DiffusionAdapter):
         keep = 1.0 - mask
         scene = self.encode_images(image * keep)
         h, w = scene.shape[-2:]
-        extra = {}
+        extra, concat = {}, None
         if self.kind == "example":
             size = self.image_encoder.config.image_size
             context = self.image_encoder(clip_pixels(batch[schema.REFERENCE].to(self.device, self.dtype), size))
@@ -154,7 +158,8 @@ class DiffusersPipelineAdapter(DiffusionAdapter):
             concat = torch.cat([scene, resize_mask(keep, (h, w))], dim=1)
         else:
             context, uncond = self._text(image.shape[0])
-            concat = torch.cat([resize_mask(mask, (h, w)), scene], dim=1)
+            if self.kind == "inpaint":
+                concat = torch.cat([resize_mask(mask, (h, w)), scene], dim=1)
             if getattr(self.unet, "encoder_hid_proj", None) is not None:
                 extra["ip"], extra["ip_uncond"] = self._ip_embeds(batch[schema.REFERENCE])
         return DenoiseInputs(concat=concat, context=context, uncond_context=uncond, latent_shape=(4, h, w),
@@ -163,7 +168,8 @@ class DiffusersPipelineAdapter(DiffusionAdapter):
     # ---- denoising -------------------------------------------------------------------------------------------
     def predict_eps(self, x, t, concat, context, extra: dict) -> torch.Tensor:
         added = {"image_embeds": [extra["ip"]]} if "ip" in extra else None
-        return self.unet(torch.cat([x, concat], dim=1), t, encoder_hidden_states=context,
+        sample = x if concat is None else torch.cat([x, concat], dim=1)
+        return self.unet(sample, t, encoder_hidden_states=context,
                          added_cond_kwargs=added).sample
 
     def denoise(self, x_t, t, inputs: DenoiseInputs, guidance: float | None = None) -> torch.Tensor:
@@ -174,7 +180,8 @@ class DiffusersPipelineAdapter(DiffusionAdapter):
             return self.predict_eps(x_t, t, inputs.concat, inputs.context, ip)
         if ip:
             ip = {"ip": torch.cat([inputs.extra["ip_uncond"], inputs.extra["ip"]])}
-        eps_uncond, eps_cond = self.predict_eps(torch.cat([x_t, x_t]), t, torch.cat([inputs.concat] * 2),
+        concat = None if inputs.concat is None else torch.cat([inputs.concat] * 2)
+        eps_uncond, eps_cond = self.predict_eps(torch.cat([x_t, x_t]), t, concat,
                                                 torch.cat([inputs.uncond_context, inputs.context]), ip).chunk(2)
         return eps_uncond + guidance * (eps_cond - eps_uncond)
 

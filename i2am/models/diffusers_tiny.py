@@ -68,7 +68,8 @@ def _clip_vision(size: str):
 
 
 def build_pipeline(pipeline: str, size: str, device="cpu", ip_adapter: str | None = None, seed: int = 0):
-    """PaintByExamplePipeline or StableDiffusionInpaintPipeline (IP-Adapter "plain", "plus" or None) from config."""
+    """PaintByExamplePipeline, StableDiffusionInpaintPipeline or StableDiffusionPipeline (the last two with an
+    IP-Adapter "plain", "plus" or None) from config."""
     import diffusers
     from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
 
@@ -82,18 +83,20 @@ def build_pipeline(pipeline: str, size: str, device="cpu", ip_adapter: str | Non
                 vae=build_vae(size), image_encoder=build_pbe_image_encoder(size),
                 unet=build_unet(size, in_channels=9, cross_attention_dim=proj), scheduler=scheduler,
                 safety_checker=None, feature_extractor=CLIPImageProcessor())
-        elif pipeline == "StableDiffusionInpaintPipeline":
+        elif pipeline in ("StableDiffusionInpaintPipeline", "StableDiffusionPipeline"):
             text = CLIPTextModel(CLIPTextConfig(**TEXT[size]))
             image_encoder = _clip_vision(size) if ip_adapter else None
-            pipe = diffusers.StableDiffusionInpaintPipeline(
+            in_channels = 9 if pipeline == "StableDiffusionInpaintPipeline" else 4
+            pipe = getattr(diffusers, pipeline)(
                 vae=build_vae(size), text_encoder=text, tokenizer=None,
-                unet=build_unet(size, in_channels=9, cross_attention_dim=TEXT[size]["hidden_size"]),
+                unet=build_unet(size, in_channels=in_channels, cross_attention_dim=TEXT[size]["hidden_size"]),
                 scheduler=scheduler, safety_checker=None, feature_extractor=None, image_encoder=image_encoder,
                 requires_safety_checker=False)
         else:
-            raise ValueError(f"no from-config build for {pipeline!r}: PaintByExamplePipeline or "
-                             f"StableDiffusionInpaintPipeline (load other pipelines with model.path)")
-        if ip_adapter is not None and pipeline == "StableDiffusionInpaintPipeline":
+            raise ValueError(f"no from-config build for {pipeline!r}: PaintByExamplePipeline, "
+                             f"StableDiffusionInpaintPipeline or StableDiffusionPipeline (load other pipelines with "
+                             f"model.path)")
+        if ip_adapter is not None and pipeline != "PaintByExamplePipeline":
             embed_dim = pipe.image_encoder.config.projection_dim
             if ip_adapter == "plain":
                 state = ip_adapter_state_dict(pipe.unet, embed_dim, seed=seed + 1)
