@@ -40,7 +40,8 @@ def live_stableviton(path):
     return path
 
 
-@pytest.mark.parametrize("model,spatial", [("custom-tiny", True), ("stableviton-tiny", True), ("pbe-tiny", False)])
+@pytest.mark.parametrize("model,spatial", [("custom-tiny", True), ("stableviton-tiny", True), ("pbe-tiny", False),
+                                           ("dcivton-tiny", False)])
 def test_evaluators_run_inside_attribute(tmp_path, model, spatial):
     extra = [f"model.checkpoint={live_stableviton(tmp_path / 'sv.pt')}"] if model == "stableviton-tiny" else []
     metrics = run_task("attribute", overrides(tmp_path, model, "data.limit=2", "evaluators.faithfulness.samples=1",
@@ -51,6 +52,7 @@ def test_evaluators_run_inside_attribute(tmp_path, model, spatial):
     ids = {p.name[:-len(".json")] for p in (tmp_path / "run" / "metrics").glob("*.json")}
     assert record["r2g_counterfactual"]["donor_id"] in ids - {record["sample_id"]}   # the other sample's reference
     assert math.isfinite(metrics["r2g_cf_swap_spearman"]) and math.isfinite(metrics["r2g_cf_null_change"])
+    assert metrics["r2g_cf_swap_change"] > 0   # another sample's reference, the same noise: the output changes
     assert math.isfinite(metrics["rand_r2g_spearman_noise"]) and math.isfinite(metrics["rand_r2g_ssim_cascade_final"])
     assert (folder / "randomization.json").is_file() and (folder / "randomization.png").is_file()
     if spatial:
@@ -60,7 +62,7 @@ def test_evaluators_run_inside_attribute(tmp_path, model, spatial):
         assert record["g2r"]["fractions"] == [0.0, 0.5, 1.0] and (folder / "faithfulness_pixel.png").is_file()
         rows = (1 + 1 + (2 + 2) * 2 * 1) * (2 if model == "custom-tiny" else 1)   # one step; CFG doubles the batch
         assert record["g2r"]["cost"]["full"]["unet_rows"] == rows
-    else:   # one CLIP token: no G2R map, so no deletion curves; the R2G counterfactuals still run
+    else:   # PBE, DCI-VTON: one CLIP token, no G2R map, so no deletion curves; the R2G counterfactuals still run
         assert "g2r" not in record and math.isnan(metrics["faith_full_pixel_del_gap"])
 
 

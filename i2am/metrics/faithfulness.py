@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from ..attribution.knockout import TokenKnockout, rank_keep_mask
 from .curves import bootstrap_gap_ci, normalised_auc, retained, spearman, topk_overlap
+from .rerun import require_sampler_loop
 
 FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 SPACES = ("latent", "pixel")
@@ -163,6 +164,7 @@ def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sampl
     {mode: {space: {"deletion"|"insertion": {order: [F] change}, "all_removed": change}}}, "cost": {mode:
     {"unet_calls", "unet_rows"}}, "removal"}``; changes are mean squared differences to the unperturbed output.
     """
+    require_sampler_loop(adapter, sampler, "G2R deletion / insertion curves")
     fractions = [float(f) for f in fractions]
     if fractions[0] != 0.0 or fractions[-1] != 1.0 or len(fractions) < 3:
         raise ValueError(f"faithfulness fractions must start at 0, end at 1 and hold an interior point: {fractions}")
@@ -352,6 +354,7 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     bad = [v for v in variants if v not in COUNTERFACTUALS]
     if bad:
         raise ValueError(f"R2G counterfactuals {bad}: choose from {COUNTERFACTUALS}")
+    require_sampler_loop(adapter, sampler, "R2G counterfactuals")
     if "swap" in variants and donor is None:
         raise ValueError("the R2G swap counterfactual needs a donor (another sample's reference, e.g. pick_donor "
                          "over the run's dataset); without one choose variants from ['rotated', 'null']")

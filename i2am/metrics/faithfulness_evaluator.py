@@ -32,6 +32,7 @@ from .faithfulness import (
     summarise_g2r,
 )
 from .faithfulness_figures import curves_figure
+from .rerun import require_sampler_loop
 
 G2R_STATS = ("auc", "auc_inverse", "auc_random", "auc_random_std", "gap", "gap_lo", "gap_hi", "gap_inverse")
 CF_STATS = ("spearman", "topk", "spearman_image", "mask_spearman_image", "change")
@@ -121,8 +122,8 @@ class FaithfulnessEvaluator(Evaluator):
                  modes: Sequence[str] = ("full", "proxy"), removal: str = "knockout",
                  proxy_steps: Sequence[float] = (0.25, 0.5, 0.75), counterfactual: bool = True, topk: float = 0.2,
                  batch_size: int = 8, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
-                 region_key: str | None = "inpaint_mask", reference_keys: Sequence[str] = ("reference",
-                                                                                            "reference_mask"),
+                 region_key: str | None = "inpaint_mask",
+                 reference_keys: Sequence[str] = ("reference", "reference_mask", "cloth_warp", "cloth_warp_mask"),
                  figures: bool = True, counterfactuals: Sequence[str] = ("swap", "null")):
         super().__init__()
         bad = [m for m in modes if m not in MODES]
@@ -147,6 +148,7 @@ class FaithfulnessEvaluator(Evaluator):
         if ctx.adapter is None or ctx.sampler is None:
             raise ValueError("the faithfulness evaluator re-runs the model: SampleContext.adapter and .sampler must "
                              "be set")
+        require_sampler_loop(ctx.adapter, ctx.sampler, "evaluator=faithfulness")
         sample, maps = ctx.sample, ctx.maps
         donor, donor_id = self._donor(ctx) if self.counterfactual and maps.r2g.available else (None, None)
         region = sample.get(self.region_key) if self.region_key else None
