@@ -2,12 +2,16 @@
 
 Measured on custom-tiny (the toy world, real code path): each check is run once on one toy sample and its UNet calls
 (forward calls of the step module) and rows (batch rows through the UNet, CFG counted twice) are counted. Rows depend
-only on the settings (steps, fractions, random orders, CFG, stages), not on the model size, so the SD-1.5 line is
-rows x the measured seconds per row of an SD-1.5-size UNet (random weights, 1,036 reference tokens, 64x48 latents,
-batch --sd-batch): an estimate that leaves out the VAE and reference encoders.
+only on the settings (steps, fractions, random orders, CFG, stages), not on the model size.
+
+The SD-1.5 line is measured, not assumed: the full-size model's UNet (``--sd15-model``: custom, or pbe, ...) is built
+from its config (random weights, no download) and ``--sd15-calls`` real calls of it are timed on ``--device`` at its
+full latent size and reference token count, batch 1 (after one warm-up call). Each check's SD-1.5 seconds are then
+its UNet rows x the measured seconds per row; this leaves out the VAE and the reference encoder, which run once per
+regenerated image and are small next to the UNet at SD-1.5 size.
 
   python benchmarks/faithfulness_cost.py                        # tiny only, 10 DDIM steps
-  python benchmarks/faithfulness_cost.py --sd15 --steps 50      # plus the SD-1.5 estimate (one UNet call, CPU ~10 s)
+  nice -n 5 python benchmarks/faithfulness_cost.py --steps 4 --sd15 --sd15-calls 2     # + SD-1.5 on CPU fp32
   python benchmarks/faithfulness_cost.py --sd15 --device cuda --dtype fp16 --steps 50
 """
 from __future__ import annotations
@@ -18,7 +22,6 @@ import time
 from pathlib import Path
 
 import torch
-from diffusers import UNet2DConditionModel
 from torch.utils.data import default_collate
 
 from i2am.attribution import AttributionCapture, CaptureConfig
@@ -40,10 +43,11 @@ class Counter:
         self.rows += int((args[0] if args else kwargs["sample"]).shape[0])
 
 
-def toy_sample(root: Path) -> dict:
-    write_toy_vitonhd(root, n_train=1, n_test=1, size=(128, 96), seed=0)
+def toy_samples(root: Path) -> tuple[dict, dict]:
+    """The evaluated sample (a batch of 1) and a donor item (another sample, for the swap counterfactual)."""
+    write_toy_vitonhd(root, n_train=1, n_test=2, size=(128, 96), seed=0)
     data = VitonHDDataset(root, "test", "paired", (128, 96), ("agnostic", "densepose"))
-    return default_collate([data[0]])
+    return default_collate([data[0]]), data[1]
 
 
 def measure(name, fn, module) -> dict:
@@ -55,23 +59,41 @@ def measure(name, fn, module) -> dict:
     return {"check": name, "calls": counter.calls, "rows": counter.rows, "tiny_s": seconds}
 
 
-def sd15_seconds_per_row(device, dtype, batch: int) -> float:
-    unet = UNet2DConditionModel(in_channels=17, out_channels=4, layers_per_block=2,
-                                block_out_channels=(320, 640, 1280, 1280), cross_attention_dim=768,
-                                attention_head_dim=8, norm_num_groups=32,
-                                down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-                                up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3).to(device, dtype).eval()
-    x = torch.randn(batch, 17, 64, 48, device=device, dtype=dtype)
-    ctx = torch.randn(batch, 1036, 768, device=device, dtype=dtype)
+def full_size_unet(name: str, device, dtype):
+    """The step module of the full-size ``name`` model, built from its config with random weights (meta, then
+    materialised and re-initialised: no checkpoint, and the encoders are never allocated), and its inputs' shapes."""
+    adapter = create_model(name, device="meta")
+    unet = adapter.unet.to_empty(device=device)
+    for module in unet.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    unet = unet.to(dtype).eval()
+    if not all(bool(torch.isfinite(p).all()) for p in unet.parameters()):
+        raise RuntimeError(f"{name}: a UNet parameter was left uninitialised after reset_parameters")
+    latent = tuple(s // 8 for s in adapter.image_size)
+    tokens = tuple(adapter.uncond_context.shape[-2:]) if hasattr(adapter, "uncond_context") else (
+        1, unet.config.cross_attention_dim)
+    return unet, (unet.config.in_channels, *latent), tokens
+
+
+def measured_seconds_per_row(name: str, device, dtype, calls: int) -> tuple[list[float], dict]:
+    """Seconds of each of ``calls`` timed batch-1 UNet calls of the full-size model (after one warm-up call)."""
+    unet, sample_shape, tokens = full_size_unet(name, device, dtype)
+    x = torch.randn(1, *sample_shape, device=device, dtype=dtype)
+    context = torch.randn(1, *tokens, device=device, dtype=dtype)
+    params = sum(p.numel() for p in unet.parameters())
+    seconds = []
     with torch.inference_mode():
-        unet(x, 500, ctx)                     # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        unet(x, 500, ctx)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-    return (time.perf_counter() - start) / batch
+        for i in range(calls + 1):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            unet(x, 500, encoder_hidden_states=context)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i:                                 # call 0 is the warm-up
+                seconds.append(time.perf_counter() - start)
+    return seconds, {"params": params, "sample": sample_shape, "tokens": tokens}
 
 
 def main():
@@ -79,8 +101,9 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--random-orders", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8, help="perturbed runs batched together")
-    parser.add_argument("--sd15", action="store_true", help="add the SD-1.5-size estimate")
-    parser.add_argument("--sd-batch", type=int, default=2)
+    parser.add_argument("--sd15", action="store_true", help="add the measured SD-1.5-size line")
+    parser.add_argument("--sd15-model", default="custom", help="the full-size model whose UNet is timed")
+    parser.add_argument("--sd15-calls", type=int, default=2, help="timed UNet calls (after one warm-up)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     args = parser.parse_args()
@@ -88,7 +111,7 @@ def main():
     adapter = create_model("custom-tiny").eval().requires_grad_(False)
     sampler = Sampler(num_steps=args.steps)
     with tempfile.TemporaryDirectory() as tmp:
-        sample = toy_sample(Path(tmp) / "toy")
+        sample, donor = toy_samples(Path(tmp) / "toy")
     cfg = CaptureConfig(num_steps=args.steps, time_groups=min(5, args.steps))
     with torch.no_grad(), AttributionCapture(adapter, cfg) as cap:
         adapter.sample(sample, sampler=sampler)
@@ -102,8 +125,9 @@ def main():
          lambda: g2r_curves(adapter, sampler, sample, maps.g2r.ulam, modes=("full",), **common)),
         ("G2R deletion+insertion, teacher-forced proxy (3 steps)",
          lambda: g2r_curves(adapter, sampler, sample, maps.g2r.ulam, modes=("proxy",), **common)),
-        ("R2G counterfactuals (swap + null)",
-         lambda: r2g_counterfactuals(adapter, sampler, sample, maps.r2g.ulam, region=mask)),
+        ("R2G counterfactuals (swap with another sample's reference + null)",
+         lambda: r2g_counterfactuals(adapter, sampler, sample, maps.r2g.ulam, donor=donor, region=mask,
+                                     reference_keys=("reference", "reference_mask"))),
         (f"randomisation, cascading + independent ({len(denoiser_stages(step))} stages)",
          lambda: randomization_curves(adapter, sampler, sample, cfg, region=None)),
     ]
@@ -119,11 +143,17 @@ def main():
               flush=True)
     if args.sd15:
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[args.dtype]
-        per_row = sd15_seconds_per_row(torch.device(args.device), dtype, args.sd_batch)
-        print(f"\nSD-1.5 estimate: {per_row:.3f} s per UNet row on {args.device} {args.dtype} (batch {args.sd_batch})")
-        print("| check | SD-1.5 s/sample (rows x s/row) |\n|---|---|")
+        device = torch.device(args.device)
+        seconds, info = measured_seconds_per_row(args.sd15_model, device, dtype, args.sd15_calls)
+        per_row = sum(seconds) / len(seconds)
+        print(f"\nSD-1.5 size, MEASURED on {args.device} {args.dtype}: the full-size {args.sd15_model} UNet built from "
+              f"config ({info['params'] / 1e6:.0f} M parameters, input {info['sample']}, context {info['tokens']}), "
+              f"{len(seconds)} timed batch-1 calls after a warm-up: "
+              f"{', '.join(f'{s:.2f}' for s in seconds)} s -> {per_row:.2f} s per UNet row", flush=True)
+        print(f"| check ({args.steps} steps) | UNet calls | UNet rows | SD-1.5 s/sample on {args.device} "
+              f"(rows x {per_row:.2f} s) |\n|---|---|---|---|")
         for r in rows:
-            print(f"| {r['check']} | {r['rows'] * per_row:.0f} |")
+            print(f"| {r['check']} | {r['calls']} | {r['rows']} | {r['rows'] * per_row:.0f} |")
 
 
 if __name__ == "__main__":

@@ -69,7 +69,8 @@ def test_quick_demo_end_to_end(tmp_path):
     assert attributed == ["control", "control-train", "custom", "custom-step3", "refined", "untrained"]
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) == 8 + 7 and all(c["held"] in (True, False, None) for c in claims)   # + faithfulness claims
-    assert (out / "correlation" / "correlation.csv").is_file()
+    correlation = (out / "correlation" / "correlation.csv").read_text()
+    assert "imacs_g,faith_full_pixel_del_gap," in correlation   # IMACS next to faithfulness across the checked runs
     page = out / "report.html"
     sources = re.findall(r"<img src='([^']+)'", page.read_text())
     assert len(sources) >= 5 * 5

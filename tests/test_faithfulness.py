@@ -15,7 +15,7 @@ from faithfulness_models import (
 from i2am.attribution import AttributionCapture, CaptureConfig
 from i2am.attribution.knockout import TokenKnockout, rank_keep_mask
 from i2am.metrics.curves import bootstrap_mean_ci, normalised_auc, retained, topk_overlap
-from i2am.metrics.faithfulness import g2r_curves, r2g_counterfactuals, summarise_g2r
+from i2am.metrics.faithfulness import cell_change, g2r_curves, pick_donor, r2g_counterfactuals, summarise_g2r
 from i2am.models.sampler import Sampler
 from i2am.runs import RunDir
 
@@ -161,15 +161,37 @@ def test_r2g_counterfactuals_on_a_bare_unet():
     r2g = cap.maps().r2g.ulam
     region = torch.zeros(1, 1, 8, 8)
     region[..., 2:6, 1:7] = 1
-    out = r2g_counterfactuals(adapter, sampler, sample, r2g, region=region, reference_keys=("tokens",))
+    variants = ("swap", "rotated", "null")
+    out = r2g_counterfactuals(adapter, sampler, sample, r2g, donor=bare_sample(1), variants=variants, region=region,
+                              reference_keys=("tokens",))
     assert out["r2g_cf_topk_baseline"] == pytest.approx(math.ceil(0.2 * 24) / 24)
-    for name in ("swap", "null"):
+    for name in variants:
         assert out[f"r2g_cf_{name}_change"] > 0
         assert -1 <= out[f"r2g_cf_{name}_spearman"] <= 1
         assert out["maps"][name].shape == (8, 8)
+    # the swap is the run with the donor's reference, the same noise
+    donor_run = adapter.sample({**sample, "tokens": bare_sample(1)["tokens"]}, sampler=sampler)["images"]
+    base_run = adapter.sample(sample, sampler=sampler)["images"]
+    expected = cell_change((donor_run + 1) / 2, (base_run + 1) / 2, (8, 8))[0].double()
+    torch.testing.assert_close(out["maps"]["swap"], expected)
     # the same noise: the unchanged reference gives no change
-    same = r2g_counterfactuals(adapter, sampler, sample, r2g, region=region, reference_keys=())
+    same = r2g_counterfactuals(adapter, sampler, sample, r2g, donor=sample, region=region, reference_keys=("tokens",))
     assert same["r2g_cf_swap_change"] == 0.0
+    with pytest.raises(ValueError, match="needs a donor"):
+        r2g_counterfactuals(adapter, sampler, sample, r2g, reference_keys=("tokens",))
+    with pytest.raises(ValueError, match="reference_keys"):
+        r2g_counterfactuals(adapter, sampler, sample, r2g, donor=bare_sample(1), reference_keys=("reference",))
+
+
+def test_the_swap_donor_is_another_sample_drawn_by_seed():
+    dataset = [{"sample_id": f"s{i}", "reference": torch.full((3, 2, 2), float(i % 3))} for i in range(6)]
+    sample = {"sample_id": ["s0"], "reference": dataset[0]["reference"][None]}
+    donors = {seed: pick_donor(dataset, sample, "s0", ["reference"], seed)[1] for seed in range(8)}
+    assert "s0" not in donors.values() and "s3" not in donors.values()   # s3 carries s0's reference
+    assert len(set(donors.values())) > 1                                   # the seed draws the donor
+    assert donors == {seed: pick_donor(list(dataset), sample, "s0", ["reference"], seed)[1] for seed in range(8)}
+    with pytest.raises(ValueError, match="no other sample"):
+        pick_donor(dataset[:1], sample, "s0", ["reference"])
 
 
 # ---------------------------------------------------------------- maths

@@ -40,15 +40,19 @@ def live_stableviton(path):
     return path
 
 
-@pytest.mark.parametrize("model,spatial", [("custom-tiny", True), ("stableviton-tiny", True), ("pbe-tiny", False)])
+@pytest.mark.parametrize("model,spatial", [("custom-tiny", True), ("stableviton-tiny", True), ("pbe-tiny", False),
+                                           ("dcivton-tiny", False)])
 def test_evaluators_run_inside_attribute(tmp_path, model, spatial):
     extra = [f"model.checkpoint={live_stableviton(tmp_path / 'sv.pt')}"] if model == "stableviton-tiny" else []
-    metrics = run_task("attribute", overrides(tmp_path, model, "data.limit=1", "evaluators.faithfulness.samples=1",
+    metrics = run_task("attribute", overrides(tmp_path, model, "data.limit=2", "evaluators.faithfulness.samples=1",
                                               "evaluators.randomization.samples=1",
                                               "evaluators.randomization.max_stages=3", *extra))
-    folder = next((tmp_path / "run" / "per_sample").iterdir())
+    folder = next((tmp_path / "run" / "per_sample").glob("*/faithfulness.json")).parent
     record = json.loads((folder / "faithfulness.json").read_text())
+    ids = {p.name[:-len(".json")] for p in (tmp_path / "run" / "metrics").glob("*.json")}
+    assert record["r2g_counterfactual"]["donor_id"] in ids - {record["sample_id"]}   # the other sample's reference
     assert math.isfinite(metrics["r2g_cf_swap_spearman"]) and math.isfinite(metrics["r2g_cf_null_change"])
+    assert metrics["r2g_cf_swap_change"] > 0   # another sample's reference, the same noise: the output changes
     assert math.isfinite(metrics["rand_r2g_spearman_noise"]) and math.isfinite(metrics["rand_r2g_ssim_cascade_final"])
     assert (folder / "randomization.json").is_file() and (folder / "randomization.png").is_file()
     if spatial:
@@ -58,7 +62,7 @@ def test_evaluators_run_inside_attribute(tmp_path, model, spatial):
         assert record["g2r"]["fractions"] == [0.0, 0.5, 1.0] and (folder / "faithfulness_pixel.png").is_file()
         rows = (1 + 1 + (2 + 2) * 2 * 1) * (2 if model == "custom-tiny" else 1)   # one step; CFG doubles the batch
         assert record["g2r"]["cost"]["full"]["unet_rows"] == rows
-    else:   # one CLIP token: no G2R map, so no deletion curves; the R2G counterfactuals still run
+    else:   # PBE, DCI-VTON: one CLIP token, no G2R map, so no deletion curves; the R2G counterfactuals still run
         assert "g2r" not in record and math.isnan(metrics["faith_full_pixel_del_gap"])
 
 
@@ -96,7 +100,8 @@ def test_evaluators_on_a_bare_unet(tmp_path):
     with AttributionCapture(adapter, CaptureConfig(num_steps=3, time_groups=1)) as cap:
         generated = (adapter.sample(sample, sampler=sampler)["images"] + 1) / 2
     ctx = SampleContext(sample_id="bare0", sample=sample, maps=cap.maps(), rendered={}, generated=generated,
-                        adapter=adapter, sampler=sampler, sample_dir=tmp_path / "evaluators" / "bare0")
+                        adapter=adapter, sampler=sampler, sample_dir=tmp_path / "evaluators" / "bare0",
+                        dataset=[bare_sample(0), bare_sample(1)])
     faith = FaithfulnessEvaluator(samples=1, fractions=[0, 0.5, 1], random_orders=2, n_bootstrap=100,
                                   region_key=None, reference_keys=["tokens"], figures=False)
     rand = RandomizationEvaluator(samples=1, modes=["cascading", "independent"], max_stages=3)
@@ -109,6 +114,11 @@ def test_evaluators_on_a_bare_unet(tmp_path):
         assert evaluator.compute() == pytest.approx(values, nan_ok=True)   # the state round-trips
     assert math.isfinite(values["rand_g2r_spearman_independent_mean"])
     assert (ctx.sample_dir / "faithfulness.json").is_file() and (ctx.sample_dir / "randomization.png").is_file()
+    assert json.loads((ctx.sample_dir / "faithfulness.json").read_text())["r2g_counterfactual"]["donor_id"] == "bare1"
+    alone = FaithfulnessEvaluator(samples=1, fractions=[0, 0.5, 1], random_orders=2, region_key=None,
+                                  reference_keys=["tokens"], figures=False)
+    with pytest.raises(ValueError, match="SampleContext.dataset is None"):
+        alone.update(SampleContext(**{**ctx.__dict__, "dataset": None, "sample_dir": tmp_path / "alone" / "b"}))
     # the subset is bounded: a second sample is not evaluated
     second = SampleContext(**{**ctx.__dict__, "sample_id": "bare1", "sample_dir": tmp_path / "evaluators" / "bare1"})
     faith.reset()

@@ -87,7 +87,7 @@ class AttributionModule(L.LightningModule):
             maps.save(self.run.sample_maps(sample_id))
         ctx = SampleContext(sample_id=sample_id, sample=sample, maps=maps, rendered=self.rendered_maps(sample, maps),
                             generated=generated, adapter=self.adapter, sampler=self.sampler,
-                            sample_dir=self.run.sample_dir(sample_id))
+                            sample_dir=self.run.sample_dir(sample_id), dataset=self._dataset())
         values, states = {}, {}
         for name, evaluator in self.evaluators.items():
             evaluator.reset()
@@ -99,6 +99,11 @@ class AttributionModule(L.LightningModule):
         for write in self.writers:
             write(ctx)
         self.run.mark_done(sample_id, values)
+
+    def _dataset(self):
+        """The datamodule's dataset (evaluators may read other samples from it), or None outside a Trainer."""
+        trainer = self._trainer
+        return getattr(trainer.datamodule, "dataset", None) if trainer is not None else None
 
     def rendered_maps(self, sample: dict, maps: AttributionMaps) -> dict[str, torch.Tensor]:
         """ULAMs at image resolution (R2G on the generated image, G2R on the reference image) with the run's preset."""

@@ -31,6 +31,7 @@ class SampleContext:
     adapter: Any = None                # the model adapter, for evaluators that re-run the model
     sampler: Any = None                # the run's sampler (the same noise for the same sample id)
     sample_dir: Path | None = None     # a folder for this sample's own files (e.g. curves), created on demand
+    dataset: Any = None                # the run's dataset (items by index), for evaluators that need another sample
 
 
 class Evaluator(torch.nn.Module):

@@ -6,7 +6,8 @@
   inverse order and several random orders. Mode ``full`` runs the whole sampler; mode ``proxy`` is teacher-forced: it
   takes the unperturbed run's own trajectory at a few fixed steps and measures the change of the one-step x0
   prediction there (cheap, and a proxy only).
-- ``r2g_counterfactuals``: swap the reference (for a different one and for the null context), keep the noise, and
+- ``r2g_counterfactuals``: swap the reference (for another sample's, ``pick_donor``, and for the null context; the
+  sample's own reference rotated by 180° as an option), keep the noise, and
   compare where the output changes with the R2G map: Spearman and top-k overlap inside the generated region, next to
   the mask-only baseline (a map uniform inside the region).
 
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from ..attribution.knockout import TokenKnockout, rank_keep_mask
 from .curves import bootstrap_gap_ci, normalised_auc, retained, spearman, topk_overlap
+from .rerun import require_sampler_loop
 
 FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 SPACES = ("latent", "pixel")
@@ -59,11 +61,16 @@ def region_mse(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.
     return (sq * weight).sum((1, 2, 3)) / weight.sum().clamp_min(1e-12)
 
 
+def sample_digest(sample_id: str) -> int:
+    """A stable 31-bit number of a sample id (Python's ``hash`` of a str changes between processes)."""
+    return sum(ord(c) * 31 ** i for i, c in enumerate(str(sample_id))) % (2 ** 31)
+
+
 def order_scores(scores: torch.Tensor, random_orders: int, seed: int, sample_id: str) -> dict[str, torch.Tensor]:
     """The ranking scores of each order on the map's grid: the map, its inverse and ``random_orders`` random
     permutations (seeded by (seed, sample id, k), so a resumed run draws the same)."""
     out = {"attribution": scores.float(), "inverse": -scores.float()}
-    digest = sum(ord(c) * 31 ** i for i, c in enumerate(sample_id)) % (2 ** 31)
+    digest = sample_digest(sample_id)
     for k in range(random_orders):
         g = torch.Generator().manual_seed(int(seed) * 1_000_003 + digest * 101 + k)
         out[f"random{k}"] = torch.randperm(scores[0].numel(), generator=g).float().reshape(scores.shape)
@@ -157,6 +164,7 @@ def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sampl
     {mode: {space: {"deletion"|"insertion": {order: [F] change}, "all_removed": change}}}, "cost": {mode:
     {"unet_calls", "unet_rows"}}, "removal"}``; changes are mean squared differences to the unperturbed output.
     """
+    require_sampler_loop(adapter, sampler, "G2R deletion / insertion curves")
     fractions = [float(f) for f in fractions]
     if fractions[0] != 0.0 or fractions[-1] != 1.0 or len(fractions) < 3:
         raise ValueError(f"faithfulness fractions must start at 0, end at 1 and hold an interior point: {fractions}")
@@ -259,9 +267,62 @@ def summarise_g2r(result: dict, n_bootstrap: int = 1000, confidence: float = 0.9
     return out
 
 
+COUNTERFACTUALS = ("swap", "rotated", "null")
+
+
+def pick_donor(dataset, sample: Mapping, sample_id: str, keys: Sequence[str], seed: int = 0,
+               id_key: str = "sample_id") -> tuple[dict, str]:
+    """Another sample of ``dataset`` whose reference is the swap counterfactual's: ``(item, its sample id)``.
+
+    The dataset's indices are permuted by a generator seeded from (seed, sample id); the donor is the first item of
+    that permutation with a different sample id and a reference (``keys``) that differs from this sample's. So the
+    donor depends only on the dataset, the seed and the sample id: not on batch order, DDP rank or a restart.
+    """
+    keys = [k for k in keys if torch.is_tensor(sample.get(k))]
+    if not keys:
+        raise ValueError(f"R2G swap counterfactual of {sample_id!r}: none of the reference_keys is a tensor of the "
+                         f"sample (keys {sorted(sample)})")
+    n = len(dataset)
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + sample_digest(sample_id))
+    for index in torch.randperm(n, generator=g).tolist():
+        item = dataset[index]
+        donor_id = str(item[id_key][0] if isinstance(item[id_key], (list, tuple)) else item[id_key])
+        if donor_id == str(sample_id):
+            continue
+        if all(_same_tensor(item.get(k), sample[k]) for k in keys):
+            continue   # the same reference under another id: swapping it would change nothing
+        return item, donor_id
+    raise ValueError(f"R2G swap counterfactual of {sample_id!r}: the dataset ({n} samples) holds no other sample "
+                     f"with a different reference ({list(keys)}); use a dataset of at least 2 samples or choose "
+                     f"counterfactuals from ['rotated', 'null']")
+
+
+def _same_tensor(item_value, batch_value) -> bool:
+    if not torch.is_tensor(batch_value) or item_value is None:
+        return False
+    item_value = torch.as_tensor(item_value)
+    return item_value.numel() == batch_value.numel() and torch.equal(
+        item_value.reshape(batch_value.shape).to(batch_value), batch_value)
+
+
+def swapped_reference(sample: Mapping, donor: Mapping, keys: Sequence[str]) -> dict:
+    """The sample with its reference (those of ``keys`` it holds) taken from ``donor`` (a dataset item, or a batch
+    of 1)."""
+    present = [k for k in keys if torch.is_tensor(sample.get(k))]
+    missing = [k for k in present if k not in donor]
+    if missing or not present:
+        raise ValueError(f"R2G swap counterfactual: reference_keys {list(keys)} must name tensors of the sample "
+                         f"(keys {sorted(sample)}) that the donor holds too; the donor lacks {missing}")
+    out = dict(sample)
+    for key in present:
+        value = torch.as_tensor(donor[key])
+        out[key] = value.reshape(sample[key].shape).to(sample[key].device, sample[key].dtype)
+    return out
+
+
 def rotated_reference(sample: Mapping, keys: Sequence[str]) -> dict:
-    """The sample with its reference image (and mask) rotated by 180°: a different reference layout with the same
-    content statistics, deterministic per sample (so a resumed run draws the same counterfactual)."""
+    """The sample with its own reference image (and mask) rotated by 180°: the same content in another layout
+    (the ``rotated`` counterfactual, next to the ``swap`` with another sample's reference)."""
     out = dict(sample)
     for key in keys:
         if key in out and torch.is_tensor(out[key]):
@@ -277,30 +338,46 @@ def cell_change(images: torch.Tensor, baseline: torch.Tensor, grid: tuple[int, i
 
 @torch.no_grad()
 def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor, *,
+                        donor: Mapping | None = None, variants: Sequence[str] = ("swap", "null"),
                         region: torch.Tensor | None = None, reference_keys: Sequence[str] = ("reference",),
                         topk: float = 0.2, baseline_image: torch.Tensor | None = None, inputs=None) -> dict:
-    """R2G map vs where the output changes when the reference is swapped (rotated) or nulled (the model's
-    unconditional context), with the same noise.
+    """R2G map vs where the output changes when the reference is changed, with the same noise.
 
+    variants: ``swap`` (the reference, i.e. ``reference_keys``, of ``donor``, another sample: ``pick_donor``),
+    ``rotated`` (the sample's own reference rotated by 180°) and ``null`` (the model's unconditional context).
     r2g_map: [1, h, w] raw R2G ULAM; region: [1, 1, H, W] generated region (None = whole image). Returns per-sample
-    numbers ``r2g_cf_{swap|null}_{spearman|topk}`` (inside the region), ``r2g_cf_topk_baseline`` (the mask-only map:
-    top-k overlap k/n in expectation, Spearman 0), ``r2g_cf_{swap|null}_spearman_image`` and
-    ``r2g_cf_{swap|null}_mask_spearman_image`` (whole image: the map vs the region mask as predictors of the change),
-    ``r2g_cf_{swap|null}_change`` and the change maps themselves under ``"maps"``.
+    numbers ``r2g_cf_{variant}_{spearman|topk}`` (inside the region), ``r2g_cf_topk_baseline`` (the mask-only map:
+    top-k overlap k/n in expectation, Spearman 0), ``r2g_cf_{variant}_spearman_image`` and
+    ``r2g_cf_{variant}_mask_spearman_image`` (whole image: the map vs the region mask as predictors of the change),
+    ``r2g_cf_{variant}_change`` and the change maps themselves under ``"maps"``.
     """
+    bad = [v for v in variants if v not in COUNTERFACTUALS]
+    if bad:
+        raise ValueError(f"R2G counterfactuals {bad}: choose from {COUNTERFACTUALS}")
+    require_sampler_loop(adapter, sampler, "R2G counterfactuals")
+    if "swap" in variants and donor is None:
+        raise ValueError("the R2G swap counterfactual needs a donor (another sample's reference, e.g. pick_donor "
+                         "over the run's dataset); without one choose variants from ['rotated', 'null']")
     inputs = inputs if inputs is not None else adapter.prepare(dict(sample))
     runs = _Runs(adapter, sampler, inputs, None, 1)
     if baseline_image is None:
         baseline_image = runs.full([None])[1]
-    swapped = adapter.prepare(rotated_reference(sample, reference_keys))
-    nulled = dataclasses.replace(inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
+    counterfactuals = {}
+    for variant in variants:
+        if variant == "swap":
+            counterfactuals[variant] = adapter.prepare(swapped_reference(sample, donor, reference_keys))
+        elif variant == "rotated":
+            counterfactuals[variant] = adapter.prepare(rotated_reference(sample, reference_keys))
+        else:
+            counterfactuals[variant] = dataclasses.replace(
+                inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
     grid = tuple(r2g_map.shape[-2:])
     cells = region_weight(region, grid, r2g_map)[0, 0].cpu() if region is not None else torch.ones(grid)
     inside = cells >= 0.5
     score = r2g_map[0].double().cpu()
     k = max(1, math.ceil(topk * int(inside.sum())))
     out: dict = {"r2g_cf_topk_baseline": k / max(1, int(inside.sum())), "maps": {}}
-    for name, counterfactual in (("swap", swapped), ("null", nulled)):
+    for name, counterfactual in counterfactuals.items():
         image = runs.full([None], inputs=counterfactual)[1]
         change = cell_change(image.cpu(), baseline_image.cpu(), grid)[0].double()
         out["maps"][name] = change

@@ -21,16 +21,29 @@ from torchmetrics.utilities import dim_zero_cat
 from ..runs import atomic_write_text
 from .curves import bootstrap_mean_ci
 from .evaluator import Evaluator, SampleContext
-from .faithfulness import FRACTIONS, MODES, SPACES, g2r_curves, r2g_counterfactuals, summarise_g2r
+from .faithfulness import (
+    COUNTERFACTUALS,
+    FRACTIONS,
+    MODES,
+    SPACES,
+    g2r_curves,
+    pick_donor,
+    r2g_counterfactuals,
+    summarise_g2r,
+)
 from .faithfulness_figures import curves_figure
+from .rerun import require_sampler_loop
 
 G2R_STATS = ("auc", "auc_inverse", "auc_random", "auc_random_std", "gap", "gap_lo", "gap_hi", "gap_inverse")
-CF_KEYS = tuple(f"r2g_cf_{c}_{s}" for c in ("swap", "null")
-                for s in ("spearman", "topk", "spearman_image", "mask_spearman_image", "change")) + (
-    "r2g_cf_topk_baseline",)
+CF_STATS = ("spearman", "topk", "spearman_image", "mask_spearman_image", "change")
 
 
-def faithfulness_keys(modes: Sequence[str], counterfactual: bool) -> list[str]:
+def counterfactual_keys(variants: Sequence[str]) -> list[str]:
+    return [f"r2g_cf_{v}_{s}" for v in variants for s in CF_STATS] + ["r2g_cf_topk_baseline"]
+
+
+def faithfulness_keys(modes: Sequence[str], counterfactual: bool,
+                      variants: Sequence[str] = ("swap", "null")) -> list[str]:
     keys = []
     for mode in modes:
         for space in SPACES:
@@ -38,7 +51,7 @@ def faithfulness_keys(modes: Sequence[str], counterfactual: bool) -> list[str]:
             keys += [f"faith_{mode}_{space}_{c}_{s}" for c in ("del", "ins") for s in G2R_STATS]
     if "full" in modes and "proxy" in modes:
         keys += [f"faith_proxy_{space}_del_curve_error" for space in SPACES]
-    return keys + (list(CF_KEYS) if counterfactual else [])
+    return keys + (counterfactual_keys(variants) if counterfactual else [])
 
 
 class SampleRows(Metric):
@@ -97,8 +110,11 @@ class FaithfulnessEvaluator(Evaluator):
     """samples: how many samples to evaluate; fractions: the removal grid (0 ... 1); random_orders: random-order
     baselines per sample; modes: "full" (whole regeneration) and/or "proxy" (teacher-forced x0 at ``proxy_steps``,
     fractions of the schedule); removal: "knockout" (-inf logits) or "replace" (the unconditional context);
-    counterfactual: also run the R2G counterfactuals (swap and null reference); region_key: the batch key of the
-    generated region (outputs are compared there; None = whole image); reference_keys: what the swap rotates."""
+    counterfactual: also run the R2G counterfactuals; counterfactuals: which (``swap``: the reference of another
+    sample of the run's dataset, drawn by ``pick_donor`` from (seed, sample id); ``rotated``: the sample's own
+    reference rotated by 180°; ``null``: the unconditional context); region_key: the batch key of the generated
+    region (outputs are compared there; None = whole image); reference_keys: the batch keys that make up the
+    reference (what the swap replaces and the rotation turns)."""
 
     marker = "faithfulness.json"
 
@@ -106,19 +122,24 @@ class FaithfulnessEvaluator(Evaluator):
                  modes: Sequence[str] = ("full", "proxy"), removal: str = "knockout",
                  proxy_steps: Sequence[float] = (0.25, 0.5, 0.75), counterfactual: bool = True, topk: float = 0.2,
                  batch_size: int = 8, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
-                 region_key: str | None = "inpaint_mask", reference_keys: Sequence[str] = ("reference",
-                                                                                            "reference_mask"),
-                 figures: bool = True):
+                 region_key: str | None = "inpaint_mask",
+                 reference_keys: Sequence[str] = ("reference", "reference_mask", "cloth_warp", "cloth_warp_mask"),
+                 figures: bool = True, counterfactuals: Sequence[str] = ("swap", "null")):
         super().__init__()
         bad = [m for m in modes if m not in MODES]
         if bad:
             raise ValueError(f"faithfulness.modes {bad}: choose from {MODES}")
         self.samples, self.fractions, self.random_orders = int(samples), [float(f) for f in fractions], random_orders
         self.modes, self.removal, self.proxy_steps = list(modes), removal, list(proxy_steps)
+        counterfactuals = ["null" if c is None else c for c in counterfactuals]   # YAML reads a bare null as None
+        bad = [c for c in counterfactuals if c not in COUNTERFACTUALS]
+        if bad:
+            raise ValueError(f"faithfulness.counterfactuals {bad}: choose from {COUNTERFACTUALS}")
         self.counterfactual, self.topk, self.batch_size = counterfactual, topk, batch_size
+        self.counterfactuals = list(counterfactuals)
         self.n_bootstrap, self.confidence, self.seed = n_bootstrap, confidence, seed
         self.region_key, self.reference_keys, self.figures = region_key, list(reference_keys), figures
-        self.keys = faithfulness_keys(self.modes, counterfactual)
+        self.keys = faithfulness_keys(self.modes, counterfactual, self.counterfactuals)
         self.rows = SampleRows()
 
     def update(self, ctx: SampleContext) -> None:
@@ -127,7 +148,9 @@ class FaithfulnessEvaluator(Evaluator):
         if ctx.adapter is None or ctx.sampler is None:
             raise ValueError("the faithfulness evaluator re-runs the model: SampleContext.adapter and .sampler must "
                              "be set")
+        require_sampler_loop(ctx.adapter, ctx.sampler, "evaluator=faithfulness")
         sample, maps = ctx.sample, ctx.maps
+        donor, donor_id = self._donor(ctx) if self.counterfactual and maps.r2g.available else (None, None)
         region = sample.get(self.region_key) if self.region_key else None
         values, payload, baseline, inputs = {}, {"sample_id": ctx.sample_id}, None, None
         if maps.g2r.available and _has_spatial_layers(ctx.adapter):
@@ -145,14 +168,25 @@ class FaithfulnessEvaluator(Evaluator):
                                   result["curves"], title=f"{ctx.sample_id}: G2R ULAM order ({result['removal']})",
                                   space=space)
         if self.counterfactual and maps.r2g.available:
-            cf = r2g_counterfactuals(ctx.adapter, ctx.sampler, sample, maps.r2g.ulam, region=region,
+            cf = r2g_counterfactuals(ctx.adapter, ctx.sampler, sample, maps.r2g.ulam, donor=donor,
+                                     variants=self.counterfactuals, region=region,
                                      reference_keys=self.reference_keys, topk=self.topk, baseline_image=baseline,
                                      inputs=inputs)
-            payload["r2g_counterfactual"] = {"maps": {k: v.tolist() for k, v in cf.pop("maps").items()}}
+            payload["r2g_counterfactual"] = {"donor_id": donor_id,
+                                             "maps": {k: v.tolist() for k, v in cf.pop("maps").items()}}
             values |= cf
         payload["values"] = values
         write_json(ctx.sample_dir / self.marker, payload)
         self.rows.update(torch.tensor([values.get(k, math.nan) for k in self.keys], dtype=torch.float64))
+
+    def _donor(self, ctx: SampleContext):
+        if "swap" not in self.counterfactuals:
+            return None, None
+        if ctx.dataset is None:
+            raise ValueError("the faithfulness swap counterfactual takes another sample's reference from the run's "
+                             "dataset, but SampleContext.dataset is None; run it inside `i2am attribute`, pass "
+                             "dataset=, or set evaluators.faithfulness.counterfactuals=[rotated,null]")
+        return pick_donor(ctx.dataset, ctx.sample, ctx.sample_id, self.reference_keys, self.seed)
 
     def compute(self) -> dict[str, float]:
         with warnings.catch_warnings():

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..attribution import AttributionCapture, CaptureConfig
 from .curves import map_ssim, spearman
+from .rerun import require_sampler_loop
 
 Stage = tuple[str, list[nn.Module]]
 
@@ -119,6 +120,7 @@ def randomization_curves(adapter, sampler, sample, cfg: CaptureConfig, *, stages
     Returns ``{"stages": [...], "reference": {key: value}, "cascading": {key: [per stage]}, "independent": {...}}``
     with keys ``{r2g|g2r}_{spearman|ssim}``.
     """
+    require_sampler_loop(adapter, sampler, "model-parameter randomisation")
     stages = list(stages) if stages is not None else denoiser_stages(adapter.step_module, getattr(adapter, "unet",
                                                                                                   None))
     with torch.no_grad():   # the reference encoders and the VAE lie outside the stages: prepare once

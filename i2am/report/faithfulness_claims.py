@@ -61,8 +61,8 @@ def counterfactual_claim(label: str, m: Mapping) -> Claim:
                            f"null reference: Spearman {_f(m, 'r2g_cf_null_spearman'):+.3f}"),
                  baselines=f"mask-only map: Spearman 0, top-20 % overlap {base:.3f}",
                  entropy="–", held=held,
-                 rule=f"Spearman > {CF_MIN_SPEARMAN} and top-k overlap above the mask-only baseline (swap = the "
-                      f"reference rotated by 180°, same noise)")
+                 rule=f"Spearman > {CF_MIN_SPEARMAN} and top-k overlap above the mask-only baseline (swap = another "
+                      f"sample's reference, drawn by seed, same noise)")
 
 
 def faithfulness_claims(runs: Mapping[str, Mapping]) -> list[Claim]:

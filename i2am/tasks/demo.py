@@ -118,7 +118,7 @@ class Demo:
         metrics = {label: RunDir(path).read_metrics()
                    for label, path in {**runs, "control-train": control_train}.items()}
         table = correlate_runs(self.out / "correlation", run_dirs=list(runs.values()),
-                               x_keys=["imacs_g", "imacs_r"], y_keys=["fid_randconv", "kid_randconv", "ssim"],
+                               x_keys=["imacs_g", "imacs_r"], y_keys=list(self.cfg.demo.correlation_y_keys),
                                n_bootstrap=1000, seed=self.cfg.seed)
         claims = toy_claims(metrics, table, n_correlated=len(runs)) + faithfulness_claims(metrics)
         write_claims(self.out / "claims.json", claims)
