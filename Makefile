@@ -56,7 +56,7 @@ test-lowest:
 	rm -rf $(LOWEST_VENV)
 	$(PY) -m venv $(LOWEST_VENV)
 	$(LOWEST_VENV)/bin/python -m pip install -q "$(TORCH)" uv
-	$(LOWEST_VENV)/bin/python -c "import torch; print('torch==' + torch.__version__)" > $(LOWEST_VENV)/torch-override.txt
+	$(LOWEST_VENV)/bin/python -c "from importlib.metadata import version; print('torch==' + version('torch'))" > $(LOWEST_VENV)/torch-override.txt
 	$(LOWEST_VENV)/bin/uv pip install -q --python $(LOWEST_VENV)/bin/python --resolution lowest-direct \
 		--override $(LOWEST_VENV)/torch-override.txt -e . "pytest>=8" "tensorboard>=2.15"
 	$(LOWEST_VENV)/bin/python -m pip freeze
