@@ -56,7 +56,7 @@ def read_run(path: Path) -> dict:
         elif kind == "config":
             out["config"].update(_items(record.config.update))
         elif kind == "history":
-            out["history"].append(_items(record.history.item))
+            out["history"].append(_flat(_items(record.history.item)))
         elif kind == "summary":
             out["summary"].update(_flat(_items(record.summary.update)))
     return out
@@ -67,8 +67,8 @@ def _items(items) -> dict:
 
 
 def _flat(summary: dict) -> dict:
-    """Summary keys as 'table/nrows': newer wandb writes a logged table's fields as nested keys, older releases (0.17)
-    the whole dict as one value."""
+    """Keys as 'table/nrows': newer wandb writes a logged table's or image list's fields as nested keys, older
+    releases (0.17) the whole dict as one value."""
     out = {}
     for key, value in summary.items():
         if isinstance(value, dict):
