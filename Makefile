@@ -12,7 +12,7 @@ CONSTRAINTS := $(if $(filter 1,$(LOCK)),-c requirements.lock)
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-slow test-all docs bench venv lock clean
+.PHONY: demo test test-slow test-all test-lowest docs bench venv lock clean
 
 $(BIN)/i2am: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,6 +42,25 @@ lock: venv
 	echo "$(LOCK_TORCH)" > $(VENV)/torch-constraint.txt
 	$(BIN)/pip-compile --quiet --upgrade --strip-extras --extra dev --unsafe-package torch --unsafe-package pip \
 		-c $(VENV)/torch-constraint.txt --no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+
+# make test-lowest: a separate venv with every direct dependency at its pyproject lower bound (uv's
+# --resolution lowest-direct; transitive ones at their newest compatible release), torch kept at the installed build,
+# then the core tests. Proves the lower bounds in pyproject.toml (docs/install.md).
+LOWEST_VENV  ?= .venv-lowest
+LOWEST_TESTS ?= tests/test_models_tiny.py tests/test_trace_transformers.py tests/test_trace_pipelines.py \
+	tests/test_attribution_*.py tests/test_config_schema.py tests/test_configs.py tests/test_tasks_attribute.py \
+	tests/test_metrics_imacs.py tests/test_metrics_correlation.py tests/test_metrics_localization.py \
+	tests/test_data_coco.py tests/test_data_toy.py tests/test_dashboards.py
+
+test-lowest:
+	rm -rf $(LOWEST_VENV)
+	$(PY) -m venv $(LOWEST_VENV)
+	$(LOWEST_VENV)/bin/python -m pip install -q "$(TORCH)" uv
+	$(LOWEST_VENV)/bin/python -c "from importlib.metadata import version; print('torch==' + version('torch'))" > $(LOWEST_VENV)/torch-override.txt
+	$(LOWEST_VENV)/bin/uv pip install -q --python $(LOWEST_VENV)/bin/python --resolution lowest-direct \
+		--override $(LOWEST_VENV)/torch-override.txt -e . "pytest>=8" "tensorboard>=2.15"
+	$(LOWEST_VENV)/bin/python -m pip freeze
+	$(LOWEST_VENV)/bin/python -m pytest -x -q $(LOWEST_TESTS) $(ARGS)
 
 bench: venv
 	$(BIN)/python benchmarks/capture_overhead.py $(ARGS)

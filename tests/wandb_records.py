@@ -56,11 +56,23 @@ def read_run(path: Path) -> dict:
         elif kind == "config":
             out["config"].update(_items(record.config.update))
         elif kind == "history":
-            out["history"].append(_items(record.history.item))
+            out["history"].append(_flat(_items(record.history.item)))
         elif kind == "summary":
-            out["summary"].update(_items(record.summary.update))
+            out["summary"].update(_flat(_items(record.summary.update)))
     return out
 
 
 def _items(items) -> dict:
     return {"/".join(i.nested_key) if i.nested_key else i.key: json.loads(i.value_json) for i in items}
+
+
+def _flat(summary: dict) -> dict:
+    """Keys as 'table/nrows': newer wandb writes a logged table's or image list's fields as nested keys, older
+    releases (0.17) the whole dict as one value."""
+    out = {}
+    for key, value in summary.items():
+        if isinstance(value, dict):
+            out.update({f"{key}/{k}": v for k, v in _flat(value).items()})
+        else:
+            out[key] = value
+    return out
