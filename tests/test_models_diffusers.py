@@ -85,7 +85,7 @@ def test_faithfulness_and_randomization_run_on_a_diffusers_pipeline(tmp_path):
     """model=diffusers-tiny (PaintByExamplePipeline): one example token, so the R2G counterfactuals and the
     randomisation check run and the G2R deletion curves are rightly undefined."""
     overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers-tiny",
-                 "sampler.num_steps=1", "data.limit=1", "data.batch_size=1", "data.toy.n_train=2",
+                 "sampler.num_steps=1", "data.limit=2", "data.batch_size=1", "data.toy.n_train=2",
                  "data.toy.n_test=2", "trainer.enable_progress_bar=false", *CHECKS]
     metrics = run_task("attribute", overrides)
     folder = next((tmp_path / "run" / "per_sample").iterdir())

@@ -32,7 +32,7 @@ from .faithfulness import (
     summarise_g2r,
 )
 from .faithfulness_figures import curves_figure
-from .rerun import require_sampler_loop
+from .rerun import reruns_this_sample
 
 G2R_STATS = ("auc", "auc_inverse", "auc_random", "auc_random_std", "gap", "gap_lo", "gap_hi", "gap_inverse")
 CF_STATS = ("spearman", "topk", "spearman_image", "mask_spearman_image", "change")
@@ -93,15 +93,6 @@ def summarise_rows(keys: Sequence[str], rows: torch.Tensor, n_bootstrap: int, co
     return out
 
 
-def in_subset(ctx: SampleContext, marker: str, limit: int) -> bool:
-    """Whether this sample is among the first ``limit`` ones evaluated by the evaluator writing ``marker``."""
-    if ctx.sample_dir is None:
-        raise ValueError(f"the {marker} evaluator needs SampleContext.sample_dir (a per-sample folder)")
-    root = ctx.sample_dir.parent
-    done = [p for p in root.glob(f"*/{marker}") if p.parent.name != ctx.sample_dir.name] if root.is_dir() else []
-    return len(done) < limit
-
-
 def write_json(path, payload) -> None:
     atomic_write_text(path, json.dumps(payload, indent=1))
 
@@ -143,12 +134,8 @@ class FaithfulnessEvaluator(Evaluator):
         self.rows = SampleRows()
 
     def update(self, ctx: SampleContext) -> None:
-        if self.samples <= 0 or not in_subset(ctx, self.marker, self.samples):
+        if not reruns_this_sample(ctx, "faithfulness", self.marker, self.samples):
             return
-        if ctx.adapter is None or ctx.sampler is None:
-            raise ValueError("the faithfulness evaluator re-runs the model: SampleContext.adapter and .sampler must "
-                             "be set")
-        require_sampler_loop(ctx.adapter, ctx.sampler, "evaluator=faithfulness")
         sample, maps = ctx.sample, ctx.maps
         donor, donor_id = self._donor(ctx) if self.counterfactual and maps.r2g.available else (None, None)
         region = sample.get(self.region_key) if self.region_key else None

@@ -16,9 +16,10 @@ from collections.abc import Sequence
 import torch
 
 from .evaluator import Evaluator, SampleContext
-from .faithfulness_evaluator import SampleRows, in_subset, summarise_rows, write_json
+from .faithfulness_evaluator import SampleRows, summarise_rows, write_json
 from .faithfulness_figures import randomization_figure
 from .randomization import capture_config_from, denoiser_stages, randomization_curves
+from .rerun import reruns_this_sample
 
 DIRECTIONS = ("r2g", "g2r")
 STATS = ("spearman", "ssim")
@@ -69,11 +70,8 @@ class RandomizationEvaluator(Evaluator):
         self.rows = SampleRows()
 
     def update(self, ctx: SampleContext) -> None:
-        if self.samples <= 0 or not in_subset(ctx, self.marker, self.samples):
+        if not reruns_this_sample(ctx, "randomization", self.marker, self.samples):
             return
-        if ctx.adapter is None or ctx.sampler is None:
-            raise ValueError("the randomization evaluator re-runs the model: SampleContext.adapter and .sampler "
-                             "must be set")
         cfg = capture_config_from(ctx.maps.meta, DIRECTIONS)
         region = ctx.sample.get(self.region_key) if self.region_key else None
         size = tuple(ctx.generated.shape[-2:]) if self.ssim_at_image_size else None

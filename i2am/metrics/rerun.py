@@ -4,6 +4,8 @@ adapters whose sampling *is* that loop; an adapter with its own loop is refused 
 compared against a trajectory it never took (docs/faithfulness.md, "Models")."""
 from __future__ import annotations
 
+from .evaluator import SampleContext
+
 # the start codes the sampler's own loop implements (i2am.models.sampler.START_CODES; metrics cannot import models)
 SAMPLER_START_CODES = ("noise", "q_sample")
 
@@ -20,3 +22,23 @@ def require_sampler_loop(adapter, sampler, check: str) -> None:
         f"perturbed runs would be compared with a trajectory the attributed run never took. This model is not "
         f"supported by the faithfulness and randomisation checks (its PACA layers do support TokenKnockout); see "
         f"docs/faithfulness.md")
+
+
+def in_subset(ctx: SampleContext, marker: str, limit: int) -> bool:
+    """Whether this sample is among the first ``limit`` ones evaluated by the evaluator writing ``marker``."""
+    if ctx.sample_dir is None:
+        raise ValueError(f"the {marker} evaluator needs SampleContext.sample_dir (a per-sample folder)")
+    root = ctx.sample_dir.parent
+    done = [p for p in root.glob(f"*/{marker}") if p.parent.name != ctx.sample_dir.name] if root.is_dir() else []
+    return len(done) < limit
+
+
+def reruns_this_sample(ctx: SampleContext, check: str, marker: str, limit: int) -> bool:
+    """Whether the evaluator ``check`` (writing ``marker`` in each sample's folder) re-runs the model on this sample:
+    one of the first ``limit`` samples (a restart keeps the same subset). Raises when the context cannot re-run it."""
+    if limit <= 0 or not in_subset(ctx, marker, limit):
+        return False
+    if ctx.adapter is None or ctx.sampler is None:
+        raise ValueError(f"the {check} evaluator re-runs the model: SampleContext.adapter and .sampler must be set")
+    require_sampler_loop(ctx.adapter, ctx.sampler, f"evaluator={check}")
+    return True
