@@ -80,7 +80,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert "| claim | measured |" in printed and "Positive control" in printed
     assert not (out / "train").exists()          # the default starts from the shipped toy checkpoints
     attributed = sorted(p.name for p in (out / "attribute").iterdir())
-    assert attributed == ["control", "control-train", "custom", "custom-step400", "refined", "untrained"]
+    assert attributed == ["control", "control-train", "custom", "custom-step200", "refined", "untrained"]
     assert str(toy_checkpoint("control")) in (out / "attribute" / "control" / "config.yaml").read_text()
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) == 8 + 7 and all(c["held"] in (True, False, None) for c in claims)   # + faithfulness claims
