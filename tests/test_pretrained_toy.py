@@ -14,6 +14,7 @@ from i2am.pretrained.export import shipped_state, sha256
 from i2am.pretrained.heldout import SAMPLER, heldout_batch, heldout_scores
 
 NAMES = toy_names()
+FINAL = [n for n in NAMES if "-step" not in n]   # intermediates are early on purpose (the correlation's low end)
 
 
 def test_the_four_toy_models_are_shipped_within_10_mb():
@@ -38,7 +39,7 @@ def test_shipped_checkpoint_round_trips_bit_identically(name, tmp_path):
         assert again[key].dtype == tensor.dtype and torch.equal(again[key], tensor), key
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", FINAL)
 def test_shipped_checkpoint_beats_the_mean_colour_fill_on_heldout_pairs(name, heldout):
     model = create_model(toy_card(name)["model"], checkpoint=toy_checkpoint(name)).eval()
     scores = heldout_scores(model, heldout, SAMPLER)
