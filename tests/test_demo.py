@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from i2am.pretrained import toy_checkpoint
 from i2am.tasks.demo import Demo, intermediate_checkpoints, quoted, summary_markdown
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
@@ -20,6 +21,20 @@ def demo(tmp_path):
         cfg = compose("demo", overrides=["demo.quick=true", f"paths.data_dir={tmp_path / 'data'}",
                                          f"run_dir={tmp_path / 'demo'}"])
         yield Demo(cfg, tmp_path / "demo")
+
+
+def test_from_scratch_trains_the_stages_the_default_takes_from_the_package(demo, monkeypatch):
+    trained = []
+    monkeypatch.setattr(Demo, "train", lambda self, label, *a, **k: trained.append(label) or Path(label))
+    monkeypatch.setattr("i2am.tasks.demo.last", lambda path: Path(f"{path}.ckpt"))
+    monkeypatch.setattr("i2am.tasks.demo.intermediate_checkpoints", lambda path: [Path("step=3.ckpt")])
+    final, intermediate = demo.trained_checkpoints()
+    assert trained == [] and final["control"] == toy_checkpoint("control")
+    assert list(intermediate) == list(demo.cfg.demo.pretrained.intermediate)
+    demo.cfg.demo.from_scratch = True
+    final, intermediate = demo.trained_checkpoints()
+    assert trained == ["custom", "refined", "control"] and final["refined"] == Path("refined.ckpt")
+    assert list(intermediate) == ["custom-step3"]
 
 
 def test_train_stage_keeps_intermediate_checkpoints_and_is_skipped_when_done(demo):
@@ -63,10 +78,10 @@ def test_quick_demo_end_to_end(tmp_path):
     printed = cli("demo", ["demo.quick=true", f"run_dir={out}", f"paths.data_dir={tmp_path / 'data'}"],
                   timeout=900).stdout
     assert "| claim | measured |" in printed and "Positive control" in printed
-    for label in ("custom", "refined", "control"):
-        assert (out / "train" / label / "checkpoints" / "last.ckpt").is_file()
+    assert not (out / "train").exists()          # the default starts from the shipped toy checkpoints
     attributed = sorted(p.name for p in (out / "attribute").iterdir())
-    assert attributed == ["control", "control-train", "custom", "custom-step3", "refined", "untrained"]
+    assert attributed == ["control", "control-train", "custom", "custom-step200", "refined", "untrained"]
+    assert str(toy_checkpoint("control")) in (out / "attribute" / "control" / "config.yaml").read_text()
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) == 8 + 7 and all(c["held"] in (True, False, None) for c in claims)   # + faithfulness claims
     correlation = (out / "correlation" / "correlation.csv").read_text()

@@ -84,3 +84,15 @@ def test_reproduce_a_toy_artifact_from_an_empty_directory(installed, tmp_path):
                "trainer.enable_progress_bar=false")
     figures = sorted((tmp_path / "outputs" / "experiments" / "sram_stableviton-toy").glob("sram_*.png"))
     assert figures and {p.name for p in figures} <= {Path(word).name for word in proc.stdout.split()}
+
+
+def test_the_wheel_carries_the_shipped_toy_checkpoints(installed, tmp_path):
+    from i2am.pretrained import toy_checkpoint, toy_names
+    from i2am.pretrained.export import sha256
+
+    names = run(installed, tmp_path, "python", "-m", "i2am.pretrained").stdout.split()
+    assert names == toy_names() and len(names) >= 4
+    for name in names:
+        path = Path(run(installed, tmp_path, "python", "-m", "i2am.pretrained", name).stdout.strip())
+        assert path.is_relative_to(installed.parent) and sha256(path) == sha256(toy_checkpoint(name))
+        assert path.with_suffix(".json").is_file()

@@ -70,15 +70,15 @@ def forward_rank(name: str) -> int:
     return 0 if "down_blocks" in name else 1 if "mid_block" in name else 2
 
 
-def unet_level(name: str) -> int:
-    """Resolution level of a diffusers UNet module path (0 = latent grid)."""
+def unet_level(name: str, num_levels: int = NUM_LEVELS) -> int:
+    """Resolution level of a diffusers UNet module path (0 = latent grid) in a UNet of ``num_levels`` levels."""
     if "mid_block" in name:
-        return NUM_LEVELS - 1
+        return num_levels - 1
     match = re.search(r"(down|up)_blocks\.(\d+)", name)
     if match is None:
         raise ValueError(f"cannot tell the resolution level of {name!r}")
     block = int(match.group(2))
-    return block if match.group(1) == "down" else NUM_LEVELS - 1 - block
+    return block if match.group(1) == "down" else num_levels - 1 - block
 
 
 class DiffusionAdapter(nn.Module):
@@ -144,7 +144,9 @@ class DiffusionAdapter(nn.Module):
 
     def layer_level(self, name: str) -> int:
         """Resolution level (0 = latent grid, k = 1/2**k) of a layer named in ``attribution_layers``."""
-        return unet_level(name)
+        unet = getattr(self, "unet", None)
+        levels = len(unet.config.block_out_channels) if unet is not None else NUM_LEVELS
+        return unet_level(name, levels)
 
     def expected_query_grids(self, latent_hw: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
         """Query grid of every hookable layer, computed from the architecture (works on ``meta``)."""
@@ -153,7 +155,9 @@ class DiffusionAdapter(nn.Module):
 
     @property
     def latent_size(self) -> tuple[int, int]:
-        return self.image_size[0] // 8, self.image_size[1] // 8
+        vae = getattr(self, "vae", None)
+        factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
+        return self.image_size[0] // factor, self.image_size[1] // factor
 
     # ---- images <-> latents ----------------------------------------------------------------------------------
     @property

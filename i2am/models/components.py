@@ -21,7 +21,7 @@ from .toy_init import block_average_autoencoder_, fourier_position_embeddings_
 
 @cache
 def component_config(component: str, size: str) -> dict:
-    """``configs/<component>.json`` entry ``size`` ("full" or "tiny")."""
+    """``configs/<component>.json`` entry ``size`` ("full", "tiny", "small" or a named variant such as "tiny-f4")."""
     table = json.loads((CONFIG_DIR / f"{component}.json").read_text())
     if size not in table:
         raise KeyError(f"{CONFIG_DIR / component}.json has no preset {size!r}; presets: "
@@ -75,12 +75,16 @@ def build_unet(size: str, overrides: Mapping | None = None, **family) -> UNet2DC
     return UNet2DConditionModel(**{**resolve_component("unet", size, overrides), **family})
 
 
+BLOCK_AVERAGE_VAES = ("tiny", "tiny-f4")   # vae.json presets built as toy_init's fixed block-mean autoencoder
+
+
 def build_vae(size: str, overrides: Mapping | None = None) -> AutoencoderKL:
-    """The SD VAE layout. The tiny preset's own architecture gets the fixed block-mean autoencoder of ``toy_init``
-    (see there why); any other architecture keeps diffusers' random initialisation (a checkpoint replaces it)."""
+    """The SD VAE layout. A tiny model whose VAE is exactly one of the ``BLOCK_AVERAGE_VAES`` presets (8x8 or 4x4
+    blocks) gets the fixed block-mean autoencoder of ``toy_init`` (see there why); any other architecture keeps
+    diffusers' random initialisation (a checkpoint replaces it)."""
     config = resolve_component("vae", size, overrides)
     vae = AutoencoderKL(**config)
-    if size == "tiny" and config == component_config("vae", "tiny"):
+    if size == "tiny" and any(config == component_config("vae", p) for p in BLOCK_AVERAGE_VAES):
         block_average_autoencoder_(vae)
     return vae
 

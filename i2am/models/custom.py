@@ -18,13 +18,14 @@ from .components import (
     build_dinov2,
     build_unet,
     build_vae,
+    component_config,
     dinov2_pixels,
     on_device,
     resize_mask,
     resolve_component,
 )
 from .convert import Rule
-from .registry import register_sizes
+from .registry import TOY_IMAGE_SIZE, register_model, register_sizes
 
 NUM_ENCODER_LAYERS = 6   # cross-attention layers before the decoder (the mid block is not counted in LLAM)
 
@@ -121,3 +122,15 @@ class CustomTryOn(DiffusionAdapter):
 
 
 register_sizes("custom", CustomTryOn)
+
+
+@register_model("custom-toy")
+def custom_toy(device="cpu", **overrides) -> CustomTryOn:
+    """custom-tiny on a 4x finer latent grid (the 4x4 block-mean VAE ``tiny-f4``: 32x24 latents of 128x96 images),
+    the three-level UNet preset ``toy`` (cross-attention at 16x12 and 8x6; decoder layers 3-4 attend from 16x12) and
+    16x12 garment tokens (DINOv2 patch 7): the preset of the shipped toy checkpoints (docs/toy_world.md)."""
+    components = dict(overrides.pop("components", None) or {})
+    components["vae"] = {**component_config("vae", "tiny-f4"), **components.get("vae", {})}
+    components["unet"] = {**component_config("unet", "toy"), **components.get("unet", {})}
+    components["dinov2"] = {"patch_size": 7, **components.get("dinov2", {})}
+    return CustomTryOn("tiny", device=device, components=components, **{"image_size": TOY_IMAGE_SIZE, **overrides})

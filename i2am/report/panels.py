@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from ..attribution import AttributionMaps
 from ..attribution.render import to_image
 from ..data import schema
+from ..metrics.tryon_baselines import paired_ssim
 from .figures import new_figure, overlay, save_panel, to_uint8_image
 
 RED = np.array([255, 0, 0], dtype=np.uint8)
@@ -108,15 +109,24 @@ class SampleView:
     reference: np.ndarray | None = None
     agnostic: np.ndarray | None = None
     region: torch.Tensor | None = None          # [H, W], 1 on the generated region
+    target: np.ndarray | None = None            # the ground truth (paired data)
 
     @classmethod
     def from_inputs(cls, sample_id: str, maps: AttributionMaps, generated: np.ndarray,
-                    inputs: dict | None = None) -> SampleView:
+                    inputs: dict | None = None, paired: bool = True) -> SampleView:
+        """paired: the inputs' person image is this sample's ground truth (an unpaired run's is not: no target)."""
         inputs = inputs or {}
         image = lambda key: to_uint8_image(inputs[key]) if key in inputs else None
         region = inputs.get(schema.INPAINT_MASK)
         return cls(sample_id, maps, generated, image(schema.REFERENCE), image(schema.AGNOSTIC),
-                   None if region is None else region[0])
+                   None if region is None else region[0], image(schema.IMAGE) if paired else None)
+
+    def ssim(self, image: np.ndarray) -> float | None:
+        """SSIM of ``image`` (uint8 [H, W, 3]) to the ground truth, or None without one (or at another size)."""
+        if self.target is None or self.target.shape != image.shape:
+            return None
+        as_tensor = lambda a: torch.tensor(a).permute(2, 0, 1)[None].float() / 127.5 - 1
+        return float(paired_ssim(as_tensor(image), as_tensor(self.target))[0])
 
     @property
     def invert(self) -> bool:
@@ -160,13 +170,17 @@ class SampleView:
 def sample_panels(out_dir: str | Path, view: SampleView, title: str = "") -> list[tuple[str, Path]]:
     """Write the panels of one sample under ``out_dir``: [(caption, path)].
 
-    overview: reference, agnostic input, generated image, R2G and G2R ULAM overlays; tlam and hlam: one row per
-    direction; llam: the R2G strip over every captured layer; sram: the 3x3 grid of specific-reference maps.
+    overview: reference, agnostic input, ground truth and generated image (with its SSIM to the ground truth),
+    R2G and G2R ULAM overlays; tlam and hlam: one row per direction; llam: the R2G strip over every captured layer;
+    sram: the 3x3 grid of specific-reference maps.
     """
     out_dir, sid = Path(out_dir), view.sample_id
     name = f"{sid}: {title}" if title else sid
-    tiles = [(label, image) for label, image in (("reference", view.reference), ("agnostic input", view.agnostic),
-                                                 ("generated", view.generated)) if image is not None]
+    ssim = view.ssim(view.generated)
+    shown = (("reference", view.reference), ("agnostic input", view.agnostic),
+             ("ground truth", view.target),
+             ("generated" + ("" if ssim is None else f" (SSIM {ssim:.3f})"), view.generated))
+    tiles = [(label, image) for label, image in shown if image is not None]
     tiles += view.tiles("r2g", "ulam", ["R2G ULAM" + (" (1 - map)" if view.invert else "")])
     tiles += view.tiles("g2r", "ulam", ["G2R ULAM"])
     written = [("overview", save_panel(out_dir / f"{sid}_overview.png", tiles, title=name))]

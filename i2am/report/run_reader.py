@@ -85,4 +85,6 @@ class AttributeRun:
 
         ids = self.sample_ids[:count]
         inputs = self.inputs(ids) if read_inputs and ids else {}
-        return [SampleView.from_inputs(i, self.maps(i), self.generated(i), inputs.get(i)) for i in ids]
+        data = self.config.get("data", {}) if self.config is not None else {}
+        paired = data.get("mode", "paired") == "paired"
+        return [SampleView.from_inputs(i, self.maps(i), self.generated(i), inputs.get(i), paired) for i in ids]

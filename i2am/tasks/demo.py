@@ -1,8 +1,12 @@
 """`i2am demo`: the whole pipeline offline on CPU, on the toy world, ending in report.html and a claims table.
 
+By default the models are the pretrained toy checkpoints shipped in ``i2am/pretrained/toy/`` (custom, its kept
+intermediate checkpoint, refined, control) and the train stages are skipped; ``demo.from_scratch=true`` trains them
+first with the same recipes (``conf/experiment/toy_pretrain_*.yaml``) at ``demo.budget``.
+
 Stages (each an ordinary task run in-process through Hydra's compose API, each in its own folder of the demo's run
 directory, each skipped when a restarted demo finds it finished):
-  train/custom    custom-tiny, MSE only (keeps intermediate checkpoints)
+  train/custom    custom-toy, MSE only (keeps intermediate checkpoints)
   train/refined   continued from custom with the paper's attention losses (CWG, TV, DCML)
   train/control   the positive control: MSE + cross-entropy of the loss layer's G2R attention against the toy world's
                   true correspondence (toy-only supervision; docs/toy_world.md)
@@ -24,6 +28,7 @@ from omegaconf import DictConfig
 
 from ..metrics.correlation import correlate_runs
 from ..models import create_model
+from ..pretrained import toy_checkpoint
 from ..report import claims_markdown, write_claims, write_report
 from ..report.tables import markdown_table
 from ..report.faithfulness_claims import faithfulness_claims
@@ -74,7 +79,8 @@ class Demo:
         if RunDir(out).is_finished():
             log.info("demo: %s already trained (%s)", label, out)
             return out
-        overrides = self.common + [f"run_dir={quoted(out)}", f"attention_loss={attention_loss}",
+        overrides = self.common + [f"experiment=toy_pretrain_{label}", f"run_dir={quoted(out)}",
+                                   f"attention_loss={attention_loss}",
                                    f"trainer.max_steps={steps}", f"optimizer.lr={self.cfg.demo.lr}",
                                    f"data.batch_size={self.cfg.demo.batch_size}",
                                    f"checkpoint.every_n_steps={every or steps}",
@@ -89,7 +95,8 @@ class Demo:
     def attribute(self, label: str, checkpoint: Path | None, split: str = "test") -> Path:
         out = self.out / "attribute" / label
         overrides = self.common + [f"data.split={split}", f"run_dir={quoted(out)}", f"data.limit={self.budget.num_samples}",
-                                   f"sampler.num_steps={self.budget.num_steps}", "num_figures=0",
+                                   f"sampler.num_steps={self.budget.num_steps}",
+                                   f"sampler.guidance={self.cfg.demo.guidance}", "num_figures=0",
                                    f"capture.sram_layers=[{self.sram_layer}]",
                                    f"model.checkpoint={quoted(checkpoint) if checkpoint else 'null'}"]
         if label in self.cfg.demo.get("checks", {}).get("models", ()):
@@ -102,19 +109,29 @@ class Demo:
         return out
 
     # ---- the whole demo -----------------------------------------------------------------------------------------
-    def run(self) -> dict:
+    def trained_checkpoints(self) -> tuple[dict[str, Path], dict[str, Path]]:
+        """({custom, refined, control} -> checkpoint, {custom-step<N> -> intermediate checkpoint}): the shipped
+        toy checkpoints, or (``demo.from_scratch``) those of the demo's own train stages."""
+        if not self.cfg.demo.from_scratch:
+            shipped = self.cfg.demo.pretrained
+            final = {label: toy_checkpoint(shipped[label]) for label in ("custom", "refined", "control")}
+            return final, {name: toy_checkpoint(name) for name in shipped.intermediate}
         b = self.budget
         custom = self.train("custom", "none", b.custom, every=b.checkpoint_every)
         refined = self.train("refined", self.cfg.demo.refined_loss, b.refined, init_from=last(custom))
         control = self.train("control", "correspondence", b.control,
                              extra=(f"attention_loss.correspondence_weight={self.cfg.demo.control_weight}",))
+        final = {"custom": last(custom), "refined": last(refined), "control": last(control)}
+        return final, {"custom-" + ckpt.stem.replace("=", ""): ckpt for ckpt in intermediate_checkpoints(custom)}
+
+    def run(self) -> dict:
+        final, intermediate = self.trained_checkpoints()
         runs = {"untrained": self.attribute("untrained", None)}
-        for ckpt in intermediate_checkpoints(custom):
-            label = "custom-" + ckpt.stem.replace("=", "")
+        for label, ckpt in intermediate.items():
             runs[label] = self.attribute(label, ckpt)
-        for label, train_dir in (("custom", custom), ("refined", refined), ("control", control)):
-            runs[label] = self.attribute(label, last(train_dir))
-        control_train = self.attribute("control-train", last(control), split="train")
+        for label, ckpt in final.items():
+            runs[label] = self.attribute(label, ckpt)
+        control_train = self.attribute("control-train", final["control"], split="train")
         metrics = {label: RunDir(path).read_metrics()
                    for label, path in {**runs, "control-train": control_train}.items()}
         table = correlate_runs(self.out / "correlation", run_dirs=list(runs.values()),
@@ -140,15 +157,21 @@ class Demo:
 
     def summary(self, runs: dict[str, Path]) -> dict[str, str]:
         b = self.budget
+        if self.cfg.demo.from_scratch:
+            steps = (f"trained here: custom {b.custom} (MSE), refined +{b.refined} ({self.cfg.demo.refined_loss}), "
+                     f"control {b.control} (MSE + correspondence CE)")
+        else:
+            steps = ("shipped toy checkpoints (i2am/pretrained/toy/*.json: steps, command, held-out SSIM): "
+                     + ", ".join(f"{k} = {v}" for k, v in self.cfg.demo.pretrained.items() if k != "intermediate"))
         return {"budget": "quick (token budget for CI: claims are not meaningful)" if self.cfg.demo.quick else "full",
                 "model": self.cfg.demo.model, "data": f"{self.cfg.demo.data} under {self.data_dir}",
-                "training steps": f"custom {b.custom} (MSE), refined +{b.refined} ({self.cfg.demo.refined_loss}), "
-                                  f"control {b.control} (MSE + correspondence CE)",
-                "optimiser": f"AdamW lr {self.cfg.demo.lr}, batch {self.cfg.demo.batch_size}",
+                "training steps": steps,
+                "optimiser": f"AdamW lr {self.cfg.demo.lr}, batch {self.cfg.demo.batch_size}, Min-SNR-5, EMA "
+                             "(conf/experiment/toy_pretrain_*.yaml)",
                 "loss / SRAM layer": f"decoder layer {self.cfg.demo.loss_layer} ({self.sram_layer}); control "
                                      f"correspondence weight {self.cfg.demo.control_weight}",
                 "attribution": f"{b.num_samples} test samples (control also on {b.num_samples} training samples), "
-                               f"DDIM {b.num_steps} steps",
+                               f"DDIM {b.num_steps} steps, guidance {self.cfg.demo.guidance}",
                 "attributed checkpoints": ", ".join(runs), "demo folder": str(self.out)}
 
 

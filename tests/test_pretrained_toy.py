@@ -1,0 +1,55 @@
+"""The pretrained toy checkpoints shipped in i2am/pretrained/toy/: each loads bit-identically and generates held-out
+toy pairs better than the garment's mean colour, by the margin the README states."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from i2am.models import create_model
+from i2am.pretrained import HELDOUT_MARGIN, toy_card, toy_checkpoint, toy_names
+from i2am.pretrained.export import shipped_state, sha256
+from i2am.pretrained.heldout import SAMPLER, heldout_batch, heldout_scores
+
+NAMES = toy_names()
+FINAL = [n for n in NAMES if "-step" not in n]   # intermediates are early on purpose (the correlation's low end)
+
+
+def test_the_four_toy_models_are_shipped_within_10_mb():
+    assert {"custom", "refined", "control"} <= set(NAMES) and any(n.startswith("custom-step") for n in NAMES)
+    assert sum(toy_checkpoint(n).stat().st_size for n in NAMES) <= 10 * 2**20
+
+
+@pytest.fixture(scope="module")
+def heldout(tmp_path_factory):
+    return heldout_batch(tmp_path_factory.mktemp("toy"), count=4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shipped_checkpoint_round_trips_bit_identically(name, tmp_path):
+    card = toy_card(name)
+    path = toy_checkpoint(name)
+    assert card["sha256"] == sha256(path) and card["bytes"] == path.stat().st_size
+    model = create_model(card["model"], checkpoint=path)
+    stored, again = load_file(str(path)), shipped_state(model)
+    assert set(stored) == set(again)
+    for key, tensor in stored.items():
+        assert again[key].dtype == tensor.dtype and torch.equal(again[key], tensor), key
+
+
+@pytest.mark.parametrize("name", FINAL)
+def test_shipped_checkpoint_beats_the_mean_colour_fill_on_heldout_pairs(name, heldout):
+    model = create_model(toy_card(name)["model"], checkpoint=toy_checkpoint(name)).eval()
+    scores = heldout_scores(model, heldout, SAMPLER)
+    generated, baseline = float(scores["ssim_region"].mean()), float(scores["ssim_mean_colour"].mean())
+    assert generated > baseline + HELDOUT_MARGIN, (name, generated, baseline)
+
+
+def test_cards_name_their_reproducing_command_and_sampler():
+    for name in NAMES:
+        card = toy_card(name)
+        assert card["command"].startswith("i2am train experiment=toy_pretrain_"), card
+        assert card["heldout"]["sampler"] == SAMPLER and card["model"] == "custom-toy"
+        json.dumps(card)
