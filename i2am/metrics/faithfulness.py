@@ -13,8 +13,8 @@
 
 The model arrives duck-typed (the adapter and sampler of a run): ``adapter.prepare(sample)`` -> inputs (a dataclass
 with ``context``, ``uncond_context`` and batch-first tensors), ``adapter.denoise(x, t, inputs, guidance=)``,
-``adapter.decode_latents``, ``adapter.step_module``; ``sampler(adapter, inputs, callback=)`` -> latents, with the
-noise fixed by the sample id, and ``sampler.settings(adapter)["guidance"]``.
+``adapter.decode_latents``, ``adapter.step_module``; ``adapter.run_loop(inputs, sampler, callback=)`` -> latents,
+with the noise fixed by the sample id, and ``sampler.settings(adapter)["guidance"]``.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..attribution.knockout import TokenKnockout, rank_keep_mask
 from .curves import bootstrap_gap_ci, normalised_auc, retained, spearman, topk_overlap
-from .rerun import require_sampler_loop
+from .rerun import regenerate, require_sampler_loop
 
 FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
 SPACES = ("latent", "pixel")
@@ -124,7 +124,8 @@ class _Runs:
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
             self._set(chunk)
-            latents.append(self.sampler(self.adapter, repeat_inputs(inputs, len(chunk)), callback=callback))
+            batch = repeat_inputs(inputs, len(chunk))
+            latents.append(regenerate(self.adapter, self.sampler, batch, callback=callback))
         latents = torch.cat(latents)
         return latents, self.decode(latents)
 

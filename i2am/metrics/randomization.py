@@ -20,7 +20,7 @@ from torch import nn
 
 from ..attribution import AttributionCapture, CaptureConfig
 from .curves import map_ssim, spearman
-from .rerun import require_sampler_loop
+from .rerun import regenerate, require_sampler_loop
 
 Stage = tuple[str, list[nn.Module]]
 
@@ -99,7 +99,7 @@ def ulams(adapter, sampler, inputs, cfg: CaptureConfig, region: torch.Tensor | N
     with AttributionCapture(adapter, cfg) as cap:
         if region is not None and "g2r" in cfg.directions:
             cap.set_region_mask(region.to(adapter.device))
-        sampler(adapter, inputs)
+        regenerate(adapter, sampler, inputs)
     maps = cap.maps()
     return {d: getattr(maps, d).ulam[0].float().cpu() for d in cfg.directions if getattr(maps, d).available}
 

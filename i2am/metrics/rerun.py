@@ -1,7 +1,8 @@
-"""The faithfulness and randomisation checks re-run the model through the run's sampler
-(``sampler(adapter, inputs)``, with the noise fixed by the sample id). That reproduces the attributed run only for
-adapters whose sampling *is* that loop; an adapter with its own loop is refused with the reason, rather than
-compared against a trajectory it never took (docs/faithfulness.md, "Models")."""
+"""The faithfulness and randomisation checks re-run the model through ``adapter.run_loop(inputs, sampler)`` (the
+run's sampler, with the noise fixed by the sample id). That reproduces the attributed run for adapters whose
+sampling *is* the sampler's loop, and for adapters that declare ``own_loop`` (their ``run_loop`` is their own
+loop); any other adapter is refused with the reason, rather than compared against a trajectory it never took
+(docs/faithfulness.md, "Models")."""
 from __future__ import annotations
 
 from .evaluator import SampleContext
@@ -10,10 +11,20 @@ from .evaluator import SampleContext
 SAMPLER_START_CODES = ("noise", "q_sample")
 
 
+def regenerate(adapter, sampler, inputs, callback=None):
+    """Final latents of one re-run of the model on prepared ``inputs`` (a duck-typed model without ``run_loop``
+    is sampled by the sampler's loop)."""
+    run_loop = getattr(adapter, "run_loop", None)
+    if run_loop is None:
+        return sampler(adapter, inputs, callback=callback)
+    return run_loop(inputs, sampler, callback=callback)
+
+
 def require_sampler_loop(adapter, sampler, check: str) -> None:
-    """Raise when ``adapter`` samples with a start code the sampler's loop does not implement (e.g. PASD)."""
+    """Raise when ``adapter`` samples with a start code the sampler's loop does not implement and has no loop of its
+    own behind ``run_loop`` (``own_loop``)."""
     start = sampler.settings(adapter).get("start_code", "noise")
-    if start in SAMPLER_START_CODES:
+    if start in SAMPLER_START_CODES or getattr(adapter, "own_loop", False):
         return
     raise ValueError(
         f"{check}: {type(adapter).__name__} samples with its own loop (start_code={start!r}; PASD starts from a "

@@ -88,6 +88,7 @@ class DiffusionAdapter(nn.Module):
     ignorable_keys: tuple[str, ...] = ()   # fnmatch patterns of original keys accepted and ignored by the loader
     latent_scale = 0.18215
     records_call = True   # False while a sampler makes a UNet call that is not a step (samplers.schedule.unrecorded_call)
+    own_loop = False      # True where ``run_loop`` is the adapter's own loop (the re-running checks then trust it)
 
     def __init__(self, size: str, guidance: float | None, image_size: tuple[int, int],
                  start_code: str = "noise", num_steps: int = 50, latent_encoding: str = "mode",
@@ -215,6 +216,12 @@ class DiffusionAdapter(nn.Module):
         first, second = eps.chunk(2)
         eps_cond, eps_uncond = (first, second) if cond_first else (second, first)
         return eps_uncond + guidance * (eps_cond - eps_uncond)
+
+    def run_loop(self, inputs, sampler, callback=None) -> torch.Tensor:
+        """Final latents of one sampling run on prepared ``inputs`` (noise fixed by the sample ids). The
+        faithfulness and randomisation checks re-run the model through this; adapters that sample with a loop of
+        their own override it (and set ``own_loop``)."""
+        return sampler(self, inputs, callback=callback)
 
     @torch.no_grad()
     def sample(self, batch: dict, sampler=None, callback=None) -> dict:
