@@ -166,8 +166,8 @@ class Demo:
         return {"budget": "quick (token budget for CI: claims are not meaningful)" if self.cfg.demo.quick else "full",
                 "model": self.cfg.demo.model, "data": f"{self.cfg.demo.data} under {self.data_dir}",
                 "training steps": steps,
-                "optimiser": f"AdamW lr {self.cfg.demo.lr}, batch {self.cfg.demo.batch_size}, Min-SNR-5, EMA "
-                             "(conf/experiment/toy_pretrain_*.yaml)",
+                "optimiser": f"AdamW lr {self.cfg.demo.lr}, batch {self.cfg.demo.batch_size}, Min-SNR-5; EMA for "
+                             "the control only (conf/experiment/toy_pretrain_*.yaml)",
                 "loss / SRAM layer": f"decoder layer {self.cfg.demo.loss_layer} ({self.sram_layer}); control "
                                      f"correspondence weight {self.cfg.demo.control_weight}",
                 "attribution": f"{b.num_samples} test samples (control also on {b.num_samples} training samples), "
