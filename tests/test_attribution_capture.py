@@ -253,7 +253,7 @@ def test_query_chunking_does_not_change_the_maps(unet):
 
 def test_family_layers_by_group_and_their_own_common_grid(unet):
     x, ctx = inputs(1)
-    small = ["up_blocks.1.attentions.0.transformer_blocks.0.attn2", "up_blocks.1.attentions.1.transformer_blocks.0.attn2"]
+    small = [f"up_blocks.1.attentions.{i}.transformer_blocks.0.attn2" for i in (0, 1)]
     maps = capture(unet, x, ctx, family_layers={"r2g": {"ulam": small, "llam": ["group:unet"]}}).maps()
     # ULAM over two 2x2 layers stays on their own 2x2 grid; LLAM over the group keeps every layer at 8x8
     assert maps.r2g.ulam.shape[-2:] == (2, 2)

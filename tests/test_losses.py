@@ -177,7 +177,8 @@ def test_dcml_hand_example():
 
 
 def test_dcml_clips_misordered_pairs():
-    # c0=(3,3) c1=(3,1) c2=(1,3) c3=(5,0): (0->1) relu(1-3)=0, (0->2) relu(1-3)=0, (2->3) relu(0-3)=0, (1->3) relu(5-3)=2
+    # c0=(3,3) c1=(3,1) c2=(1,3) c3=(5,0):
+    # (0->1) relu(1-3)=0, (0->2) relu(1-3)=0, (2->3) relu(0-3)=0, (1->3) relu(5-3)=2
     c = torch.tensor([[[3.0, 3.0], [3.0, 1.0], [1.0, 3.0], [5.0, 0.0]]], dtype=torch.float64)
     assert dcml_loss(c, MASK_ALL, GRID, weight=1.0).item() == pytest.approx(-2 / 16, rel=1e-12)
 

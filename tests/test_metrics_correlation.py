@@ -19,7 +19,8 @@ VITONHD_TABLE = {  # docs/method.md §4.4: DCI-VTON, StableVITON, Custom, Refine
     "refined": {"fid": 11.5420, "kid": 0.0022, "lpips": 0.0964, "ssim": 0.8644, "imacs_g": 0.2215,
                 "imacs_r": 0.0948},
 }
-# (Pearson, Spearman) derived from the paper's VITON-HD table (docs/method.md §4.4): IMACS_g over 4 models, IMACS_r over 3
+# (Pearson, Spearman) derived from the paper's VITON-HD table (docs/method.md §4.4): IMACS_g over 4 models,
+# IMACS_r over 3
 EXPECTED = {
     ("imacs_g", "fid"): (-0.81, -1.00), ("imacs_g", "kid"): (-0.52, -0.40),
     ("imacs_g", "lpips"): (-0.34, -0.40), ("imacs_g", "ssim"): (0.60, 0.60),

@@ -155,7 +155,8 @@ def test_missing_inception_weights_say_which_file_goes_where(monkeypatch, tmp_pa
 def test_missing_optional_packages_fail_only_when_the_default_backbone_is_requested(monkeypatch, tmp_path):
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("torch_fidelity", "torchvision") else real_find_spec(name, *a))
+                        lambda name, *a: None if name in ("torch_fidelity", "torchvision")
+                        else real_find_spec(name, *a))
     with pytest.raises(ModuleNotFoundError, match=r"torch-fidelity.*i2am\[metrics\]"):
         QualityEvaluator(metrics=["fid"])
     with pytest.raises(ModuleNotFoundError, match="torchvision"):

@@ -56,7 +56,8 @@ def test_size_selects_the_preset_and_presets_stay_unchanged():
     assert create_model("pbe", size="tiny").unet.config.block_out_channels == \
         create_model("pbe-tiny").unet.config.block_out_channels
     full = create_model("pbe", size="full", device="meta")
-    assert list(full.unet.config.block_out_channels) == [320, 640, 1280, 1280] and full.unet.config.norm_num_groups == 32
+    assert list(full.unet.config.block_out_channels) == [320, 640, 1280, 1280]
+    assert full.unet.config.norm_num_groups == 32
     with pytest.raises(ValueError, match="the presets are"):
         create_model("pbe", size="medium")
     with pytest.raises(ValueError, match="already selects"):

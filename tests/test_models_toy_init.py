@@ -23,7 +23,7 @@ def test_tiny_vae_is_the_exact_block_mean_autoencoder():
 
 
 def test_adapter_latents_keep_the_densepose_coordinates():
-    """The reason for the construction: a random tiny VAE kept nothing of the UV input; this one keeps its block mean."""
+    """Why the construction exists: a random tiny VAE kept nothing of the UV input; this one keeps its block mean."""
     model = create_model("custom-tiny")
     uv = torch.linspace(-1, 1, 96).expand(1, 3, 128, 96).clone()
     uv[:, 1] = torch.linspace(-1, 1, 128)[:, None]
@@ -33,7 +33,7 @@ def test_adapter_latents_keep_the_densepose_coordinates():
 
 
 def test_block_average_autoencoder_rejects_layouts_it_cannot_pass():
-    config = {**component_config("vae", "tiny"), "norm_num_groups": 8}   # 2 channels per group in the last decoder block
+    config = {**component_config("vae", "tiny"), "norm_num_groups": 8}   # 2 channels a group in the last decoder block
     with pytest.raises(ValueError, match="norm_num_groups"):
         block_average_autoencoder_(AutoencoderKL(**config))
 

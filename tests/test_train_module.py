@@ -1,4 +1,4 @@
-"""TryOnTraining (i2am/lit/tryon.py): the training step of the custom model (docs/method.md §6) on custom-tiny + toy data."""
+"""TryOnTraining (i2am/lit/tryon.py): the custom model's training step (docs/method.md §6) on custom-tiny + toy data."""
 from __future__ import annotations
 
 import functools

@@ -259,5 +259,6 @@ class AttributionMaps:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
         if "i2am" not in meta:
-            raise ValueError(f"{path} is a safetensors file without i2am metadata (not written by AttributionMaps.save)")
+            raise ValueError(f"{path} is a safetensors file without i2am metadata (not written by "
+                             f"AttributionMaps.save)")
         return cls(load_file(str(path), device=str(device)), json.loads(meta["i2am"]))

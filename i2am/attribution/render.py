@@ -11,7 +11,8 @@ that their ``cal_IMACS`` consumes (so ``i2am.metrics.imacs(..., preset="official
 ``preset="clean"`` returns an attribution map A (high = attributed) and fixes the official quirks deliberately:
   no cloth forcing (it pushes IMACS_r up by zeroing everything off the garment), no inversions, one min-max after a
   bicubic resize clamped at 0, and the paper's display threshold: values <= ``threshold`` (0.4) become 0.
-  ``invert=True`` gives the official single-token R2G reading (1 - map, docs/method.md §3.6) on top of the clean pipeline.
+  ``invert=True`` gives the official single-token R2G reading (1 - map, docs/method.md §3.6) on top of the clean
+  pipeline.
 """
 from __future__ import annotations
 

@@ -138,7 +138,8 @@ def degrade(hr: np.ndarray, d: Degradation) -> np.ndarray:
     image = cv2.resize(image, size, interpolation=_CV2_RESIZE[d.resize_mode]).astype(np.float32)
     image += np.random.default_rng(d.noise_seed).normal(0.0, d.noise_sigma, image.shape).astype(np.float32)
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, d.jpeg_quality])
+    quality = [cv2.IMWRITE_JPEG_QUALITY, d.jpeg_quality]
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), quality)
     if not ok:
         raise RuntimeError("SR data: JPEG encoding failed")
     return cv2.cvtColor(cv2.imdecode(encoded, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)

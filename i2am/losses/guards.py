@@ -1,9 +1,9 @@
 """Collapse diagnostics and opt-in guards. Not part of the paper: the paper presets leave every guard off.
 
-docs/toy_world.md measured that at the paper's weights CWG drives every query's attention onto one reference cell within a
-few hundred steps. Training logs `attention_entropy` and `attention_max_prob` to show it, and may enable
-`cwg_is_active` (CWG only after a warm-up) and `entropy_floor_loss` (penalise queries whose entropy falls below a
-floor) as explicit, documented options.
+docs/toy_world.md measured that at the paper's weights CWG drives every query's attention onto one reference cell within
+a few hundred steps. Training logs `attention_entropy` and `attention_max_prob` to show it, and may enable
+`cwg_is_active` (CWG only after a warm-up) and `entropy_floor_loss` (penalise queries whose entropy falls below a floor)
+as explicit, documented options.
 """
 
 import torch

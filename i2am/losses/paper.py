@@ -1,4 +1,4 @@
-"""The three attention losses of the paper's custom model, exactly as the official `AttentionLoss` (docs/method.md §6.4).
+"""The paper's three attention losses of the custom model, as the official `AttentionLoss` (docs/method.md §6.4).
 
 Every mean runs over all elements, masked or not, as the official code does (no division by the mask sum).
 Inputs: `attn` [B, Lq, hr, wr] head-averaged G2R probabilities, `centroids` [B, Lq, 2] (y, x) from

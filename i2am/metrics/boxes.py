@@ -1,4 +1,4 @@
-"""Boxes for the detection experiment (docs/method.md §5.1): from an attribution map, baselines, IoU. Boxes are COCO xywh.
+"""Boxes for the detection experiment (docs/method.md §5.1): from an attribution map, baselines, IoU (COCO xywh).
 
 ``box_from_map`` follows PBE-OD ``scripts/cal_bbox_region_rect.py`` but reads the raw float map at image resolution
 instead of a jet PNG decoded by nearest colour (docs/method.md §8 item 7).

@@ -1,4 +1,4 @@
-"""Detection from R2G attribution maps (docs/method.md §5.1): mIoU, share with IoU > 0.5 and COCO box AP, with baselines.
+"""Detection from R2G maps (docs/method.md §5.1): mIoU, share with IoU > 0.5 and COCO box AP, with baselines.
 
 Per sample: the box of the map (``boxes.box_from_map``), the whole image, a seeded random 10-30 % box, and the box of
 the DAAM-style key-axis map, each scored by IoU against the ground-truth box. Reported names:

@@ -22,7 +22,7 @@ from ..attribution.distributions import grid_entropy as entropy_nats
 
 
 def grid_cells(height: int, width: int, device=None) -> Tensor:
-    """[h*w, 2] long (row, col) of every cell in row-major order; e.g. the points of ``maps.sram(layer, points=...)``."""
+    """[h*w, 2] long (row, col) of every cell in row-major order, e.g. the points of ``maps.sram(layer, points=)``."""
     rows, cols = torch.meshgrid(torch.arange(height, device=device), torch.arange(width, device=device),
                                 indexing="ij")
     return torch.stack([rows.flatten(), cols.flatten()], dim=-1)

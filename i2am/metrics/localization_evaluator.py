@@ -74,7 +74,8 @@ class LocalizationEvaluator(Metric):
                  random_seed: int = 0, bbox_tolerance: float = 0.05, uniform_margin: float = 0.5, **kwargs):
         super().__init__(**kwargs)
         if not 0 < min_coverage <= 1:
-            raise ValueError(f"localization.min_coverage={min_coverage}: must be in (0, 1], a query needs a true source")
+            raise ValueError(f"localization.min_coverage={min_coverage}: must be in (0, 1] (a query needs a true "
+                             f"source)")
         self.radii = tuple(radii)
         self.region_threshold, self.min_coverage = region_threshold, min_coverage
         self.random_seed = random_seed

@@ -98,7 +98,8 @@ def build_pbe_image_encoder(size: str, overrides: Mapping | None = None):
 
 
 def build_dinov2(size: str, overrides: Mapping | None = None):
-    """transformers ``Dinov2Model``; the tiny preset's patch tokens carry Fourier embeddings of their cell (toy_init)."""
+    """transformers ``Dinov2Model``; the tiny preset's patch tokens carry Fourier embeddings of their cell (toy_init:
+    the toy references' layout)."""
     from transformers import Dinov2Config, Dinov2Model
     model = Dinov2Model(Dinov2Config(**resolve_component("dinov2", size, overrides)["config"]))
     if size == "tiny":

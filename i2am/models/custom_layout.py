@@ -14,7 +14,8 @@ from .convert import Rule, ldm_unet_key_map, ldm_vae_key_map
 
 # ---- UNet: pytorch-stable-diffusion names -> LDM ``UNetModel`` names ---------------------------------------------
 RESBLOCK_PARTS = {"groupnorm_feature": "in_layers.0", "conv_feature": "in_layers.2", "linear_time": "emb_layers.1",
-                  "groupnorm_merged": "out_layers.0", "conv_merged": "out_layers.3", "residual_layer": "skip_connection"}
+                  "groupnorm_merged": "out_layers.0", "conv_merged": "out_layers.3",
+                  "residual_layer": "skip_connection"}
 ATTENTION_PARTS = {"groupnorm": "norm", "conv_input": "proj_in", "conv_output": "proj_out",
                    "layernorm_1": "transformer_blocks.0.norm1", "layernorm_2": "transformer_blocks.0.norm2",
                    "layernorm_3": "transformer_blocks.0.norm3",
@@ -63,7 +64,8 @@ def _custom_unet_name(ldm: str) -> str:
 
 def unet_rules(model_prefix: str) -> list[Rule]:
     ldm_to_model = ldm_unet_key_map()
-    return [Rule(src, tuple(model_prefix + ldm_to_model[name] for name in ldms)) for src, ldms in unet_source_names().items()]
+    return [Rule(src, tuple(model_prefix + ldm_to_model[name] for name in ldms))
+            for src, ldms in unet_source_names().items()]
 
 
 # ---- VAE: nn.Sequential indices -> LDM names -------------------------------------------------------------------
@@ -97,7 +99,8 @@ def vae_rules(model_prefix: str) -> list[Rule]:
             part = ldm[len(stem) + 1:]
             custom_part = _vae_part(part)
             by_source.setdefault(f"{stage}.{ldm_of[stem]}.{custom_part}", []).append(ldm)
-        rules += [Rule(src, tuple(model_prefix + ldm_to_model[name][0] for name in ldms)) for src, ldms in by_source.items()]
+        rules += [Rule(src, tuple(model_prefix + ldm_to_model[name][0] for name in ldms))
+                  for src, ldms in by_source.items()]
     return rules
 
 
@@ -115,7 +118,8 @@ def _vae_part(part: str) -> str:
 
 # ---- DINOv2: torch.hub names -> transformers Dinov2Model ---------------------------------------------------------
 DINO_TOP = {"cls_token": "embeddings.cls_token", "pos_embed": "embeddings.position_embeddings",
-            "mask_token": "embeddings.mask_token", "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
+            "mask_token": "embeddings.mask_token",
+            "patch_embed.proj.weight": "embeddings.patch_embeddings.projection.weight",
             "patch_embed.proj.bias": "embeddings.patch_embeddings.projection.bias",
             "norm.weight": "layernorm.weight", "norm.bias": "layernorm.bias"}
 DINO_BLOCK = {"norm1": ("norm1",), "attn.qkv": ("attention.q_proj", "attention.k_proj", "attention.v_proj"),
@@ -129,8 +133,8 @@ def dinov2_rules(source_prefix: str, model_prefix: str, num_layers: int) -> list
         for hub, hf in DINO_BLOCK.items():
             rules += [Rule(f"{source_prefix}blocks.{i}.{hub}.{p}", tuple(f"{model_prefix}encoder.layer.{i}.{h}.{p}"
                                                                           for h in hf)) for p in ("weight", "bias")]
-        rules += [Rule(f"{source_prefix}blocks.{i}.ls{k}.gamma", (f"{model_prefix}encoder.layer.{i}.layer_scale{k}.lambda1",))
-                  for k in (1, 2)]
+        rules += [Rule(f"{source_prefix}blocks.{i}.ls{k}.gamma",
+                       (f"{model_prefix}encoder.layer.{i}.layer_scale{k}.lambda1",)) for k in (1, 2)]
     return rules
 
 
@@ -148,6 +152,6 @@ def projector_rules(model_prefix: str, num_blocks: int) -> list[Rule]:
     for i in range(num_blocks):
         for src, parts in PROJECTOR_BLOCK.items():
             params = ("weight",) if src == "attention_1.in_proj" else ("weight", "bias")
-            rules += [Rule(f"mlp.proj.1.blocks.{i}.{src}.{p}", tuple(f"{model_prefix}blocks.{i}.{x}.{p}" for x in parts))
-                      for p in params]
+            rules += [Rule(f"mlp.proj.1.blocks.{i}.{src}.{p}",
+                           tuple(f"{model_prefix}blocks.{i}.{x}.{p}" for x in parts)) for p in params]
     return rules

@@ -2,9 +2,9 @@
 PLMS (``"plms"``) or the custom model's own DDIM (``"custom_ddim"``; both in ``samplers/``). docs/sampling.md lists
 each model's release / paper / default settings.
 
-Per-step callback in the k-diffusion style: ``callback({"step", "t", "x", "eps", "denoised", "x_next", "alpha_cumprod"})``.
-Noise is drawn per sample from a generator seeded by ``sample_seed(seed, sample_id)``, so a sample's result does
-not depend on which other samples share its batch, or on their order.
+Per-step callback in the k-diffusion style: ``callback({"step", "t", "x", "eps", "denoised", "x_next",
+"alpha_cumprod"})``. Noise is drawn per sample from a generator seeded by ``sample_seed(seed, sample_id)``, so a
+sample's result does not depend on which other samples share its batch, or on their order.
 """
 from __future__ import annotations
 

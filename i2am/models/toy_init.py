@@ -127,7 +127,8 @@ def fourier_position_embeddings_(dinov2, amplitude: float = 1.0) -> None:
     side = math.isqrt(table.shape[1] - 1)
     dim = table.shape[-1]
     if side * side != table.shape[1] - 1 or dim % 4:
-        raise ValueError(f"fourier_position_embeddings_: a square grid and D divisible by 4 are needed, got {tuple(table.shape)}")
+        raise ValueError(f"fourier_position_embeddings_: a square grid and D divisible by 4 are needed, got "
+                         f"{tuple(table.shape)}")
     rows, cols = torch.meshgrid(torch.arange(side) / side, torch.arange(side) / side, indexing="ij")
     freqs = torch.arange(1, dim // 4 + 1, dtype=torch.float32)
     angles = [math.pi * rows.flatten()[:, None] * freqs, math.pi * cols.flatten()[:, None] * freqs]

@@ -68,8 +68,8 @@ def refined_vs_custom(custom: Mapping, refined: Mapping) -> list[Claim]:
     concentrated = _f(refined, "attn_entropy") < _f(custom, "attn_entropy") - ENTROPY_MARGIN
     better = (_f(refined, "loc_err") < _f(custom, "loc_err") - LOC_MARGIN
               and _f(refined, "loc_pointing") > _f(custom, "loc_pointing"))
-    collapse_note = ("the refined attention collapsed onto ~one reference cell per query (docs/toy_world.md: CWG at the "
-                     "paper's weights does this on the toy world); concentration without localisation is that "
+    collapse_note = ("the refined attention collapsed onto ~one reference cell per query (docs/toy_world.md: CWG at "
+                     "the paper's weights does this on the toy world); concentration without localisation is that "
                      "collapse") if collapsed(refined) else ""
     imacs_up = (_f(refined, "imacs_g") > _f(custom, "imacs_g") and _f(refined, "imacs_r") > _f(custom, "imacs_r"))
     return [

@@ -43,8 +43,8 @@ SUMMARY_KEYS = ("imacs_g", "imacs_r", "fid_randconv", "kid_randconv", "ssim", "l
                 "loc_err_uniform_baseline", "loc_pointing", "attn_entropy", "attn_max_prob", "r2g_mass_in_region")
 NOTES = (
     ("Toy world, CPU budget: the models are tiny and trained for minutes; the images are far from realistic. This is "
-     "a pipeline demo whose positive control was taught its correspondence (docs/toy_world.md), not a reproduction of the "
-     "paper's numbers."),
+     "a pipeline demo whose positive control was taught its correspondence (docs/toy_world.md), not a reproduction "
+     "of the paper's numbers."),
     ("fid_randconv / kid_randconv use a small fixed random-conv feature network (toy only): they are not Inception "
      "FID/KID and are not comparable with the paper's."),
     ("Localisation is measured against the toy world's ground-truth correspondence at the SRAM layer, with the "
@@ -94,7 +94,8 @@ class Demo:
 
     def attribute(self, label: str, checkpoint: Path | None, split: str = "test") -> Path:
         out = self.out / "attribute" / label
-        overrides = self.common + [f"data.split={split}", f"run_dir={quoted(out)}", f"data.limit={self.budget.num_samples}",
+        overrides = self.common + [f"data.split={split}", f"run_dir={quoted(out)}",
+                                   f"data.limit={self.budget.num_samples}",
                                    f"sampler.num_steps={self.budget.num_steps}",
                                    f"sampler.guidance={self.cfg.demo.guidance}", "num_figures=0",
                                    f"capture.sram_layers=[{self.sram_layer}]",
@@ -178,7 +179,8 @@ class Demo:
 def last(train_dir: Path) -> Path:
     path = RunDir(train_dir).last_checkpoint()
     if path is None:
-        raise FileNotFoundError(f"demo: training run {train_dir} finished without {RunDir(train_dir).last_checkpoint_file}")
+        raise FileNotFoundError(f"demo: training run {train_dir} finished without "
+                                f"{RunDir(train_dir).last_checkpoint_file}")
     return path
 
 

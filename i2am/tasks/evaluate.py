@@ -1,8 +1,8 @@
 """`i2am evaluate run_dir=<attribute run>`: generation quality of a finished attribute run against its ground truth.
 
 FID/KID compare the run's outputs with the real images of the same split (the protocol's unpaired setting); SSIM and
-LPIPS compare each output with its own ground truth and are computed for paired runs only (docs/method.md §4.4). The numbers
-are merged into the run's metrics.json.
+LPIPS compare each output with its own ground truth and are computed for paired runs only (docs/method.md §4.4). The
+numbers are merged into the run's metrics.json.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`i2am train`: train the paper's custom try-on model (docs/method.md §6) and write checkpoints/last.ckpt and metrics.json.
+"""`i2am train`: train the paper's custom try-on model (docs/method.md §6); writes checkpoints/last.ckpt, metrics.json.
 
 Stage "custom" is ``attention_loss=none`` (MSE only); stage "refined" starts from the custom run's weights
 (``init_from=<run>/checkpoints/last.ckpt``) with ``attention_loss=paper``. A run started again on the same directory

@@ -1,5 +1,6 @@
-"""The DAAM comparison (docs/method.md §5.4, §9 item 10): I2AM's R2G ULAM next to the T2I-style DAAM map (softmax over the
-reference tokens, summed): (a) StableVITON, all patch embeddings; (b) DCI-VTON, one CLS token, where DAAM is constant.
+"""The DAAM comparison (docs/method.md §5.4, §9 item 10): I2AM's R2G ULAM next to the T2I-style DAAM map (softmax over
+the reference tokens, summed): (a) StableVITON, all patch embeddings; (b) DCI-VTON, one CLS token, where DAAM is
+constant.
 
     i2am reproduce daam_comparison [--toy] [--make-only] [hydra overrides]
     -> <paths.output_dir>/experiments/daam_comparison[-toy]/daam_<sample>.png

@@ -27,7 +27,7 @@ def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:
     notes = [f"run: {runs['pbe']} ({metrics.get('det_n', metrics.get('n_samples'))} images)",
              (f"also measured: IoU>0.5 share {metrics.get('det_iou50')}, COCO AP {metrics.get('det_ap')}, "
              f"AP50 {metrics.get('det_ap50')}"),
-             ("paper: docs/method.md §5.1 (values spanning both columns are repeated); the supervised detectors are not "
-             "run by i2am")]
+             ("paper: docs/method.md §5.1 (values spanning both columns are repeated); the supervised detectors are "
+              "not run by i2am")]
     return write_table(rows, out / "detection_table", title="Object detection with PBE (COCO val2017)", notes=notes)
 

@@ -1,5 +1,5 @@
-"""The LLAM figure (docs/method.md §9 item 3): StableVITON's R2G maps at decoder cross-attention layers 2, 5 and 8 (coarse to
-fine), bare and as overlays, next to the input and the output.
+"""The LLAM figure (docs/method.md §9 item 3): StableVITON's R2G maps at decoder cross-attention layers 2, 5 and 8
+(coarse to fine), bare and as overlays, next to the input and the output.
 
     i2am reproduce llam_stableviton [--toy] [--make-only] [hydra overrides]
     -> <paths.output_dir>/experiments/llam_stableviton[-toy]/llam_<sample>.png

@@ -1,5 +1,6 @@
-"""The DCI-VTON figures (docs/method.md §9 item 4): generated image, R2G ULAM and the 8 HLAMs; generated image, R2G ULAM and
-the 5 TLAMs (t = T on the left). R2G of a single-token model is shown as 1 - map, the official reading (docs/method.md §3.6).
+"""The DCI-VTON figures (docs/method.md §9 item 4): generated image, R2G ULAM and the 8 HLAMs; generated image, R2G ULAM
+and the 5 TLAMs (t = T on the left). R2G of a single-token model is shown as 1 - map, the official reading
+(docs/method.md §3.6).
 
     i2am reproduce tlam_hlam_dcivton [--toy] [--make-only] [hydra overrides]
     -> <paths.output_dir>/experiments/tlam_hlam_dcivton[-toy]/{hlam,tlam}_<sample>.png

@@ -1,5 +1,5 @@
-"""The VITON-HD table (docs/method.md §4.4): FID, KID, LPIPS, SSIM, IMACS_g, IMACS_r of StableVITON, DCI-VTON, the custom model
-and the refined custom model, measured next to the paper's numbers.
+"""The VITON-HD table (docs/method.md §4.4): FID, KID, LPIPS, SSIM, IMACS_g, IMACS_r of StableVITON, DCI-VTON, the
+custom model and the refined custom model, measured next to the paper's numbers.
 
     i2am reproduce vitonhd_table [--toy] [--make-only] [hydra overrides]
     -> <paths.output_dir>/experiments/vitonhd_table[-toy]/vitonhd_table.{md,csv}
