@@ -6,8 +6,9 @@
   inverse order and several random orders. Mode ``full`` runs the whole sampler; mode ``proxy`` is teacher-forced: it
   takes the unperturbed run's own trajectory at a few fixed steps and measures the change of the one-step x0
   prediction there (cheap, and a proxy only).
-- ``r2g_counterfactuals``: swap the reference (for another sample's, ``pick_donor``, and for the null context; the
-  sample's own reference rotated by 180° as an option), keep the noise, and
+- ``r2g_counterfactuals``: swap the reference (for another sample's, ``pick_donor``, and for the null reference:
+  the unconditional context, or every reference token knocked out, ``null_reference``; the sample's own reference
+  rotated by 180° as an option), keep the noise, and
   compare where the output changes with the R2G map: Spearman and top-k overlap inside the generated region, next to
   the mask-only baseline (a map uniform inside the region).
 
