@@ -1,6 +1,7 @@
 """Cost of the faithfulness and sanity checks per sample, in UNet calls and seconds, so users can budget them.
 
-Measured on custom-tiny (the toy world, real code path): each check is run once on one toy sample and its UNet calls
+Measured on custom-tiny (the toy world, real code path; ``--model pasd-tiny``: PASD on the toy SR set, re-run
+through its own loop): each check is run once on one toy sample and its UNet calls
 (forward calls of the step module) and rows (batch rows through the UNet, CFG counted twice) are counted. Rows depend
 only on the settings (steps, fractions, random orders, CFG, stages), not on the model size.
 
@@ -11,6 +12,7 @@ its UNet rows x the measured seconds per row; this leaves out the VAE and the re
 regenerated image and are small next to the UNet at SD-1.5 size.
 
   python benchmarks/faithfulness_cost.py                        # tiny only, 10 DDIM steps
+  python benchmarks/faithfulness_cost.py --model pasd-tiny --steps 4   # PASD (UniPC, CFG 9), tiny only
   nice -n 5 python benchmarks/faithfulness_cost.py --steps 4 --sd15 --sd15-calls 2     # + SD-1.5 on CPU fp32
   python benchmarks/faithfulness_cost.py --sd15 --device cuda --dtype fp16 --steps 50
 """
@@ -25,6 +27,7 @@ import torch
 from torch.utils.data import default_collate
 
 from i2am.attribution import AttributionCapture, CaptureConfig
+from i2am.data.sr import build_sr_dataset
 from i2am.data.toy import write_toy_vitonhd
 from i2am.data.vitonhd import VitonHDDataset
 from i2am.metrics.faithfulness import FRACTIONS, g2r_curves, r2g_counterfactuals
@@ -48,6 +51,18 @@ def toy_samples(root: Path) -> tuple[dict, dict]:
     write_toy_vitonhd(root, n_train=1, n_test=2, size=(128, 96), seed=0)
     data = VitonHDDataset(root, "test", "paired", (128, 96), ("agnostic", "densepose"))
     return default_collate([data[0]]), data[1]
+
+
+def toy_sr_samples(root: Path) -> tuple[dict, dict]:
+    """PASD's evaluated sample (a batch of 1) and a donor item, from the toy SR set at pasd-tiny's 128x128."""
+    data = build_sr_dataset("toy", root, size=(128, 128), toy_count=2)
+    return default_collate([data[0]]), data[1]
+
+
+BENCH_MODELS = {   # name: (samples, generated-region key, reference keys, what the header says of the sampler)
+    "custom-tiny": (toy_samples, "inpaint_mask", ("reference", "reference_mask"), "DDIM steps, CFG 5"),
+    "pasd-tiny": (toy_sr_samples, None, ("lr",), "UniPC steps (PASD's own loop), CFG 9"),
+}
 
 
 def measure(name, fn, module) -> dict:
@@ -98,6 +113,7 @@ def measured_seconds_per_row(name: str, device, dtype, calls: int) -> tuple[list
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="custom-tiny", choices=sorted(BENCH_MODELS), help="the tiny model run")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--random-orders", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8, help="perturbed runs batched together")
@@ -108,15 +124,16 @@ def main():
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    adapter = create_model("custom-tiny").eval().requires_grad_(False)
+    adapter = create_model(args.model).eval().requires_grad_(False)
     sampler = Sampler(num_steps=args.steps)
+    make_samples, mask_key, reference_keys, sampling = BENCH_MODELS[args.model]
     with tempfile.TemporaryDirectory() as tmp:
-        sample, donor = toy_samples(Path(tmp) / "toy")
+        sample, donor = make_samples(Path(tmp) / "toy")
     cfg = CaptureConfig(num_steps=args.steps, time_groups=min(5, args.steps))
     with torch.no_grad(), AttributionCapture(adapter, cfg) as cap:
         adapter.sample(sample, sampler=sampler)
     maps = cap.maps()
-    mask = sample["inpaint_mask"]
+    mask = sample[mask_key] if mask_key else None
     step = adapter.step_module
     common = dict(sample_id="bench", query_mask=mask, random_orders=args.random_orders, batch_size=args.batch_size)
     checks = [
@@ -127,11 +144,11 @@ def main():
          lambda: g2r_curves(adapter, sampler, sample, maps.g2r.ulam, modes=("proxy",), **common)),
         ("R2G counterfactuals (swap with another sample's reference + null)",
          lambda: r2g_counterfactuals(adapter, sampler, sample, maps.r2g.ulam, donor=donor, region=mask,
-                                     reference_keys=("reference", "reference_mask"))),
+                                     reference_keys=reference_keys)),
         (f"randomisation, cascading + independent ({len(denoiser_stages(step))} stages)",
          lambda: randomization_curves(adapter, sampler, sample, cfg, region=None)),
     ]
-    print(f"\nfaithfulness cost per sample: custom-tiny, {args.steps} DDIM steps, CFG 5, {len(FRACTIONS)} fractions, "
+    print(f"\nfaithfulness cost per sample: {args.model}, {args.steps} {sampling}, {len(FRACTIONS)} fractions, "
           f"{args.random_orders} random orders, batch {args.batch_size}", flush=True)
     print("| check | UNet calls | UNet rows | tiny s/sample | ratio to the attribution run |", flush=True)
     print("|---|---|---|---|---|", flush=True)

@@ -6,8 +6,9 @@
   inverse order and several random orders. Mode ``full`` runs the whole sampler; mode ``proxy`` is teacher-forced: it
   takes the unperturbed run's own trajectory at a few fixed steps and measures the change of the one-step x0
   prediction there (cheap, and a proxy only).
-- ``r2g_counterfactuals``: swap the reference (for another sample's, ``pick_donor``, and for the null context; the
-  sample's own reference rotated by 180° as an option), keep the noise, and
+- ``r2g_counterfactuals``: swap the reference (for another sample's, ``pick_donor``, and for the null reference:
+  the unconditional context, or every reference token knocked out, ``null_reference``; the sample's own reference
+  rotated by 180° as an option), keep the noise, and
   compare where the output changes with the R2G map: Spearman and top-k overlap inside the generated region, next to
   the mask-only baseline (a map uniform inside the region).
 
@@ -331,6 +332,26 @@ def rotated_reference(sample: Mapping, keys: Sequence[str]) -> dict:
     return out
 
 
+NULL_REFERENCES = ("uncond_context", "knockout")
+
+
+def null_reference(adapter) -> str:
+    """How ``adapter`` defines the R2G null counterfactual (its ``null_reference``; default the unconditional
+    context): ``"uncond_context"`` or ``"knockout"`` (every spatial reference token knocked out, for a model whose
+    unconditional context is no null reference, e.g. PASD's negative prompt)."""
+    kind = getattr(adapter, "null_reference", "uncond_context")
+    if kind not in NULL_REFERENCES:
+        raise ValueError(f"{type(adapter).__name__}.null_reference={kind!r}; choose from {NULL_REFERENCES}")
+    return kind
+
+
+def knocked_out_image(adapter, sampler, inputs) -> torch.Tensor:
+    """[0, 1] image of a re-run on ``inputs`` (batch 1) with every spatial reference token knocked out."""
+    with TokenKnockout(adapter) as knockout:
+        knockout.set_keep(lambda grid: torch.zeros(1, grid[0] * grid[1], dtype=torch.bool))
+        return _Runs(adapter, sampler, inputs, None, 1).full([None])[1]
+
+
 def cell_change(images: torch.Tensor, baseline: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Mean absolute pixel change per cell of ``grid``: [N, 3, H, W] vs [1, 3, H, W] -> [N, h, w]."""
     diff = (images.float() - baseline.float()).abs().mean(1, keepdim=True)
@@ -345,7 +366,8 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     """R2G map vs where the output changes when the reference is changed, with the same noise.
 
     variants: ``swap`` (the reference, i.e. ``reference_keys``, of ``donor``, another sample: ``pick_donor``),
-    ``rotated`` (the sample's own reference rotated by 180°) and ``null`` (the model's unconditional context).
+    ``rotated`` (the sample's own reference rotated by 180°) and ``null`` (the model's unconditional context, or
+    with ``adapter.null_reference == "knockout"`` every spatial reference token knocked out: ``null_reference``).
     r2g_map: [1, h, w] raw R2G ULAM; region: [1, 1, H, W] generated region (None = whole image). Returns per-sample
     numbers ``r2g_cf_{variant}_{spearman|topk}`` (inside the region), ``r2g_cf_topk_baseline`` (the mask-only map:
     top-k overlap k/n in expectation, Spearman 0), ``r2g_cf_{variant}_spearman_image`` and
@@ -363,23 +385,25 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     runs = _Runs(adapter, sampler, inputs, None, 1)
     if baseline_image is None:
         baseline_image = runs.full([None])[1]
-    counterfactuals = {}
-    for variant in variants:
+
+    def counterfactual_image(variant: str) -> torch.Tensor:
         if variant == "swap":
-            counterfactuals[variant] = adapter.prepare(swapped_reference(sample, donor, reference_keys))
-        elif variant == "rotated":
-            counterfactuals[variant] = adapter.prepare(rotated_reference(sample, reference_keys))
-        else:
-            counterfactuals[variant] = dataclasses.replace(
-                inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
+            return runs.full([None], inputs=adapter.prepare(swapped_reference(sample, donor, reference_keys)))[1]
+        if variant == "rotated":
+            return runs.full([None], inputs=adapter.prepare(rotated_reference(sample, reference_keys)))[1]
+        if null_reference(adapter) == "knockout":
+            return knocked_out_image(adapter, sampler, inputs)
+        null = dataclasses.replace(inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
+        return runs.full([None], inputs=null)[1]
+
     grid = tuple(r2g_map.shape[-2:])
     cells = region_weight(region, grid, r2g_map)[0, 0].cpu() if region is not None else torch.ones(grid)
     inside = cells >= 0.5
     score = r2g_map[0].double().cpu()
     k = max(1, math.ceil(topk * int(inside.sum())))
     out: dict = {"r2g_cf_topk_baseline": k / max(1, int(inside.sum())), "maps": {}}
-    for name, counterfactual in counterfactuals.items():
-        image = runs.full([None], inputs=counterfactual)[1]
+    for name in variants:
+        image = counterfactual_image(name)
         change = cell_change(image.cpu(), baseline_image.cpu(), grid)[0].double()
         out["maps"][name] = change
         out[f"r2g_cf_{name}_change"] = float(change[inside].mean())

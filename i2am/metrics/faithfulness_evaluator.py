@@ -35,6 +35,7 @@ from .faithfulness_figures import curves_figure
 from .rerun import reruns_this_sample
 
 G2R_STATS = ("auc", "auc_inverse", "auc_random", "auc_random_std", "gap", "gap_lo", "gap_hi", "gap_inverse")
+REFERENCE_KEYS = ("reference", "reference_mask", "cloth_warp", "cloth_warp_mask", "lr")   # lr: PASD's LR image
 CF_STATS = ("spearman", "topk", "spearman_image", "mask_spearman_image", "change")
 
 
@@ -114,7 +115,7 @@ class FaithfulnessEvaluator(Evaluator):
                  proxy_steps: Sequence[float] = (0.25, 0.5, 0.75), counterfactual: bool = True, topk: float = 0.2,
                  batch_size: int = 8, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
                  region_key: str | None = "inpaint_mask",
-                 reference_keys: Sequence[str] = ("reference", "reference_mask", "cloth_warp", "cloth_warp_mask"),
+                 reference_keys: Sequence[str] = REFERENCE_KEYS,
                  figures: bool = True, counterfactuals: Sequence[str] = ("swap", "null")):
         super().__init__()
         bad = [m for m in modes if m not in MODES]

@@ -27,12 +27,11 @@ def require_sampler_loop(adapter, sampler, check: str) -> None:
     if start in SAMPLER_START_CODES or getattr(adapter, "own_loop", False):
         return
     raise ValueError(
-        f"{check}: {type(adapter).__name__} samples with its own loop (start_code={start!r}; PASD starts from a "
-        f"re-noised VAE sample of the LR image and colour-fixes the decoded output), which the check's re-runs "
-        f"through the sampler ({type(sampler).__name__}, start codes {SAMPLER_START_CODES}) do not reproduce: the "
-        f"perturbed runs would be compared with a trajectory the attributed run never took. This model is not "
-        f"supported by the faithfulness and randomisation checks (its PACA layers do support TokenKnockout); see "
-        f"docs/faithfulness.md")
+        f"{check}: {type(adapter).__name__} samples with start_code={start!r}, which the sampler's loop "
+        f"({type(sampler).__name__}, start codes {SAMPLER_START_CODES}) does not implement, and declares no loop of "
+        f"its own (own_loop = False): re-runs through the sampler would be compared with a trajectory the "
+        f"attributed run never took. Give the adapter a run_loop(inputs, sampler, callback) that is its sampling "
+        f"loop and set own_loop = True (as PASD does); see docs/faithfulness.md, \"Models\"")
 
 
 def in_subset(ctx: SampleContext, marker: str, limit: int) -> bool:

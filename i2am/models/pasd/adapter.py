@@ -44,6 +44,8 @@ class PASDAdapter(DiffusionAdapter):
     """
 
     cfg_order = "uncond_cond"
+    own_loop = True                # run_loop is PASD's loop (start latent from the LR image), not the sampler's
+    null_reference = "knockout"    # the R2G null counterfactual: every PACA token knocked out (docs/faithfulness.md)
 
     def __init__(self, unet: PixelAwareUNet2DConditionModel, controlnet: PixelAwareControlNetModel, vae,
                  prompt_encoder: PromptEncoder, *, size: str = "full", image_size=(512, 512),
@@ -107,27 +109,30 @@ class PASDAdapter(DiffusionAdapter):
         return (posterior.mean + posterior.std * eps.to(posterior.mean)) * self.latent_scale
 
     def decode_latents(self, latents: torch.Tensor, lr01: torch.Tensor | None = None) -> torch.Tensor:
-        """Latents -> [-1, 1]; with ``lr01`` and ``color_fix``, PASD's wavelet colour fix towards the LR image."""
+        """Latents -> [-1, 1]; with ``lr01`` and ``color_fix``, PASD's wavelet colour fix towards the LR image.
+
+        Without ``lr01`` (how the faithfulness checks decode every run they compare) the plain VAE decode: the
+        colour fix copies the LR image's low frequencies in, past the attention the checks perturb."""
         images = super().decode_latents(latents)
         if self.color_fix and lr01 is not None:
             images = wavelet_color_fix((images + 1) / 2, lr01).clamp(0, 1) * 2 - 1
         return images
 
     @torch.no_grad()
-    def sample(self, batch: dict, sampler: Sampler | None = None, callback=None) -> dict:
-        """Super-resolve ``batch["lr"]``: {"images": [B, 3, H, W] in [-1, 1], "latents"}.
+    def run_loop(self, inputs: DenoiseInputs, sampler: Sampler, callback=None) -> torch.Tensor:
+        """PASD's own loop on prepared inputs -> final latents (not decoded).
 
-        The loop is ``Sampler``'s (its scheduler, steps, guidance and per-sample seeds, the same callback dict) with
-        PASD's start latent instead of pure noise; ``sampler.start_code`` is not used.
+        ``Sampler``'s scheduler, steps, guidance and per-sample seeds, with PASD's start latent instead of pure
+        noise (``sampler.start_code`` is not used). Row i draws, from the generator of ``inputs.sample_ids[i]``,
+        the LR posterior sample, the noise and the added noise, in that order: rows that repeat a sample id get
+        that sample's own noise, whatever the batch. The callback dict is ``Sampler``'s (``alpha_cumprod``
+        included). The faithfulness and randomisation checks re-run PASD through this (``own_loop``).
         """
-        sampler = sampler or Sampler()
         settings = sampler.settings(self)
         scheduler = self.make_scheduler(settings["scheduler"], sampler.scheduler_config)
         scheduler.set_timesteps(settings["num_steps"])
-        inputs = self.prepare(batch)
         generators = [torch.Generator().manual_seed(sample_seed(sampler.seed, sid)) for sid in inputs.sample_ids]
-        lr01 = inputs.extra[LR]
-        z_lr = self.lr_latents(lr01, generators)
+        z_lr = self.lr_latents(inputs.extra[LR], generators)
         noise = sampler.noise(generators, inputs.latent_shape, self.device, self.dtype)
         added = sampler.noise(generators, inputs.latent_shape, self.device, self.dtype)
         x = start_latents(scheduler, z_lr, noise, added, self.added_noise_level)
@@ -138,10 +143,18 @@ class PASDAdapter(DiffusionAdapter):
             x_next = scheduler.step(eps, t, x).prev_sample
             if callback is not None:
                 a = alphas_cumprod[t].to(x.dtype)
-                callback({"step": i, "t": int(t), "x": x, "eps": eps, "x_next": x_next,
+                callback({"step": i, "t": int(t), "x": x, "eps": eps, "x_next": x_next, "alpha_cumprod": a,
                           "denoised": (x - (1 - a).sqrt() * eps) / a.sqrt()})
             x = x_next
-        return {"images": self.decode_latents(x, lr01), "latents": x}
+        return x
+
+    @torch.no_grad()
+    def sample(self, batch: dict, sampler: Sampler | None = None, callback=None) -> dict:
+        """Super-resolve ``batch["lr"]``: {"images": [B, 3, H, W] in [-1, 1], "latents"}: ``run_loop``, then the
+        decode with PASD's colour fix towards the LR image."""
+        inputs = self.prepare(batch)
+        latents = self.run_loop(inputs, sampler or Sampler(), callback=callback)
+        return {"images": self.decode_latents(latents, inputs.extra[LR]), "latents": latents}
 
     # ------------------------------------------------------------------ checkpoints
     def load_checkpoint(self, source, strict: bool = True, trusted: bool = False) -> LoadReport:
