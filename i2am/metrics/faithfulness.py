@@ -345,7 +345,8 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     """R2G map vs where the output changes when the reference is changed, with the same noise.
 
     variants: ``swap`` (the reference, i.e. ``reference_keys``, of ``donor``, another sample: ``pick_donor``),
-    ``rotated`` (the sample's own reference rotated by 180°) and ``null`` (the model's unconditional context).
+    ``rotated`` (the sample's own reference rotated by 180°) and ``null`` (the model's unconditional context, or
+    ``adapter.null_reference(inputs)`` where the adapter has one).
     r2g_map: [1, h, w] raw R2G ULAM; region: [1, 1, H, W] generated region (None = whole image). Returns per-sample
     numbers ``r2g_cf_{variant}_{spearman|topk}`` (inside the region), ``r2g_cf_topk_baseline`` (the mask-only map:
     top-k overlap k/n in expectation, Spearman 0), ``r2g_cf_{variant}_spearman_image`` and
@@ -369,6 +370,8 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
             counterfactuals[variant] = adapter.prepare(swapped_reference(sample, donor, reference_keys))
         elif variant == "rotated":
             counterfactuals[variant] = adapter.prepare(rotated_reference(sample, reference_keys))
+        elif hasattr(adapter, "null_reference"):   # the reference enters elsewhere than the context (IP-Adapter)
+            counterfactuals[variant] = adapter.null_reference(inputs)
         else:
             counterfactuals[variant] = dataclasses.replace(
                 inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
