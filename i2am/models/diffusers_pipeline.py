@@ -54,7 +54,9 @@ def load_pipeline(pipeline: str, path: str | Path, ip_adapter: dict | None = Non
     if pipeline == "PaintByExamplePipeline":
         pipe = _paint_by_example(cls, folder)
     else:
-        pipe = cls.from_pretrained(str(folder), local_files_only=True, safety_checker=None)
+        expected, _ = cls._get_signature_keys(cls)   # components the folder lacks (no tokenizer, ...) are None
+        absent = {name: None for name in expected if not (folder / name).is_dir()}
+        pipe = cls.from_pretrained(str(folder), local_files_only=True, **{"safety_checker": None, **absent})
     if ip_adapter and ip_adapter.get("path"):
         pipe.load_ip_adapter(ip_adapter["path"], subfolder=ip_adapter.get("subfolder") or "",
                              weight_name=ip_adapter["weight_name"], local_files_only=True)
