@@ -213,3 +213,15 @@ def test_reference_attention_knockout_none_all_and_some_tokens():
     expected = adapter.unet(x, torch.tensor(400), encoder_hidden_states=inputs.context).sample
     torch.testing.assert_close(some_removed, expected, rtol=1e-5, atol=1e-6)
     assert not torch.allclose(some_removed, _one_call(adapter, inputs))
+
+
+def test_sampler_strength_needs_the_q_sample_start_and_a_diffusers_scheduler():
+    adapter = _adapter("StableDiffusionImg2ImgPipeline", ip_adapter={"kind": None})
+    assert Sampler().settings(adapter)["strength"] == 0.75 and adapter.sampler_defaults["start_code"] == "q_sample"
+    inputs = adapter.prepare(_batch())
+    with pytest.raises(ValueError, match="needs start_code='q_sample'"):
+        Sampler(num_steps=1, start_code="noise")(adapter, inputs)
+    with pytest.raises(ValueError, match="plms runs the whole schedule"):
+        Sampler(num_steps=50, scheduler="plms")(adapter, inputs)
+    with pytest.raises(ValueError, match=r"strength=0.0: choose a value in \(0, 1\]"):
+        Sampler(strength=0.0)
