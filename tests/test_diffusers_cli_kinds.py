@@ -29,6 +29,7 @@ def _maps(tmp_path) -> AttributionMaps:
 
 @pytest.mark.parametrize("pipeline,extra,relation", [
     ("StableDiffusionImg2ImgPipeline", [], "image:ip_adapter"),
+    ("StableDiffusionInpaintPipeline", ["model.ip_adapter.kind=plus"], "image:ip_adapter"),
     ("StableDiffusionXLPipeline", [], "image:ip_adapter"),
     ("StableDiffusionControlNetPipeline", ["model.relation=text"], "text"),
     ("StableDiffusionInstructPix2PixPipeline", [], "image:ip_adapter")])
