@@ -1,5 +1,5 @@
-"""``i2am attribute`` / ``i2am detect`` with model=diffusers-tiny on every pipeline kind of the attribute loop (toy data,
-one or two steps), and model=diffusers on saved folders of the new kinds."""
+"""``i2am attribute`` / ``i2am detect`` with model=diffusers-tiny on every pipeline kind of the attribute loop (toy
+data, one step), and model=diffusers on saved folders of the new kinds."""
 from __future__ import annotations
 
 import pytest

@@ -127,7 +127,7 @@ class AttributionCapture:
         self._model = model
         self._call_layout: str | None = None   # "auto": the layout of the adapter.denoise call in progress
         if conditional is None and hasattr(model, "conditional_slice"):
-            conditional = lambda x: x[model.conditional_slice(x.shape[0])]   # noqa: E731
+            conditional = lambda x: x[model.conditional_slice(x.shape[0])]
         self._conditional_rows = conditional
         self.cfg_layout = self._resolve_layout()
         self.model_name = model_name or getattr(model, "name", type(model).__name__)

@@ -351,9 +351,9 @@ class TokenKnockout:
             return None
         if not torch.is_tensor(encoder_hidden_states):
             raise NotImplementedError(
-                f"layer {spec.name}: token knockout needs one key stream per attention; "
-                f"{type(getattr(spec.module.processor, 'inner', spec.module.processor)).__name__} passes (text, image tokens) to a second, unmasked "
-                f"attention (IP-Adapter), which knockout cannot remove tokens from yet")
+                f"layer {spec.name}: token knockout got a {type(encoder_hidden_states).__name__} of key streams for "
+                f"processor {type(getattr(spec.module.processor, 'inner', spec.module.processor)).__name__}; it "
+                f"removes tokens from one context tensor, IP-Adapter processors (to_k_ip) and reference attention")
         batch, lk = encoder_hidden_states.shape[:2]
         return self._keep_tokens(spec, _query_tokens(hidden_states), lk, batch, encoder_hidden_states.device)
 

@@ -183,7 +183,7 @@ class DiffusersPipelineAdapter(DiffusionAdapter):
 
     def _text(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         encoder, tokenizer = self.text_encoder, getattr(self.pipe, "tokenizer", None)
-        encode = lambda p: encoder(self._token_ids(tokenizer, encoder.config, p))[0].expand(batch, -1, -1)  # noqa
+        encode = lambda p: encoder(self._token_ids(tokenizer, encoder.config, p))[0].expand(batch, -1, -1)
         return encode(self.prompt), encode("")
 
     def _text_sdxl(self, batch: int, image_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, dict]:
@@ -218,7 +218,7 @@ class DiffusersPipelineAdapter(DiffusionAdapter):
         pixels = clip_pixels(reference.to(self.device, self.dtype), self.image_encoder.config.image_size)
         plus = isinstance(self.unet.encoder_hid_proj.image_projection_layers[0], IPAdapterPlusImageProjection)
         if plus:   # IP-Adapter Plus reads the penultimate hidden states (unconditional: those of a black image)
-            hidden = lambda x: self.image_encoder(x, output_hidden_states=True).hidden_states[-2][:, None]  # noqa
+            hidden = lambda x: self.image_encoder(x, output_hidden_states=True).hidden_states[-2][:, None]
             return hidden(pixels), hidden(torch.zeros_like(pixels))
         cond = self.image_encoder(pixels).image_embeds[:, None]
         return cond, torch.zeros_like(cond)
