@@ -68,7 +68,7 @@ def _pipeline_steps(adapter, inputs, batch, num_steps, guidance, **call):
     ("StableDiffusionControlNetPipeline", {"ip_adapter": {"kind": None}})])
 def test_the_adapter_loop_equals_the_diffusers_pipeline_step_by_step(pipeline, settings):
     adapter = _adapter(pipeline, **settings)
-    batch, steps, guidance = _batch(), 3, 5.0
+    batch, steps, guidance = _batch(), 2, 5.0
     mine, my_steps = _i2am_steps(adapter, batch, Sampler(num_steps=steps, guidance=guidance))
     inputs = adapter.prepare(batch)
     call = {}
@@ -225,3 +225,14 @@ def test_sampler_strength_needs_the_q_sample_start_and_a_diffusers_scheduler():
         Sampler(num_steps=50, scheduler="plms")(adapter, inputs)
     with pytest.raises(ValueError, match=r"strength=0.0: choose a value in \(0, 1\]"):
         Sampler(strength=0.0)
+
+
+def test_the_null_reference_removes_the_attributed_relation_only():
+    adapter = _adapter("StableDiffusionImg2ImgPipeline")
+    inputs = adapter.prepare(_batch())
+    null = adapter.null_reference(inputs)
+    assert torch.equal(null.extra["ip"], inputs.extra["ip_uncond"]) and torch.equal(null.context, inputs.context)
+    text = _adapter("StableDiffusionImg2ImgPipeline", relation="text")
+    inputs = text.prepare(_batch())
+    null = text.null_reference(inputs)
+    assert torch.equal(null.context, inputs.uncond_context) and torch.equal(null.extra["ip"], inputs.extra["ip"])
