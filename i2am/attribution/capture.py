@@ -109,7 +109,8 @@ class AttributionCapture:
     (a call hook on this instance, removed on exit), so it follows a sampler that switches guidance mid-run.
     For a bare UNet whose conditioning has spatial tokens, ``ref_grid=(rows, cols)`` gives their layout.
     ``conditional``: optional callable picking the conditional rows of a layer's q or k batch, used instead of the
-    two-chunk ``cfg_layout`` (``i2am.trace`` passes one that reads each pipeline call's chunk count).
+    two-chunk ``cfg_layout`` (``i2am.trace`` passes one that reads each pipeline call's chunk count). An adapter
+    with ``conditional_slice(batch) -> slice`` (more than two CFG chunks, e.g. InstructPix2Pix) gives it itself.
     """
 
     def __init__(self, model: nn.Module, cfg: CaptureConfig | None = None, *, ref_grid=None,
@@ -125,6 +126,8 @@ class AttributionCapture:
             raise ValueError(f"{type(model).__name__} has no hookable cross-attention layer")
         self._model = model
         self._call_layout: str | None = None   # "auto": the layout of the adapter.denoise call in progress
+        if conditional is None and hasattr(model, "conditional_slice"):
+            conditional = lambda x: x[model.conditional_slice(x.shape[0])]
         self._conditional_rows = conditional
         self.cfg_layout = self._resolve_layout()
         self.model_name = model_name or getattr(model, "name", type(model).__name__)

@@ -14,6 +14,16 @@ Which tokens a layer loses is decided per sample from a score map on any grid: t
 layer's reference grid and the top ``fraction`` of that layer's tokens (deletion) or all but them (insertion) go.
 Only layers with spatial reference tokens are touched; with CFG only the conditional batch chunk is perturbed.
 With nothing to remove a layer runs its original processor, so a knockout of no token is bit-identical to the model.
+
+Two key streams beside a layer's own context (docs/pipelines.md, "Knockout"):
+
+- IP-Adapter image tokens (``IPAdapterAttnProcessor(2_0)``; the layer's ``key_module`` is one ``to_k_ip[i]``): the
+  tokens are removed from that adapter's own softmax (``to_k_ip`` / ``to_v_ip`` branch), the text branch is left
+  as it is. They are not spatial: the scores are a [B, 1, tokens] G2R vector (``ref_grid="row"``). With every image
+  token removed the branch adds nothing, which is the layer at IP-Adapter scale 0.
+- Reference attention (a processor with ``reference_keys = True``): the reference tokens after the own tokens of a
+  self-attention, on the query grid; the own tokens are always kept. With every reference token removed the layer
+  is plain self-attention (no reference).
 """
 from __future__ import annotations
 
@@ -96,12 +106,84 @@ def masked_attention(attn, hidden_states, encoder_hidden_states, keep: torch.Ten
     return out / attn.rescale_output_factor
 
 
+def _attend(query, key, value, scale: float, keep: torch.Tensor | None, mask=None) -> torch.Tensor:
+    """Attention of [B, heads, L, d] tensors in which keys with ``keep == False`` ([B, Lk]) get -inf logits (rows
+    with no kept key: 0); ``keep=None``: the fused kernel, as the processors run it."""
+    if keep is None:
+        return F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    logits = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scale
+    if mask is not None:
+        logits = logits + mask.float()
+    logits = logits.masked_fill(~keep[:, None, None, :], float("-inf"))
+    return torch.matmul(torch.softmax(logits, dim=-1).nan_to_num(0.0).to(value.dtype), value)
+
+
+def ip_adapter_attention(attn, processor, hidden_states, encoder_hidden_states: tuple, keeps: dict,
+                         attention_mask=None, temb=None) -> torch.Tensor:
+    """An ``IPAdapterAttnProcessor(2_0)`` call in which tokens are removed per stream: ``keeps`` maps "text" or an
+    adapter index to a [B, tokens] bool keep mask (image tokens of an adapter flattened over its images)."""
+    text, ip_states = encoder_hidden_states
+    residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    input_ndim = hidden_states.ndim
+    if input_ndim == 4:
+        batch, channels, height, width = hidden_states.shape
+        hidden_states = hidden_states.view(batch, channels, height * width).transpose(1, 2)
+    batch = hidden_states.shape[0]
+    if attention_mask is not None:
+        attention_mask = attn.prepare_attention_mask(attention_mask, text.shape[1], batch)
+        attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    query = attn.to_q(hidden_states)
+    if attn.norm_cross:
+        text = attn.norm_encoder_hidden_states(text)
+    key, value = attn.to_k(text), attn.to_v(text)
+    head_dim = key.shape[-1] // attn.heads
+
+    def heads(x):
+        return x.reshape(batch, -1, attn.heads, head_dim).transpose(1, 2)
+
+    def merge(x):
+        return x.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
+
+    query = heads(query)
+    out = merge(_attend(query, heads(key), heads(value), attn.scale, keeps.get("text"), attention_mask))
+    for i, (tokens, scale, to_k_ip, to_v_ip) in enumerate(zip(ip_states, processor.scale, processor.to_k_ip,
+                                                               processor.to_v_ip)):
+        if isinstance(scale, (list, tuple)):
+            if len(set(scale)) != 1:
+                raise NotImplementedError("token knockout with one IP-Adapter scale per image is not supported")
+            scale = scale[0]
+        if scale == 0:
+            continue
+        tokens = tokens.reshape(batch, -1, tokens.shape[-1])
+        ip = _attend(query, heads(to_k_ip(tokens)), heads(to_v_ip(tokens)), attn.scale, keeps.get(i))
+        out = out + scale * merge(ip)
+    out = attn.to_out[1](attn.to_out[0](out))
+    if input_ndim == 4:
+        out = out.transpose(-1, -2).reshape(batch, channels, height, width)
+    if attn.residual_connection:
+        out = out + residual
+    return out / attn.rescale_output_factor
+
+
+def _query_tokens(hidden_states) -> int:
+    return hidden_states.shape[1] if hidden_states.ndim == 3 else hidden_states.shape[-2] * hidden_states.shape[-1]
+
+
 class _KnockoutProcessor:
     def __init__(self, inner, owner: TokenKnockout, spec: LayerSpec):
         self.inner, self.owner, self.spec = inner, owner, spec
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args,
                  **kwargs):
+        if getattr(self.inner, "reference_keys", False):
+            return self._reference(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        if isinstance(encoder_hidden_states, tuple) and hasattr(self.inner, "to_k_ip"):
+            return self._ip_adapter(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args,
+                                    **kwargs)
         keep = self.owner._keep_for(self.spec, hidden_states, encoder_hidden_states)
         if keep is None or bool(keep.all()):
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
@@ -110,6 +192,40 @@ class _KnockoutProcessor:
             encoder_hidden_states = torch.where(keep[..., None], encoder_hidden_states, replacement)
             return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         return masked_attention(attn, hidden_states, encoder_hidden_states, keep, attention_mask, temb)
+
+    def _refuse_replace(self, stream: str):
+        if self.owner.mode == "replace":
+            raise NotImplementedError(
+                f"layer {self.spec.name}: removal 'replace' swaps tokens of the layer's context for the unconditional "
+                f"context's; {stream} have no such replacement (use removal 'knockout')")
+
+    def _reference(self, attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs):
+        # the reference tokens lie on the query grid (i2am.attribution.pipelines: ref_grid="query")
+        lq = _query_tokens(hidden_states)
+        keep = self.owner._keep_tokens(self.spec, lq, lq, hidden_states.shape[0], hidden_states.device)
+        if keep is None or bool(keep.all()):
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        self._refuse_replace("reference-attention tokens")
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args,
+                          reference_keep=keep, **kwargs)
+
+    def _ip_adapter(self, attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs):
+        text, ip_states = encoder_hidden_states
+        lq, batch = _query_tokens(hidden_states), hidden_states.shape[0]
+        key_module = self.spec.key_module
+        if key_module is None:
+            stream, lk = "text", text.shape[1]
+        else:
+            stream = next(i for i, m in enumerate(self.inner.to_k_ip) if m is key_module)
+            lk = ip_states[stream].reshape(batch, -1, ip_states[stream].shape[-1]).shape[1]
+        keep = self.owner._keep_tokens(self.spec, lq, lk, batch, hidden_states.device)
+        if keep is None or bool(keep.all()):
+            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
+        self._refuse_replace("IP-Adapter image tokens" if stream != "text" else "text tokens next to an IP-Adapter")
+        if kwargs.get("ip_adapter_masks") is not None:
+            raise NotImplementedError(f"layer {self.spec.name}: token knockout with ip_adapter_masks is not supported")
+        return ip_adapter_attention(attn, self.inner, hidden_states, encoder_hidden_states, {stream: keep},
+                                    attention_mask, temb)
 
 
 class TokenKnockout:
@@ -212,6 +328,8 @@ class TokenKnockout:
         if grid is None:
             if spec.ref_grid == "query":
                 grid = tuple(spec.query_grid) if spec.query_grid else _grid_for(lq, self._latent_hw, spec.name)
+            elif spec.ref_grid == "row":   # tokens that are not spatial (text, IP-Adapter): one row
+                grid = (1, lk)
             else:
                 grid = tuple(spec.ref_grid)
             if grid[0] * grid[1] != lk:
@@ -220,6 +338,8 @@ class TokenKnockout:
         return grid
 
     def _conditional_rows(self, batch: int) -> slice:
+        if hasattr(self._model, "conditional_slice"):   # adapters with more than two CFG chunks (InstructPix2Pix)
+            return self._model.conditional_slice(batch)
         layout = getattr(self, "_call_layout", None) or getattr(self._model, "cfg_layout", "none")
         if layout == "none":
             return slice(0, batch)
@@ -231,14 +351,19 @@ class TokenKnockout:
             return None
         if not torch.is_tensor(encoder_hidden_states):
             raise NotImplementedError(
-                f"layer {spec.name}: token knockout needs one key stream per attention; "
-                f"{type(getattr(spec.module.processor, 'inner', spec.module.processor)).__name__} passes (text, image tokens) to a second, unmasked "
-                f"attention (IP-Adapter), which knockout cannot remove tokens from yet")
+                f"layer {spec.name}: token knockout got a {type(encoder_hidden_states).__name__} of key streams for "
+                f"processor {type(getattr(spec.module.processor, 'inner', spec.module.processor)).__name__}; it "
+                f"removes tokens from one context tensor, IP-Adapter processors (to_k_ip) and reference attention")
         batch, lk = encoder_hidden_states.shape[:2]
-        lq = hidden_states.shape[1] if hidden_states.ndim == 3 else hidden_states.shape[-2] * hidden_states.shape[-1]
+        return self._keep_tokens(spec, _query_tokens(hidden_states), lk, batch, encoder_hidden_states.device)
+
+    def _keep_tokens(self, spec: LayerSpec, lq: int, lk: int, batch: int, device) -> torch.Tensor | None:
+        """[batch, lk] keep mask of one layer call (all rows but the conditional ones keep every token)."""
+        if self._keep_fn is None:
+            return None
         grid = self._grid(spec, lq, lk)
         if grid not in self._cache:
-            self._cache[grid] = self._keep_fn(grid).to(encoder_hidden_states.device, torch.bool)
+            self._cache[grid] = self._keep_fn(grid).to(device, torch.bool)
         cond = self._cache[grid]
         rows = self._conditional_rows(batch)
         if cond.shape != (rows.stop - rows.start, lk):

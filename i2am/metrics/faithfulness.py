@@ -332,17 +332,25 @@ def rotated_reference(sample: Mapping, keys: Sequence[str]) -> dict:
     return out
 
 
-NULL_REFERENCES = ("uncond_context", "knockout")
+NULL_REFERENCES = ("inputs", "knockout")
 
 
 def null_reference(adapter) -> str:
-    """How ``adapter`` defines the R2G null counterfactual (its ``null_reference``; default the unconditional
-    context): ``"uncond_context"`` or ``"knockout"`` (every spatial reference token knocked out, for a model whose
-    unconditional context is no null reference, e.g. PASD's negative prompt)."""
-    kind = getattr(adapter, "null_reference", "uncond_context")
+    """How ``adapter`` defines the R2G null counterfactual (its ``null_reference``): ``"inputs"`` (default; a run on
+    ``null_inputs``) or ``"knockout"`` (every spatial reference token knocked out, for a model whose unconditional
+    context is no null reference, e.g. PASD's negative prompt)."""
+    kind = getattr(adapter, "null_reference", "inputs")
     if kind not in NULL_REFERENCES:
         raise ValueError(f"{type(adapter).__name__}.null_reference={kind!r}; choose from {NULL_REFERENCES}")
     return kind
+
+
+def null_inputs(adapter, inputs):
+    """The prepared inputs of the null run: ``adapter.null_inputs(inputs)`` where the adapter defines one (e.g. zero
+    IP-Adapter image embeds), else ``inputs`` with the unconditional context in place of the context."""
+    if hasattr(adapter, "null_inputs"):
+        return adapter.null_inputs(inputs)
+    return dataclasses.replace(inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
 
 
 def knocked_out_image(adapter, sampler, inputs) -> torch.Tensor:
@@ -367,7 +375,8 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
 
     variants: ``swap`` (the reference, i.e. ``reference_keys``, of ``donor``, another sample: ``pick_donor``),
     ``rotated`` (the sample's own reference rotated by 180°) and ``null`` (the model's unconditional context, or
-    with ``adapter.null_reference == "knockout"`` every spatial reference token knocked out: ``null_reference``).
+    ``adapter.null_inputs(inputs)`` where the adapter has one, or with ``adapter.null_reference == "knockout"``
+    every spatial reference token knocked out: ``null_reference``).
     r2g_map: [1, h, w] raw R2G ULAM; region: [1, 1, H, W] generated region (None = whole image). Returns per-sample
     numbers ``r2g_cf_{variant}_{spearman|topk}`` (inside the region), ``r2g_cf_topk_baseline`` (the mask-only map:
     top-k overlap k/n in expectation, Spearman 0), ``r2g_cf_{variant}_spearman_image`` and
@@ -393,8 +402,7 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
             return runs.full([None], inputs=adapter.prepare(rotated_reference(sample, reference_keys)))[1]
         if null_reference(adapter) == "knockout":
             return knocked_out_image(adapter, sampler, inputs)
-        null = dataclasses.replace(inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
-        return runs.full([None], inputs=null)[1]
+        return runs.full([None], inputs=null_inputs(adapter, inputs))[1]
 
     grid = tuple(r2g_map.shape[-2:])
     cells = region_weight(region, grid, r2g_map)[0, 0].cpu() if region is not None else torch.ones(grid)

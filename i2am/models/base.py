@@ -89,8 +89,8 @@ class DiffusionAdapter(nn.Module):
     latent_scale = 0.18215
     records_call = True   # False while a sampler makes a UNet call that is not a step (samplers.schedule.unrecorded_call)
     own_loop = False      # True where ``run_loop`` is the adapter's own loop (the re-running checks then trust it)
-    null_reference = "uncond_context"   # the R2G null counterfactual: the unconditional context, or "knockout"
-                                        # (every spatial reference token knocked out; docs/faithfulness.md)
+    null_reference = "inputs"   # the R2G null counterfactual: a run on ``null_inputs`` (where defined, else the
+                                # unconditional context), or "knockout" (every spatial reference token knocked out)
 
     def __init__(self, size: str, guidance: float | None, image_size: tuple[int, int],
                  start_code: str = "noise", num_steps: int = 50, latent_encoding: str = "mode",

@@ -67,36 +67,65 @@ def _clip_vision(size: str):
     return CLIPVisionModelWithProjection(CLIPVisionConfig(**component_config("clip_vision", size)["config"]))
 
 
-def build_pipeline(pipeline: str, size: str, device="cpu", ip_adapter: str | None = None, seed: int = 0):
-    """PaintByExamplePipeline, StableDiffusionInpaintPipeline or StableDiffusionPipeline (the last two with an
-    IP-Adapter "plain", "plus" or None) from config."""
-    import diffusers
-    from transformers import CLIPImageProcessor, CLIPTextConfig, CLIPTextModel
+def _text_encoder(size: str, projection: bool = False):
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(CLIPTextConfig(**TEXT[size]))
+
+
+SDXL_TIME_EMBED = {"tiny": 8}   # addition_time_embed_dim (full-size SDXL: load a folder with model.path)
+CONTROLNET_EMBEDDING = {"tiny": (16, 16, 32, 32), "full": (16, 32, 96, 256)}   # one stride-2 step per VAE level
+
+
+def _components(pipeline: str, kind, size: str, ip_adapter: str | None) -> dict:
+    """The constructor arguments of a pipeline of ``kind`` (``diffusers_kinds.KINDS``) at ``size``."""
+    from diffusers import ControlNetModel
+    from transformers import CLIPImageProcessor
+
+    if kind.context == "example":
+        proj = component_config("clip_vision", size)["proj_size"]
+        return dict(vae=build_vae(size), image_encoder=build_pbe_image_encoder(size),
+                    unet=build_unet(size, in_channels=kind.in_channels, cross_attention_dim=proj),
+                    safety_checker=None, feature_extractor=CLIPImageProcessor())
+    image_encoder = _clip_vision(size) if ip_adapter else None
+    hidden = TEXT[size]["hidden_size"]
+    if kind.context == "sdxl":
+        if size not in SDXL_TIME_EMBED:
+            raise ValueError(f"no from-config build of {pipeline} at size {size!r}: load a folder with model.path")
+        time_dim = SDXL_TIME_EMBED[size]
+        unet = build_unet(size, in_channels=4, cross_attention_dim=2 * hidden, addition_embed_type="text_time",
+                          addition_time_embed_dim=time_dim,
+                          projection_class_embeddings_input_dim=TEXT[size]["projection_dim"] + 6 * time_dim)
+        return dict(vae=build_vae(size), text_encoder=_text_encoder(size),
+                    text_encoder_2=_text_encoder(size, projection=True), tokenizer=None, tokenizer_2=None, unet=unet,
+                    image_encoder=image_encoder, feature_extractor=None, add_watermarker=False)
+    unet = build_unet(size, in_channels=kind.in_channels, cross_attention_dim=hidden)
+    parts = dict(vae=build_vae(size), text_encoder=_text_encoder(size), tokenizer=None, unet=unet,
+                 safety_checker=None, feature_extractor=None, image_encoder=image_encoder,
+                 requires_safety_checker=False)
+    if kind.control:
+        parts["controlnet"] = ControlNetModel.from_unet(
+            unet, conditioning_embedding_out_channels=CONTROLNET_EMBEDDING[size])
+    return parts
+
+
+def build_pipeline(pipeline: str, size: str, device="cpu", ip_adapter: str | None = None, seed: int = 0):
+    """A pipeline of any ``model=diffusers`` kind (``diffusers_kinds.KINDS``) from config; every kind but
+    Paint-by-Example with an IP-Adapter "plain", "plus" or None."""
+    import diffusers
+
+    from .diffusers_kinds import KINDS
+
+    if pipeline not in KINDS:
+        raise ValueError(f"no from-config build for {pipeline!r}: {sorted(KINDS)} (load other pipelines with "
+                         f"model.path)")
+    kind = KINDS[pipeline]
     device = torch.device(device)
     torch.manual_seed(seed)
-    scheduler = make_scheduler("ddim")
     with on_device(device):
-        if pipeline == "PaintByExamplePipeline":
-            proj = component_config("clip_vision", size)["proj_size"]
-            pipe = diffusers.PaintByExamplePipeline(
-                vae=build_vae(size), image_encoder=build_pbe_image_encoder(size),
-                unet=build_unet(size, in_channels=9, cross_attention_dim=proj), scheduler=scheduler,
-                safety_checker=None, feature_extractor=CLIPImageProcessor())
-        elif pipeline in ("StableDiffusionInpaintPipeline", "StableDiffusionPipeline"):
-            text = CLIPTextModel(CLIPTextConfig(**TEXT[size]))
-            image_encoder = _clip_vision(size) if ip_adapter else None
-            in_channels = 9 if pipeline == "StableDiffusionInpaintPipeline" else 4
-            pipe = getattr(diffusers, pipeline)(
-                vae=build_vae(size), text_encoder=text, tokenizer=None,
-                unet=build_unet(size, in_channels=in_channels, cross_attention_dim=TEXT[size]["hidden_size"]),
-                scheduler=scheduler, safety_checker=None, feature_extractor=None, image_encoder=image_encoder,
-                requires_safety_checker=False)
-        else:
-            raise ValueError(f"no from-config build for {pipeline!r}: PaintByExamplePipeline, "
-                             f"StableDiffusionInpaintPipeline or StableDiffusionPipeline (load other pipelines with "
-                             f"model.path)")
-        if ip_adapter is not None and pipeline != "PaintByExamplePipeline":
+        pipe = getattr(diffusers, pipeline)(scheduler=make_scheduler("ddim"),
+                                            **_components(pipeline, kind, size, ip_adapter))
+        if ip_adapter is not None and kind.context != "example":
             embed_dim = pipe.image_encoder.config.projection_dim
             if ip_adapter == "plain":
                 state = ip_adapter_state_dict(pipe.unet, embed_dim, seed=seed + 1)

@@ -32,7 +32,12 @@ class ReferenceWriteProcessor(AttnProcessor2_0):
 
 
 class ReferenceAttnProcessor:
-    """Self-attention over [own tokens, stored reference tokens] (keys and values), one fused softmax."""
+    """Self-attention over [own tokens, stored reference tokens] (keys and values), one fused softmax.
+
+    A bank entry ``None`` (``ReferenceAttention.write_none``) means no reference: plain self-attention.
+    ``reference_keep`` ([B, reference tokens] bool, the knockout of ``i2am.attribution.knockout``): reference tokens
+    with False get -inf logits; the own tokens are always kept.
+    """
 
     reference_keys = True
 
@@ -40,13 +45,16 @@ class ReferenceAttnProcessor:
         self.bank, self.name = bank, name
 
     def __call__(self, attn: Attention, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
-                 **kwargs):
+                 reference_keep: torch.Tensor | None = None, **kwargs):
         if encoder_hidden_states is not None or attention_mask is not None or hidden_states.ndim != 3:
             raise ValueError(f"ReferenceAttnProcessor ({self.name}): self-attention on [B, L, C] tokens only")
         if self.name not in self.bank:
             raise RuntimeError(f"ReferenceAttnProcessor ({self.name}): no reference stored; call "
                                f"ReferenceAttention.write(...) before sampling")
-        reference = self.bank[self.name].to(hidden_states.dtype)
+        reference = self.bank[self.name]
+        if reference is None:
+            reference = hidden_states[:, :0]
+        reference = reference.to(hidden_states.dtype)
         if hidden_states.shape[0] % reference.shape[0]:
             raise RuntimeError(f"ReferenceAttnProcessor ({self.name}): batch {hidden_states.shape[0]} is not a "
                                f"multiple of the reference batch {reference.shape[0]}")
@@ -57,7 +65,11 @@ class ReferenceAttnProcessor:
         query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
         head_dim = key.shape[-1] // heads
         query, key, value = (t.view(batch, -1, heads, head_dim).transpose(1, 2) for t in (query, key, value))
-        out = F.scaled_dot_product_attention(query, key, value)
+        mask = None
+        if reference_keep is not None:
+            own = torch.ones(batch, hidden_states.shape[1], dtype=torch.bool, device=reference_keep.device)
+            mask = torch.cat([own, reference_keep.to(torch.bool)], dim=1)[:, None, None, :]
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask)
         out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(query.dtype)
         out = attn.to_out[1](attn.to_out[0](out))
         if attn.residual_connection:
@@ -99,6 +111,11 @@ class ReferenceAttention:
         """Run the reference UNet once on the (scaled) reference latent and store every layer's tokens."""
         self.bank.clear()
         self.reference_unet(reference_latents, timestep, encoder_hidden_states=encoder_hidden_states, **unet_kwargs)
+
+    def write_none(self) -> None:
+        """No reference: every reading layer attends to its own tokens only (the null reference)."""
+        self.bank.clear()
+        self.bank.update({name: None for name in self._originals})
 
     def remove(self) -> None:
         readers, writers = _self_attention(self.unet), _self_attention(self.reference_unet)

@@ -9,6 +9,7 @@ sample's result does not depend on which other samples share its batch, or on th
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 
 import diffusers
@@ -52,6 +53,10 @@ class Sampler:
     guidance: one number, or one value per step (guidance that changes mid-run; ``i2am.models.plan``).
     eta: DDIM eta (ignored by other diffusers schedulers; PLMS and the custom DDIM need 0).
     start_code: "noise" (x_T = noise) or "q_sample" (x_T = q_sample(z, 999), z = latent of inputs.start_image).
+    strength: with "q_sample", the part of the schedule that runs (img2img, diffusers' ``strength``): the sampler
+        runs ``num_steps`` steps, the last ones of a schedule of ``ceil(num_steps / strength)`` steps, starting
+        from q_sample(z, first of them); diffusers' ``num_inference_steps`` is that schedule length. 1 = the whole
+        schedule (the default).
     paste: custom DDIM only: re-noise the latent of inputs.start_image to each t and paste it outside
         inputs.paste_mask before every call (the original's ``x_0`` argument).
     seed: global seed; sample i uses ``sample_seed(seed, sample_ids[i])``.
@@ -61,7 +66,10 @@ class Sampler:
     def __init__(self, scheduler: str | None = None, num_steps: int | None = None,
                  guidance: float | list[float | None] | None = None,
                  eta: float | None = None, start_code: str | None = None, seed: int = 0,
-                 scheduler_config: dict | None = None, paste: bool | None = None, progress: bool = False):
+                 scheduler_config: dict | None = None, paste: bool | None = None, progress: bool = False,
+                 strength: float | None = None):
+        if strength is not None and not 0.0 < float(strength) <= 1.0:
+            raise ValueError(f"Sampler.strength={strength}: choose a value in (0, 1]")
         if start_code is not None and start_code not in START_CODES:
             raise ValueError(f"Sampler.start_code={start_code!r}; choose from {START_CODES}")
         self.scheduler = scheduler
@@ -73,6 +81,7 @@ class Sampler:
         self.scheduler_config = dict(scheduler_config or {})
         self.paste = paste
         self.progress = progress
+        self.strength = strength
 
     def settings(self, model) -> dict:
         """This sampler's settings with the adapter's defaults filled in."""
@@ -83,7 +92,8 @@ class Sampler:
         paste = self.paste if self.paste is not None else bool(defaults.get("paste")) and scheduler == "custom_ddim"
         return dict(scheduler=scheduler, num_steps=pick("num_steps", self.num_steps, 50),
                     guidance=pick("guidance", self.guidance, None), eta=pick("eta", self.eta, 0.0),
-                    start_code=pick("start_code", self.start_code, "noise"), paste=paste)
+                    start_code=pick("start_code", self.start_code, "noise"), paste=paste,
+                    strength=float(pick("strength", getattr(self, "strength", None), 1.0)))
 
     def noise(self, generators, shape, device, dtype) -> torch.Tensor:
         return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device, dtype)
@@ -104,18 +114,19 @@ class Sampler:
         if s["paste"]:
             raise ValueError(f"Sampler.paste=True is the custom DDIM's option, not {s['scheduler']!r}'s")
         scheduler = make_scheduler(s["scheduler"], **self.scheduler_config)
-        scheduler.set_timesteps(s["num_steps"])
+        timesteps = self._timesteps(scheduler, s)
         device, dtype = model.device, model.dtype
         generators = [torch.Generator().manual_seed(sample_seed(self.seed, sid)) for sid in inputs.sample_ids]
         x = self.noise(generators, inputs.latent_shape, device, dtype)
         if s["start_code"] == "q_sample":
             z = self.start_latent(model, inputs)
-            x = scheduler.add_noise(z, x, torch.tensor([scheduler.config.num_train_timesteps - 1]))
+            start = timesteps[:1] if s["strength"] < 1 else torch.tensor([scheduler.config.num_train_timesteps - 1])
+            x = scheduler.add_noise(z, x, start)
         else:
             x = x * scheduler.init_noise_sigma
         alphas_cumprod = scheduler.alphas_cumprod.to(device)
         is_ddim = isinstance(scheduler, diffusers.DDIMScheduler)
-        for i, t in enumerate(scheduler.timesteps):
+        for i, t in enumerate(timesteps):
             eps = model.denoise(scheduler.scale_model_input(x, t), t.to(device), inputs,
                                 guidance=guidance_at(s["guidance"], i))
             step_kwargs = {}
@@ -130,6 +141,22 @@ class Sampler:
             x = x_next
         return x
 
+    @staticmethod
+    def _timesteps(scheduler, s: dict) -> torch.Tensor:
+        """The timesteps the loop visits: the whole schedule, or with ``strength`` < 1 its last ``num_steps``."""
+        steps, strength = s["num_steps"], s["strength"]
+        if strength >= 1:
+            scheduler.set_timesteps(steps)
+            return scheduler.timesteps
+        if s["start_code"] != "q_sample":
+            raise ValueError(f"Sampler.strength={strength} needs start_code='q_sample' (noise the start image to the "
+                             f"first timestep), not {s['start_code']!r}")
+        total = math.ceil(steps / strength - 1e-9)
+        scheduler.set_timesteps(total)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(total - steps)
+        return scheduler.timesteps[total - steps:]
+
     def _run_own_sampler(self, model, inputs, s: dict, callback) -> torch.Tensor:
         from .samplers.custom_ddim import custom_ddim_pairs, sample_custom_ddim
         from .samplers.plms import plms_timesteps, sample_plms
@@ -139,6 +166,9 @@ class Sampler:
         if visited != s["num_steps"]:   # the originals' stride 1000 // S visits more than S timesteps then
             raise ValueError(f"{s['scheduler']} with num_steps={s['num_steps']} visits {visited} timesteps (stride "
                              f"1000 // {s['num_steps']}); choose a step count that divides 1000 (e.g. 50, 100)")
+        if s["strength"] < 1:
+            raise ValueError(f"Sampler.strength={s['strength']}: {s['scheduler']} runs the whole schedule; use a "
+                             f"diffusers scheduler (e.g. 'ddim') for a partial one")
         if s["eta"]:
             raise ValueError(f"Sampler.eta={s['eta']}: {s['scheduler']} samples with eta = 0 only (as the original)")
         if s["paste"] and s["scheduler"] != "custom_ddim":
