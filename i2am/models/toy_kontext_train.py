@@ -39,8 +39,9 @@ class TrainConfig:
     log_every: int = 50
 
 
-def load_toy_pairs(data_dir: str | Path, split: str, limit: int | None = None) -> ToyKontextPairs:
-    """The toy world's ``split`` pairs under ``data_dir``/toy_vitonhd (written there on first use), encoded."""
+def toy_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> VitonHDDataset:
+    """The toy world's ``split`` under ``data_dir``/toy_vitonhd (written there on first use), with the extras the toy
+    Kontext model reads."""
     root = Path(data_dir) / "toy_vitonhd"
     wanted = {**TOY_WORLD, "size": list(IMAGE_SIZE)}
     if not root.exists():
@@ -48,9 +49,22 @@ def load_toy_pairs(data_dir: str | Path, split: str, limit: int | None = None) -
     stored = json.loads((root / TOY_WORLD_FILE).read_text())
     if any(stored.get(k) != v for k, v in wanted.items()):
         raise ValueError(f"the toy world in {root} was written with {stored}, the toy Kontext model needs {wanted}")
-    dataset = VitonHDDataset(root, split, "paired", IMAGE_SIZE, ("agnostic", "densepose", "correspondence"), limit)
-    parts = [encode_pairs(batch) for batch in DataLoader(dataset, batch_size=64)]
+    return VitonHDDataset(root, split, "paired", IMAGE_SIZE, ("agnostic", "densepose", "correspondence"), limit)
+
+
+def load_toy_pairs(data_dir: str | Path, split: str, limit: int | None = None) -> ToyKontextPairs:
+    """``toy_dataset``'s pairs, encoded (``encode_pairs``)."""
+    parts = [encode_pairs(batch) for batch in DataLoader(toy_dataset(data_dir, split, limit), batch_size=64)]
     return ToyKontextPairs(**{k: torch.cat([getattr(p, k) for p in parts]) for k in ToyKontextPairs.__dataclass_fields__})
+
+
+def export_weights(run_dir: str | Path, path: str | Path) -> Path:
+    """The run's last model as a float16 safetensors file (what ``i2am/pretrained/toy_kontext/`` ships)."""
+    from safetensors.torch import save_file   # noqa: PLC0415
+
+    state = torch.load(Path(run_dir) / CHECKPOINT, weights_only=False)["model"]
+    save_file({k: v.half().contiguous() for k, v in state.items()}, str(path))
+    return Path(path)
 
 
 def _draws(cfg: TrainConfig, step: int, pairs: ToyKontextPairs):
