@@ -39,11 +39,13 @@ class TrainConfig:
     log_every: int = 50
 
 
-def toy_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> VitonHDDataset:
+def toy_dataset(data_dir: str | Path, split: str, limit: int | None = None, world: dict | None = None
+                ) -> VitonHDDataset:
     """The toy world's ``split`` under ``data_dir``/toy_vitonhd (written there on first use), with the extras the toy
-    Kontext model reads."""
+    Kontext model reads. ``world``: ``write_toy_vitonhd`` arguments (default ``TOY_WORLD``); a smaller world holds the
+    same first pairs (sample i depends only on the seed, the split and i)."""
     root = Path(data_dir) / "toy_vitonhd"
-    wanted = {**TOY_WORLD, "size": list(IMAGE_SIZE)}
+    wanted = {**(world or TOY_WORLD), "size": list(IMAGE_SIZE)}
     if not root.exists():
         write_toy_vitonhd(root, **wanted)
     stored = json.loads((root / TOY_WORLD_FILE).read_text())
@@ -52,9 +54,11 @@ def toy_dataset(data_dir: str | Path, split: str, limit: int | None = None) -> V
     return VitonHDDataset(root, split, "paired", IMAGE_SIZE, ("agnostic", "densepose", "correspondence"), limit)
 
 
-def load_toy_pairs(data_dir: str | Path, split: str, limit: int | None = None) -> ToyKontextPairs:
+def load_toy_pairs(data_dir: str | Path, split: str, limit: int | None = None, world: dict | None = None
+                   ) -> ToyKontextPairs:
     """``toy_dataset``'s pairs, encoded (``encode_pairs``)."""
-    parts = [encode_pairs(batch) for batch in DataLoader(toy_dataset(data_dir, split, limit), batch_size=64)]
+    dataset = toy_dataset(data_dir, split, limit, world)
+    parts = [encode_pairs(batch) for batch in DataLoader(dataset, batch_size=64)]
     return ToyKontextPairs(**{k: torch.cat([getattr(p, k) for p in parts]) for k in ToyKontextPairs.__dataclass_fields__})
 
 
@@ -76,6 +80,11 @@ def _draws(cfg: TrainConfig, step: int, pairs: ToyKontextPairs):
     return batch, s, noise
 
 
+def _draw_settings(config: dict) -> dict:
+    """What a resumed run must share with the checkpoint: everything but where it stops."""
+    return {k: v for k, v in config.items() if k != "steps"}
+
+
 def _save(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -95,9 +104,11 @@ def train(run_dir: str | Path, pairs: ToyKontextPairs, cfg: TrainConfig | None =
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
-        if state["config"] != asdict(cfg):
+        if _draw_settings(state["config"]) != _draw_settings(asdict(cfg)):
             raise ValueError(f"{checkpoint} was written with {state['config']}, this run asks for {asdict(cfg)}; "
-                             "use another run folder or the same settings")
+                             "use another run folder or the same settings (only steps may change)")
+        if state["step"] > cfg.steps:
+            raise ValueError(f"{checkpoint} is at step {state['step']}, beyond steps={cfg.steps}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, wall, last = state["step"], state["wall_s"], state["last"]
