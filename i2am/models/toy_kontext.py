@@ -19,8 +19,10 @@ tokens of each generated query, heads averaged: the ``i2am`` normalisation), rea
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
+from typing import Self
 
 import torch
 import torch.nn.functional as F
@@ -168,7 +170,7 @@ class AttentionProbe:
         self.qk: tuple[torch.Tensor, torch.Tensor] | None = None
         self._inside = False
 
-    def __enter__(self) -> AttentionProbe:
+    def __enter__(self) -> Self:
         self._original = transformer_flux.dispatch_attention_fn
 
         def dispatch(query, key, value, *args, **kwargs):
@@ -216,6 +218,6 @@ def sample(model: FluxTransformer2DModel, pairs: ToyKontextPairs, num_steps: int
     """Euler integration of the flow from noise (s = 1) to s = 0 -> [N, Lg, PATCH_DIM] person latent tokens."""
     x = torch.randn(pairs.x0.shape, generator=generator)
     times = torch.linspace(1.0, 0.0, num_steps + 1)
-    for s, s_next in zip(times[:-1], times[1:]):
+    for s, s_next in itertools.pairwise(times):
         x = x + (s_next - s) * velocity(model, x, pairs, s.expand(x.shape[0]))
     return x

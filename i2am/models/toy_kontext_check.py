@@ -76,7 +76,7 @@ def check_figures(model, untrained, pairs: ToyKontextPairs, num_steps: int = 8, 
 
 
 def main(argv=None) -> None:
-    from .toy_kontext_figure import draw_normalisations   # noqa: PLC0415 (matplotlib only when drawing)
+    from .toy_kontext_figure import draw_normalisations
     from .toy_kontext_train import load_toy_pairs, toy_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from ..data import schema  # noqa: E402
-from ..metrics.localization import argmax_location, true_source_cells  # noqa: E402
-from .toy_kontext import IMAGE_SIZE, TOKEN_GRID, ToyKontextPairs  # noqa: E402
+from ..data import schema
+from ..metrics.localization import argmax_location, true_source_cells
+from .toy_kontext import IMAGE_SIZE, TOKEN_GRID, ToyKontextPairs
 
 
 def query_cell(pairs: ToyKontextPairs) -> int:

@@ -64,7 +64,7 @@ def load_toy_pairs(data_dir: str | Path, split: str, limit: int | None = None, w
 
 def export_weights(run_dir: str | Path, path: str | Path) -> Path:
     """The run's last model as a float16 safetensors file (what ``i2am/pretrained/toy_kontext/`` ships)."""
-    from safetensors.torch import save_file   # noqa: PLC0415
+    from safetensors.torch import save_file
 
     state = torch.load(Path(run_dir) / CHECKPOINT, weights_only=False)["model"]
     save_file({k: v.half().contiguous() for k, v in state.items()}, str(path))
