@@ -2,6 +2,8 @@
 the training lowers, exact resumption, and the localisation check of the joint-attention capture."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -88,7 +90,7 @@ def test_control_loss_is_differentiable_and_falls(pairs):
 
 
 def test_training_resumes_exactly(pairs, tmp_path):
-    cfg = dict(batch_size=2, checkpoint_every=2, log_every=1)
+    cfg = {"batch_size": 2, "checkpoint_every": 2, "log_every": 1}
     straight, _ = train(tmp_path / "a", pairs, TrainConfig(steps=4, **cfg), progress=False)
     train(tmp_path / "b", pairs, TrainConfig(steps=2, **cfg), progress=False)      # "killed" after step 2
     resumed, last = train(tmp_path / "b", pairs, TrainConfig(steps=4, **cfg), progress=False)
@@ -114,3 +116,22 @@ def test_check_returns_figures_for_both_normalisations(pairs):
         assert 0 < f["loc_n_queries"] <= float(pairs.valid[:2].sum())   # garment-covered cells of the try-on region
         assert 0 <= f["loc_err"] <= 1 and 0 < f["attn_entropy"] <= torch.log(torch.tensor(float(LG))) + 1e-4
         assert "loc_err_bbox_baseline" in f and f["loc_localizes"] in (0.0, 1.0)
+
+
+def test_shipped_model_localises_better_than_the_bbox_baseline(tmp_path):
+    """i2am/pretrained/toy_kontext/kontext.safetensors on the first 4 held-out toy pairs: its G2R SRAMs (both
+    normalisations) beat the bounding-box mapping and pass the verdict; the untrained model's do not."""
+    from i2am.models.toy_kontext_check import load_toy_kontext
+    from i2am.pretrained import TOY_KONTEXT
+    from i2am.pretrained.export import sha256
+
+    card = json.loads(TOY_KONTEXT.with_suffix(".json").read_text())
+    assert card["sha256"] == sha256(TOY_KONTEXT) and card["bytes"] == TOY_KONTEXT.stat().st_size < 2**20
+    heldout = load_toy_pairs(tmp_path, "test", world={"n_train": 1, "n_test": 4, "seed": 0})
+    trained = localization_check(load_toy_kontext(TOY_KONTEXT), heldout)
+    untrained = localization_check(build_toy_kontext(), heldout)
+    for name in ("i2am", "share"):
+        got, base = trained[name], untrained[name]
+        assert got["loc_err"] < got["loc_err_bbox_baseline"] and got["loc_localizes"] == 1.0, (name, got)
+        assert base["loc_err"] > got["loc_err_bbox_baseline"] and base["loc_localizes"] == 0.0, (name, base)
+        assert got["attn_entropy"] < base["attn_entropy"]
