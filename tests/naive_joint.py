@@ -118,6 +118,8 @@ def naive_accumulators(recorder, blocks, layout, rows=slice(None), time_groups=1
                         key = f"sram/{seg.relation}/{block.name}"
                         value = torch.softmax(sub, -1).mean(1)
                         out[key] = out.get(key, 0) + value
+                        share_key = f"sram/share:{seg.relation}/{block.name}"
+                        out[share_key] = out.get(share_key, 0) + full[:, :, g, r].mean(1)
     return out
 
 

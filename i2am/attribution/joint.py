@@ -305,7 +305,8 @@ class JointAttentionCapture:
                                          None if key_valid is None else key_valid[:, seg.start:seg.stop])
                 self._accumulate(block, seg.relation, scores, group)
         if "share" in self.normalisations:
-            for relation, scores in self._shares(qg, k, scale, weight, key_valid).items():
+            sram = block.name in self.cfg.sram_layers
+            for relation, scores in self._shares(qg, k, scale, weight, key_valid, sram).items():
                 self._accumulate(block, relation, scores, group)
 
     def _scored(self) -> list[Segment]:
@@ -346,15 +347,17 @@ class JointAttentionCapture:
             parts.append(part)
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
-    def _shares(self, qg, k, scale, weight, valid) -> dict[str, dict[str, torch.Tensor]]:
+    def _shares(self, qg, k, scale, weight, valid, sram=False) -> dict[str, dict[str, torch.Tensor]]:
         """Per conditioning segment, from the full softmax of each generated query: "r2g" [B, heads, Lg] the mass
-        on the segment, "g2r" [B, heads, Lseg] the (weighted) sum over generated queries of each token's mass."""
+        on the segment, "g2r" [B, heads, Lseg] the (weighted) sum over generated queries of each token's mass and,
+        with ``sram``, "sram" [B, Lg, Lseg] each generated query's mass on each token (heads averaged)."""
         batch, heads, lg, _ = qg.shape
         keys = self._scored()
         kf = k.float()
         bias = None if valid is None else torch.zeros(valid.shape, device=k.device).masked_fill_(~valid, float("-inf"))
         r2g = {s.relation: [] for s in keys}
         g2r = {s.relation: 0 for s in keys}
+        sram_parts = {s.relation: [] for s in keys}
         chunk = self._chunk(batch, heads, k.shape[-2])
         for start in range(0, lg, chunk):
             logits = torch.matmul(qg[:, :, start:start + chunk].float() * scale, kf.transpose(-1, -2))
@@ -364,6 +367,8 @@ class JointAttentionCapture:
             for s in keys:
                 part = probs[..., s.start:s.stop]
                 r2g[s.relation].append(part.sum(-1))
+                if sram:
+                    sram_parts[s.relation].append(part.mean(-3))
                 if weight is not None:
                     g2r[s.relation] = g2r[s.relation] + torch.matmul(weight[..., None, start:start + chunk],
                                                                      part).squeeze(-2)
@@ -376,6 +381,8 @@ class JointAttentionCapture:
                 scores["r2g"] = torch.cat(r2g[s.relation], dim=-1)
             if "g2r" in self.cfg.directions:
                 scores["g2r"] = g2r[s.relation]
+            if sram:
+                scores["sram"] = torch.cat(sram_parts[s.relation], dim=-2)
             out["share:" + s.relation] = scores
         return out
 
