@@ -19,6 +19,7 @@ with the noise fixed by the sample id, and ``sampler.settings(adapter)["guidance
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -166,6 +167,10 @@ def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sampl
     {"unet_calls", "unet_rows"}}, "removal"}``; changes are mean squared differences to the unperturbed output.
     """
     require_sampler_loop(adapter, sampler, "G2R deletion / insertion curves")
+    no_proxy = getattr(adapter, "proxy_unsupported", None)   # a reason string: the model has no one-step x0 here
+    if "proxy" in modes and no_proxy:
+        raise ValueError(f"faithfulness mode 'proxy' on {type(adapter).__name__}: {no_proxy}; set "
+                         f"evaluators.faithfulness.modes=[full]")
     fractions = [float(f) for f in fractions]
     if fractions[0] != 0.0 or fractions[-1] != 1.0 or len(fractions) < 3:
         raise ValueError(f"faithfulness fractions must start at 0, end at 1 and hold an interior point: {fractions}")
@@ -188,7 +193,8 @@ def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sampl
                                "denoised": info["denoised"].clone()})
 
     result = {"fractions": fractions, "orders": list(orders), "removal": removal, "curves": {}, "cost": {}}
-    with TokenKnockout(adapter, mode=removal, replacement=replacement, layers=knockout_layers) as knockout:
+    make_knockout = getattr(adapter, "token_knockout", None) or functools.partial(TokenKnockout, adapter)
+    with make_knockout(mode=removal, replacement=replacement, layers=knockout_layers) as knockout:
         runs = _Runs(adapter, sampler, inputs, knockout, batch_size)
         counter = _CallCounter(adapter.step_module)
         try:
