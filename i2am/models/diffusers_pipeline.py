@@ -32,6 +32,7 @@ from .base import DenoiseInputs, DiffusionAdapter, sample_ids, uses_cfg
 from .checkpoint import CheckpointError
 from .components import clip_pixels, resize_mask
 from .diffusers_tiny import build_pipeline
+from .diffusers_transformer import diffusers_dit, is_transformer_pipeline
 from .registry import register_model
 
 KINDS = {"PaintByExamplePipeline": "example", "StableDiffusionInpaintPipeline": "inpaint",
@@ -201,6 +202,9 @@ def diffusers_pipeline(device="cpu", pipeline: str = "PaintByExamplePipeline", p
                        num_steps: int = 50, relation: str | None = None, prompt: str = ""):
     """A local diffusers folder; ``path=None`` builds the architecture at full size with random weights (e.g. on
     ``device="meta"`` for layout checks)."""
+    if is_transformer_pipeline(pipeline):   # FLUX.1 Kontext & co.: i2am/models/diffusers_transformer.py
+        return diffusers_dit(device, pipeline, path, guidance, image_size, num_steps, relation, ip_adapter=ip_adapter,
+                             prompt=prompt)
     if path is None:
         pipe = build_pipeline(pipeline, "full", device=device, ip_adapter=(ip_adapter or {}).get("kind"))
     else:

@@ -274,33 +274,48 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         raise CheckpointError(f"model=diffusers loads its weights from model.path (a diffusers folder), not {source}")
 
 
-def build_tiny_transformer_pipeline(pipeline: str = "FluxKontextPipeline", device="cpu", seed: int = 0):
-    """A tiny ``pipeline`` from config (random transformer; the toy block-average VAE, factor 8), no text encoders."""
+FLUX1_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
+                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                 layers_per_block=2, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
+                 use_post_quant_conv=False)
+
+
+def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str = "tiny", device="cpu",
+                               seed: int = 0):
+    """``pipeline`` from config without text encoders: "tiny" (random transformer of 1 double- and 1 single-stream
+    block, the toy block-average VAE of factor 8; CPU, seconds) or "full" (FLUX.1's architecture, for layout checks
+    on the meta device)."""
     import diffusers
 
-    from .components import build_vae
+    from .components import build_vae, on_device
 
     if pipeline not in PIPELINES:
-        raise ValueError(f"no from-config build for {pipeline!r}; tiny transformer pipelines: {list(PIPELINES)}")
+        raise ValueError(unsupported(pipeline))
+    device = torch.device(device)
     torch.manual_seed(seed)
-    vae = build_vae("tiny")
-    vae.register_to_config(shift_factor=0.0)   # FLUX pipelines shift latents; the toy VAE has no shift
-    transformer = diffusers.FluxTransformer2DModel(
-        patch_size=1, in_channels=4 * vae.config.latent_channels, num_layers=1, num_single_layers=1,
-        attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
-        axes_dims_rope=[4, 4, 8])
+    with on_device(device):
+        if size == "full":
+            vae = diffusers.AutoencoderKL(**FLUX1_VAE)
+            transformer = diffusers.FluxTransformer2DModel(guidance_embeds=True)   # the FLUX.1 defaults
+        else:
+            vae = build_vae("tiny")
+            vae.register_to_config(shift_factor=0.0)   # FLUX pipelines shift latents; the toy VAE has no shift
+            transformer = diffusers.FluxTransformer2DModel(
+                patch_size=1, in_channels=4 * vae.config.latent_channels, num_layers=1, num_single_layers=1,
+                attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                axes_dims_rope=[4, 4, 8])
     pipe = diffusers.FluxKontextPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae,
                                          text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
                                          transformer=transformer)
     for module in (pipe.vae, pipe.transformer):
-        module.to(device).eval()
+        module.eval()
     return pipe
 
 
 def transformer_adapter(pipe, size: str, device, guidance, image_size, num_steps, **options):
     adapter = DiffusersTransformerAdapter(pipe, size, guidance=guidance, image_size=tuple(image_size),
                                           num_steps=num_steps, **options)
-    return adapter.to(device)
+    return adapter if torch.device(device).type == "meta" else adapter.to(device)
 
 
 def _no_unet_options(ip_adapter: dict | None, prompt: str) -> None:
@@ -317,13 +332,16 @@ def diffusers_dit(device="cpu", pipeline: str = "FluxKontextPipeline", path: str
                   guidance: float | None = None, image_size=(512, 512), num_steps: int = 28,
                   relation: str | None = None, normalisation: str = "i2am", prompt_embeds: str | None = None,
                   text_tokens: int = 8, reference_size=None, ip_adapter: dict | None = None, prompt: str = ""):
-    """A local diffusers folder of a diffusion-transformer editor (``path``); ``path=None`` is refused (a
-    full-size FLUX transformer with random weights is 12 B parameters)."""
+    """A local diffusers folder of a diffusion-transformer editor (``path``); ``path=None`` builds the full-size
+    architecture on ``device="meta"`` only (layout checks: with random weights it would be 12 B parameters)."""
     _no_unet_options(ip_adapter, prompt)
-    if path is None:
-        raise ValueError(f"model.path: {pipeline} is loaded from a local diffusers folder; for a from-config "
-                         f"pipeline use model=diffusers-dit-tiny")
-    pipe = load_transformer_pipeline(pipeline, path)
+    if pipeline not in PIPELINES:
+        raise ValueError(unsupported(pipeline))
+    if path is None and torch.device(device).type != "meta":
+        raise ValueError(f"model.path: {pipeline} is loaded from a local diffusers folder (path=null builds it on "
+                         f"device=meta only); for a from-config pipeline use model=diffusers-dit-tiny")
+    pipe = build_transformer_pipeline(pipeline, "full", device) if path is None else \
+        load_transformer_pipeline(pipeline, path)
     return transformer_adapter(pipe, "full", device, guidance, image_size, num_steps,
                                relation=relation or "image:reference", normalisation=normalisation,
                                prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size)
@@ -337,9 +355,11 @@ def diffusers_dit_tiny(device="cpu", pipeline: str = "FluxKontextPipeline", guid
                        prompt: str = "", seed: int = 0):
     """A tiny pipeline built from config (random transformer, CPU, seconds) for tests and the toy world."""
     _no_unet_options(ip_adapter, prompt)
+    if pipeline not in PIPELINES:
+        raise ValueError(unsupported(pipeline))
     if path is not None:
         raise ValueError("diffusers-dit-tiny is built from config; use model=diffusers-dit for a folder")
-    pipe = build_tiny_transformer_pipeline(pipeline, seed=seed)
+    pipe = build_transformer_pipeline(pipeline, "tiny", device, seed=seed)
     return transformer_adapter(pipe, "tiny", device, guidance, image_size, num_steps,
                                relation=relation or "image:reference", normalisation=normalisation,
                                prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size)
