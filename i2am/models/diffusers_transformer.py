@@ -172,6 +172,18 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
                                       f"inside joint attention; use evaluators.faithfulness.removal=knockout")
         return JointTokenKnockout(self.transformer, relation=self.relation, layers=layers)
 
+    def randomization_stages(self) -> list[tuple[str, list]]:
+        """The transformer's stages for the randomisation check, from the output side: the output layers, the
+        single-stream blocks last to first, the double-stream blocks last to first, the input embeddings."""
+        t = self.transformer
+        named = lambda attr: [m for m in (getattr(t, a, None) for a in attr) if m is not None]
+        stages = [("transformer.out", named(("norm_out", "proj_out")))]
+        for attr in ("single_transformer_blocks", "transformer_blocks"):
+            blocks = getattr(t, attr, [])
+            stages += [(f"transformer.{attr}.{i}", [blocks[i]]) for i in reversed(range(len(blocks)))]
+        stages.append(("transformer.in", named(("x_embedder", "context_embedder", "time_text_embed", "pos_embed"))))
+        return [(name, mods) for name, mods in stages if mods]
+
     # ---- conditioning ----------------------------------------------------------------------------------------
     def prepare(self, batch: dict) -> DenoiseInputs:
         """context: the reference images in [-1, 1]; uncond_context: a mid-grey reference (the "null" reference of

@@ -1,0 +1,142 @@
+"""model=diffusers for diffusion-transformer editors (tiny FluxKontextPipeline): the attribute loop with the toy
+world's evaluators, faithfulness and randomisation through the pipeline's own loop, and joint-attention knockout."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import tiny_transformers as tt
+import torch
+from tasks_util import run_task
+
+from i2am.attribution import AttributionMaps, CaptureConfig
+from i2am.attribution.factory import capture_for
+from i2am.attribution.joint_knockout import JointTokenKnockout
+from i2am.models import create_model
+from i2am.models.diffusers_transformer import DiffusersTransformerAdapter, build_transformer_pipeline
+from i2am.models.sampler import Sampler
+
+
+def _batch(n=2):
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.zeros(n, 1, 128, 96)
+    mask[..., 32:96, 24:72] = 1
+    return {"image": torch.rand(n, 3, 128, 96, generator=gen) * 2 - 1, "inpaint_mask": mask,
+            "reference": torch.rand(n, 3, 128, 96, generator=gen) * 2 - 1, "sample_id": [f"s{i}" for i in range(n)]}
+
+
+CHECKS = ["+evaluator@evaluators.faithfulness=faithfulness", "evaluators.faithfulness.samples=1",
+          "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=1",
+          "evaluators.faithfulness.modes=[full]", "evaluators.faithfulness.n_bootstrap=100",
+          "+evaluator@evaluators.randomization=randomization", "evaluators.randomization.samples=1",
+          "evaluators.randomization.modes=[cascading]", "evaluators.randomization.max_stages=2"]
+
+
+def test_i2am_attribute_runs_a_kontext_folder_with_every_evaluator(tmp_path):
+    """model=diffusers model.pipeline=FluxKontextPipeline on the toy world: IMACS with the toy masks, SRAM
+    localisation, faithfulness (full re-runs with joint knockout) and randomisation, all finite."""
+    build_transformer_pipeline("FluxKontextPipeline", "tiny", seed=3).save_pretrained(tmp_path / "kontext")
+    overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers",
+                 "model.pipeline=FluxKontextPipeline", f"model.path={tmp_path / 'kontext'}", "model.guidance=null",
+                 "model.image_size=[128,96]", "sampler.num_steps=2", "data.limit=2", "data.batch_size=2",
+                 "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false", "evaluators=toy",
+                 "capture.sram_layers=auto", *CHECKS]
+    metrics = run_task("attribute", overrides)
+    assert metrics["n_samples"] == 2
+    for key in ("imacs_g", "imacs_r", "loc_err", "loc_err_bbox_baseline", "attn_entropy",
+                "faith_full_latent_del_auc", "faith_full_pixel_all_removed", "r2g_cf_swap_spearman",
+                "r2g_cf_null_change", "rand_r2g_spearman_cascade_final", "rand_g2r_spearman_noise"):
+        assert metrics[key] == metrics[key], key   # finite, not NaN
+    assert metrics["faith_full_latent_all_removed"] > 0            # removing the reference changes the output
+    maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
+    assert maps.relations == ["image:reference"] and maps.meta["model"] == "diffusers"
+    assert [m["name"] for m in maps.meta["layers"]] == ["image:reference/transformer_blocks.0.attn",
+                                                        "image:reference/single_transformer_blocks.0.attn"]
+    assert maps.r2g.ulam.shape == (1, 8, 6) and maps.g2r.ulam.shape == (1, 8, 6)    # 128x96 / (8 x 2x2 packing)
+    assert maps.sram("image:reference/single_transformer_blocks.0.attn", points=[(2, 3)]).shape == (1, 1, 8, 6)
+    folder = next(p for p in (tmp_path / "run" / "per_sample").iterdir() if (p / "faithfulness.json").is_file())
+    curves = json.loads((folder / "faithfulness.json").read_text())["g2r"]["curves"]["full"]["latent"]
+    assert curves["deletion"]["attribution"][0] == 0.0 and len(curves["deletion"]["attribution"]) == 3
+
+
+def test_the_share_normalisation_and_the_text_relation_can_be_chosen():
+    adapter = create_model("diffusers-dit-tiny", normalisation="share")
+    assert {s.relation for s in adapter.attribution_layers()} == {"share:image:reference"}
+    with capture_for(adapter, CaptureConfig(num_steps=1, time_groups=1)) as cap:
+        adapter.sample(_batch(1), Sampler(num_steps=1))
+    maps = cap.maps()
+    assert maps.relations == ["share:image:reference"]
+    assert 0 < float(maps.r2g.ulam.max()) <= 1   # a share of the attention mass
+    text = create_model("diffusers-dit-tiny", relation="text")
+    with capture_for(text, CaptureConfig(num_steps=1, time_groups=1)) as cap:
+        text.sample(_batch(1), Sampler(num_steps=1))
+    assert cap.maps().g2r.ulam.shape == (1, 1, 8)   # the 8 tokens of the fixed text embedding
+
+
+def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step():
+    adapter = create_model("diffusers-dit-tiny")
+    inputs = adapter.prepare(_batch(2))
+    steps = []
+    both = adapter.run_loop(inputs, Sampler(num_steps=3), callback=steps.append)
+    alone = adapter.run_loop(adapter.prepare({k: v[1:] for k, v in _batch(2).items()}), Sampler(num_steps=3))
+    torch.testing.assert_close(alone, both[1:], rtol=0, atol=1e-5)   # sample s1's noise does not depend on s0
+    assert not torch.allclose(adapter.run_loop(inputs, Sampler(num_steps=3, seed=1)), both)
+    assert [s["step"] for s in steps] == [0, 1, 2] and steps[-1]["sigma_next"] == 0.0
+    torch.testing.assert_close(steps[-1]["x_next"], both)
+    for s in steps:
+        torch.testing.assert_close(s["x"] + (s["sigma_next"] - s["sigma"]) * s["eps"], s["x_next"])
+        torch.testing.assert_close(s["denoised"], s["x"] - s["sigma"] * s["eps"])
+
+
+def _kontext_call(pipe, image=True, seed=0):
+    pe, pooled = tt.text()
+    kwargs = dict(prompt_embeds=pe, pooled_prompt_embeds=pooled, height=16, width=16, max_area=16 * 16,
+                  _auto_resize=False, num_inference_steps=2, output_type="latent",
+                  generator=torch.Generator().manual_seed(seed))
+    return pipe(image=tt.image(24, 16) if image else None, **kwargs).images
+
+
+def test_joint_knockout_of_no_token_is_bit_identical_and_of_all_tokens_removes_the_reference():
+    """Knockout inside the joint attention: keeping every reference token leaves the backend call untouched
+    (bit-identical), removing every one equals the pipeline without a reference image; a partial removal lies
+    between. Everything is restored on exit, also after an exception."""
+    from diffusers.models.transformers import transformer_flux
+
+    pipe = tt.kontext()
+    original_dispatch = transformer_flux.dispatch_attention_fn
+    plain, without = _kontext_call(pipe), _kontext_call(pipe, image=False)
+    knockout = JointTokenKnockout(pipe.transformer)
+    with knockout:
+        knockout.set_keep(lambda grid: torch.ones(1, grid[0] * grid[1], dtype=torch.bool))
+        assert torch.equal(_kontext_call(pipe), plain)
+        knockout.set_keep(lambda grid: torch.zeros(1, grid[0] * grid[1], dtype=torch.bool))
+        torch.testing.assert_close(_kontext_call(pipe), without, rtol=1e-5, atol=1e-6)
+        knockout.delete(torch.arange(12.0).reshape(1, 4, 3), 0.5)     # the reference is a 12x8 image: 4x3 tokens
+        half = _kontext_call(pipe)
+    assert not torch.allclose(half, plain) and not torch.allclose(half, without)
+    assert transformer_flux.dispatch_attention_fn is original_dispatch
+    assert all(type(b.module.processor).__name__ == "FluxAttnProcessor" for b in knockout.blocks)
+    with pytest.raises(RuntimeError, match="keep mask"), knockout:
+        knockout.set_keep(lambda grid: torch.ones(2, 5, dtype=torch.bool))
+        _kontext_call(pipe)
+    assert transformer_flux.dispatch_attention_fn is original_dispatch
+    assert torch.equal(_kontext_call(pipe), plain)
+
+
+def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
+    with pytest.raises(ValueError, match="got StableDiffusion3Pipeline"):
+        DiffusersTransformerAdapter(tt.sd3())
+    with pytest.raises(ValueError, match="got QwenImageEditPlusPipeline"):
+        create_model("diffusers", pipeline="QwenImageEditPlusPipeline", path=str(tmp_path))
+    with pytest.raises(ValueError, match="model.prompt_embeds"):
+        create_model("diffusers-dit-tiny", prompt="a shirt")
+    adapter = create_model("diffusers-dit-tiny")
+    with pytest.raises(NotImplementedError, match="removal 'replace'"):
+        adapter.token_knockout(mode="replace")
+    with pytest.raises(ValueError, match="sampler.scheduler='ddim'"):
+        adapter.run_loop(adapter.prepare(_batch(1)), Sampler(scheduler="ddim", num_steps=1))
+    from i2am.metrics.faithfulness import g2r_curves
+
+    with pytest.raises(ValueError, match="mode 'proxy'.*modes=\\[full\\]"):
+        g2r_curves(adapter, Sampler(num_steps=1), _batch(1), torch.rand(1, 8, 6), sample_id="s0",
+                   modes=("full", "proxy"))
