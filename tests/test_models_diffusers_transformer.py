@@ -88,39 +88,57 @@ def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step():
         torch.testing.assert_close(s["denoised"], s["x"] - s["sigma"] * s["eps"])
 
 
-def _kontext_call(pipe, image=True, seed=0):
+def _call(pipe, image=True, seed=0):
     pe, pooled = tt.text()
-    kwargs = dict(prompt_embeds=pe, pooled_prompt_embeds=pooled, height=16, width=16, max_area=16 * 16,
-                  _auto_resize=False, num_inference_steps=2, output_type="latent",
+    kwargs = dict(prompt_embeds=pe, num_inference_steps=2, output_type="latent",
                   generator=torch.Generator().manual_seed(seed))
-    return pipe(image=tt.image(24, 16) if image else None, **kwargs).images
+    if type(pipe).__name__ == "Flux2Pipeline":   # one 64x64 reference: 16x16 tokens
+        return pipe(image=[tt.image(64, 64)] if image else None, height=32, width=32, **kwargs).images
+    return pipe(image=tt.image(24, 16) if image else None, pooled_prompt_embeds=pooled, height=16, width=16,
+                max_area=16 * 16, _auto_resize=False, **kwargs).images   # a 12x8 reference: 4x3 tokens
 
 
-def test_joint_knockout_of_no_token_is_bit_identical_and_of_all_tokens_removes_the_reference():
+@pytest.mark.parametrize("make,grid", [(tt.kontext, (4, 3)), (tt.flux2, (16, 16))])
+def test_joint_knockout_of_no_token_is_bit_identical_and_of_all_tokens_removes_the_reference(make, grid):
     """Knockout inside the joint attention: keeping every reference token leaves the backend call untouched
     (bit-identical), removing every one equals the pipeline without a reference image; a partial removal lies
     between. Everything is restored on exit, also after an exception."""
-    from diffusers.models.transformers import transformer_flux
+    import sys
 
-    pipe = tt.kontext()
-    original_dispatch = transformer_flux.dispatch_attention_fn
-    plain, without = _kontext_call(pipe), _kontext_call(pipe, image=False)
+    pipe = make()
+    block = pipe.transformer.transformer_blocks[0].attn
+    backend = sys.modules[type(block.processor).__module__]
+    original_dispatch, original_processor = backend.dispatch_attention_fn, type(block.processor)
+    plain, without = _call(pipe), _call(pipe, image=False)
     knockout = JointTokenKnockout(pipe.transformer)
     with knockout:
-        knockout.set_keep(lambda grid: torch.ones(1, grid[0] * grid[1], dtype=torch.bool))
-        assert torch.equal(_kontext_call(pipe), plain)
-        knockout.set_keep(lambda grid: torch.zeros(1, grid[0] * grid[1], dtype=torch.bool))
-        torch.testing.assert_close(_kontext_call(pipe), without, rtol=1e-5, atol=1e-6)
-        knockout.delete(torch.arange(12.0).reshape(1, 4, 3), 0.5)     # the reference is a 12x8 image: 4x3 tokens
-        half = _kontext_call(pipe)
+        knockout.set_keep(lambda g: torch.ones(1, g[0] * g[1], dtype=torch.bool))
+        assert torch.equal(_call(pipe), plain)
+        knockout.set_keep(lambda g: torch.zeros(1, g[0] * g[1], dtype=torch.bool))
+        torch.testing.assert_close(_call(pipe), without, rtol=1e-5, atol=1e-6)
+        knockout.delete(torch.arange(float(grid[0] * grid[1])).reshape(1, *grid), 0.5)
+        half = _call(pipe)
     assert not torch.allclose(half, plain) and not torch.allclose(half, without)
-    assert transformer_flux.dispatch_attention_fn is original_dispatch
-    assert all(type(b.module.processor).__name__ == "FluxAttnProcessor" for b in knockout.blocks)
+    assert backend.dispatch_attention_fn is original_dispatch and type(block.processor) is original_processor
     with pytest.raises(RuntimeError, match="keep mask"), knockout:
-        knockout.set_keep(lambda grid: torch.ones(2, 5, dtype=torch.bool))
-        _kontext_call(pipe)
-    assert transformer_flux.dispatch_attention_fn is original_dispatch
-    assert torch.equal(_kontext_call(pipe), plain)
+        knockout.set_keep(lambda g: torch.ones(2, 5, dtype=torch.bool))
+        _call(pipe)
+    assert backend.dispatch_attention_fn is original_dispatch and type(block.processor) is original_processor
+    assert torch.equal(_call(pipe), plain)
+
+
+def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
+    overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers-dit-tiny",
+                 "model.pipeline=Flux2Pipeline", "sampler.num_steps=1", "data.limit=2", "data.batch_size=1",
+                 "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false", "evaluators=toy",
+                 "capture.sram_layers=auto", *CHECKS[:6]]
+    metrics = run_task("attribute", overrides)
+    assert metrics["n_samples"] == 2
+    for key in ("imacs_g", "imacs_r", "loc_err", "faith_full_latent_del_auc", "r2g_cf_swap_spearman"):
+        assert metrics[key] == metrics[key], key
+    adapter = create_model("diffusers-dit-tiny", pipeline="Flux2Pipeline")
+    with pytest.raises(ValueError, match="data.batch_size=1"):
+        adapter.sample(_batch(2), Sampler(num_steps=1))
 
 
 def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):

@@ -35,8 +35,9 @@ from .checkpoint import CheckpointError
 from .registry import TOY_IMAGE_SIZE, register_model
 from .sampler import sample_seed
 
-PIPELINES = ("FluxKontextPipeline",)
-TEXT_ENCODERS = {"FluxKontextPipeline": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")}
+PIPELINES = ("FluxKontextPipeline", "Flux2Pipeline")
+TEXT_ENCODERS = {"FluxKontextPipeline": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
+                 "Flux2Pipeline": ("text_encoder", "tokenizer")}
 NORMALISATIONS = ("i2am", "share")
 
 
@@ -113,7 +114,7 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         self.blocks = find_blocks(self.transformer)   # raises for an unsupported processor, naming it
         self.relation, self.normalisation = relation, normalisation
         self.map_relation = relation if normalisation == "i2am" else f"share:{relation}"
-        self.latent_scale = float(self.vae.config.scaling_factor)
+        self.latent_scale = float(self.vae.config.get("scaling_factor") or 1.0)   # FLUX.2: batch-norm statistics instead
         self.reference_size = tuple(reference_size or image_size)
         config = self.transformer.config
         embeds, pooled = read_prompt_embeds(prompt_embeds, text_tokens, config.joint_attention_dim,
@@ -216,15 +217,25 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     def _call_kwargs(self, inputs: DenoiseInputs, settings: dict) -> dict:
         height, width = self.image_size
-        kwargs = dict(image=(inputs.context.float() + 1) / 2, prompt_embeds=inputs.extra["prompt_embeds"],
-                      pooled_prompt_embeds=inputs.extra.get("pooled_prompt_embeds"), height=height, width=width,
-                      max_area=height * width, _auto_resize=False)
+        reference = (inputs.context.float() + 1) / 2
+        if self.pipeline_class == "Flux2Pipeline":
+            kwargs = dict(image=[_one_reference(reference, self.pipeline_class)],
+                          prompt_embeds=inputs.extra["prompt_embeds"], height=height, width=width)
+        else:
+            kwargs = dict(image=reference, prompt_embeds=inputs.extra["prompt_embeds"],
+                          pooled_prompt_embeds=inputs.extra.get("pooled_prompt_embeds"), height=height, width=width,
+                          max_area=height * width, _auto_resize=False)
         if settings["guidance"] is not None:
             kwargs["guidance_scale"] = float(settings["guidance"])
         return kwargs
 
     def _unpack(self, latents: torch.Tensor) -> torch.Tensor:
+        """Packed generated tokens [B, L, C] -> the latent grid: FLUX.1 [B, C/4, 2h, 2w], FLUX.2 its patchified
+        latents [B, C, h, w] (row-major tokens)."""
         height, width = self.image_size
+        if self.pipeline_class == "Flux2Pipeline":
+            h, w = self.token_grid(self.image_size)
+            return latents.transpose(1, 2).reshape(latents.shape[0], latents.shape[2], h, w)
         return self.pipe._unpack_latents(latents, height, width, self.pipe.vae_scale_factor)
 
     @torch.no_grad()
@@ -278,6 +289,12 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     # ---- images <-> latents ----------------------------------------------------------------------------------
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.pipeline_class == "Flux2Pipeline":   # batch-norm statistics of the patchified latents, then unpatchify
+            bn = self.vae.bn
+            mean = bn.running_mean.view(1, -1, 1, 1).to(latents)
+            std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + self.vae.config.batch_norm_eps).to(latents)
+            latents = self.pipe._unpatchify_latents(latents * std + mean)
+            return self.vae.decode(latents.to(self.vae.dtype)).sample.clamp(-1, 1)
         shift = self.vae.config.get("shift_factor") or 0.0
         latents = latents.to(self.vae.dtype) / self.latent_scale + shift
         return self.vae.decode(latents).sample.clamp(-1, 1)
@@ -306,6 +323,8 @@ def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str 
     device = torch.device(device)
     torch.manual_seed(seed)
     with on_device(device):
+        if pipeline == "Flux2Pipeline":
+            return _flux2(size, device)
         if size == "full":
             vae = diffusers.AutoencoderKL(**FLUX1_VAE)
             transformer = diffusers.FluxTransformer2DModel(guidance_embeds=True)   # the FLUX.1 defaults
@@ -322,6 +341,35 @@ def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str 
     for module in (pipe.vae, pipe.transformer):
         module.eval()
     return pipe
+
+
+def _flux2(size: str, device):
+    import diffusers
+
+    if size == "full":
+        vae, transformer = diffusers.AutoencoderKLFlux2(), diffusers.Flux2Transformer2DModel()   # FLUX.2's defaults
+    else:
+        vae = diffusers.AutoencoderKLFlux2(block_out_channels=(8, 8, 8, 8), latent_channels=4, norm_num_groups=4,
+                                           layers_per_block=1, use_quant_conv=False, use_post_quant_conv=False)
+        transformer = diffusers.Flux2Transformer2DModel(
+            patch_size=1, in_channels=4 * vae.config.latent_channels, num_layers=1, num_single_layers=1,
+            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, timestep_guidance_channels=32,
+            axes_dims_rope=[4, 4, 4, 4])
+    pipe = diffusers.Flux2Pipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
+                                   text_encoder=None, tokenizer=None, transformer=transformer.eval())
+    return pipe
+
+
+def _one_reference(reference: torch.Tensor, pipeline: str):
+    """FLUX.2 conditions a whole call on one set of reference images (PIL): the rows of ``reference`` ([B, 3, H, W]
+    in [0, 1]) must be one image (the re-runs of one sample are)."""
+    from PIL import Image
+
+    if not all(torch.equal(reference[0], r) for r in reference[1:]):
+        raise ValueError(f"{pipeline} takes one reference per call for the whole batch; run it with "
+                         f"data.batch_size=1")
+    array = (reference[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
 
 
 def transformer_adapter(pipe, size: str, device, guidance, image_size, num_steps, **options):
