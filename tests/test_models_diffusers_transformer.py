@@ -27,14 +27,16 @@ def _batch(n=2):
 
 CHECKS = ["+evaluator@evaluators.faithfulness=faithfulness", "evaluators.faithfulness.samples=1",
           "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=1",
-          "evaluators.faithfulness.modes=[full]", "evaluators.faithfulness.n_bootstrap=100",
+          "evaluators.faithfulness.modes=[full,proxy]", "evaluators.faithfulness.proxy_steps=[0.5]",
+          "evaluators.faithfulness.n_bootstrap=100",
           "+evaluator@evaluators.randomization=randomization", "evaluators.randomization.samples=1",
           "evaluators.randomization.modes=[cascading]", "evaluators.randomization.max_stages=2"]
 
 
 def test_i2am_attribute_runs_a_kontext_folder_with_every_evaluator(tmp_path):
     """model=diffusers model.pipeline=FluxKontextPipeline on the toy world: IMACS with the toy masks, SRAM
-    localisation, faithfulness (full re-runs with joint knockout) and randomisation, all finite."""
+    localisation, faithfulness (full re-runs and the one-step x0 proxy, with joint knockout) and randomisation, all
+    finite."""
     build_transformer_pipeline("FluxKontextPipeline", "tiny", seed=3).save_pretrained(tmp_path / "kontext")
     overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers",
                  "model.pipeline=FluxKontextPipeline", f"model.path={tmp_path / 'kontext'}", "model.guidance=null",
@@ -44,7 +46,8 @@ def test_i2am_attribute_runs_a_kontext_folder_with_every_evaluator(tmp_path):
     metrics = run_task("attribute", overrides)
     assert metrics["n_samples"] == 2
     for key in ("imacs_g", "imacs_r", "loc_err", "loc_err_bbox_baseline", "attn_entropy",
-                "faith_full_latent_del_auc", "faith_full_pixel_all_removed", "r2g_cf_swap_spearman",
+                "faith_full_latent_del_auc", "faith_full_pixel_all_removed", "faith_proxy_latent_del_auc",
+                "faith_proxy_pixel_del_curve_error", "r2g_cf_swap_spearman",
                 "r2g_cf_null_change", "rand_r2g_spearman_cascade_final", "rand_g2r_spearman_noise"):
         assert metrics[key] == metrics[key], key   # finite, not NaN
     assert metrics["faith_full_latent_all_removed"] > 0            # removing the reference changes the output
@@ -73,12 +76,17 @@ def test_the_share_normalisation_and_the_text_relation_can_be_chosen():
     assert cap.maps().g2r.ulam.shape == (1, 1, 8)   # the 8 tokens of the fixed text embedding
 
 
-def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step():
-    adapter = create_model("diffusers-dit-tiny")
-    inputs = adapter.prepare(_batch(2))
+@pytest.mark.parametrize("pipeline", ["FluxKontextPipeline", "Flux2Pipeline"])
+def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step(pipeline):
+    """Per-sample noise; the callback's x, velocity and x0 are the Euler step's; ``predict_x0`` (one transformer
+    call prepared by the pipeline, the proxy's prediction) reproduces the x0 of the pipeline's own loop."""
+    adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
+    batch = _batch(2)
+    batch["reference"] = batch["reference"][:1].repeat(2, 1, 1, 1)   # FLUX.2: one reference per call
+    inputs = adapter.prepare(batch)
     steps = []
     both = adapter.run_loop(inputs, Sampler(num_steps=3), callback=steps.append)
-    alone = adapter.run_loop(adapter.prepare({k: v[1:] for k, v in _batch(2).items()}), Sampler(num_steps=3))
+    alone = adapter.run_loop(adapter.prepare({k: v[1:] for k, v in batch.items()}), Sampler(num_steps=3))
     torch.testing.assert_close(alone, both[1:], rtol=0, atol=1e-5)   # sample s1's noise does not depend on s0
     assert not torch.allclose(adapter.run_loop(inputs, Sampler(num_steps=3, seed=1)), both)
     assert [s["step"] for s in steps] == [0, 1, 2] and steps[-1]["sigma_next"] == 0.0
@@ -86,6 +94,7 @@ def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step():
     for s in steps:
         torch.testing.assert_close(s["x"] + (s["sigma_next"] - s["sigma"]) * s["eps"], s["x_next"])
         torch.testing.assert_close(s["denoised"], s["x"] - s["sigma"] * s["eps"])
+        torch.testing.assert_close(adapter.predict_x0(s["x"], s["t"], inputs), s["denoised"], rtol=0, atol=1e-5)
 
 
 def _call(pipe, image=True, seed=0):
@@ -129,12 +138,13 @@ def test_joint_knockout_of_no_token_is_bit_identical_and_of_all_tokens_removes_t
 
 def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
     overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers-dit-tiny",
-                 "model.pipeline=Flux2Pipeline", "sampler.num_steps=1", "data.limit=2", "data.batch_size=1",
+                 "model.pipeline=Flux2Pipeline", "sampler.num_steps=2", "data.limit=2", "data.batch_size=1",
                  "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false", "evaluators=toy",
-                 "capture.sram_layers=auto", *CHECKS[:6]]
+                 "capture.sram_layers=auto", *CHECKS[:7]]
     metrics = run_task("attribute", overrides)
     assert metrics["n_samples"] == 2
-    for key in ("imacs_g", "imacs_r", "loc_err", "faith_full_latent_del_auc", "r2g_cf_swap_spearman"):
+    for key in ("imacs_g", "imacs_r", "loc_err", "faith_full_latent_del_auc", "faith_proxy_latent_del_auc",
+                "r2g_cf_swap_spearman"):
         assert metrics[key] == metrics[key], key
     adapter = create_model("diffusers-dit-tiny", pipeline="Flux2Pipeline")
     with pytest.raises(ValueError, match="data.batch_size=1"):
@@ -153,8 +163,3 @@ def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
         adapter.token_knockout(mode="replace")
     with pytest.raises(ValueError, match="sampler.scheduler='ddim'"):
         adapter.run_loop(adapter.prepare(_batch(1)), Sampler(scheduler="ddim", num_steps=1))
-    from i2am.metrics.faithfulness import g2r_curves
-
-    with pytest.raises(ValueError, match="mode 'proxy'.*modes=\\[full\\]"):
-        g2r_curves(adapter, Sampler(num_steps=1), _batch(1), torch.rand(1, 8, 6), sample_id="s0",
-                   modes=("full", "proxy"))

@@ -138,8 +138,12 @@ class _Runs:
             self._set(chunk)
             inputs = repeat_inputs(self.inputs, len(chunk))
             per_step = []
+            predict_x0 = getattr(self.adapter, "predict_x0", None)   # a model with its own x0 (flow matching)
             for point in trajectory:
                 x = point["x"].repeat(len(chunk), 1, 1, 1)
+                if predict_x0 is not None:
+                    per_step.append(predict_x0(x, point["t"], inputs, guidance=self.guidance))
+                    continue
                 t = torch.tensor(point["t"], device=x.device)
                 eps = self.adapter.denoise(x, t, inputs, guidance=self.guidance)
                 a = point["alpha_cumprod"]
@@ -167,10 +171,6 @@ def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sampl
     {"unet_calls", "unet_rows"}}, "removal"}``; changes are mean squared differences to the unperturbed output.
     """
     require_sampler_loop(adapter, sampler, "G2R deletion / insertion curves")
-    no_proxy = getattr(adapter, "proxy_unsupported", None)   # a reason string: the model has no one-step x0 here
-    if "proxy" in modes and no_proxy:
-        raise ValueError(f"faithfulness mode 'proxy' on {type(adapter).__name__}: {no_proxy}; set "
-                         f"evaluators.faithfulness.modes=[full]")
     fractions = [float(f) for f in fractions]
     if fractions[0] != 0.0 or fractions[-1] != 1.0 or len(fractions) < 3:
         raise ValueError(f"faithfulness fractions must start at 0, end at 1 and hold an interior point: {fractions}")

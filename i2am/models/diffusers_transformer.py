@@ -91,14 +91,16 @@ def read_prompt_embeds(path: str | Path | None, tokens: int, width: int, pooled_
     return embeds, None if pooled is None else pooled.reshape(1, -1)
 
 
+class _OneCall(Exception):
+    """Stops a pipeline call after its first transformer call (``predict_x0``)."""
+
+
 class DiffusersTransformerAdapter(DiffusionAdapter):
     """A diffusion-transformer editing pipeline (module docstring). ``guidance`` is the pipeline's
     ``guidance_scale`` (FLUX's distilled guidance embedding; None = the pipeline's default), not classifier-free
     guidance: every transformer call is one conditional batch."""
 
     own_loop = True
-    proxy_unsupported = ("the one-step x0 prediction of a flow-matching pipeline's own call is not exposed (the "
-                         "pipeline builds each step's packed input itself); only whole re-runs are measured")
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(512, 512),
                  num_steps: int = 28, relation: str = "image:reference", normalisation: str = "i2am",
@@ -202,7 +204,46 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     def denoise(self, x_t, t, inputs, guidance=None):
         raise NotImplementedError(f"{self.pipeline_class} samples through its own pipeline call "
-                                  f"(DiffusersTransformerAdapter.run_loop); {self.proxy_unsupported}")
+                                  f"(DiffusersTransformerAdapter.run_loop); its one-step prediction is predict_x0")
+
+    @torch.no_grad()
+    def predict_x0(self, x: torch.Tensor, t: float, inputs: DenoiseInputs, guidance=None) -> torch.Tensor:
+        """The flow-matching x0 prediction ``x - sigma * v(x, sigma)`` at a point of a trajectory (``x`` on the
+        unpacked latent grid, ``t`` the scheduler timestep, sigma = t / num_train_timesteps), from one transformer
+        call that the pipeline itself prepares (reference latents, position ids, text): the call is started with
+        ``latents=x``, its transformer call is given the timestep t / 1000 as the pipeline's loop passes it, and the
+        call is stopped once the transformer has run (the faithfulness check's proxy mode)."""
+        sigma = float(t) / float(self.pipe.scheduler.config.num_train_timesteps)
+        height, width = self.image_size
+        latents = x if self.pipeline_class == "Flux2Pipeline" else self.pipe._pack_latents(
+            x, x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        kwargs = self._call_kwargs(inputs, {"guidance": guidance})
+        seen = {}
+
+        def at_point(module, args, kw):
+            kw["timestep"] = torch.full_like(kw["timestep"], float(t) / 1000)
+            return args, kw
+
+        def stop(module, args, kw, output):
+            seen["v"] = output[0] if isinstance(output, tuple) else output.sample
+            raise _OneCall
+
+        handles = [self.transformer.register_forward_pre_hook(at_point, with_kwargs=True),
+                   self.transformer.register_forward_hook(stop, with_kwargs=True)]
+        try:
+            self.pipe(**kwargs, latents=latents.to(self.dtype), num_inference_steps=1, output_type="latent",
+                      return_dict=False)
+        except _OneCall:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        velocity = self._unpack(seen["v"][:, :self._tokens()].to(x.dtype))
+        return x - sigma * velocity
+
+    def _tokens(self) -> int:
+        h, w = self.token_grid(self.image_size)
+        return h * w
 
     # ---- the pipeline's own loop -----------------------------------------------------------------------------
     def _check_settings(self, settings: dict) -> None:
