@@ -91,6 +91,7 @@ def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step(pipeli
     assert not torch.allclose(adapter.run_loop(inputs, Sampler(num_steps=3, seed=1)), both)
     assert [s["step"] for s in steps] == [0, 1, 2] and steps[-1]["sigma_next"] == 0.0
     torch.testing.assert_close(steps[-1]["x_next"], both)
+    assert both.shape[1:] == inputs.latent_shape
     for s in steps:
         torch.testing.assert_close(s["x"] + (s["sigma_next"] - s["sigma"]) * s["eps"], s["x_next"])
         torch.testing.assert_close(s["denoised"], s["x"] - s["sigma"] * s["eps"])
@@ -163,3 +164,13 @@ def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
         adapter.token_knockout(mode="replace")
     with pytest.raises(ValueError, match="sampler.scheduler='ddim'"):
         adapter.run_loop(adapter.prepare(_batch(1)), Sampler(scheduler="ddim", num_steps=1))
+
+
+@pytest.mark.parametrize("pipeline", ["FluxKontextPipeline", "Flux2Pipeline"])
+def test_randomisation_stages_cover_the_transformer_once_from_the_output_side(pipeline):
+    adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
+    stages = adapter.randomization_stages()
+    assert [name for name, _ in stages] == ["transformer.out", "transformer.single_transformer_blocks.0",
+                                            "transformer.transformer_blocks.0", "transformer.in"]
+    ids = [id(p) for _, modules in stages for m in modules for p in m.parameters()]
+    assert sorted(ids) == sorted(id(p) for p in adapter.transformer.parameters())

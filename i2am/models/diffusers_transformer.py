@@ -177,14 +177,16 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     def randomization_stages(self) -> list[tuple[str, list]]:
         """The transformer's stages for the randomisation check, from the output side: the output layers, the
-        single-stream blocks last to first, the double-stream blocks last to first, the input embeddings."""
+        single-stream blocks last to first, the double-stream blocks last to first, then every other top-level part
+        (embedders, FLUX.2's shared modulation)."""
         t = self.transformer
-        named = lambda attr: [m for m in (getattr(t, a, None) for a in attr) if m is not None]
-        stages = [("transformer.out", named(("norm_out", "proj_out")))]
-        for attr in ("single_transformer_blocks", "transformer_blocks"):
-            blocks = getattr(t, attr, [])
-            stages += [(f"transformer.{attr}.{i}", [blocks[i]]) for i in reversed(range(len(blocks)))]
-        stages.append(("transformer.in", named(("x_embedder", "context_embedder", "time_text_embed", "pos_embed"))))
+        out, blocks = ("norm_out", "proj_out"), ("single_transformer_blocks", "transformer_blocks")
+        has_params = lambda m: any(True for _ in m.parameters())
+        stages = [("transformer.out", [getattr(t, a) for a in out if hasattr(t, a)])]
+        for attr in blocks:
+            stack = getattr(t, attr, [])
+            stages += [(f"transformer.{attr}.{i}", [stack[i]]) for i in reversed(range(len(stack)))]
+        stages.append(("transformer.in", [m for n, m in t.named_children() if n not in out + blocks and has_params(m)]))
         return [(name, mods) for name, mods in stages if mods]
 
     # ---- conditioning ----------------------------------------------------------------------------------------
@@ -197,9 +199,10 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         extra = {"prompt_embeds": self.prompt_embeds.expand(n, -1, -1)}
         if self.pooled_prompt_embeds is not None:
             extra["pooled_prompt_embeds"] = self.pooled_prompt_embeds.expand(n, -1)
-        channels = self.transformer.config.in_channels // 4
+        channels = self.transformer.config.in_channels   # the packed token width
+        shape = (channels, h, w) if self.pipeline_class == "Flux2Pipeline" else (channels // 4, 2 * h, 2 * w)
         return DenoiseInputs(concat=None, context=reference, uncond_context=torch.zeros_like(reference[:1]),
-                             latent_shape=(channels, 2 * h, 2 * w), sample_ids=sample_ids(batch), extra=extra,
+                             latent_shape=shape, sample_ids=sample_ids(batch), extra=extra,
                              start_image=batch[schema.IMAGE])
 
     def denoise(self, x_t, t, inputs, guidance=None):
