@@ -1,5 +1,5 @@
 """``model=diffusers`` for diffusion-transformer editors: a diffusers pipeline whose denoiser is a ``transformer``
-(FLUX.1 Kontext) as an i2am adapter, so ``i2am attribute`` and its evaluators run on it.
+(FLUX.1 Kontext, FLUX.2) as an i2am adapter, so ``i2am attribute`` and its evaluators run on it.
 
     i2am attribute model=diffusers-dit-tiny data=toy_vitonhd                 # tiny FluxKontextPipeline, from config
     i2am attribute model=diffusers model.pipeline=FluxKontextPipeline model.path=/models/flux-kontext \\
@@ -217,7 +217,6 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         ``latents=x``, its transformer call is given the timestep t / 1000 as the pipeline's loop passes it, and the
         call is stopped once the transformer has run (the faithfulness check's proxy mode)."""
         sigma = float(t) / float(self.pipe.scheduler.config.num_train_timesteps)
-        height, width = self.image_size
         latents = x if self.pipeline_class == "Flux2Pipeline" else self.pipe._pack_latents(
             x, x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         kwargs = self._call_kwargs(inputs, {"guidance": guidance})
