@@ -13,7 +13,8 @@ from i2am.attribution import AttributionMaps, CaptureConfig
 from i2am.attribution.factory import capture_for
 from i2am.attribution.joint_knockout import JointTokenKnockout
 from i2am.models import create_model
-from i2am.models.diffusers_transformer import DiffusersTransformerAdapter, build_transformer_pipeline
+from i2am.models.diffusers_transformer import DiffusersTransformerAdapter
+from i2am.models.diffusers_transformer_tiny import build_transformer_pipeline
 from i2am.models.sampler import Sampler
 
 
