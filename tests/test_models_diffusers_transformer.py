@@ -175,3 +175,19 @@ def test_randomisation_stages_cover_the_transformer_once_from_the_output_side(pi
                                             "transformer.transformer_blocks.0", "transformer.in"]
     ids = [id(p) for _, modules in stages for m in modules for p in m.parameters()]
     assert sorted(ids) == sorted(id(p) for p in adapter.transformer.parameters())
+
+
+def test_a_fixed_text_embedding_is_read_from_a_file_and_checked(tmp_path):
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(1)
+    embeds, pooled = torch.randn(1, 6, 32, generator=gen), torch.randn(1, 32, generator=gen)
+    save_file({"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}, str(tmp_path / "text.safetensors"))
+    adapter = create_model("diffusers-dit-tiny", prompt_embeds=str(tmp_path / "text.safetensors"))
+    assert torch.equal(adapter.prompt_embeds, embeds) and torch.equal(adapter.pooled_prompt_embeds, pooled)
+    zeros = create_model("diffusers-dit-tiny")
+    assert not torch.allclose(adapter.sample(_batch(1), Sampler(num_steps=1))["latents"],
+                              zeros.sample(_batch(1), Sampler(num_steps=1))["latents"])
+    save_file({"prompt_embeds": torch.zeros(1, 6, 16)}, str(tmp_path / "narrow.safetensors"))
+    with pytest.raises(ValueError, match="width 16, the transformer reads 32"):
+        create_model("diffusers-dit-tiny", prompt_embeds=str(tmp_path / "narrow.safetensors"))

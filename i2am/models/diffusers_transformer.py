@@ -21,6 +21,7 @@ removes reference tokens inside the joint attention (``i2am.attribution.joint_kn
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import replace
 from pathlib import Path
 
@@ -48,8 +49,6 @@ def is_transformer_pipeline(name: str) -> bool:
     cls = getattr(diffusers, str(name), None)
     if cls is None or not isinstance(cls, type):
         return False
-    import inspect
-
     return "transformer" in inspect.signature(cls.__init__).parameters
 
 
