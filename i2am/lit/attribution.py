@@ -14,7 +14,8 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from ..attribution import AttributionCapture, AttributionMaps, CaptureConfig
+from ..attribution import AttributionMaps, CaptureConfig
+from ..attribution.factory import capture_for
 from ..attribution.render import to_image
 from ..data import schema
 from ..data.image_io import save_png, to_uint8_image
@@ -72,7 +73,7 @@ class AttributionModule(L.LightningModule):
         if not todo:
             return
         batch = sub_batch(batch, todo)
-        with AttributionCapture(self.adapter, self.capture) as cap:
+        with capture_for(self.adapter, self.capture) as cap:   # the adapter's own capture, if it has one
             if self.g2r_region:
                 cap.set_region_mask(batch[self.g2r_region].to(self.adapter.device))
             out = self.adapter.sample(batch, sampler=self.sampler)

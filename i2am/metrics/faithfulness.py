@@ -20,6 +20,7 @@ with the noise fixed by the sample id, and ``sampler.settings(adapter)["guidance
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -138,8 +139,12 @@ class _Runs:
             self._set(chunk)
             inputs = repeat_inputs(self.inputs, len(chunk))
             per_step = []
+            predict_x0 = getattr(self.adapter, "predict_x0", None)   # a model with its own x0 (flow matching)
             for point in trajectory:
                 x = point["x"].repeat(len(chunk), 1, 1, 1)
+                if predict_x0 is not None:
+                    per_step.append(predict_x0(x, point["t"], inputs, guidance=self.guidance))
+                    continue
                 t = torch.tensor(point["t"], device=x.device)
                 eps = self.adapter.denoise(x, t, inputs, guidance=self.guidance)
                 a = point["alpha_cumprod"]
@@ -189,7 +194,8 @@ def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sampl
                                "denoised": info["denoised"].clone()})
 
     result = {"fractions": fractions, "orders": list(orders), "removal": removal, "curves": {}, "cost": {}}
-    with TokenKnockout(adapter, mode=removal, replacement=replacement, layers=knockout_layers) as knockout:
+    make_knockout = getattr(adapter, "token_knockout", None) or functools.partial(TokenKnockout, adapter)
+    with make_knockout(mode=removal, replacement=replacement, layers=knockout_layers) as knockout:
         runs = _Runs(adapter, sampler, inputs, knockout, batch_size)
         counter = _CallCounter(adapter.step_module)
         try:

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from ..attribution import AttributionCapture, CaptureConfig
+from ..attribution import CaptureConfig
+from ..attribution.factory import capture_for
 from .curves import map_ssim, spearman
 from .rerun import regenerate, require_sampler_loop
 
@@ -96,7 +97,7 @@ def capture_config_from(meta: dict, directions: Sequence[str]) -> CaptureConfig:
 @torch.no_grad()
 def ulams(adapter, sampler, inputs, cfg: CaptureConfig, region: torch.Tensor | None = None) -> dict:
     """The R2G / G2R ULAMs ([h, w] each) of one run of the model on prepared ``inputs`` under capture."""
-    with AttributionCapture(adapter, cfg) as cap:
+    with capture_for(adapter, cfg) as cap:
         if region is not None and "g2r" in cfg.directions:
             cap.set_region_mask(region.to(adapter.device))
         regenerate(adapter, sampler, inputs)

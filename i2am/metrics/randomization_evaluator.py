@@ -75,7 +75,9 @@ class RandomizationEvaluator(Evaluator):
         cfg = capture_config_from(ctx.maps.meta, DIRECTIONS)
         region = ctx.sample.get(self.region_key) if self.region_key else None
         size = tuple(ctx.generated.shape[-2:]) if self.ssim_at_image_size else None
-        stages = denoiser_stages(ctx.adapter.step_module, getattr(ctx.adapter, "unet", None))[:self.max_stages]
+        own = getattr(ctx.adapter, "randomization_stages", None)   # e.g. a diffusion transformer's blocks
+        stages = (own() if own is not None else denoiser_stages(ctx.adapter.step_module,
+                                                                getattr(ctx.adapter, "unet", None)))[:self.max_stages]
         result = randomization_curves(ctx.adapter, ctx.sampler, ctx.sample, cfg, stages=stages, modes=self.modes,
                                       seed=self.seed, region=region, ssim_size=size)
         values = summarise_randomization(result, self.pass_fraction)

@@ -32,6 +32,7 @@ from .checkpoint import CheckpointError
 from .components import clip_pixels, resize_images, resize_mask
 from .diffusers_kinds import CHUNK_LAYOUTS, CONDITIONAL_CHUNK, KINDS, chunk_count, guide, stack
 from .diffusers_tiny import build_pipeline
+from .diffusers_transformer import diffusers_dit, is_transformer_pipeline
 from .reference_attention import ReferenceAttention
 from .registry import register_model
 
@@ -322,6 +323,9 @@ def diffusers_pipeline(device="cpu", pipeline: str = "PaintByExamplePipeline", p
                        image_guidance: float = 1.5, reference_attention: bool = False):
     """A local diffusers folder; ``path=None`` builds the architecture at full size with random weights (e.g. on
     ``device="meta"`` for layout checks)."""
+    if is_transformer_pipeline(pipeline):   # FLUX.1 Kontext & co.: i2am/models/diffusers_transformer.py
+        return diffusers_dit(device, pipeline, path, guidance, image_size, num_steps, relation, ip_adapter=ip_adapter,
+                             prompt=prompt)
     if path is None:
         pipe = build_pipeline(pipeline, "full", device=device, ip_adapter=(ip_adapter or {}).get("kind"))
     else:

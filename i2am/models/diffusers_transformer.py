@@ -1,0 +1,410 @@
+"""``model=diffusers`` for diffusion-transformer editors: a diffusers pipeline whose denoiser is a ``transformer``
+(FLUX.1 Kontext, FLUX.2) as an i2am adapter, so ``i2am attribute`` and its evaluators run on it.
+
+    i2am attribute model=diffusers-dit-tiny data=toy_vitonhd                 # tiny FluxKontextPipeline, from config
+    i2am attribute model=diffusers model.pipeline=FluxKontextPipeline model.path=/models/flux-kontext \\
+        model.prompt_embeds=/embeds/empty.safetensors model.image_size=[1024,768] trainer=gpu
+
+What the dataset batch becomes: the ``reference`` image (the garment) is the pipeline's ``image``, the editing
+reference whose latent tokens join the joint-attention sequence; the ``image`` (the person) is what is generated, from
+noise, at ``image_size``; the ``inpaint_mask`` only tells the evaluators where to look. No text encoder is run (none can
+be downloaded here, and a garment transfer needs no words): ``prompt_embeds`` / ``pooled_prompt_embeds`` are a fixed
+embedding, all zeros by default, or read from ``model.prompt_embeds`` (a safetensors file with those keys, computed
+once elsewhere with the pipeline's ``encode_prompt``).
+
+Sampling is the pipeline's own call (its flow-matching scheduler, packing, position ids), so the adapter sets
+``own_loop`` and implements ``run_loop``: the re-running checks (faithfulness, randomisation) re-run that call with
+the same noise, drawn per sample from ``sample_seed(sampler.seed, sample_id)``. The capture is the joint-attention
+capture (``i2am.attribution.joint``) of one relation (``model.relation``, default "image:reference") in one
+normalisation (``model.normalisation``: "i2am" or "share"); layers are named ``<relation>/<block>``. Faithfulness
+removes reference tokens inside the joint attention (``i2am.attribution.joint_knockout``). See docs/dit_editors.md.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from ..attribution.joint import JointAttentionCapture, find_blocks
+from ..attribution.joint_knockout import JointTokenKnockout
+from ..attribution.layers import LayerSpec
+from ..data import schema
+from .base import DenoiseInputs, DiffusionAdapter, sample_ids
+from .checkpoint import CheckpointError
+from .diffusers_transformer_tiny import PIPELINES, build_transformer_pipeline
+from .registry import TOY_IMAGE_SIZE, register_model
+from .sampler import sample_seed
+
+TEXT_ENCODERS = {"FluxKontextPipeline": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
+                 "Flux2Pipeline": ("text_encoder", "tokenizer")}
+NORMALISATIONS = ("i2am", "share")
+
+
+def is_transformer_pipeline(name: str) -> bool:
+    """Whether ``model.pipeline`` names a diffusers pipeline whose denoiser is a transformer."""
+    import diffusers
+
+    cls = getattr(diffusers, str(name), None)
+    if cls is None or not isinstance(cls, type):
+        return False
+    return "transformer" in inspect.signature(cls.__init__).parameters
+
+
+def load_transformer_pipeline(pipeline: str, path: str | Path):
+    """``<pipeline>.from_pretrained(path, local_files_only=True)`` without its text encoders and tokenizers."""
+    import diffusers
+
+    if pipeline not in PIPELINES:
+        raise ValueError(unsupported(pipeline))
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model.path={path}: no such folder (i2am loads local pipeline folders only, "
+                                f"e.g. one written by save_pretrained)")
+    none = {name: None for name in TEXT_ENCODERS[pipeline]}
+    return getattr(diffusers, pipeline).from_pretrained(str(folder), local_files_only=True, **none)
+
+
+def unsupported(pipeline: str) -> str:
+    return (f"model=diffusers runs the diffusion-transformer pipelines {list(PIPELINES)} through the attribute "
+            f"loop; got {pipeline} (trace other transformer pipelines with i2am.trace, docs/dit_editors.md)")
+
+
+def read_prompt_embeds(path: str | Path | None, tokens: int, width: int, pooled_width: int | None):
+    """The fixed text conditioning: ``(prompt_embeds [1, T, D], pooled [1, P] or None)``, zeros unless ``path``."""
+    if path is None:
+        pooled = None if pooled_width is None else torch.zeros(1, pooled_width)
+        return torch.zeros(1, tokens, width), pooled
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    if "prompt_embeds" not in state:
+        raise KeyError(f"model.prompt_embeds={path}: no 'prompt_embeds' tensor (keys {sorted(state)})")
+    embeds = state["prompt_embeds"].reshape(1, *state["prompt_embeds"].shape[-2:])
+    if embeds.shape[-1] != width:
+        raise ValueError(f"model.prompt_embeds={path}: width {embeds.shape[-1]}, the transformer reads {width}")
+    pooled = state.get("pooled_prompt_embeds")
+    if pooled_width is not None and pooled is None:
+        raise KeyError(f"model.prompt_embeds={path}: this pipeline also needs 'pooled_prompt_embeds'")
+    return embeds, None if pooled is None else pooled.reshape(1, -1)
+
+
+class _OneCall(Exception):
+    """Stops a pipeline call after its first transformer call (``predict_x0``)."""
+
+
+class DiffusersTransformerAdapter(DiffusionAdapter):
+    """A diffusion-transformer editing pipeline (module docstring). ``guidance`` is the pipeline's
+    ``guidance_scale`` (FLUX's distilled guidance embedding; None = the pipeline's default), not classifier-free
+    guidance: every transformer call is one conditional batch."""
+
+    own_loop = True
+
+    def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(512, 512),
+                 num_steps: int = 28, relation: str = "image:reference", normalisation: str = "i2am",
+                 prompt_embeds: str | None = None, text_tokens: int = 8, reference_size=None):
+        super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps)
+        self.pipeline_class = type(pipe).__name__
+        if self.pipeline_class not in PIPELINES:
+            raise ValueError(unsupported(self.pipeline_class))
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(f"model.normalisation={normalisation!r}; choose from {NORMALISATIONS}")
+        self.pipe = pipe
+        self.transformer, self.vae = pipe.transformer, pipe.vae
+        self.blocks = find_blocks(self.transformer)   # raises for an unsupported processor, naming it
+        self.relation, self.normalisation = relation, normalisation
+        self.map_relation = relation if normalisation == "i2am" else f"share:{relation}"
+        self.latent_scale = float(self.vae.config.get("scaling_factor") or 1.0)   # FLUX.2: batch-norm statistics instead
+        self.reference_size = tuple(reference_size or image_size)
+        config = self.transformer.config
+        embeds, pooled = read_prompt_embeds(prompt_embeds, text_tokens, config.joint_attention_dim,
+                                            config.get("pooled_projection_dim"))
+        self.register_buffer("prompt_embeds", embeds, persistent=False)
+        self.register_buffer("pooled_prompt_embeds", pooled, persistent=False)
+        self.sampler_defaults["scheduler"] = type(pipe.scheduler).__name__
+        pipe.set_progress_bar_config(disable=True)
+        self._x = None
+        self.eval()
+
+    # ---- what the attribution engine reads -------------------------------------------------------------------
+    @property
+    def step_module(self):
+        return self.transformer
+
+    def cfg_layout_for(self, guidance) -> str:
+        return "none"   # one conditional batch per transformer call (true CFG runs a second, separate call)
+
+    @property
+    def token_factor(self) -> int:
+        """Pixels per latent token side: the VAE factor times the 2x2 packing."""
+        return self.pipe.vae_scale_factor * 2
+
+    def token_grid(self, size) -> tuple[int, int]:
+        return size[0] // self.token_factor, size[1] // self.token_factor
+
+    def reference_grid(self):
+        return "row" if self.relation == "text" else self.token_grid(self.reference_size)
+
+    def attribution_layers(self) -> list[LayerSpec]:
+        grid = self.token_grid(self.image_size)
+        return [LayerSpec(name=f"{self.map_relation}/{b.name}", module=b.module, ref_grid=self.reference_grid(),
+                          group=b.group, query_grid=grid, relation=self.map_relation) for b in self.blocks]
+
+    def expected_query_grids(self, latent_hw=None) -> dict[str, tuple[int, int]]:
+        return {s.name: s.query_grid for s in self.attribution_layers()}
+
+    def _block_names(self, names) -> list[str] | str:
+        if isinstance(names, str):
+            return names if names in ("all", "all+mid") or names.startswith("group:") else [names.split("/", 1)[-1]]
+        return [n.split("/", 1)[-1] for n in names]
+
+    def attribution_capture(self, cfg) -> JointAttentionCapture:
+        """The joint-attention capture of this adapter's relation; layer names may be given as in the maps
+        (``<relation>/<block>``) or as block names."""
+        layers = self._block_names(cfg.layers)
+        cfg = replace(cfg, layers="all" if layers == "all+mid" else layers,
+                      sram_layers=tuple(self._block_names(list(cfg.sram_layers))))
+        return JointAttentionCapture(self.transformer, cfg, normalisations=(self.normalisation,),
+                                     relations=(self.relation,), model_name=self.name or self.pipeline_class)
+
+    def token_knockout(self, mode: str = "knockout", replacement=None, layers=None) -> JointTokenKnockout:
+        if mode != "knockout":
+            raise NotImplementedError(f"{self.pipeline_class}: reference-token removal {mode!r} is not defined "
+                                      f"inside joint attention; use evaluators.faithfulness.removal=knockout")
+        return JointTokenKnockout(self.transformer, relation=self.relation, layers=layers)
+
+    def randomization_stages(self) -> list[tuple[str, list]]:
+        """The transformer's stages for the randomisation check, from the output side: the output layers, the
+        single-stream blocks last to first, the double-stream blocks last to first, then every other top-level part
+        (embedders, FLUX.2's shared modulation)."""
+        t = self.transformer
+        out, blocks = ("norm_out", "proj_out"), ("single_transformer_blocks", "transformer_blocks")
+        has_params = lambda m: any(True for _ in m.parameters())
+        stages = [("transformer.out", [getattr(t, a) for a in out if hasattr(t, a)])]
+        for attr in blocks:
+            stack = getattr(t, attr, [])
+            stages += [(f"transformer.{attr}.{i}", [stack[i]]) for i in reversed(range(len(stack)))]
+        stages.append(("transformer.in", [m for n, m in t.named_children() if n not in out + blocks and has_params(m)]))
+        return [(name, mods) for name, mods in stages if mods]
+
+    # ---- conditioning ----------------------------------------------------------------------------------------
+    def prepare(self, batch: dict) -> DenoiseInputs:
+        """context: the reference images in [-1, 1]; uncond_context: a mid-grey reference (the "null" reference of
+        the counterfactual checks); the text conditioning rides in ``extra``."""
+        reference = batch[schema.REFERENCE].to(self.device, torch.float32)
+        n = reference.shape[0]
+        h, w = self.token_grid(self.image_size)
+        extra = {"prompt_embeds": self.prompt_embeds.expand(n, -1, -1)}
+        if self.pooled_prompt_embeds is not None:
+            extra["pooled_prompt_embeds"] = self.pooled_prompt_embeds.expand(n, -1)
+        channels = self.transformer.config.in_channels   # the packed token width
+        shape = (channels, h, w) if self.pipeline_class == "Flux2Pipeline" else (channels // 4, 2 * h, 2 * w)
+        return DenoiseInputs(concat=None, context=reference, uncond_context=torch.zeros_like(reference[:1]),
+                             latent_shape=shape, sample_ids=sample_ids(batch), extra=extra,
+                             start_image=batch[schema.IMAGE])
+
+    def denoise(self, x_t, t, inputs, guidance=None):
+        raise NotImplementedError(f"{self.pipeline_class} samples through its own pipeline call "
+                                  f"(DiffusersTransformerAdapter.run_loop); its one-step prediction is predict_x0")
+
+    @torch.no_grad()
+    def predict_x0(self, x: torch.Tensor, t: float, inputs: DenoiseInputs, guidance=None) -> torch.Tensor:
+        """The flow-matching x0 prediction ``x - sigma * v(x, sigma)`` at a point of a trajectory (``x`` on the
+        unpacked latent grid, ``t`` the scheduler timestep, sigma = t / num_train_timesteps), from one transformer
+        call that the pipeline itself prepares (reference latents, position ids, text): the call is started with
+        ``latents=x``, its transformer call is given the timestep t / 1000 as the pipeline's loop passes it, and the
+        call is stopped once the transformer has run (the faithfulness check's proxy mode)."""
+        sigma = float(t) / float(self.pipe.scheduler.config.num_train_timesteps)
+        latents = x if self.pipeline_class == "Flux2Pipeline" else self.pipe._pack_latents(
+            x, x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        kwargs = self._call_kwargs(inputs, {"guidance": guidance})
+        seen = {}
+
+        def at_point(module, args, kw):
+            kw["timestep"] = torch.full_like(kw["timestep"], float(t) / 1000)
+            return args, kw
+
+        def stop(module, args, kw, output):
+            seen["v"] = output[0] if isinstance(output, tuple) else output.sample
+            raise _OneCall
+
+        handles = [self.transformer.register_forward_pre_hook(at_point, with_kwargs=True),
+                   self.transformer.register_forward_hook(stop, with_kwargs=True)]
+        try:
+            self.pipe(**kwargs, latents=latents.to(self.dtype), num_inference_steps=1, output_type="latent",
+                      return_dict=False)
+        except _OneCall:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        velocity = self._unpack(seen["v"][:, :self._tokens()].to(x.dtype))
+        return x - sigma * velocity
+
+    def _tokens(self) -> int:
+        h, w = self.token_grid(self.image_size)
+        return h * w
+
+    # ---- the pipeline's own loop -----------------------------------------------------------------------------
+    def _check_settings(self, settings: dict) -> None:
+        own = self.sampler_defaults["scheduler"]
+        if settings["scheduler"] != own:
+            raise ValueError(f"{self.pipeline_class} samples with its own {own}; sampler.scheduler="
+                             f"{settings['scheduler']!r} is not supported (leave it null)")
+        if settings["start_code"] != "noise":
+            raise ValueError(f"{self.pipeline_class} starts from noise; sampler.start_code={settings['start_code']!r}")
+        if isinstance(settings["guidance"], (list, tuple)):
+            raise ValueError(f"{self.pipeline_class}: one guidance_scale per run, not a per-step list")
+
+    def _call_kwargs(self, inputs: DenoiseInputs, settings: dict) -> dict:
+        height, width = self.image_size
+        reference = (inputs.context.float() + 1) / 2
+        if self.pipeline_class == "Flux2Pipeline":
+            kwargs = dict(image=[_one_reference(reference, self.pipeline_class)],
+                          prompt_embeds=inputs.extra["prompt_embeds"], height=height, width=width)
+        else:
+            kwargs = dict(image=reference, prompt_embeds=inputs.extra["prompt_embeds"],
+                          pooled_prompt_embeds=inputs.extra.get("pooled_prompt_embeds"), height=height, width=width,
+                          max_area=height * width, _auto_resize=False)
+        if settings["guidance"] is not None:
+            kwargs["guidance_scale"] = float(settings["guidance"])
+        return kwargs
+
+    def _unpack(self, latents: torch.Tensor) -> torch.Tensor:
+        """Packed generated tokens [B, L, C] -> the latent grid: FLUX.1 [B, C/4, 2h, 2w], FLUX.2 its patchified
+        latents [B, C, h, w] (row-major tokens)."""
+        height, width = self.image_size
+        if self.pipeline_class == "Flux2Pipeline":
+            h, w = self.token_grid(self.image_size)
+            return latents.transpose(1, 2).reshape(latents.shape[0], latents.shape[2], h, w)
+        return self.pipe._unpack_latents(latents, height, width, self.pipe.vae_scale_factor)
+
+    @torch.no_grad()
+    def run_loop(self, inputs: DenoiseInputs, sampler, callback=None) -> torch.Tensor:
+        """Latents [B, C, h, w] of one pipeline call on ``inputs``; the noise of sample i from a generator seeded by
+        ``sample_seed(sampler.seed, sample_ids[i])``. ``callback`` gets per step {"step", "t", "sigma",
+        "sigma_next", "x", "x_next", "eps" (the velocity, (x_next - x) / (sigma_next - sigma)), "denoised"
+        (x - sigma * velocity), "alpha_cumprod": None}, on the unpacked latent grid."""
+        settings = sampler.settings(self)
+        self._check_settings(settings)
+        seed = int(getattr(sampler, "seed", 0))
+        generators = [torch.Generator().manual_seed(sample_seed(seed, sid)) for sid in inputs.sample_ids]
+        kwargs = self._call_kwargs(inputs, settings)
+        handle = self.transformer.register_forward_pre_hook(self._remember_input, with_kwargs=True) \
+            if callback is not None else None
+        self._x = None
+        try:
+            latents = self.pipe(**kwargs, num_inference_steps=int(settings["num_steps"]), generator=generators,
+                                output_type="latent", return_dict=False,
+                                callback_on_step_end=None if callback is None else self._step_callback(callback))[0]
+        finally:
+            if handle is not None:
+                handle.remove()
+            self._x = None
+        return self._unpack(latents)
+
+    def _remember_input(self, module, args, kwargs):
+        if self._x is None:   # the first transformer call of a step: [generated tokens, reference tokens]
+            self._x = kwargs.get("hidden_states", args[0] if args else None)
+
+    def _step_callback(self, callback):
+        def on_step_end(pipe, i, t, tensors):
+            x_next = tensors["latents"]
+            x = self._x[:, :x_next.shape[1]].to(x_next.dtype)
+            self._x = None
+            sigmas = pipe.scheduler.sigmas
+            sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
+            velocity = (x_next - x) / (sigma_next - sigma)
+            callback({"step": i, "t": float(t), "sigma": sigma, "sigma_next": sigma_next, "x": self._unpack(x),
+                      "x_next": self._unpack(x_next), "eps": self._unpack(velocity),
+                      "denoised": self._unpack(x - sigma * velocity), "alpha_cumprod": None})
+            return {}
+        return on_step_end
+
+    @torch.no_grad()
+    def sample(self, batch: dict, sampler=None, callback=None) -> dict:
+        from .sampler import Sampler
+
+        latents = self.run_loop(self.prepare(batch), sampler or Sampler(), callback=callback)
+        return {"images": self.decode_latents(latents), "latents": latents}
+
+    # ---- images <-> latents ----------------------------------------------------------------------------------
+    def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.pipeline_class == "Flux2Pipeline":   # batch-norm statistics of the patchified latents, then unpatchify
+            bn = self.vae.bn
+            mean = bn.running_mean.view(1, -1, 1, 1).to(latents)
+            std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + self.vae.config.batch_norm_eps).to(latents)
+            latents = self.pipe._unpatchify_latents(latents * std + mean)
+            return self.vae.decode(latents.to(self.vae.dtype)).sample.clamp(-1, 1)
+        shift = self.vae.config.get("shift_factor") or 0.0
+        latents = latents.to(self.vae.dtype) / self.latent_scale + shift
+        return self.vae.decode(latents).sample.clamp(-1, 1)
+
+    def load_checkpoint(self, source, strict: bool = True, trusted: bool = False):
+        raise CheckpointError(f"model=diffusers loads its weights from model.path (a diffusers folder), not {source}")
+
+
+def _one_reference(reference: torch.Tensor, pipeline: str):
+    """FLUX.2 conditions a whole call on one set of reference images (PIL): the rows of ``reference`` ([B, 3, H, W]
+    in [0, 1]) must be one image (the re-runs of one sample are)."""
+    from PIL import Image
+
+    if not all(torch.equal(reference[0], r) for r in reference[1:]):
+        raise ValueError(f"{pipeline} takes one reference per call for the whole batch; run it with "
+                         f"data.batch_size=1")
+    array = (reference[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(array)
+
+
+def transformer_adapter(pipe, size: str, device, guidance, image_size, num_steps, **options):
+    adapter = DiffusersTransformerAdapter(pipe, size, guidance=guidance, image_size=tuple(image_size),
+                                          num_steps=num_steps, **options)
+    return adapter if torch.device(device).type == "meta" else adapter.to(device)
+
+
+def _no_unet_options(ip_adapter: dict | None, prompt: str) -> None:
+    if ip_adapter and ip_adapter.get("path"):
+        raise ValueError("model.ip_adapter is for UNet pipelines; diffusion-transformer editors take the "
+                         "reference as model input (model.pipeline=FluxKontextPipeline)")
+    if prompt:
+        raise ValueError(f"model.prompt={prompt!r}: no text encoder is run for diffusion-transformer pipelines; "
+                         f"pass model.prompt_embeds=<safetensors file with prompt_embeds, pooled_prompt_embeds>")
+
+
+@register_model("diffusers-dit")
+def diffusers_dit(device="cpu", pipeline: str = "FluxKontextPipeline", path: str | None = None,
+                  guidance: float | None = None, image_size=(512, 512), num_steps: int = 28,
+                  relation: str | None = None, normalisation: str = "i2am", prompt_embeds: str | None = None,
+                  text_tokens: int = 8, reference_size=None, ip_adapter: dict | None = None, prompt: str = ""):
+    """A local diffusers folder of a diffusion-transformer editor (``path``); ``path=None`` builds the full-size
+    architecture on ``device="meta"`` only (layout checks: with random weights it would be 12 B parameters)."""
+    _no_unet_options(ip_adapter, prompt)
+    if pipeline not in PIPELINES:
+        raise ValueError(unsupported(pipeline))
+    if path is None and torch.device(device).type != "meta":
+        raise ValueError(f"model.path: {pipeline} is loaded from a local diffusers folder (path=null builds it on "
+                         f"device=meta only); for a from-config pipeline use model=diffusers-dit-tiny")
+    pipe = build_transformer_pipeline(pipeline, "full", device) if path is None else \
+        load_transformer_pipeline(pipeline, path)
+    return transformer_adapter(pipe, "full", device, guidance, image_size, num_steps,
+                               relation=relation or "image:reference", normalisation=normalisation,
+                               prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size)
+
+
+@register_model("diffusers-dit-tiny")
+def diffusers_dit_tiny(device="cpu", pipeline: str = "FluxKontextPipeline", guidance: float | None = None,
+                       image_size=TOY_IMAGE_SIZE, num_steps: int = 28, relation: str | None = None,
+                       normalisation: str = "i2am", prompt_embeds: str | None = None, text_tokens: int = 8,
+                       reference_size=None, path: str | None = None, ip_adapter: dict | None = None,
+                       prompt: str = "", seed: int = 0):
+    """A tiny pipeline built from config (random transformer, CPU, seconds) for tests and the toy world."""
+    _no_unet_options(ip_adapter, prompt)
+    if pipeline not in PIPELINES:
+        raise ValueError(unsupported(pipeline))
+    if path is not None:
+        raise ValueError("diffusers-dit-tiny is built from config; use model=diffusers-dit for a folder")
+    pipe = build_transformer_pipeline(pipeline, "tiny", device, seed=seed)
+    return transformer_adapter(pipe, "tiny", device, guidance, image_size, num_steps,
+                               relation=relation or "image:reference", normalisation=normalisation,
+                               prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size)

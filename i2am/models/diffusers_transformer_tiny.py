@@ -1,0 +1,64 @@
+"""Diffusion-transformer editing pipelines built from config, without text encoders (nothing downloaded): the
+``diffusers-dit-tiny`` preset and the architecture of ``model=diffusers-dit`` on the meta device."""
+from __future__ import annotations
+
+import torch
+
+PIPELINES = ("FluxKontextPipeline", "Flux2Pipeline")
+
+
+FLUX1_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
+                 down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                 layers_per_block=2, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
+                 use_post_quant_conv=False)
+
+
+def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str = "tiny", device="cpu",
+                               seed: int = 0):
+    """``pipeline`` from config without text encoders: "tiny" (random transformer of 1 double- and 1 single-stream
+    block, the toy block-average VAE of factor 8; CPU, seconds) or "full" (FLUX.1's architecture, for layout checks
+    on the meta device)."""
+    import diffusers
+
+    from .components import build_vae, on_device
+
+    if pipeline not in PIPELINES:
+        raise ValueError(f"no from-config build for {pipeline!r}; transformer pipelines: {list(PIPELINES)}")
+    device = torch.device(device)
+    torch.manual_seed(seed)
+    with on_device(device):
+        if pipeline == "Flux2Pipeline":
+            return _flux2(size, device)
+        if size == "full":
+            vae = diffusers.AutoencoderKL(**FLUX1_VAE)
+            transformer = diffusers.FluxTransformer2DModel(guidance_embeds=True)   # the FLUX.1 defaults
+        else:
+            vae = build_vae("tiny")
+            vae.register_to_config(shift_factor=0.0)   # FLUX pipelines shift latents; the toy VAE has no shift
+            transformer = diffusers.FluxTransformer2DModel(
+                patch_size=1, in_channels=4 * vae.config.latent_channels, num_layers=1, num_single_layers=1,
+                attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+                axes_dims_rope=[4, 4, 8])
+    pipe = diffusers.FluxKontextPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae,
+                                         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                         transformer=transformer)
+    for module in (pipe.vae, pipe.transformer):
+        module.eval()
+    return pipe
+
+
+def _flux2(size: str, device):
+    import diffusers
+
+    if size == "full":
+        vae, transformer = diffusers.AutoencoderKLFlux2(), diffusers.Flux2Transformer2DModel()   # FLUX.2's defaults
+    else:
+        vae = diffusers.AutoencoderKLFlux2(block_out_channels=(8, 8, 8, 8), latent_channels=4, norm_num_groups=4,
+                                           layers_per_block=1, use_quant_conv=False, use_post_quant_conv=False)
+        transformer = diffusers.Flux2Transformer2DModel(
+            patch_size=1, in_channels=4 * vae.config.latent_channels, num_layers=1, num_single_layers=1,
+            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, timestep_guidance_channels=32,
+            axes_dims_rope=[4, 4, 4, 4])
+    pipe = diffusers.Flux2Pipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
+                                   text_encoder=None, tokenizer=None, transformer=transformer.eval())
+    return pipe
