@@ -237,3 +237,19 @@ def test_evaluators_run_inside_attribute_for_pasd_and_resume(tmp_path):
         return {k: float("nan") if v is None else v for k, v in metrics.items()}
     assert numbers(read_metrics(killed)) == pytest.approx(numbers(read_metrics(run)), rel=1e-9, nan_ok=True)
     assert [p.parent.name for p in (killed / "per_sample").glob("*/faithfulness.json")] == evaluated
+
+
+def test_pasd_randomisation_stages_end_with_the_controlnet_that_makes_the_paca_keys(pasd):
+    from i2am.metrics.randomization import adapter_stages, randomized, stage_tensors
+
+    stages = adapter_stages(pasd)
+    names = [name for name, _ in stages]
+    assert names[0] == "out" and names[-1] == "controlnet" and "up_blocks.0" in names
+    assert stages[-1][1] == [pasd.controlnet]
+    snapshot = lambda module: {k: v.clone() for k, v in module.state_dict().items()}
+    unet, controlnet = snapshot(pasd.unet), snapshot(pasd.controlnet)
+    with randomized(stages[-1:], seed=0):
+        assert all(torch.equal(v, pasd.unet.state_dict()[k]) for k, v in unet.items())           # UNet untouched
+        changed = [k for k, v in controlnet.items() if not torch.equal(v, pasd.controlnet.state_dict()[k])]
+        assert changed and len(stage_tensors([pasd.controlnet])) >= len(changed)
+    assert all(torch.equal(v, pasd.controlnet.state_dict()[k]) for k, v in controlnet.items())     # restored

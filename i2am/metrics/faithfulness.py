@@ -160,6 +160,13 @@ def _proxy_indices(num_steps: int, proxy_steps: Sequence[float]) -> list[int]:
 
 
 @torch.no_grad()
+def knockout_for(adapter, **options):
+    """The adapter's own token knockout where it has one (``adapter.token_knockout``, e.g. inside a diffusion
+    transformer's joint attention), else ``TokenKnockout`` over its cross-attention layers."""
+    make = getattr(adapter, "token_knockout", None) or functools.partial(TokenKnockout, adapter)
+    return make(**options)
+
+
 def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sample_id: str,
                query_mask: torch.Tensor | None = None, fractions: Sequence[float] = FRACTIONS,
                random_orders: int = 3, seed: int = 0, modes: Sequence[str] = ("full",), removal: str = "knockout",
@@ -194,8 +201,7 @@ def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sampl
                                "denoised": info["denoised"].clone()})
 
     result = {"fractions": fractions, "orders": list(orders), "removal": removal, "curves": {}, "cost": {}}
-    make_knockout = getattr(adapter, "token_knockout", None) or functools.partial(TokenKnockout, adapter)
-    with make_knockout(mode=removal, replacement=replacement, layers=knockout_layers) as knockout:
+    with knockout_for(adapter, mode=removal, replacement=replacement, layers=knockout_layers) as knockout:
         runs = _Runs(adapter, sampler, inputs, knockout, batch_size)
         counter = _CallCounter(adapter.step_module)
         try:
@@ -361,7 +367,7 @@ def null_inputs(adapter, inputs):
 
 def knocked_out_image(adapter, sampler, inputs) -> torch.Tensor:
     """[0, 1] image of a re-run on ``inputs`` (batch 1) with every spatial reference token knocked out."""
-    with TokenKnockout(adapter) as knockout:
+    with knockout_for(adapter) as knockout:
         knockout.set_keep(lambda grid: torch.zeros(1, grid[0] * grid[1], dtype=torch.bool))
         return _Runs(adapter, sampler, inputs, None, 1).full([None])[1]
 

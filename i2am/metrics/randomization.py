@@ -54,6 +54,15 @@ def denoiser_stages(step_module: nn.Module, unet: nn.Module | None = None) -> li
     return [(name, mods) for name, mods in stages if mods]
 
 
+def adapter_stages(adapter) -> list[Stage]:
+    """The randomisation stages of an adapter, output side first: its own ``randomization_stages()`` where it has
+    them (a diffusion transformer's blocks; PASD's UNet and ControlNet), else ``denoiser_stages`` of its UNet."""
+    own = getattr(adapter, "randomization_stages", None)
+    if own is not None:
+        return own()
+    return denoiser_stages(adapter.step_module, getattr(adapter, "unet", None))
+
+
 def stage_tensors(modules: Sequence[nn.Module]) -> dict[str, torch.Tensor]:
     """Every parameter and buffer of the stage, keyed by (module index, name)."""
     out = {}
@@ -122,8 +131,7 @@ def randomization_curves(adapter, sampler, sample, cfg: CaptureConfig, *, stages
     with keys ``{r2g|g2r}_{spearman|ssim}``.
     """
     require_sampler_loop(adapter, sampler, "model-parameter randomisation")
-    stages = list(stages) if stages is not None else denoiser_stages(adapter.step_module, getattr(adapter, "unet",
-                                                                                                  None))
+    stages = list(stages) if stages is not None else adapter_stages(adapter)
     with torch.no_grad():   # the reference encoders and the VAE lie outside the stages: prepare once
         inputs = adapter.prepare(dict(sample))
     original = ulams(adapter, sampler, inputs, cfg, region)

@@ -18,7 +18,7 @@ import torch
 from .evaluator import Evaluator, SampleContext
 from .faithfulness_evaluator import SampleRows, summarise_rows, write_json
 from .faithfulness_figures import randomization_figure
-from .randomization import capture_config_from, denoiser_stages, randomization_curves
+from .randomization import adapter_stages, capture_config_from, randomization_curves
 from .rerun import reruns_this_sample
 
 DIRECTIONS = ("r2g", "g2r")
@@ -75,9 +75,7 @@ class RandomizationEvaluator(Evaluator):
         cfg = capture_config_from(ctx.maps.meta, DIRECTIONS)
         region = ctx.sample.get(self.region_key) if self.region_key else None
         size = tuple(ctx.generated.shape[-2:]) if self.ssim_at_image_size else None
-        own = getattr(ctx.adapter, "randomization_stages", None)   # e.g. a diffusion transformer's blocks
-        stages = (own() if own is not None else denoiser_stages(ctx.adapter.step_module,
-                                                                getattr(ctx.adapter, "unet", None)))[:self.max_stages]
+        stages = adapter_stages(ctx.adapter)[:self.max_stages]
         result = randomization_curves(ctx.adapter, ctx.sampler, ctx.sample, cfg, stages=stages, modes=self.modes,
                                       seed=self.seed, region=region, ssim_size=size)
         values = summarise_randomization(result, self.pass_fraction)

@@ -14,6 +14,7 @@ from torch import nn
 
 from i2am.attribution.layers import LayerSpec
 from i2am.data import schema
+from i2am.metrics.randomization import denoiser_stages
 from i2am.models.base import DenoiseInputs, DiffusionAdapter
 from i2am.models.checkpoint import CheckpointError, LoadReport, compare, read_state_dict
 from i2am.models.pasd import checkpoint as release
@@ -155,6 +156,11 @@ class PASDAdapter(DiffusionAdapter):
         inputs = self.prepare(batch)
         latents = self.run_loop(inputs, sampler or Sampler(), callback=callback)
         return {"images": self.decode_latents(latents, inputs.extra[LR]), "latents": latents}
+
+    def randomization_stages(self) -> list[tuple[str, list[nn.Module]]]:
+        """The randomisation check's stages, output side first: the UNet's (its PACA projections included), then
+        the ControlNet, whose features of the LR image are the PACA layers' keys and values."""
+        return [*denoiser_stages(self.unet), ("controlnet", [self.controlnet])]
 
     # ------------------------------------------------------------------ checkpoints
     def load_checkpoint(self, source, strict: bool = True, trusted: bool = False) -> LoadReport:
