@@ -96,3 +96,30 @@ def test_saved_folders_of_each_kind_load_with_model_path(tmp_path, pipeline, set
 def test_reference_attention_is_refused_where_it_cannot_run():
     with pytest.raises(ValueError, match="text2img and img2img"):
         create_model("diffusers-tiny", pipeline="StableDiffusionInpaintPipeline", reference_attention=True)
+
+
+RANDOMIZATION = ["+evaluator@evaluators.randomization=randomization", "evaluators.randomization.samples=1",
+                 "evaluators.randomization.modes=[cascading]", "evaluators.randomization.max_stages=1",
+                 "evaluators.randomization.figures=false"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("pipeline,extra", [
+    ("StableDiffusionPipeline", []),
+    ("StableDiffusionInpaintPipeline", []),
+    ("StableDiffusionXLPipeline", []),
+    ("StableDiffusionControlNetPipeline", []),
+    ("StableDiffusionInstructPix2PixPipeline", [])])
+def test_every_evaluator_runs_on_each_kind(tmp_path, pipeline, extra):
+    """IMACS with the dataset's masks, the faithfulness checks (G2R curves over the IP-Adapter tokens, R2G swap and
+    null) and the randomisation check in one attribute run, then detection, on every kind of the loop."""
+    metrics = _run(tmp_path, "attribute", "model=diffusers-tiny", f"model.pipeline={pipeline}", "evaluators=imacs",
+                   "data.limit=2", *FAITHFULNESS, *RANDOMIZATION, *extra)
+    assert _maps(tmp_path).relations == ["image:ip_adapter"]
+    for key in ("imacs_g", "imacs_r", "faith_full_pixel_del_gap", "r2g_cf_swap_spearman", "r2g_cf_null_change",
+                "rand_r2g_spearman_noise"):
+        assert metrics[key] == metrics[key], key   # finite, not NaN
+    assert metrics["faith_full_latent_all_removed"] > 0   # removing every IP token changes the output
+    detected = _run(tmp_path / "detect", "detect", "model=diffusers-tiny", f"model.pipeline={pipeline}",
+                    "data=toy_coco", "data.toy.n=8", "data.limit=2", *extra)
+    assert detected["det_n"] == 2 and 0.0 <= detected["det_miou"] <= 1.0

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..attribution.pipelines import layer_specs
 from ..data import schema
+from ..metrics.randomization import denoiser_stages
 from .base import DenoiseInputs, DiffusionAdapter, sample_ids
 from .checkpoint import CheckpointError
 from .components import clip_pixels, resize_images, resize_mask
@@ -156,6 +157,12 @@ class DiffusersPipelineAdapter(DiffusionAdapter):
     @property
     def step_module(self) -> nn.Module:
         return self._controlled if self._controlled is not None else self.unet
+
+    def randomization_stages(self) -> list[tuple[str, list[nn.Module]]]:
+        """The randomisation check's stages, output side first: the UNet's, then (ControlNet kinds) the ControlNet,
+        whose residuals enter the UNet's skip connections."""
+        stages = denoiser_stages(self.unet)
+        return stages + [("controlnet", [self.controlnet])] if self.controlnet is not None else stages
 
     def attribution_layers(self):
         return [s for s in self._specs if s.relation == self.relation]
