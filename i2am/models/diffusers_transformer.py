@@ -1,5 +1,5 @@
 """``model=diffusers`` for diffusion-transformer editors: a diffusers pipeline whose denoiser is a ``transformer``
-(FLUX.1 Kontext, FLUX.2) as an i2am adapter, so ``i2am attribute`` and its evaluators run on it.
+(FLUX.1 Kontext, FLUX.2, Qwen-Image-Edit) as an i2am adapter, so ``i2am attribute`` and its evaluators run on it.
 
     i2am attribute model=diffusers-dit-tiny data=toy_vitonhd                 # tiny FluxKontextPipeline, from config
     i2am attribute model=diffusers model.pipeline=FluxKontextPipeline model.path=/models/flux-kontext \\
@@ -10,7 +10,9 @@ reference whose latent tokens join the joint-attention sequence; the ``image`` (
 noise, at ``image_size``; the ``inpaint_mask`` only tells the evaluators where to look. No text encoder is run (none can
 be downloaded here, and a garment transfer needs no words): ``prompt_embeds`` / ``pooled_prompt_embeds`` are a fixed
 embedding, all zeros by default, or read from ``model.prompt_embeds`` (a safetensors file with those keys, computed
-once elsewhere with the pipeline's ``encode_prompt``).
+once elsewhere with the pipeline's ``encode_prompt``; Qwen-Image-Edit also reads ``prompt_embeds_mask``).
+Qwen-Image-Edit resizes its reference to a fixed pixel area inside its call (1024x1024 unless ``model.reference_area``
+says otherwise; scoped to each call, see ``reference_area``).
 
 Sampling is the pipeline's own call (its flow-matching scheduler, packing, position ids), so the adapter sets
 ``own_loop`` and implements ``run_loop``: the re-running checks (faithfulness, randomisation) re-run that call with
@@ -22,6 +24,7 @@ removes reference tokens inside the joint attention (``i2am.attribution.joint_kn
 from __future__ import annotations
 
 import inspect
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,7 +41,9 @@ from .registry import TOY_IMAGE_SIZE, register_model
 from .sampler import sample_seed
 
 TEXT_ENCODERS = {"FluxKontextPipeline": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
-                 "Flux2Pipeline": ("text_encoder", "tokenizer")}
+                 "Flux2Pipeline": ("text_encoder", "tokenizer"),
+                 "QwenImageEditPipeline": ("text_encoder", "tokenizer", "processor")}
+QWEN_EDIT_AREA = 1024 * 1024   # the pixel area QwenImageEditPipeline resizes its reference to
 NORMALISATIONS = ("i2am", "share")
 
 
@@ -90,6 +95,20 @@ def read_prompt_embeds(path: str | Path | None, tokens: int, width: int, pooled_
     return embeds, None if pooled is None else pooled.reshape(1, -1)
 
 
+def read_prompt_mask(path: str | Path | None, embeds: torch.Tensor) -> torch.Tensor:
+    """Qwen-Image-Edit's text padding mask [1, T]: all ones unless ``path`` holds a 'prompt_embeds_mask'."""
+    if path is not None:
+        from safetensors.torch import load_file
+
+        mask = load_file(str(path)).get("prompt_embeds_mask")
+        if mask is not None:
+            if mask.numel() != embeds.shape[1]:
+                raise ValueError(f"model.prompt_embeds={path}: prompt_embeds_mask has {mask.numel()} entries for "
+                                 f"{embeds.shape[1]} text tokens")
+            return mask.reshape(1, -1).long()
+    return torch.ones(1, embeds.shape[1], dtype=torch.long)
+
+
 class _OneCall(Exception):
     """Stops a pipeline call after its first transformer call (``predict_x0``)."""
 
@@ -103,7 +122,8 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(512, 512),
                  num_steps: int = 28, relation: str = "image:reference", normalisation: str = "i2am",
-                 prompt_embeds: str | None = None, text_tokens: int = 8, reference_size=None):
+                 prompt_embeds: str | None = None, text_tokens: int = 8, reference_size=None,
+                 reference_area: int | None = None):
         super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps)
         self.pipeline_class = type(pipe).__name__
         if self.pipeline_class not in PIPELINES:
@@ -117,11 +137,17 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         self.map_relation = relation if normalisation == "i2am" else f"share:{relation}"
         self.latent_scale = float(self.vae.config.get("scaling_factor") or 1.0)   # FLUX.2: batch-norm statistics instead
         self.reference_size = tuple(reference_size or image_size)
+        if reference_area is not None and self.pipeline_class != "QwenImageEditPipeline":
+            raise ValueError(f"model.reference_area is QwenImageEditPipeline's reference resize; {self.pipeline_class} "
+                             f"keeps its reference as given (leave it null)")
+        self.reference_area = None if reference_area is None else int(reference_area)
         config = self.transformer.config
         embeds, pooled = read_prompt_embeds(prompt_embeds, text_tokens, config.joint_attention_dim,
                                             config.get("pooled_projection_dim"))
         self.register_buffer("prompt_embeds", embeds, persistent=False)
         self.register_buffer("pooled_prompt_embeds", pooled, persistent=False)
+        mask = read_prompt_mask(prompt_embeds, embeds) if self.pipeline_class == "QwenImageEditPipeline" else None
+        self.register_buffer("prompt_embeds_mask", mask, persistent=False)
         self.sampler_defaults["scheduler"] = type(pipe.scheduler).__name__
         pipe.set_progress_bar_config(disable=True)
         self._x = None
@@ -144,7 +170,33 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         return size[0] // self.token_factor, size[1] // self.token_factor
 
     def reference_grid(self):
-        return "row" if self.relation == "text" else self.token_grid(self.reference_size)
+        if self.relation == "text":
+            return "row"
+        if self.pipeline_class == "QwenImageEditPipeline":   # the grid of the resized reference
+            from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import calculate_dimensions
+
+            height, width = self.reference_size
+            width, height, _ = calculate_dimensions(self.reference_area or QWEN_EDIT_AREA, width / height)
+            return self.token_grid((height, width))
+        return self.token_grid(self.reference_size)
+
+    @contextmanager
+    def scoped_reference_area(self):
+        """Inside: QwenImageEditPipeline resizes its reference to ``reference_area`` pixels instead of its fixed
+        1024x1024 area. The pipeline reads that area from its module's ``calculate_dimensions`` (no argument
+        sets it; a reference passed as latents skips the resize but breaks the pipeline's size read), so that
+        function is swapped for the duration of one call and restored after it, also after an exception."""
+        if self.reference_area is None:
+            yield
+            return
+        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as module
+
+        original, area = module.calculate_dimensions, self.reference_area
+        module.calculate_dimensions = lambda _area, ratio: original(area, ratio)
+        try:
+            yield
+        finally:
+            module.calculate_dimensions = original
 
     def attribution_layers(self) -> list[LayerSpec]:
         grid = self.token_grid(self.image_size)
@@ -198,6 +250,8 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         extra = {"prompt_embeds": self.prompt_embeds.expand(n, -1, -1)}
         if self.pooled_prompt_embeds is not None:
             extra["pooled_prompt_embeds"] = self.pooled_prompt_embeds.expand(n, -1)
+        if self.prompt_embeds_mask is not None:
+            extra["prompt_embeds_mask"] = self.prompt_embeds_mask.expand(n, -1)
         channels = self.transformer.config.in_channels   # the packed token width
         shape = (channels, h, w) if self.pipeline_class == "Flux2Pipeline" else (channels // 4, 2 * h, 2 * w)
         return DenoiseInputs(concat=None, context=reference, uncond_context=torch.zeros_like(reference[:1]),
@@ -232,8 +286,9 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         handles = [self.transformer.register_forward_pre_hook(at_point, with_kwargs=True),
                    self.transformer.register_forward_hook(stop, with_kwargs=True)]
         try:
-            self.pipe(**kwargs, latents=latents.to(self.dtype), num_inference_steps=1, output_type="latent",
-                      return_dict=False)
+            with self.scoped_reference_area():
+                self.pipe(**kwargs, latents=latents.to(self.dtype), num_inference_steps=1, output_type="latent",
+                          return_dict=False)
         except _OneCall:
             pass
         finally:
@@ -263,6 +318,10 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         if self.pipeline_class == "Flux2Pipeline":
             kwargs = dict(image=[_one_reference(reference, self.pipeline_class)],
                           prompt_embeds=inputs.extra["prompt_embeds"], height=height, width=width)
+        elif self.pipeline_class == "QwenImageEditPipeline":   # references as PIL images (8-bit), true CFG off
+            kwargs = dict(image=[_pil(r) for r in reference], prompt_embeds=inputs.extra["prompt_embeds"],
+                          prompt_embeds_mask=inputs.extra["prompt_embeds_mask"], height=height, width=width,
+                          true_cfg_scale=1.0)
         else:
             kwargs = dict(image=reference, prompt_embeds=inputs.extra["prompt_embeds"],
                           pooled_prompt_embeds=inputs.extra.get("pooled_prompt_embeds"), height=height, width=width,
@@ -278,6 +337,8 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         if self.pipeline_class == "Flux2Pipeline":
             h, w = self.token_grid(self.image_size)
             return latents.transpose(1, 2).reshape(latents.shape[0], latents.shape[2], h, w)
+        if self.pipeline_class == "QwenImageEditPipeline":   # [B, C, 1 frame, H, W] -> [B, C, H, W]
+            return self.pipe._unpack_latents(latents, height, width, self.pipe.vae_scale_factor)[:, :, 0]
         return self.pipe._unpack_latents(latents, height, width, self.pipe.vae_scale_factor)
 
     @torch.no_grad()
@@ -295,9 +356,10 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
             if callback is not None else None
         self._x = None
         try:
-            latents = self.pipe(**kwargs, num_inference_steps=int(settings["num_steps"]), generator=generators,
-                                output_type="latent", return_dict=False,
-                                callback_on_step_end=None if callback is None else self._step_callback(callback))[0]
+            with self.scoped_reference_area():
+                latents = self.pipe(**kwargs, num_inference_steps=int(settings["num_steps"]), generator=generators,
+                                    output_type="latent", return_dict=False,
+                                    callback_on_step_end=None if callback is None else self._step_callback(callback))[0]
         finally:
             if handle is not None:
                 handle.remove()
@@ -337,6 +399,12 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
             std = torch.sqrt(bn.running_var.view(1, -1, 1, 1) + self.vae.config.batch_norm_eps).to(latents)
             latents = self.pipe._unpatchify_latents(latents * std + mean)
             return self.vae.decode(latents.to(self.vae.dtype)).sample.clamp(-1, 1)
+        if self.pipeline_class == "QwenImageEditPipeline":   # per-channel statistics, one video frame
+            config = self.vae.config
+            mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1).to(latents)
+            std = torch.tensor(config.latents_std).view(1, -1, 1, 1, 1).to(latents)
+            frames = (latents[:, :, None] * std + mean).to(self.vae.dtype)
+            return self.vae.decode(frames, return_dict=False)[0][:, :, 0].clamp(-1, 1)
         shift = self.vae.config.get("shift_factor") or 0.0
         latents = latents.to(self.vae.dtype) / self.latent_scale + shift
         return self.vae.decode(latents).sample.clamp(-1, 1)
@@ -348,12 +416,17 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 def _one_reference(reference: torch.Tensor, pipeline: str):
     """FLUX.2 conditions a whole call on one set of reference images (PIL): the rows of ``reference`` ([B, 3, H, W]
     in [0, 1]) must be one image (the re-runs of one sample are)."""
-    from PIL import Image
-
     if not all(torch.equal(reference[0], r) for r in reference[1:]):
         raise ValueError(f"{pipeline} takes one reference per call for the whole batch; run it with "
                          f"data.batch_size=1")
-    array = (reference[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return _pil(reference[0])
+
+
+def _pil(image: torch.Tensor):
+    """[3, H, W] in [0, 1] -> an 8-bit PIL image (what FLUX.2 and Qwen-Image-Edit take as references)."""
+    from PIL import Image
+
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return Image.fromarray(array)
 
 
@@ -376,7 +449,8 @@ def _no_unet_options(ip_adapter: dict | None, prompt: str) -> None:
 def diffusers_dit(device="cpu", pipeline: str = "FluxKontextPipeline", path: str | None = None,
                   guidance: float | None = None, image_size=(512, 512), num_steps: int = 28,
                   relation: str | None = None, normalisation: str = "i2am", prompt_embeds: str | None = None,
-                  text_tokens: int = 8, reference_size=None, ip_adapter: dict | None = None, prompt: str = ""):
+                  text_tokens: int = 8, reference_size=None, ip_adapter: dict | None = None, prompt: str = "",
+                  reference_area: int | None = None):
     """A local diffusers folder of a diffusion-transformer editor (``path``); ``path=None`` builds the full-size
     architecture on ``device="meta"`` only (layout checks: with random weights it would be 12 B parameters)."""
     _no_unet_options(ip_adapter, prompt)
@@ -389,7 +463,8 @@ def diffusers_dit(device="cpu", pipeline: str = "FluxKontextPipeline", path: str
         load_transformer_pipeline(pipeline, path)
     return transformer_adapter(pipe, "full", device, guidance, image_size, num_steps,
                                relation=relation or "image:reference", normalisation=normalisation,
-                               prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size)
+                               prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size,
+                               reference_area=reference_area)
 
 
 @register_model("diffusers-dit-tiny")
@@ -397,14 +472,18 @@ def diffusers_dit_tiny(device="cpu", pipeline: str = "FluxKontextPipeline", guid
                        image_size=TOY_IMAGE_SIZE, num_steps: int = 28, relation: str | None = None,
                        normalisation: str = "i2am", prompt_embeds: str | None = None, text_tokens: int = 8,
                        reference_size=None, path: str | None = None, ip_adapter: dict | None = None,
-                       prompt: str = "", seed: int = 0):
-    """A tiny pipeline built from config (random transformer, CPU, seconds) for tests and the toy world."""
+                       prompt: str = "", seed: int = 0, reference_area: int | None = None):
+    """A tiny pipeline built from config (random transformer, CPU, seconds) for tests and the toy world;
+    Qwen-Image-Edit resizes its reference to the generated image's area unless ``reference_area`` is given."""
     _no_unet_options(ip_adapter, prompt)
     if pipeline not in PIPELINES:
         raise ValueError(unsupported(pipeline))
     if path is not None:
         raise ValueError("diffusers-dit-tiny is built from config; use model=diffusers-dit for a folder")
     pipe = build_transformer_pipeline(pipeline, "tiny", device, seed=seed)
+    if pipeline == "QwenImageEditPipeline" and reference_area is None:
+        reference_area = int(image_size[0]) * int(image_size[1])
     return transformer_adapter(pipe, "tiny", device, guidance, image_size, num_steps,
                                relation=relation or "image:reference", normalisation=normalisation,
-                               prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size)
+                               prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size,
+                               reference_area=reference_area)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-PIPELINES = ("FluxKontextPipeline", "Flux2Pipeline")
+PIPELINES = ("FluxKontextPipeline", "Flux2Pipeline", "QwenImageEditPipeline")
 
 
 FLUX1_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
@@ -29,6 +29,8 @@ def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str 
     with on_device(device):
         if pipeline == "Flux2Pipeline":
             return _flux2(size, device)
+        if pipeline == "QwenImageEditPipeline":
+            return _qwen_edit(size)
         if size == "full":
             vae = diffusers.AutoencoderKL(**FLUX1_VAE)
             transformer = diffusers.FluxTransformer2DModel(guidance_embeds=True)   # the FLUX.1 defaults
@@ -62,3 +64,23 @@ def _flux2(size: str, device):
     pipe = diffusers.Flux2Pipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
                                    text_encoder=None, tokenizer=None, transformer=transformer.eval())
     return pipe
+
+
+def _qwen_edit(size: str):
+    """Qwen-Image-Edit: its video VAE (spatial factor 8) and its double-stream transformer; "tiny" has 2 blocks of
+    2 heads of 16 channels over a 32-wide text stream (the real one reads Qwen2.5-VL's 3584-wide hidden states)."""
+    import diffusers
+
+    if size == "full":
+        vae, transformer = diffusers.AutoencoderKLQwenImage(), diffusers.QwenImageTransformer2DModel()
+    else:
+        vae = diffusers.AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=1,
+                                               temperal_downsample=[False, True, True], latents_mean=[0.0] * 4,
+                                               latents_std=[1.0] * 4)
+        transformer = diffusers.QwenImageTransformer2DModel(
+            patch_size=2, in_channels=4 * vae.config.z_dim, out_channels=vae.config.z_dim, num_layers=2,
+            attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, guidance_embeds=False,
+            axes_dims_rope=(8, 4, 4))
+    return diffusers.QwenImageEditPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
+                                           text_encoder=None, tokenizer=None, processor=None,
+                                           transformer=transformer.eval())
