@@ -1,4 +1,5 @@
-"""model=diffusers for diffusion-transformer editors (tiny FluxKontextPipeline): the attribute loop with the toy
+"""model=diffusers for diffusion-transformer editors (tiny FluxKontextPipeline, Flux2Pipeline,
+QwenImageEditPipeline): the attribute loop with the toy
 world's evaluators, faithfulness and randomisation through the pipeline's own loop, and joint-attention knockout."""
 from __future__ import annotations
 
@@ -77,7 +78,56 @@ def test_the_share_normalisation_and_the_text_relation_can_be_chosen():
     assert cap.maps().g2r.ulam.shape == (1, 1, 8)   # the 8 tokens of the fixed text embedding
 
 
-@pytest.mark.parametrize("pipeline", ["FluxKontextPipeline", "Flux2Pipeline"])
+def test_i2am_attribute_runs_a_qwen_image_edit_folder_with_every_evaluator(tmp_path):
+    """model=diffusers model.pipeline=QwenImageEditPipeline from a saved folder, its reference resized to the
+    generated image's area (+model.reference_area): every evaluator, finite; maps on the 8x6 token grids of the two
+    double-stream blocks; the pipeline's own 1024x1024 resize is back after the run."""
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as qwen_module
+
+    original = qwen_module.calculate_dimensions
+    build_transformer_pipeline("QwenImageEditPipeline", "tiny", seed=3).save_pretrained(tmp_path / "qwen")
+    overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers",
+                 "model.pipeline=QwenImageEditPipeline", f"model.path={tmp_path / 'qwen'}", "model.guidance=null",
+                 "+model.reference_area=12288", "model.image_size=[128,96]", "sampler.num_steps=2", "data.limit=2",
+                 "data.batch_size=2", "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false",
+                 "evaluators=toy", "capture.sram_layers=auto", *CHECKS]
+    metrics = run_task("attribute", overrides)
+    assert metrics["n_samples"] == 2
+    for key in ("imacs_g", "imacs_r", "loc_err", "loc_err_bbox_baseline", "attn_entropy",
+                "faith_full_latent_del_auc", "faith_full_pixel_all_removed", "faith_proxy_latent_del_auc",
+                "r2g_cf_swap_spearman", "r2g_cf_null_change", "rand_r2g_spearman_cascade_final"):
+        assert metrics[key] == metrics[key], key
+    assert metrics["faith_full_latent_all_removed"] > 0
+    maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
+    assert [m["name"] for m in maps.meta["layers"]] == ["image:reference/transformer_blocks.0.attn",
+                                                        "image:reference/transformer_blocks.1.attn"]
+    assert maps.r2g.ulam.shape == (1, 8, 6) and maps.g2r.ulam.shape == (1, 8, 6)   # 128x96 / (8 x 2x2 patches)
+    assert maps.sram("image:reference/transformer_blocks.1.attn", points=[(2, 3)]).shape == (1, 1, 8, 6)
+    assert qwen_module.calculate_dimensions is original
+
+
+def test_qwen_reference_area_sets_the_reference_grid_and_is_scoped_to_each_call():
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as qwen_module
+
+    original = qwen_module.calculate_dimensions
+    small = create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline")
+    assert small.reference_grid() == (8, 6) and small.reference_area == 128 * 96
+    larger = create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline", reference_area=256 * 192)
+    assert larger.reference_grid() == (16, 12)
+    seen = []
+    larger.transformer.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["img_shapes"]), with_kwargs=True)
+    larger.run_loop(larger.prepare(_batch(1)), Sampler(num_steps=1))
+    assert seen == [[[(1, 8, 6), (1, 16, 12)]]]   # generated 8x6, the reference resized to 256x192: 16x12 tokens
+    assert qwen_module.calculate_dimensions is original
+    with pytest.raises(RuntimeError, match="boom"), larger.scoped_reference_area():
+        assert qwen_module.calculate_dimensions is not original
+        raise RuntimeError("boom")
+    assert qwen_module.calculate_dimensions is original
+    full = create_model("diffusers-dit", pipeline="QwenImageEditPipeline", device="meta", image_size=(1024, 768))
+    assert full.reference_area is None and full.reference_grid() == (74, 56)   # its own 1024x1024 area: 1184x896
+
+
+@pytest.mark.parametrize("pipeline", ["FluxKontextPipeline", "Flux2Pipeline", "QwenImageEditPipeline"])
 def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step(pipeline):
     """Per-sample noise; the callback's x, velocity and x0 are the Euler step's; ``predict_x0`` (one transformer
     call prepared by the pipeline, the proxy's prediction) reproduces the x0 of the pipeline's own loop."""
@@ -138,6 +188,37 @@ def test_joint_knockout_of_no_token_is_bit_identical_and_of_all_tokens_removes_t
     assert torch.equal(_call(pipe), plain)
 
 
+def test_qwen_joint_knockout_of_all_tokens_is_the_transformer_without_the_reference_tokens():
+    """QwenImageEditPipeline cannot run without a reference image; removing every reference token equals its
+    calls with the reference tokens cut out of the transformer's sequence (and out of img_shapes); keeping every
+    one is bit-identical."""
+    adapter = create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline")
+    inputs, sampler = adapter.prepare(_batch(2)), Sampler(num_steps=2)
+    plain = adapter.run_loop(inputs, sampler)
+
+    def cut(module, args, kw):
+        generated = kw["img_shapes"][0][0]
+        kw["hidden_states"] = kw["hidden_states"][:, :generated[1] * generated[2]]
+        kw["img_shapes"] = [[shapes[0]] for shapes in kw["img_shapes"]]
+        return args, kw
+
+    handle = adapter.transformer.register_forward_pre_hook(cut, with_kwargs=True)
+    try:
+        without = adapter.run_loop(inputs, sampler)
+    finally:
+        handle.remove()
+    assert not torch.allclose(without, plain)
+    with adapter.token_knockout() as knockout:
+        knockout.set_keep(lambda g: torch.ones(2, g[0] * g[1], dtype=torch.bool))
+        assert torch.equal(adapter.run_loop(inputs, sampler), plain)
+        knockout.set_keep(lambda g: torch.zeros(2, g[0] * g[1], dtype=torch.bool))
+        torch.testing.assert_close(adapter.run_loop(inputs, sampler), without, rtol=1e-5, atol=1e-6)
+        knockout.delete(torch.arange(48.0).reshape(1, 8, 6).expand(2, -1, -1), 0.5)
+        half = adapter.run_loop(inputs, sampler)
+    assert not torch.allclose(half, plain) and not torch.allclose(half, without)
+    assert torch.equal(adapter.run_loop(inputs, sampler), plain)
+
+
 def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
     overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers-dit-tiny",
                  "model.pipeline=Flux2Pipeline", "sampler.num_steps=2", "data.limit=2", "data.batch_size=1",
@@ -160,6 +241,10 @@ def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
         create_model("diffusers", pipeline="QwenImageEditPlusPipeline", path=str(tmp_path))
     with pytest.raises(ValueError, match="model.prompt_embeds"):
         create_model("diffusers-dit-tiny", prompt="a shirt")
+    with pytest.raises(ValueError, match="reference_area is QwenImageEditPipeline's"):
+        create_model("diffusers-dit-tiny", reference_area=4096)
+    with pytest.raises(TypeError, match="reference_area"):
+        create_model("diffusers", pipeline="PaintByExamplePipeline", device="meta", reference_area=4096)
     adapter = create_model("diffusers-dit-tiny")
     with pytest.raises(NotImplementedError, match="removal 'replace'"):
         adapter.token_knockout(mode="replace")
@@ -167,12 +252,15 @@ def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
         adapter.run_loop(adapter.prepare(_batch(1)), Sampler(scheduler="ddim", num_steps=1))
 
 
-@pytest.mark.parametrize("pipeline", ["FluxKontextPipeline", "Flux2Pipeline"])
-def test_randomisation_stages_cover_the_transformer_once_from_the_output_side(pipeline):
+@pytest.mark.parametrize("pipeline,blocks", [
+    ("FluxKontextPipeline", ["single_transformer_blocks.0", "transformer_blocks.0"]),
+    ("Flux2Pipeline", ["single_transformer_blocks.0", "transformer_blocks.0"]),
+    ("QwenImageEditPipeline", ["transformer_blocks.1", "transformer_blocks.0"])])
+def test_randomisation_stages_cover_the_transformer_once_from_the_output_side(pipeline, blocks):
     adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
     stages = adapter.randomization_stages()
-    assert [name for name, _ in stages] == ["transformer.out", "transformer.single_transformer_blocks.0",
-                                            "transformer.transformer_blocks.0", "transformer.in"]
+    assert [name for name, _ in stages] == ["transformer.out", *[f"transformer.{b}" for b in blocks],
+                                            "transformer.in"]
     ids = [id(p) for _, modules in stages for m in modules for p in m.parameters()]
     assert sorted(ids) == sorted(id(p) for p in adapter.transformer.parameters())
 
@@ -191,3 +279,25 @@ def test_a_fixed_text_embedding_is_read_from_a_file_and_checked(tmp_path):
     save_file({"prompt_embeds": torch.zeros(1, 6, 16)}, str(tmp_path / "narrow.safetensors"))
     with pytest.raises(ValueError, match="width 16, the transformer reads 32"):
         create_model("diffusers-dit-tiny", prompt_embeds=str(tmp_path / "narrow.safetensors"))
+
+
+def test_qwen_reads_its_text_embedding_and_padding_mask_from_a_file(tmp_path):
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(1)
+    embeds, mask = torch.randn(1, 6, 32, generator=gen), torch.tensor([[1, 1, 1, 1, 0, 0]])
+    save_file({"prompt_embeds": embeds, "prompt_embeds_mask": mask}, str(tmp_path / "qwen.safetensors"))
+    adapter = create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline",
+                           prompt_embeds=str(tmp_path / "qwen.safetensors"))
+    assert torch.equal(adapter.prompt_embeds, embeds) and torch.equal(adapter.prompt_embeds_mask, mask)
+    zeros = create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline")
+    assert torch.equal(zeros.prompt_embeds_mask, torch.ones(1, 8, dtype=torch.long))
+    seen = []
+    adapter.transformer.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["encoder_hidden_states_mask"]), with_kwargs=True)
+    adapter.sample(_batch(1), Sampler(num_steps=1))
+    assert torch.equal(seen[0], mask)   # the padding reaches the transformer
+    save_file({"prompt_embeds": embeds, "prompt_embeds_mask": mask[:, :4]}, str(tmp_path / "short.safetensors"))
+    with pytest.raises(ValueError, match="4 entries for 6 text tokens"):
+        create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline",
+                     prompt_embeds=str(tmp_path / "short.safetensors"))

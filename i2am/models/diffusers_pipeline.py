@@ -327,12 +327,16 @@ def _adapter(pipe, size, device, **settings):
 def diffusers_pipeline(device="cpu", pipeline: str = "PaintByExamplePipeline", path: str | None = None,
                        ip_adapter: dict | None = None, guidance: float = 5.0, image_size=(512, 512),
                        num_steps: int = 50, relation: str | None = None, prompt: str = "", strength: float = 0.75,
-                       image_guidance: float = 1.5, reference_attention: bool = False):
+                       image_guidance: float = 1.5, reference_attention: bool = False, **transformer_options):
     """A local diffusers folder; ``path=None`` builds the architecture at full size with random weights (e.g. on
-    ``device="meta"`` for layout checks)."""
+    ``device="meta"`` for layout checks). ``transformer_options``: the options of ``model=diffusers-dit``
+    (``+model.reference_area=...``, ``+model.prompt_embeds=...``) for diffusion-transformer pipelines only."""
     if is_transformer_pipeline(pipeline):   # FLUX.1 Kontext & co.: i2am/models/diffusers_transformer.py
         return diffusers_dit(device, pipeline, path, guidance, image_size, num_steps, relation, ip_adapter=ip_adapter,
-                             prompt=prompt)
+                             prompt=prompt, **transformer_options)
+    if transformer_options:
+        raise TypeError(f"model.pipeline={pipeline}: options {sorted(transformer_options)} are for "
+                        f"diffusion-transformer pipelines (model=diffusers-dit)")
     if path is None:
         pipe = build_pipeline(pipeline, "full", device=device, ip_adapter=(ip_adapter or {}).get("kind"))
     else:
