@@ -241,6 +241,8 @@ def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
         create_model("diffusers", pipeline="QwenImageEditPlusPipeline", path=str(tmp_path))
     with pytest.raises(ValueError, match="model.prompt_embeds"):
         create_model("diffusers-dit-tiny", prompt="a shirt")
+    with pytest.raises(ValueError, match="set model.guidance=null"):
+        create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline", guidance=2.5)
     with pytest.raises(ValueError, match="reference_area is QwenImageEditPipeline's"):
         create_model("diffusers-dit-tiny", reference_area=4096)
     with pytest.raises(TypeError, match="reference_area"):

@@ -141,6 +141,10 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
             raise ValueError(f"model.reference_area is QwenImageEditPipeline's reference resize; {self.pipeline_class} "
                              f"keeps its reference as given (leave it null)")
         self.reference_area = None if reference_area is None else int(reference_area)
+        if guidance is not None and "guidance_embeds" in pipe.transformer.config \
+                and not pipe.transformer.config.guidance_embeds:
+            raise ValueError(f"model.guidance={guidance}: this {self.pipeline_class}'s transformer has no guidance "
+                             f"embedding (its pipeline would ignore it); set model.guidance=null")
         config = self.transformer.config
         embeds, pooled = read_prompt_embeds(prompt_embeds, text_tokens, config.joint_attention_dim,
                                             config.get("pooled_projection_dim"))
