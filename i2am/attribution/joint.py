@@ -92,6 +92,54 @@ class _JointProcessor:
             self.capture._current = previous
 
 
+def wrap_processors(owner, blocks: list[JointBlock], originals: dict) -> dict[str, str]:
+    """Give every block a ``_JointProcessor`` around its own processor (reporting to ``owner``), remembering the
+    originals; returns the processors' modules -> how their backend is called."""
+    modules = {}
+    for block in blocks:
+        processor = block.module.processor
+        originals[block.name] = processor
+        block.module.set_processor(_JointProcessor(processor, owner, block))
+        modules[type(processor).__module__] = block.backend
+    return modules
+
+
+def patch_backend(module, backend: str, before, patched: list) -> None:
+    """Swap the attention backend ``module``'s processors call (``"dispatch"``: its ``dispatch_attention_fn``,
+    q/k [B, L, heads, d]; ``"sdpa"``: ``F.scaled_dot_product_attention`` through a proxy of ``F``, [B, heads, L, d])
+    for a pass-through: ``before(query, key, args, kwargs, heads_first)`` returns the (args, kwargs) the original
+    is then called with. ``patched`` records what ``restore`` puts back."""
+    if backend == "dispatch":
+        original = module.dispatch_attention_fn
+
+        def dispatch(query, key, value, *args, **kwargs):
+            args, kwargs = before(query, key, args, kwargs, False)
+            return original(query, key, value, *args, **kwargs)
+
+        patched.append((module, "dispatch_attention_fn", original))
+        module.dispatch_attention_fn = dispatch
+    else:
+        original_f = module.F
+        sdpa = original_f.scaled_dot_product_attention
+
+        def scaled_dot_product_attention(query, key, value, *args, **kwargs):
+            args, kwargs = before(query, key, args, kwargs, True)
+            return sdpa(query, key, value, *args, **kwargs)
+
+        patched.append((module, "F", original_f))
+        module.F = _BackendProxy(scaled_dot_product_attention)
+
+
+def restore(blocks: list[JointBlock], originals: dict, patched: list) -> None:
+    """Put back the patched backends (newest first) and the blocks' own processors."""
+    for module, name, original in reversed(patched):
+        setattr(module, name, original)
+    patched.clear()
+    for block in blocks:
+        if block.name in originals:
+            block.module.set_processor(originals.pop(block.name))
+
+
 def find_blocks(transformer: nn.Module) -> list[JointBlock]:
     """The joint-attention modules of a supported transformer, double-stream blocks first (forward order)."""
     kind = type(transformer).__name__
@@ -176,14 +224,8 @@ class JointAttentionCapture:
             raise RuntimeError("this JointAttentionCapture is already active")
         try:
             self._handles.append(self.transformer.register_forward_pre_hook(self._on_call, with_kwargs=True))
-            modules = {}
-            for block in self.blocks:
-                processor = block.module.processor
-                self._originals[block.name] = processor
-                block.module.set_processor(_JointProcessor(processor, self, block))
-                modules[type(processor).__module__] = block.backend
-            for module_name, backend in modules.items():
-                self._patch_backend(sys.modules[module_name], backend)
+            for module_name, backend in wrap_processors(self, self.blocks, self._originals).items():
+                patch_backend(sys.modules[module_name], backend, self._seen, self._patched)
         except BaseException:
             self._restore()
             raise
@@ -194,37 +236,15 @@ class JointAttentionCapture:
         self._restore()
         self._active = False
 
-    def _patch_backend(self, module, backend: str) -> None:
-        if backend == "dispatch":
-            original = module.dispatch_attention_fn
-
-            def dispatch(query, key, value, *args, **kwargs):
-                self._intercept(query, key, kwargs.get("attn_mask", args[0] if args else None), heads_first=False)
-                return original(query, key, value, *args, **kwargs)
-
-            self._patched.append((module, "dispatch_attention_fn", original))
-            module.dispatch_attention_fn = dispatch
-        else:
-            original_f = module.F
-            sdpa = original_f.scaled_dot_product_attention
-
-            def scaled_dot_product_attention(query, key, value, *args, **kwargs):
-                self._intercept(query, key, kwargs.get("attn_mask", args[0] if args else None), heads_first=True)
-                return sdpa(query, key, value, *args, **kwargs)
-
-            self._patched.append((module, "F", original_f))
-            module.F = _BackendProxy(scaled_dot_product_attention)
+    def _seen(self, query, key, args, kwargs, heads_first: bool):
+        self._intercept(query, key, kwargs.get("attn_mask", args[0] if args else None), heads_first=heads_first)
+        return args, kwargs
 
     def _restore(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for module, name, original in reversed(self._patched):
-            setattr(module, name, original)
-        self._patched.clear()
-        for block in self.blocks:
-            if block.name in self._originals:
-                block.module.set_processor(self._originals.pop(block.name))
+        restore(self.blocks, self._originals, self._patched)
         self._current = None
 
     def reset(self) -> None:
@@ -334,7 +354,8 @@ class JointAttentionCapture:
         parts = []   # masked tokens (padding of a text stream) differ per sample: score each on its own tokens
         for b in range(batch):
             keep = valid[b]
-            part = spatial_scores(qg[b:b + 1], ks[b:b + 1, :, keep], scale, chunk=self._chunk(1, heads, int(keep.sum())),
+            chunk = self._chunk(1, heads, int(keep.sum()))
+            part = spatial_scores(qg[b:b + 1], ks[b:b + 1, :, keep], scale, chunk=chunk,
                                   query_weight=None if weight is None else weight[b:b + 1], **opts)
             if "g2r" in part:
                 full = part["g2r"].new_zeros(1, heads, ks.shape[-2])

@@ -24,8 +24,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .joint import _BackendProxy, _JointProcessor, find_blocks
-from .knockout import rank_keep_mask
+from .joint import find_blocks, patch_backend, restore, wrap_processors
+from .knockout import KeepSelection
 from .packing import forward_arguments, read_layout
 
 
@@ -42,7 +42,7 @@ def combine_masks(keep: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.T
     return attn_mask.expand(shape).masked_fill(~keep, float("-inf"))
 
 
-class JointTokenKnockout:
+class JointTokenKnockout(KeepSelection):
     """Context manager removing tokens of one conditioning segment (``relation``: "image:reference",
     "image:reference.1", ... or "text") from the joint attention of ``transformer``.
 
@@ -72,32 +72,13 @@ class JointTokenKnockout:
         self._patched: list[tuple[object, str, object]] = []
         self._handle = None
 
-    # ---------------------------------------------------------------- what to remove
-    def set_keep(self, fn: Callable[[tuple[int, int]], torch.Tensor] | None) -> None:
-        self._keep_fn = fn
-
-    def delete(self, scores: torch.Tensor, fraction: float) -> None:
-        self.set_keep(lambda grid: rank_keep_mask(scores, grid, fraction, keep_top=False))
-
-    def insert(self, scores: torch.Tensor, fraction: float) -> None:
-        self.set_keep(lambda grid: rank_keep_mask(scores, grid, fraction, keep_top=True))
-
-    def clear(self) -> None:
-        self.set_keep(None)
-
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> JointTokenKnockout:
         self.clear()
         try:
             self._handle = self.transformer.register_forward_pre_hook(self._on_call, with_kwargs=True)
-            modules = {}
-            for block in self.blocks:
-                processor = block.module.processor
-                self._originals[block.name] = processor
-                block.module.set_processor(_JointProcessor(processor, self, block))
-                modules[type(processor).__module__] = block.backend
-            for module_name, backend in modules.items():
-                self._patch(sys.modules[module_name], backend)
+            for module_name, backend in wrap_processors(self, self.blocks, self._originals).items():
+                patch_backend(sys.modules[module_name], backend, self._masked, self._patched)
         except BaseException:
             self._restore()
             raise
@@ -106,37 +87,11 @@ class JointTokenKnockout:
     def __exit__(self, *exc) -> None:
         self._restore()
 
-    def _patch(self, module, backend: str) -> None:
-        if backend == "dispatch":
-            original = module.dispatch_attention_fn
-
-            def dispatch(query, key, value, *args, **kwargs):
-                args, kwargs = self._masked(query, args, kwargs, heads_first=False)
-                return original(query, key, value, *args, **kwargs)
-
-            self._patched.append((module, "dispatch_attention_fn", original))
-            module.dispatch_attention_fn = dispatch
-        else:
-            original_f = module.F
-            sdpa = original_f.scaled_dot_product_attention
-
-            def scaled_dot_product_attention(query, key, value, *args, **kwargs):
-                args, kwargs = self._masked(query, args, kwargs, heads_first=True)
-                return sdpa(query, key, value, *args, **kwargs)
-
-            self._patched.append((module, "F", original_f))
-            module.F = _BackendProxy(scaled_dot_product_attention)
-
     def _restore(self) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
-        for module, name, original in reversed(self._patched):
-            setattr(module, name, original)
-        self._patched.clear()
-        for block in self.blocks:
-            if block.name in self._originals:
-                block.module.set_processor(self._originals.pop(block.name))
+        restore(self.blocks, self._originals, self._patched)
         self._current = None
 
     # ---------------------------------------------------------------- per call
@@ -165,7 +120,7 @@ class JointTokenKnockout:
         block[:, rows] &= ~removed[:, None, :]
         self._mask = mask
 
-    def _masked(self, query, args, kwargs, heads_first: bool):
+    def _masked(self, query, key, args, kwargs, heads_first: bool):
         block, self._current = self._current, None   # one backend call per block call is the joint attention
         length = query.shape[-2] if heads_first else query.shape[1]
         if block is None or self._mask is None or length != self._mask.shape[-1]:

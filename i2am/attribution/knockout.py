@@ -64,16 +64,8 @@ def masked_attention(attn, hidden_states, encoder_hidden_states, keep: torch.Ten
     Follows the standard processor step by step (spatial/group norm, q/k/v, per-head norms, output projection,
     residual, rescale); a query row with no kept key gets probability 0 everywhere.
     """
-    residual = hidden_states
-    if attn.spatial_norm is not None:
-        hidden_states = attn.spatial_norm(hidden_states, temb)
-    input_ndim = hidden_states.ndim
-    if input_ndim == 4:
-        batch, channels, height, width = hidden_states.shape
-        hidden_states = hidden_states.view(batch, channels, height * width).transpose(1, 2)
+    hidden_states, residual, spatial = _processor_input(attn, hidden_states, temb)
     batch = hidden_states.shape[0]
-    if attn.group_norm is not None:
-        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
     query = attn.to_q(hidden_states)
     if encoder_hidden_states is None:
         encoder_hidden_states = hidden_states
@@ -98,9 +90,30 @@ def masked_attention(attn, hidden_states, encoder_hidden_states, keep: torch.Ten
     probs = torch.softmax(logits, dim=-1).nan_to_num(0.0)     # rows with no kept key: 0, not NaN
     out = torch.matmul(probs.to(value.dtype), value)
     out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
+    return _processor_output(attn, out, residual, spatial)
+
+
+def _processor_input(attn, hidden_states, temb):
+    """The standard processor's input side: spatial norm, [B, C, H, W] -> [B, HW, C] tokens, group norm. Returns
+    (tokens, the residual, the [B, C, H, W] shape or None)."""
+    residual = hidden_states
+    if attn.spatial_norm is not None:
+        hidden_states = attn.spatial_norm(hidden_states, temb)
+    spatial = None
+    if hidden_states.ndim == 4:
+        spatial = hidden_states.shape
+        hidden_states = hidden_states.view(spatial[0], spatial[1], spatial[2] * spatial[3]).transpose(1, 2)
+    if attn.group_norm is not None:
+        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+    return hidden_states, residual, spatial
+
+
+def _processor_output(attn, out, residual, spatial):
+    """The standard processor's output side: output projection and dropout, back to [B, C, H, W], residual,
+    rescale."""
     out = attn.to_out[1](attn.to_out[0](out))
-    if input_ndim == 4:
-        out = out.transpose(-1, -2).reshape(batch, channels, height, width)
+    if spatial is not None:
+        out = out.transpose(-1, -2).reshape(spatial)
     if attn.residual_connection:
         out = out + residual
     return out / attn.rescale_output_factor
@@ -123,19 +136,11 @@ def ip_adapter_attention(attn, processor, hidden_states, encoder_hidden_states: 
     """An ``IPAdapterAttnProcessor(2_0)`` call in which tokens are removed per stream: ``keeps`` maps "text" or an
     adapter index to a [B, tokens] bool keep mask (image tokens of an adapter flattened over its images)."""
     text, ip_states = encoder_hidden_states
-    residual = hidden_states
-    if attn.spatial_norm is not None:
-        hidden_states = attn.spatial_norm(hidden_states, temb)
-    input_ndim = hidden_states.ndim
-    if input_ndim == 4:
-        batch, channels, height, width = hidden_states.shape
-        hidden_states = hidden_states.view(batch, channels, height * width).transpose(1, 2)
+    hidden_states, residual, spatial = _processor_input(attn, hidden_states, temb)
     batch = hidden_states.shape[0]
     if attention_mask is not None:
         attention_mask = attn.prepare_attention_mask(attention_mask, text.shape[1], batch)
         attention_mask = attention_mask.view(batch, attn.heads, -1, attention_mask.shape[-1])
-    if attn.group_norm is not None:
-        hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
     query = attn.to_q(hidden_states)
     if attn.norm_cross:
         text = attn.norm_encoder_hidden_states(text)
@@ -161,12 +166,7 @@ def ip_adapter_attention(attn, processor, hidden_states, encoder_hidden_states: 
         tokens = tokens.reshape(batch, -1, tokens.shape[-1])
         ip = _attend(query, heads(to_k_ip(tokens)), heads(to_v_ip(tokens)), attn.scale, keeps.get(i))
         out = out + scale * merge(ip)
-    out = attn.to_out[1](attn.to_out[0](out))
-    if input_ndim == 4:
-        out = out.transpose(-1, -2).reshape(batch, channels, height, width)
-    if attn.residual_connection:
-        out = out + residual
-    return out / attn.rescale_output_factor
+    return _processor_output(attn, out, residual, spatial)
 
 
 def _query_tokens(hidden_states) -> int:
@@ -228,7 +228,30 @@ class _KnockoutProcessor:
                                     attention_mask, temb)
 
 
-class TokenKnockout:
+class KeepSelection:
+    """Which reference tokens the calls that follow keep (shared by ``TokenKnockout`` and the joint-attention
+    knockout): ``set_keep(fn)``, ``delete`` / ``insert`` by a score map, ``clear``."""
+
+    _keep_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None
+
+    def set_keep(self, fn: Callable[[tuple[int, int]], torch.Tensor] | None) -> None:
+        """fn(reference grid) -> [B, rows*cols] bool (True = kept), or None to keep every token."""
+        self._keep_fn = fn
+        self._cache = {}
+
+    def delete(self, scores: torch.Tensor, fraction: float) -> None:
+        """Remove the top ``fraction`` of each layer's tokens by ``scores`` ([B, h, w])."""
+        self.set_keep(lambda grid: rank_keep_mask(scores, grid, fraction, keep_top=False))
+
+    def insert(self, scores: torch.Tensor, fraction: float) -> None:
+        """Keep only the top ``fraction`` of each layer's tokens by ``scores`` ([B, h, w])."""
+        self.set_keep(lambda grid: rank_keep_mask(scores, grid, fraction, keep_top=True))
+
+    def clear(self) -> None:
+        self.set_keep(None)
+
+
+class TokenKnockout(KeepSelection):
     """Context manager removing reference tokens from the spatial-reference cross-attention layers of one model.
 
     ``model``: an adapter (``attribution_layers()``, ``step_module``, ``cfg_layout``) or a bare diffusers UNet with
@@ -269,23 +292,6 @@ class TokenKnockout:
         self._handle = None
         self._latent_hw: tuple[int, int] | None = None
         self._grids: dict[str, tuple[int, int]] = {}
-
-    # ---------------------------------------------------------------- what to remove
-    def set_keep(self, fn: Callable[[tuple[int, int]], torch.Tensor] | None) -> None:
-        """fn(reference grid) -> [B, rows*cols] bool (True = kept), or None to keep every token."""
-        self._keep_fn = fn
-        self._cache = {}
-
-    def delete(self, scores: torch.Tensor, fraction: float) -> None:
-        """Remove the top ``fraction`` of each layer's tokens by ``scores`` ([B, h, w])."""
-        self.set_keep(lambda grid: rank_keep_mask(scores, grid, fraction, keep_top=False))
-
-    def insert(self, scores: torch.Tensor, fraction: float) -> None:
-        """Keep only the top ``fraction`` of each layer's tokens by ``scores`` ([B, h, w])."""
-        self.set_keep(lambda grid: rank_keep_mask(scores, grid, fraction, keep_top=True))
-
-    def clear(self) -> None:
-        self.set_keep(None)
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> TokenKnockout:
