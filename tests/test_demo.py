@@ -71,6 +71,7 @@ def test_summary_table_has_one_row_per_model():
     assert lines[2:] == ["| custom | 0.250 | 0.500 |", "| control | -1.000 | – |"]
 
 
+@pytest.mark.slow   # the whole demo at a token budget: about 1.5 minutes on 2 cores (.ci/run's slow set)
 def test_quick_demo_end_to_end(tmp_path):
     from tasks_util import cli
 
