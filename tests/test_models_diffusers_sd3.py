@@ -29,7 +29,8 @@ def _batch(n=2):
 def _text_file(path, negative=False):
     """A fixed SD3 text conditioning of 6 tokens (random, so that the text and the CFG matter)."""
     gen = torch.Generator().manual_seed(1)
-    state = {"prompt_embeds": torch.randn(1, 6, 32, generator=gen), "pooled_prompt_embeds": torch.randn(1, 32, generator=gen)}
+    state = {"prompt_embeds": torch.randn(1, 6, 32, generator=gen),
+             "pooled_prompt_embeds": torch.randn(1, 32, generator=gen)}
     if negative:
         state |= {"negative_prompt_embeds": torch.randn(1, 6, 32, generator=gen),
                   "negative_pooled_prompt_embeds": torch.randn(1, 32, generator=gen)}

@@ -1,5 +1,5 @@
-"""Reference-token knockout inside the joint attention of a diffusion transformer (FLUX.1 Kontext, FLUX.2,
-Qwen-Image-Edit), the transformer counterpart of ``i2am.attribution.knockout.TokenKnockout``.
+"""Token knockout inside the joint attention of a diffusion transformer: reference tokens (FLUX.1 Kontext, FLUX.2,
+Qwen-Image-Edit) or text tokens (SD3), the transformer counterpart of ``i2am.attribution.knockout.TokenKnockout``.
 
 A reference image's tokens sit in the same sequence as the text and the generated image. Removing some of them means:
 their keys get a -inf logit in every query row that is not itself a token of that reference (text rows and
@@ -14,8 +14,8 @@ The mask is applied the way ``JointAttentionCapture`` reads q and k: the backend
 (diffusers' ``dispatch_attention_fn``) is replaced by a pass-through that adds a boolean ``attn_mask`` (combined with
 any mask the processor passes, e.g. Qwen's text padding) and calls the original. The backend must accept masks
 (diffusers' default "native" backend does). Every row of the batch gets its own keep mask; a true-CFG negative pass
-is masked like the positive one (both see the reference). A stacked CFG batch (SD3: ``[negative, positive]`` rows in one call) is masked chunk by
-chunk like the conditional rows when ``chunks`` says how many chunks the call in progress stacks.
+is masked like the positive one (both see the reference). A stacked CFG batch (SD3: ``[negative, positive]`` rows in
+one call) is masked chunk by chunk like the conditional rows when ``chunks`` says how many chunks the call stacks.
 """
 from __future__ import annotations
 

@@ -549,8 +549,8 @@ def _no_unet_options(ip_adapter: dict | None, prompt: str) -> None:
                          "reference as model input (model.pipeline=FluxKontextPipeline)")
     if prompt:
         raise ValueError(f"model.prompt={prompt!r}: no text encoder is run for diffusion-transformer pipelines; "
-                         f"pass model.prompt_embeds=<safetensors file with prompt_embeds (+ pooled_prompt_embeds for FLUX.1, "
-                         f"prompt_embeds_mask for Qwen-Image-Edit)>")
+                         f"pass model.prompt_embeds=<safetensors file with prompt_embeds (+ pooled_prompt_embeds for "
+                         f"FLUX.1 and SD3, prompt_embeds_mask for Qwen-Image-Edit)>")
 
 
 @register_model("diffusers-dit")
