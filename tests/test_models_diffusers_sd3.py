@@ -65,6 +65,7 @@ def test_i2am_attribute_runs_sd3_tiny_with_faithfulness_randomisation_and_an_sra
                 "rand_r2g_spearman_cascade_final", "rand_g2r_spearman_noise"):
         assert metrics[key] == metrics[key], key   # finite, not NaN
     assert metrics["faith_full_latent_all_removed"] > 0 and metrics["r2g_cf_null_change"] > 0   # the text matters
+    assert "imacs_r" not in metrics   # a G2R row of text tokens has no garment mask to be scored against
     maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
     assert maps.relations == ["text"]
     assert [m["name"] for m in maps.meta["layers"]] == ["text/transformer_blocks.0.attn",
