@@ -1,6 +1,7 @@
 """model=diffusers for diffusion-transformer editors (tiny FluxKontextPipeline, Flux2Pipeline,
 QwenImageEditPipeline): the attribute loop with the toy
-world's evaluators, faithfulness and randomisation through the pipeline's own loop, and joint-attention knockout."""
+world's evaluators, faithfulness and randomisation through the pipeline's own loop, and joint-attention knockout.
+StableDiffusion3Pipeline (image <-> text): tests/test_models_diffusers_sd3.py."""
 from __future__ import annotations
 
 import json
@@ -235,8 +236,8 @@ def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
 
 
 def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
-    with pytest.raises(ValueError, match="got StableDiffusion3Pipeline"):
-        DiffusersTransformerAdapter(tt.sd3())
+    with pytest.raises(ValueError, match="got Flux2KleinPipeline"):
+        DiffusersTransformerAdapter(tt.flux2_klein())
     with pytest.raises(ValueError, match="got QwenImageEditPlusPipeline"):
         create_model("diffusers", pipeline="QwenImageEditPlusPipeline", path=str(tmp_path))
     with pytest.raises(ValueError, match="model.prompt_embeds"):
@@ -257,7 +258,8 @@ def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
 @pytest.mark.parametrize("pipeline,blocks", [
     ("FluxKontextPipeline", ["single_transformer_blocks.0", "transformer_blocks.0"]),
     ("Flux2Pipeline", ["single_transformer_blocks.0", "transformer_blocks.0"]),
-    ("QwenImageEditPipeline", ["transformer_blocks.1", "transformer_blocks.0"])])
+    ("QwenImageEditPipeline", ["transformer_blocks.1", "transformer_blocks.0"]),
+    ("StableDiffusion3Pipeline", ["transformer_blocks.1", "transformer_blocks.0"])])
 def test_randomisation_stages_cover_the_transformer_once_from_the_output_side(pipeline, blocks):
     adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
     stages = adapter.randomization_stages()

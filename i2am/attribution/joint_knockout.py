@@ -1,5 +1,5 @@
-"""Reference-token knockout inside the joint attention of a diffusion transformer (FLUX.1 Kontext, FLUX.2,
-Qwen-Image-Edit), the transformer counterpart of ``i2am.attribution.knockout.TokenKnockout``.
+"""Token knockout inside the joint attention of a diffusion transformer: reference tokens (FLUX.1 Kontext, FLUX.2,
+Qwen-Image-Edit) or text tokens (SD3), the transformer counterpart of ``i2am.attribution.knockout.TokenKnockout``.
 
 A reference image's tokens sit in the same sequence as the text and the generated image. Removing some of them means:
 their keys get a -inf logit in every query row that is not itself a token of that reference (text rows and
@@ -14,7 +14,8 @@ The mask is applied the way ``JointAttentionCapture`` reads q and k: the backend
 (diffusers' ``dispatch_attention_fn``) is replaced by a pass-through that adds a boolean ``attn_mask`` (combined with
 any mask the processor passes, e.g. Qwen's text padding) and calls the original. The backend must accept masks
 (diffusers' default "native" backend does). Every row of the batch gets its own keep mask; a true-CFG negative pass
-is masked like the positive one (both see the reference).
+is masked like the positive one (both see the reference). A stacked CFG batch (SD3: ``[negative, positive]`` rows in
+one call) is masked chunk by chunk like the conditional rows when ``chunks`` says how many chunks the call stacks.
 """
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ class JointTokenKnockout(KeepSelection):
     "image:reference.1", ... or "text") from the joint attention of ``transformer``.
 
     layers: block names to perturb ("transformer_blocks.0.attn", ...; default every joint-attention block).
+    chunks: callable giving the number of stacked CFG chunks of the transformer call in progress (default 1): the
+    keep mask of the conditional rows is applied to every chunk, the negative prompt's tokens at the same positions.
     Inside the context, ``delete(scores, fraction)`` / ``insert(scores, fraction)`` / ``set_keep(fn)`` choose the
     tokens removed by the following transformer calls (``fn(grid) -> [B, rows*cols]`` bool, True = kept, on the
     segment's grid); ``clear()`` removes nothing.
@@ -54,8 +57,9 @@ class JointTokenKnockout(KeepSelection):
 
     mode = "knockout"
 
-    def __init__(self, transformer: nn.Module, relation: str = "image:reference", layers=None):
-        self.transformer, self.relation = transformer, relation
+    def __init__(self, transformer: nn.Module, relation: str = "image:reference", layers=None,
+                 chunks: Callable[[], int] | None = None):
+        self.transformer, self.relation, self._chunks = transformer, relation, chunks
         blocks = find_blocks(transformer)
         if layers is not None:
             names = {n.split("/", 1)[-1] for n in layers}
@@ -106,6 +110,9 @@ class JointTokenKnockout(KeepSelection):
                              f"tokens; its conditionings are {[s.relation for s in layout.keys]}")
         keep = self._keep_fn(segment.grid).bool()
         batch = kwargs.get("hidden_states", args[0] if args else None).shape[0]
+        chunks = 1 if self._chunks is None else int(self._chunks())
+        if chunks > 1 and keep.shape[0] * chunks == batch:
+            keep = keep.repeat(chunks, 1)
         if keep.shape != (batch, segment.length):
             raise RuntimeError(f"JointTokenKnockout: keep mask of shape {tuple(keep.shape)} for a batch of {batch} "
                                f"with {segment.length} {self.relation} tokens (grid {segment.grid})")

@@ -157,6 +157,14 @@ class AttributionMaps:
     def daam(self) -> DirectionMaps:
         return self._direction("daam")
 
+    @property
+    def g2r_on_tokens(self) -> bool:
+        """Whether the G2R maps run over a sequence of tokens (text, IP-Adapter: a reference grid of one row of
+        several tokens) rather than over a reference image's grid: such a map is not drawn on the reference image
+        and IMACS_r (the garment-mask score) is not defined for it."""
+        grids = [self._layer_meta[n].get("ref_grid") for n in self.g2r.layers if n in self._layer_meta]
+        return bool(grids) and all(g is not None and g[0] == 1 and g[1] > 1 for g in grids)
+
     # ------------------------------------------------------------ relations
     @property
     def relations(self) -> list[str]:

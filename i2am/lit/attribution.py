@@ -107,13 +107,14 @@ class AttributionModule(L.LightningModule):
         return getattr(trainer.datamodule, "dataset", None) if trainer is not None else None
 
     def rendered_maps(self, sample: dict, maps: AttributionMaps) -> dict[str, torch.Tensor]:
-        """ULAMs at image resolution (R2G on the generated image, G2R on the reference image) with the run's preset."""
+        """ULAMs at image resolution (R2G on the generated image, G2R on the reference image) with the run's preset;
+        a G2R map over tokens (text, IP-Adapter) has no image to be drawn on, so IMACS_r is not computed for it."""
         preset = self.render["preset"]
         out = {}
         if maps.r2g.available:
             size = tuple(sample[schema.IMAGE].shape[-2:])
             out["r2g"] = to_image(maps.r2g.ulam, size, "r2g", preset)
-        if maps.g2r.available and schema.REFERENCE in sample:
+        if maps.g2r.available and schema.REFERENCE in sample and not maps.g2r_on_tokens:
             size = tuple(sample[schema.REFERENCE].shape[-2:])
             cloth = sample.get(schema.REFERENCE_MASK) if self.render["cloth_forcing"] else None
             out["g2r"] = to_image(maps.g2r.ulam, size, "g2r", preset,

@@ -347,6 +347,14 @@ def rotated_reference(sample: Mapping, keys: Sequence[str]) -> dict:
 NULL_REFERENCES = ("inputs", "knockout")
 
 
+def check_counterfactuals(adapter, variants: Sequence[str]) -> None:
+    """The adapter's refusal of counterfactuals it cannot honour (``adapter.check_counterfactuals``, e.g. a
+    text-to-image model that reads no reference image refuses ``swap``), before anything runs."""
+    check = getattr(adapter, "check_counterfactuals", None)
+    if check is not None:
+        check(list(variants))
+
+
 def null_reference(adapter) -> str:
     """How ``adapter`` defines the R2G null counterfactual (its ``null_reference``): ``"inputs"`` (default; a run on
     ``null_inputs``) or ``"knockout"`` (every spatial reference token knocked out, for a model whose unconditional
@@ -399,6 +407,7 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     if bad:
         raise ValueError(f"R2G counterfactuals {bad}: choose from {COUNTERFACTUALS}")
     require_sampler_loop(adapter, sampler, "R2G counterfactuals")
+    check_counterfactuals(adapter, variants)
     if "swap" in variants and donor is None:
         raise ValueError("the R2G swap counterfactual needs a donor (another sample's reference, e.g. pick_donor "
                          "over the run's dataset); without one choose variants from ['rotated', 'null']")

@@ -26,6 +26,7 @@ from .faithfulness import (
     FRACTIONS,
     MODES,
     SPACES,
+    check_counterfactuals,
     g2r_curves,
     pick_donor,
     r2g_counterfactuals,
@@ -138,6 +139,8 @@ class FaithfulnessEvaluator(Evaluator):
         if not reruns_this_sample(ctx, "faithfulness", self.marker, self.samples):
             return
         sample, maps = ctx.sample, ctx.maps
+        if self.counterfactual and maps.r2g.available:
+            check_counterfactuals(ctx.adapter, self.counterfactuals)   # refused before the G2R curves run
         donor, donor_id = self._donor(ctx) if self.counterfactual and maps.r2g.available else (None, None)
         region = sample.get(self.region_key) if self.region_key else None
         values, payload, baseline, inputs = {}, {"sample_id": ctx.sample_id}, None, None

@@ -129,4 +129,7 @@ class ImacsEvaluator(Evaluator):
             self.metrics[direction].update(image_map, mask)
 
     def compute(self) -> dict[str, float]:
-        return {METRIC_NAMES[d]: float(self.metrics[d].compute()) for d in self.directions}
+        """The directions that scored at least one sample (a G2R map over text tokens is never scored: it has no
+        garment mask to be compared with)."""
+        return {METRIC_NAMES[d]: float(self.metrics[d].compute()) for d in self.directions
+                if int(self.metrics[d].count) > 0}

@@ -1,5 +1,6 @@
-"""``model=diffusers`` for diffusion-transformer editors: a diffusers pipeline whose denoiser is a ``transformer``
-(FLUX.1 Kontext, FLUX.2, Qwen-Image-Edit) as an i2am adapter, so ``i2am attribute`` and its evaluators run on it.
+"""``model=diffusers`` for diffusion-transformer pipelines: a diffusers pipeline whose denoiser is a ``transformer``
+(the editors FLUX.1 Kontext, FLUX.2, Qwen-Image-Edit; Stable Diffusion 3 for image <-> text) as an i2am adapter, so
+``i2am attribute`` and its evaluators run on it.
 
     i2am attribute model=diffusers-dit-tiny data=toy_vitonhd                 # tiny FluxKontextPipeline, from config
     i2am attribute model=diffusers model.pipeline=FluxKontextPipeline model.path=/models/flux-kontext \\
@@ -19,7 +20,15 @@ Sampling is the pipeline's own call (its flow-matching scheduler, packing, posit
 the same noise, drawn per sample from ``sample_seed(sampler.seed, sample_id)``. The capture is the joint-attention
 capture (``i2am.attribution.joint``) of one relation (``model.relation``, default "image:reference") in one
 normalisation (``model.normalisation``: "i2am" or "share"); layers are named ``<relation>/<block>``. Faithfulness
-removes reference tokens inside the joint attention (``i2am.attribution.joint_knockout``). See docs/dit_editors.md.
+removes reference tokens inside the joint attention (``i2am.attribution.joint_knockout``).
+
+``StableDiffusion3Pipeline`` has no reference image: its joint attention holds the generated image and the text, so
+its only relation is "text" (the default for it; "image:reference" is refused). The dataset's ``reference`` is not
+read; the image is generated from noise at ``image_size`` under the fixed text embedding, with SD3's real
+classifier-free guidance (``model.guidance`` is its ``guidance_scale``; the negative embedding is zeros or
+``negative_prompt_embeds`` / ``negative_pooled_prompt_embeds`` from the same file). Faithfulness removes text tokens
+(in the negative pass too); the R2G null counterfactual removes every text token; ``swap`` / ``rotated`` change the
+reference, which SD3 does not read, and are refused. See docs/dit_editors.md.
 """
 from __future__ import annotations
 
@@ -36,13 +45,15 @@ from ..attribution.layers import LayerSpec
 from ..data import schema
 from .base import DenoiseInputs, DiffusionAdapter, sample_ids
 from .checkpoint import CheckpointError
-from .diffusers_transformer_tiny import PIPELINES, build_transformer_pipeline
+from .diffusers_transformer_tiny import PIPELINES, TEXT_ONLY_PIPELINES, build_transformer_pipeline
 from .registry import TOY_IMAGE_SIZE, register_model
 from .sampler import sample_seed
 
 TEXT_ENCODERS = {"FluxKontextPipeline": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2"),
                  "Flux2Pipeline": ("text_encoder", "tokenizer"),
-                 "QwenImageEditPipeline": ("text_encoder", "tokenizer", "processor")}
+                 "QwenImageEditPipeline": ("text_encoder", "tokenizer", "processor"),
+                 "StableDiffusion3Pipeline": ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2",
+                                              "text_encoder_3", "tokenizer_3")}
 QWEN_EDIT_AREA = 1024 * 1024   # the pixel area QwenImageEditPipeline resizes its reference to
 NORMALISATIONS = ("i2am", "share")
 
@@ -74,6 +85,11 @@ def load_transformer_pipeline(pipeline: str, path: str | Path):
 def unsupported(pipeline: str) -> str:
     return (f"model=diffusers runs the diffusion-transformer pipelines {list(PIPELINES)} through the attribute "
             f"loop; got {pipeline} (trace other transformer pipelines with i2am.trace, docs/dit_editors.md)")
+
+
+def default_relation(pipeline: str) -> str:
+    """``model.relation=null``: the reference image for the editors, the text for SD3 (its only conditioning)."""
+    return "text" if pipeline in TEXT_ONLY_PIPELINES else "image:reference"
 
 
 def read_prompt_embeds(path: str | Path | None, tokens: int, width: int, pooled_width: int | None):
@@ -109,19 +125,39 @@ def read_prompt_mask(path: str | Path | None, embeds: torch.Tensor) -> torch.Ten
     return torch.ones(1, embeds.shape[1], dtype=torch.long)
 
 
+def read_negative_embeds(path: str | Path | None, embeds: torch.Tensor, pooled: torch.Tensor | None):
+    """SD3's negative (unconditional) text conditioning: zeros shaped like ``embeds`` / ``pooled`` unless ``path``
+    holds 'negative_prompt_embeds' (and then also 'negative_pooled_prompt_embeds')."""
+    state = {}
+    if path is not None:
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    if "negative_prompt_embeds" not in state:
+        return torch.zeros_like(embeds), None if pooled is None else torch.zeros_like(pooled)
+    negative = state["negative_prompt_embeds"].reshape(1, *state["negative_prompt_embeds"].shape[-2:])
+    if negative.shape != embeds.shape:
+        raise ValueError(f"model.prompt_embeds={path}: negative_prompt_embeds {tuple(negative.shape)} and "
+                         f"prompt_embeds {tuple(embeds.shape)} differ in shape (the pipeline stacks them)")
+    if "negative_pooled_prompt_embeds" not in state:
+        raise KeyError(f"model.prompt_embeds={path}: negative_prompt_embeds needs 'negative_pooled_prompt_embeds'")
+    return negative, state["negative_pooled_prompt_embeds"].reshape(1, -1)
+
+
 class _OneCall(Exception):
     """Stops a pipeline call after its first transformer call (``predict_x0``)."""
 
 
 class DiffusersTransformerAdapter(DiffusionAdapter):
-    """A diffusion-transformer editing pipeline (module docstring). ``guidance`` is the pipeline's
-    ``guidance_scale`` (FLUX's distilled guidance embedding; None = the pipeline's default), not classifier-free
-    guidance: every transformer call is one conditional batch."""
+    """A diffusion-transformer pipeline (module docstring). ``guidance`` is the pipeline's ``guidance_scale``
+    (None = the pipeline's default): for the editors FLUX's distilled guidance embedding, not classifier-free
+    guidance (every transformer call is one conditional batch); for SD3 its classifier-free guidance (above 1 each
+    call stacks [negative, positive]; the capture scores the positive rows, the knockout masks both)."""
 
     own_loop = True
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(512, 512),
-                 num_steps: int = 28, relation: str = "image:reference", normalisation: str = "i2am",
+                 num_steps: int = 28, relation: str | None = None, normalisation: str = "i2am",
                  prompt_embeds: str | None = None, text_tokens: int = 8, reference_size=None,
                  reference_area: int | None = None):
         super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps)
@@ -133,6 +169,13 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         self.pipe = pipe
         self.transformer, self.vae = pipe.transformer, pipe.vae
         self.blocks = find_blocks(self.transformer)   # raises for an unsupported processor, naming it
+        self.text_only = self.pipeline_class in TEXT_ONLY_PIPELINES
+        relation = relation or default_relation(self.pipeline_class)
+        if self.text_only and relation != "text":
+            raise ValueError(f"model.relation={relation!r}: {self.pipeline_class} has no reference image (its joint "
+                             f"attention holds the generated image and the text); its only relation is 'text'")
+        if self.text_only:   # the R2G null counterfactual: every text token removed (the reference is not read)
+            self.null_reference = "knockout"
         self.relation, self.normalisation = relation, normalisation
         self.map_relation = relation if normalisation == "i2am" else f"share:{relation}"
         self.latent_scale = float(self.vae.config.get("scaling_factor") or 1.0)   # FLUX.2: batch-norm statistics instead
@@ -152,6 +195,10 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         self.register_buffer("pooled_prompt_embeds", pooled, persistent=False)
         mask = read_prompt_mask(prompt_embeds, embeds) if self.pipeline_class == "QwenImageEditPipeline" else None
         self.register_buffer("prompt_embeds_mask", mask, persistent=False)
+        negative, negative_pooled = read_negative_embeds(prompt_embeds, embeds, pooled) if self.text_only \
+            else (None, None)
+        self.register_buffer("negative_prompt_embeds", negative, persistent=False)
+        self.register_buffer("negative_pooled_prompt_embeds", negative_pooled, persistent=False)
         self.sampler_defaults["scheduler"] = type(pipe.scheduler).__name__
         pipe.set_progress_bar_config(disable=True)
         self._x = None
@@ -163,12 +210,21 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         return self.transformer
 
     def cfg_layout_for(self, guidance) -> str:
-        return "none"   # one conditional batch per transformer call (true CFG runs a second, separate call)
+        return "none"   # the capture and the knockout read SD3's stacked CFG rows per call (conditional_rows)
+
+    def conditional_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """The positive rows of a transformer call's batch: SD3 with CFG stacks [negative, positive]; the editors'
+        calls are conditional batches."""
+        return x.chunk(2)[1] if self.cfg_chunks() == 2 else x
+
+    def cfg_chunks(self) -> int:
+        """Stacked CFG chunks of the pipeline call in progress (2 for SD3 with guidance_scale > 1, else 1)."""
+        return 2 if self.text_only and self.pipe.do_classifier_free_guidance else 1
 
     @property
     def token_factor(self) -> int:
-        """Pixels per latent token side: the VAE factor times the 2x2 packing."""
-        return self.pipe.vae_scale_factor * 2
+        """Pixels per latent token side: the VAE factor times the 2x2 packing (SD3: its 2x2 patches)."""
+        return self.pipe.vae_scale_factor * (self.transformer.config.patch_size if self.text_only else 2)
 
     def token_grid(self, size) -> tuple[int, int]:
         return size[0] // self.token_factor, size[1] // self.token_factor
@@ -222,13 +278,23 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         cfg = replace(cfg, layers="all" if layers == "all+mid" else layers,
                       sram_layers=tuple(self._block_names(list(cfg.sram_layers))))
         return JointAttentionCapture(self.transformer, cfg, normalisations=(self.normalisation,),
-                                     relations=(self.relation,), model_name=self.name or self.pipeline_class)
+                                     relations=(self.relation,), model_name=self.name or self.pipeline_class,
+                                     conditional=self.conditional_rows if self.text_only else None)
 
     def token_knockout(self, mode: str = "knockout", replacement=None, layers=None) -> JointTokenKnockout:
         if mode != "knockout":
             raise NotImplementedError(f"{self.pipeline_class}: reference-token removal {mode!r} is not defined "
                                       f"inside joint attention; use evaluators.faithfulness.removal=knockout")
-        return JointTokenKnockout(self.transformer, relation=self.relation, layers=layers)
+        return JointTokenKnockout(self.transformer, relation=self.relation, layers=layers,
+                                  chunks=self.cfg_chunks if self.text_only else None)
+
+    def check_counterfactuals(self, variants) -> None:
+        """SD3 reads no reference image: the R2G counterfactuals that change it would measure nothing."""
+        refused = [v for v in variants if v in ("swap", "rotated")]
+        if self.text_only and refused:
+            raise ValueError(f"R2G counterfactuals {refused} change the reference image, which {self.pipeline_class} "
+                             f"does not read (relation 'text'); set evaluators.faithfulness.counterfactuals=[null] "
+                             f"(null: every text token removed)")
 
     def randomization_stages(self) -> list[tuple[str, list]]:
         """The transformer's stages for the randomisation check, from the output side: the output layers, the
@@ -247,7 +313,10 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
     # ---- conditioning ----------------------------------------------------------------------------------------
     def prepare(self, batch: dict) -> DenoiseInputs:
         """context: the reference images in [-1, 1]; uncond_context: a mid-grey reference (the "null" reference of
-        the counterfactual checks); the text conditioning rides in ``extra``."""
+        the counterfactual checks); the text conditioning rides in ``extra``. SD3: context is the text embedding,
+        uncond_context the negative one (the reference is not read)."""
+        if self.text_only:
+            return self._prepare_text_only(batch)
         reference = batch[schema.REFERENCE].to(self.device, torch.float32)
         n = reference.shape[0]
         h, w = self.token_grid(self.image_size)
@@ -262,6 +331,18 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
                              latent_shape=shape, sample_ids=sample_ids(batch), extra=extra,
                              start_image=batch[schema.IMAGE])
 
+    def _prepare_text_only(self, batch: dict) -> DenoiseInputs:
+        n = batch[schema.IMAGE].shape[0]
+        h, w = self.token_grid(self.image_size)
+        patch = self.transformer.config.patch_size
+        context = self.prompt_embeds.expand(n, -1, -1)
+        extra = {"pooled_prompt_embeds": self.pooled_prompt_embeds.expand(n, -1),
+                 "negative_prompt_embeds": self.negative_prompt_embeds.expand(n, -1, -1),
+                 "negative_pooled_prompt_embeds": self.negative_pooled_prompt_embeds.expand(n, -1)}
+        return DenoiseInputs(concat=None, context=context, uncond_context=self.negative_prompt_embeds,
+                             latent_shape=(self.transformer.config.in_channels, h * patch, w * patch),
+                             sample_ids=sample_ids(batch), extra=extra, start_image=batch[schema.IMAGE])
+
     def denoise(self, x_t, t, inputs, guidance=None):
         raise NotImplementedError(f"{self.pipeline_class} samples through its own pipeline call "
                                   f"(DiffusersTransformerAdapter.run_loop); its one-step prediction is predict_x0")
@@ -274,17 +355,18 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         ``latents=x``, its transformer call is given the timestep t / 1000 as the pipeline's loop passes it, and the
         call is stopped once the transformer has run (the faithfulness check's proxy mode)."""
         sigma = float(t) / float(self.pipe.scheduler.config.num_train_timesteps)
-        latents = x if self.pipeline_class == "Flux2Pipeline" else self.pipe._pack_latents(
+        latents = x if self.pipeline_class == "Flux2Pipeline" or self.text_only else self.pipe._pack_latents(
             x, x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         kwargs = self._call_kwargs(inputs, {"guidance": guidance})
         seen = {}
+        timestep = float(t) if self.text_only else float(t) / 1000   # SD3 passes t itself, the FLUX family t / 1000
 
         def at_point(module, args, kw):
-            kw["timestep"] = torch.full_like(kw["timestep"], float(t) / 1000)
+            kw["timestep"] = torch.full_like(kw["timestep"], timestep)
             return args, kw
 
         def stop(module, args, kw, output):
-            seen["v"] = output[0] if isinstance(output, tuple) else output.sample
+            seen["v"] = self._guided(output[0] if isinstance(output, tuple) else output.sample)
             raise _OneCall
 
         handles = [self.transformer.register_forward_pre_hook(at_point, with_kwargs=True),
@@ -298,8 +380,15 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         finally:
             for handle in handles:
                 handle.remove()
-        velocity = self._unpack(seen["v"][:, :self._tokens()].to(x.dtype))
-        return x - sigma * velocity
+        velocity = seen["v"] if self.text_only else self._unpack(seen["v"][:, :self._tokens()])
+        return x - sigma * velocity.to(x.dtype)
+
+    def _guided(self, prediction: torch.Tensor) -> torch.Tensor:
+        """SD3's CFG combination of a stacked [negative, positive] prediction, as its pipeline computes it."""
+        if self.cfg_chunks() == 1:
+            return prediction
+        uncond, cond = prediction.chunk(2)
+        return uncond + self.pipe.guidance_scale * (cond - uncond)
 
     def _tokens(self) -> int:
         h, w = self.token_grid(self.image_size)
@@ -318,8 +407,14 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     def _call_kwargs(self, inputs: DenoiseInputs, settings: dict) -> dict:
         height, width = self.image_size
-        reference = (inputs.context.float() + 1) / 2
-        if self.pipeline_class == "Flux2Pipeline":
+        reference = None if self.text_only else (inputs.context.float() + 1) / 2
+        if self.text_only:   # SD3: no reference; the negative embedding is used where guidance_scale > 1
+            extra = inputs.extra
+            kwargs = dict(prompt_embeds=inputs.context, pooled_prompt_embeds=extra["pooled_prompt_embeds"],
+                          negative_prompt_embeds=extra["negative_prompt_embeds"],
+                          negative_pooled_prompt_embeds=extra["negative_pooled_prompt_embeds"], height=height,
+                          width=width)
+        elif self.pipeline_class == "Flux2Pipeline":
             kwargs = dict(image=[_one_reference(reference, self.pipeline_class)],
                           prompt_embeds=inputs.extra["prompt_embeds"], height=height, width=width)
         elif self.pipeline_class == "QwenImageEditPipeline":   # references as PIL images (8-bit), true CFG off
@@ -338,6 +433,8 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         """Packed generated tokens [B, L, C] -> the latent grid: FLUX.1 [B, C/4, 2h, 2w], FLUX.2 its patchified
         latents [B, C, h, w] (row-major tokens)."""
         height, width = self.image_size
+        if self.text_only:   # SD3's latents are not packed
+            return latents
         if self.pipeline_class == "Flux2Pipeline":
             h, w = self.token_grid(self.image_size)
             return latents.transpose(1, 2).reshape(latents.shape[0], latents.shape[2], h, w)
@@ -374,10 +471,16 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         if self._x is None:   # the first transformer call of a step: [generated tokens, reference tokens]
             self._x = kwargs.get("hidden_states", args[0] if args else None)
 
+    def _step_input(self, like: torch.Tensor) -> torch.Tensor:
+        """The generated latents of the step's transformer input: SD3 its first CFG chunk (the chunks are copies),
+        the editors the generated tokens before the reference tokens."""
+        x = self._x[:like.shape[0]] if self.text_only else self._x[:, :like.shape[1]]
+        return x.to(like.dtype)
+
     def _step_callback(self, callback):
         def on_step_end(pipe, i, t, tensors):
             x_next = tensors["latents"]
-            x = self._x[:, :x_next.shape[1]].to(x_next.dtype)
+            x = self._step_input(x_next)
             self._x = None
             sigmas = pipe.scheduler.sigmas
             sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
@@ -446,8 +549,8 @@ def _no_unet_options(ip_adapter: dict | None, prompt: str) -> None:
                          "reference as model input (model.pipeline=FluxKontextPipeline)")
     if prompt:
         raise ValueError(f"model.prompt={prompt!r}: no text encoder is run for diffusion-transformer pipelines; "
-                         f"pass model.prompt_embeds=<safetensors file with prompt_embeds (+ pooled_prompt_embeds for FLUX.1, "
-                         f"prompt_embeds_mask for Qwen-Image-Edit)>")
+                         f"pass model.prompt_embeds=<safetensors file with prompt_embeds (+ pooled_prompt_embeds for "
+                         f"FLUX.1 and SD3, prompt_embeds_mask for Qwen-Image-Edit)>")
 
 
 @register_model("diffusers-dit")
@@ -467,7 +570,7 @@ def diffusers_dit(device="cpu", pipeline: str = "FluxKontextPipeline", path: str
     pipe = build_transformer_pipeline(pipeline, "full", device) if path is None else \
         load_transformer_pipeline(pipeline, path)
     return transformer_adapter(pipe, "full", device, guidance, image_size, num_steps,
-                               relation=relation or "image:reference", normalisation=normalisation,
+                               relation=relation, normalisation=normalisation,
                                prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size,
                                reference_area=reference_area)
 
@@ -489,6 +592,6 @@ def diffusers_dit_tiny(device="cpu", pipeline: str = "FluxKontextPipeline", guid
     if pipeline == "QwenImageEditPipeline" and reference_area is None:
         reference_area = int(image_size[0]) * int(image_size[1])
     return transformer_adapter(pipe, "tiny", device, guidance, image_size, num_steps,
-                               relation=relation or "image:reference", normalisation=normalisation,
+                               relation=relation, normalisation=normalisation,
                                prompt_embeds=prompt_embeds, text_tokens=text_tokens, reference_size=reference_size,
                                reference_area=reference_area)

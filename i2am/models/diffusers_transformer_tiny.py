@@ -1,16 +1,25 @@
-"""Diffusion-transformer editing pipelines built from config, without text encoders (nothing downloaded): the
-``diffusers-dit-tiny`` preset and the architecture of ``model=diffusers-dit`` on the meta device."""
+"""Diffusion-transformer pipelines built from config, without text encoders (nothing downloaded): the
+``diffusers-dit-tiny`` preset and the architecture of ``model=diffusers-dit`` on the meta device. The editors
+(FLUX.1 Kontext, FLUX.2, Qwen-Image-Edit) take reference images; ``StableDiffusion3Pipeline`` is text-to-image
+(image <-> text only)."""
 from __future__ import annotations
 
 import torch
 
-PIPELINES = ("FluxKontextPipeline", "Flux2Pipeline", "QwenImageEditPipeline")
+PIPELINES = ("FluxKontextPipeline", "Flux2Pipeline", "QwenImageEditPipeline", "StableDiffusion3Pipeline")
+TEXT_ONLY_PIPELINES = ("StableDiffusion3Pipeline",)   # no reference image: the text is the only conditioning
 
 
 FLUX1_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
                  down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                  layers_per_block=2, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
                  use_post_quant_conv=False)
+SD3_VAE = {**FLUX1_VAE, "scaling_factor": 1.5305, "shift_factor": 0.0609}
+# stable-diffusion-3-medium's transformer (SD3Transformer2DModel's defaults are a smaller 18-block layout)
+SD3_MEDIUM = dict(sample_size=128, patch_size=2, in_channels=16, num_layers=24, attention_head_dim=64,
+                  num_attention_heads=24, joint_attention_dim=4096, caption_projection_dim=1536,
+                  pooled_projection_dim=2048, out_channels=16, pos_embed_max_size=192)
+SD3_SHIFT = 3.0   # its FlowMatchEulerDiscreteScheduler's timestep shift
 
 
 def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str = "tiny", device="cpu",
@@ -31,6 +40,8 @@ def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str 
             return _flux2(size, device)
         if pipeline == "QwenImageEditPipeline":
             return _qwen_edit(size)
+        if pipeline == "StableDiffusion3Pipeline":
+            return _sd3(size)
         if size == "full":
             vae = diffusers.AutoencoderKL(**FLUX1_VAE)
             transformer = diffusers.FluxTransformer2DModel(guidance_embeds=True)   # the FLUX.1 defaults
@@ -84,3 +95,26 @@ def _qwen_edit(size: str):
     return diffusers.QwenImageEditPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
                                            text_encoder=None, tokenizer=None, processor=None,
                                            transformer=transformer.eval())
+
+
+def _sd3(size: str):
+    """Stable Diffusion 3 (text-to-image): "tiny" is a random ``SD3Transformer2DModel`` of 2 joint blocks of 2 heads of
+    16 channels over a 32-wide text stream (2x2 patches of the toy VAE's 4 latent channels: the toy world's 128x96
+    gives 8x6 tokens), "full" stable-diffusion-3-medium's layout (text stream 4096 wide: CLIP-L + CLIP-G + T5)."""
+    import diffusers
+
+    from .components import build_vae
+
+    if size == "full":
+        vae, transformer = diffusers.AutoencoderKL(**SD3_VAE), diffusers.SD3Transformer2DModel(**SD3_MEDIUM)
+    else:
+        vae = build_vae("tiny")
+        vae.register_to_config(shift_factor=0.0)   # SD3 shifts latents; the toy VAE has no shift
+        transformer = diffusers.SD3Transformer2DModel(
+            sample_size=16, patch_size=2, in_channels=vae.config.latent_channels, num_layers=2, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=32, pooled_projection_dim=32,
+            out_channels=vae.config.latent_channels, pos_embed_max_size=32)
+    return diffusers.StableDiffusion3Pipeline(
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=SD3_SHIFT), vae=vae.eval(), text_encoder=None,
+        tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None, tokenizer_3=None,
+        transformer=transformer.eval())
