@@ -177,10 +177,16 @@ def test_sd3_refuses_a_reference_relation_and_the_reference_counterfactuals():
         create_model("diffusers-dit-tiny", pipeline=SD3, relation="image:reference")
     adapter = create_model("diffusers-dit-tiny", pipeline=SD3)
     assert adapter.relation == "text" and adapter.null_reference == "knockout"
-    with pytest.raises(ValueError, match=r"\['swap'\] change the reference image, which StableDiffusion3Pipeline"):
+    with pytest.raises(ValueError, match=r"\['swap'\] change the reference image, not the text"):
         adapter.check_counterfactuals(["swap", "null"])
     adapter.check_counterfactuals(["null"])
-    create_model("diffusers-dit-tiny").check_counterfactuals(["swap", "rotated", "null"])   # the editors read it
+    editor = create_model("diffusers-dit-tiny")
+    editor.check_counterfactuals(["swap", "rotated", "null"])   # an editor's reference maps: the reference matters
+    assert editor.null_reference != "knockout"
+    text_maps = create_model("diffusers-dit-tiny", relation="text")   # an editor's text maps: the text matters
+    assert text_maps.null_reference == "knockout"
+    with pytest.raises(ValueError, match=r"\['rotated'\] change the reference image.*FluxKontextPipeline"):
+        text_maps.check_counterfactuals(["rotated"])
 
 
 def test_sd3_full_size_layout_on_meta_and_its_text_embedding_file(tmp_path):

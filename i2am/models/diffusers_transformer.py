@@ -174,7 +174,7 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         if self.text_only and relation != "text":
             raise ValueError(f"model.relation={relation!r}: {self.pipeline_class} has no reference image (its joint "
                              f"attention holds the generated image and the text); its only relation is 'text'")
-        if self.text_only:   # the R2G null counterfactual: every text token removed (the reference is not read)
+        if relation == "text":   # the R2G null counterfactual of a text relation: every text token removed
             self.null_reference = "knockout"
         self.relation, self.normalisation = relation, normalisation
         self.map_relation = relation if normalisation == "i2am" else f"share:{relation}"
@@ -289,12 +289,13 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
                                   chunks=self.cfg_chunks if self.text_only else None)
 
     def check_counterfactuals(self, variants) -> None:
-        """SD3 reads no reference image: the R2G counterfactuals that change it would measure nothing."""
+        """Relation "text" (SD3's only one; an editor's with ``model.relation=text``): the R2G counterfactuals that
+        change the reference image would not test the text maps."""
         refused = [v for v in variants if v in ("swap", "rotated")]
-        if self.text_only and refused:
-            raise ValueError(f"R2G counterfactuals {refused} change the reference image, which {self.pipeline_class} "
-                             f"does not read (relation 'text'); set evaluators.faithfulness.counterfactuals=[null] "
-                             f"(null: every text token removed)")
+        if self.relation == "text" and refused:
+            raise ValueError(f"R2G counterfactuals {refused} change the reference image, not the text that the maps "
+                             f"of relation 'text' attribute to ({self.pipeline_class}); set "
+                             f"evaluators.faithfulness.counterfactuals=[null] (null: every text token removed)")
 
     def randomization_stages(self) -> list[tuple[str, list]]:
         """The transformer's stages for the randomisation check, from the output side: the output layers, the
