@@ -9,6 +9,7 @@ import json
 import pytest
 import tiny_transformers as tt
 import torch
+from knockout_checks import assert_knockout_identities
 from tasks_util import run_task
 
 from i2am.attribution import AttributionMaps, CaptureConfig
@@ -195,7 +196,6 @@ def test_qwen_joint_knockout_of_all_tokens_is_the_transformer_without_the_refere
     one is bit-identical."""
     adapter = create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline")
     inputs, sampler = adapter.prepare(_batch(2)), Sampler(num_steps=2)
-    plain = adapter.run_loop(inputs, sampler)
 
     def cut(module, args, kw):
         generated = kw["img_shapes"][0][0]
@@ -203,21 +203,7 @@ def test_qwen_joint_knockout_of_all_tokens_is_the_transformer_without_the_refere
         kw["img_shapes"] = [[shapes[0]] for shapes in kw["img_shapes"]]
         return args, kw
 
-    handle = adapter.transformer.register_forward_pre_hook(cut, with_kwargs=True)
-    try:
-        without = adapter.run_loop(inputs, sampler)
-    finally:
-        handle.remove()
-    assert not torch.allclose(without, plain)
-    with adapter.token_knockout() as knockout:
-        knockout.set_keep(lambda g: torch.ones(2, g[0] * g[1], dtype=torch.bool))
-        assert torch.equal(adapter.run_loop(inputs, sampler), plain)
-        knockout.set_keep(lambda g: torch.zeros(2, g[0] * g[1], dtype=torch.bool))
-        torch.testing.assert_close(adapter.run_loop(inputs, sampler), without, rtol=1e-5, atol=1e-6)
-        knockout.delete(torch.arange(48.0).reshape(1, 8, 6).expand(2, -1, -1), 0.5)
-        half = adapter.run_loop(inputs, sampler)
-    assert not torch.allclose(half, plain) and not torch.allclose(half, without)
-    assert torch.equal(adapter.run_loop(inputs, sampler), plain)
+    assert_knockout_identities(adapter, inputs, sampler, cut, torch.arange(48.0).reshape(1, 8, 6).expand(2, -1, -1))
 
 
 def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
