@@ -78,6 +78,7 @@ def test_i2am_attribute_runs_sd3_tiny_with_faithfulness_randomisation_and_an_sra
     assert word_maps(maps, "text/transformer_blocks.1.attn").shape == (1, 6, 8, 6)
 
 
+@pytest.mark.slow   # the folder-loading path; the tiny CLI run above covers the loop in the default suite
 def test_i2am_attribute_runs_a_saved_sd3_folder(tmp_path):
     """model=diffusers model.pipeline=StableDiffusion3Pipeline model.path=...: the folder's transformer, CFG at
     conf/model/diffusers.yaml's guidance 5.0, text relation; the evaluators' numbers are finite."""

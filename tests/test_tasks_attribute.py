@@ -95,6 +95,7 @@ def test_wandb_offline_run_folder_holds_the_logged_metrics(reference_run, tmp_pa
     assert logged["config"]["task_name"] == "attribute" and logged["group"] is None    # not a multirun
 
 
+@pytest.mark.slow   # other multiruns run in the default suite (dashboards, the SRAM script); this is the joblib one
 def test_multirun_with_the_joblib_launcher(tmp_path):
     overrides = [o for o in toy_overrides(tmp_path, "data.limit=2")
                  if not o.startswith(("run_dir=", "data.limit=4"))]
