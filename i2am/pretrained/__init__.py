@@ -18,7 +18,7 @@ TOY_DIR = Path(__file__).resolve().parent / "toy"
 TOY_KONTEXT = Path(__file__).resolve().parent / "toy_kontext" / "kontext.safetensors"
 # What every shipped checkpoint must beat on held-out toy pairs (README, tests/test_pretrained_toy.py): the mean SSIM
 # of its generated try-on region, pasted into the ground truth, above that of the garment's mean-colour fill by this.
-HELDOUT_MARGIN = 0.01
+HELDOUT_MARGIN = 0.05
 
 
 def toy_names() -> list[str]:
