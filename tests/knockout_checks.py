@@ -1,7 +1,17 @@
-"""The identities every joint-attention knockout must satisfy on a pipeline adapter (tests of several pipelines)."""
+"""Shared by the tests of the diffusion-transformer adapters: a toy batch, and the identities every joint-attention
+knockout must satisfy on a pipeline adapter."""
 from __future__ import annotations
 
 import torch
+
+
+def toy_batch(n=2):
+    """n random 128x96 samples (image, reference, an inpaint mask over the middle), ids s0, s1, ..."""
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.zeros(n, 1, 128, 96)
+    mask[..., 32:96, 24:72] = 1
+    return {"image": torch.rand(n, 3, 128, 96, generator=gen) * 2 - 1, "inpaint_mask": mask,
+            "reference": torch.rand(n, 3, 128, 96, generator=gen) * 2 - 1, "sample_id": [f"s{i}" for i in range(n)]}
 
 
 def run_without(adapter, inputs, sampler, cut):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from knockout_checks import assert_knockout_identities
+from knockout_checks import assert_knockout_identities, toy_batch
 from safetensors.torch import save_file
 from tasks_util import run_task
 
@@ -17,14 +17,6 @@ from i2am.models.diffusers_transformer_tiny import build_transformer_pipeline
 from i2am.models.sampler import Sampler, sample_seed
 
 SD3 = "StableDiffusion3Pipeline"
-
-
-def _batch(n=2):
-    gen = torch.Generator().manual_seed(0)
-    mask = torch.zeros(n, 1, 128, 96)
-    mask[..., 32:96, 24:72] = 1
-    return {"image": torch.rand(n, 3, 128, 96, generator=gen) * 2 - 1, "inpaint_mask": mask,
-            "reference": torch.rand(n, 3, 128, 96, generator=gen) * 2 - 1, "sample_id": [f"s{i}" for i in range(n)]}
 
 
 def _text_file(path, negative=False):
@@ -98,7 +90,7 @@ def test_sd3_run_loop_is_the_pipeline_call_and_predict_x0_its_x0(tmp_path, guida
     ``predict_x0`` (one transformer call, CFG combined as the pipeline does) reproduces it."""
     adapter = create_model("diffusers-dit-tiny", pipeline=SD3, guidance=guidance,
                            prompt_embeds=_text_file(tmp_path / "t.safetensors", negative=True))
-    inputs = adapter.prepare(_batch(2))
+    inputs = adapter.prepare(toy_batch(2))
     steps = []
     both = adapter.run_loop(inputs, Sampler(num_steps=3), callback=steps.append)
     generators = [torch.Generator().manual_seed(sample_seed(0, s)) for s in ("s0", "s1")]
@@ -109,7 +101,7 @@ def test_sd3_run_loop_is_the_pipeline_call_and_predict_x0_its_x0(tmp_path, guida
                        height=128, width=96, num_inference_steps=3, generator=generators, output_type="latent",
                        **({} if guidance is None else {"guidance_scale": guidance})).images
     assert torch.equal(both, own) and both.shape == (2, *inputs.latent_shape) == (2, 4, 16, 12)
-    alone = adapter.run_loop(adapter.prepare({k: v[1:] for k, v in _batch(2).items()}), Sampler(num_steps=3))
+    alone = adapter.run_loop(adapter.prepare({k: v[1:] for k, v in toy_batch(2).items()}), Sampler(num_steps=3))
     torch.testing.assert_close(alone, both[1:], rtol=0, atol=1e-5)
     assert [s["step"] for s in steps] == [0, 1, 2] and steps[-1]["sigma_next"] == 0.0
     for s in steps:
@@ -129,8 +121,8 @@ def test_sd3_capture_under_cfg_scores_the_positive_rows(tmp_path):
     for guidance in (7.0, 1.0):
         adapter = create_model("diffusers-dit-tiny", pipeline=SD3, guidance=guidance, prompt_embeds=text)
         with capture_for(adapter, cfg) as cap:
-            cap.set_region_mask(_batch(2)["inpaint_mask"])
-            adapter.run_loop(adapter.prepare(_batch(2)), Sampler(num_steps=1))
+            cap.set_region_mask(toy_batch(2)["inpaint_mask"])
+            adapter.run_loop(adapter.prepare(toy_batch(2)), Sampler(num_steps=1))
         maps[guidance] = cap.maps()
     for key, value in maps[1.0].raw.items():
         torch.testing.assert_close(maps[7.0].raw[key], value, rtol=1e-5, atol=1e-7)
@@ -139,7 +131,7 @@ def test_sd3_capture_under_cfg_scores_the_positive_rows(tmp_path):
     negative.prompt_embeds.copy_(negative.negative_prompt_embeds)
     negative.pooled_prompt_embeds.copy_(negative.negative_pooled_prompt_embeds)
     with capture_for(negative, cfg) as cap:
-        negative.run_loop(negative.prepare(_batch(2)), Sampler(num_steps=1))
+        negative.run_loop(negative.prepare(toy_batch(2)), Sampler(num_steps=1))
     assert not torch.allclose(cap.maps().g2r.ulam, maps[7.0].g2r.ulam)
 
 
@@ -150,7 +142,7 @@ def test_sd3_text_knockout_of_no_token_is_bit_identical_and_of_all_tokens_remove
     still conditions the time embedding); half removed lies between."""
     adapter = create_model("diffusers-dit-tiny", pipeline=SD3, guidance=guidance,
                            prompt_embeds=_text_file(tmp_path / "t.safetensors", negative=True))
-    inputs, sampler = adapter.prepare(_batch(2)), Sampler(num_steps=2)
+    inputs, sampler = adapter.prepare(toy_batch(2)), Sampler(num_steps=2)
 
     def no_text(module, args, kw):
         kw["encoder_hidden_states"] = kw["encoder_hidden_states"][:, :0]

@@ -9,7 +9,7 @@ import json
 import pytest
 import tiny_transformers as tt
 import torch
-from knockout_checks import assert_knockout_identities
+from knockout_checks import assert_knockout_identities, toy_batch
 from tasks_util import run_task
 
 from i2am.attribution import AttributionMaps, CaptureConfig
@@ -19,15 +19,6 @@ from i2am.models import create_model
 from i2am.models.diffusers_transformer import DiffusersTransformerAdapter
 from i2am.models.diffusers_transformer_tiny import build_transformer_pipeline
 from i2am.models.sampler import Sampler
-
-
-def _batch(n=2):
-    gen = torch.Generator().manual_seed(0)
-    mask = torch.zeros(n, 1, 128, 96)
-    mask[..., 32:96, 24:72] = 1
-    return {"image": torch.rand(n, 3, 128, 96, generator=gen) * 2 - 1, "inpaint_mask": mask,
-            "reference": torch.rand(n, 3, 128, 96, generator=gen) * 2 - 1, "sample_id": [f"s{i}" for i in range(n)]}
-
 
 CHECKS = ["+evaluator@evaluators.faithfulness=faithfulness", "evaluators.faithfulness.samples=1",
           "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=1",
@@ -70,13 +61,13 @@ def test_the_share_normalisation_and_the_text_relation_can_be_chosen():
     adapter = create_model("diffusers-dit-tiny", normalisation="share")
     assert {s.relation for s in adapter.attribution_layers()} == {"share:image:reference"}
     with capture_for(adapter, CaptureConfig(num_steps=1, time_groups=1)) as cap:
-        adapter.sample(_batch(1), Sampler(num_steps=1))
+        adapter.sample(toy_batch(1), Sampler(num_steps=1))
     maps = cap.maps()
     assert maps.relations == ["share:image:reference"]
     assert 0 < float(maps.r2g.ulam.max()) <= 1   # a share of the attention mass
     text = create_model("diffusers-dit-tiny", relation="text")
     with capture_for(text, CaptureConfig(num_steps=1, time_groups=1)) as cap:
-        text.sample(_batch(1), Sampler(num_steps=1))
+        text.sample(toy_batch(1), Sampler(num_steps=1))
     assert cap.maps().g2r.ulam.shape == (1, 1, 8)   # the 8 tokens of the fixed text embedding
 
 
@@ -118,7 +109,7 @@ def test_qwen_reference_area_sets_the_reference_grid_and_is_scoped_to_each_call(
     assert larger.reference_grid() == (16, 12)
     seen = []
     larger.transformer.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["img_shapes"]), with_kwargs=True)
-    larger.run_loop(larger.prepare(_batch(1)), Sampler(num_steps=1))
+    larger.run_loop(larger.prepare(toy_batch(1)), Sampler(num_steps=1))
     assert seen == [[[(1, 8, 6), (1, 16, 12)]]]   # generated 8x6, the reference resized to 256x192: 16x12 tokens
     assert qwen_module.calculate_dimensions is original
     with pytest.raises(RuntimeError, match="boom"), larger.scoped_reference_area():
@@ -134,7 +125,7 @@ def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step(pipeli
     """Per-sample noise; the callback's x, velocity and x0 are the Euler step's; ``predict_x0`` (one transformer
     call prepared by the pipeline, the proxy's prediction) reproduces the x0 of the pipeline's own loop."""
     adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
-    batch = _batch(2)
+    batch = toy_batch(2)
     batch["reference"] = batch["reference"][:1].repeat(2, 1, 1, 1)   # FLUX.2: one reference per call
     inputs = adapter.prepare(batch)
     steps = []
@@ -195,7 +186,7 @@ def test_qwen_joint_knockout_of_all_tokens_is_the_transformer_without_the_refere
     calls with the reference tokens cut out of the transformer's sequence (and out of img_shapes); keeping every
     one is bit-identical."""
     adapter = create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline")
-    inputs, sampler = adapter.prepare(_batch(2)), Sampler(num_steps=2)
+    inputs, sampler = adapter.prepare(toy_batch(2)), Sampler(num_steps=2)
 
     def cut(module, args, kw):
         generated = kw["img_shapes"][0][0]
@@ -218,7 +209,7 @@ def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
         assert metrics[key] == metrics[key], key
     adapter = create_model("diffusers-dit-tiny", pipeline="Flux2Pipeline")
     with pytest.raises(ValueError, match="data.batch_size=1"):
-        adapter.sample(_batch(2), Sampler(num_steps=1))
+        adapter.sample(toy_batch(2), Sampler(num_steps=1))
 
 
 def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
@@ -238,7 +229,7 @@ def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
     with pytest.raises(NotImplementedError, match="removal 'replace'"):
         adapter.token_knockout(mode="replace")
     with pytest.raises(ValueError, match="sampler.scheduler='ddim'"):
-        adapter.run_loop(adapter.prepare(_batch(1)), Sampler(scheduler="ddim", num_steps=1))
+        adapter.run_loop(adapter.prepare(toy_batch(1)), Sampler(scheduler="ddim", num_steps=1))
 
 
 @pytest.mark.parametrize("pipeline,blocks", [
@@ -264,8 +255,8 @@ def test_a_fixed_text_embedding_is_read_from_a_file_and_checked(tmp_path):
     adapter = create_model("diffusers-dit-tiny", prompt_embeds=str(tmp_path / "text.safetensors"))
     assert torch.equal(adapter.prompt_embeds, embeds) and torch.equal(adapter.pooled_prompt_embeds, pooled)
     zeros = create_model("diffusers-dit-tiny")
-    assert not torch.allclose(adapter.sample(_batch(1), Sampler(num_steps=1))["latents"],
-                              zeros.sample(_batch(1), Sampler(num_steps=1))["latents"])
+    assert not torch.allclose(adapter.sample(toy_batch(1), Sampler(num_steps=1))["latents"],
+                              zeros.sample(toy_batch(1), Sampler(num_steps=1))["latents"])
     save_file({"prompt_embeds": torch.zeros(1, 6, 16)}, str(tmp_path / "narrow.safetensors"))
     with pytest.raises(ValueError, match="width 16, the transformer reads 32"):
         create_model("diffusers-dit-tiny", prompt_embeds=str(tmp_path / "narrow.safetensors"))
@@ -285,7 +276,7 @@ def test_qwen_reads_its_text_embedding_and_padding_mask_from_a_file(tmp_path):
     seen = []
     adapter.transformer.register_forward_pre_hook(
         lambda m, a, kw: seen.append(kw["encoder_hidden_states_mask"]), with_kwargs=True)
-    adapter.sample(_batch(1), Sampler(num_steps=1))
+    adapter.sample(toy_batch(1), Sampler(num_steps=1))
     assert torch.equal(seen[0], mask)   # the padding reaches the transformer
     save_file({"prompt_embeds": embeds, "prompt_embeds_mask": mask[:, :4]}, str(tmp_path / "short.safetensors"))
     with pytest.raises(ValueError, match="4 entries for 6 text tokens"):
