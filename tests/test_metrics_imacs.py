@@ -98,3 +98,12 @@ def test_states_reduce_like_ddp_ranks():
     rank1.update(maps[2:], masks[2:])
     rank0.merge_state(rank1)
     torch.testing.assert_close(rank0.compute(), imacs(maps, masks, "g2r").double().mean())
+
+
+def test_evaluator_leaves_out_a_direction_that_scored_no_sample():
+    """A G2R map over tokens is never rendered, so IMACS_r sees no sample: metrics.json carries imacs_g only."""
+    evaluator = ImacsEvaluator()
+    mask = torch.zeros(1, 1, 8, 6)
+    mask[..., 2:6, 1:5] = 1
+    evaluator.update_maps(r2g_map=torch.rand(1, 8, 6), inpaint_mask=mask)
+    assert set(evaluator.compute()) == {"imacs_g"}

@@ -15,6 +15,8 @@ Presets (``image_map`` is what ``to_image(..., preset=...)`` returns for the sam
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torchmetrics import Metric
@@ -129,7 +131,7 @@ class ImacsEvaluator(Evaluator):
             self.metrics[direction].update(image_map, mask)
 
     def compute(self) -> dict[str, float]:
-        """The directions that scored at least one sample (a G2R map over text tokens is never scored: it has no
-        garment mask to be compared with)."""
-        return {METRIC_NAMES[d]: float(self.metrics[d].compute()) for d in self.directions
-                if int(self.metrics[d].count) > 0}
+        """Every direction is computed on every rank (the sync is collective); one that scored no sample on any rank
+        (0 / 0: a G2R map over text tokens has no garment mask to be compared with) is left out."""
+        values = {METRIC_NAMES[d]: float(self.metrics[d].compute()) for d in self.directions}
+        return {name: value for name, value in values.items() if not math.isnan(value)}

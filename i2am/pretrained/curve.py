@@ -2,8 +2,8 @@
 ``i2am train`` run (its ``step=<N>.ckpt`` files and ``last.ckpt``), with the shipped checkpoints' sampler settings.
 
 Writes ``RUN_DIR/heldout_curve_p<N>.csv`` (step, ssim, ssim_region, ssim_mean_colour: means over the pairs) and
-``RUN_DIR/heldout_curve_p<N>.png`` (both SSIMs against the training step, the mean-colour fill as a line). A point that is
-already in the CSV is not scored again, so the curve can be extended while the run goes on.
+``RUN_DIR/heldout_curve_p<N>.png`` (both SSIMs against the training step, the mean-colour fill as a line). A point
+that is already in the CSV is not scored again, so the curve can be extended while the run goes on.
 """
 from __future__ import annotations
 
