@@ -69,6 +69,7 @@ def test_correlate_over_runs_through_the_cli(tmp_path):
     assert result["n_runs"] == 4 and result["pearson_imacs_g_fid"] < -0.9
 
 
+@pytest.mark.slow   # the detect CLI stays in the default suite through test_models_diffusers.py
 def test_detect_with_pbe_tiny_on_toy_coco(tmp_path):
     overrides = ["model=pbe-tiny", "data=toy_coco", f"paths.data_dir={tmp_path / 'data'}", "sampler.num_steps=2",
                  "data.limit=3", "data.toy.n=16", "trainer.enable_progress_bar=false"]
@@ -92,6 +93,7 @@ def test_help_lists_every_task():
         assert f"  {task} " in out or f"  {task}\n" in out
 
 
+@pytest.mark.slow   # a two-trial Optuna sweep of train runs
 def test_optuna_sweep_over_the_loss_weights(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     cli("train", ["-m", "experiment=sweep_loss_weights", "hydra.sweeper.n_trials=2", "trainer.max_steps=2",
