@@ -1,6 +1,9 @@
 """``python -m i2am.pretrained.curve``: held-out SSIM of a toy training run's kept checkpoints, kept point by point."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import torch
 from omegaconf import OmegaConf
 
@@ -32,3 +35,12 @@ def test_the_curve_scores_each_kept_step_once_and_plots_it(tmp_path, monkeypatch
     assert 0.0 < again[100]["ssim"] < 1.0 and again[100]["ssim_mean_colour"] > 0.0
     assert (run_dir / "heldout_curve_p1.png").stat().st_size > 0
     assert (run_dir / "heldout_curve_p1.csv").read_text().splitlines()[0] == "step,ssim,ssim_region,ssim_mean_colour"
+
+
+def test_plotting_the_curve_keeps_the_users_backend(tmp_path):
+    code = ("import matplotlib; matplotlib.use('svg'); from pathlib import Path; from i2am.pretrained import curve; "
+            f"curve.plot_curve(Path({str(tmp_path / 'c.png')!r}), "
+            "{100: {'ssim': 0.5, 'ssim_region': 0.6, 'ssim_mean_colour': 0.55}}, 't'); print(matplotlib.get_backend())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "svg" and (tmp_path / "c.png").stat().st_size > 0

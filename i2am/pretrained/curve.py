@@ -38,13 +38,11 @@ def write_curve(path: Path, points: dict[int, dict[str, float]]) -> None:
 
 
 def plot_curve(path: Path, points: dict[int, dict[str, float]], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure   # no pyplot: the user's backend is left as it is
 
     steps = sorted(points)
-    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    fig = Figure(figsize=(5.5, 3.4))
+    ax = fig.subplots()
     ax.plot(steps, [points[s]["ssim"] for s in steps], "o-", label="generated image")
     ax.plot(steps, [points[s]["ssim_region"] for s in steps], "s-", label="generated region pasted into GT")
     ax.axhline(points[steps[0]]["ssim_mean_colour"], color="grey", ls="--", label="mean-colour fill (GT outside)")
@@ -53,7 +51,6 @@ def plot_curve(path: Path, points: dict[int, dict[str, float]], title: str) -> N
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def heldout_curve(run_dir: str | Path, pairs: int = 8, data_dir: str | Path = "data", every: int = 1
