@@ -1,4 +1,5 @@
 # make demo | make test | make bench — each creates .venv on first use.
+# make cluster-up | make cluster-down: a one-node SLURM cluster on localhost (.ci/cluster.sh) for the slow SLURM test.
 # make venv LOCK=0: the latest versions pyproject.toml allows instead of requirements.lock; make lock: refresh it.
 PY      ?= python3
 VENV    := .venv
@@ -12,7 +13,7 @@ CONSTRAINTS := $(if $(filter 1,$(LOCK)),-c requirements.lock)
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-slow test-all test-lowest docs bench venv lock clean
+.PHONY: demo test test-slow test-all test-lowest docs bench venv lock clean cluster-up cluster-down
 
 $(BIN)/i2am: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +35,12 @@ test-slow: venv
 
 test-all: venv
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "slow or not slow" $(ARGS)
+
+cluster-up:
+	.ci/cluster.sh up
+
+cluster-down:
+	.ci/cluster.sh down
 
 docs: venv
 	$(BIN)/mkdocs build --strict --site-dir site
