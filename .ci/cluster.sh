@@ -14,13 +14,18 @@ DBD_CONF=/etc/slurm/slurmdbd.conf
 MARK="# written by i2am .ci/cluster.sh"
 WAIT_S=${I2AM_SLURM_WAIT_S:-60}
 HOST=$(hostname -s)
+SOCKET=$DIR/mysql/mariadb.sock   # our own MariaDB's, apart from any system one at /run/mysqld
 
 die() { echo "cluster: $*" >&2; exit 1; }
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-wait_for() {  # wait_for <what> <command...>: poll for up to WAIT_S seconds
-  local what=$1; shift
-  for _ in $(seq "$WAIT_S"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done
-  die "$what not ready after ${WAIT_S} s; logs in $DIR"
+wait_for() {  # wait_for <what> <command...>: poll for up to WAIT_S seconds, then fail with its last answer
+  local what=$1 answer; shift
+  for _ in $(seq "$WAIT_S"); do answer=$("$@" 2>&1) && return 0; sleep 1; done
+  die "$what not ready after ${WAIT_S} s (${answer:-no answer}); logs in $DIR"
+}
+node_idle() {  # busy counts too: `up` while jobs run is fine
+  local state; state=$(sinfo -h -N -o %T)
+  case $state in idle | mixed | allocated) ;; *) echo "node state: ${state:-none}"; return 1 ;; esac
 }
 own_or_absent() {  # never overwrite a configuration this script did not write
   [ ! -e "$1" ] || head -1 "$1" | grep -qxF "$MARK" || die "$1 exists and was not written by this script; move it away"
@@ -80,27 +85,28 @@ EOF
 
 up() {
   install
-  mkdir -p "$DIR"/ctld "$DIR"/d "$DIR"/mysql /run/munge /run/mysqld
+  mkdir -p "$DIR"/ctld "$DIR"/d "$DIR"/mysql /run/munge
   [ -s /etc/munge/munge.key ] || mungekey --create --keyfile /etc/munge/munge.key
   chown munge:munge /etc/munge/munge.key /run/munge && chmod 600 /etc/munge/munge.key
   alive /run/munge/munged.pid || runuser -u munge -- munged
   wait_for munged munge -n
 
-  chown mysql:mysql "$DIR"/mysql /run/mysqld
-  if ! alive "$DIR"/mysql/mariadb.pid; then   # socket only (no TCP); root logs in through the socket
-    [ -d "$DIR"/mysql/mysql ] || mariadb-install-db --user=mysql --datadir="$DIR"/mysql >/dev/null
-    setsid mariadbd --user=mysql --datadir="$DIR"/mysql --pid-file="$DIR"/mysql/mariadb.pid --skip-networking \
-      --innodb-buffer-pool-size=1G --innodb-lock-wait-timeout=900 --log-error="$DIR"/mysql/mariadb.log \
-      </dev/null >/dev/null 2>&1 &
+  chown mysql:mysql "$DIR"/mysql
+  if ! alive "$DIR"/mysql/mariadb.pid; then   # no TCP; root logs in through the socket (as slurmdbd does)
+    [ -d "$DIR"/mysql/mysql ] || mariadb-install-db --user=mysql --datadir="$DIR"/mysql >"$DIR"/mysql-install.log 2>&1 \
+      || die "mariadb-install-db failed: $DIR/mysql-install.log"
+    setsid mariadbd --user=mysql --datadir="$DIR"/mysql --socket="$SOCKET" --skip-networking \
+      --pid-file="$DIR"/mysql/mariadb.pid --log-error="$DIR"/mysql/mariadb.log \
+      --innodb-buffer-pool-size=1G --innodb-lock-wait-timeout=900 </dev/null >/dev/null 2>&1 &
   fi
-  wait_for MariaDB mariadb -e "select 1"
+  wait_for MariaDB mariadb --socket="$SOCKET" -e "select 1"
 
   alive "$DIR"/slurmctld.pid || alive "$DIR"/slurmdbd.pid || write_configs
-  alive "$DIR"/slurmdbd.pid || slurmdbd
+  alive "$DIR"/slurmdbd.pid || MYSQL_UNIX_PORT=$SOCKET slurmdbd   # its MySQL client library reads the variable
   wait_for slurmdbd sacctmgr -i list cluster
   alive "$DIR"/slurmctld.pid || slurmctld
   alive "$DIR"/slurmd.pid || slurmd
-  wait_for "the node (sinfo shows it idle)" sh -c "sinfo -h -N -o %T | grep -qxE 'idle|mixed|allocated'"
+  wait_for "the node (sinfo shows it idle)" node_idle
   sinfo
 }
 
