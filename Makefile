@@ -37,10 +37,10 @@ test-all: venv
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "slow or not slow" $(ARGS)
 
 cluster-up:
-	.ci/cluster.sh up
+	bash .ci/cluster.sh up
 
 cluster-down:
-	.ci/cluster.sh down
+	bash .ci/cluster.sh down
 
 docs: venv
 	$(BIN)/mkdocs build --strict --site-dir site

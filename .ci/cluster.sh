@@ -6,7 +6,11 @@
 # CPU-only partition `cpu` sized from `slurmd -C`; no systemd or cgroups needed. Accounting goes through slurmdbd to a
 # local MariaDB so `sacct` (which submitit polls) reports the jobs. State and logs: $I2AM_SLURM_DIR.
 set -euo pipefail
-[ "$(id -u)" = 0 ] || exec sudo -E "$0" "$@"
+die() { echo "cluster: $*" >&2; exit 1; }
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || die "needs root: run it as root (no sudo here)"
+  exec sudo -E bash "$0" "$@"
+fi
 
 DIR=${I2AM_SLURM_DIR:-/var/lib/i2am-slurm}
 CONF=/etc/slurm/slurm.conf
@@ -16,7 +20,6 @@ WAIT_S=${I2AM_SLURM_WAIT_S:-60}
 HOST=$(hostname -s)
 SOCKET=$DIR/mysql/mariadb.sock   # our own MariaDB's, apart from any system one at /run/mysqld
 
-die() { echo "cluster: $*" >&2; exit 1; }
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 wait_for() {  # wait_for <what> <command...>: poll for up to WAIT_S seconds, then fail with its last answer
   local what=$1 answer; shift
