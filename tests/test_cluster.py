@@ -62,7 +62,7 @@ def require_slurm():
 
 def sacct_states(job_ids, wait_s=120):
     """SLURM's own record of the jobs: {job id: (partition, state)} once none is pending, running or completing
-    (slurmctld sends the end of a job to the accounting database just after its result file is written)."""
+    (a job writes its result file, which ends the launcher's wait, a moment before its process exits)."""
     deadline = time.monotonic() + wait_s
     while True:
         lines = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,Partition,State", "-j", ",".join(job_ids)],
