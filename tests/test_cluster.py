@@ -8,7 +8,6 @@ import os
 import stat
 
 import pytest
-
 from tasks_util import cli, toy_overrides
 
 SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1",

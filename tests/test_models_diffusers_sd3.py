@@ -59,7 +59,7 @@ def test_i2am_attribute_runs_sd3_tiny_with_faithfulness_randomisation_and_an_sra
         assert metrics[key] == metrics[key], key   # finite, not NaN
     assert metrics["faith_full_latent_all_removed"] > 0 and metrics["r2g_cf_null_change"] > 0   # the text matters
     assert "imacs_r" not in metrics   # a G2R row of text tokens has no garment mask to be scored against
-    maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
+    maps = AttributionMaps.load(min((tmp_path / "run" / "maps").glob("*.safetensors")))
     assert maps.relations == ["text"]
     assert [m["name"] for m in maps.meta["layers"]] == ["text/transformer_blocks.0.attn",
                                                         "text/transformer_blocks.1.attn"]
@@ -79,7 +79,7 @@ def test_i2am_attribute_runs_a_saved_sd3_folder(tmp_path):
                                                f"model.path={tmp_path / 'sd3'}", "model.image_size=[128,96]",
                                                f"+model.prompt_embeds={_text_file(tmp_path / 't.safetensors')}"))
     assert metrics["n_samples"] == 1 and metrics["imacs_g"] == metrics["imacs_g"]
-    maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
+    maps = AttributionMaps.load(min((tmp_path / "run" / "maps").glob("*.safetensors")))
     assert maps.relations == ["text"] and maps.meta["model"] == "diffusers"
 
 

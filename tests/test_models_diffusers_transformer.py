@@ -46,7 +46,7 @@ def test_i2am_attribute_runs_a_kontext_folder_with_every_evaluator(tmp_path):
                 "r2g_cf_null_change", "rand_r2g_spearman_cascade_final", "rand_g2r_spearman_noise"):
         assert metrics[key] == metrics[key], key   # finite, not NaN
     assert metrics["faith_full_latent_all_removed"] > 0            # removing the reference changes the output
-    maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
+    maps = AttributionMaps.load(min((tmp_path / "run" / "maps").glob("*.safetensors")))
     assert maps.relations == ["image:reference"] and maps.meta["model"] == "diffusers"
     assert [m["name"] for m in maps.meta["layers"]] == ["image:reference/transformer_blocks.0.attn",
                                                         "image:reference/single_transformer_blocks.0.attn"]
@@ -91,7 +91,7 @@ def test_i2am_attribute_runs_a_qwen_image_edit_folder_with_every_evaluator(tmp_p
                 "r2g_cf_swap_spearman", "r2g_cf_null_change", "rand_r2g_spearman_cascade_final"):
         assert metrics[key] == metrics[key], key
     assert metrics["faith_full_latent_all_removed"] > 0
-    maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
+    maps = AttributionMaps.load(min((tmp_path / "run" / "maps").glob("*.safetensors")))
     assert [m["name"] for m in maps.meta["layers"]] == ["image:reference/transformer_blocks.0.attn",
                                                         "image:reference/transformer_blocks.1.attn"]
     assert maps.r2g.ulam.shape == (1, 8, 6) and maps.g2r.ulam.shape == (1, 8, 6)   # 128x96 / (8 x 2x2 patches)
