@@ -120,6 +120,7 @@ def test_qwen_reference_area_sets_the_reference_grid_and_is_scoped_to_each_call(
     assert full.reference_area is None and full.reference_grid() == (74, 56)   # its own 1024x1024 area: 1184x896
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("pipeline", ["FluxKontextPipeline", "Flux2Pipeline", "QwenImageEditPipeline"])
 def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step(pipeline):
     """Per-sample noise; the callback's x, velocity and x0 are the Euler step's; ``predict_x0`` (one transformer

@@ -39,6 +39,7 @@ def test_shipped_checkpoint_round_trips_bit_identically(name, tmp_path):
         assert again[key].dtype == tensor.dtype and torch.equal(again[key], tensor), key
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("name", FINAL)
 def test_shipped_checkpoint_beats_the_mean_colour_fill_on_heldout_pairs(name, heldout):
     model = create_model(toy_card(name)["model"], checkpoint=toy_checkpoint(name)).eval()

@@ -78,6 +78,7 @@ def test_start_codes():
         Sampler(start_code="zeros")
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("eta", [0.0, 0.7])
 def test_sample_does_not_depend_on_batch_composition_or_order(eta):
     model = LinearToyModel()

@@ -226,6 +226,7 @@ def test_memory_is_flat_in_steps():
     assert sizes[0] == sizes[1]
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("kind", ["sd_ip", "reference"])
 def test_a_batch_of_two_equals_two_batches_of_one(kind):
     pipe, kw, *_ = build(kind, batch=2)

@@ -165,6 +165,7 @@ def _transformer_inputs(batch: int, seed: int = 0):
                 return_dict=False)
 
 
+@pytest.mark.numeric
 def test_batch_invariance_and_chunking():
     transformer = tt.flux_transformer()
     inputs = _transformer_inputs(3)
