@@ -38,7 +38,7 @@ def variant(name: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["older-cpu-kernels", "other-thread-count"])
-def test_numeric_tests_pass_under(name):
+def test_numeric_tests_pass_under(name, tmp_path):
     env = {**os.environ, **variant(name)}
     env.pop("PYTEST_ADDOPTS", None)
     here, there = torch_sees(dict(os.environ)), torch_sees(env)
@@ -49,7 +49,7 @@ def test_numeric_tests_pass_under(name):
     else:
         assert there[1] != here[1], (here, there)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:xdist", "-p", "no:randomly",
-                           "-m", "numeric and not slow", "-rA", "tests"],
+                           "-m", "numeric and not slow", "-rA", f"--basetemp={tmp_path / 'basetemp'}", "tests"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000, check=False)
     print(proc.stdout[-6000:])
     assert proc.returncode == 0, f"{name}: {here} -> {there}\n{proc.stdout[-8000:]}\n{proc.stderr[-3000:]}"
