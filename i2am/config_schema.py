@@ -29,12 +29,12 @@ RenderPreset = Enum("RenderPreset", {"official": "official", "clean": "clean"})
 class SamplerSchema:
     """conf/sampler/*.yaml -> i2am.models.sampler.Sampler (null = the model's default)."""
     _target_: str = "i2am.models.sampler.Sampler"
-    scheduler: str | None = None     # ddim | unipc | plms | custom_ddim | a diffusers scheduler class name
+    scheduler: str | None = None        # ddim | unipc | plms | custom_ddim | a diffusers scheduler class name
     num_steps: int | None = None
     guidance: Any = None                # a number, or one value per step
     eta: float | None = None
     start_code: str | None = None
-    paste: bool | None = None        # the custom DDIM's re-noised paste outside the generation mask
+    paste: bool | None = None           # the custom DDIM's re-noised paste outside the generation mask
     seed: int = 0
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
