@@ -95,7 +95,7 @@ def main():
         "i2am, image:reference": dict(relations=("image:reference",), normalisations=("i2am",)),
         "i2am, text": dict(relations=("text",), normalisations=("i2am",)),
         "share, image:reference": dict(relations=("image:reference",), normalisations=("share",)),
-        "all relations, both normalisations": dict(),
+        "all relations, both normalisations": {},
     }
     # plain and captured runs alternate, and each ratio is taken within a pair, so drifting machine load cancels
     plains, results = [], {name: ([], []) for name in variants}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -29,12 +29,12 @@ RenderPreset = Enum("RenderPreset", {"official": "official", "clean": "clean"})
 class SamplerSchema:
     """conf/sampler/*.yaml -> i2am.models.sampler.Sampler (null = the model's default)."""
     _target_: str = "i2am.models.sampler.Sampler"
-    scheduler: Optional[str] = None     # ddim | unipc | plms | custom_ddim | a diffusers scheduler class name
-    num_steps: Optional[int] = None
+    scheduler: str | None = None        # ddim | unipc | plms | custom_ddim | a diffusers scheduler class name
+    num_steps: int | None = None
     guidance: Any = None                # a number, or one value per step
-    eta: Optional[float] = None
-    start_code: Optional[str] = None
-    paste: Optional[bool] = None        # the custom DDIM's re-noised paste outside the generation mask
+    eta: float | None = None
+    start_code: str | None = None
+    paste: bool | None = None           # the custom DDIM's re-noised paste outside the generation mask
     seed: int = 0
     scheduler_config: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
@@ -44,15 +44,15 @@ class SamplerSchema:
 class CaptureSchema:
     """conf/capture/*.yaml -> i2am.attribution.CaptureConfig."""
     _target_: str = "i2am.attribution.CaptureConfig"
-    num_steps: Optional[int] = None
+    num_steps: int | None = None
     time_groups: int = 5
     directions: list[Direction] = field(default_factory=lambda: [Direction.r2g, Direction.g2r])
     layers: Any = "all"                 # "all", "all+mid", "group:<name>" or a list of layer names
     sram_layers: Any = "auto"           # "auto" or a list of layer names
     cfg_layout: CfgLayout = CfgLayout.auto
     chunk_budget: int = 2**26
-    r2g_grid: Optional[list[int]] = None
-    g2r_grid: Optional[list[int]] = None
+    r2g_grid: list[int] | None = None
+    g2r_grid: list[int] | None = None
     family_layers: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
@@ -82,28 +82,28 @@ class TrainerSchema:
     devices: Any = 1
     num_nodes: int = 1
     precision: Any = "32-true"
-    max_epochs: Optional[int] = None
-    min_epochs: Optional[int] = None
+    max_epochs: int | None = None
+    min_epochs: int | None = None
     max_steps: int = -1
-    min_steps: Optional[int] = None
-    max_time: Optional[str] = None
-    limit_train_batches: Optional[float] = None
-    limit_val_batches: Optional[float] = None
-    limit_test_batches: Optional[float] = None
-    limit_predict_batches: Optional[float] = None
+    min_steps: int | None = None
+    max_time: str | None = None
+    limit_train_batches: float | None = None
+    limit_val_batches: float | None = None
+    limit_test_batches: float | None = None
+    limit_predict_batches: float | None = None
     overfit_batches: float = 0.0
-    val_check_interval: Optional[float] = None
-    check_val_every_n_epoch: Optional[int] = 1
-    num_sanity_val_steps: Optional[int] = None
-    log_every_n_steps: Optional[int] = None
-    enable_checkpointing: Optional[bool] = None
-    enable_progress_bar: Optional[bool] = None
-    enable_model_summary: Optional[bool] = None
+    val_check_interval: float | None = None
+    check_val_every_n_epoch: int | None = 1
+    num_sanity_val_steps: int | None = None
+    log_every_n_steps: int | None = None
+    enable_checkpointing: bool | None = None
+    enable_progress_bar: bool | None = None
+    enable_model_summary: bool | None = None
     accumulate_grad_batches: int = 1
-    gradient_clip_val: Optional[float] = None
-    gradient_clip_algorithm: Optional[str] = None
+    gradient_clip_val: float | None = None
+    gradient_clip_algorithm: str | None = None
     deterministic: Any = None           # bool or "warn"
-    benchmark: Optional[bool] = None
+    benchmark: bool | None = None
     inference_mode: bool = True
     use_distributed_sampler: bool = True
     detect_anomaly: bool = False
@@ -116,7 +116,7 @@ class TrainerSchema:
 @dataclass
 class DataLimitsSchema:
     """The size keys every conf/data/*.yaml shares (the rest of a data config depends on its dataset)."""
-    limit: Optional[int] = None
+    limit: int | None = None
     batch_size: int = 1
     num_workers: int = 0
 

@@ -61,7 +61,7 @@ class PipelineTrace:
         self._active = False
 
     # ---------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "PipelineTrace":
+    def __enter__(self) -> PipelineTrace:
         if self._active:
             raise RuntimeError("this i2am.trace is already active")
         original = self.pipe.prepare_latents   # bound method of the pipeline class

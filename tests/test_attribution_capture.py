@@ -6,9 +6,9 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
+from naive_attribution import families, record
 
 from i2am.attribution import AttributionCapture, AttributionMaps, CaptureConfig
-from naive_attribution import families, record
 
 LATENT = (8, 8)
 REF_GRID = (8, 6)
@@ -97,10 +97,10 @@ def test_processors_restored_after_exit_and_after_exception(unet):
     before = dict(unet.attn_processors)
     capture(unet, *inputs(1), steps=1, groups=1)
     assert all(unet.attn_processors[k] is v for k, v in before.items())
-    with pytest.raises(ZeroDivisionError):
-        with AttributionCapture(unet, CaptureConfig(num_steps=1, time_groups=1), ref_grid=REF_GRID):
-            assert any(type(p).__name__ == "_CaptureProcessor" for p in unet.attn_processors.values())
-            1 / 0
+    with pytest.raises(ZeroDivisionError), AttributionCapture(unet, CaptureConfig(num_steps=1, time_groups=1),
+                                                               ref_grid=REF_GRID):
+        assert any(type(p).__name__ == "_CaptureProcessor" for p in unet.attn_processors.values())
+        raise ZeroDivisionError
     assert all(unet.attn_processors[k] is v for k, v in before.items())
     assert all(not m._forward_hooks and not m._forward_pre_hooks for m in unet.modules())
     # self-attention is never touched: it keeps its fused SDPA processor during a capture
@@ -231,14 +231,14 @@ def test_family_layer_subsets_follow_the_config(unet):
 
 def test_clear_errors(unet):
     x, ctx = inputs(1)
-    with pytest.raises(RuntimeError, match="beyond CaptureConfig.num_steps=2"):
-        with AttributionCapture(unet, CaptureConfig(num_steps=2, time_groups=1), ref_grid=REF_GRID):
-            run_steps(unet, x, ctx, 3)
+    with pytest.raises(RuntimeError, match="beyond CaptureConfig.num_steps=2"), \
+            AttributionCapture(unet, CaptureConfig(num_steps=2, time_groups=1), ref_grid=REF_GRID):
+        run_steps(unet, x, ctx, 3)
     with pytest.raises(ValueError, match="unknown layer name"):
         AttributionCapture(unet, CaptureConfig(layers=["nope"]))
-    with pytest.raises(RuntimeError, match="no reference grid"):
-        with AttributionCapture(unet, CaptureConfig(num_steps=1, time_groups=1)):
-            run_steps(unet, x, ctx, 1)
+    with pytest.raises(RuntimeError, match="no reference grid"), \
+            AttributionCapture(unet, CaptureConfig(num_steps=1, time_groups=1)):
+        run_steps(unet, x, ctx, 1)
     with pytest.raises(ValueError, match="cfg_layout"):
         CaptureConfig(cfg_layout="cond_first")
 
@@ -260,4 +260,4 @@ def test_family_layers_by_group_and_their_own_common_grid(unet):
     torch.testing.assert_close(maps.r2g.ulam, maps.r2g.subset(small).ulam)
     assert maps.r2g.llam.shape == (1, 15, *LATENT)
     with pytest.raises(KeyError, match="not captured"):
-        capture(unet, x, ctx, family_layers={"r2g": {"ulam": ["nope"]}}).maps().r2g
+        _ = capture(unet, x, ctx, family_layers={"r2g": {"ulam": ["nope"]}}).maps().r2g

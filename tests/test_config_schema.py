@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tasks_util import CONF, cli, compose_task
 
 from i2am.config_schema import ConfigValueError, validate
-from tasks_util import CONF, cli, compose_task
 
 BAD = {   # group -> (override, what the message must name)
     "sampler": [("sampler.num_steps=abc", "sampler.num_steps='abc'"), ("+sampler.steps=5", "sampler.steps")],

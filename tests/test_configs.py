@@ -2,9 +2,9 @@
 
 import pytest
 from hydra.utils import instantiate
+from tasks_util import CONF, compose_task
 
 from i2am.tasks import TASKS
-from tasks_util import CONF, compose_task
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 DATA = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))

@@ -3,10 +3,10 @@ EventAccumulator; wandb runs of the sweep share a group and carry the overrides,
 from __future__ import annotations
 
 import pytest
-
-from i2am.tasks.dashboards import finish_loggers
 from tasks_util import cli, toy_overrides
 from wandb_records import read_run
+
+from i2am.tasks.dashboards import finish_loggers
 
 
 @pytest.fixture(scope="module")

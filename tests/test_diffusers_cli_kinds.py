@@ -24,7 +24,7 @@ def _run(tmp_path, task, *overrides):
 
 
 def _maps(tmp_path) -> AttributionMaps:
-    return AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
+    return AttributionMaps.load(min((tmp_path / "run" / "maps").glob("*.safetensors")))
 
 
 @pytest.mark.parametrize("pipeline,extra,relation", [

@@ -66,6 +66,7 @@ def _pipeline_steps(adapter, inputs, batch, num_steps, guidance, **call):
     ("StableDiffusionImg2ImgPipeline", {"strength": 0.5}),
     ("StableDiffusionXLPipeline", {}),
     ("StableDiffusionControlNetPipeline", {"ip_adapter": {"kind": None}})])
+@pytest.mark.numeric
 def test_the_adapter_loop_equals_the_diffusers_pipeline_step_by_step(pipeline, settings):
     adapter = _adapter(pipeline, **settings)
     batch, steps, guidance = _batch(), 2, 5.0

@@ -89,6 +89,7 @@ def test_evaluator_reports_stable_names():
         only_r2g.update_maps(g2r_map=mask[:, 0], reference_mask=mask)
 
 
+@pytest.mark.numeric
 def test_states_reduce_like_ddp_ranks():
     # merge_state applies each state's dist_reduce_fx, as the all-gather of two DDP ranks would
     generator = torch.Generator().manual_seed(2)

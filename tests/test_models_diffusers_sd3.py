@@ -59,7 +59,7 @@ def test_i2am_attribute_runs_sd3_tiny_with_faithfulness_randomisation_and_an_sra
         assert metrics[key] == metrics[key], key   # finite, not NaN
     assert metrics["faith_full_latent_all_removed"] > 0 and metrics["r2g_cf_null_change"] > 0   # the text matters
     assert "imacs_r" not in metrics   # a G2R row of text tokens has no garment mask to be scored against
-    maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
+    maps = AttributionMaps.load(min((tmp_path / "run" / "maps").glob("*.safetensors")))
     assert maps.relations == ["text"]
     assert [m["name"] for m in maps.meta["layers"]] == ["text/transformer_blocks.0.attn",
                                                         "text/transformer_blocks.1.attn"]
@@ -79,10 +79,11 @@ def test_i2am_attribute_runs_a_saved_sd3_folder(tmp_path):
                                                f"model.path={tmp_path / 'sd3'}", "model.image_size=[128,96]",
                                                f"+model.prompt_embeds={_text_file(tmp_path / 't.safetensors')}"))
     assert metrics["n_samples"] == 1 and metrics["imacs_g"] == metrics["imacs_g"]
-    maps = AttributionMaps.load(sorted((tmp_path / "run" / "maps").glob("*.safetensors"))[0])
+    maps = AttributionMaps.load(min((tmp_path / "run" / "maps").glob("*.safetensors")))
     assert maps.relations == ["text"] and maps.meta["model"] == "diffusers"
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("guidance", [None, 1.0])
 def test_sd3_run_loop_is_the_pipeline_call_and_predict_x0_its_x0(tmp_path, guidance):
     """With SD3's stacked CFG (guidance null = its 7.0) and without (1.0): ``run_loop`` is the pipeline's own call
@@ -102,7 +103,9 @@ def test_sd3_run_loop_is_the_pipeline_call_and_predict_x0_its_x0(tmp_path, guida
                        **({} if guidance is None else {"guidance_scale": guidance})).images
     assert torch.equal(both, own) and both.shape == (2, *inputs.latent_shape) == (2, 4, 16, 12)
     alone = adapter.run_loop(adapter.prepare({k: v[1:] for k, v in toy_batch(2).items()}), Sampler(num_steps=3))
-    torch.testing.assert_close(alone, both[1:], rtol=0, atol=1e-5)
+    # batch size 1 against 2: float32 reordering, at most 2.9e-6 measured (|x| <= 4.4) on ATen's avx512, avx2 and
+    # default kernels; 10x that
+    torch.testing.assert_close(alone, both[1:], rtol=0, atol=3e-5)
     assert [s["step"] for s in steps] == [0, 1, 2] and steps[-1]["sigma_next"] == 0.0
     for s in steps:
         torch.testing.assert_close(s["x"] + (s["sigma_next"] - s["sigma"]) * s["eps"], s["x_next"])

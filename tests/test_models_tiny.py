@@ -66,6 +66,7 @@ def test_tiny_layers_match_full_size_layout(models, name):
             assert (qh * fh // th, qw * fw // tw) == full_grids[spec.name], spec.name
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_round_trip_through_original_layout(models, name, tmp_path):
     model = models[name]

@@ -87,6 +87,7 @@ def test_full_size_paca_layers_are_the_12_pixel_aware_attentions():
     assert adapter.cfg_layout == "uncond_cond" and adapter.step_module is adapter.unet
 
 
+@pytest.mark.numeric
 def test_tiny_samples_end_to_end_and_capture_finds_the_paca_grid_layout(tiny):
     lr = torch.rand(2, 3, 128, 128, generator=torch.Generator().manual_seed(1))
     batch = {"lr": lr, "sample_id": ["a", "b"]}

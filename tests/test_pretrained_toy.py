@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from i2am.models import create_model
 from i2am.pretrained import HELDOUT_MARGIN, toy_card, toy_checkpoint, toy_names
-from i2am.pretrained.export import shipped_state, sha256
+from i2am.pretrained.export import sha256, shipped_state
 from i2am.pretrained.heldout import SAMPLER, heldout_batch, heldout_scores
 
 NAMES = toy_names()
@@ -39,6 +39,7 @@ def test_shipped_checkpoint_round_trips_bit_identically(name, tmp_path):
         assert again[key].dtype == tensor.dtype and torch.equal(again[key], tensor), key
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("name", FINAL)
 def test_shipped_checkpoint_beats_the_mean_colour_fill_on_heldout_pairs(name, heldout):
     model = create_model(toy_card(name)["model"], checkpoint=toy_checkpoint(name)).eval()

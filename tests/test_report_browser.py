@@ -3,7 +3,6 @@ non-zero natural size. Skipped where no chromium is installed (.ci/run installs 
 from __future__ import annotations
 
 import pytest
-
 from headless_browser import chromium, load_page
 from tasks_util import run_task
 

@@ -1,4 +1,6 @@
 """The sampler: LDM-equal DDIM, start codes, callbacks, schedulers by name, per-sample seeding."""
+from typing import ClassVar
+
 import pytest
 import torch
 from torch import nn
@@ -10,7 +12,7 @@ from i2am.models.sampler import Sampler, make_scheduler, sample_seed
 class LinearToyModel(nn.Module):
     """eps = 0.1 * x + context mean: enough to make every sample's trajectory depend only on its own inputs."""
 
-    sampler_defaults = dict(scheduler="ddim", num_steps=10, guidance=None, eta=0.0, start_code="noise")
+    sampler_defaults: ClassVar[dict] = dict(scheduler="ddim", num_steps=10, guidance=None, eta=0.0, start_code="noise")
 
     def __init__(self):
         super().__init__()
@@ -76,6 +78,7 @@ def test_start_codes():
         Sampler(start_code="zeros")
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("eta", [0.0, 0.7])
 def test_sample_does_not_depend_on_batch_composition_or_order(eta):
     model = LinearToyModel()

@@ -82,6 +82,7 @@ def test_custom_ddim_equals_naive_reference_and_returns_predicted_x0():
     assert [s["t"] for s in seen] == [999] + list(range(980, 0, -20))
 
 
+@pytest.mark.numeric
 def test_custom_ddim_paste_touches_only_outside_the_mask_and_is_per_sample():
     inputs = toy_inputs(["a", "b"])
     slow, fast = ToyModel(gain=0.1), ToyModel(gain=0.5)

@@ -72,6 +72,7 @@ def test_probe_matches_the_capture_and_keeps_gradients(pairs):
     torch.testing.assert_close(sram, attention.detach(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.numeric
 def test_control_loss_is_differentiable_and_falls(pairs):
     torch.manual_seed(0)
     model = build_toy_kontext()
@@ -89,6 +90,7 @@ def test_control_loss_is_differentiable_and_falls(pairs):
     assert history[-1] < history[0] - 0.3, history
 
 
+@pytest.mark.numeric
 def test_training_resumes_exactly(pairs, tmp_path):
     cfg = {"batch_size": 2, "checkpoint_every": 2, "log_every": 1}
     straight, _ = train(tmp_path / "a", pairs, TrainConfig(steps=4, **cfg), progress=False)
@@ -118,6 +120,7 @@ def test_check_returns_figures_for_both_normalisations(pairs):
         assert "loc_err_bbox_baseline" in f and f["loc_localizes"] in (0.0, 1.0)
 
 
+@pytest.mark.numeric
 def test_shipped_model_localises_better_than_the_bbox_baseline(tmp_path):
     """i2am/pretrained/toy_kontext/kontext.safetensors on the first 4 held-out toy pairs: its G2R SRAMs (both
     normalisations) beat the bounding-box mapping and pass the verdict; the untrained model's do not."""

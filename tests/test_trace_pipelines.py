@@ -2,6 +2,8 @@
 reference, outputs are bit-identical, processors are restored, the CFG chunk follows each pipeline and call."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 import tiny_pipelines as tp
 import torch
@@ -33,7 +35,8 @@ def build(kind: str, batch: int = 1, seed: int = 0, guidance: float = 5.0):
     if kind in ("sd_ip", "sd_ip_plus"):
         pipe = tp.sd()
         (tp.load_ip_adapter_plus if kind == "sd_ip_plus" else tp.load_ip_adapter)(pipe)
-        kw = dict(common, ip_adapter_image_embeds=tp.ip_embeds(1, 20 + seed, plus=kind == "sd_ip_plus", cfg=guidance > 1))
+        embeds = tp.ip_embeds(1, 20 + seed, plus=kind == "sd_ip_plus", cfg=guidance > 1)
+        kw = dict(common, ip_adapter_image_embeds=embeds)
     elif kind == "img2img_ip":
         pipe = tp.img2img()
         tp.load_ip_adapter(pipe)
@@ -180,9 +183,8 @@ def test_restored_after_an_exception_inside_the_call():
     def fail(*args, **kwargs):
         raise RuntimeError("boom")
 
-    with pytest.raises(RuntimeError, match="boom"):
-        with i2am.trace(pipe):
-            pipe(**kw, callback_on_step_end=fail)
+    with pytest.raises(RuntimeError, match="boom"), i2am.trace(pipe):
+        pipe(**kw, callback_on_step_end=fail)
     assert _processors(pipe) == before and _hook_count(pipe) == hooks
     assert "prepare_latents" not in vars(pipe)
 
@@ -224,6 +226,7 @@ def test_memory_is_flat_in_steps():
     assert sizes[0] == sizes[1]
 
 
+@pytest.mark.numeric
 @pytest.mark.parametrize("kind", ["sd_ip", "reference"])
 def test_a_batch_of_two_equals_two_batches_of_one(kind):
     pipe, kw, *_ = build(kind, batch=2)
@@ -284,7 +287,7 @@ def test_unsupported_processors_and_pipelines_raise_naming_the_module():
     assert "text" in i2am.trace(pipe).relations
 
     class Transformer:   # e.g. a DiT pipeline
-        components = {"transformer": torch.nn.Linear(1, 1)}
+        components: ClassVar[dict] = {"transformer": torch.nn.Linear(1, 1)}
 
     with pytest.raises(ValueError, match="Transformer has no UNet denoiser"):
         i2am.trace(Transformer())

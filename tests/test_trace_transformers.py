@@ -20,8 +20,8 @@ STEPS = 2
 def _call(pipe, case, generator_seed=0, **extra):
     kwargs = {**case["kwargs"](), **extra}
     with case.get("context", tt.nullcontext)():
-        return pipe(num_inference_steps=STEPS, output_type="pt", generator=torch.Generator().manual_seed(generator_seed),
-                    **kwargs).images
+        generator = torch.Generator().manual_seed(generator_seed)
+        return pipe(num_inference_steps=STEPS, output_type="pt", generator=generator, **kwargs).images
 
 
 def _kontext_kwargs():
@@ -165,6 +165,7 @@ def _transformer_inputs(batch: int, seed: int = 0):
                 return_dict=False)
 
 
+@pytest.mark.numeric
 def test_batch_invariance_and_chunking():
     transformer = tt.flux_transformer()
     inputs = _transformer_inputs(3)
@@ -248,7 +249,8 @@ def test_dispatch_backend_left_in_place():
 
 
 def test_qwen_text_padding_is_left_out_of_every_softmax():
-    """prompt_embeds_mask with padding: the processor masks those keys; so does the capture (and the naive reference)."""
+    """prompt_embeds_mask with padding: the processor masks those keys; so does the capture (and the naive
+    reference)."""
     pipe = tt.qwen_edit()
     pe, _ = tt.text()
     mask = torch.tensor([[1, 1, 1, 0, 0]])

@@ -58,6 +58,7 @@ def test_cli_refined_stage_logs_losses_and_attention_and_writes_a_loadable_check
         assert torch.equal(value, state[f"model.{key}"]), key
 
 
+@pytest.mark.numeric
 def test_compose_custom_then_refined_from_init_from(data_dir, tmp_path):
     custom = tmp_path / "custom"
     first = run_task("train", overrides(data_dir, custom, "trainer.max_steps=2"))

@@ -167,7 +167,7 @@ def test_noise_schedule_is_the_ldm_scaled_linear_schedule(adapter):
     torch.testing.assert_close(schedule.alphas_cumprod.float(), reference["alphas_cumprod"])
 
 
-def late_entropies(batch, paper_losses, steps: int = 10, last: int = 4) -> list[float]:
+def late_entropies(batch, paper_losses, steps: int = 12, last: int = 4) -> list[float]:
     """Loss-layer entropy of the last `last` training steps and after training (the same timestep and noise for
     every model)."""
     torch.manual_seed(0)
@@ -187,10 +187,17 @@ def late_entropies(batch, paper_losses, steps: int = 10, last: int = 4) -> list[
     return entropies[-last - 1:]
 
 
+@pytest.mark.numeric
 def test_attention_losses_sharpen_the_loss_layers_attention(batch):
-    """Same seed, data and (raised) learning rate: CWG concentrates the attention, MSE alone leaves it uniform."""
+    """Same seed, data and (raised) learning rate: CWG concentrates the attention, MSE alone leaves it uniform.
+
+    A training outcome, so it is asserted where it is decisive on any CPU: after 12 steps the CWG run's attention has
+    collapsed (held-out entropy 0.007-0.011 nats measured under ATEN_CPU_CAPABILITY=default/avx2/avx512 with 1 and 2
+    threads) while the MSE run's stays within 0.03 of uniform (3.847-3.852 of log 48 = 3.871). After 10 steps the
+    CWG entropy was mid-collapse (3.1 -> 1.4 over the last steps), where float32 reorderings move it by 0.05."""
     uniform = math.log(48)
     mse_only = late_entropies(batch, None)
     paper = late_entropies(batch, {})
-    assert min(mse_only) > uniform - 0.15
-    assert sum(paper) / len(paper) < sum(mse_only) / len(mse_only) - 1.0, (paper, mse_only)
+    print(f"late entropies, uniform {uniform:.3f}: MSE only {mse_only}, CWG {paper}")
+    assert min(mse_only) > uniform - 0.15, mse_only
+    assert paper[-1] < uniform / 2, (paper, mse_only)   # the held-out entropy after training: collapsed

@@ -59,10 +59,10 @@ def flux2_transformer(seed: int = 0, guidance_embeds: bool = True) -> Flux2Trans
 
 def flux2_vae(seed: int = 1) -> AutoencoderKLFlux2:
     _seed(seed)
-    return AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                              up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(4, 8), layers_per_block=1,
-                              latent_channels=1, norm_num_groups=1, use_quant_conv=False,
-                              use_post_quant_conv=False).eval()
+    return AutoencoderKLFlux2(sample_size=32, in_channels=3, out_channels=3,
+                              down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                              block_out_channels=(4, 8), layers_per_block=1, latent_channels=1, norm_num_groups=1,
+                              use_quant_conv=False, use_post_quant_conv=False).eval()
 
 
 def flux2() -> Flux2Pipeline:

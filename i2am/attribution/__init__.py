@@ -5,5 +5,12 @@ from .config import CaptureConfig
 from .layers import LayerSpec, SupportsAttribution, discover_cross_attention
 from .maps import AttributionMaps, DirectionMaps
 
-__all__ = ["AttributionCapture", "CaptureConfig", "AttributionMaps", "DirectionMaps", "LayerSpec",
-           "SupportsAttribution", "discover_cross_attention"]
+__all__ = [
+           "AttributionCapture",
+           "AttributionMaps",
+           "CaptureConfig",
+           "DirectionMaps",
+           "LayerSpec",
+           "SupportsAttribution",
+           "discover_cross_attention",
+]

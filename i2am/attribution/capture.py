@@ -165,7 +165,7 @@ class AttributionCapture:
             self._handles.append(handle)
 
     # ---------------------------------------------------------------- lifecycle
-    def __enter__(self) -> "AttributionCapture":
+    def __enter__(self) -> AttributionCapture:
         if self._active:
             raise RuntimeError("this AttributionCapture is already active")
         try:

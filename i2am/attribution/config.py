@@ -1,8 +1,8 @@
 """What a capture records: directions, layers, time groups, SRAM layers and the CFG batch layout."""
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 DIRECTIONS = ("r2g", "g2r", "daam")
 CFG_LAYOUTS = ("none", "uncond_cond", "cond_uncond", "auto")

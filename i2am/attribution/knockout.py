@@ -51,7 +51,7 @@ def rank_keep_mask(scores: torch.Tensor, grid: tuple[int, int], fraction: float,
     if tuple(scores.shape[-2:]) != tuple(grid):
         scores = F.interpolate(scores[:, None], size=tuple(grid), mode="bilinear", align_corners=False)[:, 0]
     flat = scores.flatten(1)
-    count = int(round(fraction * flat.shape[1]))
+    count = round(fraction * flat.shape[1])
     order = torch.argsort(-flat, dim=1, stable=True)[:, :count]
     top = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, order, True)
     return top if keep_top else ~top

@@ -5,8 +5,9 @@ The engine knows no model family. A model tells it what to hook through ``attrib
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from diffusers.models.attention_processor import Attention
 from torch import nn

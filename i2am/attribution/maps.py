@@ -56,7 +56,7 @@ class DirectionMaps:
     def names(self) -> list[str]:
         return list(self.layers)
 
-    def subset(self, names) -> "DirectionMaps":
+    def subset(self, names) -> DirectionMaps:
         missing = [n for n in names if n not in self.layers]
         if missing:
             raise KeyError(f"{self.direction}: no captured layer {missing}; captured: {self.names}")
@@ -172,7 +172,7 @@ class AttributionMaps:
         "image:reference", ...), in capture order; empty for captures of a single, unnamed relation."""
         return list(dict.fromkeys(m["relation"] for m in self.meta["layers"] if m.get("relation")))
 
-    def relation(self, name: str, group: str | None = None) -> "AttributionMaps":
+    def relation(self, name: str, group: str | None = None) -> AttributionMaps:
         """The maps of one relation (optionally one layer group, e.g. "controlnet"), with its own families."""
         layers = [m for m in self.meta["layers"] if m.get("relation") == name and group in (None, m["group"])]
         if not layers:
@@ -190,14 +190,14 @@ class AttributionMaps:
     def __len__(self) -> int:
         return self.batch_size
 
-    def __getitem__(self, index) -> "AttributionMaps":
+    def __getitem__(self, index) -> AttributionMaps:
         """One sample (int) or a sub-batch (slice / index list), keeping the batch axis."""
         if isinstance(index, int):
             index = slice(index, index + 1)
         return AttributionMaps({k: v[index] for k, v in self.raw.items()}, self.meta)
 
     @staticmethod
-    def concat(items: list["AttributionMaps"]) -> "AttributionMaps":
+    def concat(items: list[AttributionMaps]) -> AttributionMaps:
         keys = items[0].raw.keys()
         return AttributionMaps({k: torch.cat([m.raw[k] for m in items]) for k in keys}, items[0].meta)
 
@@ -258,7 +258,7 @@ class AttributionMaps:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "AttributionMaps":
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> AttributionMaps:
         from safetensors import safe_open
 
         path = Path(path)

@@ -156,7 +156,7 @@ class _Runs:
 
 
 def _proxy_indices(num_steps: int, proxy_steps: Sequence[float]) -> list[int]:
-    return sorted({min(num_steps - 1, max(0, int(round(p * (num_steps - 1))))) for p in proxy_steps})
+    return sorted({min(num_steps - 1, max(0, round(p * (num_steps - 1)))) for p in proxy_steps})
 
 
 @torch.no_grad()

@@ -47,7 +47,8 @@ def curves_figure(path: str | Path, fractions: Sequence[float], curves: Mapping[
                     randoms.append(y)
                 ax.plot(fractions, y, **_order_style(order))
             if randoms:
-                ax.plot(fractions, np.mean(randoms, 0), color="k", lw=1.5, label=f"random order (mean of {len(randoms)})")
+                ax.plot(fractions, np.mean(randoms, 0), color="k", lw=1.5,
+                        label=f"random order (mean of {len(randoms)})")
             label = "proxy (teacher-forced x0)" if mode == "proxy" else "full regeneration"
             ax.set_title(f"{name}: {label}", fontsize=9)
             ax.set_xlabel("fraction of reference tokens " + ("removed" if name == "deletion" else "kept"), fontsize=8)

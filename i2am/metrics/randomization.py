@@ -116,9 +116,9 @@ def ulams(adapter, sampler, inputs, cfg: CaptureConfig, region: torch.Tensor | N
 
 def similarity(original: dict, other: dict, size: tuple[int, int] | None) -> dict[str, float]:
     out = {}
-    for direction in original:
-        out[f"{direction}_spearman"] = spearman(original[direction], other[direction])
-        out[f"{direction}_ssim"] = map_ssim(original[direction], other[direction], size)
+    for direction, original_map in original.items():
+        out[f"{direction}_spearman"] = spearman(original_map, other[direction])
+        out[f"{direction}_ssim"] = map_ssim(original_map, other[direction], size)
     return out
 
 

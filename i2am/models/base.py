@@ -87,7 +87,8 @@ class DiffusionAdapter(nn.Module):
     cfg_order = "uncond_cond"        # batch order when CFG is on: PBE "uncond_cond", the custom model "cond_uncond"
     ignorable_keys: tuple[str, ...] = ()   # fnmatch patterns of original keys accepted and ignored by the loader
     latent_scale = 0.18215
-    records_call = True   # False while a sampler makes a UNet call that is not a step (samplers.schedule.unrecorded_call)
+    # False while a sampler makes a UNet call that is not a step (samplers.schedule.unrecorded_call)
+    records_call = True
     own_loop = False      # True where ``run_loop`` is the adapter's own loop (the re-running checks then trust it)
     null_reference = "inputs"   # the R2G null counterfactual: a run on ``null_inputs`` (where defined, else the
                                 # unconditional context), or "knockout" (every spatial reference token knocked out)

@@ -178,7 +178,8 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
             self.null_reference = "knockout"
         self.relation, self.normalisation = relation, normalisation
         self.map_relation = relation if normalisation == "i2am" else f"share:{relation}"
-        self.latent_scale = float(self.vae.config.get("scaling_factor") or 1.0)   # FLUX.2: batch-norm statistics instead
+        # FLUX.2: batch-norm statistics instead
+        self.latent_scale = float(self.vae.config.get("scaling_factor") or 1.0)
         self.reference_size = tuple(reference_size or image_size)
         if reference_area is not None and self.pipeline_class != "QwenImageEditPipeline":
             raise ValueError(f"model.reference_area is QwenImageEditPipeline's reference resize; {self.pipeline_class} "

@@ -59,7 +59,8 @@ def load_toy_pairs(data_dir: str | Path, split: str, limit: int | None = None, w
     """``toy_dataset``'s pairs, encoded (``encode_pairs``)."""
     dataset = toy_dataset(data_dir, split, limit, world)
     parts = [encode_pairs(batch) for batch in DataLoader(dataset, batch_size=64)]
-    return ToyKontextPairs(**{k: torch.cat([getattr(p, k) for p in parts]) for k in ToyKontextPairs.__dataclass_fields__})
+    fields = ToyKontextPairs.__dataclass_fields__
+    return ToyKontextPairs(**{k: torch.cat([getattr(p, k) for p in parts]) for k in fields})
 
 
 def export_weights(run_dir: str | Path, path: str | Path) -> Path:

@@ -38,7 +38,7 @@ def write_curve(path: Path, points: dict[int, dict[str, float]]) -> None:
 
 
 def plot_curve(path: Path, points: dict[int, dict[str, float]], title: str) -> None:
-    from matplotlib.figure import Figure   # no pyplot: the user's backend is left as it is
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left as it is
 
     steps = sorted(points)
     fig = Figure(figsize=(5.5, 3.4))

@@ -4,10 +4,10 @@ from __future__ import annotations
 import importlib
 
 TASKS: dict[str, tuple[str, str]] = {
-    "demo": ("i2am.tasks.demo", "the main job on CPU: toy world -> train custom/refined/control -> attribute -> "
-                                "metrics -> correlation -> report.html and the claims table"),
-    "attribute": ("i2am.tasks.attribute", "sample a dataset under capture: images, raw maps, per-sample and dataset "
-                                          "metrics"),
+    "demo": ("i2am.tasks.demo", ("the main job on CPU: toy world -> train custom/refined/control -> attribute -> "
+                                 "metrics -> correlation -> report.html and the claims table")),
+    "attribute": ("i2am.tasks.attribute", ("sample a dataset under capture: images, raw maps, per-sample and dataset "
+                                           "metrics")),
     "train": ("i2am.tasks.train", "train the custom try-on model: MSE ('custom') or + CWG/TV/DCML ('refined')"),
     "evaluate": ("i2am.tasks.evaluate", "quality metrics (FID, KID, SSIM, LPIPS) of a finished attribute run"),
     "correlate": ("i2am.tasks.correlate", "Pearson/Spearman of IMACS vs quality across runs, table and scatter plot"),

@@ -34,9 +34,9 @@ def run(cfg: DictConfig) -> dict:
     adapter = build_adapter(cfg.model)   # Lightning moves it to the trainer's device
     render = OmegaConf.to_container(cfg.render, resolve=True)
     evaluators = {name: instantiate(spec) for name, spec in (cfg.get("evaluators") or {}).items() if spec}
-    module = AttributionModule(adapter, instantiate(cfg.sampler, seed=cfg.seed, _convert_="all"), build_capture(cfg, adapter),
-                               run_dir, evaluators=evaluators, render=render, g2r_region=cfg.get("g2r_region"),
-                               save_maps=cfg.save_maps,
+    sampler = instantiate(cfg.sampler, seed=cfg.seed, _convert_="all")
+    module = AttributionModule(adapter, sampler, build_capture(cfg, adapter), run_dir, evaluators=evaluators,
+                               render=render, g2r_region=cfg.get("g2r_region"), save_maps=cfg.save_maps,
                                writers=[SamplePanels(run_dir, cfg.num_figures, render["preset"])])
     loggers = build_loggers(cfg, run_dir)
     try:

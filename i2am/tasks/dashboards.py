@@ -107,5 +107,5 @@ def finish_loggers(loggers) -> None:
 
                 if wandb.run is not None:
                     wandb.finish(exit_code=1 if failed else 0)
-        except Exception:  # noqa: BLE001 - closing must never mask the task's own error
+        except Exception:
             log.exception("could not finalize logger %s", type(lg).__name__)

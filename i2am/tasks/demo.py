@@ -30,8 +30,8 @@ from ..metrics.correlation import correlate_runs
 from ..models import create_model
 from ..pretrained import toy_checkpoint
 from ..report import claims_markdown, write_claims, write_report
-from ..report.tables import markdown_table
 from ..report.faithfulness_claims import faithfulness_claims
+from ..report.tables import markdown_table
 from ..report.toy_claims import toy_claims
 from ..runs import RunDir
 from . import attribute, evaluate, train
