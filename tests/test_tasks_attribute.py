@@ -4,8 +4,11 @@ import shutil
 import signal
 
 import pytest
+from omegaconf import OmegaConf
 
 from i2am.attribution import AttributionMaps
+from i2am.models import create_model
+from i2am.runs import RunDir
 from i2am.testing_hooks import KILL_AFTER_SAMPLES
 from tasks_util import cli, read_metrics, run_task, toy_overrides
 from wandb_records import read_run
@@ -46,21 +49,25 @@ def test_rerun_on_the_same_directory_skips_finished_samples(reference_run, tmp_p
     copy = tmp_path / "run"
     shutil.copytree(tmp / "run", copy)
     stamps = {p.name: p.stat().st_mtime_ns for p in (copy / "samples").glob("*.png")}
+    (copy / "FAILED").write_text("i2am attribute failed: RuntimeError: an earlier attempt\n")
+    assert not RunDir(copy).is_finished()      # a failed folder never passes for a finished run
     again = run_task("attribute", toy_overrides(tmp, f"run_dir={copy}"))
     assert again == pytest.approx(metrics)
     assert {p.name: p.stat().st_mtime_ns for p in (copy / "samples").glob("*.png")} == stamps
+    assert not (copy / "FAILED").exists() and RunDir(copy).is_finished()
 
 
 def test_killed_run_restarted_ends_with_the_same_metrics(reference_run, tmp_path):
     """A real SIGKILL (no cleanup runs) right after the 2nd of 4 done-markers; the restart finishes the other two."""
     tmp, metrics = reference_run
-    overrides = toy_overrides(tmp, f"run_dir={tmp_path / 'run'}", "data.batch_size=1")
+    overrides = toy_overrides(tmp, f"run_dir={tmp_path / 'run'}")   # the reference's batches: the same sums
     killed = cli("attribute", overrides, check=False, env={KILL_AFTER_SAMPLES: "2"})
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert len(list((tmp_path / "run" / "metrics").glob("*.json"))) == 2
     assert not (tmp_path / "run" / "metrics.json").exists()
     cli("attribute", overrides)
     assert read_metrics(tmp_path / "run") == pytest.approx(metrics, rel=1e-6)
+    assert "2 of 4 samples done, resuming with 2" in (tmp_path / "run" / "cli.log").read_text()
 
 
 def test_attribute_through_the_cli(reference_run, tmp_path):
@@ -68,6 +75,12 @@ def test_attribute_through_the_cli(reference_run, tmp_path):
     proc = cli("attribute", toy_overrides(tmp, f"run_dir={tmp_path / 'run'}"))
     assert read_metrics(tmp_path / "run") == pytest.approx(metrics, rel=1e-6)
     assert "imacs_g" in proc.stdout
+    run = tmp_path / "run"   # run_dir= is the Hydra run folder: its log and .hydra/ are there too
+    assert (run / "cli.log").is_file() and (run / ".hydra" / "config.yaml").is_file()
+    saved = OmegaConf.load(run / "config.yaml")   # what ran, where the config left it to the model
+    defaults = create_model("custom-tiny").sampler_defaults
+    assert saved.sampler.num_steps == 2 and saved.capture.time_groups == 2 and saved.capture.num_steps == 2
+    assert saved.sampler.scheduler == defaults["scheduler"] and saved.sampler.guidance == defaults["guidance"]
 
 
 def test_two_ddp_ranks_give_the_same_dataset_metrics(reference_run, tmp_path):

@@ -10,8 +10,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2am.errors import UserError
 from i2am.data.image_io import IMAGE_EXTENSIONS, image_size, mask_is_empty
+from i2am.errors import UserError
 
 VALIDATION_LEVELS = ("full", "fast", "off")  # full: files, sizes, empty masks; fast: files and sizes; off: files
 

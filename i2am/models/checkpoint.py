@@ -13,9 +13,8 @@ import torch
 from ..errors import UserError
 from .samplers.schedule import NUM_TRAIN_TIMESTEPS, ldm_betas
 
-
 # What the safe (weights-only) unpickler names when a file pickles more than tensors and containers.
-PICKLED_OBJECTS = re.compile(r"Unsupported (global: GLOBAL [\w.]+|operand \d+)")
+PICKLED_OBJECTS = re.compile(r"Unsupported global: GLOBAL [\w.]+")
 
 
 class CheckpointError(UserError, RuntimeError):
@@ -78,7 +77,7 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
             f"execute arbitrary code. If you trust the file's source, allow it with model.trusted=true (trusted=True "
             f"in Python); better, convert it to .safetensors, which holds tensors only.") from None
     except Exception as err:  # truncated zip, text file, safetensors header errors, ...
-        raise CheckpointError(unreadable(path, err)) from None
+        raise CheckpointError(unreadable(path, err)) from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
