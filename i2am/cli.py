@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig, OmegaConf
 
-    from i2am.config_schema import validate
+    from i2am.config_schema import ConfigValueError, validate
     from i2am.runs import RunDir
 
     OmegaConf.register_new_resolver("i2am.or", first_set, replace=True)
@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
         objective = cfg.get("objective")   # a sweeper (Optuna) optimises the value this returns
         if objective:
             if objective not in (metrics or {}):
-                raise KeyError(f"objective={objective!r} is not among the task's metrics {sorted(metrics or {})}")
+                report_user_error(ConfigValueError(f"objective={objective!r} is not among the task's metrics "
+                                                   f"{sorted(metrics or {})}: set objective= to one of them"))
             return float(metrics[objective])
         return metrics
 

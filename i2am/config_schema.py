@@ -204,7 +204,8 @@ def validate(cfg: DictConfig) -> None:
         values = _values(data)
         sizes = {k: values[k] for k in DataLimitsSchema.__dataclass_fields__ if k in values}
         check_group("data", DataLimitsSchema, sizes)
-        if values.get("auto_write_toy") and "default_root" in values:
-            check_toy_location(values["root"], values["default_root"], bool(values.get("create")))
+        for key in ("root", "coco_root") if values.get("auto_write_toy") else ():   # the toy presets' folders
+            if f"default_{key}" in values:
+                check_toy_location(values[key], values[f"default_{key}"], bool(values.get("create")), f"data.{key}")
     check_time_groups(cfg)
     check_run_dir(cfg)

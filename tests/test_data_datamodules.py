@@ -58,6 +58,11 @@ def test_a_missing_data_root_is_written_only_at_the_default_location_or_on_reque
                         toy={"n_train": 1, "n_test": 1, "seed": 0})
     asked.prepare_data()
     assert (tmp_path / "elsewhere" / "toy_world.json").is_file()
+    for key in ("coco_root", "root"):   # the toy COCO and its detection set follow the same rule
+        coco = _datamodule("toy_coco", tmp_path, **{key: str(tmp_path / "typo")}, toy={"n": 2, "size": [64, 64]})
+        with pytest.raises(FileNotFoundError, match=f"data.{key}=.*typo does not exist"):
+            coco.prepare_data()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
 
 
 def test_toy_coco_is_written_built_and_batched(tmp_path):

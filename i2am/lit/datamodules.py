@@ -108,21 +108,28 @@ class VitonHDDataModule(DatasetDataModule):
 
 class CocoDetectionDataModule(DatasetDataModule):
     """The COCO detection set at ``root``, built from ``coco_root`` on first use when ``build_if_missing``;
-    with ``auto_write_toy`` the toy COCO (``toy``: n, size, seed) is written to ``coco_root`` first."""
+    with ``auto_write_toy`` the toy COCO (``toy``: n, size, seed) is written to ``coco_root`` first, each of the two
+    only at its default location (``default_root``, ``default_coco_root``) or with ``create``."""
 
     def __init__(self, root: str, coco_root: str | None = None, coco_split: str = "val2017",
                  area_range: Sequence[float] = (0.1, 0.3), build_if_missing: bool = True,
                  size: Sequence[int] = (512, 512), reference_size: Sequence[int] = (224, 224),
                  limit: int | None = None, validate: str = "full", auto_write_toy: bool = False,
-                 toy: dict | None = None, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False):
+                 toy: dict | None = None, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False,
+                 default_root: str | None = None, default_coco_root: str | None = None, create: bool = False):
         super().__init__(batch_size, num_workers, pin_memory)
         self.root, self.coco_root, self.coco_split = Path(root), Path(coco_root) if coco_root else None, coco_split
+        self.defaults = {"data.coco_root": (self.coco_root, default_coco_root), "data.root": (self.root, default_root)}
+        self.create = create
         self.area_range, self.build_if_missing = (float(area_range[0]), float(area_range[1])), build_if_missing
         self.size, self.reference_size = _pair(size), _pair(reference_size)
         self.limit, self.validate = limit, validate
         self.auto_write_toy, self.toy = auto_write_toy, dict(toy or {})
 
     def prepare_data(self) -> None:
+        for key, (path, default) in self.defaults.items() if self.auto_write_toy else ():
+            if path is not None:
+                check_toy_location(path, default, self.create, key)
         if self.auto_write_toy and self.coco_root is not None and not self.coco_root.exists():
             write_atomically(self.coco_root, lambda tmp: write_toy_coco(tmp, **self.toy))
         if self.build_if_missing and self.coco_root is not None and not (self.root / INDEX_FILE).exists():

@@ -12,15 +12,15 @@ class ToyWorldError(UserError, ValueError):
     """A toy world would change a folder that holds other data or a toy world written with other arguments."""
 
 
-def check_toy_location(root: str | Path, default_root: str | Path | None, create: bool) -> None:
-    """A missing ``root`` is an error unless it is ``default_root`` or ``create`` is set: a typo in ``data.root``
-    must not silently write a new toy world there."""
+def check_toy_location(root: str | Path, default_root: str | Path | None, create: bool, key: str = "data.root"
+                       ) -> None:
+    """A missing ``root`` (config key ``key``) is an error unless it is ``default_root`` or ``create`` is set: a typo
+    in ``data.root`` must not silently write a new toy world there."""
     root = Path(root)
     if root.exists() or create or default_root is None or root.resolve() == Path(default_root).resolve():
         return
-    raise UserFileError(f"data.root={root} does not exist. Fix the path if it is a typo, leave data.root unset for "
-                        f"the toy world at {default_root}, or add data.create=true to write a new toy world at "
-                        f"{root}.")
+    raise UserFileError(f"{key}={root} does not exist. Fix the path if it is a typo, leave {key} unset for the toy "
+                        f"world at {default_root}, or add data.create=true to write a new toy world at {root}.")
 
 
 def check_toy_folder(root: Path, meta_file: str, wanted: dict) -> bool:
