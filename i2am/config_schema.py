@@ -3,9 +3,9 @@
 A wrong type or an unknown key fails before any data or model is touched, naming the key and the value:
 ``i2am attribute sampler.num_steps=abc`` -> ``sampler.num_steps='abc': Value 'abc' of type 'str' could not be
 converted to Integer``. Checked groups: ``sampler``, ``capture``, ``render``, ``paths``, ``trainer`` and the size
-keys of ``data`` (``limit``, ``batch_size``, ``num_workers``, ``create``); other groups are free-form. Counts carry their
-smallest value (``at_least``): ``sampler.num_steps=-3`` -> ``sampler.num_steps=-3 is out of range: it must be an
-integer >= 1``. ``validate`` also checks what spans groups or touches the disk without writing: time groups vs
+keys of ``data`` (``limit``, ``batch_size``, ``num_workers``, ``create``); other groups are free-form. Counts carry
+their smallest value (``at_least``): ``sampler.num_steps=-3`` -> ``sampler.num_steps=-3 is out of range: it must be
+an integer >= 1``. ``validate`` also checks what spans groups or touches the disk without writing: time groups vs
 steps, ``run_dir`` naming a file, a toy data root that does not exist (:func:`check_toy_location`).
 
 Adding a key to a preset of a checked group (e.g. a new ``conf/sampler/<name>.yaml`` with a setting of its own)

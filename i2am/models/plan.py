@@ -42,7 +42,8 @@ class SamplingPlan:
 
     def __post_init__(self):
         if self.num_steps < 1:
-            raise PlanError(f"sampler.num_steps={self.num_steps} is out of range: it must be an integer >= 1")
+            raise PlanError(f"sampler.num_steps={self.num_steps} is out of range: it must be an integer >= 1, e.g. "
+                            f"sampler.num_steps=50")
         if len(self.guidance) != self.num_steps:
             raise ValueError(f"sampler.guidance has {len(self.guidance)} values for {self.num_steps} steps; give one "
                              f"number or one value per step")
