@@ -5,8 +5,8 @@ A wrong type or an unknown key fails before any data or model is touched, naming
 converted to Integer``. Checked groups: ``sampler``, ``capture``, ``render``, ``paths``, ``trainer`` and the size
 keys of ``data`` (``limit``, ``batch_size``, ``num_workers``, ``create``); other groups are free-form. Counts carry
 their smallest value (``at_least``): ``sampler.num_steps=-3`` -> ``sampler.num_steps=-3 is out of range: it must be
-an integer >= 1``. ``validate`` also checks what spans groups or touches the disk without writing: time groups vs
-steps, ``run_dir`` naming a file, a toy data root that does not exist (:func:`check_toy_location`).
+an integer >= 1``. ``validate`` also checks what spans groups or looks at the disk without writing: time groups vs
+steps, ``run_dir`` naming a file, a toy data root that does not exist or holds another toy world (``check_toy_data``).
 
 Adding a key to a preset of a checked group (e.g. a new ``conf/sampler/<name>.yaml`` with a setting of its own)
 means adding a field to its schema here; a new preset that only uses the existing keys needs nothing.
@@ -23,6 +23,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from .attribution.config import CFG_LAYOUTS, DIRECTIONS
 from .data.toy.location import check_toy_location
+from .data.toy.vitonhd import check_toy_world
 from .errors import UserError
 
 # OmegaConf checks enum members by name: these accept exactly the strings the code accepts.
@@ -184,6 +185,16 @@ def check_time_groups(cfg: DictConfig) -> None:
                                    f"min(5, steps).")
 
 
+def check_toy_data(data: dict) -> None:
+    """The folders of a toy data preset: a missing one only at its default location (or with ``data.create=true``),
+    an existing toy VITON-HD world only with the arguments asked for (it is never changed in place)."""
+    for key in ("root", "coco_root"):
+        if f"default_{key}" in data:
+            check_toy_location(data[key], data[f"default_{key}"], bool(data.get("create")), f"data.{key}")
+    if str(data.get("_target_", "")).endswith(".VitonHDDataModule") and Path(data["root"]).exists():
+        check_toy_world(Path(data["root"]), {"size": list(data["size"]), **data.get("toy", {})})
+
+
 def check_run_dir(cfg: DictConfig) -> None:
     """``run_dir`` names a folder (new or earlier), never an existing file."""
     path = OmegaConf.select(cfg, "run_dir", default=None, throw_on_resolution_failure=False)
@@ -204,8 +215,7 @@ def validate(cfg: DictConfig) -> None:
         values = _values(data)
         sizes = {k: values[k] for k in DataLimitsSchema.__dataclass_fields__ if k in values}
         check_group("data", DataLimitsSchema, sizes)
-        for key in ("root", "coco_root") if values.get("auto_write_toy") else ():   # the toy presets' folders
-            if f"default_{key}" in values:
-                check_toy_location(values[key], values[f"default_{key}"], bool(values.get("create")), f"data.{key}")
+        if values.get("auto_write_toy"):
+            check_toy_data(values)
     check_time_groups(cfg)
     check_run_dir(cfg)

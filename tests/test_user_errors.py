@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 from tasks_util import ROOT, cli, compose_task, toy_overrides
 
 from i2am.cli import user_error_in
+from i2am.data.toy import write_toy_vitonhd
 from i2am.models import create_model
 from i2am.models.checkpoint import CheckpointError, read_state_dict
 
@@ -44,6 +45,14 @@ def test_a_mistake_in_the_config_is_refused_before_anything_is_written(mistake, 
                                           *(o.format(tmp=tmp_path) for o in overrides)), check=False)
     assert_one_paragraph(proc, *named)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]   # no run folder, no toy world, no outputs/
+
+
+def test_a_toy_world_written_with_other_arguments_is_refused_before_anything_is_written(tmp_path):
+    world = write_toy_vitonhd(tmp_path / "data" / "toy_vitonhd", n_train=1, n_test=1, size=(128, 96), seed=0)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    proc = cli("attribute", toy_overrides(tmp_path, f"paths.output_dir={tmp_path / 'out'}"), check=False)
+    assert_one_paragraph(proc, str(world), "n_train: 1 there, 4 asked for", "another folder", "delete")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before   # no run folder, world unchanged
 
 
 def test_the_traceback_is_shown_on_request(tmp_path):
