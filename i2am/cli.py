@@ -1,15 +1,62 @@
-"""`i2am <task> [hydra overrides]`: one dispatcher over Hydra; each task composes conf/<task>.yaml."""
+"""`i2am <task> [hydra overrides]`: one dispatcher over Hydra; each task composes conf/<task>.yaml.
+
+Errors: a :class:`~i2am.errors.UserError` (wrong config value, missing file, refused checkpoint or data root) is
+printed as one paragraph without a traceback, exit status 2; ``I2AM_TRACEBACK=1`` raises it with its traceback. The
+config is checked (``validate``) by a Hydra callback before Hydra creates the run folder, so a refused run writes
+nothing. A run that fails later leaves a ``FAILED`` file with its error in its run folder (docs/runs.md).
+"""
 from __future__ import annotations
 
 import json
 import os
 import sys
 
+from hydra.experimental.callback import Callback
+
+from i2am.errors import TRACEBACK_ENV, UserError
 from i2am.tasks import TASKS, get_task
 from i2am.tasks.common import config_dir
 
 TASK_ENV = "I2AM_TASK"
-__all__ = ["TASK_ENV", "config_dir", "main", "usage"]
+__all__ = ["TASK_ENV", "StartupChecks", "config_dir", "main", "usage"]
+
+
+def first_set(value, fallback):
+    """The ``i2am.or`` resolver: ``value`` unless it is null or empty, else ``fallback`` (conf/hydra/default.yaml)."""
+    return value if value not in (None, "") else fallback
+
+
+def user_error_in(err: BaseException) -> UserError | None:
+    """The UserError that ``err`` is or wraps (Hydra's instantiate wraps what a ``_target_`` raises), else None."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def report_user_error(err: UserError) -> None:
+    """Print ``err`` as one paragraph and exit 2, or re-raise it (with its traceback) under ``I2AM_TRACEBACK=1``."""
+    if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+        raise err
+    task = os.environ.get(TASK_ENV, "")
+    print(f"i2am {task}: error: {err}\n(Set {TRACEBACK_ENV}=1 to see the traceback.)", file=sys.stderr)
+    raise SystemExit(2)
+
+
+class StartupChecks(Callback):
+    """Hydra callback (conf/hydra/default.yaml): the composed config is validated before Hydra creates the run
+    folder, so a run refused at startup leaves nothing behind."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        from i2am.config_schema import validate
+
+        try:
+            validate(config)
+        except UserError as err:
+            report_user_error(err)
 
 
 def usage() -> str:
@@ -44,20 +91,33 @@ def main(argv: list[str] | None = None) -> None:
     os.environ[TASK_ENV] = task
 
     import hydra
-    from omegaconf import DictConfig
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import DictConfig, OmegaConf
 
-    from i2am.config_schema import validate
+    from i2am.config_schema import ConfigValueError, validate
+    from i2am.runs import RunDir
+
+    OmegaConf.register_new_resolver("i2am.or", first_set, replace=True)
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=task)
     def _run(cfg: DictConfig):
-        validate(cfg)   # wrong types and unknown keys fail here, before any data or model is loaded
-        metrics = get_task(task).run(cfg)
+        run_folder = RunDir(HydraConfig.get().runtime.output_dir)
+        try:
+            validate(cfg)   # a multirun job's config (a single run's is checked by StartupChecks already)
+            metrics = get_task(task).run(cfg)
+        except (Exception, KeyboardInterrupt) as err:
+            user_error = user_error_in(err)
+            run_folder.mark_failed(task, user_error or err)
+            if user_error is None:
+                raise
+            report_user_error(user_error)
         if metrics:
             print(json.dumps({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))}, indent=1))
         objective = cfg.get("objective")   # a sweeper (Optuna) optimises the value this returns
         if objective:
             if objective not in (metrics or {}):
-                raise KeyError(f"objective={objective!r} is not among the task's metrics {sorted(metrics or {})}")
+                report_user_error(ConfigValueError(f"objective={objective!r} is not among the task's metrics "
+                                                   f"{sorted(metrics or {})}: set objective= to one of them"))
             return float(metrics[objective])
         return metrics
 

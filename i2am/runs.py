@@ -2,7 +2,9 @@
 
 A run folder holds (docs/runs.md)::
 
-    config.yaml                     the composed config
+    config.yaml                     the composed config, with the values that ran where it left them to defaults
+    .hydra/, cli.log                Hydra's record of the command and the run's log (CLI runs, also with run_dir=)
+    FAILED                          the error of a run that failed (removed when the run is started again)
     metrics.json                    flat name -> number map (plus n_samples); NaN / inf are written as null
     samples/<id>.png                generated images            maps/<id>.safetensors   raw attribution maps
     figures/<id>.png                per-sample panels           per_sample/<id>/        an evaluator's own files
@@ -26,6 +28,7 @@ from typing import Any
 from . import testing_hooks
 
 CONFIG = "config.yaml"
+FAILED = "FAILED"
 METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -96,10 +99,18 @@ class RunDir:
     def config_file(self) -> Path:
         return self.path / CONFIG
 
-    def save_config(self, cfg) -> Path:
-        """The composed config (also when the task runs through the compose API: no .hydra/ folder then)."""
+    def save_config(self, cfg, ran: Mapping[str, Any] | None = None) -> Path:
+        """The composed config (also when the task runs through the compose API: no .hydra/ folder then); ``ran``
+        (dotted key -> value) records what ran where the config left a default to the model, e.g.
+        ``{"sampler.num_steps": 50}`` in place of ``null``."""
+        import copy
+
         from omegaconf import OmegaConf
 
+        cfg = copy.deepcopy(cfg)
+        OmegaConf.set_struct(cfg, False)
+        for key, value in (ran or {}).items():
+            OmegaConf.update(cfg, key, value, force_add=True)
         return atomic_write_text(self.config_file, OmegaConf.to_yaml(cfg, resolve=False))
 
     def load_config(self):
@@ -113,7 +124,27 @@ class RunDir:
         return self.path / METRICS
 
     def is_finished(self) -> bool:
-        return self.metrics_file.is_file()
+        return self.metrics_file.is_file() and not self.failed_file.is_file()
+
+    # ---- failure marker --------------------------------------------------------------------------------------
+    @property
+    def failed_file(self) -> Path:
+        return self.path / FAILED
+
+    def mark_failed(self, task: str, error: BaseException) -> Path | None:
+        """``FAILED``: the task and its error, so the folder never passes for a finished run; None when the folder
+        does not exist (a run refused before it was created)."""
+        if not self.path.is_dir():
+            return None
+        text = f"i2am {task} failed: {type(error).__name__}: {error}\n"
+        return atomic_write_text(self.failed_file, text)
+
+    def failure(self) -> str | None:
+        """The recorded error of a failed run, or None."""
+        return self.failed_file.read_text().strip() if self.failed_file.is_file() else None
+
+    def clear_failure(self) -> None:
+        self.failed_file.unlink(missing_ok=True)
 
     def read_metrics(self) -> dict:
         if not self.metrics_file.is_file():

@@ -47,6 +47,24 @@ def test_toy_vitonhd_is_written_on_first_use_and_batches(tmp_path):
         other.setup("test")
 
 
+def test_a_missing_data_root_is_written_only_at_the_default_location_or_on_request(tmp_path):
+    typo = _datamodule("toy_vitonhd", tmp_path, root=str(tmp_path / "toy_vitonhdd"),
+                       toy={"n_train": 1, "n_test": 1, "seed": 0})
+    with pytest.raises(FileNotFoundError) as err:
+        typo.prepare_data()
+    assert "data.root=" in str(err.value) and "data.create=true" in str(err.value)
+    assert not list(tmp_path.iterdir())
+    asked = _datamodule("toy_vitonhd", tmp_path, root=str(tmp_path / "elsewhere"), create=True,
+                        toy={"n_train": 1, "n_test": 1, "seed": 0})
+    asked.prepare_data()
+    assert (tmp_path / "elsewhere" / "toy_world.json").is_file()
+    for key in ("coco_root", "root"):   # the toy COCO and its detection set follow the same rule
+        coco = _datamodule("toy_coco", tmp_path, **{key: str(tmp_path / "typo")}, toy={"n": 2, "size": [64, 64]})
+        with pytest.raises(FileNotFoundError, match=f"data.{key}=.*typo does not exist"):
+            coco.prepare_data()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
+
+
 def test_toy_coco_is_written_built_and_batched(tmp_path):
     dm = _datamodule("toy_coco", tmp_path, toy={"n": 12, "size": [128, 128], "seed": 0}, batch_size=2)
     dm.setup("predict")

@@ -1,14 +1,18 @@
 """The toy world: determinism, exact ground truth, VITON-HD and COCO layouts."""
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tasks_util import ROOT, compose_task
 
 from i2am.data.correspondence import warp_reference
 from i2am.data.image_io import read_rgb
 from i2am.data.toy import write_toy_coco, write_toy_vitonhd
+from i2am.data.toy.location import ToyWorldError
 from i2am.data.toy.warp import random_warp
 
 SIZE = (128, 96)
@@ -115,3 +119,28 @@ def test_toy_coco_is_deterministic_and_valid_coco(tmp_path):
     meta = json.loads((first / "annotations/instances_val2017.json").read_text())
     assert {c["name"] for c in meta["categories"]} >= {"disc", "star"}
     assert Image.open(first / "val2017" / meta["images"][0]["file_name"]).size == (128, 96)
+
+
+def test_the_toy_writer_never_changes_a_world_written_with_other_arguments(toy, tmp_path):
+    before = _tree_bytes(toy)
+    with pytest.raises(ToyWorldError) as err:
+        write_toy_vitonhd(toy, n_train=5, n_test=3, size=SIZE, seed=0)
+    assert str(toy) in str(err.value) and "n_train: 3 there, 5 asked for" in str(err.value)
+    assert "another folder" in str(err.value) and "delete" in str(err.value)
+    assert write_toy_vitonhd(toy, n_train=3, n_test=3, size=SIZE, seed=0) == toy   # the same world: left as it is
+    assert _tree_bytes(toy) == before
+
+
+def test_the_toy_writer_refuses_a_folder_that_holds_other_files(tmp_path):
+    (tmp_path / "mine.txt").write_text("the user's file")
+    with pytest.raises(ToyWorldError, match="holds no toy world"):
+        write_toy_vitonhd(tmp_path, n_train=1, n_test=1, size=SIZE)
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_the_readme_toy_snippet_writes_beside_the_cli_toy_world():
+    """Its world has other arguments than the CLI's, so it must not land in the CLI's default toy folder."""
+    default = Path(compose_task("attribute", []).data.default_root).resolve()
+    for page in ("README.md", "docs/index.md", "docs/data.md"):
+        folders = re.findall(r'write_toy_vitonhd\("([^"]+)"', (ROOT / page).read_text())
+        assert folders and all(Path(f).resolve() != default for f in folders), (page, folders)

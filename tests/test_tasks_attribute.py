@@ -4,10 +4,13 @@ import shutil
 import signal
 
 import pytest
+from omegaconf import OmegaConf
 from tasks_util import cli, read_metrics, run_task, toy_overrides
 from wandb_records import read_run
 
 from i2am.attribution import AttributionMaps
+from i2am.models import create_model
+from i2am.runs import RunDir
 from i2am.testing_hooks import KILL_AFTER_SAMPLES
 
 EXPECTED = ("imacs_g", "imacs_r", "loc_err", "loc_pointing", "attn_entropy", "attn_max_prob",
@@ -69,9 +72,12 @@ def test_rerun_on_the_same_directory_skips_finished_samples(reference_run, tmp_p
     copy = tmp_path / "run"
     shutil.copytree(tmp / "run", copy)
     stamps = {p.name: p.stat().st_mtime_ns for p in (copy / "samples").glob("*.png")}
+    (copy / "FAILED").write_text("i2am attribute failed: RuntimeError: an earlier attempt\n")
+    assert not RunDir(copy).is_finished()      # a failed folder never passes for a finished run
     again = run_task("attribute", toy_overrides(tmp, f"run_dir={copy}"))
     assert again == metrics                 # merged again from the same saved per-sample states
     assert {p.name: p.stat().st_mtime_ns for p in (copy / "samples").glob("*.png")} == stamps
+    assert not (copy / "FAILED").exists() and RunDir(copy).is_finished()
 
 
 @pytest.mark.numeric
@@ -87,6 +93,7 @@ def test_killed_run_restarted_ends_with_the_same_metrics(reference_run, tmp_path
     assert not (run / "metrics.json").exists()
     proc = cli("attribute", overrides)
     assert "imacs_g" in proc.stdout
+    assert "2 of 4 samples done, resuming with 2" in (run / "cli.log").read_text()
     assert read_metrics(run) == read_metrics(tmp / "run")
     assert sample_records(run) == sample_records(tmp / "run")
 
@@ -98,6 +105,12 @@ def test_attribute_through_the_cli_at_another_batch_size(reference_run, tmp_path
     run = tmp_path / "run"
     cli("attribute", toy_overrides(tmp, f"run_dir={run}", "data.batch_size=1"))
     assert_agree_across_batch_sizes(read_metrics(run), read_metrics(tmp / "run"), "metrics.json")
+    # run_dir= is the Hydra run folder: its log and .hydra/ are there too
+    assert (run / "cli.log").is_file() and (run / ".hydra" / "config.yaml").is_file()
+    saved = OmegaConf.load(run / "config.yaml")   # what ran, where the config left it to the model
+    defaults = create_model("custom-tiny").sampler_defaults
+    assert saved.sampler.num_steps == 2 and saved.capture.time_groups == 2 and saved.capture.num_steps == 2
+    assert saved.sampler.scheduler == defaults["scheduler"] and saved.sampler.guidance == defaults["guidance"]
     reference = sample_records(tmp / "run")
     assert sample_records(run).keys() == reference.keys()
     for name, values in sample_records(run).items():

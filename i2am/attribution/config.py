@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 DIRECTIONS = ("r2g", "g2r", "daam")
 CFG_LAYOUTS = ("none", "uncond_cond", "cond_uncond", "auto")
+DEFAULT_TIME_GROUPS = 5   # the paper's TLAM groups of 50 steps
 
 
 @dataclass
@@ -13,7 +14,9 @@ class CaptureConfig:
     """Configuration of one ``AttributionCapture``.
 
     num_steps: denoising steps of the run; step s falls into time group ``s * time_groups // num_steps``.
-    time_groups: number of TLAM groups (5 for the paper's 50 DDIM steps: steps 0-9, 10-19, ...).
+    time_groups: number of TLAM groups (5 for the paper's 50 DDIM steps: steps 0-9, 10-19, ...); None (the default)
+        is ``min(5, num_steps)`` and sets ``auto_time_groups``, so a run's plan may choose the groups for its own step
+        count, where an explicit number above the steps is an error.
     directions: any of "r2g" (softmax over generated positions), "g2r" (softmax over reference tokens) and
         "daam" (the T2I-style key-axis softmax on the generated grid, a baseline that is constant by construction).
     layers: "all" (every hookable cross-attention outside the mid block, the official choice), "all+mid",
@@ -32,7 +35,7 @@ class CaptureConfig:
     """
 
     num_steps: int = 50
-    time_groups: int = 5
+    time_groups: int | None = None
     directions: Sequence[str] = ("r2g", "g2r")
     layers: str | Sequence[str] = "all"
     sram_layers: Sequence[str] = ()
@@ -41,8 +44,12 @@ class CaptureConfig:
     r2g_grid: tuple[int, int] | None = None
     g2r_grid: tuple[int, int] | None = None
     family_layers: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)
+    auto_time_groups: bool = field(init=False, default=False)
 
     def __post_init__(self):
+        self.auto_time_groups = self.time_groups is None
+        if self.auto_time_groups:
+            self.time_groups = min(DEFAULT_TIME_GROUPS, self.num_steps)
         self.directions = tuple(self.directions)
         bad = [d for d in self.directions if d not in DIRECTIONS]
         if bad:

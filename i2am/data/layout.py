@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from i2am.data.image_io import IMAGE_EXTENSIONS, image_size, mask_is_empty
+from i2am.errors import UserError
 
 VALIDATION_LEVELS = ("full", "fast", "off")  # full: files, sizes, empty masks; fast: files and sizes; off: files
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError, ValueError):
     """A dataset tree does not have the expected layout; ``problems`` lists each fault, one line per path."""
 
     def __init__(self, what: str, root: Path, problems: list[str]):

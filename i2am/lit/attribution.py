@@ -50,7 +50,8 @@ class AttributionModule(L.LightningModule):
                  render: dict | None = None, g2r_region: str | None = None, save_maps: bool = True):
         super().__init__()
         self.adapter = adapter
-        self.plan = SamplingPlan.resolve(sampler, adapter, capture.time_groups)   # once per run
+        self.plan = SamplingPlan.resolve(sampler, adapter, None if capture.auto_time_groups else
+                                         capture.time_groups)   # once per run
         self.sampler = self.plan.pin(sampler)
         self.capture = self.plan.capture_config(capture)   # the run's capture settings
         self.run = run if isinstance(run, RunDir) else RunDir(run)

@@ -6,7 +6,6 @@ crashed write never leaves a half-written tree behind.
 """
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -20,7 +19,8 @@ from i2am.data.coco_detection import INDEX_FILE, CocoDetectionDataset, build_coc
 from i2am.data.cocoee import COCOEEDataset
 from i2am.data.open_images import OpenImagesDataset
 from i2am.data.toy import write_toy_coco, write_toy_vitonhd
-from i2am.data.toy.vitonhd import TOY_WORLD_FILE
+from i2am.data.toy.location import check_toy_location
+from i2am.data.toy.vitonhd import check_toy_world
 from i2am.data.vitonhd import DEFAULT_EXTRAS, VitonHDDataset
 
 
@@ -80,58 +80,56 @@ class DatasetDataModule(L.LightningDataModule):
 
 class VitonHDDataModule(DatasetDataModule):
     """VITON-HD (or the toy world in its layout). ``toy`` holds ``write_toy_vitonhd`` arguments (n_train, n_test,
-    seed); the toy size is ``size``."""
+    seed); the toy size is ``size``. With ``auto_write_toy`` a missing ``root`` is written as a toy world when it is
+    ``default_root`` or ``create`` is set, and is an error otherwise (:func:`check_toy_location`)."""
 
     def __init__(self, root: str, split: str = "test", mode: str = "paired", size: Sequence[int] = (512, 384),
                  extras: Sequence[str] = DEFAULT_EXTRAS, limit: int | None = None, validate: str = "full",
                  auto_write_toy: bool = False, toy: dict | None = None, batch_size: int = 1, num_workers: int = 0,
-                 pin_memory: bool = False):
+                 pin_memory: bool = False, default_root: str | None = None, create: bool = False):
         super().__init__(batch_size, num_workers, pin_memory)
         self.root, self.split, self.mode, self.size = Path(root), split, mode, _pair(size)
         self.extras, self.limit, self.validate = tuple(extras), limit, validate
         self.auto_write_toy, self.toy = auto_write_toy, dict(toy or {})
+        self.default_root, self.create = default_root, create
 
     def prepare_data(self) -> None:
         if not self.auto_write_toy:
             return
         wanted = {"size": list(self.size), **self.toy}
         if not self.root.exists():
+            check_toy_location(self.root, self.default_root, self.create)
             write_atomically(self.root, lambda tmp: write_toy_vitonhd(tmp, **wanted))
-        _check_toy_arguments(self.root / TOY_WORLD_FILE, wanted)
+        check_toy_world(self.root, wanted)
 
     def build_dataset(self) -> Dataset:
         return VitonHDDataset(self.root, self.split, self.mode, self.size, self.extras, self.limit, self.validate)
 
 
-def _check_toy_arguments(meta_file: Path, wanted: dict) -> None:
-    """A toy world written earlier with other arguments is an error, not a silent surprise."""
-    if not meta_file.is_file():
-        raise FileNotFoundError(f"{meta_file.parent} exists but is not a toy world ({meta_file.name} missing); "
-                                "point root elsewhere or set auto_write_toy: false")
-    stored = json.loads(meta_file.read_text())
-    differing = {k: (stored.get(k), v) for k, v in wanted.items() if stored.get(k) != v}
-    if differing:
-        raise ValueError(f"the toy world in {meta_file.parent} was written with other arguments "
-                         f"(stored, requested): {differing}; delete the folder to rewrite it")
-
-
 class CocoDetectionDataModule(DatasetDataModule):
     """The COCO detection set at ``root``, built from ``coco_root`` on first use when ``build_if_missing``;
-    with ``auto_write_toy`` the toy COCO (``toy``: n, size, seed) is written to ``coco_root`` first."""
+    with ``auto_write_toy`` the toy COCO (``toy``: n, size, seed) is written to ``coco_root`` first, each of the two
+    only at its default location (``default_root``, ``default_coco_root``) or with ``create``."""
 
     def __init__(self, root: str, coco_root: str | None = None, coco_split: str = "val2017",
                  area_range: Sequence[float] = (0.1, 0.3), build_if_missing: bool = True,
                  size: Sequence[int] = (512, 512), reference_size: Sequence[int] = (224, 224),
                  limit: int | None = None, validate: str = "full", auto_write_toy: bool = False,
-                 toy: dict | None = None, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False):
+                 toy: dict | None = None, batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False,
+                 default_root: str | None = None, default_coco_root: str | None = None, create: bool = False):
         super().__init__(batch_size, num_workers, pin_memory)
         self.root, self.coco_root, self.coco_split = Path(root), Path(coco_root) if coco_root else None, coco_split
+        self.defaults = {"data.coco_root": (self.coco_root, default_coco_root), "data.root": (self.root, default_root)}
+        self.create = create
         self.area_range, self.build_if_missing = (float(area_range[0]), float(area_range[1])), build_if_missing
         self.size, self.reference_size = _pair(size), _pair(reference_size)
         self.limit, self.validate = limit, validate
         self.auto_write_toy, self.toy = auto_write_toy, dict(toy or {})
 
     def prepare_data(self) -> None:
+        for key, (path, default) in self.defaults.items() if self.auto_write_toy else ():
+            if path is not None:
+                check_toy_location(path, default, self.create, key)
         if self.auto_write_toy and self.coco_root is not None and not self.coco_root.exists():
             write_atomically(self.coco_root, lambda tmp: write_toy_coco(tmp, **self.toy))
         if self.build_if_missing and self.coco_root is not None and not (self.root / INDEX_FILE).exists():

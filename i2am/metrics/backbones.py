@@ -14,6 +14,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
+
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
@@ -26,11 +28,17 @@ def hub_checkpoint(filename: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / filename
 
 
+class MissingPackageError(UserError, ModuleNotFoundError):
+    """A metric needs an optional package that is not installed; the message names the extra and the config keys."""
+
+
 def _require_package(module: str, pip_name: str, what: str) -> None:
     if importlib.util.find_spec(module) is None:
-        raise ModuleNotFoundError(f"{what} needs the package '{pip_name}', which is not installed: {EXTRA_HINT}. "
-                                  "Or pass your own feature network (feature=nn.Module), or feature='random-conv' "
-                                  "for toy runs (not comparable with published numbers).")
+        raise MissingPackageError(
+            f"{what} needs the package '{pip_name}', which is not installed. Either {EXTRA_HINT}, or leave the "
+            f"metric out: i2am evaluate ... quality.metrics=[ssim] (evaluators.quality.metrics=[ssim] in an attribute "
+            f"run), or for toy runs evaluator@quality=quality_toy (random-conv features, not comparable with "
+            f"published numbers).", name=module)
 
 
 def inception_weights_path(weights_path: str | Path | None = None) -> Path:

@@ -46,8 +46,12 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32,
-                 checkpoint: str | None = None, strict: bool = True, size: str | None = None, **overrides):
+                 checkpoint: str | None = None, strict: bool = True, size: str | None = None, trusted: bool = False,
+                 **overrides):
     """Build the adapter ``name`` (random weights, or ``checkpoint`` loaded with ``load_checkpoint``).
+
+    trusted: load a ``checkpoint`` that pickles Python objects besides tensors (CLI ``model.trusted=true``); such a
+    file can execute arbitrary code when loaded, so it is refused by default (``read_state_dict``).
 
     device="meta" builds a full-size architecture without allocating memory (for checkpoint-layout checks).
     size: the preset the architecture starts from: "full", "tiny" (toy width, fixed toy VAE / DINOv2 weights, fast
@@ -75,7 +79,7 @@ def create_model(name: str, device: str | torch.device = "cpu", dtype: torch.dty
     adapter = model_factory(name)(device=torch.device(device), **overrides)
     adapter.name = name
     if checkpoint is not None:
-        adapter.load_checkpoint(checkpoint, strict=strict)
+        adapter.load_checkpoint(checkpoint, strict=strict, trusted=trusted)
     if torch.device(device).type != "meta":
         adapter.to(dtype=dtype)
     return adapter

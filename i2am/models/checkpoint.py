@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import fnmatch
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..errors import UserError
 from .samplers.schedule import NUM_TRAIN_TIMESTEPS, ldm_betas
 
+# What the safe (weights-only) unpickler names when a file pickles more than tensors and containers.
+PICKLED_OBJECTS = re.compile(r"Unsupported global: GLOBAL [\w.]+")
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file or keys."""
 
 
@@ -49,12 +54,14 @@ class LoadReport:
 def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of a ``.ckpt``/``.pt``/``.bin``/``.pth`` (torch) or ``.safetensors`` file.
 
-    Lightning files are unwrapped (``ckpt["state_dict"]``). ``trusted=True`` allows pickled non-tensor objects
-    (e.g. omegaconf hyper-parameters) in files you trust; by default only tensors and plain containers load.
+    Lightning files are unwrapped (``ckpt["state_dict"]``). By default only tensors and plain containers load (a
+    safe load); a file that also pickles Python objects (e.g. omegaconf hyper-parameters) is refused, because
+    unpickling them can execute arbitrary code. ``trusted=True`` (CLI: ``model.trusted=true``) loads it anyway: only
+    for files from a source you trust.
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file not found: {path}")
+        raise CheckpointError(f"checkpoint file not found: {path}. Check model.checkpoint (or the path you passed).")
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -62,17 +69,27 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
         else:
             obj = torch.load(path, map_location="cpu", weights_only=not trusted, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
-        hint = "" if trusted else " (if it holds pickled objects and you trust it, pass trusted=True)"
-        raise CheckpointError(f"{path}: not a readable checkpoint{hint}: {err}") from err
+        if trusted or not PICKLED_OBJECTS.search(str(err)):
+            raise CheckpointError(unreadable(path, err)) from None
+        found = PICKLED_OBJECTS.search(str(err)).group(0)
+        raise CheckpointError(
+            f"{path} was refused: besides tensors it holds pickled Python objects ({found}), and loading those can "
+            f"execute arbitrary code. If you trust the file's source, allow it with model.trusted=true (trusted=True "
+            f"in Python); better, convert it to .safetensors, which holds tensors only.") from None
     except Exception as err:  # truncated zip, text file, safetensors header errors, ...
-        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or not a model file?): "
-                              f"{type(err).__name__}: {err}") from err
+        raise CheckpointError(unreadable(path, err)) from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise CheckpointError(f"{path}: holds no state dict (expected a mapping of names to tensors, "
                               f"or a Lightning checkpoint with 'state_dict')")
     return obj
+
+
+def unreadable(path: Path, err: Exception) -> str:
+    """The message of a file that is not a checkpoint (PyTorch's own text is left out: it suggests unsafe loading)."""
+    return (f"{path} is not a readable checkpoint (truncated, corrupt or not a model file: {type(err).__name__}). "
+            f"Check the file (its size, a fresh copy) or set model.checkpoint to another one.")
 
 
 def is_ignorable(key: str, patterns) -> bool:

@@ -13,7 +13,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ..attribution import CaptureConfig
+from ..attribution.config import DEFAULT_TIME_GROUPS
+from ..errors import UserError
 from .base import uses_cfg
+
+
+class PlanError(UserError, ValueError):
+    """Sampler and capture settings that cannot make one run (e.g. more time groups than steps)."""
 
 
 def guidance_at(guidance, step: int):
@@ -35,6 +41,9 @@ class SamplingPlan:
     paste: bool = False        # the custom DDIM's re-noised paste outside the generation mask
 
     def __post_init__(self):
+        if self.num_steps < 1:
+            raise PlanError(f"sampler.num_steps={self.num_steps} is out of range: it must be an integer >= 1, e.g. "
+                            f"sampler.num_steps=50")
         if len(self.guidance) != self.num_steps:
             raise ValueError(f"sampler.guidance has {len(self.guidance)} values for {self.num_steps} steps; give one "
                              f"number or one value per step")
@@ -42,17 +51,30 @@ class SamplingPlan:
             raise ValueError(f"time_groups={self.time_groups} must be in [1, num_steps={self.num_steps}]")
 
     @classmethod
-    def resolve(cls, sampler, adapter, time_groups: int = 5) -> SamplingPlan:
+    def resolve(cls, sampler, adapter, time_groups: int | None = None) -> SamplingPlan:
         """The plan of ``sampler`` on ``adapter`` (``Sampler.settings`` with the adapter's defaults filled in);
-        ``time_groups`` is capped at the step count."""
+        ``time_groups`` None is ``min(5, steps)``, a number above the steps is an error naming the keys."""
         s = sampler.settings(adapter)
         steps = int(s["num_steps"])
+        if time_groups is None:
+            time_groups = min(DEFAULT_TIME_GROUPS, steps)
+        elif time_groups > steps >= 1:
+            raise PlanError(f"capture.time_groups={time_groups} is more than the {steps} denoising steps of this run "
+                            f"(sampler.num_steps, here the model's default): set capture.time_groups to at most "
+                            f"{steps}, or to null for min(5, steps).")
         guidance = s["guidance"]
         per_step = tuple(guidance) if isinstance(guidance, Sequence) and not isinstance(guidance, str) \
             else (guidance,) * steps
         return cls(scheduler=s["scheduler"], num_steps=steps, guidance=per_step, eta=s["eta"],
                    start_code=s["start_code"], cfg_order=getattr(adapter, "cfg_order", "uncond_cond"),
-                   time_groups=min(int(time_groups), steps), paste=bool(s.get("paste", False)))
+                   time_groups=int(time_groups), paste=bool(s.get("paste", False)))
+
+    def config_values(self) -> dict:
+        """The plan as config keys (dotted), for the run's saved config: what ran, not the nulls that chose it."""
+        return {"sampler.scheduler": self.scheduler, "sampler.num_steps": self.num_steps,
+                "sampler.guidance": self.sampler_guidance, "sampler.eta": self.eta,
+                "sampler.start_code": self.start_code, "sampler.paste": self.paste,
+                "capture.num_steps": self.num_steps, "capture.time_groups": self.time_groups}
 
     def layout_at(self, step: int) -> str:
         return self.cfg_order if uses_cfg(self.guidance[step]) else "none"
@@ -80,5 +102,5 @@ class SamplingPlan:
         if layout == "auto":
             layouts = self.cfg_layouts
             layout = layouts[0] if len(set(layouts)) == 1 else layouts
-        return replace(template, num_steps=self.num_steps, time_groups=min(template.time_groups, self.num_steps),
+        return replace(template, num_steps=self.num_steps, time_groups=self.time_groups,
                        cfg_layout=layout)

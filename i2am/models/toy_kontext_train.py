@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from ..data.toy import write_toy_vitonhd
-from ..data.toy.vitonhd import TOY_WORLD_FILE
 from ..data.vitonhd import VitonHDDataset
 from .toy_kontext import IMAGE_SIZE, ToyKontextPairs, build_toy_kontext, encode_pairs, training_losses
 
@@ -46,11 +45,7 @@ def toy_dataset(data_dir: str | Path, split: str, limit: int | None = None, worl
     same first pairs (sample i depends only on the seed, the split and i)."""
     root = Path(data_dir) / "toy_vitonhd"
     wanted = {**(world or TOY_WORLD), "size": list(IMAGE_SIZE)}
-    if not root.exists():
-        write_toy_vitonhd(root, **wanted)
-    stored = json.loads((root / TOY_WORLD_FILE).read_text())
-    if any(stored.get(k) != v for k, v in wanted.items()):
-        raise ValueError(f"the toy world in {root} was written with {stored}, the toy Kontext model needs {wanted}")
+    write_toy_vitonhd(root, **wanted)   # at once when that world is there; another world there is refused
     return VitonHDDataset(root, split, "paired", IMAGE_SIZE, ("agnostic", "densepose", "correspondence"), limit)
 
 

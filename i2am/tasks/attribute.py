@@ -29,6 +29,13 @@ def build_capture(cfg: DictConfig, adapter) -> CaptureConfig:
     return instantiate(cfg.capture, _convert_="all")
 
 
+def log_resume(run_dir, total: int) -> None:
+    """A restarted run says what it skips (finished samples carry a done-marker, docs/runs.md)."""
+    done = min(len(run_dir.sample_records()), total)
+    if done:
+        log.info("attribute: %d of %d samples done, resuming with %d", done, total, total - done)
+
+
 def run(cfg: DictConfig) -> dict:
     run_dir, datamodule = start_run(cfg, stage="predict")   # data validated before any model is built
     adapter = build_adapter(cfg.model)   # Lightning moves it to the trainer's device
@@ -38,6 +45,8 @@ def run(cfg: DictConfig) -> dict:
     module = AttributionModule(adapter, sampler, build_capture(cfg, adapter), run_dir, evaluators=evaluators,
                                render=render, g2r_region=cfg.get("g2r_region"), save_maps=cfg.save_maps,
                                writers=[SamplePanels(run_dir, cfg.num_figures, render["preset"])])
+    run_dir.save_config(cfg, ran=module.plan.config_values())   # the steps, guidance, ... the model's defaults chose
+    log_resume(run_dir, len(datamodule.dataset))
     loggers = build_loggers(cfg, run_dir)
     try:
         trainer = build_trainer(cfg, run_dir, loggers, enable_checkpointing=False)

@@ -40,14 +40,20 @@ def quoted(path: Path) -> str:
 
 
 def run_dir(cfg: DictConfig) -> RunDir:
-    """The run's folder: Hydra's run/sweep dir, or ``cfg.run_dir`` when set (resume an earlier run); created."""
+    """The run's folder: Hydra's run/sweep dir, or ``cfg.run_dir`` when set (resume an earlier run); created. The
+    ``FAILED`` marker of an earlier attempt is logged and removed."""
     if cfg.get("run_dir"):
         path = Path(cfg.run_dir)
     elif HydraConfig.initialized():
         path = Path(HydraConfig.get().runtime.output_dir)
     else:
         path = Path(cfg.paths.output_dir) / str(cfg.get("task_name", "run"))
-    return RunDir(path).create()
+    run = RunDir(path)
+    failure = run.failure()
+    if failure:   # started again: the earlier error is reported once, then the folder is an ordinary run again
+        log.warning("%s failed earlier (%s); running it again", run.path, failure)
+        run.clear_failure()
+    return run.create()
 
 
 def seed_everything(seed: int) -> None:

@@ -13,8 +13,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from ..config_schema import ConfigValueError
 from ..data import schema
 from ..data.image_io import read_rgb
+from ..errors import UserFileError
 from ..runs import RunDir
 
 log = logging.getLogger(__name__)
@@ -22,11 +24,13 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict:
     if not cfg.get("run_dir"):
-        raise ValueError("evaluate needs run_dir=<directory of a finished attribute run>")
+        raise ConfigValueError("i2am evaluate needs the run to evaluate: add run_dir=<folder of a finished attribute "
+                               "run>")
     run = RunDir(cfg.run_dir)
     run_cfg = run.load_config()
     if run_cfg is None:
-        raise FileNotFoundError(f"{run.config_file} not found: run_dir must be an attribute run directory")
+        raise UserFileError(f"{run.config_file} not found: run_dir={cfg.run_dir} must be the folder of an attribute "
+                            f"run")
     evaluator = instantiate(cfg.quality)
     paired = run_cfg.data.get("mode", "paired") == "paired"
     datamodule = instantiate(run_cfg.data, batch_size=cfg.batch_size)
@@ -47,7 +51,7 @@ def run(cfg: DictConfig) -> dict:
             evaluator.update_paired(generated, target, inpaint_mask=mask)
         n_generated += len(found)
     if n_generated == 0:
-        raise FileNotFoundError(f"no generated sample of {run.path} matches the dataset: is samples/ empty?")
+        raise UserFileError(f"no generated sample of {run.path} matches the dataset: is samples/ empty?")
     metrics = evaluator.compute()
     if not paired:
         metrics = {k: v for k, v in metrics.items() if not k.startswith(("ssim", "lpips"))}

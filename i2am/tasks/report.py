@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ..config_schema import ConfigValueError
 from ..report import write_report
 
 log = logging.getLogger(__name__)
@@ -13,7 +14,7 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict:
     if not cfg.get("run_dir"):
-        raise ValueError("report needs run_dir=<directory of a finished attribute run>")
+        raise ConfigValueError("i2am report needs the run to report: add run_dir=<folder of a finished attribute run>")
     path = write_report(Path(cfg.run_dir), title=cfg.get("title"), num_samples=cfg.num_samples,
                         read_inputs=cfg.read_inputs)
     log.info("report -> %s", path)

@@ -24,7 +24,7 @@ def run(cfg: DictConfig) -> dict:
     if resume is not None:
         log.info("train: resuming from %s", resume)
     elif cfg.get("init_from"):
-        report = adapter.load_checkpoint(cfg.init_from, strict=True)
+        report = adapter.load_checkpoint(cfg.init_from, strict=True, trusted=bool(cfg.model.get("trusted", False)))
         log.info("train: weights from %s (%s)", cfg.init_from, report.summary())
     module = instantiate(cfg.module, model=adapter)
     loggers = build_loggers(cfg, run_dir)

@@ -14,6 +14,7 @@ import numpy as np
 
 from i2am.data.image_io import save_png
 from i2am.data.toy.garment import draw_garment
+from i2am.data.toy.location import check_toy_folder
 from i2am.data.toy.person import random_person, render_person, warp_garment
 
 TOY_WORLD_FILE = "toy_world.json"
@@ -23,11 +24,16 @@ _SPLIT_CODES = {"train": 0, "test": 1}
 
 def write_toy_vitonhd(root: str | Path, n_train: int = 64, n_test: int = 16, size: tuple[int, int] = (128, 96),
                       seed: int = 0) -> Path:
-    """Write ``n_train`` + ``n_test`` toy try-on samples of ``size`` (H, W) under ``root``; returns ``root``."""
+    """Write ``n_train`` + ``n_test`` toy try-on samples of ``size`` (H, W) under ``root``; returns ``root``.
+
+    ``root`` must be missing or empty; one that already holds this very world is returned as it is, and any other
+    folder (another toy world, other files) is refused with :class:`ToyWorldError`, never changed."""
     root, size = Path(root), (int(size[0]), int(size[1]))
     if min(size) < 16 or n_train < 1 or n_test < 1:
         raise ValueError(f"toy VITON-HD needs size >= 16x16 and at least one sample per split; got size={size}, "
                          f"n_train={n_train}, n_test={n_test}")
+    if check_toy_world(root, {"n_train": n_train, "n_test": n_test, "size": list(size), "seed": seed}):
+        return root
     first = 0
     for split, count in (("train", n_train), ("test", n_test)):
         names = [f"{first + i:06d}_00" for i in range(count)]
@@ -37,6 +43,15 @@ def write_toy_vitonhd(root: str | Path, n_train: int = 64, n_test: int = 16, siz
             "size": list(size), "seed": seed}
     (root / TOY_WORLD_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return root
+
+
+def check_toy_world(root: Path, arguments: dict) -> bool:
+    """Whether ``root`` holds the toy world of ``arguments`` (``write_toy_vitonhd`` names); False when it is missing
+    or empty; :class:`ToyWorldError` for any other folder."""
+    wanted = {"kind": "toy_vitonhd", "format_version": FORMAT_VERSION, **arguments}
+    if "size" in wanted:
+        wanted["size"] = [int(v) for v in wanted["size"]]
+    return check_toy_folder(Path(root), TOY_WORLD_FILE, wanted)
 
 
 def _write_split(root: Path, split: str, names: list[str], size: tuple[int, int], seed: int) -> None:
