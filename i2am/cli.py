@@ -6,7 +6,7 @@ import os
 import sys
 
 from i2am.tasks import TASKS, get_task
-from i2am.tasks.common import config_dir
+from i2am.tasks.config_dirs import config_dir
 
 TASK_ENV = "I2AM_TASK"
 __all__ = ["TASK_ENV", "config_dir", "main", "usage"]

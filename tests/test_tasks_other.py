@@ -93,6 +93,13 @@ def test_help_lists_every_task():
         assert f"  {task} " in out or f"  {task}\n" in out
 
 
+def test_cli_help_does_not_import_torch():
+    """`i2am --help` answers in a fraction of a second: the tasks (and torch) load only when one runs."""
+    code = ("import sys, i2am.cli; i2am.cli.main(['--help']); "
+            "heavy = [m for m in ('torch', 'lightning', 'diffusers') if m in sys.modules]; assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
+
+
 @pytest.mark.slow   # a two-trial Optuna sweep of train runs
 def test_optuna_sweep_over_the_loss_weights(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
