@@ -93,9 +93,10 @@ def test_help_lists_every_task():
         assert f"  {task} " in out or f"  {task}\n" in out
 
 
-def test_cli_help_does_not_import_torch():
-    """`i2am --help` answers in a fraction of a second: the tasks (and torch) load only when one runs."""
-    code = ("import sys, i2am.cli; i2am.cli.main(['--help']); "
+@pytest.mark.parametrize("args", [["--help"], ["attribute", "--cfg", "job"]])
+def test_cli_help_and_config_do_not_import_torch(args):
+    """`i2am --help` and `i2am <task> --cfg job` answer in a fraction of a second: torch loads only when a task runs."""
+    code = (f"import sys, i2am.cli; i2am.cli.main({args!r}); "
             "heavy = [m for m in ('torch', 'lightning', 'diffusers') if m in sys.modules]; assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
 
