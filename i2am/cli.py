@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=task)
     def _run(cfg: DictConfig):
-        from i2am.config_schema import validate   # imports torch: not needed by --help / --cfg, which never get here
+        from i2am.config_schema import validate  # imports torch: not needed by --help / --cfg, which never get here
 
         validate(cfg)   # wrong types and unknown keys fail here, before any data or model is loaded
         metrics = get_task(task).run(cfg)
