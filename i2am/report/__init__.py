@@ -1,5 +1,10 @@
 """Figures (matplotlib) and the self-contained HTML report; reads run folders, not trainers."""
+from typing import TYPE_CHECKING
+
 from .claims import Claim, claims_markdown, read_claims, write_claims
+
+if TYPE_CHECKING:   # for type checkers and the API docs; at run time __getattr__ below imports it
+    from .build import write_report
 
 __all__ = ["Claim", "claims_markdown", "read_claims", "write_claims", "write_report"]
 
