@@ -15,7 +15,7 @@ from hydra.experimental.callback import Callback
 
 from i2am.errors import TRACEBACK_ENV, UserError
 from i2am.tasks import TASKS, get_task
-from i2am.tasks.common import config_dir
+from i2am.tasks.config_dirs import config_dir
 
 TASK_ENV = "I2AM_TASK"
 __all__ = ["TASK_ENV", "StartupChecks", "config_dir", "main", "usage"]
@@ -94,13 +94,16 @@ def main(argv: list[str] | None = None) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig, OmegaConf
 
-    from i2am.config_schema import ConfigValueError, validate
-    from i2am.runs import RunDir
-
     OmegaConf.register_new_resolver("i2am.or", first_set, replace=True)
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=task)
     def _run(cfg: DictConfig):
+        from i2am.config_schema import (  # imports torch: not needed by --help / --cfg, which never get here
+            ConfigValueError,
+            validate,
+        )
+        from i2am.runs import RunDir
+
         run_folder = RunDir(HydraConfig.get().runtime.output_dir)
         try:
             validate(cfg)   # a multirun job's config (a single run's is checked by StartupChecks already)

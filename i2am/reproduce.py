@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from .report.artifacts import ARTIFACTS, make, task_of
 from .runs import sweep_jobs
 from .tasks import get_task
-from .tasks.common import config_dir, quoted
+from .tasks.config_dirs import config_dir, quoted
 
 log = logging.getLogger(__name__)
 FLAGS = ("--toy", "--make-only")

@@ -16,9 +16,9 @@ CONF = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 @pytest.fixture
-def demo(tmp_path):
+def demo(tmp_path, toy_data_dir):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("demo", overrides=["demo.quick=true", f"paths.data_dir={tmp_path / 'data'}",
+        cfg = compose("demo", overrides=["demo.quick=true", f"paths.data_dir={toy_data_dir}",
                                          f"run_dir={tmp_path / 'demo'}"])
         yield Demo(cfg, tmp_path / "demo")
 

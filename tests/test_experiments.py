@@ -109,12 +109,12 @@ def assert_pngs(paths: list[Path]) -> None:
 
 
 @pytest.fixture(scope="module")
-def stableviton_toy_run(tmp_path_factory):
+def stableviton_toy_run(tmp_path_factory, toy_data_dir):
     """One stableviton-tiny toy multirun through `python experiments/sram_stableviton.py --toy`, shared by the
     figure tests."""
     root = tmp_path_factory.mktemp("experiments")
     proc = subprocess.run([sys.executable, str(REPO / "experiments" / "sram_stableviton.py"), "--toy",
-                           f"paths.output_dir={root}", f"paths.data_dir={root / 'data'}",
+                           f"paths.output_dir={root}", f"paths.data_dir={toy_data_dir}",
                            "trainer.enable_progress_bar=false"], check=False, capture_output=True, text=True,
                           cwd=root)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -159,8 +159,8 @@ END_TO_END_DEFAULT = {"vitonhd_table"}
 
 @pytest.mark.parametrize("name", [name if name in END_TO_END_DEFAULT else pytest.param(name, marks=pytest.mark.slow)
                                   for name in ARTIFACTS])
-def test_every_toy_artifact_runs_end_to_end(name, tmp_path):
-    paths = [f"paths.output_dir={tmp_path}", f"paths.data_dir={tmp_path / 'data'}", "trainer.enable_progress_bar=false"]
+def test_every_toy_artifact_runs_end_to_end(name, tmp_path, toy_data_dir):
+    paths = [f"paths.output_dir={tmp_path}", f"paths.data_dir={toy_data_dir}", "trainer.enable_progress_bar=false"]
     written = reproduce(name, toy=True, overrides=paths)
     jobs = sorted(p.name for p in (tmp_path / "experiments" / f"{name}-toy").iterdir() if (p / ".hydra").is_dir())
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

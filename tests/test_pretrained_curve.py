@@ -21,15 +21,15 @@ def _run_with_checkpoints(run_dir, steps):
         torch.save({"state_dict": state, "global_step": step}, run_dir / "checkpoints" / f"step={step}.ckpt")
 
 
-def test_the_curve_scores_each_kept_step_once_and_plots_it(tmp_path, monkeypatch):
+def test_the_curve_scores_each_kept_step_once_and_plots_it(tmp_path, toy_data_dir, monkeypatch):
     run_dir = tmp_path / "run"
     _run_with_checkpoints(run_dir, [100, 200, 300])
     calls = []
     real = curve.heldout_scores
     monkeypatch.setattr(curve, "heldout_scores", lambda model, batch: calls.append(1) or real(model, batch))
-    points = curve.heldout_curve(run_dir, pairs=1, data_dir=tmp_path / "data", every=200)
+    points = curve.heldout_curve(run_dir, pairs=1, data_dir=toy_data_dir, every=200)
     assert sorted(points) == [200] and len(calls) == 1   # only multiples of 200
-    again = curve.heldout_curve(run_dir, pairs=1, data_dir=tmp_path / "data")
+    again = curve.heldout_curve(run_dir, pairs=1, data_dir=toy_data_dir)
     assert sorted(again) == [100, 200, 300] and len(calls) == 3   # step 200 was read back, not re-scored
     assert again[200] == points[200] and again[100] == again[300]   # the same weights score the same
     assert 0.0 < again[100]["ssim"] < 1.0 and again[100]["ssim_mean_colour"] > 0.0

@@ -140,12 +140,12 @@ def test_correlation_claim_is_untested_without_the_coefficients():
 
 # ---------------------------------------------------------------- a real run, its report and the report task
 @pytest.fixture(scope="module")
-def attribute_run(tmp_path_factory):
+def attribute_run(tmp_path_factory, toy_data_dir):
     from i2am.tasks import attribute
 
     root = tmp_path_factory.mktemp("report")
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("attribute", overrides=[f"paths.data_dir={root / 'data'}", f"run_dir={root / 'run'}",
+        cfg = compose("attribute", overrides=[f"paths.data_dir={toy_data_dir}", f"run_dir={root / 'run'}",
                                               "data.limit=2", "sampler.num_steps=2", "num_figures=0",
                                               "trainer.enable_progress_bar=false"])
         attribute.run(cfg)

@@ -10,11 +10,11 @@ pytestmark = pytest.mark.skipif(chromium() is None, reason="no chromium on PATH 
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(tmp_path_factory, toy_data_dir):
     from i2am.report import write_report
 
     root = tmp_path_factory.mktemp("browser")
-    run_task("attribute", [f"paths.data_dir={root / 'data'}", f"run_dir={root / 'run'}", "data.limit=2",
+    run_task("attribute", [f"paths.data_dir={toy_data_dir}", f"run_dir={root / 'run'}", "data.limit=2",
                            "sampler.num_steps=2", "num_figures=0", "trainer.enable_progress_bar=false"])
     return write_report(root / "run", num_samples=2)
 

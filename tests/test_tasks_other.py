@@ -93,6 +93,15 @@ def test_help_lists_every_task():
         assert f"  {task} " in out or f"  {task}\n" in out
 
 
+@pytest.mark.parametrize("args", [["--help"], ["attribute", "--cfg", "job"], ["reproduce", "--help"]])
+def test_cli_help_and_config_do_not_import_torch(args):
+    """`i2am --help`, `i2am <task> --cfg job` and `i2am reproduce --help` answer in a fraction of a second: torch
+    loads only when a task runs."""
+    code = (f"import sys, i2am.cli; i2am.cli.main({args!r}); "
+            "heavy = [m for m in ('torch', 'lightning', 'diffusers') if m in sys.modules]; assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
+
+
 @pytest.mark.slow   # a two-trial Optuna sweep of train runs
 def test_optuna_sweep_over_the_loss_weights(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")

@@ -18,7 +18,7 @@ from ..attribution import AttributionMaps
 from ..attribution.render import to_image
 from ..data import schema
 from ..metrics.tryon_baselines import paired_ssim
-from .figures import new_figure, overlay, save_panel, to_uint8_image
+from .figures import image_axes, new_figure, overlay, save_panel, to_uint8_image
 
 RED = np.array([255, 0, 0], dtype=np.uint8)
 
@@ -77,12 +77,12 @@ def save_sram_figure(path: Path, marked: np.ndarray, tiles: list[tuple[str, np.n
     left = figure.add_subplot(grid[:, :2])
     left.imshow(marked)
     left.set_title("generated, layer grid, chosen cells", fontsize=7)
-    left.axis("off")
+    image_axes(left)
     for k, (name, tile) in enumerate(tiles):
         ax = figure.add_subplot(grid[k // 3, 2 + k % 3])
         ax.imshow(tile) if tile.dtype == np.uint8 else ax.imshow(tile, cmap="jet", vmin=0, vmax=1)
         ax.set_title(name, fontsize=6)
-        ax.axis("off")
+        image_axes(ax)
     figure.suptitle(title, fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
