@@ -1,0 +1,95 @@
+"""The checks every task runs before its run folder exists, and ``i2am check <task>`` runs and reports one by one.
+
+``CHECKS`` is the one list: the config's types and ranges (``config_schema.validate``), the data layout (every file
+the dataset will read present and decodable; a toy root that is not written yet is left to the run), and the
+evaluators against the model (``evaluator_fit``, the model built on the ``meta`` device). Each check raises a
+``UserError`` naming the key or file at fault and the fix; nothing is sampled, trained or written.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from PIL import Image
+
+from .config_schema import validate
+from .data.image_io import IMAGE_EXTENSIONS
+from .data.layout import LayoutError
+from .errors import UserError
+from .evaluator_fit import check_evaluators
+
+
+def _image_files(dataset) -> list[Path]:
+    """The image files a dataset's samples name (``samples[i].files``), where it lists them."""
+    files = [p for s in getattr(dataset, "samples", ()) for p in getattr(s, "files", {}).values() if p is not None]
+    return [Path(p) for p in files if Path(p).suffix.lower() in IMAGE_EXTENSIONS]
+
+
+def undecodable(paths: list[Path]) -> list[str]:
+    problems = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, SyntaxError, ValueError) as err:
+            problems.append(f"{path} cannot be decoded ({type(err).__name__}: {err})")
+    return problems
+
+
+def check_data(cfg: DictConfig) -> str:
+    """Every file ``cfg.data``'s dataset reads is present and decodes; its layout checks (sizes, masks) pass."""
+    data = cfg.get("data")
+    if not isinstance(data, DictConfig) or "_target_" not in data or "root" not in data:
+        return "no dataset"
+    module = instantiate(data)
+    if getattr(module, "auto_write_toy", False) and not Path(module.root).exists():
+        return f"toy data root {module.root} is written on the first run"
+    level = getattr(module, "validate", "full")
+    module.validate = "off"                  # files only: decode them before the sizes are read from their headers
+    dataset = module.build_dataset()
+    files = _image_files(dataset)
+    problems = undecodable(files)
+    if problems:
+        fix = f"replace these files, or point data.root (now {module.root}) at a complete copy"
+        raise LayoutError("data", Path(module.root), [*problems, fix])
+    module.validate = level
+    module.build_dataset()
+    return f"{len(dataset)} samples, {len(files)} image files under {module.root}"
+
+
+def check_config(cfg: DictConfig) -> str:
+    validate(cfg)
+    return "types and ranges"
+
+
+def check_evaluator_fit(cfg: DictConfig) -> str:
+    notes = check_evaluators(cfg)
+    names = ", ".join(k for k, v in (cfg.get("evaluators") or {}).items() if v) or "none"
+    return f"{names}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
+CHECKS: list[tuple[str, Callable[[DictConfig], str]]] = [
+    ("config", check_config), ("data", check_data), ("evaluators", check_evaluator_fit)]
+
+
+def run_checks(cfg: DictConfig) -> None:
+    """Every check in order; the first UserError stops (task startup)."""
+    for _, check in CHECKS:
+        check(cfg)
+
+
+def report(cfg: DictConfig) -> tuple[list[str], bool]:
+    """One line per check (``ok  <name>: <what>`` or ``FAIL <name>: <problem and fix>``) and whether all passed;
+    a failed check does not stop the others, except that a broken config stops everything after it."""
+    lines, passed = [], True
+    for name, check in CHECKS:
+        try:
+            lines.append(f"ok    {name}: {check(cfg)}")
+        except UserError as err:
+            lines.append(f"FAIL  {name}: " + " ".join(part.strip() for part in str(err).splitlines()))
+            passed = False
+            if name == "config":
+                break
+    return lines, passed
