@@ -90,11 +90,14 @@ def fit_evaluators(cfg: DictConfig, fit: Fit) -> tuple[dict, list[str]]:
     return kept, notes
 
 
-def check_evaluators(cfg: DictConfig) -> list[str]:
-    """The startup check: build the model on ``meta`` and fit ``cfg.evaluators``; returns the notes."""
-    if not cfg.get("evaluators") or not isinstance(cfg.get("model"), DictConfig):
-        return []
+def check_evaluators(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """The startup check: build the model on ``meta`` and fit ``cfg.evaluators``; returns the names kept and the
+    notes."""
+    named = [k for k, v in (cfg.get("evaluators") or {}).items() if v]
+    if not named or not isinstance(cfg.get("model"), DictConfig):
+        return named, []
     adapter = meta_adapter(cfg.model)
     if adapter is None:
-        return [f"model.path={cfg.model.path}: checked once the model is built, before the first batch"]
-    return fit_evaluators(cfg, adapter_fit(adapter, cfg.get("data")))[1]
+        return named, [f"model.path={cfg.model.path}: fitted once the model is built, before the first batch"]
+    kept, notes = fit_evaluators(cfg, adapter_fit(adapter, cfg.get("data")))
+    return list(kept), notes

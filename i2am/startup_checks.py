@@ -65,9 +65,8 @@ def check_config(cfg: DictConfig) -> str:
 
 
 def check_evaluator_fit(cfg: DictConfig) -> str:
-    notes = check_evaluators(cfg)
-    names = ", ".join(k for k, v in (cfg.get("evaluators") or {}).items() if v) or "none"
-    return f"{names}" + (f" ({'; '.join(notes)})" if notes else "")
+    kept, notes = check_evaluators(cfg)
+    return (", ".join(kept) or "none") + (f" ({'; '.join(notes)})" if notes else "")
 
 
 CHECKS: list[tuple[str, Callable[[DictConfig], str]]] = [

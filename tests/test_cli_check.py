@@ -36,6 +36,11 @@ def test_the_toy_config_passes_every_check(world, tmp_path, capsys):
     assert "1 samples" in lines[1] and sorted(tmp_path.rglob("*")) == before
 
 
+def test_the_default_evaluators_for_paint_by_example_pass_and_say_what_was_left_out(world, tmp_path, capsys):
+    code, lines = run_check(capsys, toy(tmp_path, "model=diffusers-tiny"))
+    assert code == 0 and lines[2].startswith("ok    evaluators: imacs (") and "localization: left out" in lines[2]
+
+
 def test_a_missing_data_file_names_the_file(world, tmp_path, capsys):
     missing = world / "test" / "cloth" / "000001_00.png"
     missing.unlink()
