@@ -2,8 +2,10 @@
 
 Errors: a :class:`~i2am.errors.UserError` (wrong config value, missing file, refused checkpoint or data root) is
 printed as one paragraph without a traceback, exit status 2; ``I2AM_TRACEBACK=1`` raises it with its traceback. The
-config is checked (``validate``) by a Hydra callback before Hydra creates the run folder, so a refused run writes
-nothing. A run that fails later leaves a ``FAILED`` file with its error in its run folder (docs/runs.md).
+startup checks (``i2am.startup_checks.CHECKS``: config, data files, checkpoint keys, evaluators vs model) run in a
+Hydra callback before Hydra creates the run folder, so a refused run writes nothing; ``i2am check <task>`` runs them
+alone and reports each. A run that fails later leaves a ``FAILED`` file with its error in its run folder
+(docs/runs.md).
 """
 from __future__ import annotations
 

@@ -1,15 +1,17 @@
 """The checks every task runs before its run folder exists, and ``i2am check <task>`` runs and reports one by one.
 
 ``CHECKS`` is the one list: the config's types and ranges (``config_schema.validate``), the data layout (every file
-the dataset will read present and decodable; a toy root that is not written yet is left to the run), and the
-evaluators against the model (``evaluator_fit``, the model built on the ``meta`` device). Each check raises a
-``UserError`` naming the key or file at fault and the fix; nothing is sampled, trained or written.
+the dataset will read present and decodable; a toy root that is not written yet is left to the run), the keys of
+``model.checkpoint`` against the model, and the evaluators against the model (``evaluator_fit``); the model is built
+on the ``meta`` device (no weights). Each check raises a ``UserError`` naming the key or file at fault and the fix;
+nothing is sampled, trained or written.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
 
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image
@@ -59,6 +61,22 @@ def check_data(cfg: DictConfig) -> str:
     return f"{len(dataset)} samples, {len(files)} image files under {module.root}"
 
 
+def check_checkpoint(cfg: DictConfig) -> str:
+    """``model.checkpoint`` is readable and its keys and shapes fit the model: the model's own loader
+    (``load_checkpoint``: conversion from the original layout, strict) run on a ``meta``-device model."""
+    model = cfg.get("model")
+    path = model.get("checkpoint") if isinstance(model, DictConfig) else None
+    if not path:
+        return "none given"
+    try:
+        adapter = instantiate(model, device="meta")
+    except InstantiationException as err:   # Hydra wraps the CheckpointError naming the keys that do not fit
+        if isinstance(err.__cause__, UserError):
+            raise err.__cause__ from None
+        raise
+    return f"{path} fits {adapter.name}"
+
+
 def check_config(cfg: DictConfig) -> str:
     validate(cfg)
     return "types and ranges"
@@ -70,7 +88,8 @@ def check_evaluator_fit(cfg: DictConfig) -> str:
 
 
 CHECKS: list[tuple[str, Callable[[DictConfig], str]]] = [
-    ("config", check_config), ("data", check_data), ("evaluators", check_evaluator_fit)]
+    ("config", check_config), ("data", check_data), ("checkpoint", check_checkpoint),
+    ("evaluators", check_evaluator_fit)]
 
 
 def run_checks(cfg: DictConfig) -> None:

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from safetensors.torch import save_file
 from tasks_util import cli
 
 from i2am.cli import check
 from i2am.data.toy import write_toy_vitonhd
+from i2am.models import create_model
 
 
 @pytest.fixture
@@ -32,13 +35,14 @@ def test_the_toy_config_passes_every_check(world, tmp_path, capsys):
     before = sorted(tmp_path.rglob("*"))
     code, lines = run_check(capsys, toy(tmp_path))
     assert code == 0, lines
-    assert [line.split(":")[0] for line in lines] == ["ok    config", "ok    data", "ok    evaluators"]
+    assert [line.split(":")[0] for line in lines] == [f"ok    {name}" for name in ("config", "data", "checkpoint",
+                                                                                  "evaluators")]
     assert "1 samples" in lines[1] and sorted(tmp_path.rglob("*")) == before
 
 
 def test_the_default_evaluators_for_paint_by_example_pass_and_say_what_was_left_out(world, tmp_path, capsys):
     code, lines = run_check(capsys, toy(tmp_path, "model=diffusers-tiny"))
-    assert code == 0 and lines[2].startswith("ok    evaluators: imacs (") and "localization: left out" in lines[2]
+    assert code == 0 and lines[3].startswith("ok    evaluators: imacs (") and "localization: left out" in lines[3]
 
 
 def test_a_missing_data_file_names_the_file(world, tmp_path, capsys):
@@ -53,6 +57,17 @@ def test_a_corrupt_image_names_the_file(world, tmp_path, capsys):
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not an image" * 10)
     code, lines = run_check(capsys, toy(tmp_path))
     assert code == 2 and f"{corrupt} cannot be decoded" in failed(lines, "data")
+
+
+def test_the_checkpoint_keys_are_checked_against_the_model(world, tmp_path, capsys):
+    fitting, foreign = tmp_path / "custom.safetensors", tmp_path / "foreign.safetensors"
+    save_file(create_model("custom-tiny").export_checkpoint(), str(fitting))
+    save_file({"some.other.weight": torch.zeros(3)}, str(foreign))
+    code, lines = run_check(capsys, toy(tmp_path, f"model.checkpoint={fitting}"))
+    assert code == 0 and lines[2] == f"ok    checkpoint: {fitting} fits custom-tiny", lines
+    code, lines = run_check(capsys, toy(tmp_path, f"model.checkpoint={foreign}"))
+    line = failed(lines, "checkpoint")
+    assert code == 2 and str(foreign) in line and "does not fit custom-tiny" in line
 
 
 def test_a_bad_range_names_the_key(world, tmp_path, capsys):
