@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import DictConfig, OmegaConf
 
     from i2am.config_schema import ConfigValueError
@@ -135,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     def _run(cfg: DictConfig):
         run_folder = RunDir(HydraConfig.get().runtime.output_dir)
         try:
-            run_checks(cfg)   # a multirun job's config (a single run's is checked by StartupChecks already)
+            if HydraConfig.get().mode == RunMode.MULTIRUN:   # a single run's is checked by StartupChecks already
+                run_checks(cfg)
             metrics = get_task(task).run(cfg)
         except (Exception, KeyboardInterrupt) as err:
             user_error = user_error_in(err)
