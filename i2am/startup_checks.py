@@ -41,32 +41,33 @@ def undecodable(paths: list[Path]) -> list[str]:
     return problems
 
 
-def check_data(cfg: DictConfig, decode: bool = True) -> str:
-    """Every file ``cfg.data``'s dataset reads is present and (``decode``) decodes; its layout checks (sizes, masks)
+def check_data(cfg: DictConfig, thorough: bool) -> str:
+    """Every file ``cfg.data``'s dataset reads is present and (``thorough``) decodes; its layout checks (sizes, masks)
     pass. Task startup leaves out the decoding (minutes on a full dataset); ``i2am check`` does it."""
     data = cfg.get("data")
     if not isinstance(data, DictConfig) or "_target_" not in data or "root" not in data:
         return "no dataset"
-    module = instantiate(data)
-    written_by_the_run = getattr(module, "auto_write_toy", False) or getattr(module, "build_if_missing", False)
-    if written_by_the_run and not Path(module.root).exists():
-        return f"data.root={module.root} is written on the first run"
-    if not decode:
-        return f"{len(module.build_dataset())} samples under {module.root}"
+    module, root = instantiate(data), Path(str(data.root))
+    written_by_the_run = (getattr(module, "auto_write_toy", False) or getattr(module, "build_if_missing", False)
+                          or getattr(module, "layout", None) == "toy")
+    if written_by_the_run and not root.exists():
+        return f"data.root={root} is written on the first run"
+    if not thorough:
+        return f"{len(module.build_dataset())} samples under {root}"
     level = getattr(module, "validate", "full")
     module.validate = "off"                  # files only: decode them before the sizes are read from their headers
     dataset = module.build_dataset()
     files = _image_files(dataset)
     problems = undecodable(files)
     if problems:
-        fix = f"replace these files, or point data.root (now {module.root}) at a complete copy"
-        raise LayoutError("data", Path(module.root), [*problems, fix])
+        fix = f"replace these files, or point data.root (now {root}) at a complete copy"
+        raise LayoutError("data", root, [*problems, fix])
     module.validate = level
     module.build_dataset()
-    return f"{len(dataset)} samples, {len(files)} image files decoded under {module.root}"
+    return f"{len(dataset)} samples, {len(files)} image files decoded under {root}"
 
 
-def check_checkpoint(cfg: DictConfig) -> str:
+def check_checkpoint(cfg: DictConfig, thorough: bool) -> str:
     """``model.checkpoint`` is readable and its keys and shapes fit the model: the model's own loader
     (``load_checkpoint``: conversion from the original layout, strict) run on a ``meta``-device model."""
     model = cfg.get("model")
@@ -82,25 +83,26 @@ def check_checkpoint(cfg: DictConfig) -> str:
     return f"{path} fits {adapter.name}"
 
 
-def check_config(cfg: DictConfig) -> str:
+def check_config(cfg: DictConfig, thorough: bool) -> str:
     validate(cfg)
     return "types and ranges"
 
 
-def check_evaluator_fit(cfg: DictConfig) -> str:
+def check_evaluator_fit(cfg: DictConfig, thorough: bool) -> str:
     kept, notes = check_evaluators(cfg)
     return (", ".join(kept) or "none") + (f" ({'; '.join(notes)})" if notes else "")
 
 
-CHECKS: list[tuple[str, Callable[[DictConfig], str]]] = [
+# (name, check(cfg, thorough) -> what passed); thorough: ``i2am check`` (the startup of a task is not)
+CHECKS: list[tuple[str, Callable[[DictConfig, bool], str]]] = [
     ("config", check_config), ("data", check_data), ("checkpoint", check_checkpoint),
     ("evaluators", check_evaluator_fit)]
 
 
 def run_checks(cfg: DictConfig) -> None:
     """Every check in order, the data files' headers only; the first UserError stops (task startup)."""
-    for name, check in CHECKS:
-        check(cfg, decode=False) if name == "data" else check(cfg)
+    for _, check in CHECKS:
+        check(cfg, thorough=False)
 
 
 def report(cfg: DictConfig) -> tuple[list[str], bool]:
@@ -109,7 +111,7 @@ def report(cfg: DictConfig) -> tuple[list[str], bool]:
     lines, passed = [], True
     for name, check in CHECKS:
         try:
-            lines.append(f"ok    {name}: {check(cfg)}")
+            lines.append(f"ok    {name}: {check(cfg, thorough=True)}")
         except UserError as err:
             lines.append(f"FAIL  {name}: " + " ".join(part.strip() for part in str(err).splitlines()))
             passed = False

@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> dict:
     render = OmegaConf.to_container(cfg.render, resolve=True)
     specs, notes = fit_evaluators(cfg, adapter_fit(adapter, cfg.data))   # before the first batch
     for note in notes:
-        log.info("evaluators=auto: %s", note)
+        log.info("evaluators: %s", note)
     evaluators = {name: instantiate(spec) for name, spec in specs.items()}
     sampler = instantiate(cfg.sampler, seed=cfg.seed, _convert_="all")
     module = AttributionModule(adapter, sampler, build_capture(cfg, adapter), run_dir, evaluators=evaluators,
