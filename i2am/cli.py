@@ -2,8 +2,10 @@
 
 Errors: a :class:`~i2am.errors.UserError` (wrong config value, missing file, refused checkpoint or data root) is
 printed as one paragraph without a traceback, exit status 2; ``I2AM_TRACEBACK=1`` raises it with its traceback. The
-config is checked (``validate``) by a Hydra callback before Hydra creates the run folder, so a refused run writes
-nothing. A run that fails later leaves a ``FAILED`` file with its error in its run folder (docs/runs.md).
+startup checks (``i2am.startup_checks.CHECKS``: config, data files, checkpoint keys, evaluators vs model) run in a
+Hydra callback before Hydra creates the run folder, so a refused run writes nothing; ``i2am check <task>`` runs them
+alone and reports each. A run that fails later leaves a ``FAILED`` file with its error in its run folder
+(docs/runs.md).
 """
 from __future__ import annotations
 
@@ -47,23 +49,50 @@ def report_user_error(err: UserError) -> None:
 
 
 class StartupChecks(Callback):
-    """Hydra callback (conf/hydra/default.yaml): the composed config is validated before Hydra creates the run
-    folder, so a run refused at startup leaves nothing behind."""
+    """Hydra callback (conf/hydra/default.yaml): the startup checks (``i2am.startup_checks.CHECKS``: config, data
+    layout, evaluators vs model) run before Hydra creates the run folder, so a run refused at startup leaves nothing
+    behind."""
 
     def on_run_start(self, config, **kwargs) -> None:
-        from i2am.config_schema import validate
+        from i2am.startup_checks import run_checks
 
         try:
-            validate(config)
+            run_checks(config)
         except UserError as err:
             report_user_error(err)
 
 
+def check(argv: list[str]) -> int:
+    """``i2am check <task> [overrides]``: compose the task's config and run the startup checks one by one (config,
+    data layout, evaluators vs model) without sampling or writing; one line per check; 0 when all pass, else 2."""
+    if not argv or argv[0] not in TASKS:
+        print(f"usage: i2am check <task> [hydra overrides ...]; tasks: {', '.join(TASKS)}", file=sys.stderr)
+        return 2
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from i2am.startup_checks import report
+
+    OmegaConf.register_new_resolver("i2am.or", first_set, replace=True)
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            cfg = compose(config_name=argv[0], overrides=argv[1:])
+    except (HydraException, OmegaConfBaseException) as err:   # an override Hydra cannot apply (unknown option, syntax)
+        print(f"FAIL  overrides: {str(err).splitlines()[0]}")
+        return 2
+    lines, passed = report(cfg)
+    print("\n".join(lines))
+    return 0 if passed else 2
+
+
 def usage() -> str:
-    width = max(len(n) for n in [*TASKS, "reproduce"])
+    width = max(len(n) for n in [*TASKS, "reproduce", "check"])
     lines = ["usage: i2am <task> [hydra overrides ...]   (i2am <task> --help for the task's config)", "", "tasks:"]
     lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in TASKS.items()]
     lines += [f"  {'reproduce':<{width}}  a paper artifact: i2am reproduce <artifact> [--toy] (i2am reproduce --help)"]
+    lines += [f"  {'check':<{width}}  the startup checks of a task, no sampling: i2am check <task> [overrides]"]
     lines += ["", "examples:", "  i2am demo", "  i2am demo sampler.num_steps=20 seed=1", "  i2am demo -m seed=0,1"]
     return "\n".join(lines)
 
@@ -76,6 +105,8 @@ def main(argv: list[str] | None = None) -> None:
 
         reproduce(argv[1:])
         return
+    if argv and argv[0] == "check":         # the startup checks alone (i2am/startup_checks.py)
+        raise SystemExit(check(argv[1:]))
     if argv and argv[0] in TASKS:
         task = argv.pop(0)
     elif inherited in TASKS and not (argv and argv[0] in ("-h", "--help", "help")):
@@ -92,21 +123,22 @@ def main(argv: list[str] | None = None) -> None:
 
     import hydra
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
     from omegaconf import DictConfig, OmegaConf
 
     OmegaConf.register_new_resolver("i2am.or", first_set, replace=True)
 
     @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=task)
     def _run(cfg: DictConfig):
-        from i2am.config_schema import (  # imports torch: not needed by --help / --cfg, which never get here
-            ConfigValueError,
-            validate,
-        )
+        # these import torch: not needed by --help / --cfg, which never get here
+        from i2am.config_schema import ConfigValueError
         from i2am.runs import RunDir
+        from i2am.startup_checks import run_checks
 
         run_folder = RunDir(HydraConfig.get().runtime.output_dir)
         try:
-            validate(cfg)   # a multirun job's config (a single run's is checked by StartupChecks already)
+            if HydraConfig.get().mode == RunMode.MULTIRUN:   # a single run's is checked by StartupChecks already
+                run_checks(cfg)
             metrics = get_task(task).run(cfg)
         except (Exception, KeyboardInterrupt) as err:
             user_error = user_error_in(err)

@@ -94,15 +94,13 @@ def test_a_corrupt_checkpoint_names_the_file_and_never_advises_unsafe_loading(tm
         assert "weights_only" not in str(err.value) and "trusted" not in str(err.value)
 
 
-def test_a_refused_checkpoint_fails_the_run_with_a_failed_marker(tmp_path):
+def test_a_refused_checkpoint_is_refused_at_startup_before_anything_is_written(tmp_path):
     path = tmp_path / "with_hparams.ckpt"
     _custom_tiny_checkpoint_with_hyper_parameters(path)
     proc = cli("attribute", toy_overrides(tmp_path, f"model.checkpoint={path}"), check=False)
     assert_one_paragraph(proc, str(path), "model.trusted=true", "arbitrary code")
     assert "weights_only" not in proc.stderr
-    failed = (tmp_path / "run" / "FAILED").read_text()
-    assert "CheckpointError" in failed and "model.trusted=true" in failed
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["with_hparams.ckpt"]   # no run folder, no toy world
 
 
 def test_evaluate_without_torch_fidelity_names_the_extra_and_the_cli_keys(tmp_path):

@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..attribution import CaptureConfig
+from ..evaluator_fit import adapter_fit, fit_evaluators
 from ..lit.attribution import AttributionModule
 from ..report.figures import SamplePanels
 from .common import build_loggers, build_trainer, finish_loggers, log_results, start_run
@@ -40,7 +41,10 @@ def run(cfg: DictConfig) -> dict:
     run_dir, datamodule = start_run(cfg, stage="predict")   # data validated before any model is built
     adapter = build_adapter(cfg.model)   # Lightning moves it to the trainer's device
     render = OmegaConf.to_container(cfg.render, resolve=True)
-    evaluators = {name: instantiate(spec) for name, spec in (cfg.get("evaluators") or {}).items() if spec}
+    specs, notes = fit_evaluators(cfg, adapter_fit(adapter, cfg.data))   # before the first batch
+    for note in notes:
+        log.info("evaluators: %s", note)
+    evaluators = {name: instantiate(spec) for name, spec in specs.items()}
     sampler = instantiate(cfg.sampler, seed=cfg.seed, _convert_="all")
     module = AttributionModule(adapter, sampler, build_capture(cfg, adapter), run_dir, evaluators=evaluators,
                                render=render, g2r_region=cfg.get("g2r_region"), save_maps=cfg.save_maps,
