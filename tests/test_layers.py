@@ -16,7 +16,8 @@ def test_import_linter_contracts_are_kept():
 
 def test_importing_the_figure_modules_keeps_the_global_backend():
     code = ("import matplotlib; matplotlib.use('svg'); import i2am.report.figures, i2am.report.panels, "
-            "i2am.metrics.correlation, i2am.models.pasd.figure; print(matplotlib.get_backend())")
+            "i2am.metrics.correlation, i2am.models.pasd.figure, i2am.models.toy_kontext_figure; "
+            "print(matplotlib.get_backend())")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
                             check=False)
     assert result.returncode == 0, result.stderr

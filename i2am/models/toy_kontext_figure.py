@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
 from ..data import schema
 from ..metrics.localization import argmax_location, true_source_cells
@@ -47,7 +49,9 @@ def draw_normalisations(srams: dict[str, torch.Tensor], pairs: ToyKontextPairs, 
     sources = true_source_cells(pairs.correspondence[:1], TOKEN_GRID, TOKEN_GRID, IMAGE_SIZE)[0][0]
     rows = [(query_cell(pairs), True), (least_spending_cell(srams["share"]), False)]
     garment = _pixels(item[schema.REFERENCE])
-    fig, axes = plt.subplots(len(rows), 4, figsize=(11, 3.7 * len(rows)), dpi=80)
+    fig = Figure(figsize=(11, 3.7 * len(rows)), dpi=80)   # no pyplot: the user's backend stays as it is
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(rows), 4, squeeze=False)
     extent = (-0.5, IMAGE_SIZE[1] - 0.5, IMAGE_SIZE[0] - 0.5, -0.5)
     half = IMAGE_SIZE[1] / TOKEN_GRID[1] / 2
     for row, (index, on_garment) in zip(axes, rows):
@@ -55,7 +59,7 @@ def draw_normalisations(srams: dict[str, torch.Tensor], pairs: ToyKontextPairs, 
         has_source = bool(pairs.valid[0, index])
         row[0].imshow(_pixels(item[schema.IMAGE]))
         qx, qy = _cell_to_pixel(query)
-        row[0].add_patch(plt.Rectangle((qx - half, qy - half), 2 * half, 2 * half, fill=False, color="red", lw=2))
+        row[0].add_patch(Rectangle((qx - half, qy - half), 2 * half, 2 * half, fill=False, color="red", lw=2))
         row[0].set_title(f"generated cell {query}\n" + ("on the garment" if on_garment else
                          "spending least on the reference"), fontsize=9)
         row[1].imshow(garment)
@@ -82,5 +86,4 @@ def draw_normalisations(srams: dict[str, torch.Tensor], pairs: ToyKontextPairs, 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
-    plt.close(fig)
     return path
