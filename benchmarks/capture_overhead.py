@@ -18,7 +18,7 @@ import time
 import torch
 from diffusers import UNet2DConditionModel
 
-from i2am.attribution import AttributionCapture, CaptureConfig
+from i2am.engine import AttributionCapture, CaptureConfig
 
 SIZES = {
     "tiny": dict(block_out_channels=(32, 32, 64, 64), cross_attention_dim=32, attention_head_dim=8,

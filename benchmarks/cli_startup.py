@@ -1,7 +1,8 @@
 """CLI start-up: the CPU time of the commands that should answer at once, next to an interpreter that imports a task.
 
-Each command runs in a fresh interpreter (``python -m i2am.cli ...``) ``--repeats`` times; the figure is the median of
-the child's user + system CPU seconds (less sensitive to a shared machine than wall time), with the wall time beside it.
+Each command runs in a fresh interpreter (``python -m i2am.app.cli ...``) ``--repeats`` times; the figure is the
+median of the child's user + system CPU seconds (less sensitive to a shared machine than wall time), with the wall
+time beside it.
 
   python benchmarks/cli_startup.py
   python benchmarks/cli_startup.py --repeats 5
@@ -23,10 +24,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
-    "i2am --help": ["-m", "i2am.cli", "--help"],
-    "i2am attribute --cfg job": ["-m", "i2am.cli", "attribute", "--cfg", "job"],
-    "i2am reproduce --help": ["-m", "i2am.cli", "reproduce", "--help"],
-    "python -c 'import i2am.tasks.attribute'": ["-c", "import i2am.tasks.attribute"],
+    "i2am --help": ["-m", "i2am.app.cli", "--help"],
+    "i2am attribute --cfg job": ["-m", "i2am.app.cli", "attribute", "--cfg", "job"],
+    "i2am reproduce --help": ["-m", "i2am.app.cli", "reproduce", "--help"],
+    "python -c 'import i2am.app.tasks.attribute'": ["-c", "import i2am.app.tasks.attribute"],
 }
 
 

@@ -11,8 +11,8 @@ import argparse
 
 import torch
 
-from i2am.models import create_model
-from i2am.models.sampler import Sampler
+from i2am.adapters import create_model
+from i2am.sampling.sampler import Sampler
 
 
 def main() -> None:

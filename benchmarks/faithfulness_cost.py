@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 from torch.utils.data import default_collate
 
-from i2am.attribution import AttributionCapture, CaptureConfig
+from i2am.adapters import create_model
 from i2am.data.sr import build_sr_dataset
 from i2am.data.toy import write_toy_vitonhd
 from i2am.data.vitonhd import VitonHDDataset
-from i2am.metrics.faithfulness import FRACTIONS, g2r_curves, r2g_counterfactuals
-from i2am.metrics.randomization import denoiser_stages, randomization_curves
-from i2am.models import create_model
-from i2am.models.sampler import Sampler
+from i2am.engine import AttributionCapture, CaptureConfig
+from i2am.evaluation.faithfulness import FRACTIONS, g2r_curves, r2g_counterfactuals
+from i2am.evaluation.randomization import denoiser_stages, randomization_curves
+from i2am.sampling.sampler import Sampler
 
 
 class Counter:

@@ -20,8 +20,8 @@ import torch
 from diffusers import FluxTransformer2DModel
 from tqdm import tqdm
 
-from i2am.attribution import CaptureConfig
-from i2am.attribution.joint import JointAttentionCapture
+from i2am.engine import CaptureConfig
+from i2am.engine.joint import JointAttentionCapture
 
 SIZES = {
     "cpu": dict(layers=2, single=4, heads=4, text=64, grid=32),

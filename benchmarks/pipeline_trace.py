@@ -21,7 +21,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
 import i2am
-from i2am.attribution import CaptureConfig
+from i2am.engine import CaptureConfig
 
 
 def build(device, dtype) -> StableDiffusionPipeline:

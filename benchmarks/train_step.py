@@ -24,10 +24,10 @@ from functools import partial
 import torch
 from torch import nn
 
+from i2am.adapters import create_model
+from i2am.adapters._components import TokenProjector, build_unet
 from i2am.data import schema
-from i2am.lit.tryon import TryOnTraining
-from i2am.models import create_model
-from i2am.models.components import TokenProjector, build_unet
+from i2am.training.tryon import TryOnTraining
 
 IMAGE_SIZES = {"tiny": (128, 96), "sd15": (512, 384)}
 MODES = {"mse": None, "diagnostics": None, "paper": {}}

@@ -4,7 +4,7 @@ constant.
 
     python experiments/daam_comparison.py [--toy] [--make-only] [hydra overrides]  # = i2am reproduce daam_comparison
 """
-from i2am.reproduce import main
+from i2am.app.reproduce import main
 
 if __name__ == "__main__":
     main(name="daam_comparison")

@@ -5,7 +5,7 @@ should be concentrated.
 
     python experiments/debugging_custom.py [--toy] [--make-only] [hydra overrides]  # = i2am reproduce debugging_custom
 """
-from i2am.reproduce import main
+from i2am.app.reproduce import main
 
 if __name__ == "__main__":
     main(name="debugging_custom")

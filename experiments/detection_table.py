@@ -3,7 +3,7 @@
 
     python experiments/detection_table.py [--toy] [--make-only] [hydra overrides]  # = i2am reproduce detection_table
 """
-from i2am.reproduce import main
+from i2am.app.reproduce import main
 
 if __name__ == "__main__":
     main(name="detection_table")

@@ -3,7 +3,7 @@ the output, with PSNR/SSIM.
 
     python experiments/sr_figure.py [--toy] [--make-only] [hydra overrides]  # = i2am reproduce sr_figure
 """
-from i2am.reproduce import main
+from i2am.app.reproduce import main
 
 if __name__ == "__main__":
     main(name="sr_figure")

@@ -3,7 +3,7 @@
 
     python experiments/sram_stableviton.py [--toy] [--make-only] [hydra overrides]  # = i2am reproduce sram_stableviton
 """
-from i2am.reproduce import main
+from i2am.app.reproduce import main
 
 if __name__ == "__main__":
     main(name="sram_stableviton")

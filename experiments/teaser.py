@@ -4,7 +4,7 @@ its TLAMs; right: a 3x3 grid of SRAMs on the reference for the red patches of th
 
     python experiments/teaser.py [--toy] [--make-only] [hydra overrides]  # = i2am reproduce teaser
 """
-from i2am.reproduce import main
+from i2am.app.reproduce import main
 
 if __name__ == "__main__":
     main(name="teaser")

@@ -4,7 +4,7 @@ and the 5 TLAMs (t = T on the left). R2G of a single-token model is shown as 1 -
 
     python experiments/tlam_hlam_dcivton.py [--toy] [--make-only] [hydra overrides] # = i2am reproduce tlam_hlam_dcivton
 """
-from i2am.reproduce import main
+from i2am.app.reproduce import main
 
 if __name__ == "__main__":
     main(name="tlam_hlam_dcivton")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import testing_hooks
+from i2am import _testing_hooks as testing_hooks
 
 CONFIG = "config.yaml"
 FAILED = "FAILED"

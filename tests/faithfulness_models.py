@@ -11,7 +11,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from i2am.models.base import DenoiseInputs, DiffusionAdapter
+from i2am.adapters._base import DenoiseInputs, DiffusionAdapter
 
 GRID = (4, 4)
 CELLS = GRID[0] * GRID[1]
@@ -77,7 +77,7 @@ class RoutingAdapter(TestAdapter):
         return self.unet(x, t, context)
 
     def attribution_layers(self):
-        from i2am.attribution import LayerSpec
+        from i2am.engine import LayerSpec
         return [LayerSpec(name="attn", module=self.unet.attn, ref_grid=GRID, query_grid=GRID)]
 
 

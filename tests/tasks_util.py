@@ -19,7 +19,7 @@ def compose_task(task: str, overrides: list[str]):
 
 
 def run_task(task: str, overrides: list[str]) -> dict:
-    from i2am.tasks import get_task
+    from i2am.app.tasks import get_task
 
     return get_task(task).run(compose_task(task, overrides))
 
@@ -28,7 +28,7 @@ def cli(task: str, overrides: list[str], timeout: int = 600, check: bool = True,
     environment = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
                    **(env or {})}
     environment.pop("I2AM_TASK", None)
-    proc = subprocess.run([sys.executable, "-m", "i2am.cli", task, *overrides], cwd=ROOT, env=environment,
+    proc = subprocess.run([sys.executable, "-m", "i2am.app.cli", task, *overrides], cwd=ROOT, env=environment,
                           capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise AssertionError(f"i2am {task} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")

@@ -2,11 +2,11 @@
 import pytest
 import torch
 
-from i2am.attribution import AttributionCapture, CaptureConfig
+from i2am.adapters import create_model
 from i2am.data.toy import write_toy_vitonhd
 from i2am.data.vitonhd import VitonHDDataset
-from i2am.models import create_model
-from i2am.models.sampler import Sampler
+from i2am.engine import AttributionCapture, CaptureConfig
+from i2am.sampling.sampler import Sampler
 
 
 def toy_batch(tmp_path, n=2):
@@ -59,7 +59,7 @@ def step_groups(adapter, batch, sampler, layout):
 def test_capture_follows_a_sampler_that_switches_guidance_mid_run(tmp_path):
     """Step 0 is CFG-batched ([cond, uncond]), step 1 is not: the "auto" capture reads each call's own chunk, and a
     plan whose guidance changes per step gives the capture the same per-step layout."""
-    from i2am.models.plan import SamplingPlan
+    from i2am.sampling.plan import SamplingPlan
 
     torch.manual_seed(0)
     adapter = create_model("custom-tiny").eval()

@@ -8,7 +8,7 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 from naive_attribution import families, record
 
-from i2am.attribution import AttributionCapture, AttributionMaps, CaptureConfig
+from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
 
 LATENT = (8, 8)
 REF_GRID = (8, 6)

@@ -7,8 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from i2am.attribution.render import minmax, to_image
-from i2am.metrics import imacs
+from i2am.engine.render import minmax, to_image
+from i2am.evaluation import imacs
 
 M = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
 TOP = torch.tensor([[1.0, 1.0], [0.0, 0.0]])       # region = top row

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from i2am.attribution.scores import accumulate, r2g_single_token, spatial_scores, split_heads
+from i2am.engine.scores import accumulate, r2g_single_token, spatial_scores, split_heads
 
 
 def naive(q, k, scale):

@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import save_file
 from tasks_util import cli
 
-from i2am.cli import check
+from i2am.adapters import create_model
+from i2am.app.cli import check
 from i2am.data.toy import write_toy_vitonhd
-from i2am.models import create_model
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Structured-config schemas (i2am/config_schema.py): wrong types and unknown keys fail at composition, naming the
+"""Structured-config schemas (i2am/app/config_schema.py): wrong types and unknown keys fail at composition, naming the
 key and the value; every shipped preset of a checked group passes."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from tasks_util import CONF, cli, compose_task
 
-from i2am.config_schema import ConfigValueError, validate
+from i2am.app.config_schema import ConfigValueError, validate
 
 BAD = {   # group -> (override, what the message must name)
     "sampler": [("sampler.num_steps=abc", "sampler.num_steps='abc'"), ("+sampler.steps=5", "sampler.steps")],

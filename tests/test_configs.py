@@ -4,7 +4,7 @@ import pytest
 from hydra.utils import instantiate
 from tasks_util import CONF, compose_task
 
-from i2am.tasks import TASKS
+from i2am.app.tasks import TASKS
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 DATA = sorted(p.stem for p in (CONF / "data").glob("*.yaml"))
@@ -38,6 +38,6 @@ def test_every_data_config_instantiates(name, tmp_path):
 
 
 def test_model_configs_cover_the_registry():
-    from i2am.models import list_models
+    from i2am.adapters import list_models
 
     assert sorted(list_models()) == MODELS

@@ -6,7 +6,7 @@ import pytest
 from tasks_util import cli, toy_overrides
 from wandb_records import read_run
 
-from i2am.tasks.dashboards import finish_loggers
+from i2am.app.tasks.dashboards import finish_loggers
 
 
 @pytest.fixture(scope="module")

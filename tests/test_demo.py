@@ -9,8 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from i2am.app.tasks.demo import Demo, intermediate_checkpoints, quoted, summary_markdown
 from i2am.pretrained import toy_checkpoint
-from i2am.tasks.demo import Demo, intermediate_checkpoints, quoted, summary_markdown
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -26,8 +26,8 @@ def demo(tmp_path, toy_data_dir):
 def test_from_scratch_trains_the_stages_the_default_takes_from_the_package(demo, monkeypatch):
     trained = []
     monkeypatch.setattr(Demo, "train", lambda self, label, *a, **k: trained.append(label) or Path(label))
-    monkeypatch.setattr("i2am.tasks.demo.last", lambda path: Path(f"{path}.ckpt"))
-    monkeypatch.setattr("i2am.tasks.demo.intermediate_checkpoints", lambda path: [Path("step=3.ckpt")])
+    monkeypatch.setattr("i2am.app.tasks.demo.last", lambda path: Path(f"{path}.ckpt"))
+    monkeypatch.setattr("i2am.app.tasks.demo.intermediate_checkpoints", lambda path: [Path("step=3.ckpt")])
     final, intermediate = demo.trained_checkpoints()
     assert trained == [] and final["control"] == toy_checkpoint("control")
     assert list(intermediate) == list(demo.cfg.demo.pretrained.intermediate)

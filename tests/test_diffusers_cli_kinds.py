@@ -6,9 +6,9 @@ import pytest
 import torch
 from tasks_util import run_task
 
-from i2am.attribution import AttributionMaps
-from i2am.models import create_model
-from i2am.models.diffusers_tiny import build_pipeline
+from i2am.adapters import create_model
+from i2am.adapters.diffusers.tiny import build_pipeline
+from i2am.engine import AttributionMaps
 
 BASE = ["sampler.num_steps=1", "data.limit=1", "trainer.enable_progress_bar=false"]
 TOY = ["data.batch_size=1", "data.toy.n_train=2", "data.toy.n_test=2"]

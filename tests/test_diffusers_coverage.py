@@ -1,4 +1,4 @@
-"""The coverage table of diffusers' image-conditioned pipelines (i2am.models.diffusers_coverage) matches the installed
+"""The coverage table of diffusers' image-conditioned pipelines (i2am.adapters.diffusers.coverage) matches the installed
 diffusers, the code that decides support, and the committed docs page."""
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from i2am.attribution.packing import READERS
-from i2am.models import diffusers_coverage as coverage
-from i2am.models.diffusers_kinds import KINDS
-from i2am.models.diffusers_transformer_tiny import PIPELINES as TRANSFORMER_PIPELINES
+from i2am.adapters import diffusers_coverage as coverage
+from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
+from i2am.adapters.diffusers.kinds import KINDS
+from i2am.engine.packing import READERS
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "pipeline_coverage.md"
-REGENERATE = "python -m i2am.models.diffusers_coverage --write docs/pipeline_coverage.md"
+REGENERATE = "python -m i2am.adapters.diffusers.coverage --write docs/pipeline_coverage.md"
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def conditioned(classes):
 def test_every_image_conditioned_pipeline_is_classified(conditioned):
     missing = sorted(conditioned - set(coverage.COVERAGE))
     assert not missing, (f"the installed diffusers has image-conditioned pipelines that i2am has not classified: "
-                         f"{missing}; add each to COVERAGE in i2am/models/diffusers_coverage.py (supported with its "
+                         f"{missing}; add each to COVERAGE in i2am/adapters/diffusers/coverage.py (supported with its "
                          f"relations, or refused with the reason) and run `{REGENERATE}`")
 
 
@@ -53,10 +53,10 @@ def test_supported_pipelines_are_accepted_by_the_code_that_decides(classes):
             continue
         init = _init_parameters(classes[name])
         assert entry.relations and coverage.TRACE in entry.entry_points, name
-        if "unet" in init:   # i2am.trace: i2am.attribution.pipelines.denoisers reads pipe.unet
+        if "unet" in init:   # i2am.trace: i2am.engine.pipelines.denoisers reads pipe.unet
             if coverage.CLI in entry.entry_points:
                 assert name in KINDS, f"{name} is marked model=diffusers but has no kind in diffusers_kinds.KINDS"
-        else:   # i2am.trace: i2am.attribution.joint.find_blocks reads the transformer by its class
+        else:   # i2am.trace: i2am.engine.joint.find_blocks reads the transformer by its class
             transformer = init["transformer"].annotation
             assert transformer.__name__ in READERS, f"{name}: {transformer.__name__} is not a joint-attention reader"
             if coverage.CLI in entry.entry_points:

@@ -1,6 +1,6 @@
 """model=diffusers kinds beyond the first three: the adapter's loop equals the diffusers pipeline's own on the same
 inputs (per step), outputs are unchanged under the capture, and knockout removes IP-Adapter and reference-attention
-tokens as defined in i2am.attribution.knockout."""
+tokens as defined in i2am.engine.knockout."""
 from __future__ import annotations
 
 import math
@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from i2am.attribution import AttributionCapture, CaptureConfig
-from i2am.attribution.knockout import TokenKnockout, rank_keep_mask
-from i2am.models import create_model
-from i2am.models.sampler import Sampler, sample_seed
+from i2am.adapters import create_model
+from i2am.engine import AttributionCapture, CaptureConfig
+from i2am.engine.knockout import TokenKnockout, rank_keep_mask
+from i2am.sampling.sampler import Sampler, sample_seed
 
 SIZE = (64, 64)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from tasks_util import cli, compose_task, toy_overrides
 
-from i2am.evaluator_fit import EvaluatorMismatchError, adapter_fit, fit_evaluators, meta_adapter
+from i2am.app.evaluator_fit import EvaluatorMismatchError, adapter_fit, fit_evaluators, meta_adapter
 
 IP_ADAPTER = ["model=diffusers-tiny", "model.pipeline=StableDiffusionImg2ImgPipeline"]
 

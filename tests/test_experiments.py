@@ -13,8 +13,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from PIL import Image
 
+from i2am.app.reproduce import reproduce
 from i2am.report.artifacts import make, task_of
-from i2am.reproduce import reproduce
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"

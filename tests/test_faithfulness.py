@@ -12,12 +12,12 @@ from faithfulness_models import (
     routing_sample,
 )
 
-from i2am.attribution import AttributionCapture, CaptureConfig
-from i2am.attribution.knockout import TokenKnockout, rank_keep_mask
-from i2am.metrics.curves import bootstrap_mean_ci, normalised_auc, retained, topk_overlap
-from i2am.metrics.faithfulness import cell_change, g2r_curves, pick_donor, r2g_counterfactuals, summarise_g2r
-from i2am.models.sampler import Sampler
+from i2am.engine import AttributionCapture, CaptureConfig
+from i2am.engine.knockout import TokenKnockout, rank_keep_mask
+from i2am.evaluation.faithfulness import cell_change, g2r_curves, pick_donor, r2g_counterfactuals, summarise_g2r
+from i2am.measures.curves import bootstrap_mean_ci, normalised_auc, retained, topk_overlap
 from i2am.runs import RunDir
+from i2am.sampling.sampler import Sampler
 
 READ = [0, 1, 4, 5]                                   # the reference cells the routing model reads
 ROUTE = [READ[j % 4] for j in range(CELLS)]           # each query cell reads exactly one of them
@@ -229,9 +229,9 @@ def test_claims_follow_their_fixed_rules():
 
 
 def test_report_panels_average_the_evaluator_files(tmp_path):
-    from i2am.metrics.evaluator import SampleContext
-    from i2am.metrics.faithfulness_evaluator import FaithfulnessEvaluator
-    from i2am.report.faithfulness_panels import faithfulness_panels, mean_curves
+    from i2am.evaluation.evaluator import SampleContext
+    from i2am.evaluation.faithfulness_evaluator import FaithfulnessEvaluator
+    from i2am.viz.faithfulness_panels import faithfulness_panels, mean_curves
 
     adapter, sampler = RoutingAdapter(ROUTE).eval(), Sampler(num_steps=2)
     evaluator = FaithfulnessEvaluator(samples=2, fractions=FRACTIONS, random_orders=2, modes=["full"],
@@ -263,16 +263,16 @@ def test_configs_instantiate_and_the_checks_stay_in_the_bottom_layer():
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from i2am.metrics.faithfulness_evaluator import FaithfulnessEvaluator
-    from i2am.metrics.randomization_evaluator import RandomizationEvaluator
+    from i2am.evaluation.faithfulness_evaluator import FaithfulnessEvaluator
+    from i2am.evaluation.randomization_evaluator import RandomizationEvaluator
 
     conf = Path(__file__).resolve().parents[1] / "conf" / "evaluator"
     faith = instantiate(OmegaConf.load(conf / "faithfulness.yaml"))
     assert isinstance(faith, FaithfulnessEvaluator) and faith.fractions[0] == 0.0 and faith.random_orders == 3
     assert isinstance(instantiate(OmegaConf.load(conf / "randomization.yaml")), RandomizationEvaluator)
-    code = ("import sys, i2am.attribution.knockout, i2am.metrics.faithfulness_evaluator, "
-            "i2am.metrics.randomization_evaluator, i2am.metrics.faithfulness_figures; "
+    code = ("import sys, i2am.engine.knockout, i2am.evaluation.faithfulness_evaluator, "
+            "i2am.evaluation.randomization_evaluator, i2am.viz.faithfulness; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning') "
-            "or m.startswith(('i2am.models', 'i2am.lit', 'i2am.report', 'i2am.tasks'))]; "
+            "or m.startswith(('i2am.adapters', 'i2am.lit', 'i2am.report', 'i2am.app.tasks'))]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

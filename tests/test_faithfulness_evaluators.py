@@ -9,12 +9,12 @@ import torch
 from faithfulness_models import BareUNetAdapter, bare_sample
 from tasks_util import read_metrics, run_task, toy_overrides
 
-from i2am.attribution import AttributionCapture, CaptureConfig
-from i2am.metrics.evaluator import SampleContext
-from i2am.metrics.faithfulness_evaluator import FaithfulnessEvaluator
-from i2am.metrics.randomization_evaluator import RandomizationEvaluator
-from i2am.models import create_model
-from i2am.models.sampler import Sampler
+from i2am.adapters import create_model
+from i2am.engine import AttributionCapture, CaptureConfig
+from i2am.evaluation.evaluator import SampleContext
+from i2am.evaluation.faithfulness_evaluator import FaithfulnessEvaluator
+from i2am.evaluation.randomization_evaluator import RandomizationEvaluator
+from i2am.sampling.sampler import Sampler
 
 CHEAP = ["evaluators=none", "+evaluator@evaluators.faithfulness=faithfulness",
          "+evaluator@evaluators.randomization=randomization",

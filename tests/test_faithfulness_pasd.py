@@ -11,16 +11,16 @@ import torch
 from faithfulness_models import RoutingAdapter, routing_sample
 from tasks_util import read_metrics, run_task
 
-from i2am.attribution import CaptureConfig
-from i2am.attribution.knockout import TokenKnockout
-from i2am.metrics.evaluator import SampleContext
-from i2am.metrics.faithfulness import cell_change, g2r_curves, r2g_counterfactuals, repeat_inputs, summarise_g2r
-from i2am.metrics.faithfulness_evaluator import FaithfulnessEvaluator
-from i2am.metrics.randomization import randomization_curves
-from i2am.metrics.rerun import require_sampler_loop
-from i2am.models import create_model
-from i2am.models.pasd.sampling import start_latents
-from i2am.models.sampler import Sampler, sample_seed
+from i2am.adapters import create_model
+from i2am.adapters.pasd.sampling import start_latents
+from i2am.engine import CaptureConfig
+from i2am.engine.knockout import TokenKnockout
+from i2am.evaluation.evaluator import SampleContext
+from i2am.evaluation.faithfulness import cell_change, g2r_curves, r2g_counterfactuals, repeat_inputs, summarise_g2r
+from i2am.evaluation.faithfulness_evaluator import FaithfulnessEvaluator
+from i2am.evaluation.randomization import randomization_curves
+from i2am.evaluation.rerun import require_sampler_loop
+from i2am.sampling.sampler import Sampler, sample_seed
 
 
 def make_live(adapter):
@@ -240,7 +240,7 @@ def test_evaluators_run_inside_attribute_for_pasd_and_resume(tmp_path):
 
 
 def test_pasd_randomisation_stages_end_with_the_controlnet_that_makes_the_paca_keys(pasd):
-    from i2am.metrics.randomization import adapter_stages, randomized, stage_tensors
+    from i2am.evaluation.randomization import adapter_stages, randomized, stage_tensors
 
     stages = adapter_stages(pasd)
     names = [name for name, _ in stages]

@@ -8,12 +8,12 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from i2am.metrics import ImacsEvaluator
-from i2am.metrics.detection import BoxDetectionEvaluator
-from i2am.metrics.evaluator import Evaluator
-from i2am.metrics.localization_evaluator import SramLocalizationEvaluator
-from i2am.metrics.quality import QualityEvaluator
-from i2am.metrics.sr_quality import SRQualityEvaluator
+from i2am.evaluation import ImacsEvaluator
+from i2am.evaluation.detection import BoxDetectionEvaluator
+from i2am.evaluation.evaluator import Evaluator
+from i2am.evaluation.localization_evaluator import SramLocalizationEvaluator
+from i2am.evaluation.sr_quality import SRQualityEvaluator
+from i2am.measures.quality import QualityEvaluator
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "evaluator"
 
@@ -58,8 +58,9 @@ def test_correlation_config_is_a_partial_over_runs(tmp_path):
 
 
 def test_metrics_import_neither_lightning_nor_the_model_zoo():
-    code = ("import sys, i2am.metrics, i2am.metrics.detection, i2am.metrics.quality, i2am.metrics.correlation, "
-            "i2am.metrics.localization_evaluator, i2am.metrics.record; "
+    code = ("import sys, i2am.evaluation, i2am.evaluation.detection, i2am.measures.quality, "
+            "i2am.evaluation.correlation, "
+            "i2am.evaluation.localization_evaluator, i2am.evaluation.record; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning') "
-            "or m.startswith('i2am.models') or m.startswith('i2am.lit')]; assert not bad, bad")
+            "or m.startswith('i2am.adapters') or m.startswith('i2am.lit')]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from i2am.metrics.correlation import _rowwise_pearson, correlate_runs, correlation, correlation_table
-from i2am.metrics.record import update_metrics_json
+from i2am.evaluation.correlation import _rowwise_pearson, correlate_runs, correlation, correlation_table
+from i2am.evaluation.record import update_metrics_json
 
 NAN = float("nan")
 VITONHD_TABLE = {  # docs/method.md §4.4: DCI-VTON, StableVITON, Custom, Refined custom

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from i2am.metrics.boxes import box_from_map, box_iou, key_axis_map, random_boxes
-from i2am.metrics.detection import DetectionEvaluator, coco_box_ap
+from i2am.evaluation.detection import DetectionEvaluator, coco_box_ap
+from i2am.measures.boxes import box_from_map, box_iou, key_axis_map, random_boxes
 
 
 def blob_map(height=64, width=64, box=(20, 10, 20, 10)):

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from i2am.metrics import IMACS, ImacsEvaluator, imacs
+from i2am.evaluation import IMACS, ImacsEvaluator, imacs
 
 # An official post-processed P (values >= 0.6 already set to 1) and a region covering the top row.
 P = torch.tensor([[0.2, 1.0],

@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from i2am.metrics.localization import (
+from i2am.evaluation.localization_evaluator import LocalizationEvaluator, localization_verdict
+from i2am.measures.localization import (
     argmax_location,
     bbox_mapping_sources,
     centroid_location,
@@ -14,7 +15,6 @@ from i2am.metrics.localization import (
     point_maps,
     true_source_cells,
 )
-from i2am.metrics.localization_evaluator import LocalizationEvaluator, localization_verdict
 
 # A 16x12 person image on a 4x3 query grid (4x4-pixel cells) and a 16x12 reference image on a 4x3 reference grid.
 # The garment covers person rows 4..15 (query rows 1..3) and each covered pixel comes from the same pixel of the

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from i2am.metrics import backbones
-from i2am.metrics.backbones import RandomConvFeatures, inception_weights_path
-from i2am.metrics.quality import QualityEvaluator, repaint
+from i2am.evaluation import backbones
+from i2am.measures.backbones import RandomConvFeatures, inception_weights_path
+from i2am.measures.quality import QualityEvaluator, repaint
 
 pytestmark = pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")
 

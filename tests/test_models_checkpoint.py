@@ -3,9 +3,9 @@ import pytest
 import torch
 from diffusers import DDIMScheduler
 
-from i2am.models import create_model
-from i2am.models.checkpoint import CheckpointError, ldm_schedule_buffers, read_state_dict
-from i2am.models.sampler import LDM_DDIM
+from i2am.adapters import create_model
+from i2am.adapters._checkpoint import CheckpointError, ldm_schedule_buffers, read_state_dict
+from i2am.sampling.sampler import LDM_DDIM
 
 UNET_KEY = "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 

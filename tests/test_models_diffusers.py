@@ -7,10 +7,10 @@ import pytest
 import torch
 from tasks_util import read_metrics, run_task
 
-from i2am.attribution import AttributionCapture, AttributionMaps, CaptureConfig
-from i2am.models import create_model
-from i2am.models.diffusers_tiny import build_pipeline
-from i2am.models.sampler import Sampler
+from i2am.adapters import create_model
+from i2am.adapters.diffusers.tiny import build_pipeline
+from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
+from i2am.sampling.sampler import Sampler
 
 
 def _batch(n=2):
@@ -54,7 +54,7 @@ def test_folders_load_locally_and_bad_input_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         create_model("diffusers", path=str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="StableDiffusionUpscalePipeline"):
-        from i2am.models.diffusers_pipeline import DiffusersPipelineAdapter
+        from i2am.adapters.diffusers.pipeline import DiffusersPipelineAdapter
         DiffusersPipelineAdapter(type("StableDiffusionUpscalePipeline", (), {})())
 
 

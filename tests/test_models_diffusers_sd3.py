@@ -9,12 +9,12 @@ from knockout_checks import assert_knockout_identities, toy_batch
 from safetensors.torch import save_file
 from tasks_util import run_task
 
-from i2am.attribution import AttributionMaps, CaptureConfig
-from i2am.attribution.factory import capture_for
-from i2am.attribution.joint import word_maps
-from i2am.models import create_model
-from i2am.models.diffusers_transformer_tiny import build_transformer_pipeline
-from i2am.models.sampler import Sampler, sample_seed
+from i2am.adapters import create_model
+from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
+from i2am.engine import AttributionMaps, CaptureConfig
+from i2am.engine.factory import capture_for
+from i2am.engine.joint import word_maps
+from i2am.sampling.sampler import Sampler, sample_seed
 
 SD3 = "StableDiffusion3Pipeline"
 

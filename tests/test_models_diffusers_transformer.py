@@ -12,13 +12,13 @@ import torch
 from knockout_checks import assert_knockout_identities, toy_batch
 from tasks_util import run_task
 
-from i2am.attribution import AttributionMaps, CaptureConfig
-from i2am.attribution.factory import capture_for
-from i2am.attribution.joint_knockout import JointTokenKnockout
-from i2am.models import create_model
-from i2am.models.diffusers_transformer import DiffusersTransformerAdapter
-from i2am.models.diffusers_transformer_tiny import build_transformer_pipeline
-from i2am.models.sampler import Sampler
+from i2am.adapters import create_model
+from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
+from i2am.adapters.diffusers.dit.transformer import DiffusersTransformerAdapter
+from i2am.engine import AttributionMaps, CaptureConfig
+from i2am.engine.factory import capture_for
+from i2am.engine.joint_knockout import JointTokenKnockout
+from i2am.sampling.sampler import Sampler
 
 CHECKS = ["+evaluator@evaluators.faithfulness=faithfulness", "evaluators.faithfulness.samples=1",
           "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=1",

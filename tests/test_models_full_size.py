@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from i2am.models import create_model, list_models
+from i2am.adapters import create_model, list_models
 
 MANIFESTS = Path(os.environ.get("I2AM_MANIFESTS", Path(__file__).resolve().parents[2] / "shared" / "manifests"))
 SCHEDULE = {"betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",

@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from i2am.models import create_model
-from i2am.models.components import (
+from i2am.adapters import create_model
+from i2am.adapters._components import (
     CLIP_MEAN,
     CLIP_STD,
     IMAGENET_MEAN,

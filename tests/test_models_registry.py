@@ -1,8 +1,8 @@
 """The model registry: one name per factory, the three standard sizes registered by one call."""
 import pytest
 
-from i2am.models import create_model, list_models
-from i2am.models.registry import TOY_IMAGE_SIZE, SizedFactory, model_factory, register_model, register_sizes
+from i2am.adapters import create_model, list_models
+from i2am.adapters._registry import TOY_IMAGE_SIZE, SizedFactory, model_factory, register_model, register_sizes
 
 
 class _Probe:

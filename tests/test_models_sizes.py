@@ -6,8 +6,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from i2am.models import create_model
-from i2am.models.checkpoint import CheckpointError
+from i2am.adapters import create_model
+from i2am.adapters._checkpoint import CheckpointError
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 UNET = {"block_out_channels": [32, 64, 96, 96], "norm_num_groups": 32, "attention_head_dim": 4}

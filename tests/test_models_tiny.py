@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from i2am.attribution import AttributionCapture, CaptureConfig
-from i2am.models import create_model, unet_passes
-from i2am.models.sampler import Sampler
+from i2am.adapters import _unet_passes as unet_passes
+from i2am.adapters import create_model
+from i2am.engine import AttributionCapture, CaptureConfig
+from i2am.sampling.sampler import Sampler
 
 TINY = ["pbe-tiny", "dcivton-tiny", "stableviton-tiny", "custom-tiny"]
 
@@ -163,7 +164,7 @@ def test_model_and_sampler_configs_instantiate():
     conf = Path(__file__).resolve().parents[1] / "conf"
     for name in ("pbe", "dcivton", "stableviton", "custom"):
         cfg = OmegaConf.load(conf / "model" / f"{name}-tiny.yaml")
-        assert cfg.name == f"{name}-tiny" and cfg._target_ == "i2am.models.create_model"
+        assert cfg.name == f"{name}-tiny" and cfg._target_ == "i2am.adapters.create_model"
         assert OmegaConf.load(conf / "model" / f"{name}.yaml").name == name
     model = instantiate(OmegaConf.load(conf / "model" / "custom-tiny.yaml"))
     sampler = instantiate(OmegaConf.load(conf / "sampler" / "ddim.yaml"))

@@ -1,12 +1,12 @@
-"""The fixed weights of the tiny presets' frozen parts (i2am.models.toy_init): they must keep their inputs."""
+"""The fixed weights of the tiny presets' frozen parts (i2am.adapters._toy_init): they must keep their inputs."""
 import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from i2am.models import create_model
-from i2am.models.components import build_dinov2, build_vae, component_config
-from i2am.models.toy_init import block_average_autoencoder_
+from i2am.adapters import create_model
+from i2am.adapters._components import build_dinov2, build_vae, component_config
+from i2am.adapters._toy_init import block_average_autoencoder_
 
 
 def test_tiny_vae_is_the_exact_block_mean_autoencoder():

@@ -9,16 +9,16 @@ from diffusers import DDIMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 from diffusers.models.controlnets.controlnet import ControlNetConditioningEmbedding
 
-from i2am.attribution import AttributionCapture, CaptureConfig
-from i2am.models import create_model
-from i2am.models.checkpoint import CheckpointError
-from i2am.models.pasd import configs
-from i2am.models.pasd.checkpoint import detect_variant, require_supported
-from i2am.models.pasd.color_fix import wavelet_color_fix, wavelet_split
-from i2am.models.pasd.controlnet import DegradationRemovalEmbedding
-from i2am.models.pasd.sampling import start_latents
-from i2am.models.pasd.text import ByteTokenizer, full_prompt
-from i2am.models.sampler import Sampler
+from i2am.adapters import create_model
+from i2am.adapters._checkpoint import CheckpointError
+from i2am.adapters.pasd import configs
+from i2am.adapters.pasd.checkpoint import detect_variant, require_supported
+from i2am.adapters.pasd.color_fix import wavelet_color_fix, wavelet_split
+from i2am.adapters.pasd.controlnet import DegradationRemovalEmbedding
+from i2am.adapters.pasd.sampling import start_latents
+from i2am.adapters.pasd.text import ByteTokenizer, full_prompt
+from i2am.engine import AttributionCapture, CaptureConfig
+from i2am.sampling.sampler import Sampler
 
 MANIFESTS = Path(os.environ.get("I2AM_MANIFESTS", Path(__file__).resolve().parents[2] / "shared" / "manifests"))
 needs_manifest = pytest.mark.skipif(not (MANIFESTS / "pasd.json").is_file(), reason=f"no pasd.json in {MANIFESTS}")

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from i2am.attribution.render import overlay
-from i2am.metrics.sr_quality import psnr_ssim, rgb_to_y
-from i2am.models.pasd.figure import render_sr_figure
+from i2am.engine.render import overlay
+from i2am.evaluation.sr_quality import psnr_ssim, rgb_to_y
+from i2am.viz.pasd import render_sr_figure
 
 
 def test_psnr_ssim_hand_computed():

@@ -7,7 +7,7 @@ import sys
 import torch
 from omegaconf import OmegaConf
 
-from i2am.models import create_model
+from i2am.adapters import create_model
 from i2am.pretrained import curve, toy_checkpoint
 
 

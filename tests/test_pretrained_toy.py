@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from i2am.models import create_model
+from i2am.adapters import create_model
 from i2am.pretrained import HELDOUT_MARGIN, toy_card, toy_checkpoint, toy_names
 from i2am.pretrained.export import sha256, shipped_state
 from i2am.pretrained.heldout import SAMPLER, heldout_batch, heldout_scores

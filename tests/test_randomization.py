@@ -4,11 +4,11 @@ import hashlib
 import pytest
 from faithfulness_models import BareUNetAdapter, bare_sample
 
-from i2am.attribution import CaptureConfig
-from i2am.metrics.faithfulness_figures import randomization_figure
-from i2am.metrics.randomization import denoiser_stages, randomization_curves, randomized
-from i2am.models import create_model
-from i2am.models.sampler import Sampler
+from i2am.adapters import create_model
+from i2am.engine import CaptureConfig
+from i2am.evaluation.randomization import denoiser_stages, randomization_curves, randomized
+from i2am.sampling.sampler import Sampler
+from i2am.viz.faithfulness import randomization_figure
 
 
 def hashes(module):

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from i2am.report import Claim, claims_markdown, html, read_claims, write_claims, write_report
-from i2am.report.panels import layer_labels, mark_cells, r2g_inverted, sram_query_cells
 from i2am.report.toy_claims import correlation_claim, refined_vs_custom, toy_claims
+from i2am.viz.panels import layer_labels, mark_cells, r2g_inverted, sram_query_cells
 
 CONF = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -141,7 +141,7 @@ def test_correlation_claim_is_untested_without_the_coefficients():
 # ---------------------------------------------------------------- a real run, its report and the report task
 @pytest.fixture(scope="module")
 def attribute_run(tmp_path_factory, toy_data_dir):
-    from i2am.tasks import attribute
+    from i2am.app.tasks import attribute
 
     root = tmp_path_factory.mktemp("report")
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
@@ -164,7 +164,7 @@ def test_report_of_a_run_references_only_decodable_images(attribute_run):
 
 
 def test_report_task_writes_the_page_with_claims_and_scatter(attribute_run, tmp_path):
-    from i2am.tasks import report
+    from i2am.app.tasks import report
 
     claims = [Claim("c", "m", "b", "e", False)]
     write_claims(attribute_run / "claims.json", claims)

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from i2am.models.base import DenoiseInputs
-from i2am.models.sampler import Sampler, make_scheduler, sample_seed
+from i2am.adapters._base import DenoiseInputs
+from i2am.sampling.sampler import Sampler, make_scheduler, sample_seed
 
 
 class LinearToyModel(nn.Module):

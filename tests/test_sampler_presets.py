@@ -7,7 +7,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from i2am.models import create_model
+from i2am.adapters import create_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 KEYS = ("scheduler", "num_steps", "guidance", "eta", "start_code", "paste")

@@ -3,12 +3,12 @@ import pytest
 import torch
 from torch import nn
 
-from i2am.attribution import AttributionCapture, CaptureConfig
-from i2am.models import create_model
-from i2am.models.base import DenoiseInputs
-from i2am.models.sampler import Sampler, sample_seed
-from i2am.models.samplers.custom_ddim import custom_ddim_pairs
-from i2am.models.samplers.plms import plms_timesteps
+from i2am.adapters import create_model
+from i2am.adapters._base import DenoiseInputs
+from i2am.engine import AttributionCapture, CaptureConfig
+from i2am.sampling.custom_ddim import custom_ddim_pairs
+from i2am.sampling.plms import plms_timesteps
+from i2am.sampling.sampler import Sampler, sample_seed
 
 
 class ToyModel(nn.Module):

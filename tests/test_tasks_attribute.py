@@ -8,10 +8,10 @@ from omegaconf import OmegaConf
 from tasks_util import cli, read_metrics, run_task, toy_overrides
 from wandb_records import read_run
 
-from i2am.attribution import AttributionMaps
-from i2am.models import create_model
+from i2am._testing_hooks import KILL_AFTER_SAMPLES
+from i2am.adapters import create_model
+from i2am.engine import AttributionMaps
 from i2am.runs import RunDir
-from i2am.testing_hooks import KILL_AFTER_SAMPLES
 
 EXPECTED = ("imacs_g", "imacs_r", "loc_err", "loc_pointing", "attn_entropy", "attn_max_prob",
             "loc_err_bbox_baseline", "loc_err_uniform_baseline", "r2g_mass_in_region")

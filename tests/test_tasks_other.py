@@ -85,9 +85,9 @@ def test_detect_with_pbe_tiny_on_toy_coco(tmp_path):
 
 
 def test_help_lists_every_task():
-    from i2am.tasks import TASKS
+    from i2am.app.tasks import TASKS
 
-    out = subprocess.run([sys.executable, "-m", "i2am.cli", "--help"], cwd=ROOT, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "i2am.app.cli", "--help"], cwd=ROOT, capture_output=True, text=True,
                          env={"PYTHONPATH": str(ROOT), "PATH": ""}, check=False).stdout
     for task in TASKS:
         assert f"  {task} " in out or f"  {task}\n" in out
@@ -97,7 +97,7 @@ def test_help_lists_every_task():
 def test_cli_help_and_config_do_not_import_torch(args):
     """`i2am --help`, `i2am <task> --cfg job` and `i2am reproduce --help` answer in a fraction of a second: torch
     loads only when a task runs."""
-    code = (f"import sys, i2am.cli; i2am.cli.main({args!r}); "
+    code = (f"import sys, i2am.app.cli; i2am.app.cli.main({args!r}); "
             "heavy = [m for m in ('torch', 'lightning', 'diffusers') if m in sys.modules]; assert not heavy, heavy")
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True)
 
@@ -117,8 +117,8 @@ def test_optuna_sweep_over_the_loss_weights(tmp_path):
 
 
 def test_data_layout_is_validated_before_any_model_is_built(tmp_path, monkeypatch):
+    from i2am.app.tasks import attribute
     from i2am.data import LayoutError
-    from i2am.tasks import attribute
 
     def never(*args, **kwargs):
         raise AssertionError("the model was built before the data layout was validated")

@@ -7,7 +7,7 @@ import torch
 from tasks_util import ROOT, run_task, toy_overrides
 from torchmetrics import MeanMetric
 
-from i2am.metrics.evaluator import Evaluator, SampleContext
+from i2am.evaluation.evaluator import Evaluator, SampleContext
 
 SEARCH_PATH = f"hydra.searchpath=[file://{ROOT / 'tests' / 'conf'}]"
 

@@ -1,4 +1,4 @@
-"""The toy Kontext-style transformer (i2am.models.toy_kontext): Kontext packing, a differentiable control loss that
+"""The toy Kontext-style transformer (i2am.adapters.toy_kontext): Kontext packing, a differentiable control loss that
 the training lowers, exact resumption, and the localisation check of the joint-attention capture."""
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 
-from i2am.attribution.packing import read_layout
-from i2am.models.toy_kontext import (
+from i2am.adapters.toy_kontext import (
     LOSS_BLOCK,
     PATCH_DIM,
     TOKEN_GRID,
@@ -18,8 +17,9 @@ from i2am.models.toy_kontext import (
     training_losses,
     velocity,
 )
-from i2am.models.toy_kontext_check import capture_srams, localization_check
-from i2am.models.toy_kontext_train import TrainConfig, load_toy_pairs, train
+from i2am.engine.packing import read_layout
+from i2am.training.toy_kontext_check import capture_srams, localization_check
+from i2am.training.toy_kontext_train import TrainConfig, load_toy_pairs, train
 
 LG = TOKEN_GRID[0] * TOKEN_GRID[1]
 SMALL_WORLD = {"n_train": 4, "n_test": 4, "seed": 0}   # the first pairs of the full toy world, quicker to write
@@ -62,9 +62,9 @@ def test_probe_matches_the_capture_and_keeps_gradients(pairs):
     assert attention.requires_grad and attention.shape == (1, LG, *TOKEN_GRID)
     torch.testing.assert_close(attention.flatten(2).sum(-1), torch.ones(1, LG))
     # the engine's i2am SRAM of the same call (its one step starting from noise x_1 = one.x0 here)
-    from i2am.attribution.config import CaptureConfig
-    from i2am.attribution.joint import JointAttentionCapture
-    from i2am.metrics.localization import grid_cells
+    from i2am.engine.config import CaptureConfig
+    from i2am.engine.joint import JointAttentionCapture
+    from i2am.measures.localization import grid_cells
     cfg = CaptureConfig(num_steps=1, time_groups=1, directions=("g2r",), layers=[LOSS_BLOCK], sram_layers=[LOSS_BLOCK])
     with JointAttentionCapture(model, cfg, normalisations=("i2am",)) as capture, torch.no_grad():
         velocity(model, one.x0, one, s)
@@ -124,9 +124,9 @@ def test_check_returns_figures_for_both_normalisations(pairs):
 def test_shipped_model_localises_better_than_the_bbox_baseline(tmp_path):
     """i2am/pretrained/toy_kontext/kontext.safetensors on the first 4 held-out toy pairs: its G2R SRAMs (both
     normalisations) beat the bounding-box mapping and pass the verdict; the untrained model's do not."""
-    from i2am.models.toy_kontext_check import load_toy_kontext
     from i2am.pretrained import TOY_KONTEXT
     from i2am.pretrained.export import sha256
+    from i2am.training.toy_kontext_check import load_toy_kontext
 
     card = json.loads(TOY_KONTEXT.with_suffix(".json").read_text())
     assert card["sha256"] == sha256(TOY_KONTEXT) and card["bytes"] == TOY_KONTEXT.stat().st_size < 2**20

@@ -11,8 +11,8 @@ from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
 from naive_streams import expected_families, record
 
 import i2am
-from i2am.attribution import AttributionCapture, AttributionMaps, CaptureConfig
-from i2am.models.reference_attention import ReferenceAttention
+from i2am.adapters.diffusers.reference_attention import ReferenceAttention
+from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
 from i2am.tracing import overlay_maps
 
 FAMILIES = ("ulam", "tlam", "hlam", "llam")
@@ -299,7 +299,7 @@ def test_paint_by_example_pipeline_matches_the_pbe_adapter():
     from diffusers import PaintByExamplePipeline
     from transformers import CLIPImageProcessor
 
-    from i2am.models import create_model
+    from i2am.adapters import create_model
 
     adapter = create_model("pbe-tiny")
     pipe = PaintByExamplePipeline(vae=adapter.vae, image_encoder=adapter.image_encoder, unet=adapter.unet,

@@ -10,8 +10,8 @@ import torch
 from naive_joint import Recorder, naive_accumulators, naive_families
 
 import i2am
-from i2am.attribution import CaptureConfig
-from i2am.attribution.joint import JointAttentionCapture, find_blocks, word_maps
+from i2am.engine import CaptureConfig
+from i2am.engine.joint import JointAttentionCapture, find_blocks, word_maps
 
 RTOL, ATOL = 1e-5, 1e-7
 STEPS = 2
@@ -90,7 +90,7 @@ def test_trace_matches_naive_reference_and_keeps_outputs(name):
     assert maps.meta["steps_seen"] == STEPS == len(rec.calls)
     seg_meta = maps.meta["segments"]
     assert sum(s["kind"] == "reference" for s in seg_meta) == case["refs"]
-    from i2am.attribution.packing import JointLayout, Segment
+    from i2am.engine.packing import JointLayout, Segment
     layout = JointLayout(tuple(Segment(s["kind"], s["start"], s["length"], tuple(s["grid"]),
                                        index=int(s["relation"].rsplit(".", 1)[-1]) if "." in s["relation"] else 0)
                                for s in seg_meta))
@@ -259,7 +259,7 @@ def test_qwen_text_padding_is_left_out_of_every_softmax():
     with tt.small_qwen_references(), Recorder(pipe.transformer, blocks) as rec, i2am.trace(pipe) as tr:
         pipe(num_inference_steps=1, output_type="pt", generator=torch.Generator().manual_seed(0), **kwargs)
     maps = tr.maps
-    from i2am.attribution.packing import JointLayout, Segment
+    from i2am.engine.packing import JointLayout, Segment
     layout = JointLayout(tuple(Segment(s["kind"], s["start"], s["length"], tuple(s["grid"]))
                                for s in maps.meta["segments"]))
     valid = torch.ones(layout.length, dtype=torch.bool)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from tasks_util import cli, compose_task, read_metrics, run_task
 
-from i2am.lit.tryon import TryOnTraining
-from i2am.models import create_model
+from i2am.adapters import create_model
+from i2am.training.tryon import TryOnTraining
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""TryOnTraining (i2am/lit/tryon.py): the custom model's training step (docs/method.md §6) on custom-tiny + toy data."""
+"""TryOnTraining (i2am/training/tryon.py): the custom model's training step (docs/method.md §6) on custom-tiny, toy
+data."""
 from __future__ import annotations
 
 import functools
@@ -13,13 +14,13 @@ from tasks_util import CONF
 from torch import nn
 from torch.utils.data import default_collate
 
+from i2am.adapters import create_model
+from i2am.adapters._checkpoint import ldm_schedule_buffers
 from i2am.data import schema
 from i2am.data.toy import write_toy_vitonhd
 from i2am.data.vitonhd import VitonHDDataset
-from i2am.lit.tryon import LossLayerProbe, TryOnTraining
 from i2am.losses import attention_losses
-from i2am.models import create_model
-from i2am.models.checkpoint import ldm_schedule_buffers
+from i2am.training.tryon import LossLayerProbe, TryOnTraining
 
 LOSS_LAYER = "up_blocks.1.attentions.1.transformer_blocks.0.attn2"   # decoder cross-attention layer 2
 QUERY_GRID = (4, 3)    # custom-tiny: 128x96 image -> 16x12 latent -> 1/4 at up_blocks.1

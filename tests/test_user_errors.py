@@ -12,10 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tasks_util import ROOT, cli, compose_task, toy_overrides
 
-from i2am.cli import user_error_in
+from i2am.adapters import create_model
+from i2am.adapters._checkpoint import CheckpointError, read_state_dict
+from i2am.app.cli import user_error_in
 from i2am.data.toy import write_toy_vitonhd
-from i2am.models import create_model
-from i2am.models.checkpoint import CheckpointError, read_state_dict
 
 REFUSED_AT_STARTUP = {   # overrides -> what the message must name (the key and its fix)
     "negative steps": (["sampler.num_steps=-3"], ["sampler.num_steps=-3", ">= 1"]),
@@ -107,7 +107,7 @@ def test_evaluate_without_torch_fidelity_names_the_extra_and_the_cli_keys(tmp_pa
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("data:\n  mode: paired\n")
-    hide = "import sys; sys.modules['torch_fidelity'] = None; from i2am.cli import main; main()"
+    hide = "import sys; sys.modules['torch_fidelity'] = None; from i2am.app.cli import main; main()"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "I2AM_TASK": ""}
     proc = subprocess.run([sys.executable, "-c", hide, "evaluate", f"run_dir={run}",
                            f"paths.output_dir={tmp_path / 'out'}"], cwd=ROOT, env=env, capture_output=True, text=True,

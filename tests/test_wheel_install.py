@@ -55,8 +55,8 @@ def run(bin_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_the_wheel_is_what_gets_imported(installed, tmp_path):
-    where = run(installed, tmp_path, "python", "-c", "import i2am, i2am.cli; print(i2am.__file__); "
-                                                     "print(i2am.cli.config_dir())").stdout.split()
+    where = run(installed, tmp_path, "python", "-c", "import i2am, i2am.app.cli; print(i2am.__file__); "
+                                                     "print(i2am.app.cli.config_dir())").stdout.split()
     prefix = str(installed.parent)
     assert where[0].startswith(prefix) and where[1].startswith(prefix), where
     assert where[1].endswith("i2am/conf")

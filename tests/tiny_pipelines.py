@@ -1,6 +1,6 @@
 """Tiny random diffusers pipelines built from config (no weights, no tokenizer files): prompt embeddings are passed
 directly, IP-Adapters are built from config (the plain one through diffusers' own ``_load_ip_adapter_weights`` with
-a random state dict, the Plus resampler by setting its projection and processors: ``i2am.models.diffusers_tiny``)."""
+a random state dict, the Plus resampler by setting its projection and processors: ``i2am.adapters.diffusers.tiny``)."""
 from __future__ import annotations
 
 import copy
@@ -19,7 +19,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 
-from i2am.models import diffusers_tiny
+from i2am.adapters import diffusers_tiny
 
 TEXT_DIM = 32
 CLIP_DIM = 24

@@ -8,7 +8,7 @@ as explicit, documented options.
 
 import torch
 
-from ..attribution.distributions import grid_entropy as query_entropy  # [B, Lq, hr, wr] -> [B, Lq]
+from i2am.engine.distributions import grid_entropy as query_entropy  # [B, Lq, hr, wr] -> [B, Lq]
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, empty: float = 0.0) -> torch.Tensor:

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..models import create_model
-from ..runs import RunDir
-from .export import checkpoint_weights
-from .heldout import heldout_batch, heldout_scores
+from i2am.adapters import create_model
+from i2am.pretrained.export import checkpoint_weights
+from i2am.pretrained.heldout import heldout_batch, heldout_scores
+from i2am.runs import RunDir
 
 FIELDS = ("step", "ssim", "ssim_region", "ssim_mean_colour")
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ..models import create_model
-from ..runs import RunDir
-from . import TOY_DIR
-from .heldout import SAMPLER, heldout_batch, heldout_scores
+from i2am.adapters import create_model
+from i2am.pretrained import TOY_DIR
+from i2am.pretrained.heldout import SAMPLER, heldout_batch, heldout_scores
+from i2am.runs import RunDir
 
 STORED = "float16 (every tensor; loaded into a float32 model)"
 

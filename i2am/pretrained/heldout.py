@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from ..data import schema
-from ..lit.datamodules import VitonHDDataModule
-from ..metrics.quality import repaint
-from ..metrics.tryon_baselines import mean_colour_fill, paired_ssim
-from ..models.sampler import Sampler
+from i2am.data import schema
+from i2am.data.datamodules import VitonHDDataModule
+from i2am.measures.quality import repaint
+from i2am.measures.tryon_baselines import mean_colour_fill, paired_ssim
+from i2am.sampling.sampler import Sampler
 
 # The documented sampler settings of the shipped toy checkpoints (the custom model's own DDIM with its per-step paste)
 SAMPLER = {"scheduler": "custom_ddim", "num_steps": 20, "guidance": 2.0, "seed": 0}

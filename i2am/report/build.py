@@ -13,12 +13,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..runs import RunDir
-from . import html
-from .claims import Claim, read_claims
-from .faithfulness_panels import faithfulness_panels
-from .panels import sample_panels
-from .run_reader import AttributeRun
+from i2am.report import html
+from i2am.report.claims import Claim, read_claims
+from i2am.report.run_reader import AttributeRun
+from i2am.runs import RunDir
+from i2am.viz.faithfulness_panels import faithfulness_panels
+from i2am.viz.panels import sample_panels
 
 log = logging.getLogger(__name__)
 

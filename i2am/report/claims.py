@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .tables import markdown_table
+from i2am.report.tables import markdown_table
 
 
 @dataclass(frozen=True)

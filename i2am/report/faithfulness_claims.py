@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from .claims import Claim
+from i2am.report.claims import Claim
 
 SPACE = "pixel"               # the deletion claims read the full-regeneration curves in pixels
 PASS_FRACTION_TEXT = "fully randomised Spearman <= 0.5 x the two-noise-seed level"

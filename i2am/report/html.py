@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .claims import Claim, verdict
+from i2am.report.claims import Claim, verdict
 
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em; max-width: 1400px; color: #222; }

@@ -11,8 +11,8 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from ..attribution import AttributionMaps
-from ..runs import RunDir, safe_name
+from i2am.engine import AttributionMaps
+from i2am.runs import RunDir, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class AttributeRun:
             return {}
         from hydra.utils import instantiate
 
-        from ..data import schema
+        from i2am.data import schema
 
         try:
             datamodule = instantiate(self.config.data, batch_size=1)
@@ -80,8 +80,8 @@ class AttributeRun:
         return found
 
     def views(self, count: int | None = None, read_inputs: bool = True) -> list:
-        """The first ``count`` samples as ``i2am.report.panels.SampleView`` (maps, images, inputs)."""
-        from .panels import SampleView
+        """The first ``count`` samples as ``i2am.viz.panels.SampleView`` (maps, images, inputs)."""
+        from i2am.viz.panels import SampleView
 
         ids = self.sample_ids[:count]
         inputs = self.inputs(ids) if read_inputs and ids else {}

@@ -2,13 +2,13 @@
 
 Inputs are the flat metrics.json maps of the demo's attribute runs (labels "untrained", "custom", "refined",
 "control") and the correlation table of IMACS vs quality across every attributed checkpoint
-(``i2am.metrics.correlation.correlation_table`` rows).
+(``i2am.evaluation.correlation.correlation_table`` rows).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .claims import Claim
+from i2am.report.claims import Claim
 
 COLLAPSE_MAX_PROB = 0.9     # mean max attention probability above this = each query on ~one reference cell
 REGION_MARGIN = 0.05        # R2G mass in the try-on region must beat the region's area share by this much

@@ -1,6 +1,6 @@
 """The paper's tables and figures (docs/experiments.md): one module per artifact, each with
 ``make(runs, out, cfg) -> written files`` over the artifact's finished job folders (label -> folder) and its composed
-config. `i2am reproduce` (i2am/reproduce.py) runs the jobs, then calls :func:`make`."""
+config. `i2am reproduce` (i2am/app/reproduce.py) runs the jobs, then calls :func:`make`."""
 from __future__ import annotations
 
 import importlib

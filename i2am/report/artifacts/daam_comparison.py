@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from ..figures import overlay, save_panel
-from ..panels import display_maps
-from ..run_reader import AttributeRun
+from i2am.report.run_reader import AttributeRun
+from i2am.viz.figures import overlay, save_panel
+from i2am.viz.panels import display_maps
 
 LABELS = {"stableviton": "(a) StableVITON, all patch embeddings", "dcivton": "(b) DCI-VTON, CLS embedding only"}
 

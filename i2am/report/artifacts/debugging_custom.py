@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..figures import save_panel
-from ..panels import mark_cells
-from ..run_reader import AttributeRun
+from i2am.report.run_reader import AttributeRun
+from i2am.viz.figures import save_panel
+from i2am.viz.panels import mark_cells
 
 PATCHES = (4, 0)    # the centre and the top-left cell of the 3x3 SRAM block
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..figures import overlay, save_panel
-from ..panels import display_maps
-from ..run_reader import AttributeRun
+from i2am.report.run_reader import AttributeRun
+from i2am.viz.figures import overlay, save_panel
+from i2am.viz.panels import display_maps
 
 DECODER_LAYERS = (2, 5, 8)    # 1-based among the decoder's cross-attention layers (docs/method.md §3.3)
 

@@ -13,11 +13,11 @@ from pathlib import Path
 
 from hydra.utils import instantiate
 
-from ...attribution import AttributionMaps
-from ...data.image_io import read_rgb
-from ...metrics.sr_quality import psnr_ssim
-from ...models.pasd.figure import render_sr_figure
-from ...runs import RunDir, safe_name
+from i2am.data.image_io import read_rgb
+from i2am.engine import AttributionMaps
+from i2am.evaluation.sr_quality import psnr_ssim
+from i2am.runs import RunDir, safe_name
+from i2am.viz.pasd import render_sr_figure
 
 
 def draw_run(run_dir: Path, out: Path, preset: str | None = None) -> list[Path]:

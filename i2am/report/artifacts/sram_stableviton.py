@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..panels import save_sram_figure
-from ..run_reader import AttributeRun
+from i2am.report.run_reader import AttributeRun
+from i2am.viz.panels import save_sram_figure
 
 
 def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:

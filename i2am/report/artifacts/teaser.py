@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..figures import new_figure
-from ..run_reader import AttributeRun
+from i2am.report.run_reader import AttributeRun
+from i2am.viz.figures import new_figure
 
 
 def draw(ax, title: str, image: np.ndarray) -> None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..figures import save_panel
-from ..run_reader import AttributeRun
+from i2am.report.run_reader import AttributeRun
+from i2am.viz.figures import save_panel
 
 
 def make(runs: dict[str, Path], out: Path, cfg) -> list[Path]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...runs import RunDir
-from ..tables import write_table
+from i2am.report.tables import write_table
+from i2am.runs import RunDir
 
 PAPER = {  # docs/method.md §4.4 (blog/poster table)
     "StableVITON": {"FID": 10.6755, "KID": 0.0064, "LPIPS": 0.0817, "SSIM": 0.8634, "IMACS_g": 0.3083,

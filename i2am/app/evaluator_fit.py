@@ -1,0 +1,103 @@
+"""Which per-sample evaluators of the attribute task apply to a model and a dataset (docs/evaluators.md).
+
+Two facts decide: whether the model's attributed reference is an image grid (custom, StableVITON, reference
+attention) or tokens (Paint-by-Example's CLIP token, IP-Adapter image tokens, text), read from the adapter's
+``attribution_layers()`` (built on the ``meta`` device at startup: no weights), and whether the data carries the
+ground-truth correspondence (``data.extras`` lists ``correspondence``: the toy world).
+
+``evaluators=auto`` (the default) keeps what applies: IMACS_r only on a reference grid, localisation only with ground
+truth on a reference grid, and says what it left out. An evaluator named explicitly that cannot apply is a
+``UserError`` naming it, the reason and the override.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+from i2am.errors import UserError
+
+AUTO_KEY = "evaluators_auto"       # set by conf/evaluators/auto.yaml
+LOCALIZATION_TARGET = "SramLocalizationEvaluator"
+IMACS_TARGET = "ImacsEvaluator"
+
+
+class EvaluatorMismatchError(UserError, ValueError):
+    """An evaluator named on the command line cannot apply to the model or the data."""
+
+
+@dataclass(frozen=True)
+class Fit:
+    reference_on_grid: bool     # the attributed reference is an image grid (not one token or a row of tokens)
+    ground_truth: bool          # the data carries the true correspondence (toy world)
+    relation: str               # what the reference is, for messages
+
+
+def grid_reference(ref_grid) -> bool:
+    """A LayerSpec's ``ref_grid`` is a reference image's grid: "query" or (rows, cols) with rows > 1; None is one
+    token, "row" and (1, n) a sequence of tokens (IP-Adapter, text)."""
+    return ref_grid == "query" or (isinstance(ref_grid, (tuple, list)) and ref_grid[0] > 1)
+
+
+def adapter_fit(adapter, data_cfg) -> Fit:
+    specs = adapter.attribution_layers()
+    relations = sorted({s.relation for s in specs if s.relation}) or [type(adapter).__name__]
+    extras = OmegaConf.select(data_cfg, "extras", default=None) if isinstance(data_cfg, DictConfig) else None
+    return Fit(reference_on_grid=any(grid_reference(s.ref_grid) for s in specs),
+               ground_truth="correspondence" in list(extras or []), relation=", ".join(relations))
+
+
+def meta_adapter(model_cfg: DictConfig):
+    """The model of ``model_cfg`` on the meta device: its layers without weights or a checkpoint (seconds); None for
+    a model read from a folder (``model.path``), which cannot be known without reading it: the attribute task fits
+    its evaluators right after building it, before the first batch."""
+    from hydra.utils import instantiate
+
+    if model_cfg.get("path"):
+        return None
+    return instantiate(model_cfg, device="meta", checkpoint=None)
+
+
+def _target(spec) -> str:
+    return str(spec.get("_target_", "")) if isinstance(spec, (dict, DictConfig)) else ""
+
+
+def fit_evaluators(cfg: DictConfig, fit: Fit) -> tuple[dict, list[str]]:
+    """The evaluator specs of ``cfg.evaluators`` that apply under ``fit`` and one note per one left out or narrowed
+    (``evaluators=auto``); raise EvaluatorMismatchError for an explicit evaluator that cannot apply."""
+    specs = OmegaConf.to_container(cfg.evaluators, resolve=True) if cfg.get("evaluators") else {}
+    auto = bool(cfg.get(AUTO_KEY))
+    kept, notes = {}, []
+    for name, spec in specs.items():
+        if not spec:
+            continue
+        target = _target(spec)
+        if target.endswith(LOCALIZATION_TARGET) and not (fit.ground_truth and fit.reference_on_grid):
+            reason = ("the data has no ground-truth correspondence (only the toy world, data=toy_vitonhd, has it)"
+                      if not fit.ground_truth else
+                      f"the model's reference ({fit.relation}) is tokens, not an image grid")
+            if not auto:
+                raise EvaluatorMismatchError(
+                    f"evaluator {name!r} (localisation) cannot apply: {reason}. Drop it with evaluators=imacs "
+                    f"(or evaluators=auto, which picks the evaluators that apply).")
+            notes.append(f"{name}: left out, {reason}")
+            continue
+        if target.endswith(IMACS_TARGET) and not fit.reference_on_grid and "g2r" in spec.get("directions", ()):
+            spec = {**spec, "directions": [d for d in spec["directions"] if d != "g2r"]}
+            notes.append(f"{name}: IMACS_r left out, the model's reference ({fit.relation}) is tokens, not an image "
+                         f"grid the garment mask could score")
+        kept[name] = spec
+    return kept, notes
+
+
+def check_evaluators(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """The startup check: build the model on ``meta`` and fit ``cfg.evaluators``; returns the names kept and the
+    notes."""
+    named = [k for k, v in (cfg.get("evaluators") or {}).items() if v]
+    if not named or not isinstance(cfg.get("model"), DictConfig):
+        return named, []
+    adapter = meta_adapter(cfg.model)
+    if adapter is None:
+        return named, [f"model.path={cfg.model.path}: fitted once the model is built, before the first batch"]
+    kept, notes = fit_evaluators(cfg, adapter_fit(adapter, cfg.get("data")))
+    return list(kept), notes

@@ -1,0 +1,371 @@
+"""AttributionCapture: records I2AM scores from the cross-attention layers of one model during sampling.
+
+The capture wraps the processors of the selected cross-attention layers. The original processor still computes the
+layer's output (so the model's outputs are unchanged and self-attention keeps its fused kernel); forward hooks on the
+layer's ``to_q``/``to_k`` hand over the q and k that the forward pass computed, and the scores of the conditional
+batch chunk are reduced on the spot into fp32 accumulators of fixed size (memory does not grow with the steps).
+A forward pre-hook on the model's step module (the UNet) counts denoising steps: one UNet call is one step, except
+calls the sampler marks as not being a step (the model's ``records_call`` is False, e.g. PLMS's first-step corrector
+evaluation): those are neither counted nor scored.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from i2am.engine.config import CaptureConfig
+from i2am.engine.layers import LayerSpec, discover_cross_attention, select_layers
+from i2am.engine.maps import AttributionMaps
+from i2am.engine.scores import accumulate, r2g_single_token, spatial_scores, split_heads
+
+log = logging.getLogger(__name__)
+
+
+class _InstanceAttribute:
+    """A removable handle (like a hook's) for an attribute set on one instance, shadowing its class's."""
+
+    _UNSET = object()
+
+    def __init__(self, owner, name: str, previous=_UNSET):
+        self.owner, self.name, self.previous = owner, name, previous
+
+    def remove(self) -> None:
+        """Back to what the instance had before (an outer wrapper of a nested context), else the class's."""
+        if self.previous is self._UNSET:
+            self.owner.__dict__.pop(self.name, None)
+        else:
+            self.owner.__dict__[self.name] = self.previous
+
+
+def watch_denoise_layout(model, record) -> _InstanceAttribute | None:
+    """Wrap ``model.denoise`` on this instance so that each call first reports its CFG batch layout
+    (``record(model.cfg_layout_for(guidance))``); returns the handle that removes the wrapper, or None for a model
+    without ``cfg_layout_for`` (a bare UNet)."""
+    if not hasattr(model, "cfg_layout_for"):
+        return None
+    previous = model.__dict__.get("denoise", _InstanceAttribute._UNSET)
+    denoise = model.denoise
+
+    def watched(x_t, t, inputs, guidance=None):
+        record(model.cfg_layout_for(model.guidance if guidance is None else guidance))
+        return denoise(x_t, t, inputs, guidance=guidance)
+
+    model.denoise = watched
+    return _InstanceAttribute(model, "denoise", previous)
+
+
+class _CaptureProcessor:
+    """Runs the original processor, then reports the call so the capture can score the stashed q and k."""
+
+    def __init__(self, inner, on_call):
+        self.inner = inner
+        self.on_call = on_call
+        # diffusers' Attention.forward keeps only the cross_attention_kwargs the processor's signature names: expose
+        # the inner processor's signature so kwargs such as ``ip_adapter_masks`` still reach it.
+        self.__call__ = functools.wraps(inner.__call__)(functools.partial(_CaptureProcessor.__call__, self))
+
+    def __call__(self, attn, hidden_states, *args, **kwargs):
+        out = self.inner(attn, hidden_states, *args, **kwargs)
+        self.on_call()
+        return out
+
+
+@dataclass
+class _LayerState:
+    spec: LayerSpec
+    index: int
+    stash: dict = field(default_factory=dict)
+    query_grid: tuple[int, int] | None = None
+    ref_grid: tuple[int, int] | None = None
+    heads: int = 0
+    acc: dict = field(default_factory=dict)
+    degenerate_g2r: bool = False
+
+
+def _grid_for(tokens: int, latent_hw: tuple[int, int] | None, name: str) -> tuple[int, int]:
+    """The query grid of a layer: the latent grid downsampled (ceil) by a power of two with ``tokens`` cells."""
+    if latent_hw is None:
+        raise RuntimeError(f"layer {name}: no latent size seen yet; the step module must run before its layers")
+    h, w = latent_hw
+    for level in range(8):
+        f = 2 ** level
+        gh, gw = -(-h // f), -(-w // f)
+        if gh * gw == tokens:
+            return gh, gw
+    raise RuntimeError(f"layer {name}: {tokens} query tokens match no downsampling of the {h}x{w} latent; "
+                       f"set LayerSpec.query_grid for this layer")
+
+
+class AttributionCapture:
+    """Context manager capturing R2G / G2R (and SRAM, DAAM) accumulators from one model instance.
+
+    ``model`` is an adapter (``attribution_layers()``, ``step_module``, ``denoise``, ``cfg_layout_for``) or a bare
+    diffusers UNet. With ``cfg_layout="auto"`` the capture reads the guidance each ``adapter.denoise`` call is given
+    (a call hook on this instance, removed on exit), so it follows a sampler that switches guidance mid-run.
+    For a bare UNet whose conditioning has spatial tokens, ``ref_grid=(rows, cols)`` gives their layout.
+    ``conditional``: optional callable picking the conditional rows of a layer's q or k batch, used instead of the
+    two-chunk ``cfg_layout`` (``i2am.trace`` passes one that reads each pipeline call's chunk count). An adapter
+    with ``conditional_slice(batch) -> slice`` (more than two CFG chunks, e.g. InstructPix2Pix) gives it itself.
+    """
+
+    def __init__(self, model: nn.Module, cfg: CaptureConfig | None = None, *, ref_grid=None,
+                 model_name: str | None = None, conditional=None):
+        self.cfg = cfg or CaptureConfig()
+        if hasattr(model, "attribution_layers"):
+            specs = list(model.attribution_layers())
+            self.step_module = model.step_module
+        else:
+            specs = discover_cross_attention(model, ref_grid=ref_grid)
+            self.step_module = model
+        if not specs:
+            raise ValueError(f"{type(model).__name__} has no hookable cross-attention layer")
+        self._model = model
+        self._call_layout: str | None = None   # "auto": the layout of the adapter.denoise call in progress
+        if conditional is None and hasattr(model, "conditional_slice"):
+            conditional = lambda x: x[model.conditional_slice(x.shape[0])]
+        self._conditional_rows = conditional
+        self.cfg_layout = self._resolve_layout()
+        self.model_name = model_name or getattr(model, "name", type(model).__name__)
+        self.layers = select_layers(specs, self.cfg.layers)
+        names = [s.name for s in self.layers]
+        unknown = [n for n in self.cfg.sram_layers if n not in names]
+        if unknown:
+            raise ValueError(f"CaptureConfig.sram_layers {unknown} are not among the captured layers {names}")
+        self._states = [_LayerState(spec=s, index=i) for i, s in enumerate(self.layers)]
+        self._handles: list = []
+        self._originals: dict[int, object] = {}
+        self._calls = 0
+        self._step = -1
+        self._unrecorded = False
+        self._latent_hw: tuple[int, int] | None = None
+        self._region_mask: torch.Tensor | None = None
+        self._region_cache: dict[tuple[int, int], torch.Tensor] = {}
+        self._active = False
+        self._warned_degenerate = False
+
+    def _resolve_layout(self, step: int = 0) -> str:
+        layout = self.cfg.layout_at(min(step, self.cfg.num_steps - 1))
+        if layout != "auto":
+            return layout
+        if self._call_layout is not None:
+            return self._call_layout
+        return getattr(self._model, "cfg_layout", "none")
+
+    def _watch_denoise(self) -> None:
+        """"auto" on an adapter: record the CFG layout of each denoise call from the guidance it is given."""
+        if self.cfg.cfg_layout != "auto":
+            return
+        handle = watch_denoise_layout(self._model, lambda layout: setattr(self, "_call_layout", layout))
+        if handle is not None:
+            self._handles.append(handle)
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> AttributionCapture:
+        if self._active:
+            raise RuntimeError("this AttributionCapture is already active")
+        try:
+            self._watch_denoise()
+            self._handles.append(self.step_module.register_forward_pre_hook(self._on_step, with_kwargs=True))
+            for state in self._states:
+                attn = state.spec.module
+                self._originals[state.index] = attn.processor
+                self._handles.append(attn.to_q.register_forward_hook(self._stasher(state, "q")))
+                key_module = state.spec.key_module if state.spec.key_module is not None else attn.to_k
+                self._handles.append(key_module.register_forward_hook(self._stasher(state, "k")))
+                attn.set_processor(_CaptureProcessor(attn.processor, self._recorder(state)))
+        except BaseException:
+            self._restore()
+            raise
+        self._active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+        self._active = False
+
+    def _restore(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        for state in reversed(self._states):   # several specs may wrap one module: outermost first
+            if state.index in self._originals:
+                state.spec.module.set_processor(self._originals.pop(state.index))
+            state.stash.clear()
+
+    def reset(self) -> None:
+        """Forget recorded scores and the step counter (e.g. before the next batch of samples)."""
+        self._calls, self._step, self._latent_hw = 0, -1, None
+        for state in self._states:
+            state.acc.clear()
+        self._region_mask = None
+        self._region_cache.clear()
+
+    def set_region_mask(self, mask: torch.Tensor | None) -> None:
+        """Restrict the G2R reduction over generated positions to a region (docs/method.md §3.2, custom model).
+
+        mask: [B, 1, H, W] (any resolution; 1 = inside), nearest-resized to each layer's query grid. The masked map
+        is then averaged over all positions, as the official custom-model code multiplies by the mask before the mean.
+        """
+        self._region_mask = None if mask is None else mask.detach()
+        self._region_cache.clear()
+
+    # ---------------------------------------------------------------- hooks
+    def _on_step(self, module, args, kwargs):
+        sample = args[0] if args else kwargs.get("sample")
+        if sample is None:
+            raise RuntimeError(f"{type(module).__name__}.forward got no sample tensor to read the latent size from")
+        self._latent_hw = tuple(sample.shape[-2:])
+        self._unrecorded = not getattr(self._model, "records_call", True)
+        if self._unrecorded:   # a sampler's extra call that is not a step (PLMS's first-step corrector)
+            self.cfg_layout = self._resolve_layout(max(self._step, 0))
+            return
+        self._step = self._calls
+        self.cfg_layout = self._resolve_layout(self._step)   # this very call's layout
+        self._calls += 1
+        if self._step >= self.cfg.num_steps:
+            raise RuntimeError(f"denoising step {self._step} is beyond CaptureConfig.num_steps={self.cfg.num_steps}; "
+                               f"set num_steps to the sampler's step count")
+
+    @staticmethod
+    def _stasher(state: _LayerState, key: str):
+        def hook(module, inputs, output):
+            state.stash[key] = output
+        return hook
+
+    def _recorder(self, state: _LayerState):
+        def on_call():
+            if "k" not in state.stash:   # this key stream did not run in this call (e.g. an IP-Adapter at scale 0)
+                state.stash.clear()
+                return
+            q, k = state.stash.pop("q"), state.stash.pop("k")
+            if self._unrecorded:   # a sampler's extra call that is not a step
+                return
+            if k.dim() == 4:   # IP-Adapter image tokens arrive as [B, images, tokens, C]
+                k = k.flatten(1, 2)
+            if state.spec.key_tokens == "after_query":   # reference attention: keys are [own tokens, reference]
+                k = k[:, q.shape[1]:]
+            elif state.spec.key_tokens is not None:       # (start, stop): e.g. one IP-Adapter image token
+                k = k[:, state.spec.key_tokens[0]:state.spec.key_tokens[1]]
+            self._record(state, q, k)
+        return on_call
+
+    # ---------------------------------------------------------------- scoring
+    def _conditional(self, x: torch.Tensor) -> torch.Tensor:
+        if self._conditional_rows is not None:
+            return self._conditional_rows(x)
+        if self.cfg_layout == "none":
+            return x
+        if x.shape[0] % 2:
+            raise RuntimeError(f"cfg_layout={self.cfg_layout!r} needs an even batch, got {x.shape[0]}")
+        uncond_first = self.cfg_layout == "uncond_cond"
+        return x.chunk(2)[1 if uncond_first else 0]
+
+    def _query_weight(self, grid: tuple[int, int], batch: int) -> torch.Tensor | None:
+        if self._region_mask is None:
+            return None
+        if grid not in self._region_cache:
+            mask = F.interpolate(self._region_mask.float(), size=grid, mode="nearest")
+            if mask.shape[0] != batch:
+                raise RuntimeError(f"region mask has batch {mask.shape[0]}, the conditional batch is {batch}")
+            self._region_cache[grid] = mask.flatten(1)[:, None, :]  # [B, 1(head), Lq]
+        return self._region_cache[grid]
+
+    def _resolve_grids(self, state: _LayerState, lq: int, lk: int) -> None:
+        spec = state.spec
+        state.query_grid = tuple(spec.query_grid) if spec.query_grid else _grid_for(lq, self._latent_hw, spec.name)
+        if spec.ref_grid == "query":
+            state.ref_grid = state.query_grid
+        elif spec.ref_grid == "row":
+            state.ref_grid = (1, lk)
+        elif spec.ref_grid is not None:
+            state.ref_grid = tuple(spec.ref_grid)
+        elif lk == 1:
+            state.ref_grid = (1, 1)
+        if state.ref_grid is not None and state.ref_grid[0] * state.ref_grid[1] != lk:
+            raise RuntimeError(f"layer {spec.name}: reference grid {state.ref_grid} does not hold its {lk} key tokens")
+        state.degenerate_g2r = lk == 1
+        if "g2r" in self.cfg.directions and state.ref_grid is None:
+            raise RuntimeError(f"layer {spec.name}: {lk} reference tokens but no reference grid; pass "
+                               f"ref_grid=(rows, cols) (bare UNet) or set LayerSpec.ref_grid (adapter)")
+        if state.degenerate_g2r and "g2r" in self.cfg.directions and not self._warned_degenerate:
+            self._warned_degenerate = True
+            log.warning("G2R is degenerate from layer %s on: one reference token, so the softmax over reference "
+                        "tokens is identically 1; only R2G is recorded for single-token layers", spec.name)
+
+    def _record(self, state: _LayerState, q: torch.Tensor, k: torch.Tensor) -> None:
+        attn = state.spec.module
+        q, k = self._conditional(q), self._conditional(k)
+        batch, lq, width = q.shape
+        lk = k.shape[1]
+        heads = attn.heads
+        head_dim = width // heads
+        q, k = split_heads(attn, q, k)
+        if state.query_grid is None:
+            state.heads = heads
+            self._resolve_grids(state, lq, lk)
+        group = self.cfg.time_group(self._step)
+        scale = head_dim ** -0.5
+        dirs = self.cfg.directions
+        want_g2r = "g2r" in dirs and not state.degenerate_g2r
+        want_sram = state.spec.name in self.cfg.sram_layers and not state.degenerate_g2r
+        want_daam = "daam" in dirs
+        with torch.no_grad():
+            if lk == 1:
+                scores = {"r2g": r2g_single_token(q, k, scale)} if "r2g" in dirs else {}
+                if want_daam:
+                    scores["daam"] = q.new_ones(batch, heads, lq, dtype=torch.float32)
+            else:
+                chunk = max(1, self.cfg.chunk_budget // (batch * heads * lk))
+                scores = spatial_scores(q, k, scale, chunk=chunk, r2g="r2g" in dirs, g2r=want_g2r,
+                                        query_weight=self._query_weight(state.query_grid, batch) if want_g2r else None,
+                                        sram=want_sram, daam=want_daam)
+            self._accumulate(state, scores, group)
+
+    def _accumulate(self, state, scores, group) -> None:
+        for kind, value in scores.items():
+            accumulate(state.acc, kind, kind, value, group, self.cfg.time_groups, f"layer {state.spec.name}")
+
+    # ---------------------------------------------------------------- results
+    @property
+    def steps_seen(self) -> int:
+        return self._calls
+
+    def layer_grids(self) -> dict[str, dict]:
+        return {s.spec.name: {"query": s.query_grid, "ref": s.ref_grid} for s in self._states
+                if s.query_grid is not None}
+
+    def accumulator_bytes(self) -> int:
+        return sum(a.numel() * a.element_size() for s in self._states for a in s.acc.values())
+
+    def maps(self) -> AttributionMaps:
+        """The recorded accumulators as AttributionMaps (raw, un-normalised; families on the common grids)."""
+        seen = [s for s in self._states if s.query_grid is not None]
+        if not seen:
+            raise RuntimeError("no hooked layer was called: run the model inside the capture first")
+        raw: dict[str, torch.Tensor] = {}
+        layers = []
+        for s in seen:
+            qh, qw = s.query_grid
+            rh, rw = s.ref_grid if s.ref_grid is not None else (1, s.acc.get("g2r", torch.empty(0, 0, 0, 1)).shape[-1])
+            for key, acc in s.acc.items():
+                if key in ("r2g", "daam"):
+                    raw[f"{key}/{s.spec.name}"] = acc.reshape(*acc.shape[:3], qh, qw)
+                elif key == "g2r":
+                    raw[f"g2r/{s.spec.name}"] = acc.reshape(*acc.shape[:3], rh, rw) / (qh * qw)
+                else:
+                    raw[f"sram/{s.spec.name}"] = acc
+            layers.append({"name": s.spec.name, "group": s.spec.group, "heads": s.heads, "query_grid": [qh, qw],
+                           "ref_grid": list(s.ref_grid) if s.ref_grid else None, "degenerate_g2r": s.degenerate_g2r})
+            if s.spec.relation is not None:
+                layers[-1]["relation"] = s.spec.relation
+        meta = {"model": self.model_name, "num_steps": self.cfg.num_steps, "time_groups": self.cfg.time_groups,
+                "steps_seen": self._calls, "cfg_layout": self.cfg_layout, "directions": list(self.cfg.directions),
+                "layers": layers, "r2g_grid": self.cfg.r2g_grid, "g2r_grid": self.cfg.g2r_grid,
+                "family_layers": {d: {f: list(v) for f, v in fams.items()} for d, fams in
+                                  dict(self.cfg.family_layers).items()}}
+        return AttributionMaps(raw, meta)

@@ -1,0 +1,12 @@
+"""The capture of a model: its own (``model.attribution_capture(cfg)``, e.g. the joint-attention capture of a
+diffusion-transformer adapter) or ``AttributionCapture`` on its cross-attention layers."""
+from __future__ import annotations
+
+from i2am.engine.capture import AttributionCapture
+from i2am.engine.config import CaptureConfig
+
+
+def capture_for(model, cfg: CaptureConfig):
+    """A capture context manager for ``model`` (an adapter or a bare UNet) recording ``cfg``."""
+    own = getattr(model, "attribution_capture", None)
+    return own(cfg) if own is not None else AttributionCapture(model, cfg)

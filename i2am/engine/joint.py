@@ -1,0 +1,472 @@
+"""JointAttentionCapture: I2AM scores from the joint attention of a diffusion transformer (FLUX.1 Kontext, FLUX.2,
+Qwen-Image-Edit, SD3).
+
+Each block's attention module keeps its own processor, which computes q and k (projections, q/k norms, rotary
+embedding) and calls the attention backend. While a capture is active, the backend function that processor's module
+calls (diffusers' ``dispatch_attention_fn``, or ``F.scaled_dot_product_attention`` for SD3's processor) is replaced
+by a pass-through that hands the capture the very q and k the backend receives, then calls the original: outputs are
+unchanged and diffusers' dispatch (its backend choice) stays in place. The token layout comes from the transformer's
+forward arguments (``i2am.engine.packing``).
+
+Only generated-image queries are scored, in query chunks of at most ``CaptureConfig.chunk_budget`` logits: no
+[L, L] matrix is formed. Two normalisations (docs/dit_editors.md):
+  "i2am"   the paper's definition on the generated x conditioning sub-block: G2R is the softmax over that
+           conditioning's tokens (per generated position), R2G the softmax over generated positions (per token);
+           relations "image:reference", "image:reference.1", ..., "text".
+  "share"  the full joint softmax of each generated query (over text, generated and every reference token):
+           G2R is the attention mass on each conditioning token (mean over generated positions), R2G the share of a
+           generated token's attention that lands on that conditioning; relations "share:image:reference", ...
+Scores are reduced on the spot into fp32 accumulators of fixed size (memory does not grow with the steps).
+
+Steps: one conditional transformer call is one step. A call with the same timestep as the previous one is the
+negative-prompt pass of true CFG (FLUX.1 Kontext, Qwen-Image-Edit run the positive prompt first) and is not scored;
+stacked CFG batches are split by ``conditional`` (``i2am.trace`` passes its per-call chunk rule).
+"""
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from i2am.engine.config import CaptureConfig
+from i2am.engine.maps import AttributionMaps
+from i2am.engine.packing import READERS, JointLayout, Segment, forward_arguments, read_layout
+from i2am.engine.scores import accumulate, spatial_scores
+
+# Processor class -> how its backend is called: "dispatch" (module global ``dispatch_attention_fn``, q/k as
+# [B, L, heads, d]) or "sdpa" (module global ``F.scaled_dot_product_attention``, q/k as [B, heads, L, d]).
+PROCESSORS = {"FluxAttnProcessor": "dispatch", "Flux2AttnProcessor": "dispatch",
+              "Flux2ParallelSelfAttnProcessor": "dispatch", "QwenDoubleStreamAttnProcessor2_0": "dispatch",
+              "JointAttnProcessor2_0": "sdpa"}
+BLOCK_PATTERN = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.(\d+)\.attn$")
+NORMALISATIONS = ("i2am", "share")
+
+
+@dataclass
+class JointBlock:
+    """One captured attention module. ``group``: "double" (two-stream blocks) or "single" (one-stream blocks)."""
+
+    name: str
+    module: nn.Module
+    group: str
+    backend: str
+    acc: dict = field(default_factory=dict)      # (relation, key) -> fp32 accumulator
+    heads: int = 0
+
+
+class _BackendProxy:
+    """Stands for ``torch.nn.functional`` in a processor module: every name resolves to the real one, except
+    ``scaled_dot_product_attention``."""
+
+    def __init__(self, sdpa):
+        self.scaled_dot_product_attention = sdpa
+
+    def __getattr__(self, name):
+        return getattr(F, name)
+
+
+class _JointProcessor:
+    """Marks the block whose processor is running, so the backend pass-through knows whom to report to."""
+
+    def __init__(self, inner, capture: JointAttentionCapture, block: JointBlock):
+        self.inner, self.capture, self.block = inner, capture, block
+        # diffusers filters the kwargs a processor receives by its __call__ signature: expose the inner one.
+        self.__call__ = functools.wraps(inner.__call__)(functools.partial(_JointProcessor.__call__, self))
+
+    def __getattr__(self, name):   # _attention_backend, _parallel_config, ... of the inner processor
+        inner = self.__dict__.get("inner")
+        if inner is None:
+            raise AttributeError(name)
+        return getattr(inner, name)
+
+    def __call__(self, attn, *args, **kwargs):
+        previous, self.capture._current = self.capture._current, self.block
+        try:
+            return self.inner(attn, *args, **kwargs)
+        finally:
+            self.capture._current = previous
+
+
+def wrap_processors(owner, blocks: list[JointBlock], originals: dict) -> dict[str, str]:
+    """Give every block a ``_JointProcessor`` around its own processor (reporting to ``owner``), remembering the
+    originals; returns the processors' modules -> how their backend is called."""
+    modules = {}
+    for block in blocks:
+        processor = block.module.processor
+        originals[block.name] = processor
+        block.module.set_processor(_JointProcessor(processor, owner, block))
+        modules[type(processor).__module__] = block.backend
+    return modules
+
+
+def patch_backend(module, backend: str, before, patched: list) -> None:
+    """Swap the attention backend ``module``'s processors call (``"dispatch"``: its ``dispatch_attention_fn``,
+    q/k [B, L, heads, d]; ``"sdpa"``: ``F.scaled_dot_product_attention`` through a proxy of ``F``, [B, heads, L, d])
+    for a pass-through: ``before(query, key, args, kwargs, heads_first)`` returns the (args, kwargs) the original
+    is then called with. ``patched`` records what ``restore`` puts back."""
+    if backend == "dispatch":
+        original = module.dispatch_attention_fn
+
+        def dispatch(query, key, value, *args, **kwargs):
+            args, kwargs = before(query, key, args, kwargs, False)
+            return original(query, key, value, *args, **kwargs)
+
+        patched.append((module, "dispatch_attention_fn", original))
+        module.dispatch_attention_fn = dispatch
+    else:
+        original_f = module.F
+        sdpa = original_f.scaled_dot_product_attention
+
+        def scaled_dot_product_attention(query, key, value, *args, **kwargs):
+            args, kwargs = before(query, key, args, kwargs, True)
+            return sdpa(query, key, value, *args, **kwargs)
+
+        patched.append((module, "F", original_f))
+        module.F = _BackendProxy(scaled_dot_product_attention)
+
+
+def restore(blocks: list[JointBlock], originals: dict, patched: list) -> None:
+    """Put back the patched backends (newest first) and the blocks' own processors."""
+    for module, name, original in reversed(patched):
+        setattr(module, name, original)
+    patched.clear()
+    for block in blocks:
+        if block.name in originals:
+            block.module.set_processor(originals.pop(block.name))
+
+
+def find_blocks(transformer: nn.Module) -> list[JointBlock]:
+    """The joint-attention modules of a supported transformer, double-stream blocks first (forward order)."""
+    kind = type(transformer).__name__
+    if kind not in READERS:
+        raise ValueError(f"{kind} is not a supported diffusion transformer for joint-attention capture; supported: "
+                         f"{sorted(READERS)}")
+    blocks = []
+    for name, module in transformer.named_modules():
+        match = BLOCK_PATTERN.match(name)
+        if not match:
+            continue
+        processor = getattr(module, "processor", None)
+        pname = type(processor).__name__
+        if pname not in PROCESSORS:
+            raise ValueError(f"{kind}.{name} runs processor {pname}, whose q and k i2am cannot see; supported "
+                             f"processors: {sorted(PROCESSORS)} (i2am.engine.joint)")
+        group = "single" if match.group(1).startswith("single") else "double"
+        blocks.append(JointBlock(name=name, module=module, group=group, backend=PROCESSORS[pname]))
+    if not blocks:
+        raise ValueError(f"{kind} has no transformer_blocks.N.attn / single_transformer_blocks.N.attn module")
+    return sorted(blocks, key=lambda b: (b.group != "double", int(b.name.split(".")[1])))
+
+
+class JointAttentionCapture:
+    """Context manager capturing I2AM accumulators from the joint attention of one diffusion transformer.
+
+    cfg: a CaptureConfig (num_steps, time_groups, directions "r2g"/"g2r", layers as "all", "group:double",
+        "group:single" or block names such as "transformer_blocks.0.attn", sram_layers as block names, chunk_budget).
+    normalisations: any of "i2am" and "share" (module docstring).
+    conditional: callable picking the conditional rows of a stacked CFG batch (default: every row).
+    relations: the conditionings to score ("text", "image:reference", "image:reference.1", ...; None = all).
+    """
+
+    def __init__(self, transformer: nn.Module, cfg: CaptureConfig | None = None, *,
+                 normalisations=NORMALISATIONS, conditional=None, model_name: str | None = None, relations=None):
+        self.cfg = cfg or CaptureConfig()
+        self.transformer = transformer
+        bad = [n for n in normalisations if n not in NORMALISATIONS]
+        if bad or not normalisations:
+            raise ValueError(f"normalisations {list(normalisations)}: choose one or more of {NORMALISATIONS}")
+        self.normalisations = tuple(normalisations)
+        self.relations = None if relations is None else tuple(relations)
+        self.model_name = model_name or type(transformer).__name__
+        self.blocks = self._select(find_blocks(transformer))
+        unknown = [n for n in self.cfg.sram_layers if n not in {b.name for b in self.blocks}]
+        if unknown:
+            raise ValueError(f"CaptureConfig.sram_layers {unknown} are not among the captured blocks "
+                             f"{[b.name for b in self.blocks]}")
+        self._conditional_rows = conditional or (lambda x: x)
+        self._current: JointBlock | None = None
+        self._originals: dict[str, object] = {}
+        self._patched: list[tuple[object, str, object]] = []
+        self._handles: list = []
+        self.layout: JointLayout | None = None
+        self._scoring = False
+        self._last_timestep: float | None = None
+        self._calls, self._step = 0, -1
+        self._device = None
+        self._region_mask: torch.Tensor | None = None
+        self._active = False
+
+    def _select(self, blocks: list[JointBlock]) -> list[JointBlock]:
+        layers = self.cfg.layers
+        if layers in ("all", "all+mid", None):
+            return blocks
+        if isinstance(layers, str) and layers.startswith("group:"):
+            groups = set(layers[len("group:"):].split(","))
+            chosen = [b for b in blocks if b.group in groups]
+            if not chosen:
+                raise ValueError(f"no block in group(s) {sorted(groups)}; groups: double, single")
+            return chosen
+        names = [layers] if isinstance(layers, str) else list(layers)
+        by_name = {b.name: b for b in blocks}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ValueError(f"unknown block(s) {missing}; joint-attention blocks are: {list(by_name)}")
+        return [by_name[n] for n in names]
+
+    # ---------------------------------------------------------------- lifecycle
+    def __enter__(self) -> JointAttentionCapture:
+        if self._active:
+            raise RuntimeError("this JointAttentionCapture is already active")
+        try:
+            self._handles.append(self.transformer.register_forward_pre_hook(self._on_call, with_kwargs=True))
+            for module_name, backend in wrap_processors(self, self.blocks, self._originals).items():
+                patch_backend(sys.modules[module_name], backend, self._seen, self._patched)
+        except BaseException:
+            self._restore()
+            raise
+        self._active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+        self._active = False
+
+    def _seen(self, query, key, args, kwargs, heads_first: bool):
+        self._intercept(query, key, kwargs.get("attn_mask", args[0] if args else None), heads_first=heads_first)
+        return args, kwargs
+
+    def _restore(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        restore(self.blocks, self._originals, self._patched)
+        self._current = None
+
+    def reset(self) -> None:
+        """Forget recorded scores, the layout and the step counter (e.g. before the next batch)."""
+        self._calls, self._last_timestep, self.layout = 0, None, None
+        for block in self.blocks:
+            block.acc.clear()
+
+    def set_region_mask(self, mask: torch.Tensor | None) -> None:
+        """Restrict the G2R sum over generated positions to a region: mask [B, 1, H, W], nearest-resized to the
+        generated grid (as ``AttributionCapture.set_region_mask``)."""
+        self._region_mask = None if mask is None else mask.detach()
+
+    # ---------------------------------------------------------------- hooks
+    def _on_call(self, module, args, kwargs):
+        arguments = forward_arguments(module, args, kwargs)
+        timestep = arguments.get("timestep")
+        value = None if timestep is None else float(torch.as_tensor(timestep).flatten()[0])
+        if value is not None and value == self._last_timestep:
+            self._scoring = False   # true CFG: the negative-prompt pass of the step just scored
+            return
+        self._last_timestep = value
+        layout = read_layout(module, arguments)
+        if self.layout is not None and layout != self.layout:
+            raise RuntimeError(f"{type(module).__name__}: the token layout changed within one capture "
+                               f"({self.layout} -> {layout}); call reset() between runs")
+        if self.relations is not None:
+            known = [s.relation for s in layout.keys]
+            missing = [r for r in self.relations if r not in known]
+            if missing:
+                raise ValueError(f"relations {missing} are not in this call's token layout; it has {known}")
+        self.layout = layout
+        self._step = self._calls
+        self._calls += 1
+        if self._step >= self.cfg.num_steps:
+            raise RuntimeError(f"transformer call {self._step} is beyond CaptureConfig.num_steps="
+                               f"{self.cfg.num_steps}; set num_steps to the sampler's step count")
+        self._scoring = True
+
+    def _intercept(self, query, key, attn_mask, heads_first: bool) -> None:
+        block = self._current
+        if block is None or not self._scoring:
+            return
+        self._current = None   # one backend call per block call is the joint attention; later ones are not
+        if not heads_first:
+            query, key = query.transpose(1, 2), key.transpose(1, 2)
+        if query.shape[-2] != self.layout.length or key.shape[-2] != self.layout.length:
+            raise RuntimeError(f"{block.name}: joint attention of {query.shape[-2]} queries / {key.shape[-2]} keys, "
+                               f"the layout holds {self.layout.length} tokens")
+        with torch.no_grad():
+            self._record(block, self._conditional_rows(query), self._conditional_rows(key),
+                         None if attn_mask is None else self._conditional_rows(attn_mask))
+
+    # ---------------------------------------------------------------- scoring
+    def _query_weight(self, grid, batch) -> torch.Tensor | None:
+        if self._region_mask is None:
+            return None
+        mask = F.interpolate(self._region_mask.float(), size=grid, mode="nearest")
+        if mask.shape[0] != batch:
+            raise RuntimeError(f"region mask has batch {mask.shape[0]}, the conditional batch is {batch}")
+        return mask.flatten(1)[:, None, :].to(self._device)
+
+    def _record(self, block: JointBlock, q: torch.Tensor, k: torch.Tensor, attn_mask) -> None:
+        batch, heads, _, head_dim = q.shape
+        block.heads = heads
+        self._device = q.device
+        scale = head_dim ** -0.5
+        gen = self.layout.generated
+        qg = q[:, :, gen.start:gen.stop]
+        key_valid = self._key_valid(attn_mask, batch, k.shape[-2])
+        group = self.cfg.time_group(self._step)
+        dirs = self.cfg.directions
+        weight = self._query_weight(gen.grid, batch) if "g2r" in dirs else None
+        if "i2am" in self.normalisations:
+            for seg in self._scored():
+                sram = block.name in self.cfg.sram_layers
+                scores = self._sub_block(qg, k[:, :, seg.start:seg.stop], scale, weight, sram,
+                                         None if key_valid is None else key_valid[:, seg.start:seg.stop])
+                self._accumulate(block, seg.relation, scores, group)
+        if "share" in self.normalisations:
+            sram = block.name in self.cfg.sram_layers
+            for relation, scores in self._shares(qg, k, scale, weight, key_valid, sram).items():
+                self._accumulate(block, relation, scores, group)
+
+    def _scored(self) -> list[Segment]:
+        return [s for s in self.layout.keys if self.relations is None or s.relation in self.relations]
+
+    @staticmethod
+    def _key_valid(attn_mask, batch: int, length: int) -> torch.Tensor | None:
+        """[B, L] bool of the keys the attention may use (from a boolean or additive mask), None when all."""
+        if attn_mask is None:
+            return None
+        mask = attn_mask.reshape(attn_mask.shape[0], -1)[:, -length:]
+        valid = mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
+        valid = valid.expand(batch, -1)
+        return None if bool(valid.all()) else valid
+
+    def _chunk(self, batch, heads, keys) -> int:
+        return max(1, self.cfg.chunk_budget // (batch * heads * max(keys, 1)))
+
+    def _sub_block(self, qg, ks, scale, weight, sram, valid) -> dict[str, torch.Tensor]:
+        batch, heads = qg.shape[:2]
+        opts = dict(r2g="r2g" in self.cfg.directions, g2r="g2r" in self.cfg.directions, sram=sram)
+        if valid is None:
+            return spatial_scores(qg, ks, scale, chunk=self._chunk(batch, heads, ks.shape[-2]), query_weight=weight,
+                                  **opts)
+        parts = []   # masked tokens (padding of a text stream) differ per sample: score each on its own tokens
+        for b in range(batch):
+            keep = valid[b]
+            chunk = self._chunk(1, heads, int(keep.sum()))
+            part = spatial_scores(qg[b:b + 1], ks[b:b + 1, :, keep], scale, chunk=chunk,
+                                  query_weight=None if weight is None else weight[b:b + 1], **opts)
+            if "g2r" in part:
+                full = part["g2r"].new_zeros(1, heads, ks.shape[-2])
+                full[..., keep] = part["g2r"]
+                part["g2r"] = full
+            if "sram" in part:
+                full = part["sram"].new_zeros(1, qg.shape[-2], ks.shape[-2])
+                full[..., keep] = part["sram"]
+                part["sram"] = full
+            parts.append(part)
+        return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+    def _shares(self, qg, k, scale, weight, valid, sram=False) -> dict[str, dict[str, torch.Tensor]]:
+        """Per conditioning segment, from the full softmax of each generated query: "r2g" [B, heads, Lg] the mass
+        on the segment, "g2r" [B, heads, Lseg] the (weighted) sum over generated queries of each token's mass and,
+        with ``sram``, "sram" [B, Lg, Lseg] each generated query's mass on each token (heads averaged)."""
+        batch, heads, lg, _ = qg.shape
+        keys = self._scored()
+        kf = k.float()
+        bias = None if valid is None else torch.zeros(valid.shape, device=k.device).masked_fill_(~valid, float("-inf"))
+        r2g = {s.relation: [] for s in keys}
+        g2r = {s.relation: 0 for s in keys}
+        sram_parts = {s.relation: [] for s in keys}
+        chunk = self._chunk(batch, heads, k.shape[-2])
+        for start in range(0, lg, chunk):
+            logits = torch.matmul(qg[:, :, start:start + chunk].float() * scale, kf.transpose(-1, -2))
+            if bias is not None:
+                logits += bias[:, None, None, :]
+            probs = torch.softmax(logits, dim=-1)
+            for s in keys:
+                part = probs[..., s.start:s.stop]
+                r2g[s.relation].append(part.sum(-1))
+                if sram:
+                    sram_parts[s.relation].append(part.mean(-3))
+                if weight is not None:
+                    g2r[s.relation] = g2r[s.relation] + torch.matmul(weight[..., None, start:start + chunk],
+                                                                     part).squeeze(-2)
+                else:
+                    g2r[s.relation] = g2r[s.relation] + part.sum(-2)
+        out = {}
+        for s in keys:
+            scores = {}
+            if "r2g" in self.cfg.directions:
+                scores["r2g"] = torch.cat(r2g[s.relation], dim=-1)
+            if "g2r" in self.cfg.directions:
+                scores["g2r"] = g2r[s.relation]
+            if sram:
+                scores["sram"] = torch.cat(sram_parts[s.relation], dim=-2)
+            out["share:" + s.relation] = scores
+        return out
+
+    def _accumulate(self, block: JointBlock, relation: str, scores: dict, group: int) -> None:
+        for kind, value in scores.items():
+            accumulate(block.acc, (relation, kind), kind, value, group, self.cfg.time_groups, f"block {block.name}")
+
+    # ---------------------------------------------------------------- results
+    @property
+    def steps_seen(self) -> int:
+        return self._calls
+
+    def accumulator_bytes(self) -> int:
+        return sum(a.numel() * a.element_size() for b in self.blocks for a in b.acc.values())
+
+    def _segment(self, relation: str) -> Segment:
+        base = relation.removeprefix("share:")
+        return next(s for s in self.layout.keys if s.relation == base)
+
+    def maps(self) -> AttributionMaps:
+        """AttributionMaps with one layer per (relation, block), named ``<relation>/<block>``: R2G on the
+        generated grid, G2R on the conditioning's own grid (raw sums over steps; families via ``relation()``)."""
+        if self.layout is None or not any(b.acc for b in self.blocks):
+            raise RuntimeError("no joint-attention block was called: run the transformer inside the capture first")
+        gen = self.layout.generated
+        qh, qw = gen.grid
+        raw, layers = {}, []
+        for block in self.blocks:
+            relations = list(dict.fromkeys(rel for rel, _ in block.acc))
+            for relation in relations:
+                seg = self._segment(relation)
+                name = f"{relation}/{block.name}"
+                for key in ("r2g", "g2r", "sram"):
+                    acc = block.acc.get((relation, key))
+                    if acc is None:
+                        continue
+                    if key == "r2g":
+                        raw[f"r2g/{name}"] = acc.reshape(*acc.shape[:3], qh, qw)
+                    elif key == "g2r":
+                        raw[f"g2r/{name}"] = acc.reshape(*acc.shape[:3], *seg.grid) / (qh * qw)
+                    else:
+                        raw[f"sram/{name}"] = acc
+                layers.append({"name": name, "group": block.group, "heads": block.heads, "query_grid": [qh, qw],
+                               "ref_grid": list(seg.grid), "degenerate_g2r": False, "relation": relation,
+                               "block": block.name})
+        meta = {"model": self.model_name, "num_steps": self.cfg.num_steps, "time_groups": self.cfg.time_groups,
+                "steps_seen": self._calls, "cfg_layout": "joint", "directions": list(self.cfg.directions),
+                "layers": layers, "r2g_grid": self.cfg.r2g_grid, "g2r_grid": self.cfg.g2r_grid, "family_layers": {},
+                "segments": [{"kind": s.kind, "start": s.start, "length": s.length, "grid": list(s.grid),
+                              "relation": s.relation} for s in self.layout.segments],
+                "normalisations": list(self.normalisations)}
+        return AttributionMaps(raw, meta)
+
+
+def word_maps(maps: AttributionMaps, layer: str) -> torch.Tensor:
+    """DAAM-style word maps of a text layer captured with SRAM: [B, T, h, w], per text token its softmax share
+    (over text tokens, i2am normalisation) at each generated position, summed over steps, heads averaged."""
+    meta = maps.layer_meta(layer)
+    if meta.get("relation") != "text":
+        raise ValueError(f"word_maps needs a layer of relation 'text', {layer!r} is {meta.get('relation')!r}")
+    key = f"sram/{layer}"
+    if key not in maps.raw:
+        raise KeyError(f"no SRAM accumulator for {layer!r}: add its block to CaptureConfig.sram_layers")
+    qh, qw = meta["query_grid"]
+    full = maps.raw[key]                                   # [B, Lg, T]
+    return full.transpose(1, 2).reshape(full.shape[0], full.shape[2], qh, qw)

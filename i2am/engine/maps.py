@@ -1,0 +1,272 @@
+"""AttributionMaps: the raw per-layer accumulators of a capture and the I2AM map families derived from them.
+
+Families (docs/method.md §3.1-3.2, Appendix A step 4), per direction, on a common grid:
+  ULAM [B, h, w]   mean over (layers × heads) of Resize(Σ_steps)
+  TLAM [B, G, h, w] the same per time group
+  HLAM [B, N, h, w] per head, mean over layers
+  LLAM [B, L, h, w] per layer, mean over heads
+Resize = bicubic (align_corners=False, no antialias) to the common grid, then clamp(min=0). Maps are raw sums: their
+absolute scale is meaningless until ``i2am.engine.render.to_image`` normalises them.
+R2G maps live on the generated grid, G2R maps on the reference grid. SRAMs are rows of a layer's G2R matrix.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from functools import cached_property
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+FAMILIES = ("ulam", "tlam", "hlam", "llam")
+
+
+def resize_clamp(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of the last two dims (align_corners=False), then clamp at 0; same size is the identity."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x.clamp(min=0)
+    return bicubic(x, size).clamp(min=0)
+
+
+def bicubic(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize of the last two dims as the official code does it: align_corners=False, no antialias, fp32."""
+    lead = x.shape[:-2]
+    y = F.interpolate(x.reshape(-1, 1, *x.shape[-2:]).float(), size=tuple(size), mode="bicubic", align_corners=False)
+    return y.reshape(*lead, *size)
+
+
+class DirectionMaps:
+    """The map families of one direction ("r2g", "g2r" or "daam") over a set of layers."""
+
+    def __init__(self, direction: str, layers: dict[str, torch.Tensor], grid: tuple[int, int] | None,
+                 family_layers: dict | None = None, degenerate: str | None = None):
+        self.direction = direction
+        self.layers = layers                     # name -> [B, G, N, h, w] raw sums over steps
+        self.grid = tuple(grid) if grid else None   # None: per family, the largest grid of its layers
+        self.family_layers = family_layers or {}
+        self.degenerate = degenerate             # a reason string when this direction carries no information
+
+    @property
+    def available(self) -> bool:
+        return bool(self.layers) and self.degenerate is None
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.layers)
+
+    def subset(self, names) -> DirectionMaps:
+        missing = [n for n in names if n not in self.layers]
+        if missing:
+            raise KeyError(f"{self.direction}: no captured layer {missing}; captured: {self.names}")
+        return DirectionMaps(self.direction, {n: self.layers[n] for n in names}, self.grid, {}, self.degenerate)
+
+    def family_grid(self, family: str) -> tuple[int, int]:
+        """The common grid of a family: the configured one, else the largest grid among the family's layers."""
+        if self.grid is not None:
+            return self.grid
+        names = self.family_layers.get(family) or self.names
+        return max((tuple(self.layers[n].shape[-2:]) for n in names), key=lambda hw: hw[0] * hw[1])
+
+    def _resized(self, family: str, per_group: bool) -> list[torch.Tensor] | None:
+        """Per layer of the family, the sum over steps (or per group) resized to the common grid and clamped:
+        a list of [B, N, h, w] (or [B, N, G, h, w])."""
+        if not self.available:
+            warnings.warn(f"{self.direction} maps are not available: {self.degenerate or 'no layer captured'}",
+                          stacklevel=3)
+            return None
+        names = self.family_layers.get(family) or self.names
+        grid = self.family_grid(family)
+        if per_group:
+            return [resize_clamp(self.layers[n].transpose(1, 2), grid) for n in names]
+        return [resize_clamp(self.layers[n].sum(1), grid) for n in names]
+
+    @cached_property
+    def ulam(self) -> torch.Tensor | None:
+        maps = self._resized("ulam", per_group=False)
+        return None if maps is None else torch.cat(maps, dim=1).mean(1)
+
+    @cached_property
+    def tlam(self) -> torch.Tensor | None:
+        maps = self._resized("tlam", per_group=True)
+        return None if maps is None else torch.cat(maps, dim=1).mean(1)
+
+    @cached_property
+    def hlam(self) -> torch.Tensor | None:
+        maps = self._resized("hlam", per_group=False)
+        if maps is None:
+            return None
+        heads = {m.shape[1] for m in maps}
+        if len(heads) > 1:
+            raise ValueError(f"{self.direction} HLAM needs the same head count in every layer, got {sorted(heads)}")
+        return torch.stack(maps, dim=1).mean(1)
+
+    @cached_property
+    def llam(self) -> torch.Tensor | None:
+        maps = self._resized("llam", per_group=False)
+        return None if maps is None else torch.stack([m.mean(1) for m in maps], dim=1)
+
+
+class AttributionMaps:
+    """Raw accumulators (keys "r2g/<layer>", "g2r/<layer>", "daam/<layer>", "sram/<layer>") plus metadata."""
+
+    def __init__(self, raw: dict[str, torch.Tensor], meta: dict):
+        self.raw = raw
+        self.meta = meta
+        self._layer_meta = {m["name"]: m for m in meta["layers"]}
+
+    # ------------------------------------------------------------ directions
+    def _direction(self, direction: str) -> DirectionMaps:
+        prefix = direction + "/"
+        layers = {k[len(prefix):]: v for k, v in self.raw.items() if k.startswith(prefix)}
+        degenerate = None
+        if direction == "g2r" and not layers:
+            dead = [m["name"] for m in self.meta["layers"] if m.get("degenerate_g2r")]
+            if dead:
+                degenerate = (f"every captured layer has a single reference token ({len(dead)} layers); the softmax "
+                              f"over one key is identically 1, so G2R carries no information")
+        grid_key = {"r2g": "r2g_grid", "g2r": "g2r_grid"}.get(direction)
+        grid = self.meta.get(grid_key) if grid_key else None
+        fams = {family: self._expand(names, layers) for family, names in
+                self.meta.get("family_layers", {}).get(direction, {}).items()}
+        return DirectionMaps(direction, layers, grid, fams, degenerate)
+
+    def _expand(self, names, captured: dict) -> list[str]:
+        """Layer names of a family; "group:<g>" stands for every captured layer of group g, in capture order."""
+        out = []
+        for name in names:
+            if name.startswith("group:"):
+                group = name[len("group:"):]
+                out += [m["name"] for m in self.meta["layers"] if m["group"] == group and m["name"] in captured]
+            elif name in captured:
+                out.append(name)
+            else:
+                raise KeyError(f"family layer {name!r} was not captured in this direction; captured: {list(captured)}")
+        return out
+
+    @cached_property
+    def r2g(self) -> DirectionMaps:
+        return self._direction("r2g")
+
+    @cached_property
+    def g2r(self) -> DirectionMaps:
+        return self._direction("g2r")
+
+    @cached_property
+    def daam(self) -> DirectionMaps:
+        return self._direction("daam")
+
+    @property
+    def g2r_on_tokens(self) -> bool:
+        """Whether the G2R maps run over a sequence of tokens (text, IP-Adapter: a reference grid of one row of
+        several tokens) rather than over a reference image's grid: such a map is not drawn on the reference image
+        and IMACS_r (the garment-mask score) is not defined for it."""
+        grids = [self._layer_meta[n].get("ref_grid") for n in self.g2r.layers if n in self._layer_meta]
+        return bool(grids) and all(g is not None and g[0] == 1 and g[1] > 1 for g in grids)
+
+    # ------------------------------------------------------------ relations
+    @property
+    def relations(self) -> list[str]:
+        """Names of the conditionings the captured layers attend to (``i2am.trace``: "text", "image:ip_adapter",
+        "image:reference", ...), in capture order; empty for captures of a single, unnamed relation."""
+        return list(dict.fromkeys(m["relation"] for m in self.meta["layers"] if m.get("relation")))
+
+    def relation(self, name: str, group: str | None = None) -> AttributionMaps:
+        """The maps of one relation (optionally one layer group, e.g. "controlnet"), with its own families."""
+        layers = [m for m in self.meta["layers"] if m.get("relation") == name and group in (None, m["group"])]
+        if not layers:
+            raise KeyError(f"no captured layer of relation {name!r}" + (f" in group {group!r}" if group else "")
+                           + f"; relations captured: {self.relations}")
+        names = {m["name"] for m in layers}
+        raw = {k: v for k, v in self.raw.items() if k.split("/", 1)[1] in names}
+        return AttributionMaps(raw, {**self.meta, "layers": layers, "family_layers": {}})
+
+    # ------------------------------------------------------------ batch
+    @property
+    def batch_size(self) -> int:
+        return next(iter(self.raw.values())).shape[0]
+
+    def __len__(self) -> int:
+        return self.batch_size
+
+    def __getitem__(self, index) -> AttributionMaps:
+        """One sample (int) or a sub-batch (slice / index list), keeping the batch axis."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return AttributionMaps({k: v[index] for k, v in self.raw.items()}, self.meta)
+
+    @staticmethod
+    def concat(items: list[AttributionMaps]) -> AttributionMaps:
+        keys = items[0].raw.keys()
+        return AttributionMaps({k: torch.cat([m.raw[k] for m in items]) for k in keys}, items[0].meta)
+
+    # ------------------------------------------------------------ SRAM
+    def layer_meta(self, layer: str) -> dict:
+        if layer not in self._layer_meta:
+            raise KeyError(f"no captured layer {layer!r}; captured: {list(self._layer_meta)}")
+        return self._layer_meta[layer]
+
+    def sram_points(self, layer: str, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Per sample, the (row, col) cells of the layer's query grid inside ``mask``, in row-major order.
+
+        mask: [B or 1, 1, H, W] or [H, W]; nearest-resized to the query grid (official: cell (i, j) reads the pixel at
+        (i·H/h, j·W/w)); cells whose value is non-zero are selected.
+        """
+        qh, qw = self.layer_meta(layer)["query_grid"]
+        m = mask.float()
+        while m.dim() < 4:
+            m = m.unsqueeze(0)
+        cells = F.interpolate(m, size=(qh, qw), mode="nearest")[:, 0] != 0
+        if cells.shape[0] == 1 and self.batch_size > 1:
+            cells = cells.expand(self.batch_size, -1, -1)
+        return [torch.nonzero(c, as_tuple=False) for c in cells]
+
+    def sram(self, layer: str, points=None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Specific-reference maps of chosen generated cells: [B, P, hr, wr] (sums over steps, heads averaged)."""
+        key = f"sram/{layer}"
+        if key not in self.raw:
+            raise KeyError(f"no SRAM accumulator for layer {layer!r}: add it to CaptureConfig.sram_layers "
+                           f"(SRAM layers captured: {[k[5:] for k in self.raw if k.startswith('sram/')]})")
+        meta = self.layer_meta(layer)
+        qh, qw = meta["query_grid"]
+        rh, rw = meta["ref_grid"]
+        full = self.raw[key]                                      # [B, Lq, Lk]
+        if (points is None) == (mask is None):
+            raise ValueError("sram() takes exactly one of points=[(row, col), ...] or mask=...")
+        if mask is not None:
+            per_sample = self.sram_points(layer, mask)
+            counts = {len(p) for p in per_sample}
+            if len(counts) > 1:
+                raise ValueError(f"the mask selects different numbers of cells per sample {sorted(counts)}; "
+                                 f"query one sample at a time: maps[i].sram(layer, mask=mask[i:i+1])")
+            idx = torch.stack([p[:, 0] * qw + p[:, 1] for p in per_sample]).to(full.device)   # [B, P]
+        else:
+            pts = torch.as_tensor(points, dtype=torch.long).reshape(-1, 2)
+            if (pts[:, 0] < 0).any() or (pts[:, 0] >= qh).any() or (pts[:, 1] < 0).any() or (pts[:, 1] >= qw).any():
+                raise IndexError(f"SRAM points {pts.tolist()} outside the {qh}x{qw} query grid of {layer}")
+            idx = (pts[:, 0] * qw + pts[:, 1]).to(full.device).expand(full.shape[0], -1)
+        rows = torch.gather(full, 1, idx[..., None].expand(-1, -1, full.shape[-1]))
+        return rows.reshape(full.shape[0], -1, rh, rw)
+
+    # ------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().float().cpu().contiguous() for k, v in self.raw.items()}
+        save_file(tensors, str(path), metadata={"i2am": json.dumps(self.meta), "format": "i2am-maps-v1"})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> AttributionMaps:
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no attribution maps at {path}")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        if "i2am" not in meta:
+            raise ValueError(f"{path} is a safetensors file without i2am metadata (not written by "
+                             f"AttributionMaps.save)")
+        return cls(load_file(str(path), device=str(device)), json.loads(meta["i2am"]))

@@ -1,0 +1,145 @@
+"""Where each token segment sits in a diffusion transformer's joint attention sequence, read from its own packing.
+
+A joint-attention call sees one sequence of tokens: the text stream, the generated image and, for editors, the
+reference images whose latents the pipeline concatenates after the generated latents. The layout is read from the
+transformer's forward arguments, never guessed from sizes:
+
+  FluxTransformer2DModel, Flux2Transformer2DModel
+      sequence [text, image stream]; the image stream is split into runs of equal first position-id coordinate
+      (``img_ids[..., 0]``: 0 for the generated latents, 1 for FLUX.1 Kontext's reference, 10, 20, ... for FLUX.2's
+      references); each run's grid is its number of distinct row and column ids.
+  QwenImageTransformer2DModel
+      sequence [text, image stream]; ``img_shapes[0]`` lists (frames, rows, cols) of the generated image, then of
+      each reference image.
+  SD3Transformer2DModel
+      sequence [image, text] (``JointAttnProcessor2_0`` appends the context); the grid is the latent size over the
+      patch size.
+The first image run is always the generated image: diffusers' editing pipelines pack ``[latents, image_latents]``.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A contiguous run of tokens: ``kind`` is "text", "generated" or "reference"; ``index`` numbers references."""
+
+    kind: str
+    start: int
+    length: int
+    grid: tuple[int, int]
+    index: int = 0
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.length
+
+    @property
+    def relation(self) -> str:
+        """The relation name maps use: "text", "image:reference", "image:reference.1", ..."""
+        if self.kind == "reference":
+            return "image:reference" + (f".{self.index}" if self.index else "")
+        return self.kind
+
+
+@dataclass(frozen=True)
+class JointLayout:
+    segments: tuple[Segment, ...]
+
+    @property
+    def length(self) -> int:
+        return sum(s.length for s in self.segments)
+
+    @property
+    def generated(self) -> Segment:
+        return next(s for s in self.segments if s.kind == "generated")
+
+    @property
+    def keys(self) -> list[Segment]:
+        """The segments a generated token attends to as a conditioning (text, then references)."""
+        return [s for s in self.segments if s.kind != "generated"]
+
+
+def _image_runs(ids: torch.Tensor, where: str) -> list[tuple[int, tuple[int, int]]]:
+    """(length, grid) of each run of equal first id coordinate."""
+    if ids.dim() == 3:
+        ids = ids[0]
+    first = ids[:, 0]
+    change = torch.nonzero(first[1:] != first[:-1]).flatten() + 1
+    bounds = [0, *change.tolist(), ids.shape[0]]
+    runs = []
+    for start, stop in itertools.pairwise(bounds):
+        part = ids[start:stop]
+        grid = (int(part[:, 1].unique().numel()), int(part[:, 2].unique().numel()))
+        if grid[0] * grid[1] != stop - start:
+            raise ValueError(f"{where}: image tokens {start}:{stop} (first id {first[start].item()}) do not form a "
+                             f"grid (rows {grid[0]} x cols {grid[1]} != {stop - start} tokens)")
+        runs.append((stop - start, grid))
+    return runs
+
+
+def _segments(text_len: int, runs, text_first: bool) -> JointLayout:
+    segments, offset = [], 0
+    if text_first:
+        segments.append(Segment("text", 0, text_len, (1, text_len)))
+        offset = text_len
+    for i, (length, grid) in enumerate(runs):
+        kind = "generated" if i == 0 else "reference"
+        segments.append(Segment(kind, offset, length, grid, index=max(i - 1, 0)))
+        offset += length
+    if not text_first:
+        segments.append(Segment("text", offset, text_len, (1, text_len)))
+    return JointLayout(tuple(segments))
+
+
+def _flux(module, kw) -> JointLayout:
+    ids = kw.get("img_ids")
+    if ids is None:
+        raise ValueError(f"{type(module).__name__}.forward got no img_ids to read the token layout from")
+    runs = _image_runs(ids, f"{type(module).__name__} img_ids")
+    if sum(r[0] for r in runs) != kw["hidden_states"].shape[1]:
+        raise ValueError(f"{type(module).__name__}: img_ids hold {sum(r[0] for r in runs)} tokens, hidden_states "
+                         f"{kw['hidden_states'].shape[1]}")
+    return _segments(kw["encoder_hidden_states"].shape[1], runs, text_first=True)
+
+
+def _qwen(module, kw) -> JointLayout:
+    shapes = kw.get("img_shapes")
+    if not shapes:
+        raise ValueError("QwenImageTransformer2DModel.forward got no img_shapes to read the token layout from")
+    shapes = shapes[0] if isinstance(shapes[0], (list, tuple)) and isinstance(shapes[0][0], (list, tuple)) else shapes
+    runs = [(int(f * h * w), (int(f * h), int(w))) for f, h, w in shapes]
+    if sum(r[0] for r in runs) != kw["hidden_states"].shape[1]:
+        raise ValueError(f"QwenImageTransformer2DModel: img_shapes {shapes} hold {sum(r[0] for r in runs)} tokens, "
+                         f"hidden_states {kw['hidden_states'].shape[1]}")
+    return _segments(kw["encoder_hidden_states"].shape[1], runs, text_first=True)
+
+
+def _sd3(module, kw) -> JointLayout:
+    h, w = kw["hidden_states"].shape[-2:]
+    p = module.config.patch_size
+    grid = (h // p, w // p)
+    return _segments(kw["encoder_hidden_states"].shape[1], [(grid[0] * grid[1], grid)], text_first=False)
+
+
+READERS = {"FluxTransformer2DModel": _flux, "Flux2Transformer2DModel": _flux, "QwenImageTransformer2DModel": _qwen,
+           "SD3Transformer2DModel": _sd3}
+
+
+def forward_arguments(module: nn.Module, args, kwargs) -> dict:
+    bound = inspect.signature(module.forward).bind_partial(*args, **kwargs)
+    return dict(bound.arguments)
+
+
+def read_layout(module: nn.Module, arguments: dict) -> JointLayout:
+    name = type(module).__name__
+    if name not in READERS:
+        raise ValueError(f"{name} is not a supported diffusion transformer; supported: {sorted(READERS)} "
+                         f"(i2am.engine.packing)")
+    return READERS[name](module, arguments)

@@ -1,1 +1,0 @@
-"""Lightning wrappers: DataModules (``datamodules``) and the LightningModules of attribution and training."""
