@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from i2am.adapters import diffusers_coverage as coverage
+from i2am.adapters.diffusers import coverage
 from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.kinds import KINDS
 from i2am.engine.packing import READERS

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from i2am.evaluation import backbones
+from i2am.measures import backbones
 from i2am.measures.backbones import RandomConvFeatures, inception_weights_path
 from i2am.measures.quality import QualityEvaluator, repaint
 

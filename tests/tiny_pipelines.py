@@ -19,7 +19,7 @@ from diffusers import (
     UNet2DConditionModel,
 )
 
-from i2am.adapters import diffusers_tiny
+from i2am.adapters.diffusers import tiny as diffusers_tiny
 
 TEXT_DIM = 32
 CLIP_DIM = 24
