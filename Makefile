@@ -54,10 +54,10 @@ lock: venv
 # --resolution lowest-direct; transitive ones at their newest compatible release), torch kept at the installed build,
 # then the core tests. Proves the lower bounds in pyproject.toml (docs/install.md).
 LOWEST_VENV  ?= .venv-lowest
-LOWEST_TESTS ?= tests/test_models_tiny.py tests/test_trace_transformers.py tests/test_trace_pipelines.py \
-	tests/test_attribution_*.py tests/test_config_schema.py tests/test_configs.py tests/test_tasks_attribute.py \
-	tests/test_metrics_imacs.py tests/test_metrics_correlation.py tests/test_metrics_localization.py \
-	tests/test_data_coco.py tests/test_data_toy.py tests/test_dashboards.py
+LOWEST_TESTS ?= tests/unit/adapters/test_models_tiny.py tests/unit/tracing/test_trace_transformers.py tests/unit/tracing/test_trace_pipelines.py \
+	tests/unit/engine/test_attribution_*.py tests/unit/app/test_config_schema.py tests/unit/app/test_configs.py tests/integration/test_tasks_attribute.py \
+	tests/unit/evaluation/test_metrics_imacs.py tests/unit/evaluation/test_metrics_correlation.py tests/unit/measures/test_metrics_localization.py \
+	tests/unit/data/test_data_coco.py tests/unit/data/test_data_toy.py tests/unit/app/test_dashboards.py
 
 test-lowest:
 	rm -rf $(LOWEST_VENV)

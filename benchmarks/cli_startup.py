@@ -8,8 +8,8 @@ time beside it.
   python benchmarks/cli_startup.py --repeats 5
 
 Targets: ``i2am --help``, ``i2am <task> --cfg job`` and ``i2am reproduce --help`` under 1 s of CPU each (they load
-neither torch nor Lightning; tests/test_tasks_other.py checks the imports). The last row, importing the attribute
-task (torch, diffusers, Lightning, torchmetrics), is the floor of every command that runs a task.
+neither torch nor Lightning; tests/integration/test_tasks_other.py checks the imports). The last row, importing the
+attribute task (torch, diffusers, Lightning, torchmetrics), is the floor of every command that runs a task.
 """
 from __future__ import annotations
 

@@ -16,8 +16,9 @@ from pathlib import Path
 TOY_DIR = Path(__file__).resolve().parent / "toy"
 # The toy Kontext-style transformer of the joint-attention check (docs/dit_editors.md; card: kontext.json next to it)
 TOY_KONTEXT = Path(__file__).resolve().parent / "toy_kontext" / "kontext.safetensors"
-# What every shipped checkpoint must beat on held-out toy pairs (README, tests/test_pretrained_toy.py): the mean SSIM
-# of its generated try-on region, pasted into the ground truth, above that of the garment's mean-colour fill by this.
+# What every shipped checkpoint must beat on held-out toy pairs (README, tests/unit/pretrained/test_pretrained_toy.py):
+# the mean SSIM of its generated try-on region, pasted into the ground truth, above that of the garment's mean-colour
+# fill by this.
 HELDOUT_MARGIN = 0.05
 
 

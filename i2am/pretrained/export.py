@@ -3,7 +3,8 @@ the shipped toy checkpoint ``i2am/pretrained/toy/NAME.safetensors`` and its card
 
 Every tensor is stored as float16 (half the size, so that the four shipped files stay under 10 MB; the card records
 the held-out SSIM measured *after* the round trip, which is what a user gets: the file loads into a float32 model).
-Loading a file and storing the model again gives the same tensors, bit for bit (tests/test_pretrained_toy.py).
+Loading a file and storing the model again gives the same tensors, bit for bit
+(tests/unit/pretrained/test_pretrained_toy.py).
 """
 from __future__ import annotations
 

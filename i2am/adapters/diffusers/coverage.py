@@ -3,7 +3,8 @@
 A pipeline is *image-conditioned* when its ``__call__`` takes an image-like input (a parameter in ``IMAGE_INPUTS``).
 ``COVERAGE`` classifies each such class by hand: *supported* with the relations its maps attribute and the entry
 points that run it (``i2am.trace``, ``model=diffusers``), or *refused* with the reason. The table is checked
-against the installed diffusers by tests/test_diffusers_coverage.py; docs/pipeline_coverage.md is generated from it:
+against the installed diffusers by tests/unit/adapters/test_diffusers_coverage.py; docs/pipeline_coverage.md is
+generated from it:
 
     python -m i2am.adapters.diffusers.coverage --write docs/pipeline_coverage.md
 
@@ -320,8 +321,8 @@ def render() -> str:
              f"`__call__` takes an image-like input, {count} of them supported. *Relations* are what the maps "
              "attribute ([i2am.trace](pipelines.md), [diffusion-transformer editors](dit_editors.md)); a refused "
              "pipeline gives the reason. The table is `i2am.adapters.diffusers.coverage.COVERAGE`; a diffusers release "
-             "that adds an image-conditioned pipeline fails `tests/test_diffusers_coverage.py` until it is classified "
-             "there and this page is regenerated.")
+             "that adds an image-conditioned pipeline fails `tests/unit/adapters/test_diffusers_coverage.py` until it "
+             "is classified there and this page is regenerated.")
     lines = ["# Coverage of diffusers' image-conditioned pipelines", "", header, "", intro, "",
              "| pipeline | image inputs | status | relations / reason |", "|---|---|---|---|", *rows]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Shared test helpers: naive reference implementations, constructed models, CLI runners."""

@@ -1,0 +1,271 @@
+"""i2am.trace on diffusion-transformer pipelines (FLUX.1 Kontext, FLUX.2 with two references, Qwen-Image-Edit with
+true CFG, SD3 with CFG) against a naive float64 reference built from each block's own projections, norms, rotary."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+from helpers import tiny_transformers as tt
+from helpers.naive_joint import Recorder, naive_accumulators, naive_families
+
+import i2am
+from i2am.engine import CaptureConfig
+from i2am.engine.joint import JointAttentionCapture, find_blocks, word_maps
+
+RTOL, ATOL = 1e-5, 1e-7
+STEPS = 2
+
+
+def _call(pipe, case, generator_seed=0, **extra):
+    kwargs = {**case["kwargs"](), **extra}
+    with case.get("context", tt.nullcontext)():
+        generator = torch.Generator().manual_seed(generator_seed)
+        return pipe(num_inference_steps=STEPS, output_type="pt", generator=generator, **kwargs).images
+
+
+def _kontext_kwargs():
+    pe, pooled = tt.text()
+    return dict(image=tt.image(24, 16), prompt_embeds=pe, pooled_prompt_embeds=pooled, height=16, width=16,
+                _auto_resize=False, max_area=16 * 16)
+
+
+def _kontext_cfg_kwargs():
+    neg, neg_pooled = tt.text(seed=20)
+    return {**_kontext_kwargs(), "negative_prompt_embeds": neg, "negative_pooled_prompt_embeds": neg_pooled,
+            "true_cfg_scale": 2.0}
+
+
+def _flux2_kwargs():
+    pe, _ = tt.text()
+    return dict(image=[tt.image(64, 64), tt.image(96, 64, seed=3)], prompt_embeds=pe, height=32, width=32)
+
+
+def _klein_kwargs():
+    pe, _ = tt.text()
+    neg, _ = tt.text(seed=20)
+    return {"image": [tt.image(64, 96, seed=3)], "prompt_embeds": pe, "negative_prompt_embeds": neg,
+            "guidance_scale": 2.0, "height": 32, "width": 32}
+
+
+def _qwen_kwargs():
+    pe, _ = tt.text()
+    neg, _ = tt.text(seed=20)
+    ones = torch.ones(1, pe.shape[1], dtype=torch.long)
+    return dict(image=tt.image(48, 32), prompt_embeds=pe, prompt_embeds_mask=ones, negative_prompt_embeds=neg,
+                negative_prompt_embeds_mask=ones, true_cfg_scale=2.0, height=32, width=32)
+
+
+def _sd3_kwargs():
+    pe, pooled = tt.text()
+    neg, neg_pooled = tt.text(seed=20)
+    return dict(prompt_embeds=pe, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg,
+                negative_pooled_prompt_embeds=neg_pooled, guidance_scale=2.0, height=16, width=16)
+
+
+EVEN = lambda i: i % 2 == 0   # true CFG: the positive prompt runs first in each step
+CASES = {
+    "kontext": dict(make=tt.kontext, kwargs=_kontext_kwargs, refs=1),
+    "kontext_true_cfg": dict(make=tt.kontext, kwargs=_kontext_cfg_kwargs, refs=1, keep=EVEN),
+    "flux2_two_references": dict(make=tt.flux2, kwargs=_flux2_kwargs, refs=2),
+    "flux2_klein_true_cfg": dict(make=tt.flux2_klein, kwargs=_klein_kwargs, refs=1, keep=EVEN),
+    "qwen_edit_true_cfg": dict(make=tt.qwen_edit, kwargs=_qwen_kwargs, refs=1, keep=EVEN,
+                               context=tt.small_qwen_references),
+    "sd3_cfg": dict(make=tt.sd3, kwargs=_sd3_kwargs, refs=0, rows=slice(1, 2)),   # [negative, positive] stacked
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_trace_matches_naive_reference_and_keeps_outputs(name):
+    case = CASES[name]
+    pipe = case["make"]()
+    plain = _call(pipe, case)
+    blocks = find_blocks(pipe.transformer)
+    text_block = blocks[0].name
+    capture = CaptureConfig(time_groups=2, sram_layers=[text_block])
+    with Recorder(pipe.transformer, blocks, case.get("keep", lambda i: True)) as rec, i2am.trace(pipe, capture) as tr:
+        traced = _call(pipe, case)
+    assert torch.equal(plain, traced)                                       # outputs unchanged
+    maps = tr.maps
+    assert maps.meta["steps_seen"] == STEPS == len(rec.calls)
+    seg_meta = maps.meta["segments"]
+    assert sum(s["kind"] == "reference" for s in seg_meta) == case["refs"]
+    from i2am.engine.packing import JointLayout, Segment
+    layout = JointLayout(tuple(Segment(s["kind"], s["start"], s["length"], tuple(s["grid"]),
+                                       index=int(s["relation"].rsplit(".", 1)[-1]) if "." in s["relation"] else 0)
+                               for s in seg_meta))
+    naive = naive_accumulators(rec, blocks, layout, rows=case.get("rows", slice(None)), time_groups=2,
+                               sram=[text_block])
+    assert set(naive) == set(maps.raw)
+    for key, expected in naive.items():
+        torch.testing.assert_close(maps.raw[key].double(), expected, rtol=RTOL, atol=ATOL, msg=key)
+    groups = {b.group for b in blocks}
+    for relation in maps.relations:
+        sub = maps.relation(relation)
+        names = [m["name"] for m in sub.meta["layers"]]
+        assert len(names) == len(blocks)
+        for direction in ("r2g", "g2r"):
+            expected = naive_families(naive, names, direction)
+            got = getattr(sub, direction)
+            for family, value in expected.items():
+                torch.testing.assert_close(getattr(got, family).double(), value.clamp(min=0), rtol=RTOL, atol=ATOL)
+        for group in groups:   # double- and single-stream blocks as layer groups
+            assert maps.relation(relation, group=group).r2g.ulam is not None
+    gen = layout.generated
+    for seg in layout.keys:   # R2G on the generated grid, G2R on each conditioning's own grid
+        assert maps.relation(seg.relation).r2g.ulam.shape[-2:] == gen.grid
+        assert maps.relation(seg.relation).g2r.ulam.shape[-2:] == seg.grid
+    words = word_maps(maps, f"text/{text_block}")
+    assert words.shape == (1, layout.keys[0].length, *gen.grid)
+    torch.testing.assert_close(words.sum(1).double(), torch.full_like(words.sum(1), STEPS).double(), rtol=RTOL,
+                               atol=ATOL)   # per generated position, the text-token shares sum to 1 per step
+
+
+def test_two_references_of_different_sizes_keep_their_grids():
+    pipe = tt.flux2()
+    with i2am.trace(pipe) as tr:
+        _call(pipe, CASES["flux2_two_references"])
+    maps = tr.maps
+    assert maps.relation("image:reference").g2r.ulam.shape[-2:] == (16, 16)
+    assert maps.relation("image:reference.1").g2r.ulam.shape[-2:] == (24, 16)
+    # the share normalisation: a generated token's full attention sums to 1 over every segment and itself
+    total = sum(maps.relation(f"share:{r}").r2g.ulam for r in ("text", "image:reference", "image:reference.1"))
+    assert (total > 0).all() and (total < STEPS).all()
+
+
+def _backend_functions():
+    from diffusers.models import attention_processor
+    from diffusers.models.transformers import transformer_flux
+    return transformer_flux.dispatch_attention_fn, attention_processor.F
+
+
+def test_restoration_after_exception():
+    pipe = tt.kontext()
+    processors = {b.name: b.module.processor for b in find_blocks(pipe.transformer)}
+    before = _backend_functions()
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt("stop")
+
+    with pytest.raises(KeyboardInterrupt), i2am.trace(pipe):
+        _call(pipe, CASES["kontext"], callback_on_step_end=fail)
+    assert {b.name: b.module.processor for b in find_blocks(pipe.transformer)} == processors
+    assert _backend_functions() == before
+    assert "prepare_latents" not in vars(pipe)
+
+
+def _transformer_inputs(batch: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    gen_ids = torch.cartesian_prod(torch.zeros(1), torch.arange(4.0), torch.arange(4.0))
+    ref_ids = torch.cartesian_prod(torch.ones(1), torch.arange(3.0), torch.arange(5.0))
+    return dict(hidden_states=torch.randn(batch, 16 + 15, 4, generator=g),
+                encoder_hidden_states=torch.randn(batch, 5, tt.TEXT_DIM, generator=g),
+                pooled_projections=torch.randn(batch, tt.TEXT_DIM, generator=g), timestep=torch.full((batch,), 0.5),
+                img_ids=torch.cat([gen_ids, ref_ids]), txt_ids=torch.zeros(5, 3),
+                return_dict=False)
+
+
+@pytest.mark.numeric
+def test_batch_invariance_and_chunking():
+    transformer = tt.flux_transformer()
+    inputs = _transformer_inputs(3)
+    big = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1))
+    with big, torch.no_grad():
+        transformer(**inputs)
+    batched = big.maps()
+    small = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1, chunk_budget=64))
+    for i in range(3):
+        single = {k: (v[i:i + 1] if torch.is_tensor(v) and v.dim() and v.shape[0] == 3 else v)
+                  for k, v in inputs.items()}
+        small.reset()
+        with small, torch.no_grad():
+            transformer(**single)
+        for key, value in small.maps().raw.items():
+            torch.testing.assert_close(batched.raw[key][i:i + 1], value, rtol=RTOL, atol=ATOL)
+
+
+def test_memory_flat_in_steps():
+    transformer = tt.flux_transformer()
+    sizes = []
+    capture = JointAttentionCapture(transformer, CaptureConfig(num_steps=6, time_groups=2))
+    with capture, torch.no_grad():
+        for step in range(6):
+            transformer(**{**_transformer_inputs(1), "timestep": torch.full((1,), 1.0 - step / 6)})
+            sizes.append(capture.accumulator_bytes())
+    assert capture.steps_seen == 6
+    assert len(set(sizes)) == 1 and sizes[0] > 0
+
+
+def test_region_mask_weights_generated_positions():
+    transformer = tt.flux_transformer()
+    inputs = _transformer_inputs(1)
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1
+    capture = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1, sram_layers=[
+        "transformer_blocks.0.attn"]), normalisations=("i2am",))
+    capture.set_region_mask(mask)
+    with capture, torch.no_grad():
+        transformer(**inputs)
+    maps = capture.maps()
+    name = "image:reference/transformer_blocks.0.attn"
+    sram = maps.raw[f"sram/{name}"]                                     # [1, 16, 15], heads averaged
+    g2r_heads_mean = maps.raw[f"g2r/{name}"].mean(2).flatten(1)         # [1, 15]
+    torch.testing.assert_close(g2r_heads_mean, sram[:, :8].sum(1) / 16, rtol=RTOL, atol=ATOL)
+
+
+def test_unsupported_transformer_and_processor_are_named():
+    with pytest.raises(ValueError, match="Linear is not a supported diffusion transformer"):
+        find_blocks(torch.nn.Linear(2, 2))
+    from diffusers.models.transformers.transformer_flux import FluxAttnProcessor
+
+    class MyProcessor(FluxAttnProcessor):
+        pass
+
+    pipe = tt.kontext()
+    pipe.transformer.single_transformer_blocks[0].attn.set_processor(MyProcessor())
+    with pytest.raises(ValueError, match=r"single_transformer_blocks\.0\.attn runs processor MyProcessor"):
+        i2am.trace(pipe)
+
+
+def test_dispatch_backend_left_in_place():
+    """The pass-through calls the module's own dispatch function, so a backend chosen on the processor still runs."""
+    transformer = tt.flux_transformer()
+    from diffusers.models.transformers import transformer_flux
+    seen = []
+    original = transformer_flux.dispatch_attention_fn
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("backend"))
+        return original(*args, **kwargs)
+
+    transformer_flux.dispatch_attention_fn = spy
+    try:
+        with JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1)), torch.no_grad():
+            transformer(**_transformer_inputs(1))
+    finally:
+        transformer_flux.dispatch_attention_fn = original
+    assert len(seen) == 2   # one double- and one single-stream block, each through the original dispatch
+    assert sys.modules["diffusers.models.transformers.transformer_flux"].dispatch_attention_fn is original
+
+
+def test_qwen_text_padding_is_left_out_of_every_softmax():
+    """prompt_embeds_mask with padding: the processor masks those keys; so does the capture (and the naive
+    reference)."""
+    pipe = tt.qwen_edit()
+    pe, _ = tt.text()
+    mask = torch.tensor([[1, 1, 1, 0, 0]])
+    kwargs = {"image": tt.image(48, 32), "prompt_embeds": pe, "prompt_embeds_mask": mask, "height": 32, "width": 32}
+    blocks = find_blocks(pipe.transformer)
+    with tt.small_qwen_references(), Recorder(pipe.transformer, blocks) as rec, i2am.trace(pipe) as tr:
+        pipe(num_inference_steps=1, output_type="pt", generator=torch.Generator().manual_seed(0), **kwargs)
+    maps = tr.maps
+    from i2am.engine.packing import JointLayout, Segment
+    layout = JointLayout(tuple(Segment(s["kind"], s["start"], s["length"], tuple(s["grid"]))
+                               for s in maps.meta["segments"]))
+    valid = torch.ones(layout.length, dtype=torch.bool)
+    valid[3:5] = False
+    naive = naive_accumulators(rec, blocks, layout, time_groups=1, key_valid=valid)
+    assert set(naive) == set(maps.raw)
+    for key, expected in naive.items():
+        torch.testing.assert_close(maps.raw[key].double(), expected, rtol=RTOL, atol=ATOL, msg=key)
+    assert (maps.relation("text").g2r.ulam[..., 3:] == 0).all()
