@@ -139,6 +139,9 @@ class AttributionCapture:
             return self._call_layout
         return getattr(self._model, "cfg_layout", "none")
 
+    def _set_call_layout(self, layout: str) -> None:
+        self._call_layout = layout
+
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> AttributionCapture:
         self._hooks.activate(self._install)
@@ -151,7 +154,7 @@ class AttributionCapture:
 
     def _install(self, hooks: Hooks) -> None:
         if self.cfg.cfg_layout == "auto":   # on an adapter: the CFG layout of each denoise call, from its guidance
-            watch_denoise_layout(hooks, self._model, lambda layout: setattr(self, "_call_layout", layout))
+            watch_denoise_layout(hooks, self._model, self._set_call_layout)
         hooks.hook(self.step_module, self._on_step, pre=True, with_kwargs=True)
         recorders: dict[nn.Module, list] = {}   # several specs may read one module (IP-Adapter key streams)
         for state in self._states:

@@ -306,13 +306,16 @@ class TokenKnockout(KeepSelection):
     def _install(self, hooks: Hooks) -> None:
         hooks.hook(self.step_module, self._on_step, pre=True, with_kwargs=True)
         self._call_layout = None   # the CFG layout of the adapter.denoise call in progress
-        watch_denoise_layout(hooks, self._model, lambda layout: setattr(self, "_call_layout", layout))
+        watch_denoise_layout(hooks, self._model, self._set_call_layout)
         specs: dict[nn.Module, list[LayerSpec]] = {}   # several specs may read one module (IP-Adapter key streams)
         for spec in self.layers:
             specs.setdefault(spec.module, []).append(spec)
         for module, module_specs in specs.items():   # one wrapper per spec, the first one innermost
             hooks.processor(module, lambda inner, module_specs=module_specs: functools.reduce(
                 lambda processor, spec: _KnockoutProcessor(processor, self, spec), module_specs, inner))
+
+    def _set_call_layout(self, layout: str) -> None:
+        self._call_layout = layout
 
     def _on_step(self, module, args, kwargs):
         sample = args[0] if args else kwargs.get("sample")
