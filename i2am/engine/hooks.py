@@ -91,8 +91,8 @@ class Hooks:
         own = vars(owner).get(name, _MISSING)
 
         def undo():
-            if own is _MISSING:
-                delattr(owner, name)
+            if own is _MISSING:   # gone already if an inner wrapper deleted the instance attribute: nothing to do
+                vars(owner).pop(name, None)
             else:
                 setattr(owner, name, own)
 

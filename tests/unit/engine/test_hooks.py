@@ -212,6 +212,14 @@ def test_replace_restores_module_attributes_and_instance_attributes():
     assert own.method is held
 
 
+def test_an_instance_attribute_deleted_by_an_inner_wrapper_stays_deleted():
+    target = Target()
+    with Hooks() as hooks:
+        hooks.replace(target, "method", lambda: "patched")
+        del target.method   # e.g. a sampler that wrapped the method too and deletes it on its way out
+    assert "method" not in vars(target) and target.method() == "class"
+
+
 def test_processor_and_hooks_are_restored_as_they_were():
     attn = Attention(query_dim=8, cross_attention_dim=6, heads=2, dim_head=4)
     ip = IPAdapterAttnProcessor2_0(hidden_size=8, cross_attention_dim=6, num_tokens=(2,))   # a submodule processor
