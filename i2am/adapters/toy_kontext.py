@@ -31,6 +31,8 @@ from diffusers.models.transformers import transformer_flux
 
 from i2am.adapters._components import build_vae, component_config
 from i2am.data import schema
+from i2am.engine.hooks import Hooks
+from i2am.engine.joint import patch_backend
 from i2am.losses.correspondence import correspondence_ce_loss, correspondence_targets
 
 IMAGE_SIZE = (128, 96)
@@ -158,8 +160,9 @@ class AttentionProbe:
     """Keeps, with gradients, the q and k the joint attention of one Flux block hands to its attention backend
     (after the q/k norms and the rotary embedding), while the context is active.
 
-    Like ``JointAttentionCapture`` it replaces ``dispatch_attention_fn`` in diffusers' Flux module by a pass-through;
-    a forward pre-hook on the block's attention module marks when that block is running.
+    Like ``JointAttentionCapture`` it replaces ``dispatch_attention_fn`` in diffusers' Flux module by a pass-through
+    (``i2am.engine.joint.patch_backend``); forward (pre-)hooks on the block's attention module mark when that block
+    is running.
     """
 
     def __init__(self, model: FluxTransformer2DModel, block: str = LOSS_BLOCK):
@@ -169,24 +172,30 @@ class AttentionProbe:
         self.module, self.block = modules[block], block
         self.qk: tuple[torch.Tensor, torch.Tensor] | None = None
         self._inside = False
+        self._hooks = Hooks(type(self).__name__)
 
     def __enter__(self) -> Self:
-        self._original = transformer_flux.dispatch_attention_fn
-
-        def dispatch(query, key, value, *args, **kwargs):
-            if self._inside:
-                self.qk, self._inside = (query, key), False
-            return self._original(query, key, value, *args, **kwargs)
-
-        transformer_flux.dispatch_attention_fn = dispatch
-        self._handles = [self.module.register_forward_pre_hook(lambda *_: setattr(self, "_inside", True)),
-                         self.module.register_forward_hook(lambda *_: setattr(self, "_inside", False))]
+        self._hooks.activate(self._install)
         return self
 
     def __exit__(self, *exc) -> None:
-        transformer_flux.dispatch_attention_fn = self._original
-        for handle in self._handles:
-            handle.remove()
+        self._hooks.restore()
+
+    def _install(self, hooks: Hooks) -> None:
+        patch_backend(hooks, transformer_flux, "dispatch", self._seen)
+        hooks.hook(self.module, self._enter_block, pre=True)
+        hooks.hook(self.module, self._leave_block)
+
+    def _enter_block(self, *_) -> None:
+        self._inside = True
+
+    def _leave_block(self, *_) -> None:
+        self._inside = False
+
+    def _seen(self, query, key, args, kwargs, heads_first: bool):
+        if self._inside:
+            self.qk, self._inside = (query, key), False
+        return args, kwargs
 
     def g2r(self) -> torch.Tensor:
         """[B, Lg, hr, wr]: each generated token's softmax over the reference tokens, heads averaged (differentiable).

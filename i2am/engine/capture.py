@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from i2am.engine.config import CaptureConfig
+from i2am.engine.hooks import Hooks
 from i2am.engine.layers import LayerSpec, discover_cross_attention, select_layers
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.scores import accumulate, r2g_single_token, spatial_scores, split_heads
@@ -26,52 +27,36 @@ from i2am.engine.scores import accumulate, r2g_single_token, spatial_scores, spl
 log = logging.getLogger(__name__)
 
 
-class _InstanceAttribute:
-    """A removable handle (like a hook's) for an attribute set on one instance, shadowing its class's."""
-
-    _UNSET = object()
-
-    def __init__(self, owner, name: str, previous=_UNSET):
-        self.owner, self.name, self.previous = owner, name, previous
-
-    def remove(self) -> None:
-        """Back to what the instance had before (an outer wrapper of a nested context), else the class's."""
-        if self.previous is self._UNSET:
-            self.owner.__dict__.pop(self.name, None)
-        else:
-            self.owner.__dict__[self.name] = self.previous
-
-
-def watch_denoise_layout(model, record) -> _InstanceAttribute | None:
-    """Wrap ``model.denoise`` on this instance so that each call first reports its CFG batch layout
-    (``record(model.cfg_layout_for(guidance))``); returns the handle that removes the wrapper, or None for a model
-    without ``cfg_layout_for`` (a bare UNet)."""
+def watch_denoise_layout(hooks: Hooks, model, record) -> None:
+    """Wrap ``model.denoise`` on this instance (through ``hooks``) so that each call first reports its CFG batch
+    layout (``record(model.cfg_layout_for(guidance))``); nothing for a model without ``cfg_layout_for`` (a bare
+    UNet)."""
     if not hasattr(model, "cfg_layout_for"):
-        return None
-    previous = model.__dict__.get("denoise", _InstanceAttribute._UNSET)
+        return
     denoise = model.denoise
 
     def watched(x_t, t, inputs, guidance=None):
         record(model.cfg_layout_for(model.guidance if guidance is None else guidance))
         return denoise(x_t, t, inputs, guidance=guidance)
 
-    model.denoise = watched
-    return _InstanceAttribute(model, "denoise", previous)
+    hooks.replace(model, "denoise", watched)
 
 
 class _CaptureProcessor:
-    """Runs the original processor, then reports the call so the capture can score the stashed q and k."""
+    """Runs the original processor, then reports the call (to each layer reading this module, in order) so the
+    capture can score the stashed q and k."""
 
-    def __init__(self, inner, on_call):
+    def __init__(self, inner, on_calls):
         self.inner = inner
-        self.on_call = on_call
+        self.on_calls = on_calls
         # diffusers' Attention.forward keeps only the cross_attention_kwargs the processor's signature names: expose
         # the inner processor's signature so kwargs such as ``ip_adapter_masks`` still reach it.
         self.__call__ = functools.wraps(inner.__call__)(functools.partial(_CaptureProcessor.__call__, self))
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
         out = self.inner(attn, hidden_states, *args, **kwargs)
-        self.on_call()
+        for on_call in self.on_calls:
+            on_call()
         return out
 
 
@@ -137,15 +122,13 @@ class AttributionCapture:
         if unknown:
             raise ValueError(f"CaptureConfig.sram_layers {unknown} are not among the captured layers {names}")
         self._states = [_LayerState(spec=s, index=i) for i, s in enumerate(self.layers)]
-        self._handles: list = []
-        self._originals: dict[int, object] = {}
+        self._hooks = Hooks(type(self).__name__)
         self._calls = 0
         self._step = -1
         self._unrecorded = False
         self._latent_hw: tuple[int, int] | None = None
         self._region_mask: torch.Tensor | None = None
         self._region_cache: dict[tuple[int, int], torch.Tensor] = {}
-        self._active = False
         self._warned_degenerate = False
 
     def _resolve_layout(self, step: int = 0) -> str:
@@ -156,46 +139,32 @@ class AttributionCapture:
             return self._call_layout
         return getattr(self._model, "cfg_layout", "none")
 
-    def _watch_denoise(self) -> None:
-        """"auto" on an adapter: record the CFG layout of each denoise call from the guidance it is given."""
-        if self.cfg.cfg_layout != "auto":
-            return
-        handle = watch_denoise_layout(self._model, lambda layout: setattr(self, "_call_layout", layout))
-        if handle is not None:
-            self._handles.append(handle)
+    def _set_call_layout(self, layout: str) -> None:
+        self._call_layout = layout
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> AttributionCapture:
-        if self._active:
-            raise RuntimeError("this AttributionCapture is already active")
-        try:
-            self._watch_denoise()
-            self._handles.append(self.step_module.register_forward_pre_hook(self._on_step, with_kwargs=True))
-            for state in self._states:
-                attn = state.spec.module
-                self._originals[state.index] = attn.processor
-                self._handles.append(attn.to_q.register_forward_hook(self._stasher(state, "q")))
-                key_module = state.spec.key_module if state.spec.key_module is not None else attn.to_k
-                self._handles.append(key_module.register_forward_hook(self._stasher(state, "k")))
-                attn.set_processor(_CaptureProcessor(attn.processor, self._recorder(state)))
-        except BaseException:
-            self._restore()
-            raise
-        self._active = True
+        self._hooks.activate(self._install)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._restore()
-        self._active = False
-
-    def _restore(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        for state in reversed(self._states):   # several specs may wrap one module: outermost first
-            if state.index in self._originals:
-                state.spec.module.set_processor(self._originals.pop(state.index))
+        self._hooks.restore()
+        for state in self._states:
             state.stash.clear()
+
+    def _install(self, hooks: Hooks) -> None:
+        if self.cfg.cfg_layout == "auto":   # on an adapter: the CFG layout of each denoise call, from its guidance
+            watch_denoise_layout(hooks, self._model, self._set_call_layout)
+        hooks.hook(self.step_module, self._on_step, pre=True, with_kwargs=True)
+        recorders: dict[nn.Module, list] = {}   # several specs may read one module (IP-Adapter key streams)
+        for state in self._states:
+            attn = state.spec.module
+            hooks.hook(attn.to_q, self._stasher(state, "q"))
+            hooks.hook(state.spec.key_module if state.spec.key_module is not None else attn.to_k,
+                       self._stasher(state, "k"))
+            recorders.setdefault(attn, []).append(self._recorder(state))
+        for attn, on_calls in recorders.items():
+            hooks.processor(attn, lambda inner, on_calls=on_calls: _CaptureProcessor(inner, on_calls))
 
     def reset(self) -> None:
         """Forget recorded scores and the step counter (e.g. before the next batch of samples)."""

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from i2am.engine.config import CaptureConfig
+from i2am.engine.hooks import Hooks
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.packing import READERS, JointLayout, Segment, forward_arguments, read_layout
 from i2am.engine.scores import accumulate, spatial_scores
@@ -92,23 +93,21 @@ class _JointProcessor:
             self.capture._current = previous
 
 
-def wrap_processors(owner, blocks: list[JointBlock], originals: dict) -> dict[str, str]:
-    """Give every block a ``_JointProcessor`` around its own processor (reporting to ``owner``), remembering the
-    originals; returns the processors' modules -> how their backend is called."""
+def wrap_processors(hooks: Hooks, owner, blocks: list[JointBlock]) -> dict[str, str]:
+    """Give every block (through ``hooks``) a ``_JointProcessor`` around its own processor, reporting to ``owner``;
+    returns the processors' modules -> how their backend is called."""
     modules = {}
     for block in blocks:
-        processor = block.module.processor
-        originals[block.name] = processor
-        block.module.set_processor(_JointProcessor(processor, owner, block))
+        processor = hooks.processor(block.module, lambda inner, block=block: _JointProcessor(inner, owner, block))
         modules[type(processor).__module__] = block.backend
     return modules
 
 
-def patch_backend(module, backend: str, before, patched: list) -> None:
-    """Swap the attention backend ``module``'s processors call (``"dispatch"``: its ``dispatch_attention_fn``,
-    q/k [B, L, heads, d]; ``"sdpa"``: ``F.scaled_dot_product_attention`` through a proxy of ``F``, [B, heads, L, d])
-    for a pass-through: ``before(query, key, args, kwargs, heads_first)`` returns the (args, kwargs) the original
-    is then called with. ``patched`` records what ``restore`` puts back."""
+def patch_backend(hooks: Hooks, module, backend: str, before) -> None:
+    """Swap (through ``hooks``) the attention backend ``module``'s processors call (``"dispatch"``: its
+    ``dispatch_attention_fn``, q/k [B, L, heads, d]; ``"sdpa"``: ``F.scaled_dot_product_attention`` through a proxy
+    of ``F``, [B, heads, L, d]) for a pass-through: ``before(query, key, args, kwargs, heads_first)`` returns the
+    (args, kwargs) the original is then called with."""
     if backend == "dispatch":
         original = module.dispatch_attention_fn
 
@@ -116,28 +115,22 @@ def patch_backend(module, backend: str, before, patched: list) -> None:
             args, kwargs = before(query, key, args, kwargs, False)
             return original(query, key, value, *args, **kwargs)
 
-        patched.append((module, "dispatch_attention_fn", original))
-        module.dispatch_attention_fn = dispatch
+        hooks.replace(module, "dispatch_attention_fn", dispatch)
     else:
-        original_f = module.F
-        sdpa = original_f.scaled_dot_product_attention
+        sdpa = module.F.scaled_dot_product_attention
 
         def scaled_dot_product_attention(query, key, value, *args, **kwargs):
             args, kwargs = before(query, key, args, kwargs, True)
             return sdpa(query, key, value, *args, **kwargs)
 
-        patched.append((module, "F", original_f))
-        module.F = _BackendProxy(scaled_dot_product_attention)
+        hooks.replace(module, "F", _BackendProxy(scaled_dot_product_attention))
 
 
-def restore(blocks: list[JointBlock], originals: dict, patched: list) -> None:
-    """Put back the patched backends (newest first) and the blocks' own processors."""
-    for module, name, original in reversed(patched):
-        setattr(module, name, original)
-    patched.clear()
-    for block in blocks:
-        if block.name in originals:
-            block.module.set_processor(originals.pop(block.name))
+def intercept_blocks(hooks: Hooks, owner, blocks: list[JointBlock], before) -> None:
+    """The joint-attention interception: each block's processor marks the block running (``owner._current``), and
+    the backend its processor calls hands ``before`` the q and k it receives (``patch_backend``)."""
+    for module_name, backend in wrap_processors(hooks, owner, blocks).items():
+        patch_backend(hooks, sys.modules[module_name], backend, before)
 
 
 def find_blocks(transformer: nn.Module) -> list[JointBlock]:
@@ -190,16 +183,13 @@ class JointAttentionCapture:
                              f"{[b.name for b in self.blocks]}")
         self._conditional_rows = conditional or (lambda x: x)
         self._current: JointBlock | None = None
-        self._originals: dict[str, object] = {}
-        self._patched: list[tuple[object, str, object]] = []
-        self._handles: list = []
+        self._hooks = Hooks(type(self).__name__)
         self.layout: JointLayout | None = None
         self._scoring = False
         self._last_timestep: float | None = None
         self._calls, self._step = 0, -1
         self._device = None
         self._region_mask: torch.Tensor | None = None
-        self._active = False
 
     def _select(self, blocks: list[JointBlock]) -> list[JointBlock]:
         layers = self.cfg.layers
@@ -220,32 +210,20 @@ class JointAttentionCapture:
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> JointAttentionCapture:
-        if self._active:
-            raise RuntimeError("this JointAttentionCapture is already active")
-        try:
-            self._handles.append(self.transformer.register_forward_pre_hook(self._on_call, with_kwargs=True))
-            for module_name, backend in wrap_processors(self, self.blocks, self._originals).items():
-                patch_backend(sys.modules[module_name], backend, self._seen, self._patched)
-        except BaseException:
-            self._restore()
-            raise
-        self._active = True
+        self._hooks.activate(self._install)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._restore()
-        self._active = False
+        self._hooks.restore()
+        self._current = None
+
+    def _install(self, hooks: Hooks) -> None:
+        hooks.hook(self.transformer, self._on_call, pre=True, with_kwargs=True)
+        intercept_blocks(hooks, self, self.blocks, self._seen)
 
     def _seen(self, query, key, args, kwargs, heads_first: bool):
         self._intercept(query, key, kwargs.get("attn_mask", args[0] if args else None), heads_first=heads_first)
         return args, kwargs
-
-    def _restore(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        restore(self.blocks, self._originals, self._patched)
-        self._current = None
 
     def reset(self) -> None:
         """Forget recorded scores, the layout and the step counter (e.g. before the next batch)."""

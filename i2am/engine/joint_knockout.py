@@ -19,13 +19,13 @@ one call) is masked chunk by chunk like the conditional rows when ``chunks`` say
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from i2am.engine.joint import find_blocks, patch_backend, restore, wrap_processors
+from i2am.engine.hooks import Hooks
+from i2am.engine.joint import find_blocks, intercept_blocks
 from i2am.engine.knockout import KeepSelection
 from i2am.engine.packing import forward_arguments, read_layout
 
@@ -72,31 +72,21 @@ class JointTokenKnockout(KeepSelection):
         self._keep_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None
         self._current = None
         self._mask: torch.Tensor | None = None
-        self._originals: dict[str, object] = {}
-        self._patched: list[tuple[object, str, object]] = []
-        self._handle = None
+        self._hooks = Hooks(type(self).__name__)
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> JointTokenKnockout:
         self.clear()
-        try:
-            self._handle = self.transformer.register_forward_pre_hook(self._on_call, with_kwargs=True)
-            for module_name, backend in wrap_processors(self, self.blocks, self._originals).items():
-                patch_backend(sys.modules[module_name], backend, self._masked, self._patched)
-        except BaseException:
-            self._restore()
-            raise
+        self._hooks.activate(self._install)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._restore()
-
-    def _restore(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-        restore(self.blocks, self._originals, self._patched)
+        self._hooks.restore()
         self._current = None
+
+    def _install(self, hooks: Hooks) -> None:
+        hooks.hook(self.transformer, self._on_call, pre=True, with_kwargs=True)
+        intercept_blocks(hooks, self, self.blocks, self._masked)
 
     # ---------------------------------------------------------------- per call
     def _on_call(self, module, args, kwargs):

@@ -27,6 +27,7 @@ Two key streams beside a layer's own context (docs/pipelines.md, "Knockout"):
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
@@ -34,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from i2am.engine.capture import _grid_for, watch_denoise_layout
+from i2am.engine.hooks import Hooks
 from i2am.engine.layers import LayerSpec, discover_cross_attention
 
 MODES = ("knockout", "replace")
@@ -288,40 +290,32 @@ class TokenKnockout(KeepSelection):
         self._model, self.layers, self.mode, self.replacement = model, specs, mode, replacement
         self._keep_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
-        self._originals: dict[int, object] = {}
-        self._handle = None
+        self._hooks = Hooks(type(self).__name__)
         self._latent_hw: tuple[int, int] | None = None
         self._grids: dict[str, tuple[int, int]] = {}
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> TokenKnockout:
         self.clear()
-        self._handle = self.step_module.register_forward_pre_hook(self._on_step, with_kwargs=True)
-        try:
-            self._call_layout = None   # the CFG layout of the adapter.denoise call in progress
-            self._denoise_handle = watch_denoise_layout(self._model, lambda layout: setattr(self, "_call_layout",
-                                                                                           layout))
-            for i, spec in enumerate(self.layers):
-                self._originals[i] = spec.module.processor
-                spec.module.set_processor(_KnockoutProcessor(spec.module.processor, self, spec))
-        except BaseException:
-            self._restore()
-            raise
+        self._hooks.activate(self._install)
         return self
 
     def __exit__(self, *exc) -> None:
-        self._restore()
+        self._hooks.restore()
 
-    def _restore(self) -> None:
-        if self._handle is not None:
-            self._handle.remove()
-            self._handle = None
-        if getattr(self, "_denoise_handle", None) is not None:
-            self._denoise_handle.remove()
-            self._denoise_handle = None
-        for i, spec in enumerate(self.layers):
-            if i in self._originals:
-                spec.module.set_processor(self._originals.pop(i))
+    def _install(self, hooks: Hooks) -> None:
+        hooks.hook(self.step_module, self._on_step, pre=True, with_kwargs=True)
+        self._call_layout = None   # the CFG layout of the adapter.denoise call in progress
+        watch_denoise_layout(hooks, self._model, self._set_call_layout)
+        specs: dict[nn.Module, list[LayerSpec]] = {}   # several specs may read one module (IP-Adapter key streams)
+        for spec in self.layers:
+            specs.setdefault(spec.module, []).append(spec)
+        for module, module_specs in specs.items():   # one wrapper per spec, the first one innermost
+            hooks.processor(module, lambda inner, module_specs=module_specs: functools.reduce(
+                lambda processor, spec: _KnockoutProcessor(processor, self, spec), module_specs, inner))
+
+    def _set_call_layout(self, layout: str) -> None:
+        self._call_layout = layout
 
     def _on_step(self, module, args, kwargs):
         sample = args[0] if args else kwargs.get("sample")

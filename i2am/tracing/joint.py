@@ -10,40 +10,28 @@ from __future__ import annotations
 
 from i2am.engine import CaptureConfig
 from i2am.engine.joint import NORMALISATIONS, JointAttentionCapture, find_blocks
-from i2am.engine.pipelines import conditional_chunks
 from i2am.tracing.unet import PipelineTrace
 
 
 class JointPipelineTrace(PipelineTrace):
     def __init__(self, pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None,
                  normalisations=NORMALISATIONS, relations=None):
-        transformer = getattr(pipe, "transformer", None)
-        if transformer is None:
+        if getattr(pipe, "transformer", None) is None:
             raise ValueError(f"i2am.trace: {type(pipe).__name__} has no transformer denoiser")
-        self.pipe = pipe
-        self.template = capture or CaptureConfig()
-        self.num_steps = num_steps
         self.normalisations = tuple(normalisations)
         self.scored_relations = relations
-        self.pipeline_class = type(pipe).__name__
-        self._chunks = conditional_chunks(self.pipeline_class)
-        self._blocks = find_blocks(transformer)   # raises for unsupported transformers/processors before patching
-        self._capture = None
-        self._latent_batch = None
-        self._finished = []
-        self._patched = False
-        self._step_hook = None
-        self._active = False
+        super().__init__(pipe, capture, num_steps=num_steps)
 
-    def _start_call(self) -> None:
-        self._finish_call()
-        transformer = self.pipe.transformer
-        capture = JointAttentionCapture(transformer, self._config(self.num_steps or 1), conditional=self.conditional,
-                                        normalisations=self.normalisations, model_name=self.pipeline_class,
-                                        relations=self.scored_relations)
-        self._step_hook = transformer.register_forward_pre_hook(self._on_first_step)
-        capture.__enter__()
-        self._capture = capture
+    def _find_layers(self, per_token: bool) -> list:
+        return find_blocks(self.pipe.transformer)   # raises for unsupported transformers/processors
+
+    def _step_module(self):
+        return self.pipe.transformer
+
+    def _new_capture(self, cfg: CaptureConfig) -> JointAttentionCapture:
+        return JointAttentionCapture(self.pipe.transformer, cfg, conditional=self.conditional,
+                                     normalisations=self.normalisations, model_name=self.pipeline_class,
+                                     relations=self.scored_relations)
 
     @property
     def relations(self) -> list[str]:
@@ -51,7 +39,3 @@ class JointPipelineTrace(PipelineTrace):
             raise RuntimeError("the relations of a transformer pipeline are known once a call has run "
                                "(they follow its reference images)")
         return self.maps.relations
-
-    @property
-    def layers(self) -> list[str]:
-        return [b.name for b in self._blocks]

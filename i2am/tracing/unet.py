@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
+from i2am.engine.hooks import Hooks
 from i2am.engine.pipelines import conditional_chunks, denoisers, layer_specs
 from i2am.engine.render import overlay, to_image
 
@@ -51,19 +52,28 @@ class PipelineTrace:
         self.num_steps = num_steps
         self.pipeline_class = type(pipe).__name__
         self._chunks = conditional_chunks(self.pipeline_class)
-        self._specs = layer_specs(pipe, per_token)   # raises for unsupported processors before anything is patched
-        self._capture: AttributionCapture | None = None
+        self._layers = self._find_layers(per_token)   # raises for unsupported processors before anything is patched
+        self._capture = None
         self._latent_batch: int | None = None
         self._finished: list[AttributionMaps] = []
-        self._patched = False
-        self._step_hook = None
+        self._awaiting_first_step = False
         self._layout = None
-        self._active = False
+        self._hooks = Hooks("i2am.trace")
+
+    def _find_layers(self, per_token: bool) -> list:
+        """The captured layers (each with a ``name``), found before anything is patched."""
+        return layer_specs(self.pipe, per_token)
+
+    def _step_module(self):
+        """The module one call of which is one denoising step."""
+        return denoisers(self.pipe)[0][1]
 
     # ---------------------------------------------------------------- lifecycle
     def __enter__(self) -> PipelineTrace:
-        if self._active:
-            raise RuntimeError("this i2am.trace is already active")
+        self._hooks.activate(self._install)
+        return self
+
+    def _install(self, hooks: Hooks) -> None:
         original = self.pipe.prepare_latents   # bound method of the pipeline class
 
         def prepare_latents(*args, **kwargs):
@@ -73,45 +83,39 @@ class PipelineTrace:
             self._latent_batch = latents.shape[0]
             return out
 
-        self.pipe.prepare_latents = prepare_latents   # instance attribute: the class method is untouched
-        self._patched = True
-        self._active = True
-        return self
+        hooks.replace(self.pipe, "prepare_latents", prepare_latents)   # on the instance: the class is untouched
+        # the step count is known once the denoising loop starts: this hook, registered before any capture's own,
+        # sets it at the first step of each call
+        hooks.hook(self._step_module(), self._on_first_step, pre=True)
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             self._finish_call(keep=exc_type is None)   # after an exception: restore, never mask it
         finally:
-            if self._patched:
-                del self.pipe.prepare_latents
-                self._patched = False
-            self._active = False
+            self._hooks.restore()
 
     def _start_call(self) -> None:
         self._finish_call()
-        source = _PipelineSource(self.pipe, self._specs)
-        # the step count is known once the denoising loop starts: the first step's pre-hook (registered before
-        # the capture's own) sets it
-        capture = AttributionCapture(source, self._config(self.num_steps or 1), conditional=self.conditional)
-        self._step_hook = source.step_module.register_forward_pre_hook(self._on_first_step)
+        capture = self._new_capture(self._config(self.num_steps or 1))
         capture.__enter__()
         self._capture = capture
+        self._awaiting_first_step = True
+
+    def _new_capture(self, cfg: CaptureConfig):
+        return AttributionCapture(_PipelineSource(self.pipe, self._layers), cfg, conditional=self.conditional)
 
     def _config(self, steps: int) -> CaptureConfig:
         return replace(self.template, num_steps=steps, time_groups=min(self.template.time_groups, steps))
 
     def _on_first_step(self, module, args) -> None:
-        self._remove_step_hook()
+        if not self._awaiting_first_step:
+            return
+        self._awaiting_first_step = False
         if self.num_steps is None and self._capture is not None:
             self._capture.cfg = self._config(self._scheduled_steps())
 
-    def _remove_step_hook(self) -> None:
-        if self._step_hook is not None:
-            self._step_hook.remove()
-            self._step_hook = None
-
     def _finish_call(self, keep: bool = True) -> None:
-        self._remove_step_hook()
+        self._awaiting_first_step = False
         capture, self._capture = self._capture, None
         if capture is None:
             return
@@ -156,11 +160,11 @@ class PipelineTrace:
 
     @property
     def relations(self) -> list[str]:
-        return list(dict.fromkeys(s.relation for s in self._specs))
+        return list(dict.fromkeys(s.relation for s in self._layers))
 
     @property
     def layers(self) -> list[str]:
-        return [s.name for s in self._specs]
+        return [s.name for s in self._layers]
 
     @property
     def calls(self) -> list[AttributionMaps]:

@@ -24,6 +24,7 @@ from torch import nn
 
 from i2am.adapters._base import query_grid
 from i2am.data import schema
+from i2am.engine.hooks import Hooks
 from i2am.engine.scores import split_heads
 from i2am.losses import (
     attention_diagnostics,
@@ -68,13 +69,10 @@ class LossLayerProbe:
             yield self
             return
         self._stash.clear()
-        handles = [self.layer.to_q.register_forward_hook(self._keep("q")),
-                   self.layer.to_k.register_forward_hook(self._keep("k"))]
-        try:
+        with Hooks(type(self).__name__) as hooks:
+            hooks.hook(self.layer.to_q, self._keep("q"))
+            hooks.hook(self.layer.to_k, self._keep("k"))
             yield self
-        finally:
-            for handle in handles:
-                handle.remove()
 
     def _keep(self, key: str):
         def hook(module, inputs, output):
