@@ -1,13 +1,15 @@
-"""The adapter interface every model family implements (the k-diffusion ``external.py`` idea).
+"""The common base of every adapter (the k-diffusion ``external.py`` idea): what is the same whatever the denoiser.
 
-An adapter owns its modules (a diffusers UNet or a module wrapping one, an ``AutoencoderKL``, a reference
-encoder), turns a dataset batch into model inputs (``prepare``), runs one CFG-batched UNet call per step
-(``denoise``), tells the attribution engine which layers to hook (``attribution_layers``) and converts its weights
-from and to the original checkpoint layout (``load_checkpoint`` / ``export_checkpoint``).
+An adapter owns its modules, turns a dataset batch into model inputs (``prepare``), runs one CFG-batched denoiser
+call per step (``denoise``) or its own loop (``run_loop``), tells the attribution engine which layers to hook
+(``attribution_layers``) and converts its weights from and to the original checkpoint layout. The full list of
+what callers read is the contract ``i2am.engine.contract.AttributionAdapter``; this base gives every optional
+capability its default. The denoiser's anatomy lives in the sibling bases: ``_unet_base.UNetAdapter`` (UNet
+families) and ``diffusers.dit._base.DiffusersTransformerAdapter`` (diffusion transformers).
 """
 from __future__ import annotations
 
-import re
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +19,10 @@ from torch import nn
 from i2am.adapters._checkpoint import CheckpointError, LoadReport, compare, read_state_dict
 from i2am.adapters._convert import Rule, convert_to_model, convert_to_original
 from i2am.data import schema
-from i2am.engine.layers import LayerSpec, discover_cross_attention
-from i2am.sampling.plan import uses_cfg
-
-NUM_LEVELS = 4  # SD-1.x UNet: latent, 1/2, 1/4, 1/8
+from i2am.engine.capture import AttributionCapture
+from i2am.engine.cfg_rows import conditional_rows, layout_for
+from i2am.engine.knockout import TokenKnockout
+from i2am.engine.layers import LayerSpec
 
 
 @dataclass
@@ -53,41 +55,18 @@ def sample_ids(batch: dict) -> list[str]:
     return [str(s) for s in batch.get(schema.SAMPLE_ID, [str(i) for i in range(n)])]
 
 
-def query_grid(latent_hw: tuple[int, int], level: int) -> tuple[int, int]:
-    """Grid of a UNet level: each stride-2 conv (kernel 3, padding 1) maps a size n to ceil(n / 2)."""
-    h, w = latent_hw
-    for _ in range(level):
-        h, w = (h + 1) // 2, (w + 1) // 2
-    return h, w
-
-
-def forward_rank(name: str) -> int:
-    """Stable sort key putting diffusers UNet modules in forward order (modules register up blocks before mid)."""
-    return 0 if "down_blocks" in name else 1 if "mid_block" in name else 2
-
-
-def unet_level(name: str, num_levels: int = NUM_LEVELS) -> int:
-    """Resolution level of a diffusers UNet module path (0 = latent grid) in a UNet of ``num_levels`` levels."""
-    if "mid_block" in name:
-        return num_levels - 1
-    match = re.search(r"(down|up)_blocks\.(\d+)", name)
-    if match is None:
-        raise ValueError(f"cannot tell the resolution level of {name!r}")
-    block = int(match.group(2))
-    return block if match.group(1) == "down" else num_levels - 1 - block
-
-
 class DiffusionAdapter(nn.Module):
-    """Base class of the model families. Subclasses set the modules and implement the ``# family`` methods."""
+    """Common base of the model families. Subclasses set the modules and implement the ``# family`` methods."""
 
     cfg_order = "uncond_cond"        # batch order when CFG is on: PBE "uncond_cond", the custom model "cond_uncond"
     ignorable_keys: tuple[str, ...] = ()   # fnmatch patterns of original keys accepted and ignored by the loader
-    latent_scale = 0.18215
-    # False while a sampler makes a UNet call that is not a step (samplers.schedule.unrecorded_call)
+    latent_scale: float              # the VAE latent scaling (set by the sibling bases)
+    # False while a sampler makes a call that is not a step (sampling.schedule.unrecorded_call)
     records_call = True
     own_loop = False      # True where ``run_loop`` is the adapter's own loop (the re-running checks then trust it)
-    null_reference = "inputs"   # the R2G null counterfactual: a run on ``null_inputs`` (where defined, else the
-                                # unconditional context), or "knockout" (every spatial reference token knocked out)
+    null_reference = "inputs"   # the R2G null counterfactual: a run on ``null_inputs``, or "knockout" (every
+                                # spatial reference token knocked out)
+    loads_checkpoints = True    # False where the weights come from a diffusers folder (model.path) only
 
     def __init__(self, size: str, guidance: float | None, image_size: tuple[int, int],
                  start_code: str = "noise", num_steps: int = 50, latent_encoding: str = "mode",
@@ -105,14 +84,31 @@ class DiffusionAdapter(nn.Module):
                                      start_code=start_code)
 
     # ---- what the attribution engine reads -------------------------------------------------------------------
+    @property
+    def step_module(self) -> nn.Module:  # family
+        """The module whose forward call is one denoising step."""
+        raise NotImplementedError
+
+    def attribution_layers(self) -> list[LayerSpec]:  # family
+        raise NotImplementedError
+
     def cfg_layout_for(self, guidance) -> str:
         """The batch layout of a ``denoise`` call with this guidance: ``cfg_order`` with CFG, else "none"."""
-        return self.cfg_order if uses_cfg(guidance) else "none"
+        return layout_for(self.cfg_order, guidance)
 
     @property
     def cfg_layout(self) -> str:
         """The batch layout at the adapter's default guidance."""
         return self.cfg_layout_for(self.guidance)
+
+    def conditional_slice(self, batch: int, layout: str) -> slice:
+        """The conditional rows of a denoiser batch of a call with ``layout``; adapters whose calls stack more than
+        two chunks (InstructPix2Pix) override it."""
+        return conditional_rows(batch, layout)
+
+    def attribution_capture(self, cfg):
+        """The capture of this adapter: ``AttributionCapture`` on its cross-attention layers by default."""
+        return AttributionCapture(self, cfg)
 
     def default_sram_layers(self) -> tuple[str, ...]:
         """The layers ``capture.sram_layers=auto`` keeps full SRAMs of: the middle one among the layers with spatial
@@ -121,43 +117,24 @@ class DiffusionAdapter(nn.Module):
         spatial = [s.name for s in self.attribution_layers() if s.ref_grid is not None and not s.mid]
         return (spatial[len(spatial) // 2],) if spatial else ()
 
-    @property
-    def step_module(self) -> nn.Module:
-        return self.unet
+    def expected_query_grids(self, latent_hw: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:  # family
+        raise NotImplementedError
 
-    def reference_grid(self):
-        """``LayerSpec.ref_grid`` of the UNet cross-attention layers (None = one token)."""
-        return
+    # ---- what the evaluators read ----------------------------------------------------------------------------
+    def token_knockout(self, mode: str = "knockout", replacement=None, layers=None):
+        """Reference-token removal: ``TokenKnockout`` over the spatial-reference cross-attention layers."""
+        return TokenKnockout(self, mode=mode, replacement=replacement, layers=layers)
 
-    def attribution_layers(self) -> list[LayerSpec]:
-        """Every hookable cross-attention layer, in forward order, named by its path in ``step_module``."""
-        prefix = self._unet_path()
-        specs = sorted(discover_cross_attention(self.unet), key=lambda s: forward_rank(s.name))
-        return [LayerSpec(name=prefix + s.name, module=s.module, ref_grid=self.reference_grid(), group="unet",
-                          mid=s.mid) for s in specs]
+    def null_inputs(self, inputs: DenoiseInputs) -> DenoiseInputs:
+        """The inputs of the R2G null run: the unconditional context in place of the context."""
+        return dataclasses.replace(inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
 
-    def _unet_path(self) -> str:
-        for name, module in self.step_module.named_modules():
-            if module is self.unet:
-                return f"{name}." if name else ""
-        raise RuntimeError("the UNet is not inside step_module")
+    def check_counterfactuals(self, variants) -> None:
+        """Raise for R2G counterfactuals this adapter cannot honour; every one is honoured by default."""
 
-    def layer_level(self, name: str) -> int:
-        """Resolution level (0 = latent grid, k = 1/2**k) of a layer named in ``attribution_layers``."""
-        unet = getattr(self, "unet", None)
-        levels = len(unet.config.block_out_channels) if unet is not None else NUM_LEVELS
-        return unet_level(name, levels)
-
-    def expected_query_grids(self, latent_hw: tuple[int, int] | None = None) -> dict[str, tuple[int, int]]:
-        """Query grid of every hookable layer, computed from the architecture (works on ``meta``)."""
-        latent_hw = latent_hw or self.latent_size
-        return {s.name: query_grid(latent_hw, self.layer_level(s.name)) for s in self.attribution_layers()}
-
-    @property
-    def latent_size(self) -> tuple[int, int]:
-        vae = getattr(self, "vae", None)
-        factor = 2 ** (len(vae.config.block_out_channels) - 1) if vae is not None else 8
-        return self.image_size[0] // factor, self.image_size[1] // factor
+    def randomization_stages(self) -> list[tuple[str, list[nn.Module]]]:  # family
+        """The randomisation check's stages, output side first."""
+        raise NotImplementedError
 
     # ---- images <-> latents ----------------------------------------------------------------------------------
     @property
@@ -194,27 +171,14 @@ class DiffusionAdapter(nn.Module):
     def prepare(self, batch: dict) -> DenoiseInputs:  # family
         raise NotImplementedError
 
-    def predict_eps(self, x: torch.Tensor, t, concat, context, extra: dict) -> torch.Tensor:
-        """One call of ``step_module`` on an already CFG-batched input."""
-        sample = x if concat is None else torch.cat([x, concat], dim=1)
-        return self.unet(sample, t, encoder_hidden_states=context).sample
-
     def denoise(self, x_t: torch.Tensor, t, inputs: DenoiseInputs, guidance: float | None = None) -> torch.Tensor:
-        """eps for ``x_t`` at ``t``: one UNet call; with CFG the batch is [uncond, cond] or [cond, uncond]."""
-        guidance = self.guidance if guidance is None else guidance
-        if not uses_cfg(guidance):
-            return self.predict_eps(x_t, t, inputs.concat, inputs.context, inputs.extra)
+        raise NotImplementedError  # family
 
-        def twice(v):
-            return None if v is None else torch.cat([v, v])
-
-        cond_first = self.cfg_order == "cond_uncond"
-        pair = (inputs.context, inputs.uncond_context) if cond_first else (inputs.uncond_context, inputs.context)
-        eps = self.predict_eps(twice(x_t), t, twice(inputs.concat), torch.cat(pair),
-                               {k: twice(v) for k, v in inputs.extra.items()})
-        first, second = eps.chunk(2)
-        eps_cond, eps_uncond = (first, second) if cond_first else (second, first)
-        return eps_uncond + guidance * (eps_cond - eps_uncond)
+    def predict_x0(self, x: torch.Tensor, t, inputs: DenoiseInputs, guidance=None, alpha_cumprod=None):
+        """The one-step x0 prediction at a point of a trajectory, from ``denoise``'s eps and the point's
+        ``alpha_cumprod`` (the faithfulness check's proxy mode); flow-matching adapters override it."""
+        eps = self.denoise(x, torch.tensor(t, device=x.device), inputs, guidance=guidance)
+        return (x - (1 - alpha_cumprod).sqrt() * eps) / alpha_cumprod.sqrt()
 
     def run_loop(self, inputs, sampler, callback=None) -> torch.Tensor:
         """Final latents of one sampling run on prepared ``inputs`` (noise fixed by the sample ids). The
@@ -224,7 +188,7 @@ class DiffusionAdapter(nn.Module):
 
     @torch.no_grad()
     def sample(self, batch: dict, sampler=None, callback=None) -> dict:
-        """Generate from a dataset batch: {"images": [B, 3, H, W] in [-1, 1], "latents": [B, 4, h, w]}."""
+        """Generate from a dataset batch: {"images": [B, 3, H, W] in [-1, 1], "latents": [B, C, h, w]}."""
         from i2am.sampling.sampler import Sampler
         sampler = sampler or Sampler()
         inputs = self.prepare(batch)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from i2am.adapters import _custom_layout as custom_layout
-from i2am.adapters._base import DenoiseInputs, DiffusionAdapter, sample_ids
+from i2am.adapters._base import DenoiseInputs, sample_ids
 from i2am.adapters._components import (
     TokenProjector,
     build_dinov2,
@@ -25,12 +25,13 @@ from i2am.adapters._components import (
 )
 from i2am.adapters._convert import Rule
 from i2am.adapters._registry import TOY_IMAGE_SIZE, register_model, register_sizes
+from i2am.adapters._unet_base import UNetAdapter
 from i2am.data import schema
 
 NUM_ENCODER_LAYERS = 6   # cross-attention layers before the decoder (the mid block is not counted in LLAM)
 
 
-class CustomTryOn(DiffusionAdapter):
+class CustomTryOn(UNetAdapter):
     """Sampling defaults: the original's own DDIM (``samplers/custom_ddim.py``: 50 steps t = 999, 980, ..., 20,
     predicted-x0 return, the person latent re-noised and pasted outside the mask before every call), CFG 5.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from i2am.adapters._base import DenoiseInputs, DiffusionAdapter, sample_ids
+from i2am.adapters._base import DenoiseInputs, sample_ids
 from i2am.adapters._checkpoint import (
     SCHEDULE_BUFFER_KEYS,
     CheckpointError,
@@ -29,6 +29,7 @@ from i2am.adapters._components import (
 )
 from i2am.adapters._convert import Rule, ldm_unet_rules, ldm_vae_rules, renamed
 from i2am.adapters._registry import register_sizes
+from i2am.adapters._unet_base import UNetAdapter
 from i2am.data import schema
 
 POSITION_IDS = "cond_stage_model.transformer.vision_model.embeddings.position_ids"
@@ -60,7 +61,7 @@ def clip_image_encoder_rules(model_keys, num_mapper_blocks: int) -> list[Rule]:
     return rules
 
 
-class PaintByExample(DiffusionAdapter):
+class PaintByExample(UNetAdapter):
     """components: per-component overrides of the size preset (``unet``, ``vae``, ``clip_vision``; see
     ``components.resolve_component``). reference_resize / mask_resize: how the reference reaches CLIP and the mask
     the latent grid (``components.RESIZES`` / ``MASK_RESIZES``); the defaults are the original's (docs/sampling.md)."""

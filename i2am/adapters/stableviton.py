@@ -15,7 +15,7 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
 from i2am.adapters import _unet_passes as unet_passes
-from i2am.adapters._base import NUM_LEVELS, DenoiseInputs, DiffusionAdapter, sample_ids
+from i2am.adapters._base import DenoiseInputs, sample_ids
 from i2am.adapters._checkpoint import SCHEDULE_BUFFER_KEYS, ldm_schedule_buffers
 from i2am.adapters._components import (
     build_pbe_image_encoder,
@@ -28,6 +28,7 @@ from i2am.adapters._components import (
 )
 from i2am.adapters._convert import Rule, ldm_unet_rules, ldm_vae_rules, renamed
 from i2am.adapters._registry import register_sizes
+from i2am.adapters._unet_base import NUM_LEVELS, UNetAdapter
 from i2am.adapters.pbe import POSITION_IDS, clip_image_encoder_rules
 from i2am.data import schema
 from i2am.engine.layers import LayerSpec
@@ -113,7 +114,7 @@ class WarpedUNet(nn.Module):
         return unet_passes.decode(self.unet, h, skips, emb, context, before_output_block=warp)
 
 
-class StableVITON(DiffusionAdapter):
+class StableVITON(UNetAdapter):
     cfg_order = "uncond_cond"
     ignorable_keys = SCHEDULE_BUFFER_KEYS + ("logvar", POSITION_IDS)
 

@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from i2am.engine.cfg_rows import conditional_rows
 from i2am.engine.config import CaptureConfig
+from i2am.engine.contract import AttributionAdapter
 from i2am.engine.hooks import Hooks
-from i2am.engine.layers import LayerSpec, discover_cross_attention, select_layers
+from i2am.engine.layers import LayerSpec, SupportsAttribution, discover_cross_attention, select_layers
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.scores import accumulate, r2g_single_token, spatial_scores, split_heads
 
@@ -29,9 +31,8 @@ log = logging.getLogger(__name__)
 
 def watch_denoise_layout(hooks: Hooks, model, record) -> None:
     """Wrap ``model.denoise`` on this instance (through ``hooks``) so that each call first reports its CFG batch
-    layout (``record(model.cfg_layout_for(guidance))``); nothing for a model without ``cfg_layout_for`` (a bare
-    UNet)."""
-    if not hasattr(model, "cfg_layout_for"):
+    layout (``record(model.cfg_layout_for(guidance))``); nothing for a model that is not an adapter (a bare UNet)."""
+    if not isinstance(model, AttributionAdapter):
         return
     denoise = model.denoise
 
@@ -101,7 +102,7 @@ class AttributionCapture:
     def __init__(self, model: nn.Module, cfg: CaptureConfig | None = None, *, ref_grid=None,
                  model_name: str | None = None, conditional=None):
         self.cfg = cfg or CaptureConfig()
-        if hasattr(model, "attribution_layers"):
+        if isinstance(model, SupportsAttribution):
             specs = list(model.attribution_layers())
             self.step_module = model.step_module
         else:
@@ -111,11 +112,10 @@ class AttributionCapture:
             raise ValueError(f"{type(model).__name__} has no hookable cross-attention layer")
         self._model = model
         self._call_layout: str | None = None   # "auto": the layout of the adapter.denoise call in progress
-        if conditional is None and hasattr(model, "conditional_slice"):
-            conditional = lambda x: x[model.conditional_slice(x.shape[0])]
+        self._adapter = model if isinstance(model, AttributionAdapter) else None
         self._conditional_rows = conditional
         self.cfg_layout = self._resolve_layout()
-        self.model_name = model_name or getattr(model, "name", type(model).__name__)
+        self.model_name = model_name or (model.name if self._adapter is not None else type(model).__name__)
         self.layers = select_layers(specs, self.cfg.layers)
         names = [s.name for s in self.layers]
         unknown = [n for n in self.cfg.sram_layers if n not in names]
@@ -137,7 +137,7 @@ class AttributionCapture:
             return layout
         if self._call_layout is not None:
             return self._call_layout
-        return getattr(self._model, "cfg_layout", "none")
+        return self._model.cfg_layout if isinstance(self._model, SupportsAttribution) else "none"
 
     def _set_call_layout(self, layout: str) -> None:
         self._call_layout = layout
@@ -189,7 +189,7 @@ class AttributionCapture:
         if sample is None:
             raise RuntimeError(f"{type(module).__name__}.forward got no sample tensor to read the latent size from")
         self._latent_hw = tuple(sample.shape[-2:])
-        self._unrecorded = not getattr(self._model, "records_call", True)
+        self._unrecorded = self._adapter is not None and not self._adapter.records_call
         if self._unrecorded:   # a sampler's extra call that is not a step (PLMS's first-step corrector)
             self.cfg_layout = self._resolve_layout(max(self._step, 0))
             return
@@ -227,12 +227,9 @@ class AttributionCapture:
     def _conditional(self, x: torch.Tensor) -> torch.Tensor:
         if self._conditional_rows is not None:
             return self._conditional_rows(x)
-        if self.cfg_layout == "none":
-            return x
-        if x.shape[0] % 2:
-            raise RuntimeError(f"cfg_layout={self.cfg_layout!r} needs an even batch, got {x.shape[0]}")
-        uncond_first = self.cfg_layout == "uncond_cond"
-        return x.chunk(2)[1 if uncond_first else 0]
+        if self._adapter is not None:
+            return x[self._adapter.conditional_slice(x.shape[0], self.cfg_layout)]
+        return x[conditional_rows(x.shape[0], self.cfg_layout)]
 
     def _query_weight(self, grid: tuple[int, int], batch: int) -> torch.Tensor | None:
         if self._region_mask is None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from i2am.engine.cfg_rows import LAYOUT_CHUNKS
+
 DIRECTIONS = ("r2g", "g2r", "daam")
-CFG_LAYOUTS = ("none", "uncond_cond", "cond_uncond", "auto")
+CFG_LAYOUTS = (*LAYOUT_CHUNKS, "auto")   # "auto": the layout of each adapter.denoise call
 DEFAULT_TIME_GROUPS = 5   # the paper's TLAM groups of 50 steps
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from i2am.engine.capture import AttributionCapture
 from i2am.engine.config import CaptureConfig
+from i2am.engine.contract import AttributionAdapter
 
 
 def capture_for(model, cfg: CaptureConfig):
     """A capture context manager for ``model`` (an adapter or a bare UNet) recording ``cfg``."""
-    own = getattr(model, "attribution_capture", None)
-    return own(cfg) if own is not None else AttributionCapture(model, cfg)
+    return model.attribution_capture(cfg) if isinstance(model, AttributionAdapter) else AttributionCapture(model, cfg)

@@ -35,8 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from i2am.engine.capture import _grid_for, watch_denoise_layout
+from i2am.engine.cfg_rows import conditional_rows
+from i2am.engine.contract import AttributionAdapter
 from i2am.engine.hooks import Hooks
-from i2am.engine.layers import LayerSpec, discover_cross_attention
+from i2am.engine.layers import LayerSpec, SupportsAttribution, discover_cross_attention
 
 MODES = ("knockout", "replace")
 
@@ -272,7 +274,7 @@ class TokenKnockout(KeepSelection):
             raise ValueError(f"TokenKnockout mode={mode!r}; choose from {MODES}")
         if mode == "replace" and replacement is None:
             raise ValueError("TokenKnockout(mode='replace') needs a replacement context (e.g. the unconditional one)")
-        if hasattr(model, "attribution_layers"):
+        if isinstance(model, SupportsAttribution):
             specs, self.step_module = list(model.attribution_layers()), model.step_module
         else:
             specs, self.step_module = discover_cross_attention(model, ref_grid=ref_grid), model
@@ -288,6 +290,7 @@ class TokenKnockout(KeepSelection):
             raise ValueError(f"{type(model).__name__} has no cross-attention layer with spatial reference tokens "
                              f"(a bare UNet needs ref_grid=(rows, cols)); nothing to knock out")
         self._model, self.layers, self.mode, self.replacement = model, specs, mode, replacement
+        self._adapter = model if isinstance(model, AttributionAdapter) else None
         self._keep_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
         self._hooks = Hooks(type(self).__name__)
@@ -338,13 +341,10 @@ class TokenKnockout(KeepSelection):
         return grid
 
     def _conditional_rows(self, batch: int) -> slice:
-        if hasattr(self._model, "conditional_slice"):   # adapters with more than two CFG chunks (InstructPix2Pix)
-            return self._model.conditional_slice(batch)
-        layout = getattr(self, "_call_layout", None) or getattr(self._model, "cfg_layout", "none")
-        if layout == "none":
-            return slice(0, batch)
-        half = batch // 2
-        return slice(half, batch) if layout == "uncond_cond" else slice(0, half)
+        if self._adapter is None:
+            return conditional_rows(batch, self._model.cfg_layout if isinstance(self._model, SupportsAttribution)
+                                    else "none")
+        return self._adapter.conditional_slice(batch, self._call_layout or self._adapter.cfg_layout)
 
     def _keep_for(self, spec: LayerSpec, hidden_states, encoder_hidden_states) -> torch.Tensor | None:
         if self._keep_fn is None or encoder_hidden_states is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
+from i2am.engine.cfg_rows import CONDITIONAL_CHUNK
 from i2am.engine.layers import LayerSpec
 
 # Processors that compute keys with ``attn.to_k`` on the layer's own context, so a hook on to_k sees them.
@@ -24,11 +25,11 @@ PLAIN_PROCESSORS = frozenset({"AttnProcessor", "AttnProcessor2_0", "XFormersAttn
 # Processors adding IP-Adapter image tokens through ``processor.to_k_ip[i]`` (separate softmax per adapter).
 IP_ADAPTER_PROCESSORS = frozenset({"IPAdapterAttnProcessor", "IPAdapterAttnProcessor2_0",
                                    "IPAdapterXFormersAttnProcessor"})
-# Which chunk of a denoiser batch is the conditional one, by the number of chunks (batch / latent batch).
-# diffusers stacks [negative, positive] for CFG; InstructPix2Pix stacks [text+image, image only, unconditional].
-DEFAULT_CHUNKS = {1: 0, 2: 1}
-CONDITIONAL_CHUNK = {"StableDiffusionInstructPix2PixPipeline": {1: 0, 3: 0},
-                     "StableDiffusionXLInstructPix2PixPipeline": {1: 0, 3: 0}}
+# The chunk counts a pipeline's denoiser calls stack (batch / latent batch), each with its conditional chunk
+# (``cfg_rows.CONDITIONAL_CHUNK``): diffusers stacks [negative, positive] for CFG; InstructPix2Pix 3 chunks.
+DEFAULT_CHUNKS = {c: CONDITIONAL_CHUNK[c] for c in (1, 2)}
+PIPELINE_CHUNKS = {"StableDiffusionInstructPix2PixPipeline": {c: CONDITIONAL_CHUNK[c] for c in (1, 3)},
+                   "StableDiffusionXLInstructPix2PixPipeline": {c: CONDITIONAL_CHUNK[c] for c in (1, 3)}}
 # The relation of the cross-attention context, when it is not text.
 CONTEXT_RELATION = {"PaintByExamplePipeline": "image:example"}
 # Pipelines whose denoiser is not a UNet with diffusers ``Attention`` layers.
@@ -36,7 +37,7 @@ BLOCK_PREFIXES = ("down_blocks", "mid_block", "up_blocks")
 
 
 def conditional_chunks(pipeline_class: str) -> dict[int, int]:
-    return CONDITIONAL_CHUNK.get(pipeline_class, DEFAULT_CHUNKS)
+    return PIPELINE_CHUNKS.get(pipeline_class, DEFAULT_CHUNKS)
 
 
 def context_relation(pipeline_class: str) -> str:

@@ -20,7 +20,6 @@ with the noise fixed by the sample id, and ``sampler.settings(adapter)["guidance
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -139,16 +138,10 @@ class _Runs:
             self._set(chunk)
             inputs = repeat_inputs(self.inputs, len(chunk))
             per_step = []
-            predict_x0 = getattr(self.adapter, "predict_x0", None)   # a model with its own x0 (flow matching)
             for point in trajectory:
                 x = point["x"].repeat(len(chunk), 1, 1, 1)
-                if predict_x0 is not None:
-                    per_step.append(predict_x0(x, point["t"], inputs, guidance=self.guidance))
-                    continue
-                t = torch.tensor(point["t"], device=x.device)
-                eps = self.adapter.denoise(x, t, inputs, guidance=self.guidance)
-                a = point["alpha_cumprod"]
-                per_step.append((x - (1 - a).sqrt() * eps) / a.sqrt())
+                per_step.append(self.adapter.predict_x0(x, point["t"], inputs, guidance=self.guidance,
+                                                        alpha_cumprod=point["alpha_cumprod"]))
             latents.append(torch.stack(per_step))
         latents = torch.cat(latents, dim=1)
         images = torch.stack([self.decode(step) for step in latents])
@@ -161,10 +154,9 @@ def _proxy_indices(num_steps: int, proxy_steps: Sequence[float]) -> list[int]:
 
 @torch.no_grad()
 def knockout_for(adapter, **options):
-    """The adapter's own token knockout where it has one (``adapter.token_knockout``, e.g. inside a diffusion
-    transformer's joint attention), else ``TokenKnockout`` over its cross-attention layers."""
-    make = getattr(adapter, "token_knockout", None) or functools.partial(TokenKnockout, adapter)
-    return make(**options)
+    """The adapter's token knockout (``adapter.token_knockout``: ``TokenKnockout`` over its cross-attention layers,
+    or e.g. a diffusion transformer's inside its joint attention)."""
+    return adapter.token_knockout(**options)
 
 
 def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sample_id: str,
@@ -350,27 +342,23 @@ NULL_REFERENCES = ("inputs", "knockout")
 def check_counterfactuals(adapter, variants: Sequence[str]) -> None:
     """The adapter's refusal of counterfactuals it cannot honour (``adapter.check_counterfactuals``, e.g. a
     text-to-image model that reads no reference image refuses ``swap``), before anything runs."""
-    check = getattr(adapter, "check_counterfactuals", None)
-    if check is not None:
-        check(list(variants))
+    adapter.check_counterfactuals(list(variants))
 
 
 def null_reference(adapter) -> str:
     """How ``adapter`` defines the R2G null counterfactual (its ``null_reference``): ``"inputs"`` (default; a run on
     ``null_inputs``) or ``"knockout"`` (every spatial reference token knocked out, for a model whose unconditional
     context is no null reference, e.g. PASD's negative prompt)."""
-    kind = getattr(adapter, "null_reference", "inputs")
+    kind = adapter.null_reference
     if kind not in NULL_REFERENCES:
         raise ValueError(f"{type(adapter).__name__}.null_reference={kind!r}; choose from {NULL_REFERENCES}")
     return kind
 
 
 def null_inputs(adapter, inputs):
-    """The prepared inputs of the null run: ``adapter.null_inputs(inputs)`` where the adapter defines one (e.g. zero
-    IP-Adapter image embeds), else ``inputs`` with the unconditional context in place of the context."""
-    if hasattr(adapter, "null_inputs"):
-        return adapter.null_inputs(inputs)
-    return dataclasses.replace(inputs, context=inputs.uncond_context.expand_as(inputs.context).clone())
+    """The prepared inputs of the null run: ``adapter.null_inputs(inputs)`` (by default ``inputs`` with the
+    unconditional context in place of the context; e.g. zero IP-Adapter image embeds for an IP-Adapter)."""
+    return adapter.null_inputs(inputs)
 
 
 def knocked_out_image(adapter, sampler, inputs) -> torch.Tensor:

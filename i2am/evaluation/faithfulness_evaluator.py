@@ -18,6 +18,7 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
+from i2am.engine.layers import SupportsAttribution
 from i2am.evaluation.evaluator import Evaluator, SampleContext
 from i2am.evaluation.faithfulness import (
     COUNTERFACTUALS,
@@ -187,5 +188,5 @@ class FaithfulnessEvaluator(Evaluator):
 
 
 def _has_spatial_layers(adapter) -> bool:
-    layers = adapter.attribution_layers() if hasattr(adapter, "attribution_layers") else []
+    layers = adapter.attribution_layers() if isinstance(adapter, SupportsAttribution) else []
     return any(s.ref_grid is not None for s in layers)

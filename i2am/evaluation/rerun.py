@@ -10,19 +10,15 @@ from i2am.sampling.sampler import START_CODES
 
 
 def regenerate(adapter, sampler, inputs, callback=None):
-    """Final latents of one re-run of the model on prepared ``inputs`` (a duck-typed model without ``run_loop``
-    is sampled by the sampler's loop)."""
-    run_loop = getattr(adapter, "run_loop", None)
-    if run_loop is None:
-        return sampler(adapter, inputs, callback=callback)
-    return run_loop(inputs, sampler, callback=callback)
+    """Final latents of one re-run of the model on prepared ``inputs``."""
+    return adapter.run_loop(inputs, sampler, callback=callback)
 
 
 def require_sampler_loop(adapter, sampler, check: str) -> None:
     """Raise when ``adapter`` samples with a start code the sampler's loop does not implement and has no loop of its
     own behind ``run_loop`` (``own_loop``)."""
     start = sampler.settings(adapter).get("start_code", "noise")
-    if start in START_CODES or getattr(adapter, "own_loop", False):
+    if start in START_CODES or adapter.own_loop:
         return
     raise ValueError(
         f"{check}: {type(adapter).__name__} samples with start_code={start!r}, which the sampler's loop "

@@ -13,13 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from i2am.engine import CaptureConfig
+from i2am.engine.cfg_rows import layout_for, uses_cfg
 from i2am.engine.config import DEFAULT_TIME_GROUPS
 from i2am.errors import UserError
 
-
-def uses_cfg(guidance) -> bool:
-    """Classifier-free guidance is on (a CFG-batched UNet call) for any guidance other than None and 1."""
-    return guidance is not None and float(guidance) != 1.0
+__all__ = ["PlanError", "SamplingPlan", "guidance_at", "uses_cfg"]
 
 
 class PlanError(UserError, ValueError):
@@ -70,7 +68,7 @@ class SamplingPlan:
         per_step = tuple(guidance) if isinstance(guidance, Sequence) and not isinstance(guidance, str) \
             else (guidance,) * steps
         return cls(scheduler=s["scheduler"], num_steps=steps, guidance=per_step, eta=s["eta"],
-                   start_code=s["start_code"], cfg_order=getattr(adapter, "cfg_order", "uncond_cond"),
+                   start_code=s["start_code"], cfg_order=adapter.cfg_order,
                    time_groups=int(time_groups), paste=bool(s.get("paste", False)))
 
     def config_values(self) -> dict:
@@ -81,7 +79,7 @@ class SamplingPlan:
                 "capture.num_steps": self.num_steps, "capture.time_groups": self.time_groups}
 
     def layout_at(self, step: int) -> str:
-        return self.cfg_order if uses_cfg(self.guidance[step]) else "none"
+        return layout_for(self.cfg_order, self.guidance[step])
 
     @property
     def cfg_layouts(self) -> tuple[str, ...]:

@@ -85,7 +85,7 @@ class Sampler:
 
     def settings(self, model) -> dict:
         """This sampler's settings with the adapter's defaults filled in."""
-        defaults = getattr(model, "sampler_defaults", {})
+        defaults = model.sampler_defaults
         pick = lambda key, value, fallback: value if value is not None else defaults.get(key, fallback)
         scheduler = pick("scheduler", self.scheduler, "ddim")
         # a model's default paste belongs to its custom DDIM; an explicit paste=True elsewhere is an error (__call__)
@@ -102,7 +102,7 @@ class Sampler:
         """The latent whose q_sample a start code noises, and that the custom DDIM pastes."""
         if inputs.start_image is None:
             raise ValueError("start_code='q_sample' and paste need inputs.start_image (the image to encode)")
-        if getattr(model, "latent_encoding", "mode") == "sample":
+        if model.latent_encoding == "sample":
             return model.encode_images(inputs.start_image, sample_ids=inputs.sample_ids, role="start")
         return model.encode_images(inputs.start_image)
 

@@ -48,9 +48,9 @@ def timestep(t: int, like: torch.Tensor) -> torch.Tensor:
 @contextmanager
 def unrecorded_call(model) -> Iterator[None]:
     """UNet calls inside are not sampling steps of their own: a capture neither counts nor scores them."""
-    previous = getattr(model, RECORDS_CALL, True)
-    setattr(model, RECORDS_CALL, False)
+    previous = model.records_call
+    model.records_call = False
     try:
         yield
     finally:
-        setattr(model, RECORDS_CALL, previous)
+        model.records_call = previous

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
+from i2am.engine.cfg_rows import chunk_rows
 from i2am.engine.hooks import Hooks
 from i2am.engine.pipelines import conditional_chunks, denoisers, layer_specs
 from i2am.engine.render import overlay, to_image
@@ -150,7 +151,7 @@ class PipelineTrace:
             raise RuntimeError(f"{self.pipeline_class}: {chunks} batch chunks per denoiser call; i2am.trace knows "
                                f"the layouts {sorted(self._chunks)} for this pipeline (i2am.engine.pipelines)")
         self._layout = f"chunk {self._chunks[chunks]} of {chunks}"
-        return x.chunk(chunks)[self._chunks[chunks]] if chunks > 1 else x
+        return x[chunk_rows(x.shape[0], chunks, self._chunks[chunks])]
 
     # ---------------------------------------------------------------- results
     def _maps_of(self, capture: AttributionCapture) -> AttributionMaps:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from i2am.adapters._base import query_grid
+from i2am.adapters._unet_base import query_grid
 from i2am.data import schema
 from i2am.engine.hooks import Hooks
 from i2am.engine.scores import split_heads

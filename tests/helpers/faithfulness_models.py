@@ -11,7 +11,8 @@ from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import Attention
 from torch import nn
 
-from i2am.adapters._base import DenoiseInputs, DiffusionAdapter
+from i2am.adapters._base import DenoiseInputs
+from i2am.adapters._unet_base import UNetAdapter
 
 GRID = (4, 4)
 CELLS = GRID[0] * GRID[1]
@@ -46,7 +47,7 @@ class _Identity(nn.Module):
     pass
 
 
-class TestAdapter(DiffusionAdapter):
+class TestAdapter(UNetAdapter):
     """Shared plumbing: the context comes from ``sample["tokens"]``, decoding keeps 3 latent channels."""
 
     cfg_order = "uncond_cond"

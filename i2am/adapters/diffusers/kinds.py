@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from i2am.engine.cfg_rows import split_cfg
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -56,10 +58,9 @@ KINDS = {
 }
 
 # Per chunk count: which chunks take the conditional text-side inputs (context, IP embeds, pooled text) and which
-# the conditional image (the appended channels), and which chunk is the conditional one for the maps.
+# the conditional image (the appended channels); the conditional chunk for the maps is cfg_rows.CONDITIONAL_CHUNK.
 CHUNK_LAYOUTS = {1: ((True, True),), 2: ((False, True), (True, True)),
                  3: ((True, True), (False, True), (False, False))}
-CONDITIONAL_CHUNK = {1: 0, 2: 1, 3: 0}
 
 
 def guide(eps: torch.Tensor, chunks: int, guidance: float, image_guidance: float) -> torch.Tensor:
@@ -67,7 +68,7 @@ def guide(eps: torch.Tensor, chunks: int, guidance: float, image_guidance: float
     if chunks == 1:
         return eps
     if chunks == 2:
-        uncond, cond = eps.chunk(2)
+        cond, uncond = split_cfg(eps, "uncond_cond")
         return uncond + guidance * (cond - uncond)
     text, image, uncond = eps.chunk(3)
     return uncond + guidance * (text - image) + image_guidance * (image - uncond)

@@ -26,15 +26,17 @@ import torch
 from torch import nn
 
 from i2am.adapters._anatomy import denoiser_stages
-from i2am.adapters._base import DenoiseInputs, DiffusionAdapter, sample_ids
+from i2am.adapters._base import DenoiseInputs, sample_ids
 from i2am.adapters._checkpoint import CheckpointError
 from i2am.adapters._components import clip_pixels, resize_images, resize_mask
 from i2am.adapters._registry import register_model
+from i2am.adapters._unet_base import UNetAdapter
 from i2am.adapters.diffusers.dit.transformer import diffusers_dit, is_transformer_pipeline
-from i2am.adapters.diffusers.kinds import CHUNK_LAYOUTS, CONDITIONAL_CHUNK, KINDS, chunk_count, guide, stack
+from i2am.adapters.diffusers.kinds import CHUNK_LAYOUTS, KINDS, chunk_count, guide, stack
 from i2am.adapters.diffusers.reference_attention import ReferenceAttention
 from i2am.adapters.diffusers.tiny import build_pipeline
 from i2am.data import schema
+from i2am.engine.cfg_rows import CONDITIONAL_CHUNK, chunk_rows
 from i2am.engine.pipelines import layer_specs
 
 RELATION_PRIORITY = ("image:example", "image:reference", "image:ip_adapter")   # the default model.relation
@@ -105,8 +107,9 @@ class ControlledUNet(nn.Module):
                     down_block_additional_residuals=down, mid_block_additional_residual=mid)
 
 
-class DiffusersPipelineAdapter(DiffusionAdapter):
+class DiffusersPipelineAdapter(UNetAdapter):
     cfg_order = "uncond_cond"   # diffusers stacks [negative, positive]
+    loads_checkpoints = False
 
     def __init__(self, pipe, size: str = "full", guidance: float = 5.0, image_size=(512, 512), num_steps: int = 50,
                  relation: str | None = None, prompt: str = "", strength: float = 0.75, image_guidance: float = 1.5,
@@ -170,14 +173,10 @@ class DiffusersPipelineAdapter(DiffusionAdapter):
     def layer_level(self, name: str) -> int:
         return super().layer_level(name.split("/", 1)[1])
 
-    def conditional_slice(self, batch: int) -> slice:
-        """The conditional rows of a denoiser batch of the ``denoise`` call in progress (1, 2 or 3 chunks)."""
-        chunks = self._call_chunks
-        if batch % chunks:
-            raise RuntimeError(f"{self.pipeline_class}: a batch of {batch} rows does not split into {chunks} chunks")
-        size = batch // chunks
-        index = CONDITIONAL_CHUNK[chunks]
-        return slice(index * size, (index + 1) * size)
+    def conditional_slice(self, batch: int, layout: str) -> slice:
+        """The conditional rows of a denoiser batch of the ``denoise`` call in progress (1, 2 or 3 chunks; the
+        chunk count of the call decides, not ``layout``)."""
+        return chunk_rows(batch, self._call_chunks, CONDITIONAL_CHUNK[self._call_chunks])
 
     # ---- conditioning ----------------------------------------------------------------------------------------
     def _token_ids(self, tokenizer, config, prompt: str) -> torch.Tensor:

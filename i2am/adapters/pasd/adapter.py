@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from i2am.adapters._anatomy import denoiser_stages
-from i2am.adapters._base import DenoiseInputs, DiffusionAdapter
+from i2am.adapters._base import DenoiseInputs
 from i2am.adapters._checkpoint import CheckpointError, LoadReport, compare, read_state_dict
+from i2am.adapters._unet_base import UNetAdapter
 from i2am.adapters.pasd import checkpoint as release
 from i2am.adapters.pasd.color_fix import wavelet_color_fix
 from i2am.adapters.pasd.controlnet import PixelAwareControlNetModel
@@ -37,7 +38,7 @@ LR = "lr"      # batch key: the LR image at output size, [B, 3, H, W] in [0, 1]
 PROMPT = "prompt"  # optional batch key: list[str], one prompt per sample (default: empty prompts)
 
 
-class PASDAdapter(DiffusionAdapter):
+class PASDAdapter(UNetAdapter):
     """PASD (Yang et al., ECCV 2024) behind the i2am adapter interface.
 
     Sampler defaults follow ``test_pasd.py`` at HEAD: UniPC, 20 steps, guidance 9; the start latent is built from
@@ -163,6 +164,13 @@ class PASDAdapter(DiffusionAdapter):
         return [*denoiser_stages(self.unet), ("controlnet", [self.controlnet])]
 
     # ------------------------------------------------------------------ checkpoints
+    def export_checkpoint(self) -> dict[str, torch.Tensor]:
+        """The UNet and ControlNet weights in the release layout (``unet/`` and ``controlnet/`` key prefixes), the
+        state dict ``load_checkpoint`` reads."""
+        modules = {"unet": self.unet, "controlnet": self.controlnet}
+        return {f"{folder}/{key}": value for folder, module in modules.items()
+                for key, value in module.state_dict().items()}
+
     def load_checkpoint(self, source, strict: bool = True, trusted: bool = False) -> LoadReport:
         """Load a release folder (``unet/`` + ``controlnet/``), one file, or a state dict whose keys carry the
         ``unet/`` / ``controlnet/`` prefixes (the layout of ``pasd.json``). The variant must be the adapter's.

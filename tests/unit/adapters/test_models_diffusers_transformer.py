@@ -13,8 +13,8 @@ from helpers.knockout_checks import assert_knockout_identities, toy_batch
 from helpers.tasks_util import run_task
 
 from i2am.adapters import create_model
+from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
-from i2am.adapters.diffusers.dit.transformer import DiffusersTransformerAdapter
 from i2am.engine import AttributionMaps, CaptureConfig
 from i2am.engine.factory import capture_for
 from i2am.engine.joint_knockout import JointTokenKnockout

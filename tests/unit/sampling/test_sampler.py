@@ -13,6 +13,8 @@ class LinearToyModel(nn.Module):
     """eps = 0.1 * x + context mean: enough to make every sample's trajectory depend only on its own inputs."""
 
     sampler_defaults: ClassVar[dict] = dict(scheduler="ddim", num_steps=10, guidance=None, eta=0.0, start_code="noise")
+    latent_encoding = "mode"
+    records_call = True
 
     def __init__(self):
         super().__init__()

@@ -16,6 +16,8 @@ class ToyModel(nn.Module):
 
     sampler_defaults = {"scheduler": "custom_ddim", "num_steps": 4, "guidance": None, "eta": 0.0,  # noqa: RUF012
                         "start_code": "noise"}
+    latent_encoding = "mode"
+    records_call = True
 
     def __init__(self, gain=0.1):
         super().__init__()
@@ -27,7 +29,7 @@ class ToyModel(nn.Module):
     dtype = property(lambda self: self.anchor.dtype)
 
     def denoise(self, x, t, inputs, guidance=None):
-        self.calls.append((x.clone(), int(t), getattr(self, "records_call", True)))
+        self.calls.append((x.clone(), int(t), self.records_call))
         return self.gain * x * (1 + int(t) / 1000) + inputs.context.mean(dim=(1, 2)).view(-1, 1, 1, 1)
 
     def encode_images(self, images):

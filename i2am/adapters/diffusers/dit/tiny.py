@@ -7,7 +7,6 @@ from __future__ import annotations
 import torch
 
 PIPELINES = ("FluxKontextPipeline", "Flux2Pipeline", "QwenImageEditPipeline", "StableDiffusion3Pipeline")
-TEXT_ONLY_PIPELINES = ("StableDiffusion3Pipeline",)   # no reference image: the text is the only conditioning
 
 
 FLUX1_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
