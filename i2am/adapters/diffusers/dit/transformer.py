@@ -43,6 +43,7 @@ from i2am.adapters._base import DenoiseInputs, DiffusionAdapter, sample_ids
 from i2am.adapters._checkpoint import CheckpointError
 from i2am.adapters._registry import TOY_IMAGE_SIZE, register_model
 from i2am.adapters.diffusers.dit.tiny import PIPELINES, TEXT_ONLY_PIPELINES, build_transformer_pipeline
+from i2am.adapters.diffusers.model_path import resolve_model_path
 from i2am.data import schema
 from i2am.engine.joint import JointAttentionCapture, find_blocks
 from i2am.engine.joint_knockout import JointTokenKnockout
@@ -69,15 +70,13 @@ def is_transformer_pipeline(name: str) -> bool:
 
 
 def load_transformer_pipeline(pipeline: str, path: str | Path):
-    """``<pipeline>.from_pretrained(path, local_files_only=True)`` without its text encoders and tokenizers."""
+    """``<pipeline>.from_pretrained`` of a local folder or a hub id's snapshot, without its text encoders and
+    tokenizers."""
     import diffusers
 
     if pipeline not in PIPELINES:
         raise ValueError(unsupported(pipeline))
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model.path={path}: no such folder (i2am loads local pipeline folders only, "
-                                f"e.g. one written by save_pretrained)")
+    folder = resolve_model_path(path)   # a local folder, or a hub id's cached snapshot
     none = {name: None for name in TEXT_ENCODERS[pipeline]}
     return getattr(diffusers, pipeline).from_pretrained(str(folder), local_files_only=True, **none)
 
