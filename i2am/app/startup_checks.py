@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from PIL import Image
 
 from i2am.adapters.diffusers.model_path import describe_model_path
@@ -49,12 +49,9 @@ def undecodable(paths: list[Path]) -> list[str]:
 
 
 def check_pairs_fit(cfg: DictConfig) -> None:
-    """``data=pairs``: a data.root is given, the model takes a reference, and data.size is the model's image size
-    (a model read from ``model.path`` is sized by its config's ``image_size``)."""
+    """``data=pairs``: the model takes a reference, and data.size is the model's image size (a model read from
+    ``model.path`` is sized by its config's ``image_size``)."""
     data, model = cfg.data, cfg.get("model")
-    if OmegaConf.is_missing(data, "root"):
-        raise UserError("data=pairs needs data.root=<folder> holding reference/<stem>.* and source/<stem>.* "
-                        "(docs/own_images.md)")
     name = str(model.get("name", "")) if isinstance(model, DictConfig) else ""
     if name.split("-")[0] in NO_REFERENCE_MODELS:
         raise UserError(f"data=pairs cannot feed model={name}: {NO_REFERENCE_MODELS[name.split('-')[0]]}")

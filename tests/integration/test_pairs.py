@@ -73,7 +73,7 @@ def test_attribute_runs_on_own_images_for_the_other_pipeline_kinds(tmp_path, kin
 
 
 REFUSED = {   # what is wrong -> (file removed, overrides, what the message names)
-    "no data.root": (None, [], ["data=pairs needs data.root=<folder>"]),
+    "no data.root": (None, [], ["data/pairs: no such folder", "Point data.root at a folder", "reference/<stem>.*"]),
     "a model without a reference": (None, ["model=pasd-tiny", "data.size=[128,128]"],
                                     ["model=pasd-tiny", "takes no reference", "data=sr_toy"]),
     "another size than the model's": (None, ["data.size=[64,48]"], ["data.size=[64, 48]", "model=custom-tiny",
@@ -89,8 +89,8 @@ def test_a_mistake_is_refused_at_startup_naming_the_fix(tmp_path, mistake):
     root = write_pairs(tmp_path / "pairs", stems=STEMS)
     if remove:
         (root / remove).unlink()
-    overrides = [o for o in _overrides(tmp_path, root, *extra) if mistake != "no data.root" or
-                 not o.startswith("data.root=")]
+    overrides = [o for o in _overrides(tmp_path, root, *extra, f"paths.data_dir={tmp_path / 'data'}")
+                 if mistake != "no data.root" or not o.startswith("data.root=")]
     with pytest.raises(UserError) as refused:
         run_checks(compose_task("attribute", overrides))
     message = str(refused.value)
