@@ -7,9 +7,10 @@
 <root>/reference_mask/<stem>.<ext>   255 = the object in the reference; without it, the whole reference (optional)
 <root>/densepose/<stem>.<ext>        DensePose map of the source (try-on models); without it, black    (optional)
 ```
-Any size and any of ``IMAGE_EXTENSIONS``; every image is resized to ``size`` (H, W), masks with the area filter.
-What the batch carries beyond reference and source is derived: ``agnostic`` is the source with the mask region set
-to mid-grey (VITON-HD's agnostic image); a missing DensePose map is all black (DensePose's background).
+An optional folder, once there, has an image for every stem. Any size and any of ``IMAGE_EXTENSIONS``; every image
+is resized to ``size`` (H, W), masks with the area filter. What the batch carries beyond reference and source is
+derived: ``agnostic`` is the source with the mask region set to mid-grey (VITON-HD's agnostic image); a missing
+DensePose map is all black (DensePose's background).
 """
 from __future__ import annotations
 
@@ -31,6 +32,12 @@ OPTIONAL = {schema.INPAINT_MASK: MASK_DIR, schema.REFERENCE_MASK: REFERENCE_MASK
             schema.DENSEPOSE: DENSEPOSE_DIR}
 LAYOUT_HELP = ("data=pairs reads <root>/reference/<stem>.* and <root>/source/<stem>.*, optionally mask/, "
                "reference_mask/ and densepose/ (docs/own_images.md)")
+
+
+def region_masks(root: Path) -> frozenset[str]:
+    """The region masks a pairs folder annotates (``inpaint_mask`` from mask/, ``reference_mask`` from
+    reference_mask/); a mask missing here is the whole image in the batch, which IMACS cannot score."""
+    return frozenset(key for key in (schema.INPAINT_MASK, schema.REFERENCE_MASK) if (root / OPTIONAL[key]).is_dir())
 
 
 class PairsError(LayoutError):
@@ -87,6 +94,10 @@ def index_pairs(root: Path) -> list[PairSample]:
         if strays:
             other = SOURCE_DIR if key != schema.IMAGE else REFERENCE_DIR
             problems.append(f"{root / name} has images whose stem is not in {root / other}: {_listing(strays)}")
+    for key, name in OPTIONAL.items():   # a folder given serves every sample (one batch, one set of keys)
+        lacking = (references & sources) - set(files.get(key, (references & sources)))
+        if lacking:
+            problems.append(f"{root / name} has no image for: {_listing(lacking)}")
     if problems:
         raise PairsError(root, problems, "Name each sample's files with the same stem in every folder "
                                          "(e.g. reference/a.jpg, source/a.png, mask/a.png), or remove the extra files.")

@@ -3,6 +3,7 @@ reference, the refusals at startup, and ``model.path=<org>/<name>`` resolved fro
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 from helpers.pairs_folders import write_pairs
@@ -11,6 +12,7 @@ from PIL import Image
 
 from i2am.adapters.diffusers.tiny import build_pipeline
 from i2am.app.cli import check
+from i2am.app.evaluator_fit import EvaluatorMismatchError, check_evaluators
 from i2am.app.startup_checks import run_checks
 from i2am.errors import UserError
 
@@ -98,6 +100,20 @@ def test_a_mistake_is_refused_at_startup_naming_the_fix(tmp_path, mistake):
     for text in named:
         assert text in message, (text, message)
     assert not (tmp_path / "run").exists()
+
+
+def test_evaluators_score_only_the_regions_the_folder_has_masks_for(tmp_path):
+    root = write_pairs(tmp_path / "pairs", stems=STEMS)
+    shutil.rmtree(root / "reference_mask")
+    kept, notes = check_evaluators(compose_task("attribute", _overrides(tmp_path, root)))
+    assert kept == ["imacs"] and any("IMACS_r left out" in n and "reference_mask/" in n for n in notes), notes
+    shutil.rmtree(root / "mask")
+    kept, notes = check_evaluators(compose_task("attribute", _overrides(tmp_path, root)))
+    assert kept == [] and any("IMACS_g left out" in n and "mask/" in n for n in notes), notes
+    with pytest.raises(EvaluatorMismatchError, match="cannot apply: IMACS_g left out.*evaluators=none"):
+        check_evaluators(compose_task("attribute", _overrides(tmp_path, root, "evaluators=imacs")))
+    metrics = run_task("attribute", _overrides(tmp_path, root, "model=pbe-tiny"))
+    assert metrics == {"n_samples": len(STEMS)}   # no score over a region without an outside
 
 
 def test_an_undecodable_image_is_one_paragraph_from_the_cli_and_nothing_is_written(tmp_path):

@@ -88,6 +88,12 @@ def test_stems_that_do_not_match_are_named(tmp_path):
     assert message.startswith(f"data.root={root}: ")
 
 
+def test_an_optional_folder_serves_every_stem(tmp_path):
+    root = write_pairs(tmp_path / "pairs", stems=("a", "b"))
+    (root / "mask" / "b.png").unlink()
+    _refused(root, f"{root / 'mask'} has no image for: b")
+
+
 def test_two_images_of_one_stem_are_named(tmp_path):
     root = write_pairs(tmp_path / "pairs")
     (root / "reference" / "a.jpg").rename(root / "reference" / "a.png")
