@@ -12,6 +12,7 @@ truth on a reference grid, and says what it left out. An evaluator named explici
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -31,6 +32,7 @@ class Fit:
     reference_on_grid: bool     # the attributed reference is an image grid (not one token or a row of tokens)
     ground_truth: bool          # the data carries the true correspondence (toy world)
     relation: str               # what the reference is, for messages
+    region_masks: frozenset[str] = frozenset({"inpaint_mask", "reference_mask"})   # what IMACS can score against
 
 
 def grid_reference(ref_grid) -> bool:
@@ -44,7 +46,17 @@ def adapter_fit(adapter, data_cfg) -> Fit:
     relations = sorted({s.relation for s in specs if s.relation}) or [type(adapter).__name__]
     extras = OmegaConf.select(data_cfg, "extras", default=None) if isinstance(data_cfg, DictConfig) else None
     return Fit(reference_on_grid=any(grid_reference(s.ref_grid) for s in specs),
-               ground_truth="correspondence" in list(extras or []), relation=", ".join(relations))
+               ground_truth="correspondence" in list(extras or []), relation=", ".join(relations),
+               region_masks=data_region_masks(data_cfg))
+
+
+def data_region_masks(data_cfg) -> frozenset[str]:
+    """The masks the data annotates: both for the benchmark layouts; for data=pairs those of its optional folders."""
+    if isinstance(data_cfg, DictConfig) and str(data_cfg.get("_target_", "")).endswith("PairsDataModule"):
+        from i2am.data.pairs import region_masks
+
+        return region_masks(Path(str(data_cfg.root)))
+    return Fit.region_masks
 
 
 def meta_adapter(model_cfg: DictConfig):
@@ -86,8 +98,27 @@ def fit_evaluators(cfg: DictConfig, fit: Fit) -> tuple[dict, list[str]]:
             spec = {**spec, "directions": [d for d in spec["directions"] if d != "g2r"]}
             notes.append(f"{name}: IMACS_r left out, the model's reference ({fit.relation}) is tokens, not an image "
                          f"grid the garment mask could score")
+        if target.endswith(IMACS_TARGET):
+            spec, unscored = _without_unmasked_directions(spec, fit)
+            notes += [f"{name}: {note}" for note in unscored]
+            if not spec["directions"]:
+                if not auto:
+                    raise EvaluatorMismatchError(f"evaluator {name!r} (IMACS) cannot apply: {'; '.join(unscored)}. "
+                                                 f"Add the masks, or drop it with evaluators=none.")
+                continue
         kept[name] = spec
     return kept, notes
+
+
+def _without_unmasked_directions(spec: dict, fit: Fit) -> tuple[dict, list[str]]:
+    """IMACS ``spec`` without the directions whose region the data has no mask of (data=pairs without mask/ or
+    reference_mask/: the region would be the whole image, with no outside to compare with)."""
+    needs = {"r2g": ("inpaint_mask", "IMACS_g", "mask/"), "g2r": ("reference_mask", "IMACS_r", "reference_mask/")}
+    directions = list(spec.get("directions", needs))
+    missing = [d for d in directions if needs[d][0] not in fit.region_masks]
+    notes = [f"{needs[d][1]} left out, the data has no {needs[d][0]} (data=pairs: add {needs[d][2]}<stem>.png)"
+             for d in missing]
+    return {**spec, "directions": [d for d in directions if d not in missing]}, notes
 
 
 def check_evaluators(cfg: DictConfig) -> tuple[list[str], list[str]]:

@@ -2,10 +2,11 @@
 
 ``CHECKS`` is the one list: the config's types and ranges (``config_schema.validate``), the data layout (every file
 the dataset will read present, its layout checks passing, and under ``i2am check`` every image decoding; a data root
-the run writes itself, e.g. the toy world, is left to the run when it does not exist yet), the keys of
-``model.checkpoint`` against the model, and the evaluators against the model (``evaluator_fit``); the model is built
-on the ``meta`` device (no weights). Each check raises a ``UserError`` naming the key or file at fault and the fix;
-nothing is sampled, trained or written.
+the run writes itself, e.g. the toy world, is left to the run when it does not exist yet; ``data=pairs`` is also
+checked against the model), the keys of ``model.checkpoint`` against the model, the evaluators against the model
+(``evaluator_fit``) and ``model.path`` (a folder, or a hub id that is cached or, online, downloadable; nothing is
+downloaded); the model is built on the ``meta`` device (no weights). Each check raises a ``UserError`` naming the
+key or file at fault and the fix; nothing is sampled, trained or written.
 """
 from __future__ import annotations
 
@@ -17,11 +18,17 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from PIL import Image
 
+from i2am.adapters.diffusers.model_path import describe_model_path
 from i2am.app.config_schema import validate
-from i2am.app.evaluator_fit import check_evaluators
+from i2am.app.evaluator_fit import check_evaluators, meta_adapter
 from i2am.data.image_io import IMAGE_EXTENSIONS
 from i2am.data.layout import LayoutError
 from i2am.errors import UserError
+
+PAIRS_TARGET = "PairsDataModule"
+NO_REFERENCE_MODELS = {   # model families (name before "-tiny") that data=pairs cannot feed, and why
+    "pasd": "PASD super-resolves a low-resolution image and takes no reference image; use an SR dataset "
+            "(data=sr_toy, sr_div2k, ...)"}
 
 
 def _image_files(dataset) -> list[Path]:
@@ -41,10 +48,27 @@ def undecodable(paths: list[Path]) -> list[str]:
     return problems
 
 
+def check_pairs_fit(cfg: DictConfig) -> None:
+    """``data=pairs``: the model takes a reference, and data.size is the model's image size (a model read from
+    ``model.path`` is sized by its config's ``image_size``)."""
+    data, model = cfg.data, cfg.get("model")
+    name = str(model.get("name", "")) if isinstance(model, DictConfig) else ""
+    if name.split("-")[0] in NO_REFERENCE_MODELS:
+        raise UserError(f"data=pairs cannot feed model={name}: {NO_REFERENCE_MODELS[name.split('-')[0]]}")
+    adapter = meta_adapter(model) if isinstance(model, DictConfig) else None
+    model_size = tuple(adapter.image_size) if adapter is not None else tuple(model.get("image_size") or ())
+    size = tuple(int(v) for v in data.size)
+    if model_size and size != tuple(int(v) for v in model_size):
+        raise UserError(f"data.size={list(size)} but model={name} generates {list(model_size)} (H, W) images: "
+                        f"set data.size={list(model_size)}, to which every image of data.root is resized")
+
+
 def check_data(cfg: DictConfig, thorough: bool) -> str:
     """Every file ``cfg.data``'s dataset reads is present and (``thorough``) decodes; its layout checks (sizes, masks)
     pass. Task startup leaves out the decoding (minutes on a full dataset); ``i2am check`` does it."""
     data = cfg.get("data")
+    if isinstance(data, DictConfig) and str(data.get("_target_", "")).endswith(PAIRS_TARGET):
+        check_pairs_fit(cfg)
     if not isinstance(data, DictConfig) or "_target_" not in data or "root" not in data:
         return "no dataset"
     module, root = instantiate(data), Path(str(data.root))
@@ -83,6 +107,14 @@ def check_checkpoint(cfg: DictConfig, thorough: bool) -> str:
     return f"{path} fits {adapter.name}"
 
 
+def check_model_path(cfg: DictConfig, thorough: bool) -> str:
+    """``model.path`` (the diffusers kinds) is a local folder, or a hub id in the local cache or downloadable (online);
+    nothing is downloaded here."""
+    model = cfg.get("model")
+    path = model.get("path") if isinstance(model, DictConfig) else None
+    return describe_model_path(path) if path else "none given"
+
+
 def check_config(cfg: DictConfig, thorough: bool) -> str:
     validate(cfg)
     return "types and ranges"
@@ -96,7 +128,7 @@ def check_evaluator_fit(cfg: DictConfig, thorough: bool) -> str:
 # (name, check(cfg, thorough) -> what passed); thorough: ``i2am check`` (the startup of a task is not)
 CHECKS: list[tuple[str, Callable[[DictConfig, bool], str]]] = [
     ("config", check_config), ("data", check_data), ("checkpoint", check_checkpoint),
-    ("evaluators", check_evaluator_fit)]
+    ("evaluators", check_evaluator_fit), ("model path", check_model_path)]
 
 
 def run_checks(cfg: DictConfig) -> None:

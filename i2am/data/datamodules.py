@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from i2am.data.coco_detection import INDEX_FILE, CocoDetectionDataset, build_coco_detection_set
 from i2am.data.cocoee import COCOEEDataset
 from i2am.data.open_images import OpenImagesDataset
+from i2am.data.pairs import PairsDataset
 from i2am.data.toy import write_toy_coco, write_toy_vitonhd
 from i2am.data.toy.location import check_toy_location
 from i2am.data.toy.vitonhd import check_toy_world
@@ -164,6 +165,19 @@ class OpenImagesDataModule(DatasetDataModule):
 
     def build_dataset(self) -> Dataset:
         return OpenImagesDataset(**self.kwargs)
+
+
+class PairsDataModule(DatasetDataModule):
+    """One's own images (``data=pairs``): ``<root>/reference/<stem>.*`` and ``<root>/source/<stem>.*`` matched by
+    stem, optional ``mask/``, ``reference_mask/``, ``densepose/`` (``i2am.data.pairs``, docs/own_images.md)."""
+
+    def __init__(self, root: str, size: Sequence[int] = (512, 384), limit: int | None = None, validate: str = "full",
+                 batch_size: int = 1, num_workers: int = 0, pin_memory: bool = False):
+        super().__init__(batch_size, num_workers, pin_memory)
+        self.root, self.size, self.limit, self.validate = Path(root), _pair(size), limit, validate
+
+    def build_dataset(self) -> Dataset:
+        return PairsDataset(self.root, self.size, self.limit, self.validate)
 
 
 class SRDataModule(DatasetDataModule):

@@ -5,7 +5,8 @@ evaluators run on it with the same loop as the native families.
     i2am attribute model=diffusers model.pipeline=StableDiffusionInpaintPipeline model.path=/models/sd-inpaint \\
         model.ip_adapter.path=/models/ip-adapter model.ip_adapter.weight_name=ip-adapter_sd15.bin
 
-The folder is read with ``<pipeline>.from_pretrained(path, local_files_only=True)``: never a hub download. The
+``model.path`` is a local folder or a hub id ``<org>/<name>`` (``model_path.resolve_model_path``: the local cache, or a
+download when online); the folder is read with ``<pipeline>.from_pretrained(folder, local_files_only=True)``. The
 adapter reuses the pipeline's modules and samples with i2am's ``Sampler``; the layers it exposes are the key
 streams ``i2am.trace`` finds (``i2am.engine.pipelines``) of one relation (``model.relation``; default the
 image relation: "image:example" for Paint-by-Example, "image:ip_adapter" when an IP-Adapter is loaded, else "text").
@@ -33,6 +34,7 @@ from i2am.adapters._registry import register_model
 from i2am.adapters._unet_base import UNetAdapter
 from i2am.adapters.diffusers.dit.transformer import diffusers_dit, is_transformer_pipeline
 from i2am.adapters.diffusers.kinds import CHUNK_LAYOUTS, KINDS, chunk_count, guide, stack
+from i2am.adapters.diffusers.model_path import resolve_model_path
 from i2am.adapters.diffusers.reference_attention import ReferenceAttention
 from i2am.adapters.diffusers.tiny import build_pipeline
 from i2am.data import schema
@@ -45,16 +47,13 @@ UNCOND_EXTRA = {"ip": "ip_uncond", "text_embeds": "text_embeds_uncond"}
 
 
 def load_pipeline(pipeline: str, path: str | Path, ip_adapter: dict | None = None):
-    """``<pipeline>.from_pretrained(path)`` from a local folder, with an optional local IP-Adapter."""
+    """``<pipeline>.from_pretrained`` from a local folder or a hub id's snapshot, with an optional local IP-Adapter."""
     import diffusers
 
     cls = getattr(diffusers, pipeline, None)
     if cls is None:
         raise ValueError(f"model.pipeline={pipeline!r} is not a diffusers pipeline class")
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model.path={path}: no such folder (i2am loads local pipeline folders only, "
-                                f"e.g. one written by save_pretrained)")
+    folder = resolve_model_path(path)   # a local folder, or a hub id's cached snapshot
     if pipeline == "PaintByExamplePipeline":
         pipe = _paint_by_example(cls, folder)
     else:

@@ -36,7 +36,7 @@ def test_the_toy_config_passes_every_check(world, tmp_path, capsys):
     code, lines = run_check(capsys, toy(tmp_path))
     assert code == 0, lines
     assert [line.split(":")[0] for line in lines] == [f"ok    {name}" for name in ("config", "data", "checkpoint",
-                                                                                  "evaluators")]
+                                                                                  "evaluators", "model path")]
     assert "1 samples" in lines[1] and sorted(tmp_path.rglob("*")) == before
 
 

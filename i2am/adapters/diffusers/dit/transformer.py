@@ -44,6 +44,7 @@ from i2am.adapters.diffusers.dit.flux_kontext import FluxKontextAdapter
 from i2am.adapters.diffusers.dit.qwen_image_edit import QwenImageEditAdapter
 from i2am.adapters.diffusers.dit.sd3 import StableDiffusion3Adapter
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
+from i2am.adapters.diffusers.model_path import resolve_model_path
 
 ADAPTERS: dict[str, type[DiffusersTransformerAdapter]] = {
     cls.pipeline_class: cls for cls in (FluxKontextAdapter, Flux2Adapter, QwenImageEditAdapter,
@@ -61,15 +62,13 @@ def is_transformer_pipeline(name: str) -> bool:
 
 
 def load_transformer_pipeline(pipeline: str, path: str | Path):
-    """``<pipeline>.from_pretrained(path, local_files_only=True)`` without its text encoders and tokenizers."""
+    """``<pipeline>.from_pretrained`` of a local folder or a hub id's snapshot, without its text encoders and
+    tokenizers."""
     import diffusers
 
     if pipeline not in ADAPTERS:
         raise ValueError(unsupported(pipeline))
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"model.path={path}: no such folder (i2am loads local pipeline folders only, "
-                                f"e.g. one written by save_pretrained)")
+    folder = resolve_model_path(path)   # a local folder, or a hub id's cached snapshot
     none = {name: None for name in ADAPTERS[pipeline].text_encoders}
     return getattr(diffusers, pipeline).from_pretrained(str(folder), local_files_only=True, **none)
 
