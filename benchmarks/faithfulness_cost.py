@@ -15,6 +15,9 @@ regenerated image and are small next to the UNet at SD-1.5 size.
   python benchmarks/faithfulness_cost.py --model pasd-tiny --steps 4   # PASD (UniPC, CFG 9), tiny only
   nice -n 5 python benchmarks/faithfulness_cost.py --steps 4 --sd15 --sd15-calls 2     # + SD-1.5 on CPU fp32
   python benchmarks/faithfulness_cost.py --sd15 --device cuda --dtype fp16 --steps 50
+
+The last lines are the budget of a ``--study-samples`` (100) sample study: UNet rows per sample (each check's rows:
+the settings alone decide them, so they hold at SD-1.5 size) x samples, and with ``--sd15`` its measured time.
 """
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ from i2am.data.toy import write_toy_vitonhd
 from i2am.data.vitonhd import VitonHDDataset
 from i2am.engine import AttributionCapture, CaptureConfig
 from i2am.evaluation.faithfulness import FRACTIONS, g2r_curves, r2g_counterfactuals
-from i2am.evaluation.randomization import denoiser_stages, randomization_curves
+from i2am.evaluation.randomization import complete_stages, randomization_curves
 from i2am.sampling.sampler import Sampler
 
 
@@ -115,7 +118,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="custom-tiny", choices=sorted(BENCH_MODELS), help="the tiny model run")
     parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--random-orders", type=int, default=3)
+    parser.add_argument("--random-orders", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=3, help="randomisation re-initialisation seeds")
+    parser.add_argument("--study-samples", type=int, default=100, help="samples of the budgeted study")
     parser.add_argument("--batch-size", type=int, default=8, help="perturbed runs batched together")
     parser.add_argument("--sd15", action="store_true", help="add the measured SD-1.5-size line")
     parser.add_argument("--sd15-model", default="custom", help="the full-size model whose UNet is timed")
@@ -145,8 +150,8 @@ def main():
         ("R2G counterfactuals (swap with another sample's reference + null)",
          lambda: r2g_counterfactuals(adapter, sampler, sample, maps.r2g.ulam, donor=donor, region=mask,
                                      reference_keys=reference_keys)),
-        (f"randomisation, cascading + independent ({len(denoiser_stages(step))} stages)",
-         lambda: randomization_curves(adapter, sampler, sample, cfg, region=None)),
+        (f"randomisation, cascading + independent ({len(complete_stages(adapter))} stages, {args.seeds} seeds)",
+         lambda: randomization_curves(adapter, sampler, sample, cfg, region=None, seeds=range(args.seeds))),
     ]
     print(f"\nfaithfulness cost per sample: {args.model}, {args.steps} {sampling}, {len(FRACTIONS)} fractions, "
           f"{args.random_orders} random orders, batch {args.batch_size}", flush=True)
@@ -171,6 +176,13 @@ def main():
               f"(rows x {per_row:.2f} s) |\n|---|---|---|---|")
         for r in rows:
             print(f"| {r['check']} | {r['calls']} | {r['rows']} | {r['rows'] * per_row:.0f} |")
+    checks_rows = sum(r["rows"] for r in rows[1:])
+    study = checks_rows * args.study_samples
+    print(f"\nbudget of a {args.study_samples}-sample study ({args.steps} steps, every check above): "
+          f"{checks_rows} UNet rows per sample -> {study} UNet rows", flush=True)
+    if args.sd15:
+        print(f"at the measured {per_row:.3f} s per SD-1.5 row on {args.device} {args.dtype}: "
+              f"{study * per_row / 3600:.1f} hours", flush=True)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from i2am.measures.stats import permutation_correlation
 from i2am.runs import RunDir
 
 IMACS_KEYS = ("imacs_g", "imacs_r")
 QUALITY_KEYS = ("fid", "kid", "lpips", "ssim")
 TABLE_COLUMNS = ("x", "y", "n", "pearson", "pearson_low", "pearson_high", "spearman", "spearman_low",
-                 "spearman_high")
+                 "spearman_high", "spearman_perm_p")
 
 
 def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -31,7 +32,8 @@ def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def correlation(x: Sequence[float], y: Sequence[float], n_bootstrap: int = 2000, confidence: float = 0.95,
                 seed: int = 0) -> dict[str, float]:
-    """Pearson and Spearman of paired values (pairs with a NaN dropped), each with a bootstrap interval.
+    """Pearson and Spearman of paired values (pairs with a NaN dropped), each with a bootstrap interval, and the
+    Spearman's two-sided permutation p-value (``spearman_perm_p``; exact over every pairing for up to 7 runs).
 
     The bootstrap resamples runs with replacement; resamples where x or y is constant have no coefficient and are
     skipped, so intervals from very few runs are indicative only.
@@ -53,6 +55,7 @@ def correlation(x: Sequence[float], y: Sequence[float], n_bootstrap: int = 2000,
         samples = samples[~np.isnan(samples)]
         low, high = np.percentile(samples, [tail, 100 - tail]) if len(samples) else (np.nan, np.nan)
         out[f"{name}_low"], out[f"{name}_high"] = float(low), float(high)
+    out["spearman_perm_p"] = permutation_correlation(x, y, n_permutations=n_bootstrap, seed=seed)[1]
     return out
 
 

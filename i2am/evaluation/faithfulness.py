@@ -3,7 +3,13 @@
 - ``g2r_curves``: deletion / insertion curves (Petsiuk et al. 2018). Rank the reference tokens by a G2R map, remove
   the top fraction f of them in every layer that reads the reference (``i2am.engine.knockout``), regenerate with
   the same noise and measure the change of the output on a query region, in latents and pixels; the same for the
-  inverse order and several random orders. Mode ``full`` runs the whole sampler; mode ``proxy`` is teacher-forced: it
+  inverse order, random orders (10 by default) and trivial orders computed from the inputs alone
+  (``i2am.measures.trivial_orders``: the reference's foreground mask, a centre prior, smoothed random blobs), which
+  the map must beat before it can claim anything. Removal replaces the removed tokens with the model's unconditional
+  context where it has one per reference token (in distribution; ``resolve_removal``), else knocks them out (-inf
+  logits, also on request), and the curves are normalised by the largest change
+  seen (bounded in [0, 1]; ``out_of_range`` flags a curve that moved the output more than removing everything).
+  Mode ``full`` runs the whole sampler; mode ``proxy`` is teacher-forced: it
   takes the unperturbed run's own trajectory at a few fixed steps and measures the change of the one-step x0
   prediction there (cheap, and a proxy only).
 - ``r2g_counterfactuals``: swap the reference (for another sample's, ``pick_donor``, and for the null reference:
@@ -28,9 +34,11 @@ import torch.nn.functional as F
 
 from i2am.engine.knockout import TokenKnockout, rank_keep_mask
 from i2am.evaluation.rerun import regenerate, require_sampler_loop
-from i2am.measures.curves import bootstrap_gap_ci, normalised_auc, retained, spearman, topk_overlap
+from i2am.measures.curves import normalised_auc, retained, spearman, topk_overlap
+from i2am.measures.trivial_orders import TRIVIAL_ORDERS, trivial_orders
 
 FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)
+REMOVALS = ("auto", "replace", "knockout")
 SPACES = ("latent", "pixel")
 MODES = ("full", "proxy")
 
@@ -67,14 +75,20 @@ def sample_digest(sample_id: str) -> int:
     return sum(ord(c) * 31 ** i for i, c in enumerate(str(sample_id))) % (2 ** 31)
 
 
-def order_scores(scores: torch.Tensor, random_orders: int, seed: int, sample_id: str) -> dict[str, torch.Tensor]:
-    """The ranking scores of each order on the map's grid: the map, its inverse and ``random_orders`` random
-    permutations (seeded by (seed, sample id, k), so a resumed run draws the same)."""
+def order_scores(scores: torch.Tensor, random_orders: int, seed: int, sample_id: str,
+                 trivial: Sequence[str] = TRIVIAL_ORDERS, foreground: torch.Tensor | None = None
+                 ) -> dict[str, torch.Tensor]:
+    """The ranking scores of each order on the map's grid: the map, its inverse, ``random_orders`` random
+    permutations and the ``trivial`` orders (``foreground``: the reference's object mask, without which that order is
+    skipped), all seeded by (seed, sample id, k), so a resumed run draws the same."""
     out = {"attribution": scores.float(), "inverse": -scores.float()}
     digest = sample_digest(sample_id)
     for k in range(random_orders):
         g = torch.Generator().manual_seed(int(seed) * 1_000_003 + digest * 101 + k)
         out[f"random{k}"] = torch.randperm(scores[0].numel(), generator=g).float().reshape(scores.shape)
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + digest * 101 + 999_983)
+    out |= {name: order.float() for name, order in
+            trivial_orders(tuple(scores.shape[-2:]), g, foreground, trivial).items()}
     return out
 
 
@@ -152,6 +166,24 @@ def _proxy_indices(num_steps: int, proxy_steps: Sequence[float]) -> list[int]:
     return sorted({min(num_steps - 1, max(0, round(p * (num_steps - 1)))) for p in proxy_steps})
 
 
+def resolve_removal(adapter, inputs, removal: str) -> str:
+    """``auto``: ``replace`` (the removed tokens become the model's unconditional context's, in distribution) where
+    that context holds one token per reference cell of every spatial layer, else ``knockout`` (-inf logits: e.g.
+    StableVITON or PASD, whose unconditional context is a text prompt, or a model with its own token knockout)."""
+    if removal not in REMOVALS:
+        raise ValueError(f"faithfulness removal={removal!r}: choose from {list(REMOVALS)}")
+    if removal != "auto":
+        return removal
+    uncond = getattr(inputs, "uncond_context", None)
+    grids = [s.ref_grid for s in adapter.attribution_layers() if s.ref_grid is not None] \
+        if hasattr(adapter, "attribution_layers") else []
+    fits = (torch.is_tensor(uncond) and uncond.dim() == 3 and bool(grids)
+            and not hasattr(adapter, "token_knockout")
+            and all(isinstance(g, (tuple, list)) and all(isinstance(v, int) for v in g)
+                    and g[0] * g[1] == uncond.shape[1] for g in grids))
+    return "replace" if fits else "knockout"
+
+
 @torch.no_grad()
 def knockout_for(adapter, **options):
     """The adapter's token knockout (``adapter.token_knockout``: ``TokenKnockout`` over its cross-attention layers,
@@ -161,12 +193,15 @@ def knockout_for(adapter, **options):
 
 def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sample_id: str,
                query_mask: torch.Tensor | None = None, fractions: Sequence[float] = FRACTIONS,
-               random_orders: int = 3, seed: int = 0, modes: Sequence[str] = ("full",), removal: str = "knockout",
-               proxy_steps: Sequence[float] = (0.25, 0.5, 0.75), batch_size: int = 8, knockout_layers=None) -> dict:
+               random_orders: int = 10, seed: int = 0, modes: Sequence[str] = ("full",), removal: str = "auto",
+               proxy_steps: Sequence[float] = (0.25, 0.5, 0.75), batch_size: int = 8, knockout_layers=None,
+               trivial: Sequence[str] = TRIVIAL_ORDERS, foreground: torch.Tensor | None = None) -> dict:
     """Deletion and insertion curves of one sample for the attribution, inverse and random orders.
 
     scores: [1, h, w] G2R map (any grid: it is resized to each layer's reference grid). query_mask: [1, 1, H, W],
-    1 where the output change is measured (None = the whole image). Returns ``{"fractions", "orders", "curves":
+    1 where the output change is measured (None = the whole image). foreground: [.., H, W] the reference's object
+    mask (the ``foreground`` trivial order). Every order's rows share batched model calls. Returns ``{"fractions",
+    "orders", "curves":
     {mode: {space: {"deletion"|"insertion": {order: [F] change}, "all_removed": change}}}, "cost": {mode:
     {"unet_calls", "unet_rows"}}, "removal"}``; changes are mean squared differences to the unperturbed output.
     """
@@ -178,8 +213,10 @@ def g2r_curves(adapter, sampler, sample: Mapping, scores: torch.Tensor, *, sampl
     if bad:
         raise ValueError(f"faithfulness modes {bad}: choose from {MODES}")
     inputs = adapter.prepare(dict(sample))
+    removal = resolve_removal(adapter, inputs, removal)
     replacement = inputs.uncond_context if removal == "replace" else None
-    orders = order_scores(scores.float().cpu(), random_orders, seed, sample_id)
+    orders = order_scores(scores.float().cpu(), random_orders, seed, sample_id, trivial,
+                          None if foreground is None else foreground.float().cpu())
     interior = fractions[1:-1]
     rows = [(orders[o], f, keep_top) for keep_top in (False, True) for o in orders for f in interior]
     all_removed = (orders["attribution"], 1.0, False)
@@ -237,34 +274,41 @@ def _curves_from(latents, images, ref_latent, ref_image, query_mask, orders, int
     return out
 
 
-def summarise_g2r(result: dict, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0) -> dict:
-    """Per-sample numbers of ``g2r_curves``: for each mode and space, the normalised deletion / insertion AUCs of
-    the attribution, inverse and random orders (mean, std), the gap to random (positive = the map beats random
-    order) with its bootstrap interval over the random orders, and the all-removed change.
+def summarise_g2r(result: dict) -> dict:
+    """Per-sample numbers of ``g2r_curves``: for each mode and space, the deletion / insertion AUCs of every order
+    on curves normalised by the largest change seen (``normaliser``: the all-removed change, or a partial removal that
+    moved the output more, then ``out_of_range`` = 1: the all-removed normaliser would have left [0, 1]), and the
+    gaps of the map to the mean random order, the inverse order and each trivial order (positive = the map wins).
 
-    Keys: ``faith_{mode}_{space}_{del|ins}_{auc|auc_inverse|auc_random|auc_random_std|gap|gap_lo|gap_hi|gap_inverse}``
-    (``gap_inverse``: the same gap against the inverse order) and
-    ``faith_{mode}_{space}_all_removed``.
+    Keys: ``faith_{mode}_{space}_{all_removed|normaliser|out_of_range}`` and
+    ``faith_{mode}_{space}_{del|ins}_{auc|auc_inverse|auc_random|auc_random_std|gap|gap_inverse}``, plus
+    ``_auc_{trivial}`` and ``_gap_{trivial}`` for each trivial order the sample has.
     """
     fractions, out = result["fractions"], {}
     randoms = [o for o in result["orders"] if o.startswith("random")]
+    trivial = [o for o in result["orders"] if o in TRIVIAL_ORDERS]
     for mode, spaces in result["curves"].items():
         for space, curves in spaces.items():
             prefix = f"faith_{mode}_{space}"
-            full = torch.tensor(curves["all_removed"], dtype=torch.float64)
-            out[f"{prefix}_all_removed"] = float(full)
+            full = float(curves["all_removed"])
+            peak = max(max(c) for name in ("deletion", "insertion") for c in curves[name].values())
+            normaliser = torch.tensor(max(full, peak), dtype=torch.float64)
+            out[f"{prefix}_all_removed"], out[f"{prefix}_normaliser"] = full, float(normaliser)
+            out[f"{prefix}_out_of_range"] = float(peak > full * (1 + 1e-9) + 1e-12)
             for name, short, sign in (("deletion", "del", -1.0), ("insertion", "ins", 1.0)):
-                auc = {o: float(normalised_auc(fractions, retained(torch.tensor(c), full)))
+                auc = {o: float(normalised_auc(fractions, retained(torch.tensor(c), normaliser)))
                        for o, c in curves[name].items()}
                 rand = torch.tensor([auc[o] for o in randoms], dtype=torch.float64)
+                mean_random = float(rand.mean()) if len(rand) else math.nan
                 out[f"{prefix}_{short}_auc"] = auc["attribution"]
                 out[f"{prefix}_{short}_auc_inverse"] = auc["inverse"]
                 out[f"{prefix}_{short}_gap_inverse"] = sign * (auc["attribution"] - auc["inverse"])
-                out[f"{prefix}_{short}_auc_random"] = float(rand.mean()) if len(rand) else math.nan
+                out[f"{prefix}_{short}_auc_random"] = mean_random
                 out[f"{prefix}_{short}_auc_random_std"] = float(rand.std()) if len(rand) > 1 else math.nan
-                gap, lo, hi = bootstrap_gap_ci(auc["attribution"], rand, sign, n_bootstrap, confidence, seed)
-                out[f"{prefix}_{short}_gap"], out[f"{prefix}_{short}_gap_lo"], out[f"{prefix}_{short}_gap_hi"] = \
-                    gap, lo, hi
+                out[f"{prefix}_{short}_gap"] = sign * (auc["attribution"] - mean_random)
+                for order in trivial:
+                    out[f"{prefix}_{short}_auc_{order}"] = auc[order]
+                    out[f"{prefix}_{short}_gap_{order}"] = sign * (auc["attribution"] - auc[order])
     if "full" in result["curves"] and "proxy" in result["curves"]:
         for space in SPACES:
             f, p = (torch.tensor(result["curves"][m][space]["deletion"]["attribution"]) for m in ("full", "proxy"))
@@ -388,7 +432,8 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     r2g_map: [1, h, w] raw R2G ULAM; region: [1, 1, H, W] generated region (None = whole image). Returns per-sample
     numbers ``r2g_cf_{variant}_{spearman|topk}`` (inside the region), ``r2g_cf_topk_baseline`` (the mask-only map:
     top-k overlap k/n in expectation, Spearman 0), ``r2g_cf_{variant}_spearman_image`` and
-    ``r2g_cf_{variant}_mask_spearman_image`` (whole image: the map vs the region mask as predictors of the change),
+    ``r2g_cf_{variant}_mask_spearman_image`` (whole image: the map vs the region mask as predictors of the change;
+    the R2G trivial map) and their difference ``r2g_cf_{variant}_spearman_vs_mask``,
     ``r2g_cf_{variant}_change`` and the change maps themselves under ``"maps"``.
     """
     bad = [v for v in variants if v not in COUNTERFACTUALS]
@@ -428,4 +473,6 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
         out[f"r2g_cf_{name}_topk"] = topk_overlap(score[inside], change[inside], topk)
         out[f"r2g_cf_{name}_spearman_image"] = spearman(score, change)
         out[f"r2g_cf_{name}_mask_spearman_image"] = spearman(cells.double(), change)
+        out[f"r2g_cf_{name}_spearman_vs_mask"] = (out[f"r2g_cf_{name}_spearman_image"]
+                                                  - out[f"r2g_cf_{name}_mask_spearman_image"])
     return out

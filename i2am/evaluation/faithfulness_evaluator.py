@@ -4,7 +4,9 @@ Runs on a bounded subset: the first ``samples`` samples the run finishes (on a r
 hold a ``faithfulness.json`` in their sample folder count, so a resumed run evaluates the same subset; with several
 DDP ranks each rank counts what it sees). Per evaluated sample it writes ``faithfulness.json`` (every curve) and
 ``faithfulness.png`` (the curves figure) under the sample's folder; per-sample numbers go into the sample's record,
-dataset numbers (means, and for the gaps a bootstrap interval over samples) into ``metrics.json``.
+dataset numbers into ``metrics.json``: means, and for each gap of the map (to random order, to the inverse order and
+to the best trivial order, chosen on the dataset means) a paired per-sample comparison (``i2am.measures.stats``: n,
+effect, an exact test's p, a bootstrap-over-samples interval from 10 samples on).
 See docs/faithfulness.md for what each number means.
 """
 from __future__ import annotations
@@ -32,13 +34,17 @@ from i2am.evaluation.faithfulness import (
     summarise_g2r,
 )
 from i2am.evaluation.rerun import reruns_this_sample
-from i2am.measures.curves import bootstrap_mean_ci
+from i2am.measures.stats import flat, paired
+from i2am.measures.trivial_orders import TRIVIAL_ORDERS
 from i2am.runs import atomic_write_text
 from i2am.viz.faithfulness import curves_figure
 
-G2R_STATS = ("auc", "auc_inverse", "auc_random", "auc_random_std", "gap", "gap_lo", "gap_hi", "gap_inverse")
+G2R_STATS = ("auc", "auc_inverse", "auc_random", "auc_random_std", "gap", "gap_inverse",
+             *(f"{k}_{t}" for t in TRIVIAL_ORDERS for k in ("auc", "gap")))
+CURVE_STATS = ("all_removed", "normaliser", "out_of_range")
+PAIRED_GAPS = ("gap", "gap_inverse")     # per-sample differences tested against 0, plus gap_trivial (best trivial)
 REFERENCE_KEYS = ("reference", "reference_mask", "cloth_warp", "cloth_warp_mask", "lr")   # lr: PASD's LR image
-CF_STATS = ("spearman", "topk", "spearman_image", "mask_spearman_image", "change")
+CF_STATS = ("spearman", "topk", "spearman_image", "mask_spearman_image", "spearman_vs_mask", "change")
 
 
 def counterfactual_keys(variants: Sequence[str]) -> list[str]:
@@ -50,7 +56,7 @@ def faithfulness_keys(modes: Sequence[str], counterfactual: bool,
     keys = []
     for mode in modes:
         for space in SPACES:
-            keys.append(f"faith_{mode}_{space}_all_removed")
+            keys += [f"faith_{mode}_{space}_{s}" for s in CURVE_STATS]
             keys += [f"faith_{mode}_{space}_{c}_{s}" for c in ("del", "ins") for s in G2R_STATS]
     if "full" in modes and "proxy" in modes:
         keys += [f"faith_proxy_{space}_del_curve_error" for space in SPACES]
@@ -74,24 +80,35 @@ class SampleRows(Metric):
 
 
 def summarise_rows(keys: Sequence[str], rows: torch.Tensor, n_bootstrap: int, confidence: float, seed: int,
-                   prefix: str) -> dict[str, float]:
-    """One sample: its own numbers. Several: the NaN-ignoring mean of each, and for each ``*_gap`` the mean with a
-    bootstrap interval over samples (replacing the per-sample ``*_gap_lo/_hi``)."""
+                   prefix: str, test: str = "wilcoxon") -> dict[str, float]:
+    """The NaN-ignoring mean of each number over the evaluated samples, and for each G2R gap a paired per-sample
+    comparison (``flat``: ``_n``, ``_lo``/``_hi`` from 10 samples on, ``_p``, ``_min_p``); ``_gap_trivial``: the gap
+    to the trivial order with the best mean AUC (its index in TRIVIAL_ORDERS under ``_best_trivial``)."""
     if rows.numel() == 0:
         return {}
-    if rows.shape[0] == 1:
-        return {k: float(v) for k, v in zip(keys, rows[0])}
+    column = {k: rows[:, j] for j, k in enumerate(keys)}
     out = {}
-    for j, key in enumerate(keys):
-        column = rows[:, j]
-        if key.endswith(("_gap_lo", "_gap_hi")):
-            continue
-        if key.endswith("_gap"):
-            mean, lo, hi = bootstrap_mean_ci(column, n_bootstrap, confidence, seed)
-            out[key], out[f"{key}_lo"], out[f"{key}_hi"] = mean, lo, hi
-        else:
-            finite = column[~torch.isnan(column)]
-            out[key] = float(finite.mean()) if finite.numel() else math.nan
+    for key, values in column.items():
+        finite = values[~torch.isnan(values)]
+        out[key] = float(finite.mean()) if finite.numel() else math.nan
+
+    def compare(key, values):
+        out.update(flat(key, paired(values.numpy(), test=test, n_bootstrap=n_bootstrap, confidence=confidence,
+                                    seed=seed)))
+    for key in keys:
+        if key.endswith("_spearman_vs_mask") or (key.startswith("faith_")
+                                                 and key.endswith(tuple(f"_{g}" for g in PAIRED_GAPS))):
+            compare(key, column[key])
+        if key.startswith("faith_") and key.endswith(("_del_gap", "_ins_gap")):
+            base = key[: -len("_gap")]
+            sign = -1.0 if base.endswith("_del") else 1.0
+            means = {t: out[f"{base}_auc_{t}"] for t in TRIVIAL_ORDERS if not math.isnan(out[f"{base}_auc_{t}"])}
+            best = max(means, key=lambda t: sign * means[t]) if means else None
+            if best is not None:
+                out[f"{base}_best_trivial"] = float(TRIVIAL_ORDERS.index(best))
+                out[f"{base}_auc_best_trivial"] = means[best]
+            nothing = torch.full_like(column[key], math.nan)   # no trivial order on these samples: n = 0
+            compare(f"{base}_gap_trivial", column[f"{base}_gap_{best}"] if best else nothing)
     out[f"{prefix}_n_samples"] = float(rows.shape[0])
     return out
 
@@ -103,7 +120,11 @@ def write_json(path, payload) -> None:
 class FaithfulnessEvaluator(Evaluator):
     """samples: how many samples to evaluate; fractions: the removal grid (0 ... 1); random_orders: random-order
     baselines per sample; modes: "full" (whole regeneration) and/or "proxy" (teacher-forced x0 at ``proxy_steps``,
-    fractions of the schedule); removal: "knockout" (-inf logits) or "replace" (the unconditional context);
+    fractions of the schedule); removal: "replace" (the unconditional context: in distribution), "knockout"
+    (-inf logits) or "auto" (replace where the unconditional context has one token per reference cell); trivial:
+    the input-only orders the map must beat (``i2am.measures.trivial_orders``);
+    foreground_key: the batch key of the reference's object mask (the ``foreground`` order); test: the exact paired
+    test of the dataset gaps ("wilcoxon" or "sign");
     counterfactual: also run the R2G counterfactuals; counterfactuals: which (``swap``: the reference of another
     sample of the run's dataset, drawn by ``pick_donor`` from (seed, sample id); ``rotated``: the sample's own
     reference rotated by 180°; ``null``: the unconditional context); region_key: the batch key of the generated
@@ -112,14 +133,19 @@ class FaithfulnessEvaluator(Evaluator):
 
     marker = "faithfulness.json"
 
-    def __init__(self, samples: int = 4, fractions: Sequence[float] = FRACTIONS, random_orders: int = 3,
-                 modes: Sequence[str] = ("full", "proxy"), removal: str = "knockout",
+    def __init__(self, samples: int = 4, fractions: Sequence[float] = FRACTIONS, random_orders: int = 10,
+                 modes: Sequence[str] = ("full", "proxy"), removal: str = "auto",
                  proxy_steps: Sequence[float] = (0.25, 0.5, 0.75), counterfactual: bool = True, topk: float = 0.2,
                  batch_size: int = 8, n_bootstrap: int = 1000, confidence: float = 0.95, seed: int = 0,
                  region_key: str | None = "inpaint_mask",
                  reference_keys: Sequence[str] = REFERENCE_KEYS,
-                 figures: bool = True, counterfactuals: Sequence[str] = ("swap", "null")):
+                 figures: bool = True, counterfactuals: Sequence[str] = ("swap", "null"),
+                 trivial: Sequence[str] = TRIVIAL_ORDERS, foreground_key: str | None = "reference_mask",
+                 test: str = "wilcoxon"):
         super().__init__()
+        if random_orders < 1:
+            raise ValueError(f"faithfulness.random_orders={random_orders}: at least 1 (10 by default)")
+        self.trivial, self.foreground_key, self.test = list(trivial), foreground_key, test
         bad = [m for m in modes if m not in MODES]
         if bad:
             raise ValueError(f"faithfulness.modes {bad}: choose from {MODES}")
@@ -149,10 +175,11 @@ class FaithfulnessEvaluator(Evaluator):
             result = g2r_curves(ctx.adapter, ctx.sampler, sample, maps.g2r.ulam, sample_id=ctx.sample_id,
                                 query_mask=region, fractions=self.fractions, random_orders=self.random_orders,
                                 seed=self.seed, modes=self.modes, removal=self.removal,
-                                proxy_steps=self.proxy_steps, batch_size=self.batch_size)
+                                proxy_steps=self.proxy_steps, batch_size=self.batch_size, trivial=self.trivial,
+                                foreground=sample.get(self.foreground_key) if self.foreground_key else None)
             shared = result.pop("baseline")
             baseline, inputs = shared["image"], shared["inputs"]
-            values |= summarise_g2r(result, self.n_bootstrap, self.confidence, self.seed)
+            values |= summarise_g2r(result)
             payload["g2r"] = result
             if self.figures:
                 for space in SPACES:
@@ -184,7 +211,7 @@ class FaithfulnessEvaluator(Evaluator):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*compute.*before the ``update``")
             rows = self.rows.compute()
-        return summarise_rows(self.keys, rows, self.n_bootstrap, self.confidence, self.seed, "faith")
+        return summarise_rows(self.keys, rows, self.n_bootstrap, self.confidence, self.seed, "faith", self.test)
 
 
 def _has_spatial_layers(adapter) -> bool:

@@ -12,6 +12,12 @@ Presets (``image_map`` is what ``to_image(..., preset=...)`` returns for the sam
   the official threshold set to 1 (the strongest raw attention) score 0.
 - ``clean``: ``image_map`` is already an attribution map A (high = attributed); no inversion; eps = 1e-8 in both
   directions.
+
+The evaluator reports both side by side (``imacs_{g|r}_official``, ``imacs_{g|r}_clean``, the other preset rendered
+from the same ULAMs) next to ``imacs_{g|r}`` under the run's preset. Claims decide on ``DECISION_PRESET``: for maps
+over spatial reference tokens the official 1 - P reverses the ranking (the region mask itself scores -3, the worst
+value, and its complement +1), so the clean orientation, where the region scores best, decides; the official
+value is shown beside it.
 """
 from __future__ import annotations
 
@@ -22,12 +28,14 @@ from torch import Tensor
 from torchmetrics import Metric
 
 from i2am.data import schema
+from i2am.engine.render import to_image
 from i2am.evaluation.evaluator import Evaluator, SampleContext
 
 DIRECTIONS = ("r2g", "g2r")
 PRESETS = ("official", "clean")
 EPS = 1e-8
 METRIC_NAMES = {"r2g": "imacs_g", "g2r": "imacs_r"}
+DECISION_PRESET = "clean"   # the orientation claims decide on for spatial-token maps: the region mask scores best
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -105,17 +113,31 @@ class ImacsEvaluator(Evaluator):
     Both are always computed together on every rank, which keeps ``compute`` safe under DDP.
     """
 
-    def __init__(self, preset: str = "official", penalty: float = 3.0, directions=DIRECTIONS):
+    def __init__(self, preset: str = "official", penalty: float = 3.0, directions=DIRECTIONS,
+                 both_presets: bool = True):
         super().__init__()
         for direction in directions:
             _check_choice("direction", direction, DIRECTIONS)
-        self.directions = tuple(directions)
+        _check_choice("preset", preset, PRESETS)
+        self.directions, self.preset, self.both_presets = tuple(directions), preset, both_presets
         self.metrics = torch.nn.ModuleDict({d: IMACS(d, preset, penalty) for d in self.directions})
+        self.by_preset = torch.nn.ModuleDict({f"{d}_{p}": IMACS(d, p, penalty) for d in self.directions
+                                              for p in PRESETS} if both_presets else {})
 
     def update(self, ctx: SampleContext) -> None:
-        """The sample's rendered ULAMs against its inpainting mask (R2G) and garment mask (G2R)."""
-        self.update_maps(r2g_map=ctx.rendered.get("r2g"), inpaint_mask=ctx.sample.get(schema.INPAINT_MASK),
-                         g2r_map=ctx.rendered.get("g2r"), reference_mask=ctx.sample.get(schema.REFERENCE_MASK))
+        """The sample's rendered ULAMs against its inpainting mask (R2G) and garment mask (G2R); with
+        ``both_presets`` also each preset's rendering of the same ULAMs (the run's preset: ``ctx.rendered``)."""
+        masks = {"r2g": ctx.sample.get(schema.INPAINT_MASK), "g2r": ctx.sample.get(schema.REFERENCE_MASK)}
+        self.update_maps(r2g_map=ctx.rendered.get("r2g"), inpaint_mask=masks["r2g"],
+                         g2r_map=ctx.rendered.get("g2r"), reference_mask=masks["g2r"])
+        for key, metric in self.by_preset.items():
+            direction, preset = key.split("_")
+            rendered = ctx.rendered.get(direction)
+            if rendered is None or masks[direction] is None:
+                continue
+            image_map = rendered if preset == self.preset else to_image(
+                getattr(ctx.maps, direction).ulam, tuple(rendered.shape[-2:]), direction, preset)
+            metric.update(image_map, masks[direction])
 
     def update_maps(self, r2g_map: Tensor | None = None, inpaint_mask: Tensor | None = None,
                     g2r_map: Tensor | None = None, reference_mask: Tensor | None = None) -> None:
@@ -134,4 +156,7 @@ class ImacsEvaluator(Evaluator):
         """Every direction is computed on every rank (the sync is collective); one that scored no sample on any rank
         (0 / 0: a G2R map over text tokens has no garment mask to be compared with) is left out."""
         values = {METRIC_NAMES[d]: float(self.metrics[d].compute()) for d in self.directions}
+        for key, metric in self.by_preset.items():
+            direction, preset = key.split("_")
+            values[f"{METRIC_NAMES[direction]}_{preset}"] = float(metric.compute()) if metric.count > 0 else math.nan
         return {name: value for name, value in values.items() if not math.isnan(value)}

@@ -89,3 +89,22 @@ def map_ssim(a: torch.Tensor, b: torch.Tensor, size: tuple[int, int] | None = No
     a, b = prep(a), prep(b)
     kernel = min(11, *(s - (1 - s % 2) for s in a.shape[-2:]))   # largest odd kernel the map holds, at most 11
     return float(structural_similarity_index_measure(a, b, data_range=1.0, kernel_size=max(kernel, 3)))
+
+
+def map_hog(a: torch.Tensor, b: torch.Tensor, size: tuple[int, int] | None = None) -> float:
+    """Pearson correlation of the HOG descriptors (``skimage.feature.hog``) of two [h, w] maps after min-max
+    normalisation (and a resize to ``size``), the edge-structure similarity of Adebayo et al. 2018; 0 when either
+    descriptor is constant."""
+    from skimage.feature import hog
+
+    def descriptor(m):
+        m = minmax(m.float())[None, None].float()
+        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False) if size else m
+        m = m[0, 0].clamp(0, 1).numpy()
+        cell = max(2, min(m.shape) // 8)
+        return torch.from_numpy(hog(m, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2),
+                                    feature_vector=True)).double()
+    x, y = descriptor(a), descriptor(b)
+    if x.numel() < 2 or float(x.std()) == 0 or float(y.std()) == 0:
+        return 0.0
+    return float(torch.corrcoef(torch.stack([x, y]))[0, 1])

@@ -1,5 +1,6 @@
 """The claims table: each claim the demo tests, the numbers it measured, the baselines and entropy next to them, and
-whether it held. ``held`` is None when a claim could not be tested (a missing stage, too few checkpoints)."""
+whether it held. ``held`` is None when a claim could not be tested (a missing stage, too few checkpoints) or when its
+n cannot reach its alpha (``outcome`` = "insufficient n": never "held")."""
 from __future__ import annotations
 
 import json
@@ -18,10 +19,11 @@ class Claim:
     held: bool | None
     rule: str = ""    # the exact test applied, fixed before the run
     note: str = ""    # what the verdict means at this budget
+    outcome: str = ""  # the verdict when it is not held / did not hold / not tested, e.g. "insufficient n"
 
 
-def verdict(held: bool | None) -> str:
-    return {True: "held", False: "did not hold", None: "not tested"}[held]
+def verdict(held: bool | None, outcome: str = "") -> str:
+    return outcome or {True: "held", False: "did not hold", None: "not tested"}[held]
 
 
 def claims_markdown(claims: list[Claim]) -> str:
@@ -30,7 +32,7 @@ def claims_markdown(claims: list[Claim]) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
     header = ["claim", "measured", "baselines", "entropy", "held?", "rule / note"]
-    rows = [[cell(c.claim), cell(c.measured), cell(c.baselines), cell(c.entropy), f"**{verdict(c.held)}**",
+    rows = [[cell(c.claim), cell(c.measured), cell(c.baselines), cell(c.entropy), f"**{verdict(c.held, c.outcome)}**",
              cell("; ".join(filter(None, [c.rule, c.note])))] for c in claims]
     return markdown_table(header, rows)
 

@@ -66,7 +66,7 @@ def claims_table(claims: Sequence[Claim]) -> str:
             "<th>rule / note</th></tr>")
     body = "".join(
         f"<tr class='{css[c.held]}'><td>{escape(c.claim)}</td><td>{escape(c.measured)}</td>"
-        f"<td>{escape(c.baselines)}</td><td>{escape(c.entropy)}</td><td><b>{verdict(c.held)}</b></td>"
+        f"<td>{escape(c.baselines)}</td><td>{escape(c.entropy)}</td><td><b>{verdict(c.held, c.outcome)}</b></td>"
         f"<td>{escape('; '.join(filter(None, [c.rule, c.note])))}</td></tr>" for c in claims)
     return f"<table>{head}{body}</table>"
 

@@ -138,7 +138,8 @@ class Demo:
         table = correlate_runs(self.out / "correlation", run_dirs=list(runs.values()),
                                x_keys=["imacs_g", "imacs_r"], y_keys=list(self.cfg.demo.correlation_y_keys),
                                n_bootstrap=1000, seed=self.cfg.seed)
-        claims = toy_claims(metrics, table, n_correlated=len(runs)) + faithfulness_claims(metrics)
+        claims = (toy_claims(metrics, table, n_correlated=len(runs))
+                  + faithfulness_claims(metrics, self.cfg.demo.get("claims")))
         write_claims(self.out / "claims.json", claims)
         summary_md = summary_markdown(metrics)
         (self.out / "claims.md").write_text(claims_markdown(claims) + "\n\n" + summary_md + "\n")

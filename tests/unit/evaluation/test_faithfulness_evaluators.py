@@ -60,7 +60,8 @@ def test_evaluators_run_inside_attribute(tmp_path, model, spatial):
                     "rand_g2r_spearman_cascade_final"):
             assert math.isfinite(metrics[key]), key
         assert record["g2r"]["fractions"] == [0.0, 0.5, 1.0] and (folder / "faithfulness_pixel.png").is_file()
-        rows = (1 + 1 + (2 + 2) * 2 * 1) * (2 if model == "custom-tiny" else 1)   # one step; CFG doubles the batch
+        orders = 2 + 2 + 3                      # map, inverse, 2 random, 3 trivial (foreground, centre, blobs)
+        rows = (1 + 1 + orders * 2 * 1) * (2 if model == "custom-tiny" else 1)   # one step; CFG doubles the batch
         assert record["g2r"]["cost"]["full"]["unet_rows"] == rows
     else:   # PBE, DCI-VTON: one CLIP token, no G2R map, so no deletion curves; the R2G counterfactuals still run
         assert "g2r" not in record and math.isnan(metrics["faith_full_pixel_del_gap"])

@@ -130,7 +130,8 @@ def test_g2r_curves_full_and_proxy_on_pasd(pasd):
     scores = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(1))
     result = g2r_curves(pasd, sampler, sample, scores, sample_id="p0", fractions=[0.0, 0.5, 1.0], random_orders=2,
                         modes=("full", "proxy"), proxy_steps=(0.5,))
-    assert result["orders"] == ["attribution", "inverse", "random0", "random1"]
+    assert result["orders"] == ["attribution", "inverse", "random0", "random1", "centre", "blobs"]   # no mask: no
+    assert result["removal"] == "knockout"                   # foreground order; PASD's null is a prompt: knockout
     for mode in ("full", "proxy"):
         for space in ("latent", "pixel"):
             curves = result["curves"][mode][space]
@@ -139,10 +140,10 @@ def test_g2r_curves_full_and_proxy_on_pasd(pasd):
                 for order, curve in curves[name].items():
                     assert len(curve) == 3 and all(math.isfinite(v) for v in curve), (mode, space, name, order)
                     assert curve[0 if name == "deletion" else -1] == 0.0
-    # 2 steps of the baseline run, then 1 (all removed) + 4 orders x 2 curves x 1 fraction = 9 perturbed runs in
+    # 2 steps of the baseline run, then 1 (all removed) + 6 orders x 2 curves x 1 fraction = 13 perturbed runs in
     # batches of 8 (2 chunks x 2 steps); CFG doubles the rows
-    assert result["cost"]["full"] == {"unet_calls": 2 + 2 * 2, "unet_rows": (1 + 9) * 2 * 2}
-    summary = summarise_g2r(result, n_bootstrap=50)
+    assert result["cost"]["full"] == {"unet_calls": 2 + 2 * 2, "unet_rows": (1 + 13) * 2 * 2}
+    summary = summarise_g2r(result)
     assert all(math.isfinite(summary[f"faith_{m}_pixel_del_{s}"]) for m in ("full", "proxy") for s in ("auc", "gap"))
 
 

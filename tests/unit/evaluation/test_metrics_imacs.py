@@ -108,3 +108,18 @@ def test_evaluator_leaves_out_a_direction_that_scored_no_sample():
     mask[..., 2:6, 1:5] = 1
     evaluator.update_maps(r2g_map=torch.rand(1, 8, 6), inpaint_mask=mask)
     assert set(evaluator.compute()) == {"imacs_g"}
+
+
+@pytest.mark.parametrize("direction", ["r2g", "g2r"])
+def test_the_region_mask_scores_best_under_the_orientation_the_claims_use(direction):
+    from i2am.evaluation.imacs import DECISION_PRESET
+
+    g = torch.Generator().manual_seed(0)
+    region = torch.zeros(1, 16, 12)
+    region[:, 4:12, 3:9] = 1
+    candidates = {"mask": region, "complement": 1 - region, "uniform": torch.full_like(region, 0.5),
+                  **{f"random{k}": torch.rand(1, 16, 12, generator=g) for k in range(8)}}
+    scores = {k: imacs(m, region, direction, DECISION_PRESET).item() for k, m in candidates.items()}
+    assert max(scores, key=scores.get) == "mask", scores
+    official = {k: imacs(m, region, direction, "official").item() for k, m in candidates.items()}
+    assert min(official, key=official.get) == "mask"           # why the official orientation cannot decide

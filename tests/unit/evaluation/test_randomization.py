@@ -6,7 +6,7 @@ from helpers.faithfulness_models import BareUNetAdapter, bare_sample
 
 from i2am.adapters import create_model
 from i2am.engine import CaptureConfig
-from i2am.evaluation.randomization import denoiser_stages, randomization_curves, randomized
+from i2am.evaluation.randomization import SIMILARITIES, denoiser_stages, randomization_curves, randomized
 from i2am.sampling.sampler import Sampler
 from i2am.viz.faithfulness import randomization_figure
 
@@ -65,11 +65,13 @@ def test_randomization_curves_and_figure_on_a_bare_unet(tmp_path):
     cfg = CaptureConfig(num_steps=3, time_groups=1)
     result = randomization_curves(adapter, Sampler(num_steps=3), bare_sample(), cfg, ssim_size=(16, 16))
     stages = result["stages"]
+    keys = {f"{d}_{s}" for d in ("r2g", "g2r") for s in SIMILARITIES}
     for mode in ("cascading", "independent"):
-        for key in ("r2g_spearman", "r2g_ssim", "g2r_spearman", "g2r_ssim"):
+        for key in keys:
             assert len(result[mode][key]) == len(stages)
             assert all(-1.0 <= v <= 1.0 for v in result[mode][key])
-    assert set(result["reference"]) == {"r2g_spearman", "r2g_ssim", "g2r_spearman", "g2r_ssim"}
+        assert sorted(result[f"{mode}_per_seed"]) == [0, 1, 2]          # three re-initialisation seeds
+    assert set(result["reference"]) == keys and set(result["null_random"]) == keys   # the nulls
     # a fully re-initialised model no longer gives the original's R2G map
     assert result["cascading"]["r2g_spearman"][-1] < 0.9
     path = randomization_figure(tmp_path / "rand.png", stages, result["cascading"], result["reference"])
