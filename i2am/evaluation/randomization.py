@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from i2am.adapters._anatomy import Stage, denoiser_stages
+from i2am.adapters._anatomy import Stage
 from i2am.engine import CaptureConfig
 from i2am.engine.factory import capture_for
 from i2am.evaluation.rerun import regenerate, require_sampler_loop
@@ -33,12 +33,9 @@ from i2am.measures.curves import map_hog, map_ssim, spearman
 
 
 def adapter_stages(adapter) -> list[Stage]:
-    """The randomisation stages of an adapter, output side first: its own ``randomization_stages()`` where it has
-    them (a diffusion transformer's blocks; PASD's UNet and ControlNet), else ``denoiser_stages`` of its UNet."""
-    own = getattr(adapter, "randomization_stages", None)
-    if own is not None:
-        return own()
-    return denoiser_stages(adapter.step_module, getattr(adapter, "unet", None))
+    """The randomisation stages the adapter declares, output side first (``randomization_stages()`` of the adapter
+    contract: a UNet's ``denoiser_stages``, a diffusion transformer's blocks, PASD's UNet and ControlNet)."""
+    return adapter.randomization_stages()
 
 
 OUTSIDE = ("vae.",)

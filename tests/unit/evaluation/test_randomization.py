@@ -5,8 +5,9 @@ import pytest
 from helpers.faithfulness_models import BareUNetAdapter, bare_sample
 
 from i2am.adapters import create_model
+from i2am.adapters._anatomy import denoiser_stages
 from i2am.engine import CaptureConfig
-from i2am.evaluation.randomization import SIMILARITIES, denoiser_stages, randomization_curves, randomized
+from i2am.evaluation.randomization import SIMILARITIES, randomization_curves, randomized
 from i2am.sampling.sampler import Sampler
 from i2am.viz.faithfulness import randomization_figure
 
