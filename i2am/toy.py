@@ -23,6 +23,7 @@ from i2am.adapters.diffusers.tiny import build_pipeline
 UNET_PIPELINES = tuple(KINDS)
 DERIVED_PIPELINES = ("Flux2KleinPipeline",)   # FLUX.2 [klein]: the tiny FLUX.2 without guidance embedding
 PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES
+GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline")   # CFG in their default call
 IP_ADAPTERS = {False: None, None: None, True: "plain", "plain": "plain", "plus": "plus"}
 TEXT_TOKENS = 7
 
@@ -78,13 +79,14 @@ def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, to
     pipelines have no tokenizer): ``prompt_embeds`` and, where the pipeline takes them, the pooled embeddings
     (SDXL, FLUX.1, SD3) and the mask (Qwen-Image-Edit). ``negative=True`` adds the ``negative_*`` ones: the
     unconditional chunk of CFG; for FLUX.1 Kontext, FLUX.2 [klein] and Qwen-Image-Edit they turn on true CFG.
-    ``None``: only where the pipeline's default call needs them (UNet pipelines and SD3, which guide by default).
+    ``None``: only where the pipeline's default call needs them (UNet pipelines, SD3 and FLUX.2 [klein], which
+    guide by default).
     Paint-by-Example takes no prompt: ``{}``."""
     name = type(pipe).__name__
     if name == "PaintByExamplePipeline":
         return {}
     if negative is None:
-        negative = hasattr(pipe, "unet") or name == "StableDiffusion3Pipeline"
+        negative = hasattr(pipe, "unet") or name in GUIDED_TRANSFORMER_PIPELINES
     gen = torch.Generator().manual_seed(seed)
     if hasattr(pipe, "unet"):
         width = pipe.unet.config.cross_attention_dim
