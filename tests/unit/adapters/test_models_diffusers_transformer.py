@@ -8,10 +8,10 @@ import json
 
 import pytest
 import torch
-from helpers import tiny_transformers as tt
 from helpers.knockout_checks import assert_knockout_identities, toy_batch
 from helpers.tasks_util import run_task
 
+from i2am import toy
 from i2am.adapters import create_model
 from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
@@ -144,23 +144,23 @@ def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step(pipeli
 
 
 def _call(pipe, image=True, seed=0):
-    pe, pooled = tt.text()
-    kwargs = dict(prompt_embeds=pe, num_inference_steps=2, output_type="latent",
+    """16 pixels per token (the tiny VAEs' factor 8, 2 x 2 latent patches)."""
+    kwargs = dict(**toy.prompt(pipe), num_inference_steps=2, output_type="latent", height=64, width=64,
                   generator=torch.Generator().manual_seed(seed))
-    if type(pipe).__name__ == "Flux2Pipeline":   # one 64x64 reference: 16x16 tokens
-        return pipe(image=[tt.image(64, 64)] if image else None, height=32, width=32, **kwargs).images
-    return pipe(image=tt.image(24, 16) if image else None, pooled_prompt_embeds=pooled, height=16, width=16,
-                max_area=16 * 16, _auto_resize=False, **kwargs).images   # a 12x8 reference: 4x3 tokens
+    if type(pipe).__name__ == "Flux2Pipeline":   # one 64x64 reference: 4x4 tokens
+        return pipe(image=[toy.image(64, 64)] if image else None, **kwargs).images
+    return pipe(image=toy.image(64, 48) if image else None, max_area=64 * 64, _auto_resize=False,
+                **kwargs).images   # a 64x48 reference: 4x3 tokens
 
 
-@pytest.mark.parametrize("make,grid", [(tt.kontext, (4, 3)), (tt.flux2, (16, 16))])
-def test_joint_knockout_of_no_token_is_bit_identical_and_of_all_tokens_removes_the_reference(make, grid):
+@pytest.mark.parametrize("name,grid", [("FluxKontextPipeline", (4, 3)), ("Flux2Pipeline", (4, 4))])
+def test_joint_knockout_of_no_token_is_bit_identical_and_of_all_tokens_removes_the_reference(name, grid):
     """Knockout inside the joint attention: keeping every reference token leaves the backend call untouched
     (bit-identical), removing every one equals the pipeline without a reference image; a partial removal lies
     between. Everything is restored on exit, also after an exception."""
     import sys
 
-    pipe = make()
+    pipe = toy.pipeline(name)
     block = pipe.transformer.transformer_blocks[0].attn
     backend = sys.modules[type(block.processor).__module__]
     original_dispatch, original_processor = backend.dispatch_attention_fn, type(block.processor)
@@ -215,7 +215,7 @@ def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
 
 def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
     with pytest.raises(ValueError, match="got Flux2KleinPipeline"):
-        DiffusersTransformerAdapter(tt.flux2_klein())
+        DiffusersTransformerAdapter(toy.pipeline("Flux2KleinPipeline"))
     with pytest.raises(ValueError, match="got QwenImageEditPlusPipeline"):
         create_model("diffusers", pipeline="QwenImageEditPlusPipeline", path=str(tmp_path))
     with pytest.raises(ValueError, match="model.prompt_embeds"):

@@ -10,12 +10,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0, IPAdapterAttnProcessor2_0
-from helpers import tiny_pipelines as tp
-from helpers import tiny_transformers as tt
 from helpers.faithfulness_models import BareUNetAdapter, bare_sample
 from torch import nn
 
 import i2am
+from i2am import toy
 from i2am.adapters.toy_kontext import AttentionProbe
 from i2am.engine import AttributionCapture, CaptureConfig
 from i2am.engine.hooks import Hooks
@@ -97,18 +96,21 @@ def _knockout():
 
 
 def _kontext_call(pipe):
-    pe, pooled = tt.text()
-    pipe(image=tt.image(24, 16), prompt_embeds=pe, pooled_prompt_embeds=pooled, height=16, width=16,
-         _auto_resize=False, max_area=16 * 16, num_inference_steps=1, output_type="pt",
-         generator=torch.Generator().manual_seed(0))
+    pipe(image=toy.image(96, 64), **toy.prompt(pipe), height=64, width=64, _auto_resize=False, max_area=64 * 64,
+         num_inference_steps=1, output_type="pt", generator=torch.Generator().manual_seed(0))
 
 
 def _sd3_call(pipe):
-    pe, pooled = tt.text()
-    neg, neg_pooled = tt.text(seed=20)
-    pipe(prompt_embeds=pe, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg,
-         negative_pooled_prompt_embeds=neg_pooled, guidance_scale=2.0, height=16, width=16, num_inference_steps=1,
+    pipe(**toy.prompt(pipe, negative=True), guidance_scale=2.0, height=64, width=64, num_inference_steps=1,
          output_type="pt", generator=torch.Generator().manual_seed(0))
+
+
+def _kontext():
+    return toy.pipeline("FluxKontextPipeline")
+
+
+def _sd3():
+    return toy.pipeline("StableDiffusion3Pipeline")
 
 
 def _joint_case(make_pipe, call, new):
@@ -117,12 +119,12 @@ def _joint_case(make_pipe, call, new):
 
 
 def _joint_capture_flux():
-    return _joint_case(tt.kontext, _kontext_call,
+    return _joint_case(_kontext, _kontext_call,
                        lambda pipe: JointAttentionCapture(pipe.transformer, CaptureConfig(num_steps=1, time_groups=1)))
 
 
 def _joint_capture_sd3():   # SD3's processor calls F.scaled_dot_product_attention: the module's F is proxied
-    return _joint_case(tt.sd3, _sd3_call,
+    return _joint_case(_sd3, _sd3_call,
                        lambda pipe: JointAttentionCapture(pipe.transformer, CaptureConfig(num_steps=1, time_groups=1)))
 
 
@@ -132,34 +134,34 @@ def _joint_knockout():
         knockout.delete(torch.rand(1, 4, 4, generator=torch.Generator().manual_seed(1)), 0.5)
         return knockout
 
-    return _joint_case(tt.kontext, _kontext_call, new)
+    return _joint_case(_kontext, _kontext_call, new)
 
 
 def _unet_trace():
-    pipe = tp.sd()
-    pe, ne = tp.text(1)
+    pipe = toy.pipeline("StableDiffusionPipeline")
+    prompt = toy.prompt(pipe)
 
     def run(ctx):
-        pipe(prompt_embeds=pe, negative_prompt_embeds=ne, num_inference_steps=1, height=32, width=32,
-             output_type="pt", generator=torch.Generator().manual_seed(0))
+        pipe(**prompt, num_inference_steps=1, height=64, width=64, output_type="pt",
+             generator=torch.Generator().manual_seed(0))
 
     return (pipe, pipe.unet), lambda: i2am.trace(pipe), run
 
 
 def _joint_trace():
-    return _joint_case(tt.kontext, _kontext_call, i2am.trace)
+    return _joint_case(_kontext, _kontext_call, i2am.trace)
 
 
 def _toy_kontext_probe():   # AttentionProbe reads any Flux block: here the tiny Kontext pipeline's first one
-    return _joint_case(tt.kontext, _kontext_call, lambda pipe: AttentionProbe(pipe.transformer,
+    return _joint_case(_kontext, _kontext_call, lambda pipe: AttentionProbe(pipe.transformer,
                                                                               "transformer_blocks.0.attn"))
 
 
 def _loss_probe():
-    unet = tp.unet()
+    unet = toy.pipeline("StableDiffusionPipeline").unet
     layer = unet.get_submodule("up_blocks.1.attentions.0.transformer_blocks.0.attn2")
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
-    context = torch.randn(1, 12, tp.TEXT_DIM, generator=torch.Generator().manual_seed(1))
+    context = torch.randn(1, 12, unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
 
     def run(ctx):
         unet(x, 500, context)

@@ -2,76 +2,86 @@
 reference, outputs are bit-identical, processors are restored, the CFG chunk follows each pipeline and call."""
 from __future__ import annotations
 
+import copy
 from typing import ClassVar
 
 import pytest
 import torch
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0, FusedAttnProcessor2_0
-from helpers import tiny_pipelines as tp
 from helpers.naive_streams import expected_families, record
 
 import i2am
+from i2am import toy
 from i2am.adapters.diffusers.reference_attention import ReferenceAttention
 from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
+from i2am.sampling.sampler import make_scheduler
 from i2am.tracing import overlay_maps
 
 FAMILIES = ("ulam", "tlam", "hlam", "llam")
+
+
+SIZE = 64                 # images; the tiny VAE has factor 8
+GRID = SIZE // 8          # the latent grid
+FINE = "up_blocks.3.attentions.0.transformer_blocks.0"   # a decoder block on the latent grid
 
 
 def _gen(seed=0):
     return torch.Generator().manual_seed(seed)
 
 
-def build(kind: str, batch: int = 1, seed: int = 0, guidance: float = 5.0):
-    """(pipe, call kwargs, conditional chunk, chunk count, relations, steps) of one pipeline kind.
+def _images(batch: int, seed: int):
+    return [toy.image(SIZE, SIZE, seed=seed + i) for i in range(batch)]
 
-    diffusers repeats one IP-Adapter image over the batch (``ip_adapter_image_embeds`` holds one image per adapter),
-    so a batch varies the prompts (and, for reference attention, the references)."""
-    pe, ne = tp.text(batch, seed=10 + seed)
-    common = dict(prompt_embeds=pe, negative_prompt_embeds=ne, num_inference_steps=3, height=32, width=32,
-                  output_type="pt", generator=_gen(seed), guidance_scale=guidance)
+
+def _square_mask(size: int) -> torch.Tensor:
+    mask = torch.zeros(1, 1, size, size)
+    mask[..., size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1
+    return mask
+
+
+def build(kind: str, batch: int = 1, seed: int = 0, guidance: float = 5.0):
+    """(pipe, call kwargs, conditional chunk, chunk count, relations, steps) of one pipeline kind (``i2am.toy``).
+
+    diffusers repeats one IP-Adapter image over the batch (one image per adapter), so a batch varies the prompts
+    (and, for reference attention, the references)."""
     chunks, chunk, steps = (2, 1, 3) if guidance > 1 else (1, 0, 3)
     relations = ["text", "image:ip_adapter"]
+    ip_image = toy.image(SIZE, SIZE, seed=20 + seed)
     if kind in ("sd_ip", "sd_ip_plus"):
-        pipe = tp.sd()
-        (tp.load_ip_adapter_plus if kind == "sd_ip_plus" else tp.load_ip_adapter)(pipe)
-        embeds = tp.ip_embeds(1, 20 + seed, plus=kind == "sd_ip_plus", cfg=guidance > 1)
-        kw = dict(common, ip_adapter_image_embeds=embeds)
+        pipe = toy.pipeline("StableDiffusionPipeline", ip_adapter="plus" if kind == "sd_ip_plus" else "plain")
+        extra = dict(ip_adapter_image=ip_image)
     elif kind == "img2img_ip":
-        pipe = tp.img2img()
-        tp.load_ip_adapter(pipe)
-        kw = dict(common, image=tp.image(batch, 30 + seed), strength=0.6, num_inference_steps=5,
-                  ip_adapter_image_embeds=tp.ip_embeds(1, 20 + seed))
-        steps = 3
+        pipe = toy.pipeline("StableDiffusionImg2ImgPipeline", ip_adapter=True)
+        extra = dict(image=_images(batch, 30 + seed), strength=0.6, ip_adapter_image=ip_image)
     elif kind == "inpaint_ip":
-        pipe = tp.inpaint()
-        tp.load_ip_adapter(pipe)
-        kw = dict(common, image=tp.image(batch, 30 + seed), mask_image=tp.mask(batch),
-                  ip_adapter_image_embeds=tp.ip_embeds(1, 20 + seed))
+        pipe = toy.pipeline("StableDiffusionInpaintPipeline", ip_adapter=True)
+        extra = dict(image=_images(batch, 30 + seed), mask_image=toy.mask(SIZE, SIZE), ip_adapter_image=ip_image)
     elif kind == "sdxl_ip":
-        pipe = tp.sdxl()
-        tp.load_ip_adapter(pipe)
-        pooled, npooled = tp.text(batch, seed=40 + seed)
-        kw = dict(common, pooled_prompt_embeds=pooled[:, 0], negative_pooled_prompt_embeds=npooled[:, 0],
-                  ip_adapter_image_embeds=tp.ip_embeds(1, 20 + seed))
+        pipe = toy.pipeline("StableDiffusionXLPipeline", ip_adapter=True)
+        extra = dict(ip_adapter_image=ip_image)
     elif kind == "controlnet":
-        pipe = tp.controlnet()
-        kw = dict(common, image=tp.image(batch, 30 + seed))
+        pipe = toy.pipeline("StableDiffusionControlNetPipeline")
+        extra = dict(image=_images(batch, 30 + seed))
         relations = ["text"]
     elif kind == "reference":
-        pipe = tp.sd()
-        ref = ReferenceAttention(pipe.unet, tp.reference_unet(pipe))
-        ref.write(torch.randn(batch, 4, 16, 16, generator=_gen(50 + seed)), pe)
-        kw = common
+        pipe = toy.pipeline("StableDiffusionPipeline")
+        extra = {}
         relations = ["image:reference", "text"]
     elif kind == "pix2pix":
-        pipe = tp.pix2pix()
-        kw = dict(common, image=tp.image(batch, 30 + seed), image_guidance_scale=1.5)
+        pipe = toy.pipeline("StableDiffusionInstructPix2PixPipeline")
+        extra = dict(image=_images(batch, 30 + seed), image_guidance_scale=1.5)
         chunks, chunk = (3, 0) if guidance > 1 else (1, 0)
         relations = ["text"]
     else:
         raise KeyError(kind)
-    pipe.set_progress_bar_config(disable=True)
+    text = toy.prompt(pipe, batch, seed=10 + seed, negative=True)
+    if kind == "reference":
+        ref = ReferenceAttention(pipe.unet, copy.deepcopy(pipe.unet))
+        ref.write(torch.randn(batch, 4, GRID, GRID, generator=_gen(50 + seed)), text["prompt_embeds"])
+    kw = dict(text, num_inference_steps=3, height=SIZE, width=SIZE, output_type="pt", generator=_gen(seed),
+              guidance_scale=guidance, **extra)
+    if kind == "img2img_ip":
+        kw["num_inference_steps"] = 5
     return pipe, kw, chunk, chunks, relations, steps
 
 
@@ -103,17 +113,17 @@ def test_every_family_of_every_relation_equals_the_naive_reference(kind):
 
 
 def test_token_counts_and_grids_per_relation():
-    layer = "image:ip_adapter/up_blocks.1.attentions.0.transformer_blocks.0.attn2"
+    layer = f"image:ip_adapter/{FINE}.attn2"
     for kind, tokens in (("sd_ip", 4), ("sd_ip_plus", 16)):
         pipe, kw, *_ = build(kind)
         with i2am.trace(pipe, CaptureConfig(sram_layers=[layer])) as tr:
             pipe(**kw)
         layers = tr.maps.relation("image:ip_adapter").meta["layers"]
         assert {tuple(m["ref_grid"]) for m in layers} == {(1, tokens)}
-        sram = tr.maps.sram(layer, points=[(0, 0), (15, 15)])          # G2R over the image tokens per cell
+        sram = tr.maps.sram(layer, points=[(0, 0), (GRID - 1, GRID - 1)])          # G2R over the image tokens per cell
         assert sram.shape == (1, 2, 1, tokens)
         torch.testing.assert_close(sram.sum(-1), torch.full((1, 2, 1), 3.0))   # a softmax per step, 3 steps
-        assert {tuple(m["ref_grid"]) for m in tr.maps.relation("text").meta["layers"]} == {(1, tp.TEXT_TOKENS)}
+        assert {tuple(m["ref_grid"]) for m in tr.maps.relation("text").meta["layers"]} == {(1, toy.TEXT_TOKENS)}
     pipe, kw, *_ = build("reference")
     with i2am.trace(pipe) as tr:
         pipe(**kw)
@@ -259,7 +269,7 @@ def _bank(pipe):
 
 def test_one_attribution_maps_per_call_with_save_load_sram_and_overlays(tmp_path):
     pipe, kw, *_ = build("reference")
-    layer = "image:reference/up_blocks.1.attentions.0.transformer_blocks.0.attn1"
+    layer = f"image:reference/{FINE}.attn1"
     with i2am.trace(pipe, CaptureConfig(sram_layers=[layer])) as tr:
         first = pipe(**kw).images
         kw["generator"] = _gen(1)
@@ -267,13 +277,13 @@ def test_one_attribution_maps_per_call_with_save_load_sram_and_overlays(tmp_path
     assert len(tr.calls) == 2 and not torch.equal(tr.calls[0].raw[f"r2g/{layer}"], tr.calls[1].raw[f"r2g/{layer}"])
     maps = tr.calls[0]
     sram = maps.sram(layer, points=[(3, 4)])
-    assert sram.shape == (1, 1, 16, 16)
+    assert sram.shape == (1, 1, GRID, GRID)
     loaded = AttributionMaps.load(maps.save(tmp_path / "maps.safetensors"))
     assert loaded.relations == maps.relations
     torch.testing.assert_close(loaded.relation("image:reference").g2r.ulam, maps.relation("image:reference").g2r.ulam)
     images = [(img.permute(1, 2, 0).numpy() * 255).round().astype("uint8") for img in first]
     over = overlay_maps(images, maps.relation("image:reference").r2g.ulam)
-    assert over[0].shape == (32, 32, 3) and over[0].dtype.name == "uint8"
+    assert over[0].shape == (SIZE, SIZE, 3) and over[0].dtype.name == "uint8"
 
 
 def test_unsupported_processors_and_pipelines_raise_naming_the_module():
@@ -303,7 +313,7 @@ def test_paint_by_example_pipeline_matches_the_pbe_adapter():
 
     adapter = create_model("pbe-tiny")
     pipe = PaintByExamplePipeline(vae=adapter.vae, image_encoder=adapter.image_encoder, unet=adapter.unet,
-                                  scheduler=tp.scheduler(), safety_checker=None,
+                                  scheduler=make_scheduler("ddim"), safety_checker=None,
                                   feature_extractor=CLIPImageProcessor())
     pipe.set_progress_bar_config(disable=True)
     size = adapter.image_encoder.config.image_size
@@ -312,7 +322,8 @@ def test_paint_by_example_pipeline_matches_the_pbe_adapter():
         lambda m, args, kwargs: calls.append((args[0].clone(), args[1], kwargs["encoder_hidden_states"].clone())),
         with_kwargs=True)
     with i2am.trace(pipe) as tr:
-        pipe(example_image=tp.image(1, 60, size) * 2 - 1, image=tp.image(1, 61, 64), mask_image=tp.mask(1, 64),
+        pipe(example_image=torch.rand(1, 3, size, size, generator=_gen(60)) * 2 - 1,
+             image=torch.rand(1, 3, 64, 64, generator=_gen(61)), mask_image=_square_mask(64),
              num_inference_steps=3, generator=_gen(0), output_type="pt", height=64, width=64)
     handle.remove()
     assert tr.maps.relations == ["image:example"] and tr.maps.meta["steps_seen"] == 3

@@ -3,13 +3,14 @@ true CFG, SD3 with CFG) against a naive float64 reference built from each block'
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 
 import pytest
 import torch
-from helpers import tiny_transformers as tt
 from helpers.naive_joint import Recorder, naive_accumulators, naive_families
 
 import i2am
+from i2am import toy
 from i2am.engine import CaptureConfig
 from i2am.engine.joint import JointAttentionCapture, find_blocks, word_maps
 
@@ -18,60 +19,57 @@ STEPS = 2
 
 
 def _call(pipe, case, generator_seed=0, **extra):
-    kwargs = {**case["kwargs"](), **extra}
-    with case.get("context", tt.nullcontext)():
+    kwargs = {**case["kwargs"](pipe), **extra}
+    with case.get("context", nullcontext)():
         generator = torch.Generator().manual_seed(generator_seed)
         return pipe(num_inference_steps=STEPS, output_type="pt", generator=generator, **kwargs).images
 
 
-def _kontext_kwargs():
-    pe, pooled = tt.text()
-    return dict(image=tt.image(24, 16), prompt_embeds=pe, pooled_prompt_embeds=pooled, height=16, width=16,
-                _auto_resize=False, max_area=16 * 16)
+# Sizes in pixels; the tiny VAEs have factor 8 and the transformers read 2 x 2 latent patches: 16 pixels per token.
+def _kontext_kwargs(pipe):
+    return dict(image=toy.image(96, 64), **toy.prompt(pipe), height=64, width=64, _auto_resize=False,
+                max_area=64 * 64)
 
 
-def _kontext_cfg_kwargs():
-    neg, neg_pooled = tt.text(seed=20)
-    return {**_kontext_kwargs(), "negative_prompt_embeds": neg, "negative_pooled_prompt_embeds": neg_pooled,
-            "true_cfg_scale": 2.0}
+def _kontext_cfg_kwargs(pipe):
+    return {**_kontext_kwargs(pipe), **toy.prompt(pipe, negative=True), "true_cfg_scale": 2.0}
 
 
-def _flux2_kwargs():
-    pe, _ = tt.text()
-    return dict(image=[tt.image(64, 64), tt.image(96, 64, seed=3)], prompt_embeds=pe, height=32, width=32)
+def _flux2_kwargs(pipe):
+    return dict(image=[toy.image(64, 64), toy.image(96, 64, seed=3)], **toy.prompt(pipe), height=64, width=64)
 
 
-def _klein_kwargs():
-    pe, _ = tt.text()
-    neg, _ = tt.text(seed=20)
-    return {"image": [tt.image(64, 96, seed=3)], "prompt_embeds": pe, "negative_prompt_embeds": neg,
-            "guidance_scale": 2.0, "height": 32, "width": 32}
+def _klein_kwargs(pipe):
+    return {"image": [toy.image(64, 96, seed=3)], **toy.prompt(pipe, negative=True), "guidance_scale": 2.0,
+            "height": 64, "width": 64}
 
 
-def _qwen_kwargs():
-    pe, _ = tt.text()
-    neg, _ = tt.text(seed=20)
-    ones = torch.ones(1, pe.shape[1], dtype=torch.long)
-    return dict(image=tt.image(48, 32), prompt_embeds=pe, prompt_embeds_mask=ones, negative_prompt_embeds=neg,
-                negative_prompt_embeds_mask=ones, true_cfg_scale=2.0, height=32, width=32)
+def _qwen_kwargs(pipe):
+    return dict(image=toy.image(96, 64), **toy.prompt(pipe, negative=True), true_cfg_scale=2.0, height=64, width=64)
 
 
-def _sd3_kwargs():
-    pe, pooled = tt.text()
-    neg, neg_pooled = tt.text(seed=20)
-    return dict(prompt_embeds=pe, pooled_prompt_embeds=pooled, negative_prompt_embeds=neg,
-                negative_pooled_prompt_embeds=neg_pooled, guidance_scale=2.0, height=16, width=16)
+def _sd3_kwargs(pipe):
+    return dict(**toy.prompt(pipe, negative=True), guidance_scale=2.0, height=64, width=64)
+
+
+def _maker(name):
+    return lambda: toy.pipeline(name)
+
+
+def _flux_transformer():
+    return toy.pipeline("FluxKontextPipeline").transformer
 
 
 EVEN = lambda i: i % 2 == 0   # true CFG: the positive prompt runs first in each step
 CASES = {
-    "kontext": dict(make=tt.kontext, kwargs=_kontext_kwargs, refs=1),
-    "kontext_true_cfg": dict(make=tt.kontext, kwargs=_kontext_cfg_kwargs, refs=1, keep=EVEN),
-    "flux2_two_references": dict(make=tt.flux2, kwargs=_flux2_kwargs, refs=2),
-    "flux2_klein_true_cfg": dict(make=tt.flux2_klein, kwargs=_klein_kwargs, refs=1, keep=EVEN),
-    "qwen_edit_true_cfg": dict(make=tt.qwen_edit, kwargs=_qwen_kwargs, refs=1, keep=EVEN,
-                               context=tt.small_qwen_references),
-    "sd3_cfg": dict(make=tt.sd3, kwargs=_sd3_kwargs, refs=0, rows=slice(1, 2)),   # [negative, positive] stacked
+    "kontext": dict(make=_maker("FluxKontextPipeline"), kwargs=_kontext_kwargs, refs=1),
+    "kontext_true_cfg": dict(make=_maker("FluxKontextPipeline"), kwargs=_kontext_cfg_kwargs, refs=1, keep=EVEN),
+    "flux2_two_references": dict(make=_maker("Flux2Pipeline"), kwargs=_flux2_kwargs, refs=2),
+    "flux2_klein_true_cfg": dict(make=_maker("Flux2KleinPipeline"), kwargs=_klein_kwargs, refs=1, keep=EVEN),
+    "qwen_edit_true_cfg": dict(make=_maker("QwenImageEditPipeline"), kwargs=_qwen_kwargs, refs=1, keep=EVEN,
+                               context=lambda: toy.qwen_reference_area(64 * 64)),
+    "sd3_cfg": dict(make=_maker("StableDiffusion3Pipeline"), kwargs=_sd3_kwargs, refs=0,
+                    rows=slice(1, 2)),   # [negative, positive] stacked
 }
 
 
@@ -122,12 +120,12 @@ def test_trace_matches_naive_reference_and_keeps_outputs(name):
 
 
 def test_two_references_of_different_sizes_keep_their_grids():
-    pipe = tt.flux2()
+    pipe = toy.pipeline("Flux2Pipeline")
     with i2am.trace(pipe) as tr:
         _call(pipe, CASES["flux2_two_references"])
     maps = tr.maps
-    assert maps.relation("image:reference").g2r.ulam.shape[-2:] == (16, 16)
-    assert maps.relation("image:reference.1").g2r.ulam.shape[-2:] == (24, 16)
+    assert maps.relation("image:reference").g2r.ulam.shape[-2:] == (4, 4)      # 64 x 64 pixels
+    assert maps.relation("image:reference.1").g2r.ulam.shape[-2:] == (6, 4)    # 96 x 64 pixels
     # the share normalisation: a generated token's full attention sums to 1 over every segment and itself
     total = sum(maps.relation(f"share:{r}").r2g.ulam for r in ("text", "image:reference", "image:reference.1"))
     assert (total > 0).all() and (total < STEPS).all()
@@ -140,7 +138,7 @@ def _backend_functions():
 
 
 def test_restoration_after_exception():
-    pipe = tt.kontext()
+    pipe = toy.pipeline("FluxKontextPipeline")
     processors = {b.name: b.module.processor for b in find_blocks(pipe.transformer)}
     before = _backend_functions()
 
@@ -154,21 +152,22 @@ def test_restoration_after_exception():
     assert "prepare_latents" not in vars(pipe)
 
 
-def _transformer_inputs(batch: int, seed: int = 0):
+def _transformer_inputs(transformer, batch: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
+    channels, text_dim = transformer.config.in_channels, transformer.config.joint_attention_dim
     gen_ids = torch.cartesian_prod(torch.zeros(1), torch.arange(4.0), torch.arange(4.0))
     ref_ids = torch.cartesian_prod(torch.ones(1), torch.arange(3.0), torch.arange(5.0))
-    return dict(hidden_states=torch.randn(batch, 16 + 15, 4, generator=g),
-                encoder_hidden_states=torch.randn(batch, 5, tt.TEXT_DIM, generator=g),
-                pooled_projections=torch.randn(batch, tt.TEXT_DIM, generator=g), timestep=torch.full((batch,), 0.5),
+    return dict(hidden_states=torch.randn(batch, 16 + 15, channels, generator=g),
+                encoder_hidden_states=torch.randn(batch, 5, text_dim, generator=g),
+                pooled_projections=torch.randn(batch, text_dim, generator=g), timestep=torch.full((batch,), 0.5),
                 img_ids=torch.cat([gen_ids, ref_ids]), txt_ids=torch.zeros(5, 3),
                 return_dict=False)
 
 
 @pytest.mark.numeric
 def test_batch_invariance_and_chunking():
-    transformer = tt.flux_transformer()
-    inputs = _transformer_inputs(3)
+    transformer = _flux_transformer()
+    inputs = _transformer_inputs(transformer, 3)
     big = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1))
     with big, torch.no_grad():
         transformer(**inputs)
@@ -185,20 +184,20 @@ def test_batch_invariance_and_chunking():
 
 
 def test_memory_flat_in_steps():
-    transformer = tt.flux_transformer()
+    transformer = _flux_transformer()
     sizes = []
     capture = JointAttentionCapture(transformer, CaptureConfig(num_steps=6, time_groups=2))
     with capture, torch.no_grad():
         for step in range(6):
-            transformer(**{**_transformer_inputs(1), "timestep": torch.full((1,), 1.0 - step / 6)})
+            transformer(**{**_transformer_inputs(transformer, 1), "timestep": torch.full((1,), 1.0 - step / 6)})
             sizes.append(capture.accumulator_bytes())
     assert capture.steps_seen == 6
     assert len(set(sizes)) == 1 and sizes[0] > 0
 
 
 def test_region_mask_weights_generated_positions():
-    transformer = tt.flux_transformer()
-    inputs = _transformer_inputs(1)
+    transformer = _flux_transformer()
+    inputs = _transformer_inputs(transformer, 1)
     mask = torch.zeros(1, 1, 4, 4)
     mask[..., :2, :] = 1
     capture = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1, sram_layers=[
@@ -221,7 +220,7 @@ def test_unsupported_transformer_and_processor_are_named():
     class MyProcessor(FluxAttnProcessor):
         pass
 
-    pipe = tt.kontext()
+    pipe = toy.pipeline("FluxKontextPipeline")
     pipe.transformer.single_transformer_blocks[0].attn.set_processor(MyProcessor())
     with pytest.raises(ValueError, match=r"single_transformer_blocks\.0\.attn runs processor MyProcessor"):
         i2am.trace(pipe)
@@ -229,7 +228,7 @@ def test_unsupported_transformer_and_processor_are_named():
 
 def test_dispatch_backend_left_in_place():
     """The pass-through calls the module's own dispatch function, so a backend chosen on the processor still runs."""
-    transformer = tt.flux_transformer()
+    transformer = _flux_transformer()
     from diffusers.models.transformers import transformer_flux
     seen = []
     original = transformer_flux.dispatch_attention_fn
@@ -241,7 +240,7 @@ def test_dispatch_backend_left_in_place():
     transformer_flux.dispatch_attention_fn = spy
     try:
         with JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1)), torch.no_grad():
-            transformer(**_transformer_inputs(1))
+            transformer(**_transformer_inputs(transformer, 1))
     finally:
         transformer_flux.dispatch_attention_fn = original
     assert len(seen) == 2   # one double- and one single-stream block, each through the original dispatch
@@ -251,12 +250,12 @@ def test_dispatch_backend_left_in_place():
 def test_qwen_text_padding_is_left_out_of_every_softmax():
     """prompt_embeds_mask with padding: the processor masks those keys; so does the capture (and the naive
     reference)."""
-    pipe = tt.qwen_edit()
-    pe, _ = tt.text()
+    pipe = toy.pipeline("QwenImageEditPipeline")
+    pe = toy.prompt(pipe, tokens=5)["prompt_embeds"]
     mask = torch.tensor([[1, 1, 1, 0, 0]])
-    kwargs = {"image": tt.image(48, 32), "prompt_embeds": pe, "prompt_embeds_mask": mask, "height": 32, "width": 32}
+    kwargs = {"image": toy.image(96, 64), "prompt_embeds": pe, "prompt_embeds_mask": mask, "height": 64, "width": 64}
     blocks = find_blocks(pipe.transformer)
-    with tt.small_qwen_references(), Recorder(pipe.transformer, blocks) as rec, i2am.trace(pipe) as tr:
+    with toy.qwen_reference_area(64 * 64), Recorder(pipe.transformer, blocks) as rec, i2am.trace(pipe) as tr:
         pipe(num_inference_steps=1, output_type="pt", generator=torch.Generator().manual_seed(0), **kwargs)
     maps = tr.maps
     from i2am.engine.packing import JointLayout, Segment

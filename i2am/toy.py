@@ -1,0 +1,131 @@
+"""Tiny diffusers pipelines with random weights, built from config on the CPU in seconds (nothing is downloaded), and
+the inputs they take: to try ``i2am.trace`` and the docs' examples without real weights.
+
+    pipe = i2am.toy.pipeline("StableDiffusionPipeline", ip_adapter=True)
+    pipe(**i2am.toy.prompt(pipe), ip_adapter_image=i2am.toy.image(64, 64), height=64, width=64)
+
+The pipelines have no tokenizer: the prompt is given as embeddings (``prompt``). Their maps show what the machinery
+computes, not what a trained model attends to.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from PIL import Image
+
+from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
+from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
+from i2am.adapters.diffusers.kinds import KINDS
+from i2am.adapters.diffusers.tiny import build_pipeline
+
+UNET_PIPELINES = tuple(KINDS)
+DERIVED_PIPELINES = ("Flux2KleinPipeline",)   # FLUX.2 [klein]: the tiny FLUX.2 without guidance embedding
+PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES
+GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline")   # CFG in their default call
+IP_ADAPTERS = {False: None, None: None, True: "plain", "plain": "plain", "plus": "plus"}
+TEXT_TOKENS = 7
+
+
+def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = False, seed: int = 0):
+    """A tiny ``diffusers.<name>`` with random weights on the CPU, progress bar off.
+
+    Args:
+        name: a UNet pipeline (``UNET_PIPELINES``: SD, img2img, inpainting, SDXL, ControlNet, InstructPix2Pix,
+            Paint-by-Example) or a diffusion-transformer one (``TRANSFORMER_PIPELINES``: FLUX.1 Kontext, FLUX.2,
+            Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``).
+        ip_adapter: UNet pipelines other than Paint-by-Example: ``True`` / ``"plain"`` (4 image tokens) or
+            ``"plus"`` (16 tokens, the Plus resampler); the pipeline then takes ``ip_adapter_image=<PIL image>``.
+        seed: the weights' seed.
+    """
+    if name not in PIPELINES:
+        raise ValueError(f"i2am.toy.pipeline({name!r}): no tiny build; choose from {list(PIPELINES)}")
+    if ip_adapter not in IP_ADAPTERS:
+        raise ValueError(f"i2am.toy.pipeline(ip_adapter={ip_adapter!r}): choose False, True, 'plain' or 'plus'")
+    if IP_ADAPTERS[ip_adapter] and name not in UNET_PIPELINES[1:]:
+        raise ValueError(f"i2am.toy.pipeline({name!r}, ip_adapter=...): IP-Adapters are built for "
+                         f"{list(UNET_PIPELINES[1:])}")
+    if name in UNET_PIPELINES:
+        pipe = build_pipeline(name, "tiny", ip_adapter=IP_ADAPTERS[ip_adapter], seed=seed)
+        if pipe.image_encoder is not None:   # PIL images in: resized to the tiny image encoder's input size
+            pipe.register_modules(feature_extractor=_clip_processor(pipe.image_encoder.config.image_size))
+    elif name in DERIVED_PIPELINES:
+        pipe = _flux2_klein(seed)
+    else:
+        pipe = build_transformer_pipeline(name, "tiny", seed=seed)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _clip_processor(size: int):
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+
+
+def _flux2_klein(seed: int):
+    from diffusers import Flux2KleinPipeline, Flux2Transformer2DModel
+
+    flux2 = build_transformer_pipeline("Flux2Pipeline", "tiny", seed=seed)
+    torch.manual_seed(seed)
+    transformer = Flux2Transformer2DModel.from_config({**flux2.transformer.config, "guidance_embeds": False})
+    return Flux2KleinPipeline(scheduler=flux2.scheduler, vae=flux2.vae, text_encoder=None, tokenizer=None,
+                              transformer=transformer.eval())
+
+
+def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, tokens: int = TEXT_TOKENS) -> dict:
+    """Random prompt embeddings of the widths ``pipe`` reads, as the keyword arguments of its call (the tiny
+    pipelines have no tokenizer): ``prompt_embeds`` and, where the pipeline takes them, the pooled embeddings
+    (SDXL, FLUX.1, SD3) and the mask (Qwen-Image-Edit). ``negative=True`` adds the ``negative_*`` ones: the
+    unconditional chunk of CFG; for FLUX.1 Kontext, FLUX.2 [klein] and Qwen-Image-Edit they turn on true CFG.
+    ``None``: only where the pipeline's default call needs them (UNet pipelines, SD3 and FLUX.2 [klein], which
+    guide by default).
+    Paint-by-Example takes no prompt: ``{}``."""
+    name = type(pipe).__name__
+    if name == "PaintByExamplePipeline":
+        return {}
+    if negative is None:
+        negative = hasattr(pipe, "unet") or name in GUIDED_TRANSFORMER_PIPELINES
+    gen = torch.Generator().manual_seed(seed)
+    if hasattr(pipe, "unet"):
+        width = pipe.unet.config.cross_attention_dim
+        pooled = pipe.text_encoder_2.config.projection_dim if name == "StableDiffusionXLPipeline" else None
+    else:
+        width = pipe.transformer.config.joint_attention_dim
+        pooled = getattr(pipe.transformer.config, "pooled_projection_dim", None)
+    kwargs = {}
+    for prefix in ("", "negative_") if negative else ("",):
+        kwargs[f"{prefix}prompt_embeds"] = torch.randn(batch, tokens, width, generator=gen)
+        if pooled is not None:
+            kwargs[f"{prefix}pooled_prompt_embeds"] = torch.randn(batch, pooled, generator=gen)
+        if name == "QwenImageEditPipeline":
+            kwargs[f"{prefix}prompt_embeds_mask"] = torch.ones(batch, tokens, dtype=torch.long)
+    return kwargs
+
+
+def image(height: int = 64, width: int = 64, seed: int = 0) -> Image.Image:
+    """A random RGB image (noise: enough to drive a pipeline with random weights)."""
+    rng = np.random.default_rng(seed)
+    return Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def mask(height: int = 64, width: int = 64) -> Image.Image:
+    """An inpainting mask: white (repaint) over the centre half of each side, black elsewhere."""
+    m = np.zeros((height, width), dtype=np.uint8)
+    m[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = 255
+    return Image.fromarray(m)
+
+
+@contextmanager
+def qwen_reference_area(area: int = 64 * 64):
+    """Qwen-Image-Edit resizes every reference to a 1024x1024 area (4096 tokens, minutes on a CPU); inside this
+    context it resizes to ``area`` pixels instead, keeping the aspect ratio."""
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as module
+
+    original = module.calculate_dimensions
+    module.calculate_dimensions = lambda _area, ratio: original(area, ratio)
+    try:
+        yield
+    finally:
+        module.calculate_dimensions = original
