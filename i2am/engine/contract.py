@@ -29,6 +29,8 @@ class AttributionAdapter(SupportsAttribution, Protocol):
     own_loop: bool                 # run_loop is the adapter's own loop (the re-running checks trust it)
     null_reference: str            # the R2G null counterfactual: "inputs" (a run on null_inputs) or "knockout"
     loads_checkpoints: bool        # load_checkpoint takes checkpoint files (False: a diffusers folder, model.path)
+    joint_token_knockout: bool     # token_knockout acts inside joint attention (a diffusion transformer): no
+                                   # context-token replacement, so the faithfulness removal "auto" knocks out
 
     # ---- conditioning and sampling
     def prepare(self, batch: dict) -> Any:

@@ -169,16 +169,16 @@ def _proxy_indices(num_steps: int, proxy_steps: Sequence[float]) -> list[int]:
 def resolve_removal(adapter, inputs, removal: str) -> str:
     """``auto``: ``replace`` (the removed tokens become the model's unconditional context's, in distribution) where
     that context holds one token per reference cell of every spatial layer, else ``knockout`` (-inf logits: e.g.
-    StableVITON or PASD, whose unconditional context is a text prompt, or a model with its own token knockout)."""
+    StableVITON or PASD, whose unconditional context is a text prompt, or a diffusion transformer, whose knockout acts
+    inside joint attention: ``joint_token_knockout``)."""
     if removal not in REMOVALS:
         raise ValueError(f"faithfulness removal={removal!r}: choose from {list(REMOVALS)}")
     if removal != "auto":
         return removal
     uncond = getattr(inputs, "uncond_context", None)
-    grids = [s.ref_grid for s in adapter.attribution_layers() if s.ref_grid is not None] \
-        if hasattr(adapter, "attribution_layers") else []
+    grids = [s.ref_grid for s in adapter.attribution_layers() if s.ref_grid is not None]
     fits = (torch.is_tensor(uncond) and uncond.dim() == 3 and bool(grids)
-            and not hasattr(adapter, "token_knockout")
+            and not adapter.joint_token_knockout
             and all(isinstance(g, (tuple, list)) and all(isinstance(v, int) for v in g)
                     and g[0] * g[1] == uncond.shape[1] for g in grids))
     return "replace" if fits else "knockout"

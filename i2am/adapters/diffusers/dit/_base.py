@@ -40,6 +40,7 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
     default_relation = "image:reference"           # model.relation=null
     own_loop = True
     loads_checkpoints = False
+    joint_token_knockout = True
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(512, 512),
                  num_steps: int = 28, relation: str | None = None, normalisation: str = "i2am",
