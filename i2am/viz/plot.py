@@ -12,6 +12,7 @@ Maps over a sequence of tokens (text, IP-Adapter image tokens: a reference "grid
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,6 +30,13 @@ VIEW_UNITS = {"distribution": "probability per cell (per step)", "mean": "per-st
               "sum": "sum over steps (value-resized)"}
 PANEL = 2.2          # inches per map panel
 MAX_COLUMNS = 6
+
+
+def short_layer_name(name: str) -> str:
+    """A layer's name short enough for a panel title: no relation prefix, no UNet "attentions.<k>.transformer_blocks.0."
+    detour, no "_blocks" (``text/up_blocks.1.attentions.0.transformer_blocks.0.attn2`` -> ``up.1.0.attn2``)."""
+    short = re.sub(r"attentions\.(\d+)\.transformer_blocks\.0\.", r"\1.", name.rsplit("/", 1)[-1])
+    return short.replace("_blocks", "")
 
 
 def _check(view: str, normalize: str) -> None:
@@ -75,7 +83,7 @@ def family_maps(maps: AttributionMaps, family: str, direction: str = "r2g", view
         labels = [f"{tag} head {h}" for h in range(stack.shape[0])]
     else:
         names = directed.family_layers.get("llam") or directed.names
-        labels = [f"{tag} {name}" for name in names]
+        labels = [f"{tag} {short_layer_name(name)}" for name in names]
     return stack, labels
 
 
@@ -128,6 +136,7 @@ def add_colorbar(fig: Figure, mappable, axes, normalize: str, units: str) -> Non
     """A colour bar for ``axes`` labelled with the values' units (or the min-max reading)."""
     label = "min-max per map (0 = its min, 1 = its max)" if normalize == "minmax" else units
     bar = fig.colorbar(mappable, ax=axes, fraction=0.04, pad=0.02)
+    bar.solids.set_alpha(1)      # the scale itself opaque, though the maps lie translucent over their images
     bar.set_label(label, fontsize=7)
     bar.ax.tick_params(labelsize=6)
 
@@ -163,12 +172,12 @@ def draw_token_bars(stack: torch.Tensor, labels: Sequence[str], tokens: Sequence
     names = list(tokens) if tokens is not None else [f"token {t}" for t in range(count)]
     if len(names) != count:
         raise ValueError(f"tokens: {len(names)} labels for {count} tokens")
-    fig = new_figure(figsize=(max(3.5, 0.35 * count + 1.5), 2.4 * len(values) + 0.4))
+    fig = new_figure(figsize=(min(max(3.5, 0.35 * count + 1.5), 14.0), 2.4 * len(values) + 0.4))
     axes = fig.subplots(len(values), 1, squeeze=False)[:, 0]
     for ax, row, label in zip(axes, values, labels):
         ax.bar(range(count), row.numpy(), color="tab:red")
         ax.set_ylim(0, vmax * 1.05)
-        ax.set_xticks(range(count), names, rotation=60, ha="right", fontsize=7)
+        ax.set_xticks(range(count), names, rotation=60, ha="right", fontsize=7 if count <= 40 else 5)
         ax.set_title(label, fontsize=8)
         ax.set_ylabel("min-max per chart" if normalize == "minmax" else VIEW_UNITS[view], fontsize=7)
         ax.tick_params(axis="y", labelsize=6)

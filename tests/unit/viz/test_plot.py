@@ -137,3 +137,10 @@ def test_plotting_leaves_the_backend_and_pyplot_alone():
                             timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["svg", "False"]
+
+
+def test_layer_titles_drop_the_relation_and_the_unet_detour():
+    from i2am.viz.plot import short_layer_name
+
+    assert short_layer_name("text/up_blocks.1.attentions.0.transformer_blocks.0.attn2") == "up.1.0.attn2"
+    assert short_layer_name("text/transformer_blocks.3.attn") == "transformer.3.attn"
