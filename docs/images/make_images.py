@@ -1,8 +1,8 @@
 """How the PNGs of docs/maps.md were made: figures of ``i2am.viz.plot`` and the report's sample panels, each laid out
 on an HTML page and photographed by headless Chromium (what a reader of the report sees), then palette-compressed.
 
-    i2am demo demo.quick=true paths.output_dir=/tmp/demo    # a toy run with maps (a few minutes)
-    python docs/images/make_images.py /tmp/demo/demo/<run>/attribute/control docs/images
+    i2am demo demo.quick=true paths.output_dir=/tmp/demo    # toy runs with maps (a few minutes)
+    python docs/images/make_images.py /tmp/demo/demo/<run>/attribute/custom docs/images
 
 Needs ``chromium`` on the PATH. Writes plot_llam.png, plot_sram.png, plot_tokens.png and report_panels.png.
 """
@@ -49,9 +49,11 @@ def ip_adapter_trace():
     pipe = build_pipeline("StableDiffusionPipeline", "tiny", ip_adapter="plain")
     pipe.set_progress_bar_config(disable=True)
     embeds = torch.randn(1, 77, pipe.text_encoder.config.hidden_size, generator=torch.Generator().manual_seed(0))
-    reference = Image.new("RGB", (64, 64), (200, 60, 60))
+    width = pipe.image_encoder.config.projection_dim
+    image_embeds = torch.randn(1, 1, width, generator=torch.Generator().manual_seed(1))
     with i2am.trace(pipe) as tr:
-        pipe(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds), ip_adapter_image=reference,
+        pipe(prompt_embeds=embeds, negative_prompt_embeds=torch.zeros_like(embeds),
+             ip_adapter_image_embeds=[torch.cat([torch.zeros_like(image_embeds), image_embeds])],
              num_inference_steps=4, height=64, width=64, output_type="np")
     return tr.maps.relation("image:ip_adapter")
 
@@ -67,12 +69,14 @@ def main(run_dir: str, out_dir: str) -> None:
                               tokens=[f"image token {k}" for k in range(4)])}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name, path in zip(figures, save_figures(figures, work, dpi=80)):
-            photograph([(f"i2am.viz.plot: {name}", path)], f"plot: {name}", out / f"plot_{name}.png", 620, work)
-        panels = sample_panels(work / "panels", view, title="control")
-        chosen = [(f"control / {view.sample_id}: {caption}", path) for caption, path in panels
+        for name, path in zip(figures, save_figures(figures, work, dpi=100)):
+            height = {"tokens": 400}.get(name, 540)
+            photograph([(f"i2am.viz.plot: {name}", path)], f"plot: {name}", out / f"plot_{name}.png", height, work)
+        label = Path(run_dir).name
+        panels = sample_panels(work / "panels", view, title=label)
+        chosen = [(f"{label} / {view.sample_id}: {caption}", path) for caption, path in panels
                   if caption in ("overview", "SRAM")]
-        photograph(chosen, "Samples: control", out / "report_panels.png", 820, work)
+        photograph(chosen, f"Samples: {label}", out / "report_panels.png", 820, work)
 
 
 if __name__ == "__main__":

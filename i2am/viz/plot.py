@@ -179,7 +179,8 @@ def draw_token_bars(stack: torch.Tensor, labels: Sequence[str], tokens: Sequence
         ax.set_ylim(0, vmax * 1.05)
         ax.set_xticks(range(count), names, rotation=60, ha="right", fontsize=7 if count <= 40 else 5)
         ax.set_title(label, fontsize=8)
-        ax.set_ylabel("min-max per chart" if normalize == "minmax" else VIEW_UNITS[view], fontsize=7)
+        ax.set_ylabel("min-max per chart" if normalize == "minmax" else VIEW_UNITS[view].replace("cell", "token"),
+                      fontsize=7)
         ax.tick_params(axis="y", labelsize=6)
     if title:
         fig.suptitle(title, fontsize=9)
@@ -203,7 +204,7 @@ def plot(maps: AttributionMaps, image=None, *, family: str = "ulam", direction: 
                      columns=columns, into=into)
 
 
-def outline_cells(ax, cells: torch.Tensor, grid: tuple[int, int], size: tuple[int, int], color: str = "red") -> None:
+def outline_cells(ax, cells: torch.Tensor, grid: tuple[int, int], size: tuple[int, int], color: str = "cyan") -> None:
     """Outline (never fill) grid cells [(row, col), ...] of a ``grid``-sized layer over an image of ``size`` (H, W),
     numbered in the order given."""
     cell_h, cell_w = size[0] / grid[0], size[1] / grid[1]
@@ -231,7 +232,7 @@ def plot_sram(maps: AttributionMaps, layer: str, cells, generated, reference=Non
     grid = tuple(maps.layer_meta(layer)["query_grid"])
     axes[0].imshow(base)
     outline_cells(axes[0], cells, grid, base.shape[:2])
-    axes[0].set_title(f"generated: query cells of\n{layer} ({grid[0]}x{grid[1]})", fontsize=7)
+    axes[0].set_title(f"generated: query cells of\n{short_layer_name(layer)} ({grid[0]}x{grid[1]})", fontsize=7)
     mappable = None
     for k, (ax, sram) in enumerate(zip(axes[1:], shown)):
         mappable = draw_map(ax, sram, ref, vmin, vmax)
