@@ -88,7 +88,7 @@ def _grid_for(tokens: int, latent_hw: tuple[int, int] | None, name: str) -> tupl
 
 
 class AttributionCapture:
-    """Context manager capturing R2G / G2R (and SRAM, DAAM) accumulators from one model instance.
+    """Context manager capturing R2G / G2R (and SRAM) accumulators from one model instance.
 
     ``model`` is an adapter (``attribution_layers()``, ``step_module``, ``denoise``, ``cfg_layout_for``) or a bare
     diffusers UNet. With ``cfg_layout="auto"`` the capture reads the guidance each ``adapter.denoise`` call is given
@@ -279,17 +279,14 @@ class AttributionCapture:
         dirs = self.cfg.directions
         want_g2r = "g2r" in dirs and not state.degenerate_g2r
         want_sram = state.spec.name in self.cfg.sram_layers and not state.degenerate_g2r
-        want_daam = "daam" in dirs
         with torch.no_grad():
             if lk == 1:
                 scores = {"r2g": r2g_single_token(q, k, scale)} if "r2g" in dirs else {}
-                if want_daam:
-                    scores["daam"] = q.new_ones(batch, heads, lq, dtype=torch.float32)
             else:
                 chunk = max(1, self.cfg.chunk_budget // (batch * heads * lk))
                 scores = spatial_scores(q, k, scale, chunk=chunk, r2g="r2g" in dirs, g2r=want_g2r,
                                         query_weight=self._query_weight(state.query_grid, batch) if want_g2r else None,
-                                        sram=want_sram, daam=want_daam)
+                                        sram=want_sram)
             self._accumulate(state, scores, group)
 
     def _accumulate(self, state, scores, group) -> None:
@@ -319,7 +316,7 @@ class AttributionCapture:
             qh, qw = s.query_grid
             rh, rw = s.ref_grid if s.ref_grid is not None else (1, s.acc.get("g2r", torch.empty(0, 0, 0, 1)).shape[-1])
             for key, acc in s.acc.items():
-                if key in ("r2g", "daam"):
+                if key == "r2g":
                     raw[f"{key}/{s.spec.name}"] = acc.reshape(*acc.shape[:3], qh, qw)
                 elif key == "g2r":
                     raw[f"g2r/{s.spec.name}"] = acc.reshape(*acc.shape[:3], rh, rw) / (qh * qw)

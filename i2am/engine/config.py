@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from i2am.engine.cfg_rows import LAYOUT_CHUNKS
 
-DIRECTIONS = ("r2g", "g2r", "daam")
+DIRECTIONS = ("r2g", "g2r")
 CFG_LAYOUTS = (*LAYOUT_CHUNKS, "auto")   # "auto": the layout of each adapter.denoise call
 DEFAULT_TIME_GROUPS = 5   # the paper's TLAM groups of 50 steps
 
@@ -19,8 +19,8 @@ class CaptureConfig:
     time_groups: number of TLAM groups (5 for the paper's 50 DDIM steps: steps 0-9, 10-19, ...); None (the default)
         is ``min(5, num_steps)`` and sets ``auto_time_groups``, so a run's plan may choose the groups for its own step
         count, where an explicit number above the steps is an error.
-    directions: any of "r2g" (softmax over generated positions), "g2r" (softmax over reference tokens) and
-        "daam" (the T2I-style key-axis softmax on the generated grid, a baseline that is constant by construction).
+    directions: any of "r2g" (softmax over generated positions) and "g2r" (softmax over reference tokens). DAAM's
+        word heat maps are ``AttributionMaps.daam_word_maps`` of an SRAM layer (their sum over tokens is constant).
     layers: "all" (every hookable cross-attention outside the mid block, the official choice), "all+mid",
         "group:<name>[,<name>]" (e.g. "group:warp"), or a list of layer names.
     sram_layers: layer names whose full [Lq, Lk] G2R maps (heads averaged, summed over steps) are kept for

@@ -437,14 +437,8 @@ class JointAttentionCapture:
 
 
 def word_maps(maps: AttributionMaps, layer: str) -> torch.Tensor:
-    """DAAM-style word maps of a text layer captured with SRAM: [B, T, h, w], per text token its softmax share
-    (over text tokens, i2am normalisation) at each generated position, summed over steps, heads averaged."""
-    meta = maps.layer_meta(layer)
-    if meta.get("relation") != "text":
-        raise ValueError(f"word_maps needs a layer of relation 'text', {layer!r} is {meta.get('relation')!r}")
-    key = f"sram/{layer}"
-    if key not in maps.raw:
-        raise KeyError(f"no SRAM accumulator for {layer!r}: add its block to CaptureConfig.sram_layers")
-    qh, qw = meta["query_grid"]
-    full = maps.raw[key]                                   # [B, Lg, T]
-    return full.transpose(1, 2).reshape(full.shape[0], full.shape[2], qh, qw)
+    """DAAM's word heat maps of a text layer: ``maps.daam_word_maps(layer)`` restricted to relation "text"."""
+    if maps.layer_meta(layer).get("relation") != "text":
+        raise ValueError(f"word_maps needs a layer of relation 'text', {layer!r} is "
+                         f"{maps.layer_meta(layer).get('relation')!r}")
+    return maps.daam_word_maps(layer)

@@ -5,9 +5,20 @@ Families (docs/method.md §3.1-3.2, Appendix A step 4), per direction, on a comm
   TLAM [B, G, h, w] the same per time group
   HLAM [B, N, h, w] per head, mean over layers
   LLAM [B, L, h, w] per layer, mean over heads
-Resize = bicubic (align_corners=False, no antialias) to the common grid, then clamp(min=0). Maps are raw sums: their
-absolute scale is meaningless until ``i2am.engine.render.to_image`` normalises them.
+Resize = bicubic (align_corners=False, no antialias) to the common grid, then clamp(min=0).
 R2G maps live on the generated grid, G2R maps on the reference grid. SRAMs are rows of a layer's G2R matrix.
+
+Units (docs/maps.md). At one step and head, a layer's R2G map is a probability distribution over its generated grid
+(the softmax over generated positions, averaged over reference tokens) and its G2R map one over its reference grid
+(the softmax over reference tokens, averaged over generated positions): each sums to 1 on the layer's own grid.
+- The families (``ulam``, ``tlam``, ``hlam``, ``llam``) are SUMS over steps, resized by value: a layer's map sums to
+  steps x (common grid cells / layer grid cells), e.g. 4 or 16 for LLAM layers at different grids. They are kept as
+  they are (the paper's metrics and the official reproduction read them).
+- ``mean(family)`` is the per-step mean: the family divided by its step count (per time group for TLAM).
+- ``distribution(family)`` is the per-step mean with mass-preserving resizes: every layer's map keeps the mass it had
+  on its own grid, so each map sums to 1 on the common grid and layers at different grids compare directly.
+- ``AttributionMaps.sram`` and ``daam_word_maps`` take ``reduce="sum"`` (over steps, the default) or ``"mean"``
+  (per step: a probability in [0, 1], e.g. the DiT ``share`` normalisation's mass).
 """
 from __future__ import annotations
 
@@ -30,6 +41,24 @@ def resize_clamp(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return bicubic(x, size).clamp(min=0)
 
 
+def resize_mass(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``resize_clamp`` rescaled so that every map keeps its mass (its sum over the last two dims): a distribution on
+    one grid stays a distribution on the other. x must be non-negative (attention scores are)."""
+    resized = resize_clamp(x, size)
+    mass = x.sum((-2, -1), keepdim=True)
+    return resized * (mass / resized.sum((-2, -1), keepdim=True).clamp(min=torch.finfo(resized.dtype).tiny))
+
+
+def steps_per_group(meta: dict) -> list[int]:
+    """How many recorded steps fell into each time group (step s is in group s * groups // num_steps)."""
+    num_steps, groups = int(meta["num_steps"]), int(meta["time_groups"])
+    seen = int(meta.get("steps_seen") or num_steps)
+    counts = [0] * groups
+    for step in range(min(seen, num_steps)):
+        counts[step * groups // num_steps] += 1
+    return counts
+
+
 def bicubic(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic resize of the last two dims as the official code does it: align_corners=False, no antialias, fp32."""
     lead = x.shape[:-2]
@@ -38,11 +67,13 @@ def bicubic(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 class DirectionMaps:
-    """The map families of one direction ("r2g", "g2r" or "daam") over a set of layers."""
+    """The map families of one direction ("r2g" or "g2r") over a set of layers (units: module docstring)."""
 
     def __init__(self, direction: str, layers: dict[str, torch.Tensor], grid: tuple[int, int] | None,
-                 family_layers: dict | None = None, degenerate: str | None = None):
+                 family_layers: dict | None = None, degenerate: str | None = None,
+                 group_steps: list[int] | None = None):
         self.direction = direction
+        self.group_steps = group_steps            # recorded steps per time group (None: unknown)
         self.layers = layers                     # name -> [B, G, N, h, w] raw sums over steps
         self.grid = tuple(grid) if grid else None   # None: per family, the largest grid of its layers
         self.family_layers = family_layers or {}
@@ -60,7 +91,8 @@ class DirectionMaps:
         missing = [n for n in names if n not in self.layers]
         if missing:
             raise KeyError(f"{self.direction}: no captured layer {missing}; captured: {self.names}")
-        return DirectionMaps(self.direction, {n: self.layers[n] for n in names}, self.grid, {}, self.degenerate)
+        return DirectionMaps(self.direction, {n: self.layers[n] for n in names}, self.grid, {}, self.degenerate,
+                             self.group_steps)
 
     def family_grid(self, family: str) -> tuple[int, int]:
         """The common grid of a family: the configured one, else the largest grid among the family's layers."""
@@ -69,7 +101,7 @@ class DirectionMaps:
         names = self.family_layers.get(family) or self.names
         return max((tuple(self.layers[n].shape[-2:]) for n in names), key=lambda hw: hw[0] * hw[1])
 
-    def _resized(self, family: str, per_group: bool) -> list[torch.Tensor] | None:
+    def _resized(self, family: str, per_group: bool, resize=resize_clamp) -> list[torch.Tensor] | None:
         """Per layer of the family, the sum over steps (or per group) resized to the common grid and clamped:
         a list of [B, N, h, w] (or [B, N, G, h, w])."""
         if not self.available:
@@ -79,37 +111,68 @@ class DirectionMaps:
         names = self.family_layers.get(family) or self.names
         grid = self.family_grid(family)
         if per_group:
-            return [resize_clamp(self.layers[n].transpose(1, 2), grid) for n in names]
-        return [resize_clamp(self.layers[n].sum(1), grid) for n in names]
+            return [resize(self.layers[n].transpose(1, 2), grid) for n in names]
+        return [resize(self.layers[n].sum(1), grid) for n in names]
 
-    @cached_property
-    def ulam(self) -> torch.Tensor | None:
-        maps = self._resized("ulam", per_group=False)
-        return None if maps is None else torch.cat(maps, dim=1).mean(1)
-
-    @cached_property
-    def tlam(self) -> torch.Tensor | None:
-        maps = self._resized("tlam", per_group=True)
-        return None if maps is None else torch.cat(maps, dim=1).mean(1)
-
-    @cached_property
-    def hlam(self) -> torch.Tensor | None:
-        maps = self._resized("hlam", per_group=False)
+    def _family(self, family: str, resize=resize_clamp) -> torch.Tensor | None:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown map family {family!r}; choose from {FAMILIES}")
+        maps = self._resized(family, per_group=family == "tlam", resize=resize)
         if maps is None:
             return None
+        if family in ("ulam", "tlam"):
+            return torch.cat(maps, dim=1).mean(1)
+        if family == "llam":
+            return torch.stack([m.mean(1) for m in maps], dim=1)
         heads = {m.shape[1] for m in maps}
         if len(heads) > 1:
             raise ValueError(f"{self.direction} HLAM needs the same head count in every layer, got {sorted(heads)}")
         return torch.stack(maps, dim=1).mean(1)
 
     @cached_property
+    def ulam(self) -> torch.Tensor | None:
+        """[B, h, w] sum over steps, mean over layers and heads, resized by value to the common grid."""
+        return self._family("ulam")
+
+    @cached_property
+    def tlam(self) -> torch.Tensor | None:
+        """[B, G, h, w] as ``ulam``, one map per time group (the sum over that group's steps)."""
+        return self._family("tlam")
+
+    @cached_property
+    def hlam(self) -> torch.Tensor | None:
+        """[B, N, h, w] as ``ulam``, one map per head (mean over layers)."""
+        return self._family("hlam")
+
+    @cached_property
     def llam(self) -> torch.Tensor | None:
-        maps = self._resized("llam", per_group=False)
-        return None if maps is None else torch.stack([m.mean(1) for m in maps], dim=1)
+        """[B, L, h, w] as ``ulam``, one map per layer (mean over heads); layers at smaller grids sum to more."""
+        return self._family("llam")
+
+    def _per_step(self, family: str, maps: torch.Tensor | None) -> torch.Tensor | None:
+        if maps is None:
+            return None
+        if self.group_steps is None:
+            raise ValueError(f"{self.direction}: the step count is unknown (maps without num_steps metadata)")
+        counts = torch.tensor(self.group_steps, dtype=maps.dtype, device=maps.device).clamp(min=1)
+        if family == "tlam":
+            return maps / counts[:, None, None]
+        return maps / counts.sum()
+
+    def mean(self, family: str) -> torch.Tensor | None:
+        """The per-step mean of a family: ``getattr(self, family)`` divided by the recorded steps (TLAM: by the steps
+        of each time group). Same shape and value-resize as the sum; an unresized layer map sums to 1."""
+        return self._per_step(family, getattr(self, family))
+
+    def distribution(self, family: str) -> torch.Tensor | None:
+        """The per-step mean of a family with mass-preserving resizes (``resize_mass``): each map is a probability
+        distribution on the common grid (sums to 1), whatever the grid its layers had; compare LLAM layers here."""
+        return self._per_step(family, self._family(family, resize=resize_mass))
 
 
 class AttributionMaps:
-    """Raw accumulators (keys "r2g/<layer>", "g2r/<layer>", "daam/<layer>", "sram/<layer>") plus metadata."""
+    """Raw accumulators (keys "r2g/<layer>", "g2r/<layer>", "sram/<layer>") plus metadata (units: module
+    docstring)."""
 
     def __init__(self, raw: dict[str, torch.Tensor], meta: dict):
         self.raw = raw
@@ -130,7 +193,17 @@ class AttributionMaps:
         grid = self.meta.get(grid_key) if grid_key else None
         fams = {family: self._expand(names, layers) for family, names in
                 self.meta.get("family_layers", {}).get(direction, {}).items()}
-        return DirectionMaps(direction, layers, grid, fams, degenerate)
+        return DirectionMaps(direction, layers, grid, fams, degenerate, self.group_steps)
+
+    @property
+    def group_steps(self) -> list[int] | None:
+        """Recorded steps per time group (None for metadata without a step count)."""
+        return steps_per_group(self.meta) if "num_steps" in self.meta and "time_groups" in self.meta else None
+
+    @property
+    def steps(self) -> int | None:
+        """Recorded denoising steps: what the sums run over (``mean`` views divide by it)."""
+        return None if self.group_steps is None else sum(self.group_steps)
 
     def _expand(self, names, captured: dict) -> list[str]:
         """Layer names of a family; "group:<g>" stands for every captured layer of group g, in capture order."""
@@ -152,10 +225,6 @@ class AttributionMaps:
     @cached_property
     def g2r(self) -> DirectionMaps:
         return self._direction("g2r")
-
-    @cached_property
-    def daam(self) -> DirectionMaps:
-        return self._direction("daam")
 
     @property
     def g2r_on_tokens(self) -> bool:
@@ -222,8 +291,10 @@ class AttributionMaps:
             cells = cells.expand(self.batch_size, -1, -1)
         return [torch.nonzero(c, as_tuple=False) for c in cells]
 
-    def sram(self, layer: str, points=None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Specific-reference maps of chosen generated cells: [B, P, hr, wr] (sums over steps, heads averaged)."""
+    def sram(self, layer: str, points=None, mask: torch.Tensor | None = None, reduce: str = "sum") -> torch.Tensor:
+        """Specific-reference maps of chosen generated cells: [B, P, hr, wr], heads averaged; ``reduce="sum"``: summed
+        over steps (each map sums to the step count), ``"mean"``: per step (each map a distribution over the
+        reference grid, values in [0, 1]; under the DiT ``share`` normalisation it sums to the cell's share)."""
         key = f"sram/{layer}"
         if key not in self.raw:
             raise KeyError(f"no SRAM accumulator for layer {layer!r}: add it to CaptureConfig.sram_layers "
@@ -247,7 +318,32 @@ class AttributionMaps:
                 raise IndexError(f"SRAM points {pts.tolist()} outside the {qh}x{qw} query grid of {layer}")
             idx = (pts[:, 0] * qw + pts[:, 1]).to(full.device).expand(full.shape[0], -1)
         rows = torch.gather(full, 1, idx[..., None].expand(-1, -1, full.shape[-1]))
-        return rows.reshape(full.shape[0], -1, rh, rw)
+        return self._reduced(rows.reshape(full.shape[0], -1, rh, rw), reduce)
+
+    def _reduced(self, summed: torch.Tensor, reduce: str) -> torch.Tensor:
+        if reduce == "sum":
+            return summed
+        if reduce == "mean":
+            if not self.steps:
+                raise ValueError("reduce='mean' needs the step count (num_steps, time_groups) in the maps' metadata")
+            return summed / self.steps
+        raise ValueError(f"reduce={reduce!r}: choose 'sum' (over steps) or 'mean' (per step)")
+
+    def daam_word_maps(self, layer: str, reduce: str = "sum") -> torch.Tensor:
+        """DAAM's word heat maps of a layer captured with SRAM (``CaptureConfig.sram_layers``): [B, T, h, w], per
+        conditioning token (a word for a text relation) the softmax over tokens at each generated position, heads
+        averaged; the columns of the layer's SRAM matrix on the generated grid. Works on UNet (``AttributionCapture``)
+        and DiT (``JointAttentionCapture``) traces alike. ``reduce`` as in ``sram``: per step, the maps of all tokens
+        add up to 1 at every position (so their sum is constant: only the per-token maps carry information)."""
+        meta = self.layer_meta(layer)
+        key = f"sram/{layer}"
+        if key not in self.raw:
+            raise KeyError(f"no SRAM accumulator for {layer!r}: add it to CaptureConfig.sram_layers "
+                           f"(capture.sram_layers on the CLI); SRAM layers captured: "
+                           f"{[k[5:] for k in self.raw if k.startswith('sram/')]}")
+        qh, qw = meta["query_grid"]
+        full = self.raw[key]                                   # [B, Lq, T]
+        return self._reduced(full.transpose(1, 2).reshape(full.shape[0], full.shape[2], qh, qw), reduce)
 
     # ------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:

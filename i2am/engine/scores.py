@@ -7,8 +7,8 @@ and head dims). Logits are q·kᵀ·d^-1/2 in float32.
   With one reference token the logits are a [..., Lq] vector: no Lq×Lk matrix is formed.
 - G2R ("reference" map): the ordinary softmax over reference tokens (dim -1), then the (optionally weighted) sum over
   query positions. Spatial tokens are processed in query chunks of bounded size.
-- DAAM (T2I-style baseline): the key-axis softmax averaged over reference tokens, on the query grid. It is constant
-  (1/Lk) by construction; kept to show why T2I maps fail for image conditions (docs/method.md §5.4).
+- SRAM: the full G2R probabilities [Lq, Lk]; its columns are DAAM's per-token heat maps
+  (``AttributionMaps.daam_word_maps``).
 """
 from __future__ import annotations
 
@@ -46,15 +46,14 @@ def _r2g_from(shifted_exp: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,
-                   g2r: bool = True, query_weight: torch.Tensor | None = None, sram: bool = False,
-                   daam: bool = False) -> dict[str, torch.Tensor]:
+                   g2r: bool = True, query_weight: torch.Tensor | None = None,
+                   sram: bool = False) -> dict[str, torch.Tensor]:
     """Scores for Lk >= 1 reference tokens, computed in chunks of ``chunk`` query positions.
 
     Returns a dict with any of
       "r2g":  [..., Lq]  mean over tokens of the softmax over queries,
       "g2r":  [..., Lk]  Σ_j w_j · softmax_keys(logits)[j, :]  (w = query_weight [..., Lq] or 1),
-      "sram": [..., Lq, Lk] with the head axis (dim -3) averaged: the full G2R probabilities,
-      "daam": [..., Lq]  mean over tokens of the softmax over keys.
+      "sram": [..., Lq, Lk] with the head axis (dim -3) averaged: the full G2R probabilities.
     The softmax over queries is written as exp(logit - m_i) / s_i with the per-token max m_i and sum s_i over all
     queries, so R2G costs one exp pass and a mat-vec. When all queries fit in one chunk the logits are computed once;
     otherwise a first pass gathers (m, s) and the second recomputes each chunk's logits.
@@ -62,10 +61,10 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     lq = q.shape[-2]
     single = lq <= chunk
     stats = key_statistics(q, k, scale, chunk) if r2g and not single else None
-    r2g_parts, sram_parts, daam_parts, g2r_sum = [], [], [], None
+    r2g_parts, sram_parts, g2r_sum = [], [], None
     for start in range(0, lq, chunk):
         logits = _logits(q[..., start:start + chunk, :], k, scale)
-        if g2r or sram or daam:
+        if g2r or sram:
             probs = torch.softmax(logits, dim=-1)
             if g2r:
                 if query_weight is not None:
@@ -75,8 +74,6 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
                 g2r_sum = part if g2r_sum is None else g2r_sum + part
             if sram:
                 sram_parts.append(probs.mean(-3))
-            if daam:
-                daam_parts.append(probs.mean(-1))
         if r2g:   # in place: the logits are not needed any more
             m = logits.amax(-2) if single else stats[0]
             shifted_exp = logits.sub_(m.unsqueeze(-2)).exp_()
@@ -88,8 +85,6 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
         out["g2r"] = g2r_sum
     if sram:
         out["sram"] = torch.cat(sram_parts, dim=-2)
-    if daam:
-        out["daam"] = torch.cat(daam_parts, dim=-1)
     return out
 
 
@@ -110,7 +105,7 @@ def split_heads(attn, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, t
 def accumulate(acc: dict, key, kind: str, value: torch.Tensor, group: int, time_groups: int, owner: str) -> None:
     """Add one call's scores into the run's fp32 accumulator ``acc[key]``, created on first use.
 
-    R2G, G2R and DAAM scores [B, heads, n] are kept per time group ([B, groups, heads, n], ``group`` = this call's);
+    R2G and G2R scores [B, heads, n] are kept per time group ([B, groups, heads, n], ``group`` = this call's);
     SRAM scores [B, lq, lk] are summed over all steps. ``owner`` (a layer or block name) names the fault when the
     batch size changes within one capture.
     """

@@ -86,14 +86,12 @@ def write_table_csv(table: Sequence[Mapping], path: str | Path) -> Path:
 def plot_scatter(runs: Sequence[Mapping[str, float]], x_key: str, y_key: str, path: str | Path,
                  labels: Sequence[str] | None = None, row: Mapping | None = None) -> Path:
     """Scatter of y against x over runs, with the least-squares line and the coefficients in the title."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from i2am.viz.canvas import new_figure, save_figure
 
     x = np.array([run.get(x_key, np.nan) for run in runs], dtype=float)
     y = np.array([run.get(y_key, np.nan) for run in runs], dtype=float)
     keep = ~(np.isnan(x) | np.isnan(y))
-    figure = Figure(figsize=(4, 3.2))
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(4, 3.2))
     axes = figure.subplots()
     axes.scatter(x[keep], y[keep])
     for label, xi, yi, kept in zip(labels or [], x, y, keep):
@@ -108,10 +106,7 @@ def plot_scatter(runs: Sequence[Mapping[str, float]], x_key: str, y_key: str, pa
     axes.set_xlabel(x_key)
     axes.set_ylabel(y_key)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    return path
+    return save_figure(figure, path, dpi=120)
 
 
 def load_runs(run_dirs: Sequence[str | Path]) -> tuple[list[dict], list[str]]:

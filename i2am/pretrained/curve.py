@@ -38,10 +38,10 @@ def write_curve(path: Path, points: dict[int, dict[str, float]]) -> None:
 
 
 def plot_curve(path: Path, points: dict[int, dict[str, float]], title: str) -> None:
-    from matplotlib.figure import Figure  # no pyplot: the user's backend is left as it is
+    from i2am.viz.canvas import new_figure, save_figure
 
     steps = sorted(points)
-    fig = Figure(figsize=(5.5, 3.4))
+    fig = new_figure(figsize=(5.5, 3.4))
     ax = fig.subplots()
     ax.plot(steps, [points[s]["ssim"] for s in steps], "o-", label="generated image")
     ax.plot(steps, [points[s]["ssim_region"] for s in steps], "s-", label="generated region pasted into GT")
@@ -50,7 +50,7 @@ def plot_curve(path: Path, points: dict[int, dict[str, float]], title: str) -> N
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure(fig, path, dpi=120)
 
 
 def heldout_curve(run_dir: str | Path, pairs: int = 8, data_dir: str | Path = "data", every: int = 1

@@ -7,18 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from i2am.measures.curves import retained
+from i2am.viz.canvas import new_figure, save_figure
 
 
 def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")
 
 
 def _order_style(order: str) -> dict:
@@ -34,7 +30,7 @@ def curves_figure(path: str | Path, fractions: Sequence[float], curves: Mapping[
     """Deletion and insertion curves (share of the output retained, 1 = unchanged) of every mode for one space:
     the attribution order, the inverse order and the random orders with their mean."""
     modes = list(curves)
-    fig = Figure(figsize=(4.2 * 2, 3.0 * len(modes)))
+    fig = new_figure(figsize=(4.2 * 2, 3.0 * len(modes)))
     for r, mode in enumerate(modes):
         data = curves[mode][space]
         full = torch.tensor(data["all_removed"], dtype=torch.float64)
@@ -66,7 +62,7 @@ def randomization_figure(path: str | Path, stages: Sequence[str], similarity: Ma
                          reference: Mapping[str, float], title: str = "") -> Path:
     """Similarity of the randomised model's maps to the original's after each cascading stage, with the level of two
     runs of the original model with different noise (dashed)."""
-    fig = Figure(figsize=(max(5.0, 0.45 * len(stages) + 2), 3.4))
+    fig = new_figure(figsize=(max(5.0, 0.45 * len(stages) + 2), 3.4))
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(stages))
     colours = {"r2g_spearman": "tab:red", "r2g_ssim": "tab:orange", "g2r_spearman": "tab:blue",

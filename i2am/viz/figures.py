@@ -6,22 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from i2am.data import schema
 from i2am.data.image_io import to_uint8_image
 from i2am.engine.render import overlay
 from i2am.runs import RunDir
+from i2am.viz.canvas import new_figure, save_figure
 
 __all__ = ["SamplePanels", "image_axes", "new_figure", "overlay", "save_figure", "save_panel", "to_uint8_image"]
-
-
-def new_figure(**kwargs) -> Figure:
-    """A Figure on its own Agg canvas (no pyplot state, no backend switch)."""
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def image_axes(ax) -> None:
@@ -30,13 +22,6 @@ def image_axes(ax) -> None:
     ax.axis("off")
     ax.set_xticks([])
     ax.set_yticks([])
-
-
-def save_figure(fig: Figure, path: str | Path, **kwargs) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, **kwargs)
-    return path
 
 
 def save_panel(path: str | Path, tiles: list[tuple[str, np.ndarray]], columns: int | None = None,

@@ -18,7 +18,19 @@ from i2am.data import schema
 from i2am.engine import AttributionMaps
 from i2am.engine.render import to_image
 from i2am.measures.tryon_baselines import paired_ssim
-from i2am.viz.figures import image_axes, new_figure, overlay, save_panel, to_uint8_image
+from i2am.viz.canvas import new_figure, save_figure
+from i2am.viz.figures import image_axes, overlay, to_uint8_image
+from i2am.viz.plot import (
+    VIEW_UNITS,
+    add_colorbar,
+    draw_map,
+    draw_maps,
+    family_maps,
+    grid_figsize,
+    grid_shape,
+    plot,
+    plot_sram,
+)
 
 RED = np.array([255, 0, 0], dtype=np.uint8)
 
@@ -167,42 +179,75 @@ class SampleView:
         return layer, grid, cells, mark_cells(self.generated, grid, cells), tiles
 
 
+def _overview(view: SampleView, name: str):
+    """The sample's images, then its R2G ULAM over the generated image and G2R ULAM over the reference, each map drawn
+    as it is (probability per cell, per step) with its own colour bar."""
+    ssim = view.ssim(view.generated)
+    shown = (("reference", view.reference), ("agnostic input", view.agnostic), ("ground truth", view.target),
+             ("generated" + ("" if ssim is None else f" (SSIM {ssim:.3f})"), view.generated))
+    images = [(label, image) for label, image in shown if image is not None]
+    maps = [(direction, base) for direction, base in (("r2g", view.generated), ("g2r", view.reference))
+            if view.direction(direction)[0] is not None and not (direction == "g2r" and view.maps.g2r_on_tokens)]
+    figure = new_figure(figsize=grid_figsize(1, len(images) + len(maps)))
+    axes = figure.subplots(1, len(images) + len(maps), squeeze=False)[0]
+    for ax, (label, image) in zip(axes, images):
+        ax.imshow(image)
+        ax.set_title(label, fontsize=7)
+        image_axes(ax)
+    for ax, (direction, base) in zip(axes[len(images):], maps):
+        stack, labels = family_maps(view.maps, "ulam", direction)
+        shown_map, vmin, vmax = stack[0], 0.0, max(float(stack.max()), 1e-12)
+        add_colorbar(figure, draw_map(ax, shown_map, base, vmin, vmax), [ax], "none", VIEW_UNITS["distribution"])
+        note = " (1 token: paper reads 1 - map)" if direction == "r2g" and view.invert else ""
+        ax.set_title(f"{labels[0]}{note}\n{float(shown_map.min()):.3g}-{float(shown_map.max()):.3g}", fontsize=7)
+        image_axes(ax)
+    figure.suptitle(name, fontsize=9)
+    return figure
+
+
+def _family_rows(view: SampleView, family: str, name: str):
+    """One row (a SubFigure drawn by ``i2am.viz.plot.plot``) per direction with maps; None without any."""
+    directions = [(d, base) for d, base in (("r2g", view.generated), ("g2r", view.reference))
+                  if view.direction(d)[0] is not None and not (d == "g2r" and view.maps.g2r_on_tokens)]
+    if not directions:
+        return None
+    shapes = [grid_shape(getattr(view.direction(d)[0], family).shape[1]) for d, _ in directions]
+    width = max(grid_figsize(*shape)[0] for shape in shapes)
+    heights = [grid_figsize(*shape)[1] for shape in shapes]
+    figure = new_figure(figsize=(width, sum(heights)))
+    rows = figure.subfigures(len(directions), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for row, (direction, base), (_, columns) in zip(rows, directions, shapes):
+        plot(view.maps, base, family=family, direction=direction, columns=columns, into=row)
+    figure.suptitle(name, fontsize=9)
+    return figure
+
+
 def sample_panels(out_dir: str | Path, view: SampleView, title: str = "") -> list[tuple[str, Path]]:
-    """Write the panels of one sample under ``out_dir``: [(caption, path)].
+    """Write the panels of one sample under ``out_dir``: [(caption, path)], drawn by ``i2am.viz.plot`` with honest
+    ranges (per-step probabilities from 0 to the figure's largest value) and colour bars.
 
     overview: reference, agnostic input, ground truth and generated image (with its SSIM to the ground truth),
-    R2G and G2R ULAM overlays; tlam and hlam: one row per direction; llam: the R2G strip over every captured layer;
-    sram: the 3x3 grid of specific-reference maps.
+    R2G and G2R ULAM; tlam and hlam: one row per direction; llam: R2G, one panel per captured layer (mass-preserving
+    resizes, so layers at different grids compare); sram: 3x3 generated cells (outlined) and their SRAMs.
     """
     out_dir, sid = Path(out_dir), view.sample_id
     name = f"{sid}: {title}" if title else sid
-    ssim = view.ssim(view.generated)
-    shown = (("reference", view.reference), ("agnostic input", view.agnostic),
-             ("ground truth", view.target),
-             ("generated" + ("" if ssim is None else f" (SSIM {ssim:.3f})"), view.generated))
-    tiles = [(label, image) for label, image in shown if image is not None]
-    tiles += view.tiles("r2g", "ulam", ["R2G ULAM" + (" (1 - map)" if view.invert else "")])
-    tiles += view.tiles("g2r", "ulam", ["G2R ULAM"])
-    written = [("overview", save_panel(out_dir / f"{sid}_overview.png", tiles, title=name))]
-    for family, label in (("tlam", "t-group"), ("hlam", "head")):
-        rows = []
-        for direction in ("r2g", "g2r"):
-            maps, _, _ = view.direction(direction)
-            if maps is not None:
-                count = getattr(maps, family).shape[1]
-                rows.append(view.tiles(direction, family, [f"{direction.upper()} {label} {k}" for k in range(count)]))
-        if rows:
-            written.append((family.upper(), save_panel(out_dir / f"{sid}_{family}.png", [t for r in rows for t in r],
-                                                       columns=max(len(r) for r in rows), title=name)))
+    save = lambda fig, stem: save_figure(fig, out_dir / f"{sid}_{stem}.png", dpi=90)
+    written = [("overview", save(_overview(view, name), "overview"))]
+    for family in ("tlam", "hlam"):
+        figure = _family_rows(view, family, name)
+        if figure is not None:
+            written.append((family.upper(), save(figure, family)))
     r2g, _, _ = view.direction("r2g")
     if r2g is not None:
-        labels = [f"R2G {lab}" for lab in layer_labels(r2g.family_layers.get("llam") or r2g.names)]
-        tiles = view.tiles("r2g", "llam", labels)
-        written.append(("LLAM", save_panel(out_dir / f"{sid}_llam.png", tiles, columns=min(len(tiles), 8),
-                                           title=name)))
-    sram = view.sram()
-    if sram is not None:
-        layer, grid, _, marked, tiles = sram
-        written.append(("SRAM", save_sram_figure(out_dir / f"{sid}_sram.png", marked, tiles,
-                                                 title=f"{name} - SRAM at {layer} ({grid[0]}x{grid[1]})")))
+        labels = layer_labels(r2g.family_layers.get("llam") or r2g.names)
+        stack, _ = family_maps(view.maps, "llam", "r2g")
+        figure = draw_maps(stack, [f"R2G {label}" for label in labels], view.generated, title=name)
+        written.append(("LLAM", save(figure, "llam")))
+    layers = [k[len("sram/"):] for k in view.maps.raw if k.startswith("sram/")]
+    if layers and view.reference is not None:
+        grid = tuple(view.maps.layer_meta(layers[0])["query_grid"])
+        figure = plot_sram(view.maps, layers[0], sram_query_cells(grid, view.region), view.generated, view.reference,
+                           columns=5, title=f"{name} - SRAM at {layers[0]} ({grid[0]}x{grid[1]})")
+        written.append(("SRAM", save(figure, "sram")))
     return written

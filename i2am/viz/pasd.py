@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from i2am.engine.render import overlay, to_image
+from i2am.viz.canvas import new_figure, save_figure
 
 IMAGE_WEIGHT, COLOUR_WEIGHT = 0.7, 0.5
 
@@ -46,8 +45,7 @@ def render_sr_figure(maps, lr: torch.Tensor, output: torch.Tensor, path: str | P
     rows = [(lr01, _family_panels(maps.g2r, "g2r", index, size, preset)),
             (out01, _family_panels(maps.r2g, "r2g", index, size, preset))]
     columns = 1 + max(len(panels) for _, panels in rows)
-    figure = Figure(figsize=(panel_size * columns, panel_size * 3.3))
-    FigureCanvasAgg(figure)
+    figure = new_figure(figsize=(panel_size * columns, panel_size * 3.3))
     axes = figure.subplots(3, columns, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
@@ -64,7 +62,4 @@ def render_sr_figure(maps, lr: torch.Tensor, output: torch.Tensor, path: str | P
             ax.imshow(overlay(base.detach().cpu().permute(1, 2, 0).numpy(), heat, IMAGE_WEIGHT, COLOUR_WEIGHT))
             ax.set_title(title, fontsize=7)
     figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    return path
+    return save_figure(figure, path, dpi=100)

@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from i2am.adapters.toy_kontext import IMAGE_SIZE, TOKEN_GRID, ToyKontextPairs
 from i2am.data import schema
 from i2am.measures.localization import argmax_location, true_source_cells
+from i2am.viz.canvas import new_figure, save_figure
 
 
 def query_cell(pairs: ToyKontextPairs) -> int:
@@ -49,8 +48,7 @@ def draw_normalisations(srams: dict[str, torch.Tensor], pairs: ToyKontextPairs, 
     sources = true_source_cells(pairs.correspondence[:1], TOKEN_GRID, TOKEN_GRID, IMAGE_SIZE)[0][0]
     rows = [(query_cell(pairs), True), (least_spending_cell(srams["share"]), False)]
     garment = _pixels(item[schema.REFERENCE])
-    fig = Figure(figsize=(11, 3.7 * len(rows)), dpi=80)   # no pyplot: the user's backend stays as it is
-    FigureCanvasAgg(fig)
+    fig = new_figure(figsize=(11, 3.7 * len(rows)), dpi=80)
     axes = fig.subplots(len(rows), 4, squeeze=False)
     extent = (-0.5, IMAGE_SIZE[1] - 0.5, IMAGE_SIZE[0] - 0.5, -0.5)
     half = IMAGE_SIZE[1] / TOKEN_GRID[1] / 2
@@ -83,7 +81,4 @@ def draw_normalisations(srams: dict[str, torch.Tensor], pairs: ToyKontextPairs, 
     fig.suptitle("toy Kontext-style transformer, held-out pair: SRAM of a generated cell of "
                  "transformer_blocks.1.attn (o argmax, + true source)", fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    return path
+    return save_figure(fig, path)
