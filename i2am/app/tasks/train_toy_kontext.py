@@ -4,6 +4,7 @@ from its last.ckpt exactly."""
 from __future__ import annotations
 
 import logging
+import warnings
 
 import torch
 from hydra.utils import instantiate
@@ -27,7 +28,9 @@ def run(cfg: DictConfig) -> dict:
     if resume is not None:
         log.info("train_toy_kontext: resuming from %s", resume)
     trainer = build_trainer(cfg, run, callbacks=build_callbacks(cfg))
-    trainer.fit(module, ckpt_path=resume)
+    with warnings.catch_warnings():   # the loader only counts steps; the draws follow the restored global step
+        warnings.filterwarnings("ignore", message=r".*your dataloader is not resumable")
+        trainer.fit(module, ckpt_path=resume)
     trainer.save_checkpoint(run.last_checkpoint_file, weights_only=False)   # the final state, whatever the period
     metrics = {**module.last, "global_step": trainer.global_step, "train_seconds": module.train_seconds,
                "threads": torch.get_num_threads(), "checkpoint": str(run.last_checkpoint_file)}
