@@ -9,7 +9,7 @@ A run folder holds (docs/runs.md)::
     samples/<id>.png                generated images            maps/<id>.safetensors   raw attribution maps
     figures/<id>.png                per-sample panels           per_sample/<id>/        an evaluator's own files
     metrics/<id>.json               a sample's values: the sample's done-marker, written last
-    metrics/<id>.states.pt          a sample's evaluator states (merged, in sorted id order, into the dataset values)
+    metrics/<id>.states.pt          a sample's evaluator states (i2am.evaluation.state_merge: the dataset values)
     checkpoints/last.ckpt, checkpoints/step=<N>.ckpt     training runs
 
 Tasks, the report, ``i2am evaluate`` and the experiment scripts read and write runs only through :class:`RunDir`.
@@ -20,12 +20,9 @@ import json
 import math
 import os
 import re
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
-
-from i2am import _testing_hooks as testing_hooks
 
 CONFIG = "config.yaml"
 FAILED = "FAILED"
@@ -199,9 +196,7 @@ class RunDir:
     def mark_done(self, sample_id: str, values: Mapping[str, Any]) -> Path:
         """The sample's done-marker ``metrics/<id>.json``: written last, atomically, after every other file of the
         sample, so a run killed at any moment resumes exactly at the first sample without one."""
-        marker = atomic_write_text(self.sample_record_file(sample_id), to_json({"sample_id": sample_id, **values}))
-        testing_hooks.sample_done()   # a test-only crash point (I2AM_FAULT_KILL_AFTER_SAMPLES); a no-op otherwise
-        return marker
+        return atomic_write_text(self.sample_record_file(sample_id), to_json({"sample_id": sample_id, **values}))
 
     def sample_record(self, sample_id: str) -> dict:
         file = self.sample_record_file(sample_id)
@@ -218,23 +213,6 @@ class RunDir:
         for file in sorted((self.path / "metrics").glob("*.states.pt")):
             if file.with_name(file.name.replace(".states.pt", ".json")).is_file():
                 yield torch.load(file, map_location="cpu", weights_only=True)
-
-    def merge_states(self, evaluators: Mapping[str, Any]) -> dict:
-        """Dataset values: each evaluator's ``merge`` of every finished sample's state, then ``compute``; with
-        ``n_samples``. The same numbers for one process, N processes and a killed-and-restarted run."""
-        states = list(self.done_states())
-        metrics: dict = {"n_samples": len(states)}
-        for name, evaluator in evaluators.items():
-            evaluator.reset()
-            for state in states:
-                if name in state:
-                    evaluator.merge(state[name])
-            if states:
-                with warnings.catch_warnings():   # merged states count as no update() call for torchmetrics
-                    warnings.filterwarnings("ignore", message=".*compute.*before the ``update``")
-                    metrics.update({k: float(v) for k, v in evaluator.compute().items()})
-            evaluator.reset()
-        return metrics
 
     def sample_ids(self) -> list[str]:
         """File-safe ids of the samples that have both an image and maps, in sorted order."""

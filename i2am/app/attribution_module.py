@@ -3,8 +3,8 @@ sample to the run's evaluators (``i2am.evaluation.evaluator``) and sample writer
 
 Resumable by construction: a sample is done when its done-marker exists (``RunDir.mark_done``, written last), so a
 run restarted on the same folder skips finished samples, and the dataset values are always merged from the
-per-sample evaluator states in sorted sample-id order (``RunDir.merge_states``): a killed-and-restarted run, a single
-process and a DDP run all end with the same numbers.
+per-sample evaluator states in sorted sample-id order (``i2am.evaluation.state_merge``): a killed-and-restarted run,
+a single process and a DDP run all end with the same numbers.
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from i2am.engine import AttributionMaps, CaptureConfig
 from i2am.engine.factory import capture_for
 from i2am.engine.render import to_image
 from i2am.evaluation.evaluator import Evaluator, SampleContext
+from i2am.evaluation.state_merge import merge_run_states
 from i2am.runs import RunDir
 from i2am.sampling.plan import SamplingPlan
 
@@ -43,11 +44,14 @@ class AttributionModule(L.LightningModule):
     steps, time groups and CFG layout come from the run's :class:`SamplingPlan`); run: the run folder;
     evaluators: name -> :class:`Evaluator` (conf/evaluator); writers: callables given each finished sample's
     context (figures); render: to_image options (preset, cloth_forcing); g2r_region: batch key of the mask
-    restricting the G2R query reduction (the custom model's official choice: ``inpaint_mask``) or None."""
+    restricting the G2R query reduction (the custom model's official choice: ``inpaint_mask``) or None;
+    on_sample_done: called with each sample's id once its done-marker is written (the test fault seam,
+    ``i2am._testing_hooks``) or None."""
 
     def __init__(self, adapter, sampler, capture: CaptureConfig, run: RunDir | str | Path,
                  evaluators: Mapping[str, Evaluator] | None = None, writers: Sequence[SampleWriter] = (),
-                 render: dict | None = None, g2r_region: str | None = None, save_maps: bool = True):
+                 render: dict | None = None, g2r_region: str | None = None, save_maps: bool = True,
+                 on_sample_done: Callable[[str], None] | None = None):
         super().__init__()
         self.adapter = adapter
         self.plan = SamplingPlan.resolve(sampler, adapter, None if capture.auto_time_groups else
@@ -65,6 +69,7 @@ class AttributionModule(L.LightningModule):
         self.render = {"preset": "official", "cloth_forcing": False, **(render or {})}
         self.g2r_region = g2r_region
         self.save_maps = save_maps
+        self.on_sample_done = on_sample_done
         self.final_metrics: dict = {}
 
     # -------------------------------------------------------------- the loop
@@ -101,6 +106,8 @@ class AttributionModule(L.LightningModule):
         for write in self.writers:
             write(ctx)
         self.run.mark_done(sample_id, values)
+        if self.on_sample_done is not None:
+            self.on_sample_done(sample_id)
 
     def _dataset(self):
         """The datamodule's dataset (evaluators may read other samples from it), or None outside a Trainer."""
@@ -126,5 +133,5 @@ class AttributionModule(L.LightningModule):
     def on_predict_epoch_end(self) -> None:
         self.trainer.strategy.barrier()
         if self.trainer.is_global_zero:
-            self.final_metrics = self.run.merge_states(self.evaluators)
+            self.final_metrics = merge_run_states(self.run, self.evaluators)
         self.trainer.strategy.barrier()

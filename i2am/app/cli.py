@@ -15,6 +15,7 @@ import sys
 
 from hydra.experimental.callback import Callback
 
+from i2am.app.renamed_keys import refuse_renamed_keys
 from i2am.app.tasks import TASKS, get_task
 from i2am.app.tasks.config_dirs import config_dir
 from i2am.errors import TRACEBACK_ENV, UserError
@@ -77,6 +78,11 @@ def check(argv: list[str]) -> int:
 
     OmegaConf.register_new_resolver("i2am.or", first_set, replace=True)
     try:
+        refuse_renamed_keys(argv[1:])
+    except UserError as err:
+        print(f"FAIL  overrides: {err}")
+        return 2
+    try:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(config_name=argv[0], overrides=argv[1:])
     except (HydraException, OmegaConfBaseException) as err:   # an override Hydra cannot apply (unknown option, syntax)
@@ -120,6 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     # Lightning's DDP launcher starts the other ranks as `python <this program> <sys.argv[1:]>`; Hydra reads its
     # overrides from sys.argv[1:], so the task travels in the environment instead of the command line.
     os.environ[TASK_ENV] = task
+    try:
+        refuse_renamed_keys(argv)
+    except UserError as err:
+        report_user_error(err)
 
     import hydra
     from hydra.core.hydra_config import HydraConfig

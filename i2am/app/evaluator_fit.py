@@ -5,7 +5,7 @@ attention) or tokens (Paint-by-Example's CLIP token, IP-Adapter image tokens, te
 ``attribution_layers()`` (built on the ``meta`` device at startup: no weights), and whether the data carries the
 ground-truth correspondence (``data.extras`` lists ``correspondence``: the toy world).
 
-``evaluators=auto`` (the default) keeps what applies: IMACS_r only on a reference grid, localisation only with ground
+``evaluator_set=auto`` (the default) keeps what applies: IMACS_r only on a reference grid, localisation only with ground
 truth on a reference grid, and says what it left out. An evaluator named explicitly that cannot apply is a
 ``UserError`` naming it, the reason and the override.
 """
@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from i2am.errors import UserError
 
-AUTO_KEY = "evaluators_auto"       # set by conf/evaluators/auto.yaml
+AUTO_KEY = "evaluators_auto"       # set by conf/evaluator_set/auto.yaml
 LOCALIZATION_TARGET = "SramLocalizationEvaluator"
 IMACS_TARGET = "ImacsEvaluator"
 
@@ -76,7 +76,7 @@ def _target(spec) -> str:
 
 def fit_evaluators(cfg: DictConfig, fit: Fit) -> tuple[dict, list[str]]:
     """The evaluator specs of ``cfg.evaluators`` that apply under ``fit`` and one note per one left out or narrowed
-    (``evaluators=auto``); raise EvaluatorMismatchError for an explicit evaluator that cannot apply."""
+    (``evaluator_set=auto``); raise EvaluatorMismatchError for an explicit evaluator that cannot apply."""
     specs = OmegaConf.to_container(cfg.evaluators, resolve=True) if cfg.get("evaluators") else {}
     auto = bool(cfg.get(AUTO_KEY))
     kept, notes = {}, []
@@ -90,8 +90,8 @@ def fit_evaluators(cfg: DictConfig, fit: Fit) -> tuple[dict, list[str]]:
                       f"the model's reference ({fit.relation}) is tokens, not an image grid")
             if not auto:
                 raise EvaluatorMismatchError(
-                    f"evaluator {name!r} (localisation) cannot apply: {reason}. Drop it with evaluators=imacs "
-                    f"(or evaluators=auto, which picks the evaluators that apply).")
+                    f"evaluator {name!r} (localisation) cannot apply: {reason}. Drop it with evaluator_set=imacs "
+                    f"(or evaluator_set=auto, which picks the evaluators that apply).")
             notes.append(f"{name}: left out, {reason}")
             continue
         if target.endswith(IMACS_TARGET) and not fit.reference_on_grid and "g2r" in spec.get("directions", ()):

@@ -20,6 +20,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from i2am.app.renamed_keys import refuse_renamed_keys
 from i2am.app.tasks import get_task
 from i2am.app.tasks.config_dirs import config_dir, quoted
 from i2am.report.artifacts import ARTIFACTS, make, task_of
@@ -65,6 +66,7 @@ def reproduce(name: str, toy: bool = False, make_only: bool = False, overrides: 
     """Run artifact ``name`` (or its ``-toy`` twin) and draw its table/figure; returns the written files."""
     if name not in ARTIFACTS:
         raise KeyError(f"unknown paper artifact {name!r}; artifacts: {', '.join(ARTIFACTS)}")
+    refuse_renamed_keys(overrides)
     experiment = f"{name}-toy" if toy else name
     cfg = artifact_config(experiment, overrides)
     out = Path(cfg.artifact.output_dir)

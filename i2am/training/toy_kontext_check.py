@@ -4,14 +4,10 @@ correspondence control loss localise on held-out toy pairs, as the UNet control'
 The model generates each held-out person (Euler, ``num_steps`` steps from noise) under a ``JointAttentionCapture`` of
 its supervised block with SRAM; every generated cell's SRAM (``i2am`` and ``share`` normalisations) is scored by the
 toy world's ``LocalizationEvaluator`` against its true garment cell, next to the uniform, random and bounding-box
-baselines, with the attention entropy.
-
-    python -m i2am.training.toy_kontext_check CHECKPOINT.safetensors [--out figures.json] [--figure docs/x.png]
+baselines, with the attention entropy. ``i2am evaluate_toy_kontext`` (conf/evaluate_toy_kontext.yaml) runs it.
 """
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
@@ -22,6 +18,7 @@ from i2am.engine.config import CaptureConfig
 from i2am.engine.joint import JointAttentionCapture
 from i2am.evaluation.localization_evaluator import LocalizationEvaluator
 from i2am.measures.localization import grid_cells
+from i2am.training.toy_kontext_train import model_state
 
 RELATIONS = {"i2am": "image:reference", "share": "share:image:reference"}
 
@@ -53,10 +50,11 @@ def localization_check(model, pairs: ToyKontextPairs, num_steps: int = 8, seed: 
 
 
 def load_toy_kontext(path: str | Path) -> torch.nn.Module:
-    """The toy Kontext model with the (float16 or float32) weights of a safetensors file, as float32."""
+    """The toy Kontext model with the (float16 or float32) weights of a safetensors file, or of a training run's
+    Lightning checkpoint (``.ckpt``), as float32."""
     model = build_toy_kontext()
     path = Path(path)
-    stored = torch.load(path, weights_only=False)["model"] if path.suffix == ".pt" else load_file(str(path))
+    stored = model_state(torch.load(path, weights_only=False)) if path.suffix == ".ckpt" else load_file(str(path))
     state = {k: v.float() for k, v in stored.items()}
     model.load_state_dict(state)
     return model.eval()
@@ -73,35 +71,3 @@ def check_figures(model, untrained, pairs: ToyKontextPairs, num_steps: int = 8, 
     out["baselines"] = {k: figures[k] for k in figures if k.endswith("_baseline")}
     out["loc_n_queries"] = figures["loc_n_queries"]
     return out
-
-
-def main(argv=None) -> None:
-    from i2am.training.toy_kontext_train import load_toy_pairs, toy_dataset
-    from i2am.viz.toy_kontext import draw_normalisations
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("weights", help="a .safetensors file of the toy Kontext model (or a run folder's last.pt)")
-    parser.add_argument("--data-dir", default="data")
-    parser.add_argument("--pairs", type=int, default=16, help="held-out pairs (the toy world's test split)")
-    parser.add_argument("--num-steps", type=int, default=8)
-    parser.add_argument("--out", help="write the figures as JSON here")
-    parser.add_argument("--figure", help="draw the two normalisations for one held-out pair here (PNG)")
-    parser.add_argument("--figure-pair", type=int, default=0)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    model = load_toy_kontext(args.weights)
-    pairs = load_toy_pairs(args.data_dir, "test", limit=args.pairs)
-    figures = check_figures(model, build_toy_kontext(), pairs, args.num_steps)
-    text = json.dumps(figures, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    if args.figure:
-        one = pairs.select(slice(args.figure_pair, args.figure_pair + 1))
-        raw = toy_dataset(args.data_dir, "test")[args.figure_pair]
-        draw_normalisations(capture_srams(model, one, args.num_steps), one, raw, args.figure, args.num_steps)
-        print(args.figure)
-
-
-if __name__ == "__main__":
-    main()

@@ -34,7 +34,7 @@ def _maps(tmp_path) -> AttributionMaps:
     ("StableDiffusionControlNetPipeline", ["model.relation=text"], "text"),
     ("StableDiffusionInstructPix2PixPipeline", [], "image:ip_adapter")])
 def test_i2am_attribute_with_imacs_runs_on_each_kind(tmp_path, pipeline, extra, relation):
-    metrics = _run(tmp_path, "attribute", "model=diffusers-tiny", f"model.pipeline={pipeline}", "evaluators=imacs",
+    metrics = _run(tmp_path, "attribute", "model=diffusers-tiny", f"model.pipeline={pipeline}", "evaluator_set=imacs",
                    *extra)
     assert metrics["n_samples"] == 1
     assert metrics["imacs_g"] == metrics["imacs_g"]   # finite
@@ -49,7 +49,7 @@ def test_faithfulness_runs_on_reference_attention(tmp_path):
     """G2R over the reference's spatial tokens: the deletion / insertion curves knock them out of the denoiser's
     self-attention; the R2G counterfactuals swap the reference and remove it (null)."""
     metrics = _run(tmp_path, "attribute", "model=diffusers-tiny", "model.pipeline=StableDiffusionPipeline",
-                   "model.reference_attention=true", "evaluators=imacs", "data.limit=2", *FAITHFULNESS)
+                   "model.reference_attention=true", "evaluator_set=imacs", "data.limit=2", *FAITHFULNESS)
     assert _maps(tmp_path).relations == ["image:reference"]
     for key in ("faith_full_pixel_del_gap", "faith_full_latent_ins_auc", "r2g_cf_swap_spearman",
                 "r2g_cf_null_change"):
@@ -60,7 +60,7 @@ def test_faithfulness_runs_on_reference_attention(tmp_path):
 def test_faithfulness_runs_on_an_ip_adapter_kind(tmp_path):
     """IP-Adapter tokens are not spatial: the deletion curves rank them by the G2R vector over the 4 image tokens."""
     metrics = _run(tmp_path, "attribute", "model=diffusers-tiny", "model.pipeline=StableDiffusionImg2ImgPipeline",
-                   "evaluators=imacs", "data.limit=2", *FAITHFULNESS)
+                   "evaluator_set=imacs", "data.limit=2", *FAITHFULNESS)
     assert _maps(tmp_path).relations == ["image:ip_adapter"]
     for key in ("faith_full_pixel_del_gap", "faith_full_latent_del_auc", "r2g_cf_swap_spearman",
                 "r2g_cf_null_change"):
@@ -114,7 +114,7 @@ RANDOMIZATION = ["+evaluator@evaluators.randomization=randomization", "evaluator
 def test_every_evaluator_runs_on_each_kind(tmp_path, pipeline, extra):
     """IMACS with the dataset's masks, the faithfulness checks (G2R curves over the IP-Adapter tokens, R2G swap and
     null) and the randomisation check in one attribute run, then detection, on every kind of the loop."""
-    metrics = _run(tmp_path, "attribute", "model=diffusers-tiny", f"model.pipeline={pipeline}", "evaluators=imacs",
+    metrics = _run(tmp_path, "attribute", "model=diffusers-tiny", f"model.pipeline={pipeline}", "evaluator_set=imacs",
                    "data.limit=2", *FAITHFULNESS, *RANDOMIZATION, *extra)
     assert _maps(tmp_path).relations == ["image:ip_adapter"]
     assert "imacs_r" not in metrics   # G2R over IP-Adapter tokens

@@ -35,6 +35,20 @@ def run_overrides(name: str, paths: list[str]) -> list[tuple[str, object]]:
     return [(cfg.artifact.label, cfg) for cfg in jobs]
 
 
+def test_an_artifact_is_its_module_and_its_experiment_configs():
+    """i2am.report.artifacts finds the artifacts by their modules; each has its experiment config, its toy twin and
+    its entry point, and names its task where it is not attribute."""
+    from i2am.report.artifacts import ARTIFACTS as FOUND
+
+    assert set(ARTIFACTS) | {"sr_figure"} == set(FOUND)
+    for name in FOUND:
+        for experiment in (name, f"{name}-toy"):
+            assert (CONF / "experiment" / f"{experiment}.yaml").is_file(), experiment
+        assert (REPO / "experiments" / f"{name}.py").is_file(), name
+    assert {name: task_of(name) for name in FOUND if task_of(name) != "attribute"} == {"detection_table": "detect"}
+    assert task_of("detection_table-toy") == "detect"
+
+
 @pytest.mark.parametrize("name", ARTIFACTS)
 def test_each_artifact_and_its_toy_twin_compose_on_the_right_models(name):
     paths = ["paths.ckpt_dir=/CKPT", "paths.data_dir=/DATA", "paths.output_dir=/OUT"]

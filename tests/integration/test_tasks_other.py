@@ -10,7 +10,7 @@ from helpers.tasks_util import ROOT, cli, read_metrics, run_task, toy_overrides
 @pytest.fixture(scope="module")
 def attribute_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval")
-    run_task("attribute", toy_overrides(tmp, "evaluators=none"))
+    run_task("attribute", toy_overrides(tmp, "evaluator_set=none"))
     return tmp / "run"
 
 

@@ -13,6 +13,10 @@ TASKS: dict[str, tuple[str, str]] = {
     "correlate": ("i2am.app.tasks.correlate", ("Pearson/Spearman of IMACS vs quality across runs, table and "
                                                "scatter plot")),
     "detect": ("i2am.app.tasks.detect", "COCO detection with PBE R2G maps: boxes, IoU, AP and the baselines"),
+    "train_toy_kontext": ("i2am.app.tasks.train_toy_kontext", ("train the toy Kontext-style transformer on the toy "
+                                                               "world (docs/dit_editors.md)")),
+    "evaluate_toy_kontext": ("i2am.app.tasks.evaluate_toy_kontext", ("the toy-world localisation check of a toy "
+                                                                     "Kontext model's G2R SRAMs")),
     "report": ("i2am.app.tasks.report", "report.html of finished runs: metrics, per-sample map panels, SRAM grids"),
 }
 

@@ -6,6 +6,7 @@ import logging
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from i2am._testing_hooks import sample_done_hook
 from i2am.app.attribution_module import AttributionModule
 from i2am.app.evaluator_fit import adapter_fit, fit_evaluators
 from i2am.app.tasks.common import build_loggers, build_trainer, finish_loggers, log_results, start_run
@@ -48,7 +49,8 @@ def run(cfg: DictConfig) -> dict:
     sampler = instantiate(cfg.sampler, seed=cfg.seed, _convert_="all")
     module = AttributionModule(adapter, sampler, build_capture(cfg, adapter), run_dir, evaluators=evaluators,
                                render=render, g2r_region=cfg.get("g2r_region"), save_maps=cfg.save_maps,
-                               writers=[SamplePanels(run_dir, cfg.num_figures, render["preset"])])
+                               writers=[SamplePanels(run_dir, cfg.num_figures, render["preset"])],
+                               on_sample_done=sample_done_hook())
     run_dir.save_config(cfg, ran=module.plan.config_values())   # the steps, guidance, ... the model's defaults chose
     log_resume(run_dir, len(datamodule.dataset))
     loggers = build_loggers(cfg, run_dir)

@@ -1,24 +1,31 @@
 """The paper's tables and figures (docs/experiments.md): one module per artifact, each with
 ``make(runs, out, cfg) -> written files`` over the artifact's finished job folders (label -> folder) and its composed
-config. `i2am reproduce` (i2am/app/reproduce.py) runs the jobs, then calls :func:`make`."""
+config, and ``TASK`` where its runs are not ``i2am attribute`` runs. An artifact is its module here plus its
+conf/experiment/<artifact>.yaml (and -toy twin): nothing else lists it. `i2am reproduce` (i2am/app/reproduce.py)
+runs the jobs, then calls :func:`make`."""
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Mapping
 from pathlib import Path
 
-ARTIFACTS = ("vitonhd_table", "detection_table", "llam_stableviton", "tlam_hlam_dcivton", "sram_stableviton",
-             "daam_comparison", "debugging_custom", "teaser", "sr_figure")
-TASKS = {"detection_table": "detect"}      # the i2am task of an artifact's runs; attribute where not named
+ARTIFACTS = tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")))
+DEFAULT_TASK = "attribute"
+
+
+def _module(name: str):
+    base = name.removesuffix("-toy")
+    if base not in ARTIFACTS:
+        raise KeyError(f"unknown paper artifact {name!r}; artifacts: {', '.join(ARTIFACTS)}")
+    return importlib.import_module(f"{__name__}.{base}")
 
 
 def task_of(name: str) -> str:
-    return TASKS.get(name.removesuffix("-toy"), "attribute")
+    """The i2am task that runs artifact ``name``'s jobs (``-toy`` suffix allowed)."""
+    return getattr(_module(name), "TASK", DEFAULT_TASK)
 
 
 def make(name: str, runs: Mapping[str, Path], out: Path, cfg=None) -> list[Path]:
     """Draw artifact ``name`` (``-toy`` suffix allowed) from its runs into ``out``."""
-    base = name.removesuffix("-toy")
-    if base not in ARTIFACTS:
-        raise KeyError(f"unknown paper artifact {name!r}; artifacts: {', '.join(ARTIFACTS)}")
-    return importlib.import_module(f"{__name__}.{base}").make(dict(runs), out, cfg)
+    return _module(name).make(dict(runs), out, cfg)

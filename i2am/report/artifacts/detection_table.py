@@ -11,6 +11,8 @@ from pathlib import Path
 from i2am.report.tables import write_table
 from i2am.runs import RunDir
 
+TASK = "detect"   # its runs are `i2am detect` runs
+
 SUPERVISED = {"Faster-RCNN": (0.3225, 0.2658), "Mask-RCNN": (0.3294, 0.2706), "YOLOv3": (0.2448, 0.1978),
               "MaskFormer": (0.3568, 0.2932), "RTMDet": (0.3228, 0.2516)}   # paper (mIoU_GT, mIoU_gen)
 UNSUPERVISED = {"DAAM": ("det_miou_daam", 0.1807), "Overall": ("det_miou_whole_image", 0.1807),

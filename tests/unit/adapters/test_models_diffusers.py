@@ -61,7 +61,7 @@ def test_folders_load_locally_and_bad_input_is_named(tmp_path):
 def test_i2am_attribute_runs_on_a_pipeline_folder(tmp_path):
     build_pipeline("PaintByExamplePipeline", "tiny", seed=3).save_pretrained(tmp_path / "pbe")
     overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers",
-                 f"model.path={tmp_path / 'pbe'}", "model.image_size=[128,96]", "evaluators=imacs",
+                 f"model.path={tmp_path / 'pbe'}", "model.image_size=[128,96]", "evaluator_set=imacs",
                  "sampler.num_steps=2", "data.limit=2", "data.batch_size=2", "data.toy.n_train=2",
                  "data.toy.n_test=2", "trainer.enable_progress_bar=false"]
     metrics = run_task("attribute", overrides)
@@ -73,7 +73,7 @@ def test_i2am_attribute_runs_on_a_pipeline_folder(tmp_path):
     assert maps.relations == ["image:example"] and maps.meta["model"] == "diffusers"
 
 
-CHECKS = ["evaluators=imacs", "+evaluator@evaluators.faithfulness=faithfulness",
+CHECKS = ["evaluator_set=imacs", "+evaluator@evaluators.faithfulness=faithfulness",
           "+evaluator@evaluators.randomization=randomization", "evaluators.faithfulness.samples=1",
           "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=2",
           "evaluators.faithfulness.proxy_steps=[0.5]", "evaluators.faithfulness.n_bootstrap=100",

@@ -42,7 +42,7 @@ RANDOMISATION = ["+evaluator@evaluators.randomization=randomization", "evaluator
 def _overrides(tmp_path, *extra):
     return [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "sampler.num_steps=2",
             "data.limit=1", "data.batch_size=1", "data.toy.n_train=2", "data.toy.n_test=2",
-            "trainer.enable_progress_bar=false", "evaluators=imacs", "capture.sram_layers=auto", *extra]
+            "trainer.enable_progress_bar=false", "evaluator_set=imacs", "capture.sram_layers=auto", *extra]
 
 
 def test_i2am_attribute_runs_sd3_tiny_with_faithfulness_randomisation_and_an_sram_query(tmp_path):

@@ -36,7 +36,7 @@ def test_i2am_attribute_runs_a_kontext_folder_with_every_evaluator(tmp_path):
     overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers",
                  "model.pipeline=FluxKontextPipeline", f"model.path={tmp_path / 'kontext'}", "model.guidance=null",
                  "model.image_size=[128,96]", "sampler.num_steps=2", "data.limit=2", "data.batch_size=2",
-                 "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false", "evaluators=toy",
+                 "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false", "evaluator_set=toy",
                  "capture.sram_layers=auto", *CHECKS]
     metrics = run_task("attribute", overrides)
     assert metrics["n_samples"] == 2
@@ -83,7 +83,7 @@ def test_i2am_attribute_runs_a_qwen_image_edit_folder_with_every_evaluator(tmp_p
                  "model.pipeline=QwenImageEditPipeline", f"model.path={tmp_path / 'qwen'}", "model.guidance=null",
                  "+model.reference_area=12288", "model.image_size=[128,96]", "sampler.num_steps=2", "data.limit=2",
                  "data.batch_size=2", "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false",
-                 "evaluators=toy", "capture.sram_layers=auto", *CHECKS]
+                 "evaluator_set=toy", "capture.sram_layers=auto", *CHECKS]
     metrics = run_task("attribute", overrides)
     assert metrics["n_samples"] == 2
     for key in ("imacs_g", "imacs_r", "loc_err", "loc_err_bbox_baseline", "attn_entropy",
@@ -201,7 +201,7 @@ def test_qwen_joint_knockout_of_all_tokens_is_the_transformer_without_the_refere
 def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
     overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers-dit-tiny",
                  "model.pipeline=Flux2Pipeline", "sampler.num_steps=2", "data.limit=2", "data.batch_size=1",
-                 "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false", "evaluators=toy",
+                 "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false", "evaluator_set=toy",
                  "capture.sram_layers=auto", *CHECKS[:7]]
     metrics = run_task("attribute", overrides)
     assert metrics["n_samples"] == 2

@@ -76,9 +76,9 @@ def test_a_bad_range_names_the_key(world, tmp_path, capsys):
 
 
 def test_an_evaluator_that_cannot_apply_names_it_and_the_override(world, tmp_path, capsys):
-    code, lines = run_check(capsys, toy(tmp_path, "model=diffusers-tiny", "evaluators=toy"))
+    code, lines = run_check(capsys, toy(tmp_path, "model=diffusers-tiny", "evaluator_set=toy"))
     line = failed(lines, "evaluators")
-    assert code == 2 and "'localization'" in line and "evaluators=imacs" in line
+    assert code == 2 and "'localization'" in line and "evaluator_set=imacs" in line
     assert lines[1].startswith("ok    data")
 
 

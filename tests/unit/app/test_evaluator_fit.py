@@ -45,15 +45,15 @@ def test_data_without_ground_truth_drops_localisation():
 
 @pytest.mark.parametrize("overrides", [["model=diffusers-tiny"], IP_ADAPTER])
 def test_explicit_localisation_that_cannot_apply_names_the_evaluator_and_the_override(overrides):
-    with pytest.raises(EvaluatorMismatchError, match=r"'localization'.*evaluators=imacs"):
-        fitted(*overrides, "evaluators=toy")
+    with pytest.raises(EvaluatorMismatchError, match=r"'localization'.*evaluator_set=imacs"):
+        fitted(*overrides, "evaluator_set=toy")
 
 
 def test_explicit_evaluator_refused_by_the_cli_before_any_sampling(tmp_path):
     proc = cli("attribute", toy_overrides(tmp_path, f"paths.output_dir={tmp_path / 'out'}", "model=diffusers-tiny",
-                                          "evaluators=toy"), check=False)
+                                          "evaluator_set=toy"), check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr
     error = [line for line in proc.stderr.splitlines() if line.startswith("i2am attribute: error:")]
-    assert len(error) == 1 and "'localization'" in error[0] and "evaluators=imacs" in error[0], proc.stderr[-3000:]
+    assert len(error) == 1 and "'localization'" in error[0] and "evaluator_set=imacs" in error[0], proc.stderr[-3000:]
     assert list(tmp_path.iterdir()) == []   # no run folder, no samples, no metrics, no toy world

@@ -16,7 +16,7 @@ from i2am.evaluation.faithfulness_evaluator import FaithfulnessEvaluator
 from i2am.evaluation.randomization_evaluator import RandomizationEvaluator
 from i2am.sampling.sampler import Sampler
 
-CHEAP = ["evaluators=none", "+evaluator@evaluators.faithfulness=faithfulness",
+CHEAP = ["evaluator_set=none", "+evaluator@evaluators.faithfulness=faithfulness",
          "+evaluator@evaluators.randomization=randomization",
          "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=2",
          "evaluators.faithfulness.proxy_steps=[0.5]", "evaluators.faithfulness.n_bootstrap=100",

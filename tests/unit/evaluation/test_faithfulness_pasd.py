@@ -191,7 +191,7 @@ def test_a_foreign_start_code_without_a_loop_of_its_own_is_refused(tmp_path):
     require_sampler_loop(adapter, sampler, "test")
 
 
-CHEAP = ["evaluators=none", "+evaluator@evaluators.faithfulness=faithfulness",
+CHEAP = ["evaluator_set=none", "+evaluator@evaluators.faithfulness=faithfulness",
          "+evaluator@evaluators.randomization=randomization", "evaluators.faithfulness.fractions=[0.0,0.5,1.0]",
          "evaluators.faithfulness.random_orders=1", "evaluators.faithfulness.modes=[full]",
          "evaluators.faithfulness.n_bootstrap=50", "evaluators.faithfulness.figures=false",

@@ -18,8 +18,10 @@ from i2am.measures.quality import QualityEvaluator
 CONF = REPO / "conf" / "evaluator"
 
 
-def load(name):
-    return OmegaConf.load(CONF / f"{name}.yaml")
+def load(name, render_preset="official"):
+    """conf/evaluator/<name>.yaml as composed into a run: under a root whose render.preset its preset follows."""
+    root = OmegaConf.create({"render": {"preset": render_preset}, "evaluator": OmegaConf.load(CONF / f"{name}.yaml")})
+    return root.evaluator
 
 
 def test_imacs_detection_and_localization_configs_instantiate():
@@ -32,7 +34,7 @@ def test_imacs_detection_and_localization_configs_instantiate():
 
 
 def test_every_per_sample_evaluator_config_builds_an_evaluator():
-    """conf/evaluators/<set>.yaml name the per-sample evaluators of `i2am attribute`: each must be an Evaluator."""
+    """conf/evaluator_set/<set>.yaml name the per-sample evaluators of `i2am attribute`: each must be an Evaluator."""
     for name in ("imacs", "localization", "detection", "sr_quality"):
         assert isinstance(instantiate(load(name)), Evaluator), name
 
