@@ -104,7 +104,7 @@ def fit_evaluators(cfg: DictConfig, fit: Fit) -> tuple[dict, list[str]]:
             if not spec["directions"]:
                 if not auto:
                     raise EvaluatorMismatchError(f"evaluator {name!r} (IMACS) cannot apply: {'; '.join(unscored)}. "
-                                                 f"Add the masks, or drop it with evaluators=none.")
+                                                 f"Add the masks, or drop it with evaluator_set=none.")
                 continue
         kept[name] = spec
     return kept, notes

@@ -110,8 +110,8 @@ def test_evaluators_score_only_the_regions_the_folder_has_masks_for(tmp_path):
     shutil.rmtree(root / "mask")
     kept, notes = check_evaluators(compose_task("attribute", _overrides(tmp_path, root)))
     assert kept == [] and any("IMACS_g left out" in n and "mask/" in n for n in notes), notes
-    with pytest.raises(EvaluatorMismatchError, match="cannot apply: IMACS_g left out.*evaluators=none"):
-        check_evaluators(compose_task("attribute", _overrides(tmp_path, root, "evaluators=imacs")))
+    with pytest.raises(EvaluatorMismatchError, match="cannot apply: IMACS_g left out.*evaluator_set=none"):
+        check_evaluators(compose_task("attribute", _overrides(tmp_path, root, "evaluator_set=imacs")))
     metrics = run_task("attribute", _overrides(tmp_path, root, "model=pbe-tiny"))
     assert metrics == {"n_samples": len(STEMS)}   # no score over a region without an outside
 
