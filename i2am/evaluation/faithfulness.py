@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
+from i2am.engine.hooks import Hooks
 from i2am.engine.knockout import TokenKnockout, rank_keep_mask
 from i2am.evaluation.rerun import regenerate, require_sampler_loop
 from i2am.measures.curves import normalised_auc, retained, spearman, topk_overlap
@@ -97,7 +98,8 @@ class _CallCounter:
 
     def __init__(self, module):
         self.calls = self.rows = 0
-        self._handle = module.register_forward_pre_hook(self._hook, with_kwargs=True)
+        self._hooks = Hooks(type(self).__name__).__enter__()
+        self._hooks.hook(module, self._hook, pre=True, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
         sample = args[0] if args else kwargs.get("sample")
@@ -105,7 +107,7 @@ class _CallCounter:
         self.rows += int(sample.shape[0]) if sample is not None else 0
 
     def close(self):
-        self._handle.remove()
+        self._hooks.restore()
 
 
 class _Runs:

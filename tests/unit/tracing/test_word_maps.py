@@ -1,11 +1,10 @@
 """DAAM's word heat maps (``AttributionMaps.daam_word_maps``) on UNet and DiT traces alike, labelled with the words of
 the pipeline's own tokenizer (a real tokenizer built in memory)."""
 import torch
-from helpers import tiny_pipelines as tp
-from helpers import tiny_transformers as tt
 from helpers.word_tokenizer import word_tokenizer
 
 import i2am
+from i2am import toy
 from i2am.engine import CaptureConfig
 from i2am.engine.joint import word_maps
 from i2am.viz.plot import plot_words
@@ -30,28 +29,25 @@ def _check_word_maps(maps, layer, pipe, tokens, grid):
 
 
 def test_word_maps_of_a_unet_trace():
-    pipe = tp.sd()
-    pipe.set_progress_bar_config(disable=True)
-    pipe.tokenizer = word_tokenizer(max_length=tp.TEXT_TOKENS)
+    pipe = toy.pipeline("StableDiffusionPipeline")
+    pipe.tokenizer = word_tokenizer(max_length=toy.TEXT_TOKENS)
     layer = "text/up_blocks.1.attentions.0.transformer_blocks.0.attn2"
-    pe, ne = tp.text(1)
     with i2am.trace(pipe, CaptureConfig(sram_layers=[layer])) as tr:
-        pipe(prompt_embeds=pe, negative_prompt_embeds=ne, num_inference_steps=STEPS, height=32, width=32,
-             output_type="pt", generator=torch.Generator().manual_seed(0))
+        pipe(**toy.prompt(pipe), num_inference_steps=STEPS, height=64, width=64, output_type="pt",
+             generator=torch.Generator().manual_seed(0))
     grid = tuple(tr.maps.layer_meta(layer)["query_grid"])
-    _check_word_maps(tr.maps, layer, pipe, tp.TEXT_TOKENS, grid)
+    _check_word_maps(tr.maps, layer, pipe, toy.TEXT_TOKENS, grid)
 
 
 def test_word_maps_of_a_dit_trace():
-    pipe = tt.kontext()
-    pipe.set_progress_bar_config(disable=True)
+    pipe = toy.pipeline("FluxKontextPipeline")
     pipe.tokenizer_2 = word_tokenizer(max_length=512)          # FLUX's text tokens are T5's (tokenizer_2)
-    pe, pooled = tt.text()
+    prompt = toy.prompt(pipe)
+    pe = prompt["prompt_embeds"]
     block = "transformer_blocks.0.attn"
     with i2am.trace(pipe, CaptureConfig(sram_layers=[block])) as tr:
-        pipe(image=tt.image(24, 16), prompt_embeds=pe, pooled_prompt_embeds=pooled, height=16, width=16,
-             _auto_resize=False, max_area=16 * 16, num_inference_steps=STEPS, output_type="pt",
-             generator=torch.Generator().manual_seed(0))
+        pipe(image=toy.image(96, 64), **prompt, height=64, width=64, _auto_resize=False, max_area=64 * 64,
+             num_inference_steps=STEPS, output_type="pt", generator=torch.Generator().manual_seed(0))
     layer = f"text/{block}"
     grid = tuple(tr.maps.layer_meta(layer)["query_grid"])
     _check_word_maps(tr.maps, layer, pipe, pe.shape[1], grid)

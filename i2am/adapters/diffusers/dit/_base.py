@@ -15,6 +15,7 @@ from i2am.adapters.diffusers.dit._prompts import read_prompt_embeds
 from i2am.adapters.diffusers.dit.tiny import PIPELINES
 from i2am.data import schema
 from i2am.engine.cfg_rows import LAYOUT_CHUNKS, conditional_rows, split_cfg
+from i2am.engine.hooks import Hooks
 from i2am.engine.joint import NORMALISATIONS, JointAttentionCapture, find_blocks
 from i2am.engine.joint_knockout import JointTokenKnockout
 from i2am.engine.layers import LayerSpec
@@ -264,17 +265,14 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
             seen["v"] = self._guided(output[0] if isinstance(output, tuple) else output.sample)
             raise _OneCall
 
-        handles = [self.transformer.register_forward_pre_hook(at_point, with_kwargs=True),
-                   self.transformer.register_forward_hook(stop, with_kwargs=True)]
         try:
-            with self.scoped_reference_area():
+            with Hooks("predict_x0") as hooks, self.scoped_reference_area():
+                hooks.hook(self.transformer, at_point, pre=True, with_kwargs=True)
+                hooks.hook(self.transformer, stop, with_kwargs=True)
                 self.pipe(**kwargs, latents=latents.to(self.dtype), num_inference_steps=1, output_type="latent",
                           return_dict=False)
         except _OneCall:
             pass
-        finally:
-            for handle in handles:
-                handle.remove()
         velocity = self._unpack(self._generated(seen["v"]))
         return x - sigma * velocity.to(x.dtype)
 
@@ -323,17 +321,15 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         self._check_settings(settings)
         generators = [torch.Generator().manual_seed(sample_seed(int(sampler.seed), sid)) for sid in inputs.sample_ids]
         kwargs = self._call_kwargs(inputs, settings)
-        handle = self.transformer.register_forward_pre_hook(self._remember_input, with_kwargs=True) \
-            if callback is not None else None
         self._x = None
         try:
-            with self.scoped_reference_area():
+            with Hooks("run_loop") as hooks, self.scoped_reference_area():
+                if callback is not None:
+                    hooks.hook(self.transformer, self._remember_input, pre=True, with_kwargs=True)
                 latents = self.pipe(**kwargs, num_inference_steps=int(settings["num_steps"]), generator=generators,
                                     output_type="latent", return_dict=False,
                                     callback_on_step_end=None if callback is None else self._step_callback(callback))[0]
         finally:
-            if handle is not None:
-                handle.remove()
             self._x = None
         return self._unpack(latents)
 
