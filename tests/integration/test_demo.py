@@ -74,7 +74,7 @@ def test_summary_table_has_one_row_per_model():
 
 @pytest.mark.slow   # the whole demo at a token budget: about 1.5 minutes on 2 cores (.ci/run's slow set)
 def test_quick_demo_end_to_end(tmp_path):
-    from tasks_util import cli
+    from helpers.tasks_util import cli
 
     out = tmp_path / "demo"
     printed = cli("demo", ["demo.quick=true", f"run_dir={out}", f"paths.data_dir={tmp_path / 'data'}"],
