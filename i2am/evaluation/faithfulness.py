@@ -98,7 +98,7 @@ class _CallCounter:
 
     def __init__(self, module):
         self.calls = self.rows = 0
-        self._hooks = Hooks(type(self).__name__).__enter__()
+        self._hooks = Hooks(type(self).__name__)
         self._hooks.hook(module, self._hook, pre=True, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
