@@ -5,12 +5,11 @@ import hashlib
 import pytest
 import torch
 
-from i2am.adapters import create_model
-from i2am.adapters._registry import registered_names
+from i2am.adapters import create_model, list_models
 from i2am.evaluation.randomization import complete_stages, covered_parameters, randomized, uncovered
 from i2am.pretrained import toy_card, toy_checkpoint, toy_names
 
-TINY = sorted(n for n in registered_names() if n.endswith("-tiny"))
+TINY = [n for n in list_models() if n.endswith("-tiny")]   # list_models imports every family first
 
 
 def hashes(module):
