@@ -63,13 +63,19 @@ def body_template(size: tuple[int, int]) -> UpperBodyShape:
                           neck_depth=height * 0.02, neck_half=width * 0.06)
 
 
-def draw_garment(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, UpperBodyShape]:
-    """(cloth uint8 [H, W, 3] on white, cloth mask bool [H, W], shape) for a garment canvas of ``size``."""
+def design_garment(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, UpperBodyShape]:
+    """(texture uint8 [H, W, 3], shape) of a garment on the canvas of ``size``, the body frame."""
     shape = random_garment_shape(rng, size)
     texture = random_texture(size, rng)
     if rng.uniform() < 0.6:
         chest = (shape.top + 0.3 * (shape.bottom - shape.top), shape.centre_col)
         stamp_glyph(texture, rng, chest, height=size[0] * rng.uniform(0.12, 0.2))
+    return texture, shape
+
+
+def draw_garment(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, UpperBodyShape]:
+    """(cloth uint8 [H, W, 3] on white, cloth mask bool [H, W], shape) for a garment canvas of ``size``."""
+    texture, shape = design_garment(rng, size)
     rows, cols = np.mgrid[0:size[0], 0:size[1]].astype(np.float64)
     mask = shape.contains(rows, cols)
     cloth = np.where(mask[..., None], texture, np.uint8(255)).astype(np.uint8)

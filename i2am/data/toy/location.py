@@ -23,9 +23,10 @@ def check_toy_location(root: str | Path, default_root: str | Path | None, create
                         f"world at {default_root}, or add data.create=true to write a new toy world at {root}.")
 
 
-def check_toy_folder(root: Path, meta_file: str, wanted: dict) -> bool:
-    """Whether ``root`` already holds the toy world ``wanted`` (its ``meta_file`` records the same arguments); False
-    when ``root`` is missing or empty. Any other folder is refused: it is never changed in place."""
+def check_toy_folder(root: Path, meta_file: str, wanted: dict, recorded_defaults: dict | None = None) -> bool:
+    """Whether ``root`` already holds the toy world ``wanted`` (its ``meta_file`` records the same arguments, those it
+    lacks taking ``recorded_defaults``); False when ``root`` is missing or empty. Any other folder is refused: it is
+    never changed in place."""
     if not root.exists() or (root.is_dir() and not any(root.iterdir())):
         return False
     meta = root / meta_file
@@ -33,7 +34,7 @@ def check_toy_folder(root: Path, meta_file: str, wanted: dict) -> bool:
         raise ToyWorldError(f"{root} is not empty and holds no toy world ({meta_file} missing): a toy world is never "
                             f"written over other files. Write it to another folder (CLI: data.root=<new folder> "
                             f"data.create=true) or empty {root}.")
-    stored = json.loads(meta.read_text())
+    stored = {**(recorded_defaults or {}), **json.loads(meta.read_text())}
     differing = {k: (stored.get(k), v) for k, v in wanted.items() if stored.get(k) != v}
     if differing:
         listed = "; ".join(f"{k}: {there} there, {asked} asked for" for k, (there, asked) in differing.items())

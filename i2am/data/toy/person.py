@@ -1,18 +1,22 @@
 """Toy persons: background, a body silhouette at a random placement and pose, and the garment warped onto it.
 
 ``render_person`` returns every per-pixel product of one person (image, masks, labels, DensePose-like map,
-correspondence); the writer only saves them.
+correspondence); the writer only saves them. Body parts and the garment's shape are drawn in the body frame (the
+garment canvas of ``body_template``); the person warp places it on the person image, and the garment's product image
+shows it either on that same canvas (the ``garment_uv`` world) or at a per-sample ``ProductPlacement``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import binary_dilation, map_coordinates
+from scipy.ndimage import binary_dilation
 
+from i2am.data.toy.densepose import body_surface_densepose, garment_uv_densepose
 from i2am.data.toy.garment import UpperBodyShape, body_template
 from i2am.data.toy.patterns import random_palette
-from i2am.data.toy.warp import GarmentWarp, random_warp
+from i2am.data.toy.placement import ProductPlacement
+from i2am.data.toy.warp import GarmentWarp, random_warp, sample_bilinear
 
 # LIP / VITON-HD image-parse-v3 labels used by the toy world
 BACKGROUND, HAIR, UPPER_CLOTHES, PANTS, NECK, FACE, LEFT_ARM, RIGHT_ARM = 0, 2, 5, 9, 10, 13, 14, 15
@@ -45,12 +49,6 @@ def _ellipse(points: np.ndarray, centre: np.ndarray, radii: np.ndarray) -> np.nd
     return (((points - centre) / radii) ** 2).sum(-1) <= 1.0
 
 
-def _sample(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
-    """Bilinear sample of uint8 [H, W, 3] at float (row, col) [N, 2] -> float [N, 3] (pixel centres at integers)."""
-    return np.stack([map_coordinates(image[..., ch].astype(np.float64), coords.T, order=1, mode="nearest")
-                     for ch in range(3)], axis=-1)
-
-
 def body_parts(person: Person, size: tuple[int, int], points: np.ndarray, garment_coords: np.ndarray
                ) -> dict[int, np.ndarray]:
     """Parse label -> bool [H, W] for each body part, in drawing order (later parts are drawn over earlier)."""
@@ -80,27 +78,33 @@ def body_parts(person: Person, size: tuple[int, int], points: np.ndarray, garmen
             LEFT_ARM: arms[LEFT_ARM], RIGHT_ARM: arms[RIGHT_ARM], FACE: head, HAIR: hair}
 
 
-def render_person(person: Person, size: tuple[int, int], cloth: np.ndarray, shape: UpperBodyShape) -> dict:
-    """Everything the toy world stores for one person wearing ``cloth`` (garment canvas of the same ``size``).
+def render_person(person: Person, size: tuple[int, int], cloth: np.ndarray, shape: UpperBodyShape,
+                  placement: ProductPlacement | None = None) -> dict:
+    """Everything the toy world stores for one person wearing ``cloth`` (product image of the same ``size``).
 
-    Returns uint8 ``image``, ``agnostic``, ``densepose`` [H, W, 3]; bool ``covered`` (garment on the person),
-    ``agnostic_mask``, ``body``; uint8 ``parse`` labels [H, W]; float32 ``correspondence`` [H, W, 2] (-1 where
-    uncovered); float64 ``garment_coords`` [H, W, 2] (canvas point of every person pixel, for warping other garments).
+    ``placement`` None: the product image is the body frame itself and the DensePose-like map holds its (u, v) (the
+    ``garment_uv`` world); otherwise the garment lies in its product image at ``placement`` and the map is a body-part
+    IUV (the ``body_surface`` world). Returns uint8 ``image``, ``agnostic``, ``densepose`` [H, W, 3]; bool ``covered``
+    (garment on the person), ``agnostic_mask``, ``body``; uint8 ``parse`` labels [H, W]; float32 ``correspondence``
+    [H, W, 2] (product image point, -1 where uncovered); float64 ``garment_coords`` [H, W, 2] (body-frame point of
+    every person pixel, for warping other garments).
     """
     height, width = size
     points = np.stack(np.mgrid[0:height, 0:width], axis=-1).astype(np.float64)
     garment_coords = person.warp.to_garment(points)
     covered = shape.contains(garment_coords[..., 0], garment_coords[..., 1])
-    correspondence = np.where(covered[..., None], garment_coords, -1.0).astype(np.float32)
+    source = garment_coords if placement is None else placement.to_product(garment_coords)
+    correspondence = np.where(covered[..., None], source, -1.0).astype(np.float32)
 
     blend = np.linspace(0.0, 1.0, height)[:, None, None]
     image = (1 - blend) * person.colours[0] + blend * person.colours[1] + np.zeros((1, width, 1))
     parse = np.full(size, BACKGROUND, dtype=np.uint8)
     part_colour = {PANTS: person.colours[4], NECK: person.colours[2], LEFT_ARM: person.colours[2],
                    RIGHT_ARM: person.colours[2], FACE: person.colours[2], HAIR: person.colours[3]}
-    for label, region in body_parts(person, size, points, garment_coords).items():
+    regions = body_parts(person, size, points, garment_coords)
+    for label, region in regions.items():
         image[region], parse[region] = part_colour[label], label
-    image[covered] = _sample(cloth, correspondence[covered].astype(np.float64))
+    image[covered] = sample_bilinear(cloth, correspondence[covered].astype(np.float64))
     parse[covered] = UPPER_CLOTHES
     image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
 
@@ -109,11 +113,15 @@ def render_person(person: Person, size: tuple[int, int], cloth: np.ndarray, shap
     agnostic_mask = binary_dilation(upper, iterations=max(1, round(width * 0.02)))
     agnostic = np.where(agnostic_mask[..., None], np.uint8(AGNOSTIC_GREY), image)
 
-    uv = np.clip(garment_coords / np.array([height - 1, width - 1]), 0.0, 1.0)
-    densepose = np.where(body[..., None], np.stack([uv[..., 1], uv[..., 0], np.ones(size)], axis=-1) * 255, 0)
+    if placement is None:
+        densepose = garment_uv_densepose(garment_coords, body)
+    else:
+        torso = body_template(size).contains(garment_coords[..., 0], garment_coords[..., 1])
+        head = regions[FACE] | regions[HAIR] | (regions[NECK] & ~torso)
+        parts = [torso, regions[PANTS] & ~torso, head, regions[LEFT_ARM], regions[RIGHT_ARM]]
+        densepose = body_surface_densepose(parts, garment_coords, body)
     return {"image": image, "agnostic": agnostic, "agnostic_mask": agnostic_mask, "covered": covered, "body": body,
-            "parse": parse, "densepose": np.rint(densepose).astype(np.uint8), "correspondence": correspondence,
-            "garment_coords": garment_coords}
+            "parse": parse, "densepose": densepose, "correspondence": correspondence, "garment_coords": garment_coords}
 
 
 def _head_and_neck(parse: np.ndarray, garment_coords: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -121,10 +129,12 @@ def _head_and_neck(parse: np.ndarray, garment_coords: np.ndarray, size: tuple[in
     return (parse == NECK) & (garment_coords[..., 0] < body_template(size).top + size[0] * 0.02)
 
 
-def warp_garment(cloth: np.ndarray, shape: UpperBodyShape, garment_coords: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Any garment on a person's torso: (warped cloth uint8 [H, W, 3] on white, its mask bool [H, W])."""
+def warp_garment(cloth: np.ndarray, shape: UpperBodyShape, garment_coords: np.ndarray,
+                 placement: ProductPlacement | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Any garment (product image ``cloth`` at ``placement``, as in ``render_person``) on a person's torso (body-frame
+    ``garment_coords``): (warped cloth uint8 [H, W, 3] on white, its mask bool [H, W])."""
     covered = shape.contains(garment_coords[..., 0], garment_coords[..., 1])
+    source = garment_coords[covered] if placement is None else placement.to_product(garment_coords[covered])
     warped = np.full(cloth.shape, 255.0)
-    warped[covered] = _sample(cloth, garment_coords[covered].astype(np.float32).astype(np.float64))
+    warped[covered] = sample_bilinear(cloth, source.astype(np.float32).astype(np.float64))
     return np.clip(np.rint(warped), 0, 255).astype(np.uint8), covered

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import map_coordinates
 
 
 @dataclass(frozen=True)
@@ -63,3 +64,9 @@ def random_warp(rng: np.random.Generator, size: tuple[int, int]) -> GarmentWarp:
         curve=height * rng.uniform(-0.04, 0.04),
         curve_half_width=width * 0.3,
     )
+
+
+def sample_bilinear(image: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """Bilinear sample of uint8 [H, W, 3] at float (row, col) [N, 2] -> float [N, 3] (pixel centres at integers)."""
+    return np.stack([map_coordinates(image[..., ch].astype(np.float64), coords.T, order=1, mode="nearest")
+                     for ch in range(3)], axis=-1)
