@@ -1,6 +1,7 @@
 """The toy world: determinism, exact ground truth, VITON-HD and COCO layouts."""
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,10 @@ from PIL import Image
 from i2am.data.correspondence import warp_reference
 from i2am.data.image_io import read_rgb
 from i2am.data.toy import write_toy_coco, write_toy_vitonhd
+from i2am.data.toy.densepose import PART_CODE_STEP
+from i2am.data.toy.garment import random_garment_shape
 from i2am.data.toy.location import ToyWorldError
+from i2am.data.toy.placement import MARGIN, random_placement
 from i2am.data.toy.warp import random_warp
 
 SIZE = (128, 96)
@@ -21,6 +25,12 @@ SIZE = (128, 96)
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     return write_toy_vitonhd(tmp_path_factory.mktemp("toy") / "vitonhd", n_train=3, n_test=3, size=SIZE, seed=0)
+
+
+@pytest.fixture(scope="module")
+def surface_toy(tmp_path_factory):
+    return write_toy_vitonhd(tmp_path_factory.mktemp("toy") / "surface", n_train=3, n_test=3, size=SIZE, seed=0,
+                             world="body_surface")
 
 
 def _tree_bytes(root):
@@ -47,10 +57,12 @@ def test_toy_vitonhd_writes_the_vitonhd_layout(toy):
         assert all(p != g for p, g in pairs) and sorted(g for _, g in pairs) == [f"{n}.png" for n in names]
 
 
-def test_correspondence_reproduces_the_person_garment_pixels(toy):
+@pytest.mark.parametrize("world", ["toy", "surface_toy"])
+def test_correspondence_reproduces_the_person_garment_pixels(world, request):
     """Tolerance: the person PNG is rounded to uint8 after float bilinear sampling, so the warp of the cloth PNG
     with torch.grid_sample (an implementation independent of the writer's scipy one) must match it to within
     rounding: mean absolute error < 0.5/255 and max < 1.5/255 on the [0, 1] scale."""
+    toy = request.getfixturevalue(world)
     for name in ("000003_00", "000004_00", "000005_00"):
         corr = torch.from_numpy(np.load(toy / "test/correspondence" / f"{name}.npy")).permute(2, 0, 1)[None]
         cloth = (read_rgb(toy / "test/cloth" / f"{name}.png")[None] + 1) / 2
@@ -100,6 +112,53 @@ def test_garment_transform_is_invertible_and_not_affine():
     affine, *_ = np.linalg.lstsq(design, garment, rcond=None)
     assert np.abs(design @ affine - garment).max() > 1.0  # the bend and the curve are not affine
     assert np.abs(affine[:2] - np.eye(2)).max() > 0.1     # nor a translation
+
+
+def test_product_placement_is_invertible_not_affine_inside_the_image_and_differs_per_sample():
+    shape = random_garment_shape(np.random.default_rng(0), SIZE)
+    rows, cols = np.mgrid[0:SIZE[0], 0:SIZE[1]].astype(np.float64)
+    body = np.stack([rows[shape.contains(rows, cols)], cols[shape.contains(rows, cols)]], axis=-1)
+    design = np.concatenate([body, np.ones((len(body), 1))], axis=1)
+    placed = []
+    for seed in range(4):
+        placement = random_placement(np.random.default_rng(seed), SIZE, shape)
+        product = placement.to_product(body)
+        np.testing.assert_allclose(placement.to_body(product), body, atol=1e-9)
+        assert (product >= np.array(SIZE) * MARGIN - 0.5).all() and (product <= np.array(SIZE) * (1 - MARGIN)).all()
+        affine, *_ = np.linalg.lstsq(design, product, rcond=None)
+        assert np.abs(design @ affine - product).max() > 4.0   # the bend and the curve: pixels off any affine map
+        placed.append(product)
+    # the same body point lies at different product-image points in different samples (by several pixels)
+    assert min(np.median(np.linalg.norm(a - b, axis=-1)) for i, a in enumerate(placed) for b in placed[i + 1:]) > 5
+
+
+def test_body_surface_densepose_is_a_body_part_iuv_not_the_garment_coordinate(surface_toy):
+    for name in ("000000_00", "000001_00", "000002_00"):
+        densepose = np.array(Image.open(surface_toy / "train/image-densepose" / f"{name}.png")).astype(np.float64)
+        parse = np.array(Image.open(surface_toy / "train/image-parse-v3" / f"{name}.png"))
+        corr = np.load(surface_toy / "train/correspondence" / f"{name}.npy")
+        assert (densepose[parse == 0] == 0).all()
+        assert set(np.unique(densepose[parse != 0, 0])) <= {PART_CODE_STEP * i for i in range(1, 6)}
+        torso = densepose[..., 0] == PART_CODE_STEP
+        assert densepose[torso, 1:].min() == 0 and densepose[torso, 1:].max() == 255   # normalised within the part
+        covered = corr[..., 0] >= 0
+        garment_uv = corr[covered][:, ::-1] / (np.array(SIZE[::-1]) - 1) * 255
+        assert np.abs(densepose[covered, 1:] - garment_uv).mean() > 10   # gray levels: not today's shortcut
+
+
+def test_the_world_version_is_recorded_and_an_unversioned_world_is_the_default_one(toy, surface_toy, tmp_path):
+    assert json.loads((surface_toy / "toy_world.json").read_text())["world"] == "body_surface"
+    with pytest.raises(ToyWorldError, match="world: body_surface there, garment_uv asked for"):
+        write_toy_vitonhd(surface_toy, n_train=3, n_test=3, size=SIZE, seed=0)
+    with pytest.raises(ToyWorldError, match=r"world='dense'.*data\.toy\.world.*garment_uv, body_surface"):
+        write_toy_vitonhd(tmp_path / "new", n_train=1, n_test=1, size=SIZE, world="dense")
+    old = shutil.copytree(toy, tmp_path / "old")   # a world written before there were versions
+    meta = json.loads((old / "toy_world.json").read_text())
+    del meta["world"]
+    (old / "toy_world.json").write_text(json.dumps(meta))
+    assert write_toy_vitonhd(old, n_train=3, n_test=3, size=SIZE, seed=0, world="garment_uv") == old
+    with pytest.raises(ToyWorldError, match="world: garment_uv there, body_surface asked for"):
+        write_toy_vitonhd(old, n_train=3, n_test=3, size=SIZE, seed=0, world="body_surface")
 
 
 def test_toy_coco_is_deterministic_and_valid_coco(tmp_path):
