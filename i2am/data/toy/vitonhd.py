@@ -59,9 +59,9 @@ def write_toy_vitonhd(root: str | Path, n_train: int = 64, n_test: int = 16, siz
 
 def check_toy_world(root: Path, arguments: dict) -> bool:
     """Whether ``root`` holds the toy world of ``arguments`` (``write_toy_vitonhd`` names); False when it is missing
-    or empty; :class:`ToyWorldError` for any other folder. A world recorded without ``world`` (written before there
-    were versions) is the default world."""
-    wanted = {"kind": "toy_vitonhd", "format_version": FORMAT_VERSION, **arguments}
+    or empty; :class:`ToyWorldError` for any other folder. Without ``world``, in ``arguments`` or in a world recorded
+    before there were versions, the default world is meant."""
+    wanted = {"kind": "toy_vitonhd", "format_version": FORMAT_VERSION, "world": DEFAULT_WORLD, **arguments}
     if "size" in wanted:
         wanted["size"] = [int(v) for v in wanted["size"]]
     return check_toy_folder(Path(root), TOY_WORLD_FILE, wanted, recorded_defaults={"world": DEFAULT_WORLD})

@@ -17,6 +17,7 @@ from i2am.data.toy.densepose import PART_CODE_STEP
 from i2am.data.toy.garment import random_garment_shape
 from i2am.data.toy.location import ToyWorldError
 from i2am.data.toy.placement import MARGIN, random_placement
+from i2am.data.toy.vitonhd import check_toy_world
 from i2am.data.toy.warp import random_warp
 
 SIZE = (128, 96)
@@ -159,6 +160,10 @@ def test_the_world_version_is_recorded_and_an_unversioned_world_is_the_default_o
     assert write_toy_vitonhd(old, n_train=3, n_test=3, size=SIZE, seed=0, world="garment_uv") == old
     with pytest.raises(ToyWorldError, match="world: garment_uv there, body_surface asked for"):
         write_toy_vitonhd(old, n_train=3, n_test=3, size=SIZE, seed=0, world="body_surface")
+    # arguments without a world (a data config's toy: without world:) mean the default world too
+    assert check_toy_world(old, {"n_train": 3, "n_test": 3, "size": list(SIZE), "seed": 0})
+    with pytest.raises(ToyWorldError, match="world: body_surface there, garment_uv asked for"):
+        check_toy_world(surface_toy, {"n_train": 3, "n_test": 3, "size": list(SIZE), "seed": 0})
 
 
 def test_toy_coco_is_deterministic_and_valid_coco(tmp_path):
