@@ -134,7 +134,7 @@ def _mlp(train: Tensor, target: Tensor, test: Tensor, seed: int, steps: int = 30
     generator = torch.Generator().manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(x.shape[1], 64), torch.nn.Tanh(), torch.nn.Linear(64, 64),
                                 torch.nn.Tanh(), torch.nn.Linear(64, 2))
-    with torch.no_grad():
+    with torch.no_grad():   # seeded from its own generator, leaving the global one alone
         for parameter in model.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator) * parameter.shape[-1] ** -0.5)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
