@@ -63,6 +63,17 @@ class StartupChecks(Callback):
             report_user_error(err)
 
 
+def register_artifact_sweeper() -> None:
+    """Make ``hydra/sweeper=artifact`` (conf/artifact/base.yaml) known to Hydra. Hydra finds plugins by walking the
+    ``hydra_plugins`` namespace, which a PEP 660 editable install (``pip install -e``) hides from that walk although it
+    imports (facebookresearch/hydra#2359); Hydra's own ``register`` works for every kind of install."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.i2am_artifact_sweeper.artifact_sweeper import ArtifactSweeper
+
+    Plugins.instance().register(ArtifactSweeper)
+
+
 def check(argv: list[str]) -> int:
     """``i2am check <task> [overrides]``: compose the task's config and run the startup checks one by one (config,
     data layout, evaluators vs model) without sampling or writing; one line per check; 0 when all pass, else 2."""
@@ -166,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
             return float(metrics[objective])
         return metrics
 
+    register_artifact_sweeper()
     sys.argv = [sys.argv[0], *argv]
     _run()
 
