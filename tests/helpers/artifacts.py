@@ -4,16 +4,13 @@ from __future__ import annotations
 from hydra import compose
 
 from i2am.app.artifact_jobs import job_overrides
+from i2am.app.reproduce import artifact_arguments
 from i2am.report.artifacts import task_of
 
 
-def artifact_arguments(name: str, twin: str = "real", *extra: str) -> list[str]:
-    return [f"experiment={name}", f"artifact.twin={twin}", *extra]
-
-
 def artifact_job_overrides(name: str, twin: str = "real", *extra: str) -> dict[str, list[str]]:
-    """label -> overrides of every job; call inside initialize_config_dir."""
-    arguments = artifact_arguments(name, twin, *extra)
+    """label -> overrides of every job of the artifact (twin "real" or "toy"); call inside initialize_config_dir."""
+    arguments = artifact_arguments(name, twin == "toy", extra)
     return job_overrides(compose(config_name=task_of(name), overrides=arguments).artifact, arguments)
 
 

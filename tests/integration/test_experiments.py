@@ -181,6 +181,7 @@ def test_every_toy_artifact_runs_end_to_end(name, tmp_path, toy_data_dir):
         assert {p.suffix for p in written} == {".md", ".csv"} and all(p.stat().st_size > 0 for p in written)
 
 
+@pytest.mark.slow   # two joblib workers (about a minute on 2 cores); vitonhd_table above is the default suite's check
 def test_a_multi_label_toy_artifact_is_one_joblib_multirun(tmp_path, toy_data_dir):
     """`i2am attribute -m experiment=daam_comparison artifact.twin=toy` on the joblib launcher: one job folder per
     label of its artifact.toy.runs, each composed on that label's model, and one multirun.yaml."""
