@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from omegaconf import OmegaConf
@@ -26,9 +27,13 @@ class ArtifactSweeper(Sweeper):
                                                                 task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]):
-        from i2am.app.artifact_jobs import job_overrides
+        from i2am.app.cli import report_user_error
+        from i2am.errors import UserError
 
-        batch = list(job_overrides(self.config.artifact, arguments).values())
+        try:
+            batch = self.job_batch(arguments)
+        except UserError as err:   # one paragraph and exit 2, as for a task's own errors
+            report_user_error(err)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -37,3 +42,13 @@ class ArtifactSweeper(Sweeper):
         for result in results:
             _ = result.return_value   # raises the job's exception where it failed
         return [results]
+
+    def job_batch(self, arguments: list[str]) -> list[list[str]]:
+        from i2am.app.artifact_jobs import ArtifactRunsError, job_overrides
+
+        parsed = OverridesParser.create(config_loader=self.hydra_context.config_loader).parse_overrides(arguments)
+        swept = [override.input_line for override in parsed if override.is_sweep_override()]
+        if swept:
+            raise ArtifactRunsError(f"{', '.join(swept)}: an artifact's multirun is one job per label of "
+                                    "artifact.runs, so it sweeps nothing else; run it once per value")
+        return list(job_overrides(self.config.artifact, arguments).values())

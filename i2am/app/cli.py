@@ -120,7 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "reproduce":     # paper artifacts: not a Hydra task of its own (i2am/app/reproduce.py)
         from i2am.app.reproduce import main as reproduce
 
-        reproduce(argv[1:])
+        os.environ[TASK_ENV] = "reproduce"   # names the command in a user error's line
+        try:
+            reproduce(argv[1:])
+        except UserError as err:
+            report_user_error(err)
         return
     if argv and argv[0] == "check":         # the startup checks alone (i2am/app/startup_checks.py)
         raise SystemExit(check(argv[1:]))

@@ -194,3 +194,17 @@ def test_a_multi_label_toy_artifact_is_one_joblib_multirun(tmp_path, toy_data_di
     assert models == {"stableviton": "stableviton-tiny", "dcivton": "dcivton-tiny"}
     assert all((out / label / "metrics.json").is_file() for label in models)
     assert OmegaConf.load(out / "multirun.yaml").hydra.launcher._target_.endswith("JoblibLauncher")
+
+
+def test_artifact_multirun_mistakes_are_one_line_errors_that_write_nothing(tmp_path):
+    """A sweep value among an artifact multirun's arguments, or a label the artifact does not have, is refused before
+    any job runs: exit 2, one paragraph naming the value, no traceback, no folder."""
+    swept = cli("attribute", ["-m", "experiment=teaser", "artifact.twin=toy", "seed=0,1",
+                              f"paths.output_dir={tmp_path}"], check=False, timeout=300)
+    unknown = cli("reproduce", ["teaser", "--toy", "artifact.labels=[nope]", f"paths.output_dir={tmp_path}"],
+                  check=False, timeout=300)
+    assert "i2am attribute: error: seed=0,1: an artifact's multirun is one job per label" in swept.stderr
+    assert "i2am reproduce: error: artifact.labels=['nope']: teaser (toy) has no run ['nope']" in unknown.stderr
+    for proc in (swept, unknown):
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
