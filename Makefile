@@ -15,7 +15,7 @@ export HF_HUB_OFFLINE ?= 1
 
 .PHONY: demo test test-slow test-all test-lowest docs bench venv lock clean cluster-up cluster-down
 
-$(BIN)/i2am: pyproject.toml requirements.lock
+$(BIN)/i2am: pyproject.toml requirements.lock setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"

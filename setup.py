@@ -1,6 +1,7 @@
-"""Only what pyproject.toml cannot say: conf/ and experiments/ at the top level (the layout Hydra users expect)
-ship inside the package as i2am/conf and i2am/experiments, so every install (editable, `pip install .`, a wheel)
-carries the same configs and paper-artifact scripts. Config folders are namespace packages of data files."""
+"""Only what pyproject.toml cannot say: conf/ at the top level (the layout Hydra users expect) ships inside the
+package as i2am/conf, so every install (editable, `pip install .`, a wheel) carries the same configs; config folders
+are namespace packages of data files. hydra_plugins/ holds the paper artifacts' Hydra sweeper, which Hydra finds only
+in that namespace package."""
 from setuptools import find_namespace_packages, setup
 
 SKIP = ["*__pycache__*", "local", "local.*"]    # conf/local/: machine-specific, git-ignored
@@ -11,7 +12,7 @@ def mapped(package: str, folder: str) -> list[str]:
 
 
 setup(
-    packages=[*find_namespace_packages(include=["i2am", "i2am.*"], exclude=SKIP),
-              *mapped("i2am.conf", "conf"), *mapped("i2am.experiments", "experiments")],
-    package_dir={"i2am.conf": "conf", "i2am.experiments": "experiments"},
+    packages=[*find_namespace_packages(include=["i2am", "i2am.*", "hydra_plugins.*"], exclude=SKIP),
+              *mapped("i2am.conf", "conf")],
+    package_dir={"i2am.conf": "conf"},
 )

@@ -63,6 +63,17 @@ class StartupChecks(Callback):
             report_user_error(err)
 
 
+def register_artifact_sweeper() -> None:
+    """Make ``hydra/sweeper=artifact`` (conf/artifact/base.yaml) known to Hydra. Hydra finds plugins by walking the
+    ``hydra_plugins`` namespace, which a PEP 660 editable install (``pip install -e``) hides from that walk although it
+    imports (facebookresearch/hydra#2359); Hydra's own ``register`` works for every kind of install."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.i2am_artifact_sweeper.artifact_sweeper import ArtifactSweeper
+
+    Plugins.instance().register(ArtifactSweeper)
+
+
 def check(argv: list[str]) -> int:
     """``i2am check <task> [overrides]``: compose the task's config and run the startup checks one by one (config,
     data layout, evaluators vs model) without sampling or writing; one line per check; 0 when all pass, else 2."""
@@ -109,7 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     if argv and argv[0] == "reproduce":     # paper artifacts: not a Hydra task of its own (i2am/app/reproduce.py)
         from i2am.app.reproduce import main as reproduce
 
-        reproduce(argv[1:])
+        os.environ[TASK_ENV] = "reproduce"   # names the command in a user error's line
+        try:
+            reproduce(argv[1:])
+        except UserError as err:
+            report_user_error(err)
         return
     if argv and argv[0] == "check":         # the startup checks alone (i2am/app/startup_checks.py)
         raise SystemExit(check(argv[1:]))
@@ -166,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
             return float(metrics[objective])
         return metrics
 
+    register_artifact_sweeper()
     sys.argv = [sys.argv[0], *argv]
     _run()
 

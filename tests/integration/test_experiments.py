@@ -1,17 +1,19 @@
-"""conf/experiment/ (one config per paper artifact, each with an offline -toy twin), their multiruns, and the
-tables/figures of i2am.report.artifacts that `i2am reproduce` and experiments/<artifact>.py draw."""
+"""conf/experiment/ (one config per paper artifact: its runs and its offline twin), their multiruns, and the
+tables/figures of i2am.report.artifacts that `i2am reproduce` draws."""
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers.artifacts import artifact_jobs
 from helpers.paths import REPO
-from hydra import compose, initialize_config_dir
+from helpers.tasks_util import cli
+from hydra import initialize_config_dir
+from omegaconf import OmegaConf
 from PIL import Image
 
 from i2am.app.reproduce import reproduce
@@ -24,36 +26,25 @@ ARTIFACTS = ("vitonhd_table", "detection_table", "llam_stableviton", "tlam_hlam_
 REAL_MODELS = {"stableviton", "dcivton", "custom", "pbe"}
 
 
-def run_overrides(name: str, paths: list[str]) -> list[tuple[str, object]]:
-    """Every job of an artifact's multirun, composed as Hydra's basic sweeper would: [(label, config)]."""
-    task = task_of(name)
-    base = compose(config_name=task, overrides=[f"experiment={name}", *paths], return_hydra_config=True)
-    axes = [[f"{key}={value}" for value in str(values).split(",")]
-            for key, values in (base.hydra.sweeper.params or {}).items()]
-    jobs = [compose(config_name=task, overrides=[f"experiment={name}", *paths, *combo], return_hydra_config=True)
-            for combo in itertools.product(*axes)]
-    return [(cfg.artifact.label, cfg) for cfg in jobs]
-
-
-def test_an_artifact_is_its_module_and_its_experiment_configs():
-    """i2am.report.artifacts finds the artifacts by their modules; each has its experiment config, its toy twin and
-    its entry point, and names its task where it is not attribute."""
+def test_an_artifact_is_one_experiment_config_and_one_module():
+    """i2am.report.artifacts finds the artifacts by their modules; each has exactly one conf/experiment/<name>.yaml
+    (no -toy twin file, no per-label folder, no script), and names its task where it is not attribute."""
     from i2am.report.artifacts import ARTIFACTS as FOUND
 
     assert set(ARTIFACTS) | {"sr_figure"} == set(FOUND)
+    experiments = {p.stem for p in (CONF / "experiment").glob("*.yaml")}
     for name in FOUND:
-        for experiment in (name, f"{name}-toy"):
-            assert (CONF / "experiment" / f"{experiment}.yaml").is_file(), experiment
-        assert (REPO / "experiments" / f"{name}.py").is_file(), name
+        assert name in experiments and (REPO / "i2am" / "report" / "artifacts" / f"{name}.py").is_file(), name
+        assert [e for e in experiments if e.startswith(name) and e != name] == [], name
+        assert not (CONF / "artifact" / name).exists() and not (REPO / "experiments" / f"{name}.py").exists(), name
     assert {name: task_of(name) for name in FOUND if task_of(name) != "attribute"} == {"detection_table": "detect"}
-    assert task_of("detection_table-toy") == "detect"
 
 
 @pytest.mark.parametrize("name", ARTIFACTS)
 def test_each_artifact_and_its_toy_twin_compose_on_the_right_models(name):
     paths = ["paths.ckpt_dir=/CKPT", "paths.data_dir=/DATA", "paths.output_dir=/OUT"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        real, toy = run_overrides(name, paths), run_overrides(f"{name}-toy", paths)
+        real, toy = artifact_jobs(name, "real", *paths), artifact_jobs(name, "toy", *paths)
     assert [label for label, _ in real if not label.endswith("_unpaired")] == [label for label, _ in toy]
     for label, cfg in real:
         assert cfg.model.name in REAL_MODELS, (name, label)
@@ -66,13 +57,14 @@ def test_each_artifact_and_its_toy_twin_compose_on_the_right_models(name):
     for label, cfg in toy:
         assert cfg.model.name.endswith("-tiny") and "toy" in str(cfg.data.root), (name, label)
         assert cfg.sampler.num_steps <= 5 and cfg.data.limit <= 4
+        assert (cfg.hydra.sweep.dir, cfg.hydra.sweep.subdir) == (f"/OUT/experiments/{name}-toy", label)
 
 
 def test_toy_twins_take_the_custom_and_refined_weights_from_the_artifact():
     weights = ["artifact.checkpoints.custom=/C.ckpt", "artifact.checkpoints.refined=/R.ckpt"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for name in ("vitonhd_table-toy", "debugging_custom-toy"):
-            checkpoints = {label: cfg.model.checkpoint for label, cfg in run_overrides(name, weights)}
+        for name in ("vitonhd_table", "debugging_custom"):
+            checkpoints = {label: cfg.model.checkpoint for label, cfg in artifact_jobs(name, "toy", *weights)}
             assert (checkpoints["custom"], checkpoints["refined"]) == ("/C.ckpt", "/R.ckpt"), name
 
 
@@ -124,10 +116,10 @@ def assert_pngs(paths: list[Path]) -> None:
 
 @pytest.fixture(scope="module")
 def stableviton_toy_run(tmp_path_factory, toy_data_dir):
-    """One stableviton-tiny toy multirun through `python experiments/sram_stableviton.py --toy`, shared by the
-    figure tests."""
+    """One stableviton-tiny toy multirun through `i2am reproduce sram_stableviton --toy`, shared by the figure
+    tests."""
     root = tmp_path_factory.mktemp("experiments")
-    proc = subprocess.run([sys.executable, str(REPO / "experiments" / "sram_stableviton.py"), "--toy",
+    proc = subprocess.run([sys.executable, "-m", "i2am.app.cli", "reproduce", "sram_stableviton", "--toy",
                            f"paths.output_dir={root}", f"paths.data_dir={toy_data_dir}",
                            "trainer.enable_progress_bar=false"], check=False, capture_output=True, text=True,
                           cwd=root)
@@ -136,11 +128,12 @@ def stableviton_toy_run(tmp_path_factory, toy_data_dir):
     return root / "experiments" / "sram_stableviton-toy", written
 
 
-def test_sram_script_runs_its_toy_multirun_and_draws_the_figure(stableviton_toy_run):
+def test_sram_reproduce_runs_its_toy_multirun_and_draws_the_figure(stableviton_toy_run):
     out, written = stableviton_toy_run
     job = out / "stableviton"
     assert (job / "metrics.json").is_file() and (job / ".hydra" / "overrides.yaml").is_file()
-    assert "experiment=sram_stableviton-toy" in (job / ".hydra" / "overrides.yaml").read_text()
+    overrides = OmegaConf.load(job / ".hydra" / "overrides.yaml")
+    assert {"experiment=sram_stableviton", "artifact.twin=toy", "artifact.label=stableviton"} <= set(overrides)
     assert (out / "multirun.yaml").is_file()
     samples = sorted((job / "samples").glob("*.png"))
     assert [p.name for p in written] == [f"sram_{p.stem}.png" for p in samples]
@@ -176,11 +169,42 @@ END_TO_END_DEFAULT = {"vitonhd_table"}
 def test_every_toy_artifact_runs_end_to_end(name, tmp_path, toy_data_dir):
     paths = [f"paths.output_dir={tmp_path}", f"paths.data_dir={toy_data_dir}", "trainer.enable_progress_bar=false"]
     written = reproduce(name, toy=True, overrides=paths)
-    jobs = sorted(p.name for p in (tmp_path / "experiments" / f"{name}-toy").iterdir() if (p / ".hydra").is_dir())
+    out = tmp_path / "experiments" / f"{name}-toy"
+    jobs = {p.name: OmegaConf.load(p / ".hydra" / "config.yaml") for p in out.iterdir() if (p / ".hydra").is_dir()}
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        assert jobs == sorted(label for label, _ in run_overrides(f"{name}-toy", paths))
+        expected = {label: cfg.model.name for label, cfg in artifact_jobs(name, "toy", *paths)}
+    assert {label: cfg.model.name for label, cfg in jobs.items()} == expected
     pngs = [p for p in written if p.suffix == ".png"]
     if pngs:
         assert_pngs(pngs)
     else:
         assert {p.suffix for p in written} == {".md", ".csv"} and all(p.stat().st_size > 0 for p in written)
+
+
+@pytest.mark.slow   # two joblib workers (about a minute on 2 cores); vitonhd_table above is the default suite's check
+def test_a_multi_label_toy_artifact_is_one_joblib_multirun(tmp_path, toy_data_dir):
+    """`i2am attribute -m experiment=daam_comparison artifact.twin=toy` on the joblib launcher: one job folder per
+    label of its artifact.toy.runs, each composed on that label's model, and one multirun.yaml."""
+    cli("attribute", ["-m", "experiment=daam_comparison", "artifact.twin=toy", "hydra/launcher=joblib",
+                      "hydra.launcher.n_jobs=2", f"paths.output_dir={tmp_path}", f"paths.data_dir={toy_data_dir}",
+                      "sampler.num_steps=1", "trainer.enable_progress_bar=false"])
+    out = tmp_path / "experiments" / "daam_comparison-toy"
+    models = {p.name: OmegaConf.load(p / ".hydra" / "config.yaml").model.name
+              for p in out.iterdir() if (p / ".hydra").is_dir()}
+    assert models == {"stableviton": "stableviton-tiny", "dcivton": "dcivton-tiny"}
+    assert all((out / label / "metrics.json").is_file() for label in models)
+    assert OmegaConf.load(out / "multirun.yaml").hydra.launcher._target_.endswith("JoblibLauncher")
+
+
+def test_artifact_multirun_mistakes_are_one_line_errors_that_write_nothing(tmp_path):
+    """A sweep value among an artifact multirun's arguments, or a label the artifact does not have, is refused before
+    any job runs: exit 2, one paragraph naming the value, no traceback, no folder."""
+    swept = cli("attribute", ["-m", "experiment=teaser", "artifact.twin=toy", "seed=0,1",
+                              f"paths.output_dir={tmp_path}"], check=False, timeout=300)
+    unknown = cli("reproduce", ["teaser", "--toy", "artifact.labels=[nope]", f"paths.output_dir={tmp_path}"],
+                  check=False, timeout=300)
+    assert "i2am attribute: error: seed=0,1: an artifact's multirun is one job per label" in swept.stderr
+    assert "i2am reproduce: error: artifact.labels=['nope']: teaser (toy) has no run ['nope']" in unknown.stderr
+    for proc in (swept, unknown):
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []

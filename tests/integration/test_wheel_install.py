@@ -18,7 +18,7 @@ import pytest
 from helpers.paths import REPO
 
 ROOT = REPO
-SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "i2am", "conf", "experiments")
+SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "i2am", "hydra_plugins", "conf")
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 
 def package_dir(name: str) -> Path:
-    """A top-level folder of the repository (conf/, experiments/) that installs carry as i2am/<name>: the installed
-    copy (wheel, `pip install .`), else the checkout's own (editable install)."""
+    """A top-level folder of the repository (conf/) that installs carry as i2am/<name>: the installed copy (wheel,
+    `pip install .`), else the checkout's own (editable install)."""
     package = Path(__file__).resolve().parents[2]   # i2am/app/tasks/config_dirs.py -> i2am/
     installed = package / name
     return installed if installed.is_dir() else package.parent / name

@@ -1,12 +1,14 @@
 """render.preset is set once: every evaluator that reads rendered maps (IMACS, box detection) follows it in every
 task and experiment that composes them."""
 import pytest
+from helpers.artifacts import artifact_job_overrides
+from helpers.paths import CONF
 from helpers.tasks_util import compose_task
+from hydra import initialize_config_dir
 from omegaconf import OmegaConf
 
 from i2am.report.artifacts import ARTIFACTS, task_of
 
-EXPERIMENTS = [name + toy for name in ARTIFACTS for toy in ("", "-toy")]
 READS_RENDERED_MAPS = ("ImacsEvaluator", "BoxDetectionEvaluator")
 
 
@@ -27,8 +29,11 @@ def test_evaluators_follow_render_preset(overrides, preset):
     assert found and set(found.values()) == {preset}, found
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_composes_its_evaluators_with_the_render_preset(experiment):
-    cfg = compose_task(task_of(experiment), [f"experiment={experiment}", "render.preset=clean"])
-    found = presets(cfg)
-    assert set(found.values()) == ({"clean"} if experiment.split("-")[0] != "sr_figure" else set()), found
+@pytest.mark.parametrize("twin", ["real", "toy"])
+@pytest.mark.parametrize("name", ARTIFACTS)
+def test_every_artifact_job_composes_its_evaluators_with_the_render_preset(name, twin):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        jobs = artifact_job_overrides(name, twin, "render.preset=clean")
+    for label, overrides in jobs.items():
+        found = presets(compose_task(task_of(name), overrides))
+        assert set(found.values()) == ({"clean"} if name != "sr_figure" else set()), (label, found)
