@@ -80,6 +80,11 @@ COVERAGE: dict[str, Coverage] = {
     "Flux2Pipeline": supported("text", "image:reference", "image:reference.1", note="one relation per reference"),
     "Flux2KleinPipeline": supported("text", "image:reference", cli=False),
     "QwenImageEditPipeline": supported("text", "image:reference"),
+    "QwenImageEditPlusPipeline": supported("text", "image:reference", "image:reference.1",
+                                           note="one relation per reference; model=diffusers: one reference per call"),
+    "FluxKontextInpaintPipeline": supported("text", "image:reference",
+                                            note="image:reference is image_reference; the image outside the mask is "
+                                                 "pasted by the pipeline, not attributed"),
     "StableDiffusion3Pipeline": supported("text", note="its IP-Adapter (ip_adapter_image) is not traced"),
     # refused
     "AltDiffusionImg2ImgPipeline": refused(NOT_CLASSIFIED),
@@ -130,7 +135,6 @@ COVERAGE: dict[str, Coverage] = {
     "FluxFillPipeline": refused(NOT_CLASSIFIED),
     "FluxImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "FluxInpaintPipeline": refused(NOT_CLASSIFIED),
-    "FluxKontextInpaintPipeline": refused(UNTESTED_EDITOR),
     "FluxPipeline": refused(NOT_CLASSIFIED),
     "FluxPriorReduxPipeline": refused(NO_DENOISER),
     "GlmImagePipeline": refused(unread_transformer("GlmImageTransformer2DModel")),
@@ -194,7 +198,6 @@ COVERAGE: dict[str, Coverage] = {
     "QwenImageControlNetInpaintPipeline": refused(NOT_CLASSIFIED),
     "QwenImageControlNetPipeline": refused(NOT_CLASSIFIED),
     "QwenImageEditInpaintPipeline": refused(UNTESTED_EDITOR),
-    "QwenImageEditPlusPipeline": refused(UNTESTED_EDITOR),
     "QwenImageImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "QwenImageInpaintPipeline": refused(NOT_CLASSIFIED),
     "QwenImageLayeredPipeline": refused(NOT_CLASSIFIED),

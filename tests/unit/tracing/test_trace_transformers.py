@@ -1,5 +1,6 @@
-"""i2am.trace on diffusion-transformer pipelines (FLUX.1 Kontext, FLUX.2 with two references, Qwen-Image-Edit with
-true CFG, SD3 with CFG) against a naive float64 reference built from each block's own projections, norms, rotary."""
+"""i2am.trace on diffusion-transformer pipelines (FLUX.1 Kontext and its inpainting variant, FLUX.2 with two references,
+Qwen-Image-Edit with true CFG, Qwen-Image-Edit Plus with two references and true CFG, SD3 with CFG) against a naive
+float64 reference built from each block's own projections, norms, rotary."""
 from __future__ import annotations
 
 import sys
@@ -48,6 +49,15 @@ def _qwen_kwargs(pipe):
     return dict(image=toy.image(96, 64), **toy.prompt(pipe, negative=True), true_cfg_scale=2.0, height=64, width=64)
 
 
+def _kontext_inpaint_kwargs(pipe):
+    return dict(image=toy.image(64, 64), mask_image=toy.mask(64, 64), image_reference=toy.image(96, 64, seed=3),
+                **toy.prompt(pipe), height=64, width=64, _auto_resize=False, max_area=64 * 64)
+
+
+def _qwen_plus_kwargs(pipe):
+    return {**_qwen_kwargs(pipe), "image": [toy.image(64, 64), toy.image(96, 64, seed=3)]}
+
+
 def _sd3_kwargs(pipe):
     return dict(**toy.prompt(pipe, negative=True), guidance_scale=2.0, height=64, width=64)
 
@@ -68,6 +78,9 @@ CASES = {
     "flux2_klein_true_cfg": dict(make=_maker("Flux2KleinPipeline"), kwargs=_klein_kwargs, refs=1, keep=EVEN),
     "qwen_edit_true_cfg": dict(make=_maker("QwenImageEditPipeline"), kwargs=_qwen_kwargs, refs=1, keep=EVEN,
                                context=lambda: toy.qwen_reference_area(64 * 64)),
+    "kontext_inpaint": dict(make=_maker("FluxKontextInpaintPipeline"), kwargs=_kontext_inpaint_kwargs, refs=1),
+    "qwen_edit_plus_two_references_true_cfg": dict(make=_maker("QwenImageEditPlusPipeline"), kwargs=_qwen_plus_kwargs,
+                                                   refs=2, keep=EVEN, context=lambda: toy.qwen_reference_area(64 * 64)),
     "sd3_cfg": dict(make=_maker("StableDiffusion3Pipeline"), kwargs=_sd3_kwargs, refs=0,
                     rows=slice(1, 2)),   # [negative, positive] stacked
 }
