@@ -4,10 +4,11 @@ A joint-attention call sees one sequence of tokens: the text stream, the generat
 reference images whose latents the pipeline concatenates after the generated latents. The layout is read from the
 transformer's forward arguments, never guessed from sizes:
 
-  FluxTransformer2DModel, Flux2Transformer2DModel
+  FluxTransformer2DModel, Flux2Transformer2DModel, LongCatImageTransformer2DModel
       sequence [text, image stream]; the image stream is split into runs of equal first position-id coordinate
       (``img_ids[..., 0]``: 0 for the generated latents, 1 for FLUX.1 Kontext's reference, 10, 20, ... for FLUX.2's
-      references); each run's grid is its number of distinct row and column ids.
+      references; LongCat-Image-Edit: 1 generated, 2 reference); each run's grid is its number of distinct row and
+      column ids.
   QwenImageTransformer2DModel
       sequence [text, image stream]; ``img_shapes[0]`` lists (frames, rows, cols) of the generated image, then of
       each reference image.
@@ -129,7 +130,7 @@ def _sd3(module, kw) -> JointLayout:
 
 
 READERS = {"FluxTransformer2DModel": _flux, "Flux2Transformer2DModel": _flux, "QwenImageTransformer2DModel": _qwen,
-           "SD3Transformer2DModel": _sd3}
+           "SD3Transformer2DModel": _sd3, "LongCatImageTransformer2DModel": _flux}
 
 
 def forward_arguments(module: nn.Module, args, kwargs) -> dict:

@@ -85,6 +85,9 @@ COVERAGE: dict[str, Coverage] = {
     "FluxKontextInpaintPipeline": supported("text", "image:reference",
                                             note="image:reference is image_reference; the image outside the mask is "
                                                  "pasted by the pipeline, not attributed"),
+    "LongCatImageEditPipeline": supported("text", "image:reference", cli=False,
+                                          note="model=diffusers: its call cannot run on prompt embeddings alone "
+                                               "(it needs its Qwen2.5-VL text encoder)"),
     "StableDiffusion3Pipeline": supported("text", note="its IP-Adapter (ip_adapter_image) is not traced"),
     # refused
     "AltDiffusionImg2ImgPipeline": refused(NOT_CLASSIFIED),
@@ -186,7 +189,6 @@ COVERAGE: dict[str, Coverage] = {
     "LTXLatentUpsamplePipeline": refused(VIDEO),
     "LatentConsistencyModelImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "LatentConsistencyModelPipeline": refused(NOT_CLASSIFIED),
-    "LongCatImageEditPipeline": refused(unread_transformer("LongCatImageTransformer2DModel")),
     "LucyEditPipeline": refused(VIDEO),
     "MarigoldDepthPipeline": refused(NOT_CLASSIFIED),
     "MarigoldIntrinsicsPipeline": refused(NOT_CLASSIFIED),

@@ -1,6 +1,6 @@
 """i2am.trace on diffusion-transformer pipelines (FLUX.1 Kontext and its inpainting variant, FLUX.2 with two references,
-Qwen-Image-Edit with true CFG, Qwen-Image-Edit Plus with two references and true CFG, SD3 with CFG) against a naive
-float64 reference built from each block's own projections, norms, rotary."""
+Qwen-Image-Edit with true CFG, Qwen-Image-Edit Plus with two references and true CFG, LongCat-Image-Edit with CFG, SD3
+with CFG) against a naive float64 reference built from each block's own projections, norms, rotary."""
 from __future__ import annotations
 
 import sys
@@ -8,6 +8,7 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+from helpers.longcat import longcat_area, longcat_prompt, tiny_longcat_edit
 from helpers.naive_joint import Recorder, naive_accumulators, naive_families
 
 import i2am
@@ -58,6 +59,10 @@ def _qwen_plus_kwargs(pipe):
     return {**_qwen_kwargs(pipe), "image": [toy.image(64, 64), toy.image(96, 64, seed=3)]}
 
 
+def _longcat_kwargs(pipe):
+    return dict(image=toy.image(96, 64), **longcat_prompt(), guidance_scale=2.0)   # its CFG: two calls per step
+
+
 def _sd3_kwargs(pipe):
     return dict(**toy.prompt(pipe, negative=True), guidance_scale=2.0, height=64, width=64)
 
@@ -81,6 +86,8 @@ CASES = {
     "kontext_inpaint": dict(make=_maker("FluxKontextInpaintPipeline"), kwargs=_kontext_inpaint_kwargs, refs=1),
     "qwen_edit_plus_two_references_true_cfg": dict(make=_maker("QwenImageEditPlusPipeline"), kwargs=_qwen_plus_kwargs,
                                                    refs=2, keep=EVEN, context=lambda: toy.qwen_reference_area(64 * 64)),
+    "longcat_edit_cfg": dict(make=tiny_longcat_edit, kwargs=_longcat_kwargs, refs=1, keep=EVEN,
+                             context=lambda: longcat_area(64 * 64)),
     "sd3_cfg": dict(make=_maker("StableDiffusion3Pipeline"), kwargs=_sd3_kwargs, refs=0,
                     rows=slice(1, 2)),   # [negative, positive] stacked
 }
