@@ -88,6 +88,8 @@ COVERAGE: dict[str, Coverage] = {
     "LongCatImageEditPipeline": supported("text", "image:reference", cli=False,
                                           note="model=diffusers: its call cannot run on prompt embeddings alone "
                                                "(it needs its Qwen2.5-VL text encoder)"),
+    "JoyImageEditPipeline": supported("text", "image:reference", cli=False,
+                                      note="model=diffusers: not run (its call resizes to 1024x1024-area buckets)"),
     "StableDiffusion3Pipeline": supported("text", note="its IP-Adapter (ip_adapter_image) is not traced"),
     # refused
     "AltDiffusionImg2ImgPipeline": refused(NOT_CLASSIFIED),
@@ -155,7 +157,6 @@ COVERAGE: dict[str, Coverage] = {
     "IFInpaintingPipeline": refused(NOT_CLASSIFIED),
     "IFInpaintingSuperResolutionPipeline": refused(NOT_CLASSIFIED),
     "IFSuperResolutionPipeline": refused(NOT_CLASSIFIED),
-    "JoyImageEditPipeline": refused(unread_transformer("JoyImageEditTransformer3DModel")),
     "JoyImageEditPlusPipeline": refused(unread_transformer("JoyImageEditPlusTransformer3DModel")),
     "Kandinsky3Img2ImgPipeline": refused(NOT_CLASSIFIED),
     "Kandinsky5I2IPipeline": refused(unread_transformer("Kandinsky5Transformer3DModel")),

@@ -1,6 +1,7 @@
 """i2am.trace on diffusion-transformer pipelines (FLUX.1 Kontext and its inpainting variant, FLUX.2 with two references,
-Qwen-Image-Edit with true CFG, Qwen-Image-Edit Plus with two references and true CFG, LongCat-Image-Edit with CFG, SD3
-with CFG) against a naive float64 reference built from each block's own projections, norms, rotary."""
+Qwen-Image-Edit with true CFG, Qwen-Image-Edit Plus with two references and true CFG, LongCat-Image-Edit and
+JoyImage-Edit with CFG, SD3 with CFG) against a naive float64 reference built from each block's own projections, norms,
+rotary."""
 from __future__ import annotations
 
 import sys
@@ -8,6 +9,7 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+from helpers.joyimage import joyimage_prompt, seeded, tiny_joyimage_edit
 from helpers.longcat import longcat_area, longcat_prompt, tiny_longcat_edit
 from helpers.naive_joint import Recorder, naive_accumulators, naive_families
 
@@ -63,6 +65,10 @@ def _longcat_kwargs(pipe):
     return dict(image=toy.image(96, 64), **longcat_prompt(), guidance_scale=2.0)   # its CFG: two calls per step
 
 
+def _joyimage_kwargs(pipe):
+    return dict(image=toy.image(96, 64), **joyimage_prompt(), guidance_scale=2.0, height=64, width=64)
+
+
 def _sd3_kwargs(pipe):
     return dict(**toy.prompt(pipe, negative=True), guidance_scale=2.0, height=64, width=64)
 
@@ -88,6 +94,7 @@ CASES = {
                                                    refs=2, keep=EVEN, context=lambda: toy.qwen_reference_area(64 * 64)),
     "longcat_edit_cfg": dict(make=tiny_longcat_edit, kwargs=_longcat_kwargs, refs=1, keep=EVEN,
                              context=lambda: longcat_area(64 * 64)),
+    "joyimage_edit_cfg": dict(make=tiny_joyimage_edit, kwargs=_joyimage_kwargs, refs=1, keep=EVEN, context=seeded),
     "sd3_cfg": dict(make=_maker("StableDiffusion3Pipeline"), kwargs=_sd3_kwargs, refs=0,
                     rows=slice(1, 2)),   # [negative, positive] stacked
 }
@@ -134,7 +141,8 @@ def test_trace_matches_naive_reference_and_keeps_outputs(name):
         assert maps.relation(seg.relation).r2g.ulam.shape[-2:] == gen.grid
         assert maps.relation(seg.relation).g2r.ulam.shape[-2:] == seg.grid
     words = word_maps(maps, f"text/{text_block}")
-    assert words.shape == (1, layout.keys[0].length, *gen.grid)
+    text = next(seg for seg in layout.keys if seg.kind == "text")   # first (FLUX, Qwen) or last (SD3, JoyImage)
+    assert words.shape == (1, text.length, *gen.grid)
     torch.testing.assert_close(words.sum(1).double(), torch.full_like(words.sum(1), STEPS).double(), rtol=RTOL,
                                atol=ATOL)   # per generated position, the text-token shares sum to 1 per step
 
