@@ -54,6 +54,13 @@ UNTESTED_EDITOR = ("untested editor on a transformer i2am reads; refused by name
                    "(docs/dit_editors.md)")
 UNTESTED_LAYOUT = ("untested: i2am.trace knows its 3-chunk CFG layout (i2am.engine.pipelines), but no test runs "
                    "it and model=diffusers has no kind for it")
+WAN_IMAGE_TOKENS = ("video: the reference's CLIP image tokens enter attn2 through their own keys "
+                    "(add_k_proj/add_v_proj) and softmax, split off after 512 text tokens, and its VAE latent through "
+                    "the input channels; neither is captured yet (i2am's maps live on one image grid per sample)")
+FRAMES_IN_BATCH = ("video: its UNet folds the frames into the batch and its cross-attention context is the reference's "
+                   "image embedding (the UNet capture would call it 'text'); not traced yet")
+VIDEO_SEQUENCE = ("video: the reference's tokens join the sequence of a video transformer the joint-attention capture "
+                  "does not read yet (i2am's maps live on one image grid per sample)")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
             "and the processor")
 
@@ -112,7 +119,7 @@ COVERAGE: dict[str, Coverage] = {
     "ChromaImg2ImgPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaInpaintPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
-    "ChronoEditPipeline": refused(VIDEO),
+    "ChronoEditPipeline": refused(WAN_IMAGE_TOKENS),
     "CogVideoXFunControlPipeline": refused(VIDEO),
     "CogVideoXImageToVideoPipeline": refused(VIDEO),
     "CogVideoXVideoToVideoPipeline": refused(VIDEO),
@@ -148,10 +155,10 @@ COVERAGE: dict[str, Coverage] = {
     "HunyuanDiTControlNetPipeline": refused(unread_transformer("HunyuanDiT2DModel")),
     "HunyuanImageRefinerPipeline": refused(unread_transformer("HunyuanImageTransformer2DModel")),
     "HunyuanSkyreelsImageToVideoPipeline": refused(VIDEO),
-    "HunyuanVideo15ImageToVideoPipeline": refused(VIDEO),
+    "HunyuanVideo15ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
     "HunyuanVideoFramepackPipeline": refused(VIDEO),
     "HunyuanVideoImageToVideoPipeline": refused(VIDEO),
-    "I2VGenXLPipeline": refused(VIDEO),
+    "I2VGenXLPipeline": refused(FRAMES_IN_BATCH),
     "IFImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "IFImg2ImgSuperResolutionPipeline": refused(NOT_CLASSIFIED),
     "IFInpaintingPipeline": refused(NOT_CLASSIFIED),
@@ -181,7 +188,7 @@ COVERAGE: dict[str, Coverage] = {
     "LTX2DFRPipeline": refused(VIDEO),
     "LTX2DFRTemporalRefinePipeline": refused(VIDEO),
     "LTX2HDRPipeline": refused(VIDEO),
-    "LTX2ImageToVideoPipeline": refused(VIDEO),
+    "LTX2ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
     "LTX2InContextPipeline": refused(VIDEO),
     "LTX2LatentUpsamplePipeline": refused(VIDEO),
     "LTXConditionPipeline": refused(VIDEO),
@@ -213,7 +220,7 @@ COVERAGE: dict[str, Coverage] = {
     "ShapEImg2ImgPipeline": refused(NO_DENOISER),
     "SkyReelsV2DiffusionForcingImageToVideoPipeline": refused(VIDEO),
     "SkyReelsV2DiffusionForcingVideoToVideoPipeline": refused(VIDEO),
-    "SkyReelsV2ImageToVideoPipeline": refused(VIDEO),
+    "SkyReelsV2ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
     "StableCascadeCombinedPipeline": refused(NO_DENOISER),
     "StableCascadeDecoderPipeline": refused(NO_DENOISER),
     "StableCascadePriorPipeline": refused(NO_DENOISER),
@@ -258,7 +265,7 @@ COVERAGE: dict[str, Coverage] = {
     "StableDiffusionXLPAGInpaintPipeline": refused(NOT_CLASSIFIED),
     "StableDiffusionXLPAGPipeline": refused(NOT_CLASSIFIED),
     "StableUnCLIPImg2ImgPipeline": refused(NOT_CLASSIFIED),
-    "StableVideoDiffusionPipeline": refused(VIDEO),
+    "StableVideoDiffusionPipeline": refused(FRAMES_IN_BATCH),
     "UnCLIPImageVariationPipeline": refused(NO_DENOISER),
     "UniDiffuserPipeline": refused(NOT_CLASSIFIED),
     "VersatileDiffusionDualGuidedPipeline": refused(NO_DENOISER),
@@ -267,7 +274,7 @@ COVERAGE: dict[str, Coverage] = {
     "VisualClozeGenerationPipeline": refused(NOT_CLASSIFIED),
     "VisualClozePipeline": refused(NOT_CLASSIFIED),
     "WanAnimatePipeline": refused(VIDEO),
-    "WanImageToVideoPipeline": refused(VIDEO),
+    "WanImageToVideoPipeline": refused(WAN_IMAGE_TOKENS),
     "WanVACEPipeline": refused(VIDEO),
     "WanVideoToVideoPipeline": refused(VIDEO),
     "WuerstchenDecoderPipeline": refused(NO_DENOISER),
