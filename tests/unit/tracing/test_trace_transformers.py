@@ -100,6 +100,10 @@ CASES = {
 }
 
 
+def _processor_modules(blocks) -> dict:
+    return {type(b.module.processor).__module__: sys.modules[type(b.module.processor).__module__] for b in blocks}
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_trace_matches_naive_reference_and_keeps_outputs(name):
     case = CASES[name]
@@ -108,9 +112,14 @@ def test_trace_matches_naive_reference_and_keeps_outputs(name):
     blocks = find_blocks(pipe.transformer)
     text_block = blocks[0].name
     capture = CaptureConfig(time_groups=2, sram_layers=[text_block])
+    processors = {b.name: b.module.processor for b in blocks}
+    backends = {name: vars(module).get("dispatch_attention_fn") for name, module in _processor_modules(blocks).items()}
     with Recorder(pipe.transformer, blocks, case.get("keep", lambda i: True)) as rec, i2am.trace(pipe, capture) as tr:
         traced = _call(pipe, case)
     assert torch.equal(plain, traced)                                       # outputs unchanged
+    assert {b.name: b.module.processor for b in blocks} == processors       # restored
+    assert {name: vars(module).get("dispatch_attention_fn") for name, module in
+            _processor_modules(blocks).items()} == backends
     maps = tr.maps
     assert maps.meta["steps_seen"] == STEPS == len(rec.calls)
     seg_meta = maps.meta["segments"]
