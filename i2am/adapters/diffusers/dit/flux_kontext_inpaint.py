@@ -15,6 +15,7 @@ class FluxKontextInpaintAdapter(DiffusersTransformerAdapter):
     pipeline_class = "FluxKontextInpaintPipeline"
     text_encoders = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2", "image_encoder",
                      "feature_extractor")
+    _velocity_seen: torch.Tensor | None = None   # the transformer's velocity of the step in progress
 
     def prepare(self, batch: dict):
         """The person image and its inpainting mask at ``image_size`` ride in ``extra`` (the pipeline generates at
@@ -47,8 +48,6 @@ class FluxKontextInpaintAdapter(DiffusersTransformerAdapter):
     def _remember_output(self, module, args, kwargs, output):
         if self._velocity_seen is None:   # the first (conditional) transformer call of a step
             self._velocity_seen = (output[0] if isinstance(output, tuple) else output.sample)[:, :self._tokens()]
-
-    _velocity_seen = None
 
     def _velocity(self, x, x_next, sigma, sigma_next) -> torch.Tensor:
         """The transformer's velocity (the pipeline pastes the noised image outside the mask after the Euler step,
