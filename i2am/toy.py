@@ -99,7 +99,7 @@ def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, to
         kwargs[f"{prefix}prompt_embeds"] = torch.randn(batch, tokens, width, generator=gen)
         if pooled is not None:
             kwargs[f"{prefix}pooled_prompt_embeds"] = torch.randn(batch, pooled, generator=gen)
-        if name == "QwenImageEditPipeline":
+        if name.startswith("QwenImageEdit"):
             kwargs[f"{prefix}prompt_embeds_mask"] = torch.ones(batch, tokens, dtype=torch.long)
     return kwargs
 
@@ -119,13 +119,16 @@ def mask(height: int = 64, width: int = 64) -> Image.Image:
 
 @contextmanager
 def qwen_reference_area(area: int = 64 * 64):
-    """Qwen-Image-Edit resizes every reference to a 1024x1024 area (4096 tokens, minutes on a CPU); inside this
-    context it resizes to ``area`` pixels instead, keeping the aspect ratio."""
-    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as module
+    """Qwen-Image-Edit (and Plus) resizes every reference to a 1024x1024 area (4096 tokens, minutes on a CPU); inside
+    this context it resizes to ``area`` pixels instead, keeping the aspect ratio."""
+    from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit, pipeline_qwenimage_edit_plus
 
-    original = module.calculate_dimensions
-    module.calculate_dimensions = lambda _area, ratio: original(area, ratio)
+    modules = (pipeline_qwenimage_edit, pipeline_qwenimage_edit_plus)
+    originals = [module.calculate_dimensions for module in modules]
+    for module, original in zip(modules, originals):
+        module.calculate_dimensions = lambda _area, ratio, original=original: original(area, ratio)
     try:
         yield
     finally:
-        module.calculate_dimensions = original
+        for module, original in zip(modules, originals):
+            module.calculate_dimensions = original

@@ -43,8 +43,9 @@ from i2am.engine.scores import accumulate, spatial_scores
 # [B, L, heads, d]) or "sdpa" (module global ``F.scaled_dot_product_attention``, q/k as [B, heads, L, d]).
 PROCESSORS = {"FluxAttnProcessor": "dispatch", "Flux2AttnProcessor": "dispatch",
               "Flux2ParallelSelfAttnProcessor": "dispatch", "QwenDoubleStreamAttnProcessor2_0": "dispatch",
-              "JointAttnProcessor2_0": "sdpa"}
-BLOCK_PATTERN = re.compile(r"^(transformer_blocks|single_transformer_blocks)\.(\d+)\.attn$")
+              "JointAttnProcessor2_0": "sdpa", "LongCatImageAttnProcessor": "dispatch",
+              "JoyImageAttnProcessor": "dispatch"}
+BLOCK_PATTERN = re.compile(r"^(transformer_blocks|single_transformer_blocks|double_blocks)\.(\d+)\.attn$")
 NORMALISATIONS = ("i2am", "share")
 
 

@@ -4,13 +4,17 @@ A joint-attention call sees one sequence of tokens: the text stream, the generat
 reference images whose latents the pipeline concatenates after the generated latents. The layout is read from the
 transformer's forward arguments, never guessed from sizes:
 
-  FluxTransformer2DModel, Flux2Transformer2DModel
+  FluxTransformer2DModel, Flux2Transformer2DModel, LongCatImageTransformer2DModel
       sequence [text, image stream]; the image stream is split into runs of equal first position-id coordinate
       (``img_ids[..., 0]``: 0 for the generated latents, 1 for FLUX.1 Kontext's reference, 10, 20, ... for FLUX.2's
-      references); each run's grid is its number of distinct row and column ids.
+      references; LongCat-Image-Edit: 1 generated, 2 reference); each run's grid is its number of distinct row and
+      column ids.
   QwenImageTransformer2DModel
       sequence [text, image stream]; ``img_shapes[0]`` lists (frames, rows, cols) of the generated image, then of
       each reference image.
+  JoyImageEditTransformer3DModel
+      sequence [image items, text]; a 6-D ``hidden_states`` [B, items, C, T, H, W] holds the references, then the
+      generated image, which the transformer moves first; each item is its (T, H, W) grid over ``patch_size``.
   SD3Transformer2DModel
       sequence [image, text] (``JointAttnProcessor2_0`` appends the context); the grid is the latent size over the
       patch size.
@@ -128,8 +132,18 @@ def _sd3(module, kw) -> JointLayout:
     return _segments(kw["encoder_hidden_states"].shape[1], [(grid[0] * grid[1], grid)], text_first=False)
 
 
+def _joyimage(module, kw) -> JointLayout:
+    x = kw["hidden_states"]
+    pt, ph, pw = module.config.patch_size
+    frames, rows, cols = x.shape[-3] // pt, x.shape[-2] // ph, x.shape[-1] // pw
+    items = x.shape[1] if x.dim() == 6 else 1
+    runs = [(frames * rows * cols, (frames * rows, cols))] * items
+    return _segments(kw["encoder_hidden_states"].shape[1], runs, text_first=False)
+
+
 READERS = {"FluxTransformer2DModel": _flux, "Flux2Transformer2DModel": _flux, "QwenImageTransformer2DModel": _qwen,
-           "SD3Transformer2DModel": _sd3}
+           "SD3Transformer2DModel": _sd3, "LongCatImageTransformer2DModel": _flux,
+           "JoyImageEditTransformer3DModel": _joyimage}
 
 
 def forward_arguments(module: nn.Module, args, kwargs) -> dict:

@@ -1,4 +1,5 @@
-"""``i2am.trace(pipe)`` for diffusion-transformer pipelines (FLUX.1 Kontext, FLUX.2, Qwen-Image-Edit, SD3).
+"""``i2am.trace(pipe)`` for diffusion-transformer pipelines (FLUX.1 Kontext, FLUX.2, Qwen-Image-Edit,
+LongCat-Image-Edit, JoyImage-Edit, SD3; the transformers ``i2am.engine.packing`` reads).
 
 The pipeline's ``transformer`` is captured by ``JointAttentionCapture`` (joint attention, token layout from the
 pipeline's packing); the rest is ``PipelineTrace``: one capture per call, the step count read at the first step, the

@@ -22,6 +22,21 @@ def joint_qk(attn, kwargs) -> tuple[torch.Tensor, torch.Tensor]:
     h = kwargs["hidden_states"]
     e = kwargs.get("encoder_hidden_states")
     rope = kwargs.get("image_rotary_emb")
+    if kind == "JoyImageAttnProcessor":   # fused q/k/v per stream, [image, text], its own rotary
+        from diffusers.models.transformers.transformer_joyimage import _apply_rotary_emb as joy_rotary
+
+        q, k, _ = attn.img_attn_qkv(h).chunk(3, dim=-1)
+        eq, ek, _ = attn.txt_attn_qkv(e).chunk(3, dim=-1)
+        q, k = attn.img_attn_q_norm(q.unflatten(-1, (attn.heads, -1))), attn.img_attn_k_norm(
+            k.unflatten(-1, (attn.heads, -1)))
+        eq, ek = attn.txt_attn_q_norm(eq.unflatten(-1, (attn.heads, -1))), attn.txt_attn_k_norm(
+            ek.unflatten(-1, (attn.heads, -1)))
+        image_rope, text_rope = rope
+        if image_rope is not None:
+            q, k = joy_rotary(q, k, image_rope)
+        if text_rope is not None:
+            eq, ek = joy_rotary(eq, ek, text_rope)
+        return torch.cat([q, eq], 1).transpose(1, 2), torch.cat([k, ek], 1).transpose(1, 2)
     if kind == "Flux2ParallelSelfAttnProcessor":
         qkv = attn.to_qkv_mlp_proj(h)[..., :3 * attn.inner_dim]
         q, k, _ = qkv.chunk(3, dim=-1)

@@ -54,6 +54,13 @@ UNTESTED_EDITOR = ("untested editor on a transformer i2am reads; refused by name
                    "(docs/dit_editors.md)")
 UNTESTED_LAYOUT = ("untested: i2am.trace knows its 3-chunk CFG layout (i2am.engine.pipelines), but no test runs "
                    "it and model=diffusers has no kind for it")
+WAN_IMAGE_TOKENS = ("video: the reference's CLIP image tokens enter attn2 through their own keys "
+                    "(add_k_proj/add_v_proj) and softmax, split off after 512 text tokens, and its VAE latent through "
+                    "the input channels; neither is captured yet (i2am's maps live on one image grid per sample)")
+FRAMES_IN_BATCH = ("video: its UNet folds the frames into the batch and its cross-attention context is the reference's "
+                   "image embedding (the UNet capture would call it 'text'); not traced yet")
+VIDEO_SEQUENCE = ("video: the reference's tokens join the sequence of a video transformer the joint-attention capture "
+                  "does not read yet (i2am's maps live on one image grid per sample)")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
             "and the processor")
 
@@ -80,6 +87,16 @@ COVERAGE: dict[str, Coverage] = {
     "Flux2Pipeline": supported("text", "image:reference", "image:reference.1", note="one relation per reference"),
     "Flux2KleinPipeline": supported("text", "image:reference", cli=False),
     "QwenImageEditPipeline": supported("text", "image:reference"),
+    "QwenImageEditPlusPipeline": supported("text", "image:reference", "image:reference.1",
+                                           note="one relation per reference; model=diffusers: one reference per call"),
+    "FluxKontextInpaintPipeline": supported("text", "image:reference",
+                                            note="image:reference is image_reference; the image outside the mask is "
+                                                 "pasted by the pipeline, not attributed"),
+    "LongCatImageEditPipeline": supported("text", "image:reference", cli=False,
+                                          note="model=diffusers: its call cannot run on prompt embeddings alone "
+                                               "(it needs its Qwen2.5-VL text encoder)"),
+    "JoyImageEditPipeline": supported("text", "image:reference", cli=False,
+                                      note="model=diffusers: not run (its call resizes to 1024x1024-area buckets)"),
     "StableDiffusion3Pipeline": supported("text", note="its IP-Adapter (ip_adapter_image) is not traced"),
     # refused
     "AltDiffusionImg2ImgPipeline": refused(NOT_CLASSIFIED),
@@ -102,7 +119,7 @@ COVERAGE: dict[str, Coverage] = {
     "ChromaImg2ImgPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaInpaintPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
-    "ChronoEditPipeline": refused(VIDEO),
+    "ChronoEditPipeline": refused(WAN_IMAGE_TOKENS),
     "CogVideoXFunControlPipeline": refused(VIDEO),
     "CogVideoXImageToVideoPipeline": refused(VIDEO),
     "CogVideoXVideoToVideoPipeline": refused(VIDEO),
@@ -130,7 +147,6 @@ COVERAGE: dict[str, Coverage] = {
     "FluxFillPipeline": refused(NOT_CLASSIFIED),
     "FluxImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "FluxInpaintPipeline": refused(NOT_CLASSIFIED),
-    "FluxKontextInpaintPipeline": refused(UNTESTED_EDITOR),
     "FluxPipeline": refused(NOT_CLASSIFIED),
     "FluxPriorReduxPipeline": refused(NO_DENOISER),
     "GlmImagePipeline": refused(unread_transformer("GlmImageTransformer2DModel")),
@@ -139,16 +155,15 @@ COVERAGE: dict[str, Coverage] = {
     "HunyuanDiTControlNetPipeline": refused(unread_transformer("HunyuanDiT2DModel")),
     "HunyuanImageRefinerPipeline": refused(unread_transformer("HunyuanImageTransformer2DModel")),
     "HunyuanSkyreelsImageToVideoPipeline": refused(VIDEO),
-    "HunyuanVideo15ImageToVideoPipeline": refused(VIDEO),
+    "HunyuanVideo15ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
     "HunyuanVideoFramepackPipeline": refused(VIDEO),
     "HunyuanVideoImageToVideoPipeline": refused(VIDEO),
-    "I2VGenXLPipeline": refused(VIDEO),
+    "I2VGenXLPipeline": refused(FRAMES_IN_BATCH),
     "IFImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "IFImg2ImgSuperResolutionPipeline": refused(NOT_CLASSIFIED),
     "IFInpaintingPipeline": refused(NOT_CLASSIFIED),
     "IFInpaintingSuperResolutionPipeline": refused(NOT_CLASSIFIED),
     "IFSuperResolutionPipeline": refused(NOT_CLASSIFIED),
-    "JoyImageEditPipeline": refused(unread_transformer("JoyImageEditTransformer3DModel")),
     "JoyImageEditPlusPipeline": refused(unread_transformer("JoyImageEditPlusTransformer3DModel")),
     "Kandinsky3Img2ImgPipeline": refused(NOT_CLASSIFIED),
     "Kandinsky5I2IPipeline": refused(unread_transformer("Kandinsky5Transformer3DModel")),
@@ -173,7 +188,7 @@ COVERAGE: dict[str, Coverage] = {
     "LTX2DFRPipeline": refused(VIDEO),
     "LTX2DFRTemporalRefinePipeline": refused(VIDEO),
     "LTX2HDRPipeline": refused(VIDEO),
-    "LTX2ImageToVideoPipeline": refused(VIDEO),
+    "LTX2ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
     "LTX2InContextPipeline": refused(VIDEO),
     "LTX2LatentUpsamplePipeline": refused(VIDEO),
     "LTXConditionPipeline": refused(VIDEO),
@@ -182,7 +197,6 @@ COVERAGE: dict[str, Coverage] = {
     "LTXLatentUpsamplePipeline": refused(VIDEO),
     "LatentConsistencyModelImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "LatentConsistencyModelPipeline": refused(NOT_CLASSIFIED),
-    "LongCatImageEditPipeline": refused(unread_transformer("LongCatImageTransformer2DModel")),
     "LucyEditPipeline": refused(VIDEO),
     "MarigoldDepthPipeline": refused(NOT_CLASSIFIED),
     "MarigoldIntrinsicsPipeline": refused(NOT_CLASSIFIED),
@@ -194,7 +208,6 @@ COVERAGE: dict[str, Coverage] = {
     "QwenImageControlNetInpaintPipeline": refused(NOT_CLASSIFIED),
     "QwenImageControlNetPipeline": refused(NOT_CLASSIFIED),
     "QwenImageEditInpaintPipeline": refused(UNTESTED_EDITOR),
-    "QwenImageEditPlusPipeline": refused(UNTESTED_EDITOR),
     "QwenImageImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "QwenImageInpaintPipeline": refused(NOT_CLASSIFIED),
     "QwenImageLayeredPipeline": refused(NOT_CLASSIFIED),
@@ -207,7 +220,7 @@ COVERAGE: dict[str, Coverage] = {
     "ShapEImg2ImgPipeline": refused(NO_DENOISER),
     "SkyReelsV2DiffusionForcingImageToVideoPipeline": refused(VIDEO),
     "SkyReelsV2DiffusionForcingVideoToVideoPipeline": refused(VIDEO),
-    "SkyReelsV2ImageToVideoPipeline": refused(VIDEO),
+    "SkyReelsV2ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
     "StableCascadeCombinedPipeline": refused(NO_DENOISER),
     "StableCascadeDecoderPipeline": refused(NO_DENOISER),
     "StableCascadePriorPipeline": refused(NO_DENOISER),
@@ -252,7 +265,7 @@ COVERAGE: dict[str, Coverage] = {
     "StableDiffusionXLPAGInpaintPipeline": refused(NOT_CLASSIFIED),
     "StableDiffusionXLPAGPipeline": refused(NOT_CLASSIFIED),
     "StableUnCLIPImg2ImgPipeline": refused(NOT_CLASSIFIED),
-    "StableVideoDiffusionPipeline": refused(VIDEO),
+    "StableVideoDiffusionPipeline": refused(FRAMES_IN_BATCH),
     "UnCLIPImageVariationPipeline": refused(NO_DENOISER),
     "UniDiffuserPipeline": refused(NOT_CLASSIFIED),
     "VersatileDiffusionDualGuidedPipeline": refused(NO_DENOISER),
@@ -261,7 +274,7 @@ COVERAGE: dict[str, Coverage] = {
     "VisualClozeGenerationPipeline": refused(NOT_CLASSIFIED),
     "VisualClozePipeline": refused(NOT_CLASSIFIED),
     "WanAnimatePipeline": refused(VIDEO),
-    "WanImageToVideoPipeline": refused(VIDEO),
+    "WanImageToVideoPipeline": refused(WAN_IMAGE_TOKENS),
     "WanVACEPipeline": refused(VIDEO),
     "WanVideoToVideoPipeline": refused(VIDEO),
     "WuerstchenDecoderPipeline": refused(NO_DENOISER),

@@ -58,7 +58,8 @@ def test_adapter_keeps_the_contract(case):
     torch.manual_seed(0)
     adapter = create_model(name, **options).eval()
     assert isinstance(adapter, AttributionAdapter)
-    n = 1 if options.get("pipeline") == "Flux2Pipeline" else 2   # FLUX.2 takes one reference per call
+    # FLUX.2 and Qwen-Image-Edit Plus take one reference per call
+    n = 1 if options.get("pipeline") in ("Flux2Pipeline", "QwenImageEditPlusPipeline") else 2
     batch = {k: v[:n] for k, v in toy_batch().items()}
     inputs = adapter.prepare(batch)
     assert inputs.sample_ids == batch["sample_id"] and len(inputs.latent_shape) == 3

@@ -1,5 +1,5 @@
-"""model=diffusers for diffusion-transformer editors (tiny FluxKontextPipeline, Flux2Pipeline,
-QwenImageEditPipeline): the attribute loop with the toy
+"""model=diffusers for diffusion-transformer editors (tiny FluxKontextPipeline, FluxKontextInpaintPipeline,
+Flux2Pipeline, QwenImageEditPipeline, QwenImageEditPlusPipeline): the attribute loop with the toy
 world's evaluators, faithfulness and randomisation through the pipeline's own loop, and joint-attention knockout.
 StableDiffusion3Pipeline (image <-> text): tests/unit/adapters/test_models_diffusers_sd3.py."""
 from __future__ import annotations
@@ -120,14 +120,19 @@ def test_qwen_reference_area_sets_the_reference_grid_and_is_scoped_to_each_call(
     assert full.reference_area is None and full.reference_grid() == (74, 56)   # its own 1024x1024 area: 1184x896
 
 
+INPAINT = "FluxKontextInpaintPipeline"
+
+
 @pytest.mark.numeric
-@pytest.mark.parametrize("pipeline", ["FluxKontextPipeline", "Flux2Pipeline", "QwenImageEditPipeline"])
+@pytest.mark.parametrize("pipeline", ["FluxKontextPipeline", INPAINT, "Flux2Pipeline", "QwenImageEditPipeline",
+                                      "QwenImageEditPlusPipeline"])
 def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step(pipeline):
-    """Per-sample noise; the callback's x, velocity and x0 are the Euler step's; ``predict_x0`` (one transformer
-    call prepared by the pipeline, the proxy's prediction) reproduces the x0 of the pipeline's own loop."""
+    """Per-sample noise; the callback's x, velocity and x0 are the Euler step's (for the inpainting editor inside
+    its mask: outside it the pipeline pastes the noised image back); ``predict_x0`` (one transformer call prepared
+    by the pipeline, the proxy's prediction) reproduces the x0 of the pipeline's own loop."""
     adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
     batch = toy_batch(2)
-    batch["reference"] = batch["reference"][:1].repeat(2, 1, 1, 1)   # FLUX.2: one reference per call
+    batch["reference"] = batch["reference"][:1].repeat(2, 1, 1, 1)   # FLUX.2, Qwen Plus: one reference per call
     inputs = adapter.prepare(batch)
     steps = []
     both = adapter.run_loop(inputs, Sampler(num_steps=3), callback=steps.append)
@@ -137,8 +142,12 @@ def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step(pipeli
     assert [s["step"] for s in steps] == [0, 1, 2] and steps[-1]["sigma_next"] == 0.0
     torch.testing.assert_close(steps[-1]["x_next"], both)
     assert both.shape[1:] == inputs.latent_shape
+    inside = torch.ones_like(both[:, :1], dtype=torch.bool)
+    if pipeline == INPAINT:   # the latent grid's mask, as the pipeline downsamples it (nearest)
+        inside = torch.nn.functional.interpolate(batch["inpaint_mask"], size=both.shape[-2:]) > 0.5
     for s in steps:
-        torch.testing.assert_close(s["x"] + (s["sigma_next"] - s["sigma"]) * s["eps"], s["x_next"])
+        euler = s["x"] + (s["sigma_next"] - s["sigma"]) * s["eps"]
+        torch.testing.assert_close(euler * inside, s["x_next"] * inside)
         torch.testing.assert_close(s["denoised"], s["x"] - s["sigma"] * s["eps"])
         torch.testing.assert_close(adapter.predict_x0(s["x"], s["t"], inputs), s["denoised"], rtol=0, atol=1e-5)
 
@@ -216,8 +225,8 @@ def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
 def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
     with pytest.raises(ValueError, match="got Flux2KleinPipeline"):
         DiffusersTransformerAdapter(toy.pipeline("Flux2KleinPipeline"))
-    with pytest.raises(ValueError, match="got QwenImageEditPlusPipeline"):
-        create_model("diffusers", pipeline="QwenImageEditPlusPipeline", path=str(tmp_path))
+    with pytest.raises(ValueError, match="got LongCatImageEditPipeline"):
+        create_model("diffusers", pipeline="LongCatImageEditPipeline", path=str(tmp_path))
     with pytest.raises(ValueError, match="model.prompt_embeds"):
         create_model("diffusers-dit-tiny", prompt="a shirt")
     with pytest.raises(ValueError, match="set model.guidance=null"):
@@ -237,6 +246,8 @@ def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
     ("FluxKontextPipeline", ["single_transformer_blocks.0", "transformer_blocks.0"]),
     ("Flux2Pipeline", ["single_transformer_blocks.0", "transformer_blocks.0"]),
     ("QwenImageEditPipeline", ["transformer_blocks.1", "transformer_blocks.0"]),
+    ("QwenImageEditPlusPipeline", ["transformer_blocks.1", "transformer_blocks.0"]),
+    (INPAINT, ["single_transformer_blocks.0", "transformer_blocks.0"]),
     ("StableDiffusion3Pipeline", ["transformer_blocks.1", "transformer_blocks.0"])])
 def test_randomisation_stages_cover_the_transformer_once_from_the_output_side(pipeline, blocks):
     adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
@@ -283,3 +294,41 @@ def test_qwen_reads_its_text_embedding_and_padding_mask_from_a_file(tmp_path):
     with pytest.raises(ValueError, match="4 entries for 6 text tokens"):
         create_model("diffusers-dit-tiny", pipeline="QwenImageEditPipeline",
                      prompt_embeds=str(tmp_path / "short.safetensors"))
+
+
+def test_kontext_inpaint_keeps_the_image_outside_its_mask_and_repaints_inside():
+    """The person image outside the inpaint mask is the pipeline's (the same for every noise seed); inside the mask
+    the noise decides; the reference's tokens are the maps' relation, on the generated image's token grid."""
+    adapter = create_model("diffusers-dit-tiny", pipeline=INPAINT)
+    inputs = adapter.prepare(toy_batch(1))
+    first, second = (adapter.run_loop(inputs, Sampler(num_steps=2, seed=seed)) for seed in (0, 1))
+    inside = torch.nn.functional.interpolate(toy_batch(1)["inpaint_mask"], size=first.shape[-2:]) > 0.5
+    torch.testing.assert_close(first * ~inside, second * ~inside, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(first * inside, second * inside)
+    other = dict(toy_batch(1), image=-toy_batch(1)["image"])   # another person: another kept region
+    assert not torch.allclose(adapter.run_loop(adapter.prepare(other), Sampler(num_steps=2)) * ~inside,
+                              first * ~inside)
+
+
+@pytest.mark.parametrize("pipeline,batch_size", [(INPAINT, 2), ("QwenImageEditPlusPipeline", 1)])
+def test_i2am_attribute_runs_the_inpainting_and_plus_editors_with_every_evaluator(pipeline, batch_size, tmp_path):
+    """model=diffusers on saved folders of the editors added beside the first four: every toy evaluator, finite;
+    removing the reference changes the output; maps on the generated image's 8x6 token grid."""
+    build_transformer_pipeline(pipeline, "tiny", seed=3).save_pretrained(tmp_path / "editor")
+    overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers",
+                 f"model.pipeline={pipeline}", f"model.path={tmp_path / 'editor'}", "model.guidance=null",
+                 "model.image_size=[128,96]", "sampler.num_steps=2", "data.limit=2", f"data.batch_size={batch_size}",
+                 "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false", "evaluator_set=toy",
+                 "capture.sram_layers=auto", *CHECKS]
+    if pipeline.startswith("QwenImageEdit"):
+        overrides.append("+model.reference_area=12288")
+    metrics = run_task("attribute", overrides)
+    assert metrics["n_samples"] == 2
+    for key in ("imacs_g", "imacs_r", "loc_err", "attn_entropy", "faith_full_latent_del_auc",
+                "faith_proxy_latent_del_auc", "r2g_cf_swap_spearman", "r2g_cf_null_change",
+                "rand_r2g_spearman_cascade_final"):
+        assert metrics[key] == metrics[key], key
+    assert metrics["faith_full_latent_all_removed"] > 0
+    maps = AttributionMaps.load(min((tmp_path / "run" / "maps").glob("*.safetensors")))
+    assert maps.relations == ["image:reference"] and maps.meta["model"] == "diffusers"
+    assert maps.r2g.ulam.shape == (1, 8, 6) and maps.g2r.ulam.shape == (1, 8, 6)

@@ -12,7 +12,7 @@ import i2am
 from i2am import toy
 
 REFERENCE_FREE = {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline"}
-IMAGE_LISTS = {"Flux2Pipeline", "Flux2KleinPipeline"}
+IMAGE_LISTS = {"Flux2Pipeline", "Flux2KleinPipeline", "QwenImageEditPlusPipeline"}
 
 
 def _inputs(name: str) -> dict:
@@ -25,6 +25,9 @@ def _inputs(name: str) -> dict:
         return dict(image=toy.image(64, 64), mask_image=toy.mask(64, 64))
     if name == "FluxKontextPipeline":
         return dict(image=toy.image(64, 64), max_area=64 * 64, _auto_resize=False)
+    if name == "FluxKontextInpaintPipeline":
+        return dict(image=toy.image(64, 64), mask_image=toy.mask(64, 64), image_reference=toy.image(64, 48, seed=1),
+                    max_area=64 * 64, _auto_resize=False)
     return dict(image=[toy.image(64, 64)] if name in IMAGE_LISTS else toy.image(64, 64))
 
 
@@ -34,7 +37,7 @@ def test_every_pipeline_runs_a_call_with_its_own_inputs(name):
     assert type(pipe).__name__ == name
     assert all(p.device.type == "cpu" for c in pipe.components.values() if isinstance(c, torch.nn.Module)
                for p in c.parameters())
-    context = toy.qwen_reference_area() if name == "QwenImageEditPipeline" else nullcontext()
+    context = toy.qwen_reference_area() if name.startswith("QwenImageEdit") else nullcontext()
     with context:
         out = pipe(**toy.prompt(pipe), **_inputs(name), height=64, width=64, num_inference_steps=2,
                    output_type="np").images

@@ -1,5 +1,7 @@
-"""i2am.trace on diffusion-transformer pipelines (FLUX.1 Kontext, FLUX.2 with two references, Qwen-Image-Edit with
-true CFG, SD3 with CFG) against a naive float64 reference built from each block's own projections, norms, rotary."""
+"""i2am.trace on diffusion-transformer pipelines (FLUX.1 Kontext and its inpainting variant, FLUX.2 with two references,
+Qwen-Image-Edit with true CFG, Qwen-Image-Edit Plus with two references and true CFG, LongCat-Image-Edit and
+JoyImage-Edit with CFG, SD3 with CFG) against a naive float64 reference built from each block's own projections, norms,
+rotary."""
 from __future__ import annotations
 
 import sys
@@ -7,6 +9,8 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+from helpers.joyimage import joyimage_prompt, seeded, tiny_joyimage_edit
+from helpers.longcat import longcat_area, longcat_prompt, tiny_longcat_edit
 from helpers.naive_joint import Recorder, naive_accumulators, naive_families
 
 import i2am
@@ -48,6 +52,23 @@ def _qwen_kwargs(pipe):
     return dict(image=toy.image(96, 64), **toy.prompt(pipe, negative=True), true_cfg_scale=2.0, height=64, width=64)
 
 
+def _kontext_inpaint_kwargs(pipe):
+    return dict(image=toy.image(64, 64), mask_image=toy.mask(64, 64), image_reference=toy.image(96, 64, seed=3),
+                **toy.prompt(pipe), height=64, width=64, _auto_resize=False, max_area=64 * 64)
+
+
+def _qwen_plus_kwargs(pipe):
+    return {**_qwen_kwargs(pipe), "image": [toy.image(64, 64), toy.image(96, 64, seed=3)]}
+
+
+def _longcat_kwargs(pipe):
+    return dict(image=toy.image(96, 64), **longcat_prompt(), guidance_scale=2.0)   # its CFG: two calls per step
+
+
+def _joyimage_kwargs(pipe):
+    return dict(image=toy.image(96, 64), **joyimage_prompt(), guidance_scale=2.0, height=64, width=64)
+
+
 def _sd3_kwargs(pipe):
     return dict(**toy.prompt(pipe, negative=True), guidance_scale=2.0, height=64, width=64)
 
@@ -68,9 +89,19 @@ CASES = {
     "flux2_klein_true_cfg": dict(make=_maker("Flux2KleinPipeline"), kwargs=_klein_kwargs, refs=1, keep=EVEN),
     "qwen_edit_true_cfg": dict(make=_maker("QwenImageEditPipeline"), kwargs=_qwen_kwargs, refs=1, keep=EVEN,
                                context=lambda: toy.qwen_reference_area(64 * 64)),
+    "kontext_inpaint": dict(make=_maker("FluxKontextInpaintPipeline"), kwargs=_kontext_inpaint_kwargs, refs=1),
+    "qwen_edit_plus_two_references_true_cfg": dict(make=_maker("QwenImageEditPlusPipeline"), kwargs=_qwen_plus_kwargs,
+                                                   refs=2, keep=EVEN, context=lambda: toy.qwen_reference_area(64 * 64)),
+    "longcat_edit_cfg": dict(make=tiny_longcat_edit, kwargs=_longcat_kwargs, refs=1, keep=EVEN,
+                             context=lambda: longcat_area(64 * 64)),
+    "joyimage_edit_cfg": dict(make=tiny_joyimage_edit, kwargs=_joyimage_kwargs, refs=1, keep=EVEN, context=seeded),
     "sd3_cfg": dict(make=_maker("StableDiffusion3Pipeline"), kwargs=_sd3_kwargs, refs=0,
                     rows=slice(1, 2)),   # [negative, positive] stacked
 }
+
+
+def _processor_modules(blocks) -> dict:
+    return {type(b.module.processor).__module__: sys.modules[type(b.module.processor).__module__] for b in blocks}
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -81,9 +112,14 @@ def test_trace_matches_naive_reference_and_keeps_outputs(name):
     blocks = find_blocks(pipe.transformer)
     text_block = blocks[0].name
     capture = CaptureConfig(time_groups=2, sram_layers=[text_block])
+    processors = {b.name: b.module.processor for b in blocks}
+    backends = {name: vars(module).get("dispatch_attention_fn") for name, module in _processor_modules(blocks).items()}
     with Recorder(pipe.transformer, blocks, case.get("keep", lambda i: True)) as rec, i2am.trace(pipe, capture) as tr:
         traced = _call(pipe, case)
     assert torch.equal(plain, traced)                                       # outputs unchanged
+    assert {b.name: b.module.processor for b in blocks} == processors       # restored
+    assert {name: vars(module).get("dispatch_attention_fn") for name, module in
+            _processor_modules(blocks).items()} == backends
     maps = tr.maps
     assert maps.meta["steps_seen"] == STEPS == len(rec.calls)
     seg_meta = maps.meta["segments"]
@@ -114,7 +150,8 @@ def test_trace_matches_naive_reference_and_keeps_outputs(name):
         assert maps.relation(seg.relation).r2g.ulam.shape[-2:] == gen.grid
         assert maps.relation(seg.relation).g2r.ulam.shape[-2:] == seg.grid
     words = word_maps(maps, f"text/{text_block}")
-    assert words.shape == (1, layout.keys[0].length, *gen.grid)
+    text = next(seg for seg in layout.keys if seg.kind == "text")   # first (FLUX, Qwen) or last (SD3, JoyImage)
+    assert words.shape == (1, text.length, *gen.grid)
     torch.testing.assert_close(words.sum(1).double(), torch.full_like(words.sum(1), STEPS).double(), rtol=RTOL,
                                atol=ATOL)   # per generated position, the text-token shares sum to 1 per step
 

@@ -1,7 +1,8 @@
-"""The base of the diffusion-transformer adapters: a diffusers pipeline whose denoiser is a ``transformer``, sampled
-by the pipeline's own call, attributed by the joint-attention capture. Each supported pipeline is one small subclass
-(``flux_kontext``, ``flux2``, ``qwen_image_edit``, ``sd3``) that says how its call takes the inputs, how its latents
-are packed and decoded; see ``transformer`` for the registered models."""
+"""The base of the diffusion-transformer adapters: a diffusers pipeline whose denoiser is a ``transformer``, sampled by
+the pipeline's own call, attributed by the joint-attention capture. Each supported pipeline is one small subclass
+(``flux_kontext``, ``flux_kontext_inpaint``, ``flux2``, ``qwen_image_edit``, ``qwen_image_edit_plus``, ``sd3``) that
+says how its call takes the inputs, how its latents are packed and decoded; see ``transformer`` for the registered
+models."""
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -326,6 +327,7 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
             with Hooks("run_loop") as hooks, self.scoped_reference_area():
                 if callback is not None:
                     hooks.hook(self.transformer, self._remember_input, pre=True, with_kwargs=True)
+                    self._step_hooks(hooks)
                 latents = self.pipe(**kwargs, num_inference_steps=int(settings["num_steps"]), generator=generators,
                                     output_type="latent", return_dict=False,
                                     callback_on_step_end=None if callback is None else self._step_callback(callback))[0]
@@ -337,6 +339,13 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         if self._x is None:   # the first transformer call of a step: [generated tokens, reference tokens]
             self._x = kwargs.get("hidden_states", args[0] if args else None)
 
+    def _step_hooks(self, hooks: Hooks) -> None:
+        """Further transformer hooks of a loop with a step callback (an inpainting editor remembers its velocity)."""
+
+    def _velocity(self, x: torch.Tensor, x_next: torch.Tensor, sigma: float, sigma_next: float) -> torch.Tensor:
+        """The step's velocity: the Euler step's slope (the pipeline changes the latents only by that step)."""
+        return (x_next - x) / (sigma_next - sigma)
+
     def _step_callback(self, callback):
         def on_step_end(pipe, i, t, tensors):
             x_next = tensors["latents"]
@@ -344,7 +353,7 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
             self._x = None
             sigmas = pipe.scheduler.sigmas
             sigma, sigma_next = float(sigmas[i]), float(sigmas[i + 1])
-            velocity = (x_next - x) / (sigma_next - sigma)
+            velocity = self._velocity(x, x_next, sigma, sigma_next)
             callback({"step": i, "t": float(t), "sigma": sigma, "sigma_next": sigma_next, "x": self._unpack(x),
                       "x_next": self._unpack(x_next), "eps": self._unpack(velocity),
                       "denoised": self._unpack(x - sigma * velocity), "alpha_cumprod": None})
@@ -366,6 +375,15 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     def load_checkpoint(self, source, strict: bool = True, trusted: bool = False):
         raise CheckpointError(f"model=diffusers loads its weights from model.path (a diffusers folder), not {source}")
+
+
+def one_reference(reference: torch.Tensor, pipeline_class: str) -> torch.Tensor:
+    """The one reference of a pipeline that conditions a whole call on one set of references (FLUX.2,
+    Qwen-Image-Edit Plus): the rows of ``reference`` must be one image (the re-runs of one sample are)."""
+    if not all(torch.equal(reference[0], r) for r in reference[1:]):
+        raise ValueError(f"{pipeline_class} takes one reference per call for the whole batch; run it with "
+                         f"data.batch_size=1")
+    return reference[0]
 
 
 def pil_image(image: torch.Tensor):

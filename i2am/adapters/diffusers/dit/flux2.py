@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter, pil_image
+from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter, one_reference, pil_image
 
 
 class Flux2Adapter(DiffusersTransformerAdapter):
@@ -12,15 +12,8 @@ class Flux2Adapter(DiffusersTransformerAdapter):
     text_encoders = ("text_encoder", "tokenizer")
 
     def pipeline_inputs(self, inputs) -> dict:
-        return dict(image=[self._one_reference(self.references(inputs))], prompt_embeds=inputs.extra["prompt_embeds"])
-
-    def _one_reference(self, reference: torch.Tensor):
-        """FLUX.2 conditions a whole call on one set of reference images: the rows of ``reference`` ([B, 3, H, W]
-        in [0, 1]) must be one image (the re-runs of one sample are)."""
-        if not all(torch.equal(reference[0], r) for r in reference[1:]):
-            raise ValueError(f"{self.pipeline_class} takes one reference per call for the whole batch; run it with "
-                             f"data.batch_size=1")
-        return pil_image(reference[0])
+        reference = one_reference(self.references(inputs), self.pipeline_class)
+        return dict(image=[pil_image(reference)], prompt_embeds=inputs.extra["prompt_embeds"])
 
     def latent_shape(self, h: int, w: int) -> tuple[int, int, int]:
         return self.transformer.config.in_channels, h, w

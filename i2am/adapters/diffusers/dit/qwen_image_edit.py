@@ -16,6 +16,7 @@ QWEN_EDIT_AREA = 1024 * 1024   # the pixel area QwenImageEditPipeline resizes it
 class QwenImageEditAdapter(DiffusersTransformerAdapter):
     pipeline_class = "QwenImageEditPipeline"
     text_encoders = ("text_encoder", "tokenizer", "processor")
+    pipeline_module = "pipeline_qwenimage_edit"   # the module of diffusers.pipelines.qwenimage whose resize it swaps
 
     def _reference_area(self, reference_area: int | None) -> int | None:
         return None if reference_area is None else int(reference_area)
@@ -34,11 +35,15 @@ class QwenImageEditAdapter(DiffusersTransformerAdapter):
         """The token grid of the resized reference."""
         if self.relation == "text":
             return "row"
-        from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import calculate_dimensions
-
         height, width = self.reference_size
-        width, height, _ = calculate_dimensions(self.reference_area or QWEN_EDIT_AREA, width / height)
+        area = self.reference_area or QWEN_EDIT_AREA
+        width, height = self._module().calculate_dimensions(area, width / height)[:2]   # Plus: no third value
         return self.token_grid((height, width))
+
+    def _module(self):
+        import importlib
+
+        return importlib.import_module(f"diffusers.pipelines.qwenimage.{self.pipeline_module}")
 
     @contextmanager
     def scoped_reference_area(self):
@@ -49,8 +54,7 @@ class QwenImageEditAdapter(DiffusersTransformerAdapter):
         if self.reference_area is None:
             yield
             return
-        from diffusers.pipelines.qwenimage import pipeline_qwenimage_edit as module
-
+        module = self._module()
         original, area = module.calculate_dimensions, self.reference_area
         module.calculate_dimensions = lambda _area, ratio: original(area, ratio)
         try:

@@ -1,12 +1,13 @@
 """Diffusion-transformer pipelines built from config, without text encoders (nothing downloaded): the
 ``diffusers-dit-tiny`` preset and the architecture of ``model=diffusers-dit`` on the meta device. The editors
-(FLUX.1 Kontext, FLUX.2, Qwen-Image-Edit) take reference images; ``StableDiffusion3Pipeline`` is text-to-image
-(image <-> text only)."""
+(FLUX.1 Kontext and its inpainting variant, FLUX.2, Qwen-Image-Edit and its several-reference Plus variant) take
+reference images; ``StableDiffusion3Pipeline`` is text-to-image (image <-> text only)."""
 from __future__ import annotations
 
 import torch
 
-PIPELINES = ("FluxKontextPipeline", "Flux2Pipeline", "QwenImageEditPipeline", "StableDiffusion3Pipeline")
+PIPELINES = ("FluxKontextPipeline", "FluxKontextInpaintPipeline", "Flux2Pipeline", "QwenImageEditPipeline",
+             "QwenImageEditPlusPipeline", "StableDiffusion3Pipeline")
 
 
 FLUX1_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
@@ -37,8 +38,8 @@ def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str 
     with on_device(device):
         if pipeline == "Flux2Pipeline":
             return _flux2(size, device)
-        if pipeline == "QwenImageEditPipeline":
-            return _qwen_edit(size)
+        if pipeline in ("QwenImageEditPipeline", "QwenImageEditPlusPipeline"):
+            return _qwen_edit(size, pipeline)
         if pipeline == "StableDiffusion3Pipeline":
             return _sd3(size)
         if size == "full":
@@ -51,9 +52,10 @@ def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str 
                 patch_size=1, in_channels=4 * vae.config.latent_channels, num_layers=1, num_single_layers=1,
                 attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
                 axes_dims_rope=[4, 4, 8])
-    pipe = diffusers.FluxKontextPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae,
-                                         text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
-                                         transformer=transformer)
+    extra = {"image_encoder": None, "feature_extractor": None} if pipeline == "FluxKontextInpaintPipeline" else {}
+    pipe = getattr(diffusers, pipeline)(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae,
+                                        text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                                        transformer=transformer, **extra)
     for module in (pipe.vae, pipe.transformer):
         module.eval()
     return pipe
@@ -76,9 +78,10 @@ def _flux2(size: str, device):
     return pipe
 
 
-def _qwen_edit(size: str):
-    """Qwen-Image-Edit: its video VAE (spatial factor 8) and its double-stream transformer; "tiny" has 2 blocks of
-    2 heads of 16 channels over a 32-wide text stream (the real one reads Qwen2.5-VL's 3584-wide hidden states)."""
+def _qwen_edit(size: str, pipeline: str):
+    """Qwen-Image-Edit and its Plus variant (the same components): its video VAE (spatial factor 8) and its
+    double-stream transformer; "tiny" has 2 blocks of 2 heads of 16 channels over a 32-wide text stream (the real one
+    reads Qwen2.5-VL's 3584-wide hidden states)."""
     import diffusers
 
     if size == "full":
@@ -91,9 +94,9 @@ def _qwen_edit(size: str):
             patch_size=2, in_channels=4 * vae.config.z_dim, out_channels=vae.config.z_dim, num_layers=2,
             attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, guidance_embeds=False,
             axes_dims_rope=(8, 4, 4))
-    return diffusers.QwenImageEditPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
-                                           text_encoder=None, tokenizer=None, processor=None,
-                                           transformer=transformer.eval())
+    return getattr(diffusers, pipeline)(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
+                                        text_encoder=None, tokenizer=None, processor=None,
+                                        transformer=transformer.eval())
 
 
 def _sd3(size: str):

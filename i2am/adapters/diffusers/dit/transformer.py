@@ -1,5 +1,6 @@
 """``model=diffusers`` for diffusion-transformer pipelines: a diffusers pipeline whose denoiser is a ``transformer``
-(the editors FLUX.1 Kontext, FLUX.2, Qwen-Image-Edit; Stable Diffusion 3 for image <-> text) as an i2am adapter, so
+(the editors FLUX.1 Kontext and Kontext inpainting, FLUX.2, Qwen-Image-Edit and Qwen-Image-Edit Plus; Stable
+Diffusion 3 for image <-> text) as an i2am adapter, so
 ``i2am attribute`` and its evaluators run on it.
 
     i2am attribute model=diffusers-dit-tiny data=toy_vitonhd                 # tiny FluxKontextPipeline, from config
@@ -12,8 +13,10 @@ noise, at ``image_size``; the ``inpaint_mask`` only tells the evaluators where t
 be downloaded here, and a garment transfer needs no words): ``prompt_embeds`` / ``pooled_prompt_embeds`` are a fixed
 embedding, all zeros by default, or read from ``model.prompt_embeds`` (a safetensors file with those keys, computed
 once elsewhere with the pipeline's ``encode_prompt``; Qwen-Image-Edit also reads ``prompt_embeds_mask``).
-Qwen-Image-Edit resizes its reference to a fixed pixel area inside its call (1024x1024 unless ``model.reference_area``
-says otherwise; scoped to each call, see ``reference_area``).
+Qwen-Image-Edit (and Plus) resizes its reference to a fixed pixel area inside its call (1024x1024 unless
+``model.reference_area`` says otherwise; scoped to each call, see ``reference_area``). FLUX.1 Kontext inpainting
+repaints the ``image`` inside the ``inpaint_mask`` (the pipeline keeps it outside) with the reference as
+``image_reference``. FLUX.2 and Qwen-Image-Edit Plus condition a whole call on one reference: ``data.batch_size=1``.
 
 Sampling is the pipeline's own call (its flow-matching scheduler, packing, position ids), so the adapter sets
 ``own_loop`` and implements ``run_loop``: the re-running checks (faithfulness, randomisation) re-run that call with
@@ -41,14 +44,16 @@ from i2am.adapters._registry import TOY_IMAGE_SIZE, register_model
 from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter, unsupported
 from i2am.adapters.diffusers.dit.flux2 import Flux2Adapter
 from i2am.adapters.diffusers.dit.flux_kontext import FluxKontextAdapter
+from i2am.adapters.diffusers.dit.flux_kontext_inpaint import FluxKontextInpaintAdapter
 from i2am.adapters.diffusers.dit.qwen_image_edit import QwenImageEditAdapter
+from i2am.adapters.diffusers.dit.qwen_image_edit_plus import QwenImageEditPlusAdapter
 from i2am.adapters.diffusers.dit.sd3 import StableDiffusion3Adapter
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
 from i2am.adapters.diffusers.model_path import resolve_model_path
 
 ADAPTERS: dict[str, type[DiffusersTransformerAdapter]] = {
-    cls.pipeline_class: cls for cls in (FluxKontextAdapter, Flux2Adapter, QwenImageEditAdapter,
-                                        StableDiffusion3Adapter)}
+    cls.pipeline_class: cls for cls in (FluxKontextAdapter, FluxKontextInpaintAdapter, Flux2Adapter,
+                                        QwenImageEditAdapter, QwenImageEditPlusAdapter, StableDiffusion3Adapter)}
 
 
 def is_transformer_pipeline(name: str) -> bool:
@@ -86,7 +91,7 @@ def _no_unet_options(ip_adapter: dict | None, prompt: str) -> None:
     if prompt:
         raise ValueError(f"model.prompt={prompt!r}: no text encoder is run for diffusion-transformer pipelines; "
                          f"pass model.prompt_embeds=<safetensors file with prompt_embeds (+ pooled_prompt_embeds for "
-                         f"FLUX.1 and SD3, prompt_embeds_mask for Qwen-Image-Edit)>")
+                         f"FLUX.1 and SD3, prompt_embeds_mask for Qwen-Image-Edit and Plus)>")
 
 
 @register_model("diffusers-dit")
@@ -125,7 +130,7 @@ def diffusers_dit_tiny(device="cpu", pipeline: str = "FluxKontextPipeline", guid
     if path is not None:
         raise ValueError("diffusers-dit-tiny is built from config; use model=diffusers-dit for a folder")
     pipe = build_transformer_pipeline(pipeline, "tiny", device, seed=seed)
-    if pipeline == "QwenImageEditPipeline" and reference_area is None:
+    if pipeline in ("QwenImageEditPipeline", "QwenImageEditPlusPipeline") and reference_area is None:
         reference_area = int(image_size[0]) * int(image_size[1])
     return transformer_adapter(pipe, "tiny", device, guidance, image_size, num_steps,
                                relation=relation, normalisation=normalisation,
