@@ -188,7 +188,7 @@ class JointAttentionCapture:
             raise ValueError(f"normalisations {list(normalisations)}: choose one or more of {NORMALISATIONS}")
         self.normalisations = tuple(normalisations)
         self.relations = None if relations is None else tuple(relations)
-        self._routes = RouteRecorder(routes)
+        self.route_recorder = RouteRecorder(routes)
         self.model_name = model_name or type(transformer).__name__
         self.blocks = self._select(find_blocks(transformer))
         unknown = [n for n in self.cfg.sram_layers if n not in {b.name for b in self.blocks}]
@@ -269,7 +269,7 @@ class JointAttentionCapture:
             if missing:
                 raise ValueError(f"relations {missing} are not in this call's token layout; it has {known}")
         self.layout = layout
-        self._routes.start_call(layout)
+        self.route_recorder.start_call(layout)
         self._step = self._calls
         self._calls += 1
         if self._step >= self.cfg.num_steps:
@@ -321,9 +321,10 @@ class JointAttentionCapture:
             sram = block.name in self.cfg.sram_layers
             for relation, scores in self._shares(qg, k, scale, weight, key_valid, sram).items():
                 self._accumulate(block, relation, scores, group)
-        if self._routes.routes:
+        if self.route_recorder.routes:
             references = [s for s in self._scored() if s.kind == "reference"]
-            routed = self._routes.record(q, k, self.layout, references, scale, self._chunk(batch, heads, k.shape[-2]),
+            routed = self.route_recorder.record(q, k, self.layout, references, scale,
+                                                self._chunk(batch, heads, k.shape[-2]),
                                          attn_mask=attn_mask, weight=weight, directions=dirs,
                                          sram=block.name in self.cfg.sram_layers)
             for relation, scores in routed.items():
