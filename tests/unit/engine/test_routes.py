@@ -4,6 +4,8 @@ planted reference cells, the direct map cannot; cutting reference -> text change
 """
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -58,10 +60,8 @@ def _naive(calls, text, gen, ref):
     return out
 
 
-@pytest.fixture(scope="module")
-def routed():
-    """The constructed model under its masks: a route capture (small chunks), the recorded q/k, the planted cells."""
-    model, inputs, planted = build_text_routing(), routing_inputs(SAMPLES), planted_patches(SAMPLES)
+def _run(model, inputs, context):
+    """A route capture (small chunks) of one call with ``context()`` entered inside it, and the recorded q/k."""
     blocks = [b.name for b in find_blocks(model)]
     capture = JointAttentionCapture(model, CaptureConfig(num_steps=1, chunk_budget=3000, sram_layers=[blocks[1]]),
                                     normalisations=("share",), routes=("twohop", "rollout"))
@@ -69,15 +69,31 @@ def routed():
     # interceptions entered first see the masks of those entered inside them
     hooks.activate(lambda h: intercept_blocks(h, recorder, find_blocks(model), recorder.seen))
     try:
-        with torch.no_grad(), capture, TextRouting(model, planted):
+        with torch.no_grad(), capture, context():
             output = generated_output(model, inputs)
     finally:
         hooks.restore()
-    return dict(model=model, inputs=inputs, planted=planted, maps=capture.maps(), calls=recorder.calls,
-                blocks=blocks, output=output, layout=capture.layout)
+    return dict(model=model, inputs=inputs, maps=capture.maps(), calls=recorder.calls, blocks=blocks, output=output,
+                layout=capture.layout)
 
 
-def test_chunked_routes_match_the_full_matrices(routed):
+@pytest.fixture(scope="module")
+def routed():
+    """The constructed model under its masks."""
+    model, inputs, planted = build_text_routing(), routing_inputs(SAMPLES), planted_patches(SAMPLES)
+    return {**_run(model, inputs, lambda: TextRouting(model, planted)), "planted": planted}
+
+
+@pytest.fixture(scope="module", params=["masked", "unmasked"])
+def any_mask(request, routed):
+    """The masked run and an unmasked one of the same model (no attention mask reaches the backend)."""
+    if request.param == "masked":
+        return routed
+    return _run(routed["model"], routed["inputs"], contextlib.nullcontext)
+
+
+def test_chunked_routes_match_the_full_matrices(any_mask):
+    routed = any_mask
     maps, layout = routed["maps"], routed["layout"]
     text, gen, ref = (slice(s.start, s.stop) for s in layout.segments)
     assert [s.kind for s in layout.segments] == ["text", "generated", "reference"]
