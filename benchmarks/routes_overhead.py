@@ -6,8 +6,9 @@ and inputs, one process; shapes and models as ``joint_capture_overhead.py`` (who
   python benchmarks/routes_overhead.py --size flux1 --device cuda --dtype bf16 --steps 2
 
 The rollout recomputes every query row of every block (all rows of R_l are needed) and multiplies the head-mean
-probabilities by the carried [L, Lr] state: expect it to cost several plain steps; the two-hop route adds the text
-rows only. Printed: ms/step, the ratio to plain (median of paired runs) and the peak route state.
+probabilities by the carried [L, Lr] state; the two-hop route recomputes the generated rows' softmax (kept apart from
+the share pass) and adds the text rows. Printed: ms/step, the ratio to plain (median of paired runs), the rollout
+state and the accumulators.
 """
 from __future__ import annotations
 
