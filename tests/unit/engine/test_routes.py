@@ -60,11 +60,12 @@ def _naive(calls, text, gen, ref):
     return out
 
 
-def _run(model, inputs, context):
+def _run(model, inputs, context, region=None):
     """A route capture (small chunks) of one call with ``context()`` entered inside it, and the recorded q/k."""
     blocks = [b.name for b in find_blocks(model)]
     capture = JointAttentionCapture(model, CaptureConfig(num_steps=1, chunk_budget=3000, sram_layers=[blocks[1]]),
                                     normalisations=("share",), routes=("twohop", "rollout"))
+    capture.set_region_mask(region)
     recorder, hooks = _Recorder(), Hooks("test")
     # interceptions entered first see the masks of those entered inside them
     hooks.activate(lambda h: intercept_blocks(h, recorder, find_blocks(model), recorder.seen))
@@ -109,6 +110,17 @@ def test_chunked_routes_match_the_full_matrices(any_mask):
     torch.testing.assert_close(sram.double(), two_hop.mean(1), rtol=1e-5, atol=1e-7)
     sram = routed["maps"].raw[f"sram/rollout:{REF}/{routed['blocks'][1]}"]
     torch.testing.assert_close(sram.double(), rollout.mean(1), rtol=1e-5, atol=1e-7)
+
+
+def test_route_g2r_sums_over_the_region_mask_only(routed):
+    region = (torch.rand(SAMPLES, 1, *GRID, generator=torch.Generator().manual_seed(1)) > 0.5).float()
+    run = _run(routed["model"], routed["inputs"], contextlib.nullcontext, region=region)
+    text, gen, ref = (slice(s.start, s.stop) for s in run["layout"].segments)
+    weight = region.flatten(1)[:, None, :, None].double()
+    for block, routes in zip(run["blocks"], _naive(run["calls"], text, gen, ref), strict=True):
+        for route, expected in zip(("twohop", "rollout"), routes, strict=True):
+            g2r = run["maps"].raw[f"g2r/{route}:{REF}/{block}"][:, 0].flatten(-2) * LG
+            torch.testing.assert_close(g2r.double(), (weight * expected).sum(-2), rtol=1e-5, atol=1e-6)
 
 
 def test_two_hop_map_finds_the_planted_cells_the_direct_map_cannot(routed):
