@@ -123,6 +123,27 @@ def test_route_g2r_sums_over_the_region_mask_only(routed):
             torch.testing.assert_close(g2r.double(), (weight * expected).sum(-2), rtol=1e-5, atol=1e-6)
 
 
+def test_routes_of_two_references_match_the_full_matrices(routed):
+    inputs = dict(routed["inputs"])
+    second = inputs["img_ids"][LG:].clone()
+    second[:, 0] = 2                                   # a second reference run, as FLUX.2 numbers them
+    inputs["img_ids"] = torch.cat([inputs["img_ids"], second])
+    inputs["hidden_states"] = torch.cat([inputs["hidden_states"], inputs["hidden_states"][:, LG:].flip(1)], dim=1)
+    run = _run(routed["model"], inputs, contextlib.nullcontext)
+    segments = run["layout"].segments
+    assert [s.relation for s in segments] == ["text", "generated", REF, f"{REF}.1"]
+    text, gen = slice(segments[0].start, segments[0].stop), slice(segments[1].start, segments[1].stop)
+    both = slice(segments[2].start, segments[3].stop)
+    for block, routes in zip(run["blocks"], _naive(run["calls"], text, gen, both), strict=True):
+        for route, expected in zip(("twohop", "rollout"), routes, strict=True):
+            for index, relation in enumerate((REF, f"{REF}.1")):
+                part = expected[..., index * LG:(index + 1) * LG]
+                r2g = run["maps"].raw[f"r2g/{route}:{relation}/{block}"][:, 0].flatten(-2)
+                g2r = run["maps"].raw[f"g2r/{route}:{relation}/{block}"][:, 0].flatten(-2) * LG
+                torch.testing.assert_close(r2g.double(), part.sum(-1), rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(g2r.double(), part.sum(-2), rtol=1e-5, atol=1e-6)
+
+
 def test_two_hop_map_finds_the_planted_cells_the_direct_map_cannot(routed):
     maps, planted = routed["maps"], routed["planted"]
     direct = maps.relation(f"share:{REF}").g2r.ulam.flatten(1)
