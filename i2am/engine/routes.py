@@ -187,7 +187,7 @@ class RouteRecorder:
         kinds = {s.kind for s in layout.segments}
         if self.routes and not {"text", "reference"} <= kinds:
             raise ValueError(f"routes {list(self.routes)} need text and reference tokens in the joint attention; this "
-                             f"call's segments are {[s.relation for s in layout.segments]} (drop capture routes)")
+                             f"call's segments are {[s.relation for s in layout.segments]}; capture without routes")
 
     def record(self, q, k, layout: JointLayout, references: list[Segment], scale: float, chunk: int, *,
                attn_mask=None, weight=None, directions=("r2g", "g2r"), sram=False) -> dict:
