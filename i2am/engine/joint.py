@@ -324,9 +324,9 @@ class JointAttentionCapture:
         if self.route_recorder.routes:
             references = [s for s in self._scored() if s.kind == "reference"]
             routed = self.route_recorder.record(q, k, self.layout, references, scale,
-                                                self._chunk(batch, heads, k.shape[-2]),
-                                         attn_mask=attn_mask, weight=weight, directions=dirs,
-                                         sram=block.name in self.cfg.sram_layers)
+                                                self._chunk(batch, heads, k.shape[-2]), attn_mask=attn_mask,
+                                                weight=weight, directions=dirs,
+                                                sram=block.name in self.cfg.sram_layers)
             for relation, scores in routed.items():
                 self._accumulate(block, relation, scores, group)
 
