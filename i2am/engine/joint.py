@@ -37,6 +37,7 @@ from i2am.engine.config import CaptureConfig
 from i2am.engine.hooks import Hooks
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.packing import READERS, JointLayout, Segment, forward_arguments, read_layout
+from i2am.engine.routes import RouteRecorder, base_relation
 from i2am.engine.scores import accumulate, spatial_scores
 
 # Processor class -> how its backend is called: "dispatch" (module global ``dispatch_attention_fn``, q/k as
@@ -94,12 +95,21 @@ class _JointProcessor:
             self.capture._current = previous
 
 
+def own_processor(processor):
+    """The diffusers processor under any ``_JointProcessor`` wrappers (nested interceptions: a capture around a
+    knockout)."""
+    while isinstance(processor, _JointProcessor):
+        processor = processor.inner
+    return processor
+
+
 def wrap_processors(hooks: Hooks, owner, blocks: list[JointBlock]) -> dict[str, str]:
     """Give every block (through ``hooks``) a ``_JointProcessor`` around its own processor, reporting to ``owner``;
     returns the processors' modules -> how their backend is called."""
     modules = {}
     for block in blocks:
-        processor = hooks.processor(block.module, lambda inner, block=block: _JointProcessor(inner, owner, block))
+        processor = own_processor(hooks.processor(block.module,
+                                                  lambda inner, block=block: _JointProcessor(inner, owner, block)))
         modules[type(processor).__module__] = block.backend
     return modules
 
@@ -145,7 +155,7 @@ def find_blocks(transformer: nn.Module) -> list[JointBlock]:
         match = BLOCK_PATTERN.match(name)
         if not match:
             continue
-        processor = getattr(module, "processor", None)
+        processor = own_processor(getattr(module, "processor", None))
         pname = type(processor).__name__
         if pname not in PROCESSORS:
             raise ValueError(f"{kind}.{name} runs processor {pname}, whose q and k i2am cannot see; supported "
@@ -165,10 +175,13 @@ class JointAttentionCapture:
     normalisations: any of "i2am" and "share" (module docstring).
     conditional: callable picking the conditional rows of a stacked CFG batch (default: every row).
     relations: the conditionings to score ("text", "image:reference", "image:reference.1", ...; None = all).
+    routes: any of "twohop" and "rollout" (``i2am.engine.routes``): the indirect routes from each scored reference to
+        the generated tokens, relations "twohop:image:reference", "rollout:image:reference", ...
     """
 
     def __init__(self, transformer: nn.Module, cfg: CaptureConfig | None = None, *,
-                 normalisations=NORMALISATIONS, conditional=None, model_name: str | None = None, relations=None):
+                 normalisations=NORMALISATIONS, conditional=None, model_name: str | None = None, relations=None,
+                 routes=()):
         self.cfg = cfg or CaptureConfig()
         self.transformer = transformer
         bad = [n for n in normalisations if n not in NORMALISATIONS]
@@ -176,6 +189,7 @@ class JointAttentionCapture:
             raise ValueError(f"normalisations {list(normalisations)}: choose one or more of {NORMALISATIONS}")
         self.normalisations = tuple(normalisations)
         self.relations = None if relations is None else tuple(relations)
+        self.route_recorder = RouteRecorder(routes)
         self.model_name = model_name or type(transformer).__name__
         self.blocks = self._select(find_blocks(transformer))
         unknown = [n for n in self.cfg.sram_layers if n not in {b.name for b in self.blocks}]
@@ -256,6 +270,7 @@ class JointAttentionCapture:
             if missing:
                 raise ValueError(f"relations {missing} are not in this call's token layout; it has {known}")
         self.layout = layout
+        self.route_recorder.start_call(layout)
         self._step = self._calls
         self._calls += 1
         if self._step >= self.cfg.num_steps:
@@ -293,7 +308,7 @@ class JointAttentionCapture:
         scale = head_dim ** -0.5
         gen = self.layout.generated
         qg = q[:, :, gen.start:gen.stop]
-        key_valid = self._key_valid(attn_mask, batch, k.shape[-2])
+        key_valid = self._key_valid(attn_mask, batch, k.shape[-2], gen)
         group = self.cfg.time_group(self._step)
         dirs = self.cfg.directions
         weight = self._query_weight(gen.grid, batch) if "g2r" in dirs else None
@@ -307,15 +322,30 @@ class JointAttentionCapture:
             sram = block.name in self.cfg.sram_layers
             for relation, scores in self._shares(qg, k, scale, weight, key_valid, sram).items():
                 self._accumulate(block, relation, scores, group)
+        if self.route_recorder.routes:
+            references = [s for s in self._scored() if s.kind == "reference"]
+            routed = self.route_recorder.record(q, k, self.layout, references, scale,
+                                                self._chunk(batch, heads, k.shape[-2]), attn_mask=attn_mask,
+                                                weight=weight, directions=dirs,
+                                                sram=block.name in self.cfg.sram_layers)
+            for relation, scores in routed.items():
+                self._accumulate(block, relation, scores, group)
 
     def _scored(self) -> list[Segment]:
         return [s for s in self.layout.keys if self.relations is None or s.relation in self.relations]
 
     @staticmethod
-    def _key_valid(attn_mask, batch: int, length: int) -> torch.Tensor | None:
-        """[B, L] bool of the keys the attention may use (from a boolean or additive mask), None when all."""
+    def _key_valid(attn_mask, batch: int, length: int, gen: Segment) -> torch.Tensor | None:
+        """[B, L] bool of the keys the generated queries may use (from a boolean or additive mask), None when all.
+        A per-query mask ([.., L, L], e.g. a JointTokenKnockout's) must treat every generated query alike."""
         if attn_mask is None:
             return None
+        if attn_mask.dim() == 4 and attn_mask.shape[-2] == length:
+            rows = attn_mask[..., gen.start:gen.stop, :]
+            if not bool((rows == rows[..., :1, :]).all()):
+                raise RuntimeError("the attention mask differs between generated queries; JointAttentionCapture "
+                                   "reads one key mask for all of them")
+            attn_mask = rows[..., 0, :]
         mask = attn_mask.reshape(attn_mask.shape[0], -1)[:, -length:]
         valid = mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
         valid = valid.expand(batch, -1)
@@ -399,7 +429,7 @@ class JointAttentionCapture:
         return sum(a.numel() * a.element_size() for b in self.blocks for a in b.acc.values())
 
     def _segment(self, relation: str) -> Segment:
-        base = relation.removeprefix("share:")
+        base = base_relation(relation)
         return next(s for s in self.layout.keys if s.relation == base)
 
     def maps(self) -> AttributionMaps:

@@ -48,6 +48,9 @@ class JointTokenKnockout(KeepSelection):
     "image:reference.1", ... or "text") from the joint attention of ``transformer``.
 
     layers: block names to perturb ("transformer_blocks.0.attn", ...; default every joint-attention block).
+    rows: the kinds of query segments that lose the removed tokens ("text", "generated", "reference"; default every
+    query outside the segment): ``rows=("text",)`` cuts only the edges from the tokens into the text stream,
+    ``rows=("generated",)`` only those into the generated image (the routes of ``i2am.engine.routes``).
     chunks: callable giving the number of stacked CFG chunks of the transformer call in progress (default 1): the
     keep mask of the conditional rows is applied to every chunk, the negative prompt's tokens at the same positions.
     Inside the context, ``delete(scores, fraction)`` / ``insert(scores, fraction)`` / ``set_keep(fn)`` choose the
@@ -58,8 +61,13 @@ class JointTokenKnockout(KeepSelection):
     mode = "knockout"
 
     def __init__(self, transformer: nn.Module, relation: str = "image:reference", layers=None,
-                 chunks: Callable[[], int] | None = None):
+                 chunks: Callable[[], int] | None = None, rows=None):
         self.transformer, self.relation, self._chunks = transformer, relation, chunks
+        kinds = ("text", "generated", "reference")
+        if rows is not None and (not rows or any(r not in kinds for r in rows)):
+            raise ValueError(f"JointTokenKnockout rows={list(rows)}: choose one or more of {kinds} (or None: every "
+                             f"query outside {relation!r})")
+        self.rows = None if rows is None else tuple(rows)
         blocks = find_blocks(transformer)
         if layers is not None:
             names = {n.split("/", 1)[-1] for n in layers}
@@ -112,6 +120,11 @@ class JointTokenKnockout(KeepSelection):
         mask = torch.ones(batch, 1, layout.length, layout.length, dtype=torch.bool, device=device)
         removed = ~keep.to(device)                                     # [B, Lseg]
         rows = torch.ones(layout.length, dtype=torch.bool, device=device)
+        if self.rows is not None:
+            rows[:] = False
+            for other in layout.segments:
+                if other.kind in self.rows:
+                    rows[other.start:other.stop] = True
         rows[segment.start:segment.stop] = False                       # the segment's own queries keep every key
         block = mask[:, 0, :, segment.start:segment.stop]
         block[:, rows] &= ~removed[:, None, :]
