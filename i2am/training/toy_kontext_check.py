@@ -3,8 +3,9 @@ correspondence control loss localise on held-out toy pairs, as the UNet control'
 
 The model generates each held-out person (Euler, ``num_steps`` steps from noise) under a ``JointAttentionCapture`` of
 its supervised block with SRAM; every generated cell's SRAM (``i2am`` and ``share`` normalisations) is scored by the
-toy world's ``LocalizationEvaluator`` against its true garment cell, next to the uniform, random and bounding-box
-baselines, with the attention entropy. ``i2am evaluate_toy_kontext`` (conf/evaluate_toy_kontext.yaml) runs it.
+toy world's ``LocalizationEvaluator`` against its true garment cell, next to the chance (random maps), centre-prior
+and bounding-box baselines, with the attention entropy. ``i2am evaluate_toy_kontext`` (conf/evaluate_toy_kontext.yaml)
+runs it.
 """
 from __future__ import annotations
 

@@ -50,8 +50,8 @@ def test_train_stage_keeps_intermediate_checkpoints_and_is_skipped_when_done(dem
 def test_attribute_stage_scores_imacs_localisation_and_labelled_quality(demo):
     out = demo.attribute("untrained", None)
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("imacs_g", "imacs_r", "loc_err", "loc_err_bbox_baseline", "loc_err_uniform_baseline",
-                "attn_entropy", "attn_entropy_uniform_baseline", "fid_randconv", "kid_randconv", "ssim"):
+    for key in ("imacs_g", "imacs_r", "loc_err", "loc_err_bbox_baseline", "loc_err_centre_prior",
+                "attn_entropy", "attn_entropy_uniform", "fid_randconv", "kid_randconv", "ssim"):
         assert isinstance(metrics.get(key), float), key
     assert "fid" not in metrics                       # random-conv features never pass for Inception FID
     assert metrics["n_samples"] == demo.budget.num_samples
