@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from i2am.adapters.toy_kontext import LOSS_BLOCK, TOKEN_GRID, ToyKontextPairs, build_toy_kontext, sample
 from i2am.engine.config import CaptureConfig
 from i2am.engine.joint import JointAttentionCapture
-from i2am.evaluation.localization_evaluator import LocalizationEvaluator
+from i2am.evaluation.localization_evaluator import BASELINES, LocalizationEvaluator
 from i2am.measures.localization import grid_cells
 from i2am.training.toy_kontext_train import model_state
 
@@ -69,6 +69,6 @@ def check_figures(model, untrained, pairs: ToyKontextPairs, num_steps: int = 8, 
     for label, net in (("trained", model), ("untrained", untrained)):
         for norm, figures in localization_check(net, pairs, num_steps, seed).items():
             out[f"{label}/{norm}"] = {k: figures[k] for k in keys}
-    out["baselines"] = {k: figures[k] for k in figures if k.endswith("_baseline")}
+    out["baselines"] = {k: figures[k] for k in figures if k.endswith(BASELINES) and not k.startswith("loc_gain")}
     out["loc_n_queries"] = figures["loc_n_queries"]
     return out
