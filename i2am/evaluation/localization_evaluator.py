@@ -195,14 +195,16 @@ class LocalizationEvaluator(Metric):
 
     def paired_gains(self) -> dict[str, float]:
         """``loc_gain{b}`` per baseline: its per-sample mean argmax error minus the map's (positive = the map
-        localises better), tested paired over samples."""
+        localises better), tested paired over samples; numbers that do not exist (the interval below 10 samples,
+        everything without a sample) are left out, as metrics.json cannot hold NaN."""
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*compute.*before the ``update``")
             errors = dim_zero_cat(self.sample_errors).cpu().numpy() if self.sample_errors else None
         out = {}
         for index, suffix in enumerate(BASELINES, start=1):
             baseline, model = (errors[:, index], errors[:, 0]) if errors is not None else ([], [])
-            out |= flat(f"loc_gain{suffix}", paired(baseline, model, test=self.test, n_bootstrap=self.n_bootstrap))
+            result = flat(f"loc_gain{suffix}", paired(baseline, model, test=self.test, n_bootstrap=self.n_bootstrap))
+            out |= {k: v for k, v in result.items() if not math.isnan(v)}   # no interval below 10 samples: absent
         return out
 
 
