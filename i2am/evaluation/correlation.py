@@ -33,7 +33,8 @@ def _rowwise_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def correlation(x: Sequence[float], y: Sequence[float], n_bootstrap: int = 2000, confidence: float = 0.95,
                 seed: int = 0) -> dict[str, float]:
     """Pearson and Spearman of paired values (pairs with a NaN dropped), each with a bootstrap interval, and the
-    Spearman's two-sided permutation p-value (``spearman_perm_p``; exact over every pairing for up to 7 runs).
+    Spearman's two-sided permutation p-value (``spearman_perm_p``; exact, over every pairing, when the n! pairings
+    fit in ``n_bootstrap`` resamples: up to 6 runs at 2000; a random permutation sample beyond).
 
     The bootstrap resamples runs with replacement; resamples where x or y is constant have no coefficient and are
     skipped, so intervals from very few runs are indicative only.

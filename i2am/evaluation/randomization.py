@@ -30,6 +30,7 @@ from i2am.engine import CaptureConfig
 from i2am.engine.factory import capture_for
 from i2am.evaluation.rerun import regenerate, require_sampler_loop
 from i2am.measures.curves import map_hog, map_ssim, spearman
+from i2am.measures.region_similarity import region_similarity
 
 
 def adapter_stages(adapter) -> list[Stage]:
@@ -149,8 +150,11 @@ def ulams(adapter, sampler, inputs, cfg: CaptureConfig, region: torch.Tensor | N
 SIMILARITIES = ("spearman", "spearman_abs", "ssim", "hog")
 
 
-def similarity(original: dict, other: dict, size: tuple[int, int] | None) -> dict[str, float]:
-    """Spearman with and without absolute values, SSIM and HOG similarity of each direction's maps."""
+def similarity(original: dict, other: dict, size: tuple[int, int] | None,
+               regions: dict | None = None) -> dict[str, float]:
+    """Spearman with and without absolute values, SSIM and HOG similarity of each direction's maps over the whole
+    grid (``{d}_{s}``) and, for a direction with a region mask in ``regions``, within it only (``{d}_{s}_region``,
+    ``i2am.measures.region_similarity``)."""
     out = {}
     for direction, original_map in original.items():
         if direction not in other:
@@ -160,6 +164,9 @@ def similarity(original: dict, other: dict, size: tuple[int, int] | None) -> dic
         out[f"{direction}_spearman_abs"] = spearman(a.abs(), b.abs())
         out[f"{direction}_ssim"] = map_ssim(a, b, size)
         out[f"{direction}_hog"] = map_hog(a, b, size)
+        if regions and direction in regions:
+            for name, value in region_similarity(a, b, regions[direction], size).items():
+                out[f"{direction}_{name}_region"] = value
     return out
 
 
@@ -170,7 +177,8 @@ def _mean(dicts: Sequence[dict]) -> dict[str, float]:
 def randomization_curves(adapter, sampler, sample, cfg: CaptureConfig, *, stages: Sequence[Stage] | None = None,
                          modes: Sequence[str] = ("cascading", "independent"), seeds: Sequence[int] = (0, 1, 2),
                          region: torch.Tensor | None = None, ssim_size: tuple[int, int] | None = None,
-                         input_maps: dict | None = None, seed: int | None = None) -> dict:
+                         input_maps: dict | None = None, seed: int | None = None,
+                         regions: dict | None = None) -> dict:
     """Similarity of the randomised model's ULAMs to the original's after each stage (mean over the re-init
     ``seeds``), with the reference level and the nulls.
 
@@ -178,7 +186,10 @@ def randomization_curves(adapter, sampler, sample, cfg: CaptureConfig, *, stages
     "null_random": {key: value} (the fully randomised models of two seeds against each other, mean over pairs),
     "null_input": {key: value} (``input_maps``, maps from the inputs alone, e.g. the masks, against the original),
     "cascading" / "independent": {key: [per stage]}, "<mode>_per_seed": {seed: {key: [per stage]}}}`` with keys
-    ``{r2g|g2r}_{spearman|spearman_abs|ssim|hog}``. ``seed``: one seed (the older single-seed call).
+    ``{r2g|g2r}_{spearman|spearman_abs|ssim|hog}``, and with ``regions`` ({direction: mask}, e.g. the inpainting
+    mask for R2G, the reference's mask for G2R) the same within the region, ``..._region``. ``"maps"``: the original
+    maps and those after each cascading stage under the first seed (``{"original": {d: map}, "cascading": [{d: map}]}``,
+    for the figure). ``seed``: one seed (the older single-seed call).
     """
     require_sampler_loop(adapter, sampler, "model-parameter randomisation")
     seeds = [int(seed)] if seed is not None else [int(s) for s in seeds]
@@ -189,11 +200,12 @@ def randomization_curves(adapter, sampler, sample, cfg: CaptureConfig, *, stages
     other_noise = copy.copy(sampler)
     other_noise.seed = int(getattr(sampler, "seed", 0)) + 1
     result = {"stages": [name for name, _ in stages], "seeds": seeds,
-              "reference": similarity(original, ulams(adapter, other_noise, inputs, cfg, region), ssim_size)}
+              "reference": similarity(original, ulams(adapter, other_noise, inputs, cfg, region), ssim_size, regions),
+              "maps": {"original": original, "cascading": []}}
     if input_maps:
         resized = {d: F.interpolate(m.float().reshape(1, 1, *m.shape[-2:]), size=tuple(original[d].shape[-2:]),
                                     mode="area")[0, 0] for d, m in input_maps.items() if d in original}
-        result["null_input"] = similarity(original, resized, ssim_size)
+        result["null_input"] = similarity(original, resized, ssim_size, regions)
     finals = {}
     for mode in modes:
         if mode not in ("cascading", "independent"):
@@ -207,7 +219,9 @@ def randomization_curves(adapter, sampler, sample, cfg: CaptureConfig, *, stages
                     maps = ulams(adapter, sampler, inputs, cfg, region)
                 if mode == "cascading" and k == len(stages) - 1:
                     finals[s] = maps
-                for key, value in similarity(original, maps, ssim_size).items():
+                if mode == "cascading" and s == seeds[0]:
+                    result["maps"]["cascading"].append(maps)
+                for key, value in similarity(original, maps, ssim_size, regions).items():
                     curves.setdefault(key, []).append(value)
             per_seed[s] = curves
         result[f"{mode}_per_seed"] = per_seed
@@ -215,5 +229,5 @@ def randomization_curves(adapter, sampler, sample, cfg: CaptureConfig, *, stages
                         for key in per_seed[seeds[0]]}
     pairs = [(a, b) for i, a in enumerate(finals) for b in list(finals)[i + 1:]]
     if pairs:
-        result["null_random"] = _mean([similarity(finals[a], finals[b], ssim_size) for a, b in pairs])
+        result["null_random"] = _mean([similarity(finals[a], finals[b], ssim_size, regions) for a, b in pairs])
     return result

@@ -7,7 +7,10 @@ r2g / g2r and s in spearman / spearman_abs / ssim / hog: ``rand_{d}_{s}_noise`` 
 different noise: a ceiling), ``rand_{d}_{s}_null_random`` (two fully randomised models against each other) and
 ``rand_{d}_{s}_null_input`` (the map from the inputs alone, the mask, against the original): the nulls;
 ``rand_{d}_{s}_cascade_first`` / ``_cascade_final`` (after the first stage / the whole cascade, mean over seeds),
-``rand_{d}_{s}_independent_mean``. The pass rule is stated against the randomised-vs-randomised null:
+``rand_{d}_{s}_independent_mean``; with ``within_region``, every one of them again within the direction's region only
+(``rand_{d}_{s}_region_{level}``: the input maps' masks, the inpainting region for R2G and the reference's garment
+for G2R; ``i2am.measures.region_similarity``), and ``randomization_maps.png``: the original and the cascading stages'
+maps, whole grid and within the region. The pass rule is stated against the randomised-vs-randomised null:
 ``rand_{d}_margin`` = null_random Spearman + ``null_margin`` - cascade-final Spearman, and ``rand_{d}_pass`` is 1 when
 it is >= 0 (the fully randomised map is no closer to the original than two random models are to each other); without
 a second seed the rule falls back to the ceiling (final <= ``pass_fraction`` x the noise level). Over samples the
@@ -26,7 +29,7 @@ from i2am.evaluation.faithfulness_evaluator import SampleRows, write_json
 from i2am.evaluation.randomization import SIMILARITIES, capture_config_from, complete_stages, randomization_curves
 from i2am.evaluation.rerun import reruns_this_sample
 from i2am.measures.stats import flat, paired
-from i2am.viz.faithfulness import randomization_figure
+from i2am.viz.faithfulness import randomization_figure, randomization_maps_figure
 
 DIRECTIONS = ("r2g", "g2r")
 LEVELS = ("noise", "null_random", "null_input", "cascade_first", "cascade_final", "independent_mean")
@@ -36,7 +39,7 @@ def randomization_keys() -> list[str]:
     keys = []
     for d in DIRECTIONS:
         for s in SIMILARITIES:
-            keys += [f"rand_{d}_{s}_{k}" for k in LEVELS]
+            keys += [f"rand_{d}_{s}_{k}" for k in LEVELS] + [f"rand_{d}_{s}_region_{k}" for k in LEVELS]
         keys += [f"rand_{d}_margin", f"rand_{d}_pass"]
     return keys
 
@@ -72,7 +75,8 @@ class RandomizationEvaluator(Evaluator):
     query reduction, as the run's ``g2r_region`` (None = all positions); input_keys: the batch keys of the input-only
     maps per direction (the null_input: the inpaint mask for R2G, the reference's mask for G2R);
     ssim_at_image_size: compare maps upsampled to the image size (as saliency sanity checks do); max_stages: only
-    the first N stages from the output side (None = all; a budget knob for large models); test: the paired test."""
+    the first N stages from the output side (None = all; a budget knob for large models); test: the paired test;
+    within_region: also compare the maps within each direction's ``input_keys`` mask only."""
 
     marker = "randomization.json"
 
@@ -80,8 +84,10 @@ class RandomizationEvaluator(Evaluator):
                  seeds: Sequence[int] = (0, 1, 2), pass_fraction: float = 0.5, null_margin: float = 0.1,
                  region_key: str | None = None, ssim_at_image_size: bool = True, figures: bool = True,
                  max_stages: int | None = None,
-                 input_keys: Mapping[str, str] | None = None, test: str = "wilcoxon", seed: int | None = None):
+                 input_keys: Mapping[str, str] | None = None, test: str = "wilcoxon", seed: int | None = None,
+                 within_region: bool = True):
         super().__init__()
+        self.within_region = within_region
         self.max_stages, self.test = max_stages, test
         self.seeds = [int(seed)] if seed is not None else [int(s) for s in seeds]
         self.samples, self.modes, self.pass_fraction = int(samples), list(modes), pass_fraction
@@ -102,13 +108,19 @@ class RandomizationEvaluator(Evaluator):
         input_maps = {d: ctx.sample[k].float().cpu() for d, k in self.input_keys.items()
                       if k and torch.is_tensor(ctx.sample.get(k))}
         result = randomization_curves(ctx.adapter, ctx.sampler, ctx.sample, cfg, stages=stages, modes=self.modes,
-                                      seeds=self.seeds, region=region, ssim_size=size, input_maps=input_maps)
+                                      seeds=self.seeds, region=region, ssim_size=size, input_maps=input_maps,
+                                      regions=input_maps if self.within_region else None)
+        maps = result.pop("maps")
         values = summarise_randomization(result, self.pass_fraction, self.null_margin)
         write_json(ctx.sample_dir / self.marker, {"sample_id": ctx.sample_id, **result, "values": values})
         if self.figures and "cascading" in result:
             randomization_figure(ctx.sample_dir / "randomization.png", result["stages"],
                                  {k: v for k, v in result["cascading"].items() if k.endswith(("_spearman", "_ssim"))},
                                  result["reference"], title=f"{ctx.sample_id}: cascading randomisation")
+            randomization_maps_figure(ctx.sample_dir / "randomization_maps.png", result["stages"], maps["original"],
+                                      maps["cascading"], input_maps if self.within_region else {},
+                                      title=f"{ctx.sample_id}: original vs randomised maps (cascading, seed "
+                                            f"{self.seeds[0]})")
         self.rows.update(torch.tensor([values.get(k, math.nan) for k in self.keys], dtype=torch.float64))
 
     def compute(self) -> dict[str, float]:

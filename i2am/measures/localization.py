@@ -7,7 +7,8 @@ grid. Distances are divided by the grid's diagonal sqrt(h^2 + w^2), in cells.
 The SRAM of a generated cell is a distribution over reference cells. Its location is read two ways: the argmax
 (ties averaged, so a flat map points at its centre instead of an arbitrary corner) and the centroid. The entropy (nats)
 and the maximum probability go next to every figure: a collapse onto one cell has entropy ~0 and can never pass for
-localisation. Baselines are maps too (uniform, seeded random, bounding-box mapping), scored by the same functions.
+localisation. Baselines are maps too (seeded random maps: the chance level; the centre prior; the bounding-box mapping),
+scored by the same functions.
 """
 from __future__ import annotations
 
@@ -146,8 +147,10 @@ def point_maps(points: Tensor, grid: Sequence[int]) -> Tensor:
     return maps.reshape(*points.shape[:-1], height, width)
 
 
-def uniform_maps(count: int, grid: Sequence[int], device=None) -> Tensor:
-    return torch.full((count, *grid), 1.0 / (grid[0] * grid[1]), device=device)
+def centre_prior_maps(count: int, grid: Sequence[int], device=None) -> Tensor:
+    """The centre prior: every query's map is a point at the reference grid's centre (argmax and centroid there)."""
+    centre = torch.tensor([(grid[0] - 1) / 2, (grid[1] - 1) / 2], device=device)
+    return point_maps(centre.expand(count, 2), grid)
 
 
 def random_maps(count: int, grid: Sequence[int], generator: torch.Generator, device=None) -> Tensor:

@@ -24,9 +24,9 @@ log = logging.getLogger(__name__)
 
 # Rows of the metrics table, in this order (other keys follow, sorted).
 KEY_ORDER = ("imacs_g", "imacs_r", "fid", "kid", "lpips", "ssim", "fid_randconv", "kid_randconv", "loc_err",
-             "loc_err_bbox_baseline", "loc_err_uniform_baseline", "loc_err_random_baseline", "loc_pointing",
-             "loc_pointing_bbox_baseline", "loc_pointing_uniform_baseline", "attn_entropy",
-             "attn_entropy_uniform_baseline", "attn_max_prob", "loc_localizes", "r2g_mass_in_region",
+             "loc_err_bbox_baseline", "loc_err_centre_prior", "loc_err_chance_baseline", "loc_pointing",
+             "loc_pointing_bbox_baseline", "loc_pointing_centre_prior", "attn_entropy",
+             "attn_entropy_uniform", "attn_max_prob", "loc_localizes", "r2g_mass_in_region",
              "r2g_mass_in_region_uniform_baseline", "n_samples")
 LABELS = {"fid_randconv": "fid_randconv (random-conv features, toy only; not Inception FID)",
           "kid_randconv": "kid_randconv (random-conv features, toy only; not Inception KID)",

@@ -3,8 +3,9 @@ correspondence control loss localise on held-out toy pairs, as the UNet control'
 
 The model generates each held-out person (Euler, ``num_steps`` steps from noise) under a ``JointAttentionCapture`` of
 its supervised block with SRAM; every generated cell's SRAM (``i2am`` and ``share`` normalisations) is scored by the
-toy world's ``LocalizationEvaluator`` against its true garment cell, next to the uniform, random and bounding-box
-baselines, with the attention entropy. ``i2am evaluate_toy_kontext`` (conf/evaluate_toy_kontext.yaml) runs it.
+toy world's ``LocalizationEvaluator`` against its true garment cell, next to the chance (random maps), centre-prior
+and bounding-box baselines, with the attention entropy. ``i2am evaluate_toy_kontext`` (conf/evaluate_toy_kontext.yaml)
+runs it.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from safetensors.torch import load_file
 from i2am.adapters.toy_kontext import LOSS_BLOCK, TOKEN_GRID, ToyKontextPairs, build_toy_kontext, sample
 from i2am.engine.config import CaptureConfig
 from i2am.engine.joint import JointAttentionCapture
-from i2am.evaluation.localization_evaluator import LocalizationEvaluator
+from i2am.evaluation.localization_evaluator import BASELINES, LocalizationEvaluator
 from i2am.measures.localization import grid_cells
 from i2am.training.toy_kontext_train import model_state
 
@@ -68,6 +69,6 @@ def check_figures(model, untrained, pairs: ToyKontextPairs, num_steps: int = 8, 
     for label, net in (("trained", model), ("untrained", untrained)):
         for norm, figures in localization_check(net, pairs, num_steps, seed).items():
             out[f"{label}/{norm}"] = {k: figures[k] for k in keys}
-    out["baselines"] = {k: figures[k] for k in figures if k.endswith("_baseline")}
+    out["baselines"] = {k: figures[k] for k in figures if k.endswith(BASELINES) and not k.startswith("loc_gain")}
     out["loc_n_queries"] = figures["loc_n_queries"]
     return out

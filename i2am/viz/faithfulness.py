@@ -81,3 +81,43 @@ def randomization_figure(path: str | Path, stages: Sequence[str], similarity: Ma
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def randomization_maps_figure(path: str | Path, stages: Sequence[str], original: Mapping[str, torch.Tensor],
+                              per_stage: Sequence[Mapping[str, torch.Tensor]], regions: Mapping[str, torch.Tensor],
+                              title: str = "") -> Path:
+    """The original map and the map after each cascading stage, per direction: one row over the whole grid, and for
+    a direction with a region one row within it only (min-max normalised over the region, blank outside: the cells
+    the within-region numbers compare)."""
+    from i2am.measures.curves import minmax
+    from i2am.measures.region_similarity import region_cells
+
+    rows = []
+    for direction, first in original.items():
+        maps = [first] + [stage[direction] for stage in per_stage if direction in stage]
+        rows.append((f"{direction}, whole grid", [minmax(m.float()).numpy() for m in maps]))
+        if direction in regions:
+            inside = region_cells(regions[direction], tuple(first.shape[-2:]))
+            shown = []
+            for m in maps:
+                values = m.float()[inside]
+                span = float(values.max() - values.min()) if values.numel() else 0.0
+                scaled = (m.float() - values.min()) / span if span > 0 else torch.zeros_like(m.float())
+                shown.append(np.ma.masked_array(scaled.numpy(), mask=~inside.numpy()))
+            rows.append((f"{direction}, within region", shown))
+    labels = ["original", *stages[:len(per_stage)]]
+    fig = new_figure(figsize=(1.3 * len(labels) + 0.6, 1.5 * len(rows) + 0.6))
+    for r, (name, images) in enumerate(rows):
+        for c, image in enumerate(images):
+            ax = fig.add_subplot(len(rows), len(labels), r * len(labels) + c + 1)
+            ax.imshow(image, cmap="viridis", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(labels[c], fontsize=6, rotation=30)
+            if c == 0:
+                ax.set_ylabel(name, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

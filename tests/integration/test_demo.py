@@ -50,8 +50,8 @@ def test_train_stage_keeps_intermediate_checkpoints_and_is_skipped_when_done(dem
 def test_attribute_stage_scores_imacs_localisation_and_labelled_quality(demo):
     out = demo.attribute("untrained", None)
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("imacs_g", "imacs_r", "loc_err", "loc_err_bbox_baseline", "loc_err_uniform_baseline",
-                "attn_entropy", "attn_entropy_uniform_baseline", "fid_randconv", "kid_randconv", "ssim"):
+    for key in ("imacs_g", "imacs_r", "loc_err", "loc_err_bbox_baseline", "loc_err_centre_prior",
+                "attn_entropy", "attn_entropy_uniform", "fid_randconv", "kid_randconv", "ssim"):
         assert isinstance(metrics.get(key), float), key
     assert "fid" not in metrics                       # random-conv features never pass for Inception FID
     assert metrics["n_samples"] == demo.budget.num_samples
@@ -86,6 +86,12 @@ def test_quick_demo_end_to_end(tmp_path):
     assert str(toy_checkpoint("control")) in (out / "attribute" / "control" / "config.yaml").read_text()
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) == 8 + 7 and all(c["held"] in (True, False, None) for c in claims)   # + faithfulness claims
+    by_name = {c["claim"].split(" (")[0]: c for c in claims}
+    correlation_claim = by_name["IMACS tracks generation quality across checkpoints"]
+    assert correlation_claim["outcome"] == "insufficient n"                    # custom-step200 and custom: 2 < 10
+    assert "insufficient n: 2 checkpoints, needs >= 10" in correlation_claim["measured"]
+    imacs = by_name["Refined model has higher IMACS_g and IMACS_r than the MSE-only model"]
+    assert "IMACS_g clean (refined - custom): n = " in imacs["measured"] and "official" in imacs["measured"]
     correlation = (out / "correlation" / "correlation.csv").read_text()
     assert "imacs_g,faith_full_pixel_del_gap," in correlation   # IMACS next to faithfulness across the checked runs
     page = out / "report.html"

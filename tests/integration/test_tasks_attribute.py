@@ -14,7 +14,7 @@ from i2am.engine import AttributionMaps
 from i2am.runs import RunDir
 
 EXPECTED = ("imacs_g", "imacs_r", "loc_err", "loc_pointing", "attn_entropy", "attn_max_prob",
-            "loc_err_bbox_baseline", "loc_err_uniform_baseline", "r2g_mass_in_region")
+            "loc_err_bbox_baseline", "loc_err_centre_prior", "r2g_mass_in_region")
 
 
 # Runs of the same batch size take the same code path sample by sample (per-sample seeds; a sample's result does not

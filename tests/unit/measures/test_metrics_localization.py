@@ -85,12 +85,12 @@ def test_map_that_peaks_at_the_true_source_has_zero_error_and_the_bbox_mapping_i
     assert result["attn_entropy"] == pytest.approx(0.0) and result["attn_max_prob"] == pytest.approx(1.0)
     # garment placed identically on person and reference: the bounding-box mapping is the identity
     assert result["loc_err_bbox_baseline"] == pytest.approx(0.0, abs=1e-6)
-    # uniform map: every query points at the grid centre (1.5, 1); mean distance over rows 1..3 / diagonal 5
+    # centre prior: every query points at the grid centre (1.5, 1); mean distance over rows 1..3 / diagonal 5
     expected = sum(math.hypot(i - 1.5, j - 1) for i in (1, 2, 3) for j in (0, 1, 2)) / 9 / 5
-    assert result["loc_err_uniform_baseline"] == pytest.approx(expected)
-    assert result["attn_entropy_uniform_baseline"] == pytest.approx(math.log(12))
+    assert result["loc_err_centre_prior"] == pytest.approx(expected)
+    assert result["attn_entropy_uniform"] == pytest.approx(math.log(12))
     # within 1 cell of (1.5, 1): only (1, 1) and (2, 1) at distance 0.5; (1, 0) etc. are at sqrt(1.25)
-    assert result["loc_pointing_r1_uniform_baseline"] == pytest.approx(2 / 9)
+    assert result["loc_pointing_r1_centre_prior"] == pytest.approx(2 / 9)
     assert result["r2g_mass_in_region"] == pytest.approx(1.0)
     assert result["r2g_mass_in_region_uniform_baseline"] == pytest.approx(0.75)
     assert result["loc_localizes"] == 1.0
@@ -104,19 +104,76 @@ def test_a_collapse_onto_one_cell_never_passes_for_localisation():
     evaluator.update(collapsed, points, GRID, correspondence, region, region)
     result = evaluator.compute()
     assert result["attn_entropy"] == pytest.approx(0.0) and result["attn_max_prob"] == pytest.approx(1.0)
-    assert result["loc_err"] > result["loc_err_uniform_baseline"]
+    assert result["loc_err"] > result["loc_err_centre_prior"]
     assert result["loc_localizes"] == 0.0
     verdict = localization_verdict(result)
     assert not verdict.localizes and "entropy 0.00 nats" in verdict.reason
 
 
 def test_verdict_tolerance():
-    base = {"loc_err_bbox_baseline": 0.06, "loc_err_uniform_baseline": 0.20}
+    base = {"loc_err_bbox_baseline": 0.06, "loc_err_chance_baseline": 0.33, "loc_err_centre_prior": 0.18}
     assert localization_verdict(base | {"loc_err": 0.04}).localizes          # beats the bbox mapping
-    assert localization_verdict(base | {"loc_err": 0.10}).localizes          # within +0.05 of it, half of uniform
+    assert localization_verdict(base | {"loc_err": 0.10}).localizes          # within +0.05 of it, < half of chance
     assert not localization_verdict(base | {"loc_err": 0.12}).localizes      # too far from the bbox mapping
-    assert not localization_verdict({"loc_err": 0.09, "loc_err_bbox_baseline": 0.06,
-                                     "loc_err_uniform_baseline": 0.15}).localizes  # not clearly below uniform
+    assert not localization_verdict(base | {"loc_err_chance_baseline": 0.15, "loc_err": 0.09}).localizes  # ~chance
+    # close to a poor bbox mapping and below half of chance, but no better than pointing at the centre
+    assert not localization_verdict(base | {"loc_err_bbox_baseline": 0.15, "loc_err": 0.16,
+                                            "loc_err_centre_prior": 0.16}).localizes
+
+
+def test_the_old_uniform_margin_key_is_refused_with_its_new_name():
+    with pytest.raises(ValueError, match="renamed chance_margin"):
+        LocalizationEvaluator(uniform_margin=0.5)
+
+
+def test_the_centre_prior_differs_from_chance_and_chance_is_the_mean_of_seeded_random_maps():
+    # sources at the grid's corners: the centre prior is off by the half diagonal, random maps point anywhere
+    correspondence, region = toy_scene(1)
+    points = grid_cells(*GRID)
+    srams = one_hot_srams(1, points)
+    first, again, one_draw = (LocalizationEvaluator(chance_draws=draws) for draws in (8, 8, 1))
+    for evaluator in (first, again, one_draw):
+        evaluator.update(srams, points, GRID, correspondence, region, region, sample_seed=3)
+    result, repeated, single = first.compute(), again.compute(), one_draw.compute()
+    assert result["loc_err_chance_baseline"] == repeated["loc_err_chance_baseline"]     # seeded
+    assert result["loc_err_chance_baseline"] != single["loc_err_chance_baseline"]       # a mean over 8 maps
+    assert result["loc_err_chance_baseline"] != pytest.approx(result["loc_err_centre_prior"], abs=0.02)
+    # a flat map's tied maxima average to the centre: the old "uniform" number was the centre prior
+    expected = sum(math.hypot(i - 1.5, j - 1) for i in (1, 2, 3) for j in (0, 1, 2)) / 9 / 5
+    assert result["loc_err_centre_prior"] == pytest.approx(expected)
+    assert result["attn_entropy_chance_baseline"] > result["attn_entropy_centre_prior"]
+
+
+def test_localisation_against_each_baseline_is_paired_per_sample_with_the_exact_p():
+    from scipy import stats
+
+    correspondence, region = toy_scene(12)
+    points = grid_cells(*GRID)
+    generator = torch.Generator().manual_seed(0)
+    srams = one_hot_srams(12, points) + 0.2 * torch.rand(12, len(points), *GRID, generator=generator)
+    srams[::4] = torch.rand(3, len(points), *GRID, generator=generator)   # a few samples do not localise
+    evaluator = LocalizationEvaluator()
+    for index in range(12):      # one sample per update, as the attribution loop runs it
+        evaluator.update(srams[index:index + 1], points, GRID, correspondence[index:index + 1],
+                         region[index:index + 1], region[index:index + 1], sample_seed=index)
+    result = evaluator.compute()
+    per_sample = torch.cat(evaluator.sample_errors).numpy()
+    for column, name in ((1, "chance_baseline"), (2, "centre_prior"), (3, "bbox_baseline")):
+        gain = per_sample[:, column] - per_sample[:, 0]
+        assert result[f"loc_gain_{name}_n"] == 12
+        assert result[f"loc_gain_{name}"] == pytest.approx(gain.mean())
+        assert result[f"loc_gain_{name}_p"] == stats.wilcoxon(gain, alternative="greater").pvalue
+        assert result[f"loc_gain_{name}_lo"] <= gain.mean() <= result[f"loc_gain_{name}_hi"]   # n >= 10
+
+
+def test_no_interval_below_ten_samples():
+    correspondence, region = toy_scene(3)
+    points = grid_cells(*GRID)
+    evaluator = LocalizationEvaluator()
+    evaluator.update(one_hot_srams(3, points), points, GRID, correspondence, region, region)
+    result = evaluator.compute()
+    assert result["loc_gain_chance_baseline_n"] == 3 and "loc_gain_chance_baseline_lo" not in result
+    assert result["loc_gain_chance_baseline_min_p"] == 0.125
 
 
 def test_accumulation_over_uneven_batches_equals_one_batch():
@@ -159,6 +216,6 @@ def test_on_the_toy_world_an_oracle_localises_and_the_baselines_rank_as_in_toywo
     assert result["loc_n_queries"] > 100
     assert result["loc_err_centroid"] == pytest.approx(0.0, abs=1e-5)
     assert result["loc_localizes"] == 1.0
-    assert result["loc_err_bbox_baseline"] < 0.5 * result["loc_err_uniform_baseline"]
-    assert result["loc_err_uniform_baseline"] < result["loc_err_random_baseline"]
-    assert result["attn_entropy_uniform_baseline"] == pytest.approx(math.log(48))
+    assert result["loc_err_bbox_baseline"] < 0.5 * result["loc_err_centre_prior"]
+    assert result["loc_err_centre_prior"] < result["loc_err_chance_baseline"]
+    assert result["attn_entropy_uniform"] == pytest.approx(math.log(48))

@@ -80,3 +80,15 @@ def test_permutation_correlation_matches_scipy_rho():
     assert p < 0.01
     _, p_null = permutation_correlation(x, rng.normal(size=12), n_permutations=999)
     assert p_null > p
+
+
+def test_permutation_correlation_is_exact_over_every_pairing_when_they_fit_in_the_resamples():
+    from itertools import permutations
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=5), rng.normal(size=5)
+    rho, p = permutation_correlation(x, y, n_permutations=1000)      # 5! = 120 pairings <= 1000: enumerated
+    null = np.array([stats.spearmanr(np.array(perm), y).statistic for perm in permutations(x)])
+    eps = 1e-14 * max(1.0, abs(rho))      # scipy's tolerance for ties with the observed statistic
+    exact = min(1.0, 2 * min(np.mean(null >= rho - eps), np.mean(null <= rho + eps)))
+    assert p == pytest.approx(exact, rel=1e-12)
