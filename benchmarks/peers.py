@@ -105,6 +105,60 @@ def table(results: dict, args) -> str:
     return "\n".join(rows)
 
 
+def memory_table(mem: dict) -> str:
+    """Map memory fitted on the smallest run of benchmarks/map_memory.py, checked on the others, extrapolated."""
+    from map_memory import KONTEXT, SD15_STEPS
+    mib = 2**20
+    heads, real_blocks = KONTEXT["heads"], KONTEXT["real_double"] + KONTEXT["real_single"]
+    rows = [("| model | tool | measured (double+single blocks, steps: MiB) | formula | largest miss of the formula on "
+            "the other runs | at real size |"), "|---|---|---|---|---|---|"]
+    for tool, key, label in (("i2am", "all", "i2am, every relation, both normalisations"),
+                             ("i2am", "one", "i2am, image:reference (I2AM)"),
+                             ("amd", "all", "attention-map-diffusers 1.0, image->text")):
+        if tool not in mem:
+            continue
+        runs = mem[tool]["flux"]
+        if tool == "i2am":
+            units = [(r["double"] + r["single"]) * heads for r in runs]
+            formula, real = "blocks x heads x b", real_blocks * KONTEXT["real_heads"]
+        else:
+            units = [r["steps"] * r["double"] * heads for r in runs]
+            formula = "steps x double blocks x heads x b"
+            real = KONTEXT["steps"] * KONTEXT["real_double"] * KONTEXT["real_heads"]
+        b = runs[0][key] / units[0]
+        miss = max(abs(u * b - r[key]) / r[key] for u, r in zip(units[1:], runs[1:]))
+        measured = ", ".join(f"{r['double']}+{r['single']}, {r['steps']}: {r[key] / mib:.2f}" for r in runs)
+        rows.append(f"| FLUX.1 Kontext 1024², 1 reference, {KONTEXT['steps']} steps | {label} | {measured} | "
+                    f"{formula}, b = {b / 1024:.1f} KiB | {100 * miss:.1f} % | {real * b / mib:,.1f} MiB |")
+    for tool in ("i2am", "amd"):
+        if tool not in mem:
+            continue
+        one, two = mem[tool]["sd15"]
+        grows = tool == "amd"
+        b = one["all"]
+        predicted = 2 * b if grows else b
+        real = SD15_STEPS * b if grows else b
+        label = "attention-map-diffusers 1.0, image->text" if grows else "i2am, text, R2G + G2R"
+        rows.append(f"| SD-1.5 512², CFG, {SD15_STEPS} steps | {label} | "
+                    f"1 step: {one['all'] / mib:.2f}, 2 steps: {two['all'] / mib:.2f} | "
+                    f"{'steps x b' if grows else 'b (fixed)'}, b = {b / mib:.2f} MiB | "
+                    f"{100 * abs(predicted - two['all']) / two['all']:.1f} % | {real / mib:,.1f} MiB |")
+    return "\n".join(rows)
+
+
+def run_memory(args) -> dict:
+    mem = {}
+    for tool, python in (("i2am", sys.executable), ("amd", args.peers_python)):
+        out = args.out / f"memory_{tool}.json"
+        if not args.tables_only:
+            cmd = [python, str(REPO / "benchmarks" / "map_memory.py"), "--tool", tool, "--out", str(out)]
+            print("$", " ".join(cmd), flush=True)
+            subprocess.run(cmd, check=False, cwd=REPO)
+        if out.exists():
+            mem[tool] = json.loads(out.read_text())
+    return mem
+
+
 def write_docs(text: str, path: Path) -> None:
     doc = path.read_text()
     start, end = doc.index(DOC_START) + len(DOC_START), doc.index(DOC_END)
@@ -120,6 +174,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "outputs" / "bench-peers")
     ap.add_argument("--docs", action="store_true", help="replace the peers table in docs/results.md")
     ap.add_argument("--tables-only", action="store_true", help="tabulate the results already in --out")
+    ap.add_argument("--no-memory", action="store_true", help="skip the map memory at real sizes")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not Path(args.peers_python).exists():
@@ -133,6 +188,8 @@ def main() -> None:
     r = next(iter(results.values()))
     text = (f"{args.steps} steps per run, {args.repeats} interleaved pairs after a warm-up, {r['threads']} pinned "
             f"threads, torch {r['torch']}; each tool in its own process.\n\n" + table(results, args))
+    if not args.no_memory:
+        text += "\n\nMap memory (benchmarks/map_memory.py):\n\n" + memory_table(run_memory(args))
     (args.out / "peers.md").write_text(text + "\n")
     (args.out / "peers.json").write_text(json.dumps(
         {f"{c}/{t}": {k: v for k, v in i.items() if k != "maps"} for (c, t), i in results.items()}, indent=1))
