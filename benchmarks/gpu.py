@@ -9,8 +9,9 @@
    generated + 64x64 reference tokens), bf16, 4 steps: plain vs one relation (image:reference, I2AM normalisation)
    vs every relation and both normalisations, and vs attention-map-diffusers 1.0 (image->text of every step) when
    it can be imported.
-3. Precision: the maps of 2 steps computed in fp16 (UNet) and bf16 (transformer) against fp32 on the same weights
-   and inputs. Each map's Pearson correlation with its fp32 map, r, must satisfy 1 - r <= 1e-3 (fp16) / 1e-2 (bf16):
+3. Precision: the maps of 2 steps (dry run: 1) computed in fp16 (UNet) and bf16 (transformer) against fp32 on the
+   same weights and inputs. Each map's Pearson correlation with its fp32 map, r, must satisfy 1 - r <= 1e-3 (fp16)
+   / 1e-2 (bf16):
    1 - r is about half the squared ratio of the error's spread to the map's, so these allow errors of about 4.5 %
    (fp16) and 14 % (bf16) of a map's spread; bf16 keeps 8 mantissa bits to fp16's 11, so its errors are ~8x larger,
    and both pass through the whole network before reaching the attention.
@@ -34,9 +35,10 @@ from i2am.engine import AttributionCapture, CaptureConfig
 from i2am.engine.joint import JointAttentionCapture
 
 I2AM_OPS = ["i2am/engine/", "i2am/tracing/"]
-REAL = dict(unet="sd15", latent=(64, 64), unet_steps=50, flux="flux1", flux_over={}, flux_steps=4, repeats=11)
-DRY = dict(unet="tiny", latent=(16, 16), unet_steps=2, flux="cpu", flux_over=dict(layers=1, single=1, grid=8, text=16),
-           flux_steps=1, repeats=1)
+REAL = dict(unet="sd15", latent=(64, 64), unet_steps=50, flux="flux1", flux_over={}, flux_steps=4, repeats=11,
+            precision_steps=2)
+DRY = dict(unet="tiny", latent=(8, 8), unet_steps=1, flux="cpu", flux_over=dict(layers=1, single=1, grid=4, text=8),
+           flux_steps=1, repeats=1, precision_steps=1)
 TOLERANCE = {"fp16": 1e-3, "bf16": 1e-2}     # on 1 - Pearson r (module docstring)
 
 
@@ -120,7 +122,7 @@ def add_rows(rows, case, runs, p, device, held):
     for name, fn in runs.items():
         if name == "plain":
             continue
-        fn()
+        fn()    # held["bytes"] is this run's
         row = dict(case=case, variant=name, ratio=summary[name].as_dict(), map_mib=held.get("bytes", 0) / 2**20,
                    peak_extra_mib=peak_extra_mib(fn, runs["plain"], device))
         if name.startswith("i2am"):
@@ -138,15 +140,15 @@ def normalised_maps(maps) -> dict[str, torch.Tensor]:
 
 
 def precision(p, device, low_unet, low_flux) -> list[dict]:
-    """fp32 maps vs low-precision maps of 2 steps on the same weights and inputs."""
+    """fp32 maps vs low-precision maps of a few steps on the same weights and inputs."""
     results = []
     model32 = unet(p["unet"], sample_size=p["latent"][0]).to(device)
     x, ctx = (t.to(device) for t in unet_inputs(model32, p["latent"]))
     maps = {}
     for dtype in ("fp32", low_unet):
         model = model32.to(dtype=DTYPES[dtype])
-        with unet_capture(model, ctx, 2) as cap:
-            unet_steps(model, x.to(DTYPES[dtype]), ctx.to(DTYPES[dtype]), 2)
+        with unet_capture(model, ctx, p["precision_steps"]) as cap:
+            unet_steps(model, x.to(DTYPES[dtype]), ctx.to(DTYPES[dtype]), p["precision_steps"])
         maps[dtype] = normalised_maps(cap.maps())
     results.append(agreement("UNet", maps["fp32"], maps[low_unet], low_unet))
     del model32
@@ -154,9 +156,10 @@ def precision(p, device, low_unet, low_flux) -> list[dict]:
     fmodel = fmodel.to(device)
     for dtype in ("fp32", low_flux):
         model = fmodel.to(dtype=DTYPES[dtype])
-        cap = JointAttentionCapture(model, CaptureConfig(num_steps=2, time_groups=1))
+        cap = JointAttentionCapture(model, CaptureConfig(num_steps=p["precision_steps"], time_groups=1))
         with cap:
-            flux_steps(model, flux_inputs(model, s, reference=True, device=device, dtype=DTYPES[dtype]), 2, device)
+            flux_steps(model, flux_inputs(model, s, reference=True, device=device, dtype=DTYPES[dtype]),
+                       p["precision_steps"], device)
         maps[dtype] = normalised_maps(cap.maps())
     results.append(agreement("FLUX", maps["fp32"], maps[low_flux], low_flux))
     return results
@@ -201,7 +204,7 @@ def main() -> int:
     logging.getLogger("i2am").setLevel(logging.ERROR)
     diffusers_logging.set_verbosity_error()      # casting random-weight models with .to(dtype) is intended here
     if torch.device(args.device).type == "cpu":
-        pin_threads()
+        pin_threads(1 if args.dry_run else None)    # a dry run checks the code: one thread stays clear of others' load
     torch.set_grad_enabled(False)
     p = DRY if args.dry_run else REAL
     cpu = torch.device(args.device).type == "cpu"

@@ -47,11 +47,13 @@ def max_diff(a: dict, b: dict) -> float:
 
 
 def words_from_full(full: dict, grid: tuple[int, int], row: int) -> dict:
-    """attention-map-diffusers' [B, Lq, T] of one batch row as word maps [T, h, w] on the layer's own grid."""
+    """attention-map-diffusers' [B, Lq, T] of one batch row as word maps [T, h, w] on the layer's own grid (the
+    UNet's stride-2 convolutions round odd sides up)."""
     out = {}
     for name, f in full.items():
-        scale = round((grid[0] * grid[1] / f.shape[1]) ** 0.5)
-        out[name] = f[row].T.reshape(f.shape[2], grid[0] // scale, grid[1] // scale)
+        h, w = next((-(-grid[0] // s), -(-grid[1] // s)) for s in (1, 2, 4, 8, 16)
+                    if -(-grid[0] // s) * -(-grid[1] // s) == f.shape[1])
+        out[name] = f[row].T.reshape(f.shape[2], h, w)
     return out
 
 
