@@ -13,7 +13,7 @@ CONSTRAINTS := $(if $(filter 1,$(LOCK)),-c requirements.lock)
 export WANDB_MODE ?= offline
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test test-slow test-all test-lowest docs bench venv lock clean cluster-up cluster-down
+.PHONY: demo test test-slow test-all test-lowest docs bench bench-peers bench-gpu-dry venv lock clean cluster-up cluster-down
 
 $(BIN)/i2am: pyproject.toml requirements.lock setup.py
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -72,5 +72,28 @@ test-lowest:
 bench: venv
 	$(BIN)/python benchmarks/capture_overhead.py $(ARGS)
 
+# make bench-peers: i2am next to attention-map-diffusers 1.0 and DAAM 0.2.0 on equal work, each tool in its own
+# process (benchmarks/peers.py), and the table in docs/results.md rewritten. The peers live in their own venv,
+# never the project's: the torch wheel the project uses, diffusers/transformers at the lock's versions, and the two
+# peers with --no-deps (attention-map-diffusers declares torchvision, which pulls a torch build that breaks
+# diffusers' FLUX import; DAAM pins diffusers 0.21 and transformers 4.30). DAAM imports spacy and matplotlib.
+PEERS_VENV ?= .venv-peers
+PEERS_DEPS := diffusers transformers safetensors matplotlib scipy numpy pillow tqdm
+
+$(PEERS_VENV)/peers-installed:
+	test -x $(PEERS_VENV)/bin/python || $(PY) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install -q "$(TORCH)"
+	$(PEERS_VENV)/bin/python -m pip install -q $(PEERS_DEPS) -c requirements.lock
+	$(PEERS_VENV)/bin/python -m pip install -q spacy
+	$(PEERS_VENV)/bin/python -m pip install -q --no-deps attention-map-diffusers==1.0.0 daam==0.2.0
+	touch $@
+
+bench-peers: venv $(PEERS_VENV)/peers-installed
+	$(BIN)/python benchmarks/peers.py --peers-python $(PEERS_VENV)/bin/python --docs $(ARGS)
+
+# make bench-gpu-dry: the GPU benchmark script at tiny sizes on the CPU (on a GPU: python benchmarks/gpu.py)
+bench-gpu-dry: venv
+	$(BIN)/python benchmarks/gpu.py --device cpu --dry-run $(ARGS)
+
 clean:
-	rm -rf $(VENV) outputs/*/ site/
+	rm -rf $(VENV) $(PEERS_VENV) outputs/*/ site/

@@ -3,9 +3,10 @@
 The pipeline has an SD-1.5-size UNet (random weights, built from config; prompt embeddings passed directly) with CFG;
 the relation both tools support is generated <-> text (attention-map-diffusers: "image->text", maps of every step;
 i2am: the "text" relation, G2R alone and R2G + G2R, every family). Runs alternate plain / i2am / peer per repeat, so
-drifts in machine load hit all alike; the figures are paired median ratios over the repeats.
+drifts in machine load hit all alike; the figures are paired median ratios over the repeats (benchmarks/_harness.py).
+For the peers on equal work, each in its own process and venv, see benchmarks/peers.py (`make bench-peers`).
 
-  python benchmarks/pipeline_trace.py --steps 2 --repeats 3 --size 256          # CPU, reduced
+  python benchmarks/pipeline_trace.py --steps 2 --size 256          # CPU, reduced
   python benchmarks/pipeline_trace.py --device cuda --dtype fp16 --steps 50 --size 512
 attention-map-diffusers is an optional peer for this benchmark only; it declares torchvision (a CUDA build of torch
 on most platforms), so install it without dependencies: pip install --no-deps attention-map-diffusers==1.0.0
@@ -14,10 +15,9 @@ Targets (SD-1.5 size): i2am <= the peer, and <= 1.10x plain sampling for text co
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from _harness import MIN_REPEATS, compare, interleaved, pin_threads
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
 import i2am
@@ -37,27 +37,15 @@ def build(device, dtype) -> StableDiffusionPipeline:
     return pipe.to(device=device, dtype=dtype)
 
 
-def sync(device):
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-
-
-def timed(fn, device) -> float:
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "fp16"))
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=MIN_REPEATS)
     parser.add_argument("--size", type=int, default=256, help="image side (latent side = size / 8)")
     args = parser.parse_args()
+    pin_threads()
     dtype = torch.float16 if args.dtype == "fp16" else torch.float32
     pipe = build(args.device, dtype)
     gen = torch.Generator().manual_seed(0)
@@ -91,20 +79,16 @@ def main() -> None:
     runs = {"plain": plain, "i2am g2r": traced(("g2r",)), "i2am r2g+g2r": traced(("r2g", "g2r"))}
     if AttentionCapture is not None:
         runs["attention-map-diffusers"] = peer
-    plain()   # warm-up
-    times = {name: [] for name in runs}
-    for _ in range(args.repeats):
-        for name, fn in runs.items():
-            times[name].append(timed(fn, args.device))
+    times = interleaved(runs, repeats=args.repeats, device=args.device)
     print(f"StableDiffusionPipeline, SD-1.5 UNet, {args.size}x{args.size}, CFG, {args.steps} steps, {args.device} "
-          f"{args.dtype}, {args.repeats} repeats")
-    for name, values in times.items():
-        ratio = statistics.median(v / p for v, p in zip(values, times["plain"]))
-        print(f"  {name:<26} median {statistics.median(values):8.3f} s   paired median ratio vs plain {ratio:5.3f}")
+          f"{args.dtype}, {args.repeats} interleaved repeats after a warm-up")
+    for name, summary in compare(times, "plain").items():
+        text = f"{summary.median:8.3f} s" if name == "plain" else f"{summary.ratio_text()} paired vs plain"
+        print(f"  {name:<26} {text}")
     if AttentionCapture is not None:
+        peer = compare(times, "attention-map-diffusers")
         for name in ("i2am g2r", "i2am r2g+g2r"):
-            ratio = statistics.median(v / p for v, p in zip(times[name], times["attention-map-diffusers"]))
-            print(f"  {name} / attention-map-diffusers: paired median ratio {ratio:5.3f}")
+            print(f"  {name} / attention-map-diffusers: {peer[name].ratio_text()} paired")
 
 
 if __name__ == "__main__":
