@@ -5,8 +5,11 @@ Each block's attention module keeps its own processor, which computes q and k (p
 embedding) and calls the attention backend. While a capture is active, the backend function that processor's module
 calls (diffusers' ``dispatch_attention_fn``, or ``F.scaled_dot_product_attention`` for SD3's processor) is replaced
 by a pass-through that hands the capture the very q and k the backend receives, then calls the original: outputs are
-unchanged and diffusers' dispatch (its backend choice) stays in place. The token layout comes from the transformer's
-forward arguments (``i2am.engine.packing``).
+unchanged and diffusers' dispatch (its backend choice) stays in place. Where the ``share`` normalisation needs each
+generated query's log-sum-exp and the call is a plain SDPA (diffusers' native backend, or SD3's), the pass-through
+runs the kernel SDPA would pick through its aten op instead, which returns the same output and that log-sum-exp
+(``i2am.engine.kernel_stats``; ``CaptureConfig.kernel_stats=False`` turns it off). The token layout comes from the
+transformer's forward arguments (``i2am.engine.packing``).
 
 Only generated-image queries are scored, in query chunks of at most ``CaptureConfig.chunk_budget`` logits: no
 [L, L] matrix is formed. Two normalisations (docs/dit_editors.md):
@@ -16,6 +19,8 @@ Only generated-image queries are scored, in query chunks of at most ``CaptureCon
   "share"  the full joint softmax of each generated query (over text, generated and every reference token):
            G2R is the attention mass on each conditioning token (mean over generated positions), R2G the share of a
            generated token's attention that lands on that conditioning; relations "share:image:reference", ...
+           Its normaliser, the row's log-sum-exp, is the attention kernel's own ("kernel-lse") where the backend
+           gives it, else recomputed from the full rows ("recomputed"); ``stats_path`` says which ran.
 Scores are reduced on the spot into fp32 accumulators of fixed size (memory does not grow with the steps).
 
 Steps: one conditional transformer call is one step. A call with the same timestep as the previous one is the
@@ -173,6 +178,11 @@ class BackendCall:
         return None if result is None else (result[0].permute(0, 2, 1, 3), result[1])
 
 
+def keep_arguments(query, key, args, kwargs, heads_first):
+    """The ``before`` of a pass-through that only reads: the backend gets its arguments unchanged."""
+    return args, kwargs
+
+
 def patch_backend(hooks: Hooks, module, backend: str, before, attend=None) -> None:
     """Swap (through ``hooks``) the attention backend ``module``'s processors call (``"dispatch"``: its
     ``dispatch_attention_fn``, q/k [B, L, heads, d]; ``"sdpa"``: ``F.scaled_dot_product_attention`` through a proxy
@@ -287,8 +297,7 @@ class JointAttentionCapture:
 
     def _install(self, hooks: Hooks) -> None:
         hooks.hook(self.transformer, self._on_call, pre=True, with_kwargs=True)
-        intercept_blocks(hooks, self, self.blocks, lambda query, key, args, kwargs, heads_first: (args, kwargs),
-                         self._attend)
+        intercept_blocks(hooks, self, self.blocks, keep_arguments, self._attend)
 
     def reset(self) -> None:
         """Forget recorded scores, the layout and the step counter (e.g. before the next batch)."""
