@@ -125,7 +125,7 @@ def _dispatch_arguments(attn_mask=None, dropout_p=0.0, is_causal=False, scale=No
 def _native_dispatch(args, kwargs) -> dict | None:
     """The SDPA arguments of a ``dispatch_attention_fn`` call that diffusers would run on its native backend
     (``torch.nn.functional.scaled_dot_product_attention``), None for any other backend or option."""
-    from diffusers.models.attention_dispatch import AttentionBackendName, _AttentionBackendRegistry
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
     try:
         sdpa, attention_kwargs, backend, parallel_config = _dispatch_arguments(*args, **kwargs)
@@ -135,7 +135,7 @@ def _native_dispatch(args, kwargs) -> dict | None:
         return None
     if backend is None:
         backend = _AttentionBackendRegistry.get_active_backend()[0]
-    return sdpa if AttentionBackendName(backend) == AttentionBackendName.NATIVE else None
+    return sdpa if getattr(backend, "value", backend) == "native" else None
 
 
 @dataclass
