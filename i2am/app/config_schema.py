@@ -63,6 +63,7 @@ class CaptureSchema:
     sram_layers: Any = "auto"           # "auto" or a list of layer names
     cfg_layout: CfgLayout = CfgLayout.auto
     chunk_budget: int = field(default=2**26, metadata=at_least(1))
+    kernel_stats: bool = True           # false: recompute the share log-sum-exp instead of reading the kernel's
     r2g_grid: list[int] | None = None
     g2r_grid: list[int] | None = None
     family_layers: dict[str, dict[str, list[str]]] = field(default_factory=dict)

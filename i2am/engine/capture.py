@@ -4,6 +4,11 @@ The capture wraps the processors of the selected cross-attention layers. The ori
 layer's output (so the model's outputs are unchanged and self-attention keeps its fused kernel); forward hooks on the
 layer's ``to_q``/``to_k`` hand over the q and k that the forward pass computed, and the scores of the conditional
 batch chunk are reduced on the spot into fp32 accumulators of fixed size (memory does not grow with the steps).
+Where a layer's processor attends with one ``F.scaled_dot_product_attention`` over exactly the keys scored
+(``ONE_SDPA_CALL``), that call runs through the aten op of the kernel SDPA picks, which also returns each query's
+log-sum-exp (``i2am.engine.kernel_stats``, output unchanged): the G2R softmax is then exp(logit - lse) and R2G comes
+from the same pass (``spatial_scores``); elsewhere, or with ``CaptureConfig.kernel_stats=False``, both are
+recomputed from the logits. ``stats_path`` says which ran.
 A forward pre-hook on the model's step module (the UNet) counts denoising steps: one UNet call is one step, except
 calls the sampler marks as not being a step (the model's ``records_call`` is False, e.g. PLMS's first-step corrector
 evaluation): those are neither counted nor scored.
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -22,11 +28,16 @@ from i2am.engine.cfg_rows import conditional_rows
 from i2am.engine.config import CaptureConfig
 from i2am.engine.contract import AttributionAdapter
 from i2am.engine.hooks import Hooks
+from i2am.engine.joint import BackendCall, keep_arguments, patch_backend
+from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED
 from i2am.engine.layers import LayerSpec, SupportsAttribution, discover_cross_attention, select_layers
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.scores import accumulate, r2g_single_token, spatial_scores, split_heads
 
 log = logging.getLogger(__name__)
+# Processors that attend with exactly one F.scaled_dot_product_attention over the keys of their to_k: the kernel's
+# log-sum-exp of that call normalises the layer's G2R softmax.
+ONE_SDPA_CALL = ("AttnProcessor2_0",)
 
 
 def watch_denoise_layout(hooks: Hooks, model, record) -> None:
@@ -45,17 +56,26 @@ def watch_denoise_layout(hooks: Hooks, model, record) -> None:
 
 class _CaptureProcessor:
     """Runs the original processor, then reports the call (to each layer reading this module, in order) so the
-    capture can score the stashed q and k."""
+    capture can score the stashed q and k. ``attending(module or None)`` marks the module whose processor is running
+    (for the SDPA pass-through that reads the kernel's log-sum-exp)."""
 
-    def __init__(self, inner, on_calls):
+    def __init__(self, inner, on_calls, attention=None, attending=None):
         self.inner = inner
         self.on_calls = on_calls
+        self.attention, self.attending = attention, attending
         # diffusers' Attention.forward keeps only the cross_attention_kwargs the processor's signature names: expose
         # the inner processor's signature so kwargs such as ``ip_adapter_masks`` still reach it.
         self.__call__ = functools.wraps(inner.__call__)(functools.partial(_CaptureProcessor.__call__, self))
 
     def __call__(self, attn, hidden_states, *args, **kwargs):
-        out = self.inner(attn, hidden_states, *args, **kwargs)
+        if self.attending is None:
+            out = self.inner(attn, hidden_states, *args, **kwargs)
+        else:
+            self.attending(self.attention)
+            try:
+                out = self.inner(attn, hidden_states, *args, **kwargs)
+            finally:
+                self.attending(None)
         for on_call in self.on_calls:
             on_call()
         return out
@@ -130,6 +150,9 @@ class AttributionCapture:
         self._region_mask: torch.Tensor | None = None
         self._region_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._warned_degenerate = False
+        self._attending: nn.Module | None = None
+        self._kernel_readers: dict[nn.Module, list[_LayerState]] = {}
+        self._stats_paths: set[str] = set()
 
     def _resolve_layout(self, step: int = 0) -> str:
         layout = self.cfg.layout_at(min(step, self.cfg.num_steps - 1))
@@ -163,12 +186,46 @@ class AttributionCapture:
             hooks.hook(state.spec.key_module if state.spec.key_module is not None else attn.to_k,
                        self._stasher(state, "k"))
             recorders.setdefault(attn, []).append(self._recorder(state))
+        kernel_modules = set()
         for attn, on_calls in recorders.items():
-            hooks.processor(attn, lambda inner, on_calls=on_calls: _CaptureProcessor(inner, on_calls))
+            readers = [s for s in self._states if s.spec.module is attn]
+            one_call = (self.cfg.kernel_stats and type(attn.processor).__name__ in ONE_SDPA_CALL
+                        and all(s.spec.key_module is None and s.spec.key_tokens is None for s in readers))
+            attending = self._set_attending if one_call else None
+            processor = hooks.processor(attn, lambda inner, on_calls=on_calls, attn=attn, attending=attending:
+                                        _CaptureProcessor(inner, on_calls, attn, attending))
+            if one_call:
+                self._kernel_readers[attn] = readers
+                kernel_modules.add(type(processor).__module__)
+        for module_name in sorted(kernel_modules):
+            patch_backend(hooks, sys.modules[module_name], "sdpa", keep_arguments, self._attend)
+
+    def _set_attending(self, attention) -> None:
+        self._attending = attention
+
+    def _attend(self, call: BackendCall):
+        """The SDPA call of a marked layer's processor: computed by the kernel SDPA picks, whose per-query
+        log-sum-exp over the layer's keys is the G2R softmax's normaliser (``i2am.engine.kernel_stats``)."""
+        attention, self._attending = self._attending, None   # the processor's one SDPA call
+        result = None if attention is None or call.attn_mask is not None else call.run_with_lse()
+        if result is None:
+            return call.run()
+        for state in self._kernel_readers[attention]:
+            state.stash["lse"] = result[1]
+        return result[0]
+
+    @property
+    def stats_path(self) -> str | None:
+        """Where the G2R softmax's per-query log-sum-exp of the spatial-token layers came from: "kernel-lse" (the
+        attention kernel's own), "recomputed" (softmax of the recomputed logits), "mixed", None (none yet)."""
+        if not self._stats_paths:
+            return None
+        return next(iter(self._stats_paths)) if len(self._stats_paths) == 1 else "mixed"
 
     def reset(self) -> None:
         """Forget recorded scores and the step counter (e.g. before the next batch of samples)."""
         self._calls, self._step, self._latent_hw = 0, -1, None
+        self._stats_paths.clear()
         for state in self._states:
             state.acc.clear()
         self._region_mask = None
@@ -211,7 +268,7 @@ class AttributionCapture:
             if "k" not in state.stash:   # this key stream did not run in this call (e.g. an IP-Adapter at scale 0)
                 state.stash.clear()
                 return
-            q, k = state.stash.pop("q"), state.stash.pop("k")
+            q, k, lse = state.stash.pop("q"), state.stash.pop("k"), state.stash.pop("lse", None)
             if self._unrecorded:   # a sampler's extra call that is not a step
                 return
             if k.dim() == 4:   # IP-Adapter image tokens arrive as [B, images, tokens, C]
@@ -220,7 +277,7 @@ class AttributionCapture:
                 k = k[:, q.shape[1]:]
             elif state.spec.key_tokens is not None:       # (start, stop): e.g. one IP-Adapter image token
                 k = k[:, state.spec.key_tokens[0]:state.spec.key_tokens[1]]
-            self._record(state, q, k)
+            self._record(state, q, k, lse)
         return on_call
 
     # ---------------------------------------------------------------- scoring
@@ -263,9 +320,10 @@ class AttributionCapture:
             log.warning("G2R is degenerate from layer %s on: one reference token, so the softmax over reference "
                         "tokens is identically 1; only R2G is recorded for single-token layers", spec.name)
 
-    def _record(self, state: _LayerState, q: torch.Tensor, k: torch.Tensor) -> None:
+    def _record(self, state: _LayerState, q: torch.Tensor, k: torch.Tensor, lse=None) -> None:
         attn = state.spec.module
         q, k = self._conditional(q), self._conditional(k)
+        lse = None if lse is None else self._conditional(lse)
         batch, lq, width = q.shape
         lk = k.shape[1]
         heads = attn.heads
@@ -286,8 +344,15 @@ class AttributionCapture:
                 chunk = max(1, self.cfg.chunk_budget // (batch * heads * lk))
                 scores = spatial_scores(q, k, scale, chunk=chunk, r2g="r2g" in dirs, g2r=want_g2r,
                                         query_weight=self._query_weight(state.query_grid, batch) if want_g2r else None,
-                                        sram=want_sram)
+                                        sram=want_sram, lse=lse)
+                self._note_stats_path(state, KERNEL_LSE if lse is not None else RECOMPUTED)
             self._accumulate(state, scores, group)
+
+    def _note_stats_path(self, state: _LayerState, path: str) -> None:
+        if path not in self._stats_paths:
+            log.info("%s: key-softmax statistics of %s from %s [%s]", type(self).__name__, state.spec.name,
+                     "the attention kernel's own log-sum-exp" if path == KERNEL_LSE else "the recomputed logits", path)
+        self._stats_paths.add(path)
 
     def _accumulate(self, state, scores, group) -> None:
         for kind, value in scores.items():
@@ -331,4 +396,6 @@ class AttributionCapture:
                 "layers": layers, "r2g_grid": self.cfg.r2g_grid, "g2r_grid": self.cfg.g2r_grid,
                 "family_layers": {d: {f: list(v) for f, v in fams.items()} for d, fams in
                                   dict(self.cfg.family_layers).items()}}
+        if self.stats_path is not None:
+            meta["stats_path"] = self.stats_path
         return AttributionMaps(raw, meta)

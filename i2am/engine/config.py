@@ -31,6 +31,10 @@ class CaptureConfig:
         changes mid-run; ``i2am.sampling.plan.SamplingPlan.capture_config`` writes it).
     chunk_budget: the most logits (batch x heads x queries x tokens) materialised at once for spatial tokens; the
         query axis is split into chunks that fit (64 Mi floats = 256 MiB fp32 by default).
+    kernel_stats: the ``share`` normalisation of joint attention (diffusion transformers) needs each generated
+        query's log-sum-exp over all keys: True (default) takes it from the attention kernel's own statistics where
+        the backend exposes them (aten's flash / memory-efficient SDPA ops), False forces its chunked recomputation;
+        the maps' ``stats_path`` says which ran.
     r2g_grid / g2r_grid: common grids for the families; None = the largest query grid (R2G) / reference grid (G2R).
     family_layers: optional per-direction, per-family layer subsets, e.g. the official StableVITON G2R uses
         {"g2r": {"ulam": [warp4], "hlam": [warp4], "tlam": [warp3, warp4, warp5]}}.
@@ -43,6 +47,7 @@ class CaptureConfig:
     sram_layers: Sequence[str] = ()
     cfg_layout: str | Sequence[str] = "auto"
     chunk_budget: int = 2**26
+    kernel_stats: bool = True
     r2g_grid: tuple[int, int] | None = None
     g2r_grid: tuple[int, int] | None = None
     family_layers: Mapping[str, Mapping[str, Sequence[str]]] = field(default_factory=dict)

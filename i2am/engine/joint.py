@@ -5,8 +5,11 @@ Each block's attention module keeps its own processor, which computes q and k (p
 embedding) and calls the attention backend. While a capture is active, the backend function that processor's module
 calls (diffusers' ``dispatch_attention_fn``, or ``F.scaled_dot_product_attention`` for SD3's processor) is replaced
 by a pass-through that hands the capture the very q and k the backend receives, then calls the original: outputs are
-unchanged and diffusers' dispatch (its backend choice) stays in place. The token layout comes from the transformer's
-forward arguments (``i2am.engine.packing``).
+unchanged and diffusers' dispatch (its backend choice) stays in place. Where the ``share`` normalisation needs each
+generated query's log-sum-exp and the call is a plain SDPA (diffusers' native backend, or SD3's), the pass-through
+runs the kernel SDPA would pick through its aten op instead, which returns the same output and that log-sum-exp
+(``i2am.engine.kernel_stats``; ``CaptureConfig.kernel_stats=False`` turns it off). The token layout comes from the
+transformer's forward arguments (``i2am.engine.packing``).
 
 Only generated-image queries are scored, in query chunks of at most ``CaptureConfig.chunk_budget`` logits: no
 [L, L] matrix is formed. Two normalisations (docs/dit_editors.md):
@@ -16,6 +19,8 @@ Only generated-image queries are scored, in query chunks of at most ``CaptureCon
   "share"  the full joint softmax of each generated query (over text, generated and every reference token):
            G2R is the attention mass on each conditioning token (mean over generated positions), R2G the share of a
            generated token's attention that lands on that conditioning; relations "share:image:reference", ...
+           Its normaliser, the row's log-sum-exp, is the attention kernel's own ("kernel-lse") where the backend
+           gives it, else recomputed from the full rows ("recomputed"); ``stats_path`` says which ran.
 Scores are reduced on the spot into fp32 accumulators of fixed size (memory does not grow with the steps).
 
 Steps: one conditional transformer call is one step. A call with the same timestep as the previous one is the
@@ -25,8 +30,10 @@ stacked CFG batches are split by ``conditional`` (``i2am.trace`` passes its per-
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +42,7 @@ from torch import nn
 
 from i2am.engine.config import CaptureConfig
 from i2am.engine.hooks import Hooks
+from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED, attention_with_lse
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.packing import READERS, JointLayout, Segment, forward_arguments, read_layout
 from i2am.engine.routes import RouteRecorder, base_relation
@@ -46,6 +54,7 @@ PROCESSORS = {"FluxAttnProcessor": "dispatch", "Flux2AttnProcessor": "dispatch",
               "Flux2ParallelSelfAttnProcessor": "dispatch", "QwenDoubleStreamAttnProcessor2_0": "dispatch",
               "JointAttnProcessor2_0": "sdpa", "LongCatImageAttnProcessor": "dispatch",
               "JoyImageAttnProcessor": "dispatch"}
+log = logging.getLogger(__name__)
 BLOCK_PATTERN = re.compile(r"^(transformer_blocks|single_transformer_blocks|double_blocks)\.(\d+)\.attn$")
 NORMALISATIONS = ("i2am", "share")
 
@@ -114,34 +123,102 @@ def wrap_processors(hooks: Hooks, owner, blocks: list[JointBlock]) -> dict[str, 
     return modules
 
 
-def patch_backend(hooks: Hooks, module, backend: str, before) -> None:
+def _sdpa_arguments(attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False) -> dict:
+    return dict(attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
+
+
+def _dispatch_arguments(attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False,
+                        attention_kwargs=None, *, backend=None, parallel_config=None):
+    sdpa = _sdpa_arguments(attn_mask, dropout_p, is_causal, scale, enable_gqa)
+    return sdpa, attention_kwargs, backend, parallel_config
+
+
+def _native_dispatch(args, kwargs) -> dict | None:
+    """The SDPA arguments of a ``dispatch_attention_fn`` call that diffusers would run on its native backend
+    (``torch.nn.functional.scaled_dot_product_attention``), None for any other backend or option."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    try:
+        sdpa, attention_kwargs, backend, parallel_config = _dispatch_arguments(*args, **kwargs)
+    except TypeError:   # an argument this reading does not know: leave the call to diffusers
+        return None
+    if attention_kwargs or parallel_config is not None or _AttentionBackendRegistry._checks_enabled:
+        return None
+    if backend is None:
+        backend = _AttentionBackendRegistry.get_active_backend()[0]
+    return sdpa if getattr(backend, "value", backend) == "native" else None
+
+
+@dataclass
+class BackendCall:
+    """One intercepted attention-backend call: q, k, v and the other arguments as the backend receives them
+    (``heads_first``: [B, heads, L, d], else diffusers' [B, L, heads, d]) and the backend function itself."""
+
+    original: Callable
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    args: tuple
+    kwargs: dict
+    heads_first: bool
+
+    @property
+    def attn_mask(self):
+        return self.kwargs.get("attn_mask", self.args[0] if self.args else None)
+
+    def run(self):
+        """The backend's output, computed by the backend."""
+        return self.original(self.query, self.key, self.value, *self.args, **self.kwargs)
+
+    def run_with_lse(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The backend's very output and its kernel's per-query log-sum-exp [B, heads, L]
+        (``i2am.engine.kernel_stats``), or None where this call cannot give them (then ``run()``)."""
+        if self.heads_first:
+            try:
+                sdpa = _sdpa_arguments(*self.args, **self.kwargs)
+            except TypeError:
+                return None
+            return attention_with_lse(self.query, self.key, self.value, **sdpa)
+        sdpa = _native_dispatch(self.args, self.kwargs)
+        if sdpa is None:
+            return None
+        mask = sdpa["attn_mask"]
+        if mask is not None and mask.ndim == 2 and mask.shape == (self.query.shape[0], self.key.shape[1]):
+            sdpa["attn_mask"] = mask[:, None, None, :]   # as diffusers' native backend reshapes a [B, Lk] mask
+        result = attention_with_lse(*(x.permute(0, 2, 1, 3) for x in (self.query, self.key, self.value)), **sdpa)
+        return None if result is None else (result[0].permute(0, 2, 1, 3), result[1])
+
+
+def keep_arguments(query, key, args, kwargs, heads_first):
+    """The ``before`` of a pass-through that only reads: the backend gets its arguments unchanged."""
+    return args, kwargs
+
+
+def patch_backend(hooks: Hooks, module, backend: str, before, attend=None) -> None:
     """Swap (through ``hooks``) the attention backend ``module``'s processors call (``"dispatch"``: its
     ``dispatch_attention_fn``, q/k [B, L, heads, d]; ``"sdpa"``: ``F.scaled_dot_product_attention`` through a proxy
     of ``F``, [B, heads, L, d]) for a pass-through: ``before(query, key, args, kwargs, heads_first)`` returns the
-    (args, kwargs) the original is then called with."""
+    (args, kwargs) the original is then called with; ``attend(BackendCall)``, when given, returns the output
+    instead of the original (e.g. ``call.run_with_lse()`` to read the kernel's statistics)."""
+    def through(original, heads_first):
+        def call(query, key, value, *args, **kwargs):
+            args, kwargs = before(query, key, args, kwargs, heads_first)
+            if attend is None:
+                return original(query, key, value, *args, **kwargs)
+            return attend(BackendCall(original, query, key, value, args, kwargs, heads_first))
+        return call
+
     if backend == "dispatch":
-        original = module.dispatch_attention_fn
-
-        def dispatch(query, key, value, *args, **kwargs):
-            args, kwargs = before(query, key, args, kwargs, False)
-            return original(query, key, value, *args, **kwargs)
-
-        hooks.replace(module, "dispatch_attention_fn", dispatch)
+        hooks.replace(module, "dispatch_attention_fn", through(module.dispatch_attention_fn, False))
     else:
-        sdpa = module.F.scaled_dot_product_attention
-
-        def scaled_dot_product_attention(query, key, value, *args, **kwargs):
-            args, kwargs = before(query, key, args, kwargs, True)
-            return sdpa(query, key, value, *args, **kwargs)
-
-        hooks.replace(module, "F", _BackendProxy(scaled_dot_product_attention))
+        hooks.replace(module, "F", _BackendProxy(through(module.F.scaled_dot_product_attention, True)))
 
 
-def intercept_blocks(hooks: Hooks, owner, blocks: list[JointBlock], before) -> None:
+def intercept_blocks(hooks: Hooks, owner, blocks: list[JointBlock], before, attend=None) -> None:
     """The joint-attention interception: each block's processor marks the block running (``owner._current``), and
-    the backend its processor calls hands ``before`` the q and k it receives (``patch_backend``)."""
+    the backend its processor calls hands ``before`` (and ``attend``) the call it receives (``patch_backend``)."""
     for module_name, backend in wrap_processors(hooks, owner, blocks).items():
-        patch_backend(hooks, sys.modules[module_name], backend, before)
+        patch_backend(hooks, sys.modules[module_name], backend, before, attend)
 
 
 def find_blocks(transformer: nn.Module) -> list[JointBlock]:
@@ -205,6 +282,7 @@ class JointAttentionCapture:
         self._calls, self._step = 0, -1
         self._device = None
         self._region_mask: torch.Tensor | None = None
+        self._stats_paths: set[str] = set()
 
     def _select(self, blocks: list[JointBlock]) -> list[JointBlock]:
         layers = self.cfg.layers
@@ -234,15 +312,12 @@ class JointAttentionCapture:
 
     def _install(self, hooks: Hooks) -> None:
         hooks.hook(self.transformer, self._on_call, pre=True, with_kwargs=True)
-        intercept_blocks(hooks, self, self.blocks, self._seen)
-
-    def _seen(self, query, key, args, kwargs, heads_first: bool):
-        self._intercept(query, key, kwargs.get("attn_mask", args[0] if args else None), heads_first=heads_first)
-        return args, kwargs
+        intercept_blocks(hooks, self, self.blocks, keep_arguments, self._attend)
 
     def reset(self) -> None:
         """Forget recorded scores, the layout and the step counter (e.g. before the next batch)."""
         self._calls, self._last_timestep, self.layout = 0, None, None
+        self._stats_paths.clear()
         for block in self.blocks:
             block.acc.clear()
 
@@ -278,19 +353,44 @@ class JointAttentionCapture:
                                f"{self.cfg.num_steps}; set num_steps to the sampler's step count")
         self._scoring = True
 
-    def _intercept(self, query, key, attn_mask, heads_first: bool) -> None:
+    def _attend(self, call: BackendCall):
+        """Run one backend call; when it is the joint attention of a scored block, score its q and k (with the
+        kernel's log-sum-exp where the ``share`` normalisation needs it and the backend gives it)."""
         block = self._current
         if block is None or not self._scoring:
-            return
+            return call.run()
         self._current = None   # one backend call per block call is the joint attention; later ones are not
-        if not heads_first:
-            query, key = query.transpose(1, 2), key.transpose(1, 2)
+        query, key = (call.query, call.key) if call.heads_first else (call.query.transpose(1, 2),
+                                                                      call.key.transpose(1, 2))
         if query.shape[-2] != self.layout.length or key.shape[-2] != self.layout.length:
             raise RuntimeError(f"{block.name}: joint attention of {query.shape[-2]} queries / {key.shape[-2]} keys, "
                                f"the layout holds {self.layout.length} tokens")
+        result = call.run_with_lse() if self.cfg.kernel_stats and "share" in self.normalisations else None
+        out, lse = (call.run(), None) if result is None else result
+        if "share" in self.normalisations:
+            self._note_stats_path(block, KERNEL_LSE if lse is not None else RECOMPUTED)
+        attn_mask = call.attn_mask
         with torch.no_grad():
             self._record(block, self._conditional_rows(query), self._conditional_rows(key),
-                         None if attn_mask is None else self._conditional_rows(attn_mask))
+                         None if attn_mask is None else self._conditional_rows(attn_mask),
+                         None if lse is None else self._conditional_rows(lse))
+        return out
+
+    def _note_stats_path(self, block: JointBlock, path: str) -> None:
+        if path not in self._stats_paths:
+            why = ("the attention kernel's own log-sum-exp" if path == KERNEL_LSE else
+                   "a chunked recomputation (CaptureConfig.kernel_stats=False)" if not self.cfg.kernel_stats else
+                   "a chunked recomputation (this backend call's kernel returns no log-sum-exp)")
+            log.info("%s: share statistics of %s from %s [%s]", type(self).__name__, block.name, why, path)
+        self._stats_paths.add(path)
+
+    @property
+    def stats_path(self) -> str | None:
+        """Where the ``share`` normalisation's per-query log-sum-exp came from: "kernel-lse" (the attention kernel's
+        own), "recomputed" (a chunked recomputation), "mixed" (some blocks each), None (not computed yet)."""
+        if not self._stats_paths:
+            return None
+        return next(iter(self._stats_paths)) if len(self._stats_paths) == 1 else "mixed"
 
     # ---------------------------------------------------------------- scoring
     def _query_weight(self, grid, batch) -> torch.Tensor | None:
@@ -301,7 +401,7 @@ class JointAttentionCapture:
             raise RuntimeError(f"region mask has batch {mask.shape[0]}, the conditional batch is {batch}")
         return mask.flatten(1)[:, None, :].to(self._device)
 
-    def _record(self, block: JointBlock, q: torch.Tensor, k: torch.Tensor, attn_mask) -> None:
+    def _record(self, block: JointBlock, q: torch.Tensor, k: torch.Tensor, attn_mask, lse=None) -> None:
         batch, heads, _, head_dim = q.shape
         block.heads = heads
         self._device = q.device
@@ -320,7 +420,8 @@ class JointAttentionCapture:
                 self._accumulate(block, seg.relation, scores, group)
         if "share" in self.normalisations:
             sram = block.name in self.cfg.sram_layers
-            for relation, scores in self._shares(qg, k, scale, weight, key_valid, sram).items():
+            lse_g = None if lse is None else lse[:, :, gen.start:gen.stop]
+            for relation, scores in self._shares(qg, k, scale, weight, key_valid, sram, lse_g).items():
                 self._accumulate(block, relation, scores, group)
         if self.route_recorder.routes:
             references = [s for s in self._scored() if s.kind == "reference"]
@@ -377,25 +478,41 @@ class JointAttentionCapture:
             parts.append(part)
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
-    def _shares(self, qg, k, scale, weight, valid, sram=False) -> dict[str, dict[str, torch.Tensor]]:
+    def _shares(self, qg, k, scale, weight, valid, sram=False, lse=None) -> dict[str, dict[str, torch.Tensor]]:
         """Per conditioning segment, from the full softmax of each generated query: "r2g" [B, heads, Lg] the mass
         on the segment, "g2r" [B, heads, Lseg] the (weighted) sum over generated queries of each token's mass and,
-        with ``sram``, "sram" [B, Lg, Lseg] each generated query's mass on each token (heads averaged)."""
+        with ``sram``, "sram" [B, Lg, Lseg] each generated query's mass on each token (heads averaged).
+
+        With ``lse`` [B, heads, Lg] (the kernel's log-sum-exp of each generated query's full row) a token's mass is
+        exp(logit - lse), so only the generated x segment logits are formed; without it each chunk's full rows are
+        recomputed and softmaxed."""
         batch, heads, lg, _ = qg.shape
         keys = self._scored()
-        kf = k.float()
         bias = None if valid is None else torch.zeros(valid.shape, device=k.device).masked_fill_(~valid, float("-inf"))
         r2g = {s.relation: [] for s in keys}
         g2r = {s.relation: 0 for s in keys}
         sram_parts = {s.relation: [] for s in keys}
-        chunk = self._chunk(batch, heads, k.shape[-2])
+        if lse is None:
+            kt = {None: k.float().transpose(-1, -2)}
+            chunk = self._chunk(batch, heads, k.shape[-2])
+        else:
+            kt = {s.relation: k[:, :, s.start:s.stop].float().transpose(-1, -2) for s in keys}
+            chunk = self._chunk(batch, heads, sum(s.length for s in keys))
         for start in range(0, lg, chunk):
-            logits = torch.matmul(qg[:, :, start:start + chunk].float() * scale, kf.transpose(-1, -2))
-            if bias is not None:
-                logits += bias[:, None, None, :]
-            probs = torch.softmax(logits, dim=-1)
+            q_chunk = qg[:, :, start:start + chunk].float() * scale
+            if lse is None:
+                logits = torch.matmul(q_chunk, kt[None])
+                if bias is not None:
+                    logits += bias[:, None, None, :]
+                probs = torch.softmax(logits, dim=-1)
             for s in keys:
-                part = probs[..., s.start:s.stop]
+                if lse is None:
+                    part = probs[..., s.start:s.stop]
+                else:
+                    part = torch.matmul(q_chunk, kt[s.relation])
+                    if bias is not None:
+                        part += bias[:, None, None, s.start:s.stop]
+                    part = part.sub_(lse[:, :, start:start + chunk, None]).exp_()
                 r2g[s.relation].append(part.sum(-1))
                 if sram:
                     sram_parts[s.relation].append(part.mean(-3))
@@ -464,6 +581,8 @@ class JointAttentionCapture:
                 "segments": [{"kind": s.kind, "start": s.start, "length": s.length, "grid": list(s.grid),
                               "relation": s.relation} for s in self.layout.segments],
                 "normalisations": list(self.normalisations)}
+        if self.stats_path is not None:
+            meta["stats_path"] = self.stats_path
         return AttributionMaps(raw, meta)
 
 

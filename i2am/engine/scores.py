@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import torch
 
+# The least column sum Σ_j P[j, i] w_j for which entries 1e-5 of it stay normal fp32 numbers (min normal ~1.2e-38).
+_SMALLEST_COLUMN = 1e-25
+
 
 def _logits(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
     return torch.matmul(q.float() * scale, k.float().transpose(-1, -2))
@@ -45,9 +48,31 @@ def _r2g_from(shifted_exp: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return torch.matmul(shifted_exp, weights).squeeze(-1)
 
 
+def _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram) -> dict[str, torch.Tensor] | None:
+    """``spatial_scores`` of all queries at once when each query's log-sum-exp over these keys is known: P =
+    exp(logit - lse) is the G2R softmax, and the softmax over queries of token i is P[j, i] w_j / Σ_j' P[j', i] w_j'
+    with w_j = exp(lse_j - max lse), so R2G is two mat-vecs over P. None when a token's column sum is too small
+    for fp32 to keep its entries exact (then the caller recomputes R2G from the logits)."""
+    probs = _logits(q, k, scale).sub_(lse.unsqueeze(-1)).exp_()
+    out: dict[str, torch.Tensor] = {}
+    if r2g:
+        w = torch.exp(lse - lse.amax(-1, keepdim=True))                           # [..., Lq]
+        columns = torch.matmul(w.unsqueeze(-2), probs).squeeze(-2)                 # [..., Lk]
+        if not bool((columns > _SMALLEST_COLUMN).all()):
+            return None
+        weights = (1.0 / (columns * columns.shape[-1])).unsqueeze(-1)
+        out["r2g"] = w * torch.matmul(probs, weights).squeeze(-1)
+    if g2r:
+        out["g2r"] = (probs.sum(-2) if query_weight is None else
+                      torch.matmul(query_weight.unsqueeze(-2), probs).squeeze(-2))
+    if sram:
+        out["sram"] = probs.mean(-3)
+    return out
+
+
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,
-                   g2r: bool = True, query_weight: torch.Tensor | None = None,
-                   sram: bool = False) -> dict[str, torch.Tensor]:
+                   g2r: bool = True, query_weight: torch.Tensor | None = None, sram: bool = False,
+                   lse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Scores for Lk >= 1 reference tokens, computed in chunks of ``chunk`` query positions.
 
     Returns a dict with any of
@@ -57,15 +82,23 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     The softmax over queries is written as exp(logit - m_i) / s_i with the per-token max m_i and sum s_i over all
     queries, so R2G costs one exp pass and a mat-vec. When all queries fit in one chunk the logits are computed once;
     otherwise a first pass gathers (m, s) and the second recomputes each chunk's logits.
+    ``lse`` [..., Lq]: each query's log-sum-exp over these keys where it is known (the attention kernel's own): the
+    G2R softmax is then exp(logit - lse) and, when all queries fit in one chunk, R2G comes from the same pass.
     """
     lq = q.shape[-2]
     single = lq <= chunk
+    lse = None if lse is None else lse.float()   # the logits are fp32 whatever the kernel's precision
+    if lse is not None and single:
+        out = _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram)
+        if out is not None:
+            return out
     stats = key_statistics(q, k, scale, chunk) if r2g and not single else None
     r2g_parts, sram_parts, g2r_sum = [], [], None
     for start in range(0, lq, chunk):
         logits = _logits(q[..., start:start + chunk, :], k, scale)
         if g2r or sram:
-            probs = torch.softmax(logits, dim=-1)
+            probs = (torch.softmax(logits, dim=-1) if lse is None else
+                     torch.exp(logits - lse[..., start:start + chunk, None]))
             if g2r:
                 if query_weight is not None:
                     part = torch.matmul(query_weight[..., None, start:start + chunk], probs).squeeze(-2)

@@ -263,9 +263,13 @@ def test_unsupported_transformer_and_processor_are_named():
         i2am.trace(pipe)
 
 
-def test_dispatch_backend_left_in_place():
-    """The pass-through calls the module's own dispatch function, so a backend chosen on the processor still runs."""
+@pytest.mark.parametrize("backend", [None, "_native_math"])
+def test_dispatch_backend_left_in_place(backend):
+    """A backend chosen on the processors still runs: the pass-through calls the module's own dispatch function,
+    except for diffusers' native backend, whose SDPA call it makes itself to read the kernel's log-sum-exp."""
     transformer = _flux_transformer()
+    if backend is not None:
+        transformer.set_attention_backend(backend)
     from diffusers.models.transformers import transformer_flux
     seen = []
     original = transformer_flux.dispatch_attention_fn
@@ -276,11 +280,15 @@ def test_dispatch_backend_left_in_place():
 
     transformer_flux.dispatch_attention_fn = spy
     try:
-        with JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1)), torch.no_grad():
+        capture = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1))
+        with capture, torch.no_grad():
             transformer(**_transformer_inputs(transformer, 1))
     finally:
         transformer_flux.dispatch_attention_fn = original
-    assert len(seen) == 2   # one double- and one single-stream block, each through the original dispatch
+    if backend is None:
+        assert seen == [] and capture.stats_path == "kernel-lse"
+    else:   # one double- and one single-stream block, each through the original dispatch
+        assert [str(getattr(b, "value", b)) for b in seen] == [backend] * 2 and capture.stats_path == "recomputed"
     assert sys.modules["diffusers.models.transformers.transformer_flux"].dispatch_attention_fn is original
 
 
