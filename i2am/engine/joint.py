@@ -172,7 +172,11 @@ class BackendCall:
 
     def run_with_lse(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The backend's very output and its kernel's per-query log-sum-exp [B, heads, L]
-        (``i2am.engine.kernel_stats``), or None where this call cannot give them (then ``run()``)."""
+        (``i2am.engine.kernel_stats``), or None where this call cannot give them (then ``run()``): also when the
+        backend is another interception's pass-through (a knockout or a second capture entered earlier), whose
+        changes to the call computing the attention here would skip."""
+        if getattr(self.original, "i2am_pass_through", False):
+            return None
         if self.heads_first:
             try:
                 sdpa = _sdpa_arguments(*self.args, **self.kwargs)
@@ -206,6 +210,7 @@ def patch_backend(hooks: Hooks, module, backend: str, before, attend=None) -> No
             if attend is None:
                 return original(query, key, value, *args, **kwargs)
             return attend(BackendCall(original, query, key, value, args, kwargs, heads_first))
+        call.i2am_pass_through = True
         return call
 
     if backend == "dispatch":

@@ -4,9 +4,9 @@ import logging
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor2_0
 from helpers.naive_attribution import families, record
+from helpers.unets import sharp_four_level_unet
 
 from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
 
@@ -18,16 +18,7 @@ SRAM_LAYER = "up_blocks.2.attentions.1.transformer_blocks.0.attn2"
 
 @pytest.fixture(scope="module")
 def unet():
-    torch.manual_seed(0)
-    model = UNet2DConditionModel(
-        in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(16, 16, 32, 32),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8).eval()
-    for p in model.parameters():  # sharper attention than the default init, so maps are far from uniform
-        if p.dim() == 2:
-            p.data.mul_(4)
-    return model
+    return sharp_four_level_unet()
 
 
 def inputs(batch, tokens=TOKENS, seed=0):

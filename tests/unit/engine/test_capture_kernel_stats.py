@@ -5,8 +5,8 @@ import logging
 
 import pytest
 import torch
-from diffusers import UNet2DConditionModel
 from diffusers.models.attention_processor import AttnProcessor
+from helpers.unets import sharp_four_level_unet
 
 from i2am.engine import AttributionCapture, CaptureConfig
 from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED
@@ -19,16 +19,7 @@ RTOL, ATOL = 1e-5, 1e-7   # exp(logit - lse) against softmax: fp32 sums in diffe
 
 @pytest.fixture(scope="module")
 def unet():
-    torch.manual_seed(0)
-    model = UNet2DConditionModel(
-        in_channels=4, out_channels=4, layers_per_block=2, block_out_channels=(16, 16, 32, 32),
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=16, attention_head_dim=4, norm_num_groups=8).eval()
-    for p in model.parameters():  # sharper attention than the default init, so maps are far from uniform
-        if p.dim() == 2:
-            p.data.mul_(4)
-    return model
+    return sharp_four_level_unet()
 
 
 def _inputs(batch, tokens, seed=0):

@@ -8,9 +8,17 @@ import logging
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.flux_inputs import kontext_inputs
 
 import i2am
 from i2am import toy
+from i2am.adapters.text_routing import (
+    TextRouting,
+    build_text_routing,
+    generated_output,
+    planted_patches,
+    routing_inputs,
+)
 from i2am.engine import CaptureConfig
 from i2am.engine.joint import JointAttentionCapture, find_blocks
 from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED, attention_with_lse
@@ -116,17 +124,6 @@ def test_kernel_statistics_and_recomputation_give_equal_maps(name, caplog):
         torch.testing.assert_close(maps[True].raw[key], value, rtol=RTOL, atol=ATOL, msg=key)
 
 
-def _flux_inputs(transformer, batch: int = 2):
-    g = torch.Generator().manual_seed(1)
-    channels, text_dim = transformer.config.in_channels, transformer.config.joint_attention_dim
-    gen_ids = torch.cartesian_prod(torch.zeros(1), torch.arange(4.0), torch.arange(4.0))
-    ref_ids = torch.cartesian_prod(torch.ones(1), torch.arange(3.0), torch.arange(5.0))
-    return dict(hidden_states=torch.randn(batch, 16 + 15, channels, generator=g),
-                encoder_hidden_states=torch.randn(batch, 5, text_dim, generator=g),
-                pooled_projections=torch.randn(batch, text_dim, generator=g), timestep=torch.full((batch,), 0.5),
-                img_ids=torch.cat([gen_ids, ref_ids]), txt_ids=torch.zeros(5, 3), return_dict=False)
-
-
 def _capture(transformer, inputs, region=None, **cfg):
     capture = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1, **cfg))
     capture.set_region_mask(region)
@@ -138,7 +135,7 @@ def _capture(transformer, inputs, region=None, **cfg):
 def test_chunked_region_masked_shares_agree():
     """Several query chunks (a tiny chunk_budget) and a region mask weighting the G2R sum: both paths agree."""
     transformer = toy.pipeline("FluxKontextPipeline").transformer
-    inputs = _flux_inputs(transformer)
+    inputs = kontext_inputs(transformer, 2, seed=1)
     region = torch.zeros(2, 1, 4, 4)
     region[0, :, :2] = 1
     region[1, :, :, 1:] = 1
@@ -157,7 +154,7 @@ def test_backend_without_statistics_falls_back_and_says_so(caplog):
     from diffusers.models.attention_dispatch import attention_backend
 
     transformer = toy.pipeline("FluxKontextPipeline").transformer
-    inputs = _flux_inputs(transformer, 1)
+    inputs = kontext_inputs(transformer, 1, seed=1)
     with attention_backend("_native_math"), caplog.at_level(logging.INFO, logger="i2am.engine.joint"):
         _, math = _capture(transformer, inputs)
     assert math.stats_path == RECOMPUTED and math.maps().meta["stats_path"] == RECOMPUTED
@@ -168,3 +165,19 @@ def test_backend_without_statistics_falls_back_and_says_so(caplog):
     with only, torch.no_grad():
         transformer(**inputs)
     assert only.stats_path is None and "stats_path" not in only.maps().meta   # no share: no log-sum-exp needed
+
+
+def test_an_interception_entered_before_the_capture_still_changes_the_attention():
+    """A knockout entered first is the backend the capture's pass-through wraps: the capture must call it (and fall
+    back to recomputing its statistics), never compute the attention itself and skip the knockout's mask."""
+    model, inputs, planted = build_text_routing(), routing_inputs(2), planted_patches(2)
+    with torch.no_grad():
+        with TextRouting(model, planted):
+            expected = generated_output(model, inputs)
+        capture = JointAttentionCapture(model, CaptureConfig(num_steps=1), normalisations=("share",))
+        with TextRouting(model, planted), capture:
+            captured = generated_output(model, inputs)
+        plain = generated_output(model, inputs)
+    assert not torch.equal(expected, plain)   # the knockout changes the output ...
+    assert torch.equal(captured, expected)    # ... and still does under the capture
+    assert capture.stats_path == RECOMPUTED

@@ -9,6 +9,7 @@ from contextlib import nullcontext
 
 import pytest
 import torch
+from helpers.flux_inputs import kontext_inputs
 from helpers.joyimage import joyimage_prompt, seeded, tiny_joyimage_edit
 from helpers.longcat import longcat_area, longcat_prompt, tiny_longcat_edit
 from helpers.naive_joint import Recorder, naive_accumulators, naive_families
@@ -189,22 +190,10 @@ def test_restoration_after_exception():
     assert "prepare_latents" not in vars(pipe)
 
 
-def _transformer_inputs(transformer, batch: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    channels, text_dim = transformer.config.in_channels, transformer.config.joint_attention_dim
-    gen_ids = torch.cartesian_prod(torch.zeros(1), torch.arange(4.0), torch.arange(4.0))
-    ref_ids = torch.cartesian_prod(torch.ones(1), torch.arange(3.0), torch.arange(5.0))
-    return dict(hidden_states=torch.randn(batch, 16 + 15, channels, generator=g),
-                encoder_hidden_states=torch.randn(batch, 5, text_dim, generator=g),
-                pooled_projections=torch.randn(batch, text_dim, generator=g), timestep=torch.full((batch,), 0.5),
-                img_ids=torch.cat([gen_ids, ref_ids]), txt_ids=torch.zeros(5, 3),
-                return_dict=False)
-
-
 @pytest.mark.numeric
 def test_batch_invariance_and_chunking():
     transformer = _flux_transformer()
-    inputs = _transformer_inputs(transformer, 3)
+    inputs = kontext_inputs(transformer, 3)
     big = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1))
     with big, torch.no_grad():
         transformer(**inputs)
@@ -226,7 +215,7 @@ def test_memory_flat_in_steps():
     capture = JointAttentionCapture(transformer, CaptureConfig(num_steps=6, time_groups=2))
     with capture, torch.no_grad():
         for step in range(6):
-            transformer(**{**_transformer_inputs(transformer, 1), "timestep": torch.full((1,), 1.0 - step / 6)})
+            transformer(**{**kontext_inputs(transformer, 1), "timestep": torch.full((1,), 1.0 - step / 6)})
             sizes.append(capture.accumulator_bytes())
     assert capture.steps_seen == 6
     assert len(set(sizes)) == 1 and sizes[0] > 0
@@ -234,7 +223,7 @@ def test_memory_flat_in_steps():
 
 def test_region_mask_weights_generated_positions():
     transformer = _flux_transformer()
-    inputs = _transformer_inputs(transformer, 1)
+    inputs = kontext_inputs(transformer, 1)
     mask = torch.zeros(1, 1, 4, 4)
     mask[..., :2, :] = 1
     capture = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1, sram_layers=[
@@ -282,7 +271,7 @@ def test_dispatch_backend_left_in_place(backend):
     try:
         capture = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1))
         with capture, torch.no_grad():
-            transformer(**_transformer_inputs(transformer, 1))
+            transformer(**kontext_inputs(transformer, 1))
     finally:
         transformer_flux.dispatch_attention_fn = original
     if backend is None:
