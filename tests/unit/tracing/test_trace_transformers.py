@@ -253,9 +253,13 @@ def test_unsupported_transformer_and_processor_are_named():
 
 
 @pytest.mark.parametrize("backend", [None, "_native_math"])
-def test_dispatch_backend_left_in_place(backend):
+def test_dispatch_backend_left_in_place(backend, monkeypatch):
     """A backend chosen on the processors still runs: the pass-through calls the module's own dispatch function,
     except for diffusers' native backend, whose SDPA call it makes itself to read the kernel's log-sum-exp."""
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
+
+    # set_attention_backend also makes the backend diffusers' process-wide default: put that back afterwards
+    monkeypatch.setattr(_AttentionBackendRegistry, "_active_backend", _AttentionBackendRegistry._active_backend)
     transformer = _flux_transformer()
     if backend is not None:
         transformer.set_attention_backend(backend)
