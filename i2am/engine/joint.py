@@ -42,7 +42,7 @@ from torch import nn
 
 from i2am.engine.config import CaptureConfig
 from i2am.engine.hooks import Hooks
-from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED, attention_with_lse
+from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED, additive_mask, attention_with_lse
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.packing import READERS, JointLayout, Segment, forward_arguments, read_layout
 from i2am.engine.routes import RouteRecorder, base_relation
@@ -493,7 +493,7 @@ class JointAttentionCapture:
         recomputed and softmaxed."""
         batch, heads, lg, _ = qg.shape
         keys = self._scored()
-        bias = None if valid is None else torch.zeros(valid.shape, device=k.device).masked_fill_(~valid, float("-inf"))
+        bias = additive_mask(valid)
         r2g = {s.relation: [] for s in keys}
         g2r = {s.relation: 0 for s in keys}
         sram_parts = {s.relation: [] for s in keys}

@@ -19,15 +19,16 @@ _CHECK_QUERIES = 16
 _verified: dict[tuple, bool] = {}
 
 
-def _additive(mask, dtype):
-    """A boolean mask as the additive one SDPA hands its kernels (0 where kept, -inf where masked)."""
+def additive_mask(mask, dtype=torch.float32):
+    """A boolean mask as the additive one SDPA hands its kernels (0 where kept, -inf where masked); any other mask
+    (additive already, or None) as it is."""
     if mask is None or mask.dtype != torch.bool:
         return mask
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(~mask, float("-inf"))
 
 
 def _flash_cpu(q, k, v, mask, scale):
-    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=_additive(mask, q.dtype),
+    return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(q, k, v, attn_mask=additive_mask(mask, q.dtype),
                                                                       scale=scale)[:2]
 
 
@@ -57,7 +58,7 @@ def _agrees(out, lse, q, k, v, mask, scale) -> bool:
     logits = torch.matmul(q[..., rows, :].float(), k.float().transpose(-1, -2))
     logits = logits * (q.shape[-1] ** -0.5 if scale is None else scale)
     if mask is not None:
-        additive = _additive(mask, torch.float32).float()
+        additive = additive_mask(mask, torch.float32).float()
         logits = logits + additive.expand(*additive.shape[:-2], q.shape[-2], k.shape[-2])[..., rows, :]
     return torch.allclose(lse[..., rows].float(), torch.logsumexp(logits, -1), rtol=1e-3, atol=1e-3)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from i2am.engine.kernel_stats import additive_mask
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.packing import JointLayout, Segment
 
@@ -48,9 +49,7 @@ def row_bias(attn_mask: torch.Tensor | None, rows: slice, length: int) -> torch.
     mask = attn_mask[:, None, None, :] if attn_mask.dim() == 2 else attn_mask
     if mask.shape[-2] == length:
         mask = mask[..., rows, :]
-    if mask.dtype == torch.bool:
-        return torch.zeros(mask.shape, device=mask.device).masked_fill_(~mask, float("-inf"))
-    return mask.float()
+    return additive_mask(mask).float()
 
 
 def _probs(q: torch.Tensor, k: torch.Tensor, rows: slice, scale: float, attn_mask) -> torch.Tensor:
