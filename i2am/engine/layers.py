@@ -31,7 +31,8 @@ class LayerSpec:
     key_module: the module whose output are this layer's keys (default ``module.to_k``; an IP-Adapter's
         ``to_k_ip[i]``, which lives on the processor).
     key_tokens: None (all keys), "after_query" (reference attention: the keys are [own tokens, reference tokens]
-        and only the reference tokens, those after the query's own, are scored) or (start, stop), a token range.
+        and only the reference tokens, those after the query's own, are scored) or (start, stop), a token range as a
+        Python slice (negative bounds count from the end, stop None is the end).
     relation: name of the conditioning this layer attends to ("text", "image:ip_adapter", ...) when a model has
         several; ``AttributionMaps.relation(name)`` selects its layers.
     """

@@ -8,7 +8,12 @@ A key stream is one (attention layer, key source) pair that attends to one condi
   "image:reference"
       the reference tokens concatenated after the own tokens in the keys of a self-attention whose processor
       declares ``reference_keys = True`` (``i2am.adapters.diffusers.reference_attention``); G2R normalises over those
-      tokens.
+      tokens. In I2VGen-XL: the tokens of its reference's VAE latent in the cross-attention context (``CONTEXT_PARTS``).
+  "image:clip"
+      the reference's CLIP image embedding as the cross-attention context (Stable Video Diffusion: one token, so G2R is
+      identically 1; I2VGen-XL: its last ``in_channels`` context tokens).
+Image-to-video UNets fold the frames into the batch (``FRAME_AXIS``): a layer's rows are (chunk, sample, frame), and its
+temporal transformer blocks, whose queries are one position's frames rather than a grid, are not captured.
 Every attention layer of a denoiser must run a processor whose key path is known; any other processor raises
 (naming the module and the processor class) instead of giving silently empty maps.
 """
@@ -31,7 +36,11 @@ DEFAULT_CHUNKS = {c: CONDITIONAL_CHUNK[c] for c in (1, 2)}
 PIPELINE_CHUNKS = {"StableDiffusionInstructPix2PixPipeline": {c: CONDITIONAL_CHUNK[c] for c in (1, 3)},
                    "StableDiffusionXLInstructPix2PixPipeline": {c: CONDITIONAL_CHUNK[c] for c in (1, 3)}}
 # The relation of the cross-attention context, when it is not text.
-CONTEXT_RELATION = {"PaintByExamplePipeline": "image:example"}
+CONTEXT_RELATION = {"PaintByExamplePipeline": "image:example", "StableVideoDiffusionPipeline": "image:clip"}
+# Image-to-video UNets that fold the frames into the batch: the axis of ``prepare_latents``' output holding the frames.
+FRAME_AXIS = {"StableVideoDiffusionPipeline": 1, "I2VGenXLPipeline": 2}
+# Attention blocks across frames (queries: the frames at one position), left out of the capture.
+TEMPORAL_BLOCKS = (".temporal_transformer_blocks.", ".temp_attentions.")
 # Pipelines whose denoiser is not a UNet with diffusers ``Attention`` layers.
 BLOCK_PREFIXES = ("down_blocks", "mid_block", "up_blocks")
 
@@ -42,6 +51,26 @@ def conditional_chunks(pipeline_class: str) -> dict[int, int]:
 
 def context_relation(pipeline_class: str) -> str:
     return CONTEXT_RELATION.get(pipeline_class, "text")
+
+
+def frame_axis(pipeline_class: str) -> int | None:
+    """The frame axis of the pipeline's latents when its UNet folds the frames into the batch, else None."""
+    return FRAME_AXIS.get(pipeline_class)
+
+
+def context_parts(pipe) -> list[tuple[str, tuple[int, int | None], tuple[int, int] | str]]:
+    """(relation, key token range, reference grid) of each conditioning inside one cross-attention context.
+
+    I2VGen-XL's context is [prompt tokens, its reference's VAE latent embedded to a fixed grid, the reference's CLIP
+    embedding as ``in_channels`` tokens]; ranges count from the end, since the prompt's length varies."""
+    if type(pipe).__name__ != "I2VGenXLPipeline":
+        return [(context_relation(type(pipe).__name__), None, "row")]
+    unet = pipe.unet
+    pool = next(m for m in unet.image_latents_context_embedding if isinstance(m, nn.AdaptiveAvgPool2d))
+    side = -(-pool.output_size[0] // 4)   # two stride-2 convolutions after the pooling
+    clip, grid = unet.config.in_channels, side * side
+    return [("text", (0, -(grid + clip)), "row"), ("image:reference", (-(grid + clip), -clip), (side, side)),
+            ("image:clip", (-clip, None), "row")]
 
 
 def denoisers(pipe) -> list[tuple[str, nn.Module]]:
@@ -69,7 +98,8 @@ def _forward_rank(name: str) -> int:
 
 
 def _attention_modules(module: nn.Module) -> list[tuple[str, Attention]]:
-    found = [(n, m) for n, m in module.named_modules() if isinstance(m, Attention) and n.startswith(BLOCK_PREFIXES)]
+    found = [(n, m) for n, m in module.named_modules() if isinstance(m, Attention) and n.startswith(BLOCK_PREFIXES)
+             and not any(part in n for part in TEMPORAL_BLOCKS)]
     return sorted(found, key=lambda item: _forward_rank(item[0]))
 
 
@@ -83,7 +113,7 @@ def layer_specs(pipe, per_token: bool = False) -> list[LayerSpec]:
 
     per_token: also one single-token stream per IP-Adapter image token, relation "image:ip_adapter[t]" (R2G of
     that token alone)."""
-    text = context_relation(type(pipe).__name__)
+    parts = context_parts(pipe)
     specs = []
     for group, net in denoisers(pipe):
         path_prefix = "" if group == "unet" else f"{group}."
@@ -103,8 +133,9 @@ def layer_specs(pipe, per_token: bool = False) -> list[LayerSpec]:
                                  f"(i2am.adapters.diffusers.reference_attention)")
             if not attn.is_cross_attention:
                 continue
-            specs.append(LayerSpec(name=f"{text}/{path}", module=attn, ref_grid="row", group=group, mid=mid,
-                                   relation=text))
+            for relation, tokens, grid in parts:
+                specs.append(LayerSpec(name=f"{relation}/{path}", module=attn, ref_grid=grid, group=group, mid=mid,
+                                       key_tokens=tokens, relation=relation))
             if kind in IP_ADAPTER_PROCESSORS:
                 for i, to_k_ip in enumerate(processor.to_k_ip):
                     relation = "image:ip_adapter" + (f".{i}" if i else "")

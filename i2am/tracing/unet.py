@@ -21,7 +21,7 @@ import torch
 from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
 from i2am.engine.cfg_rows import chunk_rows
 from i2am.engine.hooks import Hooks
-from i2am.engine.pipelines import conditional_chunks, denoisers, layer_specs
+from i2am.engine.pipelines import conditional_chunks, denoisers, frame_axis, layer_specs
 from i2am.engine.render import overlay, to_image
 
 
@@ -53,6 +53,8 @@ class PipelineTrace:
         self.num_steps = num_steps
         self.pipeline_class = type(pipe).__name__
         self._chunks = conditional_chunks(self.pipeline_class)
+        self._frame_axis = frame_axis(self.pipeline_class)
+        self._frames: int | None = None
         self._layers = self._find_layers(per_token)   # raises for unsupported processors before anything is patched
         self._capture = None
         self._latent_batch: int | None = None
@@ -81,7 +83,9 @@ class PipelineTrace:
             self._start_call()
             out = original(*args, **kwargs)
             latents = out[0] if isinstance(out, (tuple, list)) else out
-            self._latent_batch = latents.shape[0]
+            # a UNet folding the frames into the batch has one row per (sample, frame) in each chunk
+            self._frames = None if self._frame_axis is None else latents.shape[self._frame_axis]
+            self._latent_batch = latents.shape[0] * (self._frames or 1)
             return out
 
         hooks.replace(self.pipe, "prepare_latents", prepare_latents)   # on the instance: the class is untouched
@@ -157,6 +161,8 @@ class PipelineTrace:
     def _maps_of(self, capture: AttributionCapture) -> AttributionMaps:
         maps = capture.maps()
         maps.meta["cfg_layout"] = self._layout   # the conditional chunk of the last denoiser call
+        if self._frames is not None:   # rows of every map: (sample, frame), the frames of a sample together
+            maps.meta["frames"] = self._frames
         return maps
 
     @property
