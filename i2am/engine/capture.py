@@ -93,17 +93,21 @@ class _LayerState:
     degenerate_g2r: bool = False
 
 
-def _grid_for(tokens: int, latent_hw: tuple[int, int] | None, name: str) -> tuple[int, int]:
-    """The query grid of a layer: the latent grid downsampled (ceil) by a power of two with ``tokens`` cells."""
+def _grid_for(tokens: int, latent_hw: tuple[int, ...] | None, name: str) -> tuple[int, ...]:
+    """The query grid of a layer: the latent grid (h, w), or (frames, h, w) of a video, downsampled (ceil) by a power
+    of two in space (and in time, for a video) with ``tokens`` cells."""
     if latent_hw is None:
         raise RuntimeError(f"layer {name}: no latent size seen yet; the step module must run before its layers")
-    h, w = latent_hw
-    for level in range(8):
-        f = 2 ** level
-        gh, gw = -(-h // f), -(-w // f)
-        if gh * gw == tokens:
-            return gh, gw
-    raise RuntimeError(f"layer {name}: {tokens} query tokens match no downsampling of the {h}x{w} latent; "
+    *frames, h, w = latent_hw
+    for time_factor in (1, 2, 4) if frames else (1,):
+        lead = (-(-frames[0] // time_factor),) if frames else ()
+        for level in range(8):
+            f = 2 ** level
+            gh, gw = -(-h // f), -(-w // f)
+            if (lead[0] if lead else 1) * gh * gw == tokens:
+                return (*lead, gh, gw)
+    size = "x".join(map(str, latent_hw))
+    raise RuntimeError(f"layer {name}: {tokens} query tokens match no downsampling of the {size} latent; "
                        f"set LayerSpec.query_grid for this layer")
 
 
@@ -117,10 +121,14 @@ class AttributionCapture:
     ``conditional``: optional callable picking the conditional rows of a layer's q or k batch, used instead of the
     two-chunk ``cfg_layout`` (``i2am.trace`` passes one that reads each pipeline call's chunk count). An adapter
     with ``conditional_slice(batch) -> slice`` (more than two CFG chunks, e.g. InstructPix2Pix) gives it itself.
+    ``records_call``: optional callable saying whether the step module's call in progress is a step to record (False:
+    neither counted nor scored, e.g. the unconditional call of a pipeline that runs CFG as two calls per step).
+    A 5-D step input [B, C, F, H, W] is a video: query grids are (frames, h, w) and G2R is kept per frame
+    (docs/video_maps.md).
     """
 
     def __init__(self, model: nn.Module, cfg: CaptureConfig | None = None, *, ref_grid=None,
-                 model_name: str | None = None, conditional=None):
+                 model_name: str | None = None, conditional=None, records_call=None):
         self.cfg = cfg or CaptureConfig()
         if isinstance(model, SupportsAttribution):
             specs = list(model.attribution_layers())
@@ -134,6 +142,7 @@ class AttributionCapture:
         self._call_layout: str | None = None   # "auto": the layout of the adapter.denoise call in progress
         self._adapter = model if isinstance(model, AttributionAdapter) else None
         self._conditional_rows = conditional
+        self._records_call = records_call
         self.cfg_layout = self._resolve_layout()
         self.model_name = model_name or (model.name if self._adapter is not None else type(model).__name__)
         self.layers = select_layers(specs, self.cfg.layers)
@@ -146,7 +155,7 @@ class AttributionCapture:
         self._calls = 0
         self._step = -1
         self._unrecorded = False
-        self._latent_hw: tuple[int, int] | None = None
+        self._latent_hw: tuple[int, ...] | None = None   # (h, w), or (frames, h, w) of a video
         self._region_mask: torch.Tensor | None = None
         self._region_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._warned_degenerate = False
@@ -182,7 +191,8 @@ class AttributionCapture:
         recorders: dict[nn.Module, list] = {}   # several specs may read one module (IP-Adapter key streams)
         for state in self._states:
             attn = state.spec.module
-            hooks.hook(attn.to_q, self._stasher(state, "q"))
+            hooks.hook(state.spec.query_module if state.spec.query_module is not None else attn.to_q,
+                       self._stasher(state, "q"))
             hooks.hook(state.spec.key_module if state.spec.key_module is not None else attn.to_k,
                        self._stasher(state, "k"))
             recorders.setdefault(attn, []).append(self._recorder(state))
@@ -242,11 +252,12 @@ class AttributionCapture:
 
     # ---------------------------------------------------------------- hooks
     def _on_step(self, module, args, kwargs):
-        sample = args[0] if args else kwargs.get("sample")
+        sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
         if sample is None:
             raise RuntimeError(f"{type(module).__name__}.forward got no sample tensor to read the latent size from")
-        self._latent_hw = tuple(sample.shape[-2:])
-        self._unrecorded = self._adapter is not None and not self._adapter.records_call
+        self._latent_hw = tuple(sample.shape[2:] if sample.dim() == 5 else sample.shape[-2:])
+        self._unrecorded = ((self._adapter is not None and not self._adapter.records_call)
+                            or (self._records_call is not None and not self._records_call()))
         if self._unrecorded:   # a sampler's extra call that is not a step (PLMS's first-step corrector)
             self.cfg_layout = self._resolve_layout(max(self._step, 0))
             return
@@ -291,6 +302,9 @@ class AttributionCapture:
     def _query_weight(self, grid: tuple[int, int], batch: int) -> torch.Tensor | None:
         if self._region_mask is None:
             return None
+        if len(grid) != 2:
+            raise ValueError(f"a region mask restricts image layers; this layer's query grid {grid} is a video's "
+                             f"(frames, h, w)")
         if grid not in self._region_cache:
             mask = F.interpolate(self._region_mask.float(), size=grid, mode="nearest")
             if mask.shape[0] != batch:
@@ -328,7 +342,7 @@ class AttributionCapture:
         lk = k.shape[1]
         heads = attn.heads
         head_dim = width // heads
-        q, k = split_heads(attn, q, k)
+        q, k = split_heads(attn, q, k, norms=not state.spec.qk_normed)
         if state.query_grid is None:
             state.heads = heads
             self._resolve_grids(state, lq, lk)
@@ -344,9 +358,13 @@ class AttributionCapture:
                 chunk = max(1, self.cfg.chunk_budget // (batch * heads * lk))
                 scores = spatial_scores(q, k, scale, chunk=chunk, r2g="r2g" in dirs, g2r=want_g2r,
                                         query_weight=self._query_weight(state.query_grid, batch) if want_g2r else None,
-                                        sram=want_sram, lse=lse)
+                                        sram=want_sram, lse=lse, frames=self._frames(state))
                 self._note_stats_path(state, KERNEL_LSE if lse is not None else RECOMPUTED)
             self._accumulate(state, scores, group)
+
+    @staticmethod
+    def _frames(state: _LayerState) -> int:
+        return state.query_grid[0] if len(state.query_grid) == 3 else 1
 
     def _note_stats_path(self, state: _LayerState, path: str) -> None:
         if path not in self._stats_paths:
@@ -378,16 +396,17 @@ class AttributionCapture:
         raw: dict[str, torch.Tensor] = {}
         layers = []
         for s in seen:
-            qh, qw = s.query_grid
+            qh, qw = s.query_grid[-2:]   # a video's G2R map is per frame: the mean over that frame's qh x qw cells
             rh, rw = s.ref_grid if s.ref_grid is not None else (1, s.acc.get("g2r", torch.empty(0, 0, 0, 1)).shape[-1])
             for key, acc in s.acc.items():
                 if key == "r2g":
-                    raw[f"{key}/{s.spec.name}"] = acc.reshape(*acc.shape[:3], qh, qw)
+                    raw[f"{key}/{s.spec.name}"] = acc.reshape(*acc.shape[:3], *s.query_grid)
                 elif key == "g2r":
-                    raw[f"g2r/{s.spec.name}"] = acc.reshape(*acc.shape[:3], rh, rw) / (qh * qw)
+                    raw[f"g2r/{s.spec.name}"] = acc.reshape(*acc.shape[:-1], rh, rw) / (qh * qw)
                 else:
                     raw[f"sram/{s.spec.name}"] = acc
-            layers.append({"name": s.spec.name, "group": s.spec.group, "heads": s.heads, "query_grid": [qh, qw],
+            layers.append({"name": s.spec.name, "group": s.spec.group, "heads": s.heads,
+                           "query_grid": list(s.query_grid),
                            "ref_grid": list(s.ref_grid) if s.ref_grid else None, "degenerate_g2r": s.degenerate_g2r})
             if s.spec.relation is not None:
                 layers[-1]["relation"] = s.spec.relation

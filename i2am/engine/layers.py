@@ -35,6 +35,9 @@ class LayerSpec:
         Python slice (negative bounds count from the end, stop None is the end).
     relation: name of the conditioning this layer attends to ("text", "image:ip_adapter", ...) when a model has
         several; ``AttributionMaps.relation(name)`` selects its layers.
+    query_module: the module whose output are this layer's queries (default ``module.to_q``).
+    qk_normed: the query and key modules are the layer's own q/k norms (Wan's RMSNorm across heads), so no per-head
+        norm is applied after them.
     """
 
     name: str
@@ -46,6 +49,8 @@ class LayerSpec:
     key_module: nn.Module | None = None
     key_tokens: str | None = None
     relation: str | None = None
+    query_module: nn.Module | None = None
+    qk_normed: bool = False
 
 
 @runtime_checkable

@@ -8,6 +8,12 @@ Families (docs/method.md §3.1-3.2, Appendix A step 4), per direction, on a comm
 Resize = bicubic (align_corners=False, no antialias) to the common grid, then clamp(min=0).
 R2G maps live on the generated grid, G2R maps on the reference grid. SRAMs are rows of a layer's G2R matrix.
 
+Video (docs/video_maps.md). A layer whose queries lie on a (frame, h, w) latent grid keeps a frame axis right before
+(h, w) in every map: its raw R2G sums are [B, G, N, F, h, w], its G2R sums [B, G, N, F, hr, wr] (one G2R map per
+generated frame), and every family gains F at dim -3 (ULAM [B, F, h, w], TLAM [B, G, F, h, w], ...). Resizes act on
+(h, w) frame by frame; the frame axis is never resized. ``frame_mass`` is the frame-level family: the per-step mass of
+each generated frame in a distribution (R2G only).
+
 Units (docs/maps.md). At one step and head, a layer's R2G map is a probability distribution over its generated grid
 (the softmax over generated positions, averaged over reference tokens) and its G2R map one over its reference grid
 (the softmax over reference tokens, averaged over generated positions): each sums to 1 on the layer's own grid.
@@ -66,6 +72,18 @@ def bicubic(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return y.reshape(*lead, *size)
 
 
+def frames_of(layer_maps, direction: str) -> int | None:
+    """The frame count of raw layer sums ([B, G, N, h, w] images, [B, G, N, F, h, w] video); None for images.
+    Layers of one direction must agree (the frame axis is never resized)."""
+    counts = {m.shape[3] for m in layer_maps if m.dim() == 6}
+    if not counts:
+        return None
+    if len(counts) > 1:
+        raise ValueError(f"{direction}: layers with different frame counts {sorted(counts)}; the frame axis is not "
+                         f"resized, capture layers of one temporal resolution together")
+    return counts.pop()
+
+
 class DirectionMaps:
     """The map families of one direction ("r2g" or "g2r") over a set of layers (units: module docstring)."""
 
@@ -74,7 +92,7 @@ class DirectionMaps:
                  group_steps: list[int] | None = None):
         self.direction = direction
         self.group_steps = group_steps            # recorded steps per time group (None: unknown)
-        self.layers = layers                     # name -> [B, G, N, h, w] raw sums over steps
+        self.layers = layers                     # name -> [B, G, N, h, w] (video: [B, G, N, F, h, w]) sums over steps
         self.grid = tuple(grid) if grid else None   # None: per family, the largest grid of its layers
         self.family_layers = family_layers or {}
         self.degenerate = degenerate             # a reason string when this direction carries no information
@@ -155,14 +173,30 @@ class DirectionMaps:
         if self.group_steps is None:
             raise ValueError(f"{self.direction}: the step count is unknown (maps without num_steps metadata)")
         counts = torch.tensor(self.group_steps, dtype=maps.dtype, device=maps.device).clamp(min=1)
-        if family == "tlam":
-            return maps / counts[:, None, None]
+        if family == "tlam":   # [B, G, (F,) h, w]: each group by its own steps
+            return maps / counts.reshape(-1, *[1] * (maps.dim() - 2))
         return maps / counts.sum()
 
     def mean(self, family: str) -> torch.Tensor | None:
         """The per-step mean of a family: ``getattr(self, family)`` divided by the recorded steps (TLAM: by the steps
         of each time group). Same shape and value-resize as the sum; an unresized layer map sums to 1."""
         return self._per_step(family, getattr(self, family))
+
+    @property
+    def frames(self) -> int | None:
+        """Latent frames of a video direction (the dim -3 of every family), None for images."""
+        return frames_of(self.layers.values(), self.direction)
+
+    def frame_mass(self, family: str = "ulam") -> torch.Tensor | None:
+        """The frame-level family: ``distribution(family)`` summed over (h, w), e.g. [B, F] for ULAM, [B, G, F] for
+        TLAM. R2G: per step, which generated frames the reference flows into (sums to 1 over the frames)."""
+        if self.frames is None:
+            raise ValueError(f"{self.direction}: frame_mass needs video maps (a frame axis); these are image maps")
+        if self.direction != "r2g":
+            raise ValueError(f"{self.direction}: every generated frame's G2R map is a distribution over the reference "
+                             f"(mass 1 per frame by construction); the frame-level family is defined for R2G")
+        maps = self.distribution(family)
+        return None if maps is None else maps.sum((-2, -1))
 
     def distribution(self, family: str) -> torch.Tensor | None:
         """The per-step mean of a family with mass-preserving resizes (``resize_mass``): each map is a probability
@@ -225,6 +259,13 @@ class AttributionMaps:
     @cached_property
     def g2r(self) -> DirectionMaps:
         return self._direction("g2r")
+
+    @property
+    def frames(self) -> int | None:
+        """Latent frames of video maps (query grids [F, h, w]), None for image maps."""
+        grids = [m["query_grid"] for m in self.meta["layers"] if m.get("query_grid")]
+        counts = {g[0] for g in grids if len(g) == 3}
+        return counts.pop() if len(counts) == 1 else None
 
     @property
     def g2r_on_tokens(self) -> bool:

@@ -48,7 +48,7 @@ def _r2g_from(shifted_exp: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return torch.matmul(shifted_exp, weights).squeeze(-1)
 
 
-def _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram) -> dict[str, torch.Tensor] | None:
+def _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram, frames) -> dict[str, torch.Tensor] | None:
     """``spatial_scores`` of all queries at once when each query's log-sum-exp over these keys is known: P =
     exp(logit - lse) is the G2R softmax, and the softmax over queries of token i is P[j, i] w_j / Σ_j' P[j', i] w_j'
     with w_j = exp(lse_j - max lse), so R2G is two mat-vecs over P. None when a token's column sum is too small
@@ -63,16 +63,31 @@ def _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram) -> dict[str
         weights = (1.0 / (columns * columns.shape[-1])).unsqueeze(-1)
         out["r2g"] = w * torch.matmul(probs, weights).squeeze(-1)
     if g2r:
-        out["g2r"] = (probs.sum(-2) if query_weight is None else
-                      torch.matmul(query_weight.unsqueeze(-2), probs).squeeze(-2))
+        out["g2r"] = _g2r_part(probs, query_weight, frames, 0, q.shape[-2])
     if sram:
         out["sram"] = probs.mean(-3)
     return out
 
 
+def _g2r_part(probs: torch.Tensor, query_weight, frames: int, start: int, lq: int) -> torch.Tensor:
+    """The G2R sum over the queries start.. of a chunk of key-softmax rows probs [..., c, Lk], weighted by
+    query_weight [..., Lq] where given: [..., Lk], or [..., frames, Lk] per frame when the queries are ``frames``
+    consecutive equal blocks (a video's (frame, h, w) grid)."""
+    count = probs.shape[-2]
+    if frames == 1:
+        if query_weight is None:
+            return probs.sum(-2)
+        return torch.matmul(query_weight[..., None, start:start + count], probs).squeeze(-2)
+    frame_of = torch.arange(start, start + count, device=probs.device) // (lq // frames)
+    weight = (frame_of == torch.arange(frames, device=probs.device)[:, None]).to(probs.dtype)   # [F, c]
+    if query_weight is not None:
+        weight = weight * query_weight[..., None, start:start + count]
+    return torch.matmul(weight, probs)
+
+
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,
                    g2r: bool = True, query_weight: torch.Tensor | None = None, sram: bool = False,
-                   lse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   lse: torch.Tensor | None = None, frames: int = 1) -> dict[str, torch.Tensor]:
     """Scores for Lk >= 1 reference tokens, computed in chunks of ``chunk`` query positions.
 
     Returns a dict with any of
@@ -84,12 +99,16 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     otherwise a first pass gathers (m, s) and the second recomputes each chunk's logits.
     ``lse`` [..., Lq]: each query's log-sum-exp over these keys where it is known (the attention kernel's own): the
     G2R softmax is then exp(logit - lse) and, when all queries fit in one chunk, R2G comes from the same pass.
+    ``frames`` > 1: the queries are that many frames of equal size, one after the other (video); "g2r" is then
+    [..., frames, Lk], the sum over each frame's queries (R2G stays the softmax over all queries of the video).
     """
+    if q.shape[-2] % frames:
+        raise ValueError(f"{q.shape[-2]} queries do not split into {frames} frames of equal size")
     lq = q.shape[-2]
     single = lq <= chunk
     lse = None if lse is None else lse.float()   # the logits are fp32 whatever the kernel's precision
     if lse is not None and single:
-        out = _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram)
+        out = _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram, frames)
         if out is not None:
             return out
     stats = key_statistics(q, k, scale, chunk) if r2g and not single else None
@@ -100,10 +119,7 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
             probs = (torch.softmax(logits, dim=-1) if lse is None else
                      torch.exp(logits - lse[..., start:start + chunk, None]))
             if g2r:
-                if query_weight is not None:
-                    part = torch.matmul(query_weight[..., None, start:start + chunk], probs).squeeze(-2)
-                else:
-                    part = probs.sum(-2)
+                part = _g2r_part(probs, query_weight, frames, start, lq)
                 g2r_sum = part if g2r_sum is None else g2r_sum + part
             if sram:
                 sram_parts.append(probs.mean(-3))
@@ -121,13 +137,16 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     return out
 
 
-def split_heads(attn, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def split_heads(attn, q: torch.Tensor, k: torch.Tensor, norms: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """A diffusers ``Attention`` layer's projected q [B, Lq, h·d] and k [B, Lk, h·d] as the per-head tensors its
     processor attends with, [B, h, Lq, d] and [B, h, Lk, d]: channels split into ``attn.heads`` consecutive blocks,
-    then the layer's optional q/k norms (docs/method.md Appendix A step 1)."""
+    then the layer's optional per-head q/k norms (docs/method.md Appendix A step 1); ``norms=False`` for q and k
+    read after the layer's own norms (Wan normalises across heads, before the split)."""
     batch, heads = q.shape[0], attn.heads
     q = q.reshape(batch, q.shape[1], heads, -1).transpose(1, 2)
     k = k.reshape(batch, k.shape[1], heads, -1).transpose(1, 2)
+    if not norms:
+        return q, k
     if attn.norm_q is not None:
         q = attn.norm_q(q)
     if attn.norm_k is not None:

@@ -1,20 +1,27 @@
-"""``i2am.trace(pipe)``: I2AM maps for any diffusers pipeline, UNet (``unet``) or joint-attention transformer
-(``joint``)."""
+"""``i2am.trace(pipe)``: I2AM maps for any diffusers pipeline, UNet (``unet``), joint-attention transformer
+(``joint``) or image-to-video transformer (``video``)."""
 from __future__ import annotations
 
 from i2am.engine import CaptureConfig
 from i2am.tracing.joint import JointPipelineTrace
 from i2am.tracing.unet import PipelineTrace, overlay_maps
+from i2am.tracing.video import VIDEO_TRANSFORMERS, VideoPipelineTrace
 
-__all__ = ["JointPipelineTrace", "PipelineTrace", "overlay_maps", "trace"]
+__all__ = ["JointPipelineTrace", "PipelineTrace", "VideoPipelineTrace", "overlay_maps", "trace"]
 
 
 def trace(pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None, per_token: bool = False):
     """Trace the I2AM maps of ``pipe``'s calls inside a ``with`` block (see ``PipelineTrace``; pipelines whose
-    denoiser is a diffusion transformer: ``i2am.tracing.joint.JointPipelineTrace``).
+    denoiser is a diffusion transformer: ``i2am.tracing.joint.JointPipelineTrace``; image-to-video pipelines of a Wan
+    transformer: ``i2am.tracing.video.VideoPipelineTrace``).
 
     per_token: also the R2G map of each IP-Adapter image token alone, as relations "image:ip_adapter[t]" (UNet
     pipelines)."""
+    if type(getattr(pipe, "transformer", None)).__name__ in VIDEO_TRANSFORMERS:
+        if per_token:
+            raise ValueError(f"trace(per_token=True) is for IP-Adapter tokens of UNet pipelines, not "
+                             f"{type(pipe).__name__}")
+        return VideoPipelineTrace(pipe, capture, num_steps=num_steps)
     if getattr(pipe, "unet", None) is None and getattr(pipe, "transformer", None) is not None:
         if per_token:
             raise ValueError(f"trace(per_token=True) is for IP-Adapter tokens of UNet pipelines, not "

@@ -25,13 +25,13 @@ from i2am.engine.pipelines import conditional_chunks, denoisers, frame_axis, lay
 from i2am.engine.render import overlay, to_image
 
 
-class _PipelineSource:
-    """What ``AttributionCapture`` reads from a model, for a pipeline."""
+class PipelineSource:
+    """What ``AttributionCapture`` reads from a model, for a pipeline whose ``step_module`` is called once a step."""
 
-    def __init__(self, pipe, specs):
+    def __init__(self, pipe, specs, step_module):
         self.name = type(pipe).__name__
         self._specs = specs
-        self.step_module = denoisers(pipe)[0][1]
+        self.step_module = step_module
         self.cfg_layout = "none"   # unused: the conditional rows come from PipelineTrace.conditional
 
     def attribution_layers(self):
@@ -107,7 +107,8 @@ class PipelineTrace:
         self._awaiting_first_step = True
 
     def _new_capture(self, cfg: CaptureConfig):
-        return AttributionCapture(_PipelineSource(self.pipe, self._layers), cfg, conditional=self.conditional)
+        return AttributionCapture(PipelineSource(self.pipe, self._layers, self._step_module()), cfg,
+                                  conditional=self.conditional)
 
     def _config(self, steps: int) -> CaptureConfig:
         return replace(self.template, num_steps=steps, time_groups=min(self.template.time_groups, steps))

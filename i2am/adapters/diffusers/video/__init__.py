@@ -1,0 +1,1 @@
+"""Image-to-video pipelines: their tiny builds from config (``tiny``)."""

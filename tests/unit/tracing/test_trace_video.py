@@ -1,0 +1,146 @@
+"""i2am.trace on WanImageToVideoPipeline (a tiny Wan 2.1 image-to-video built from config) against a naive float64
+reference computed from the q and k its attention processor attends with: the CLIP image keys of every block's
+attn2 (relation "image:reference") and its text keys, R2G over (frame, h, w) and G2R per generated frame, the
+unconditional call of each CFG step skipped."""
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers.models.transformers import transformer_wan
+
+import i2am
+from i2am import toy
+from i2am.adapters.diffusers.video.tiny import WAN_TEXT_DIM, WAN_TEXT_TOKENS, build_video_pipeline
+from i2am.tracing.video import wan_layer_specs
+
+HEIGHT, WIDTH, FRAMES = 32, 48, 5          # latent grid (2 frames, 2 x 3 cells) after the VAE and 2x2 patches
+GRID = (2, 2, 3)
+IMAGE_TOKENS = 17                          # CLS + the 4 x 4 patches of the tiny CLIP tower
+RTOL, ATOL = 1e-5, 1e-7                    # float32 capture vs float64 reference of the same q and k
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    pipe = build_video_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _inputs(batch: int = 1, seed: int = 0, guided: bool = True) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    kwargs = {"prompt_embeds": torch.randn(batch, WAN_TEXT_TOKENS, WAN_TEXT_DIM, generator=g),
+              "latents": torch.randn(batch, 4, GRID[0], HEIGHT // 8, WIDTH // 8, generator=g)}
+    if guided:
+        kwargs["negative_prompt_embeds"] = torch.randn(batch, WAN_TEXT_TOKENS, WAN_TEXT_DIM, generator=g)
+    return {**kwargs, "image": toy.image(HEIGHT, WIDTH, seed=seed), "height": HEIGHT, "width": WIDTH,
+            "num_frames": FRAMES, "guidance_scale": 5.0 if guided else 1.0, "output_type": "latent"}
+
+
+def _run(pipe, steps: int, **inputs):
+    return pipe(num_inference_steps=steps, **inputs).frames
+
+
+class _Recorder:
+    """Every attention call of the transformer: the q and k (float64, [B, L, heads, d]) its processor attends with."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, original):
+        def dispatch(query, key, value, **kwargs):
+            self.calls.append((query.double(), key.double()))
+            return original(query, key, value, **kwargs)
+        return dispatch
+
+
+def _naive(calls, keys: int, guided: bool, blocks: int = 2) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per block, R2G [B, heads, F, h, w] and G2R [B, heads, F, keys] summed over the conditional calls."""
+    streams = [(q, k) for q, k in calls if k.shape[1] == keys]     # attn2's calls of this key stream, block by block
+    out = {}
+    for index, (q, k) in enumerate(streams):
+        call, block = divmod(index, blocks)
+        if guided and call % 2:                                    # each step: cond call, then uncond call
+            continue
+        logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5
+        r2g = torch.softmax(logits, dim=-2).mean(-1).reshape(q.shape[0], -1, *GRID)
+        cells = GRID[1] * GRID[2]
+        g2r = torch.softmax(logits, dim=-1).reshape(q.shape[0], -1, GRID[0], cells, keys).sum(-2) / cells
+        r, g = out.get(block, (0, 0))
+        out[block] = (r + r2g, g + g2r)
+    return out
+
+
+@pytest.mark.parametrize("relation,keys", [("image:reference", IMAGE_TOKENS), ("text", WAN_TEXT_TOKENS)])
+def test_trace_equals_the_naive_reference_of_the_processors_own_q_and_k(pipe, monkeypatch, relation, keys):
+    recorder = _Recorder()
+    monkeypatch.setattr(transformer_wan, "dispatch_attention_fn", recorder(transformer_wan.dispatch_attention_fn))
+    with i2am.trace(pipe) as tr:
+        _run(pipe, 2, **_inputs())
+    maps = tr.maps.relation(relation)
+    assert maps.steps == 2 and maps.frames == GRID[0]
+    expected = _naive(recorder.calls, keys, guided=True)
+    assert sorted(expected) == [0, 1]
+    for block, (r2g, g2r) in expected.items():
+        name = f"{relation}/blocks.{block}.attn2"
+        torch.testing.assert_close(maps.raw[f"r2g/{name}"].sum(1).double(), r2g, rtol=RTOL, atol=ATOL)
+        torch.testing.assert_close(maps.raw[f"g2r/{name}"].sum(1).double().flatten(-2), g2r, rtol=RTOL, atol=ATOL)
+
+
+def _hook_count(pipe) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in pipe.transformer.modules())
+
+
+def test_outputs_unchanged_and_everything_restored(pipe):
+    processors = {n: m.processor for n, m in pipe.transformer.named_modules() if hasattr(m, "processor")}
+    hooks = _hook_count(pipe)
+    plain = _run(pipe, 2, **_inputs())
+    with i2am.trace(pipe) as tr:
+        traced = _run(pipe, 2, **_inputs())
+    assert torch.equal(plain, traced)
+    assert tr.maps.meta["cfg_layout"] == "separate calls: cond recorded, uncond skipped"
+    assert {n: m.processor for n, m in pipe.transformer.named_modules() if hasattr(m, "processor")} == processors
+    assert _hook_count(pipe) == hooks
+    assert "cache_context" not in vars(pipe.transformer) and "prepare_latents" not in vars(pipe)
+
+
+def test_cfg_layouts_record_the_conditional_call_only(pipe):
+    """At the first step the conditional call sees the same input with or without CFG: one step, the same maps."""
+    with i2am.trace(pipe) as guided:
+        _run(pipe, 1, **_inputs(guided=True))
+    with i2am.trace(pipe) as single:
+        _run(pipe, 1, **_inputs(guided=False))
+    assert guided.maps.steps == single.maps.steps == 1
+    assert single.maps.meta["cfg_layout"] == "chunk 0 of 1"
+    assert guided.maps.raw.keys() == single.maps.raw.keys()
+    for key, value in guided.maps.raw.items():
+        assert torch.equal(value, single.maps.raw[key]), key
+
+
+def test_batch_invariance(pipe):
+    both = _inputs(batch=2, guided=False)
+    with i2am.trace(pipe) as tr:
+        _run(pipe, 1, **both)
+    batched = tr.maps
+    for i in range(2):
+        alone = {**both, "prompt_embeds": both["prompt_embeds"][i:i + 1], "latents": both["latents"][i:i + 1]}
+        with i2am.trace(pipe) as tr:
+            _run(pipe, 1, **alone)
+        for key, value in tr.maps.raw.items():
+            # a batch of 2 runs other GEMM blockings than a batch of 1: float32 rounding, not exact
+            torch.testing.assert_close(batched.raw[key][i:i + 1], value, rtol=1e-4, atol=1e-6)
+
+
+def test_unsupported_transformers_are_refused_with_the_reason(pipe):
+    from diffusers import WanTransformer3DModel
+
+    without_image = WanTransformer3DModel.from_config({**pipe.transformer.config, "added_kv_proj_dim": None})
+    with pytest.raises(ValueError, match="input channels"):
+        wan_layer_specs(without_image)
+
+    class OtherProcessor(transformer_wan.WanAttnProcessor):
+        pass
+
+    other = WanTransformer3DModel.from_config(pipe.transformer.config)
+    other.blocks[1].attn2.set_processor(OtherProcessor())
+    with pytest.raises(ValueError, match=r"blocks\.1\.attn2 runs processor OtherProcessor"):
+        wan_layer_specs(other)
