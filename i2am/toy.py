@@ -19,12 +19,11 @@ from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
 from i2am.adapters.diffusers.kinds import KINDS
 from i2am.adapters.diffusers.tiny import build_pipeline
-from i2am.adapters.diffusers.video_tiny import PIPELINES as VIDEO_PIPELINES
-from i2am.adapters.diffusers.video_tiny import build_video_pipeline
+from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
 
 UNET_PIPELINES = tuple(KINDS)
 DERIVED_PIPELINES = ("Flux2KleinPipeline",)   # FLUX.2 [klein]: the tiny FLUX.2 without guidance embedding
-PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES + VIDEO_PIPELINES
+PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES + UNET_VIDEO_PIPELINES
 GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline")   # CFG in their default call
 IP_ADAPTERS = {False: None, None: None, True: "plain", "plain": "plain", "plus": "plus"}
 TEXT_TOKENS = 7
@@ -36,8 +35,8 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
     Args:
         name: a UNet pipeline (``UNET_PIPELINES``: SD, img2img, inpainting, SDXL, ControlNet, InstructPix2Pix,
             Paint-by-Example) or a diffusion-transformer one (``TRANSFORMER_PIPELINES``: FLUX.1 Kontext, FLUX.2,
-            Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``) or an image-to-video one (``VIDEO_PIPELINES``: Stable
-            Video Diffusion, I2VGen-XL; their CLIP image encoder reads 224 x 224, the call takes any image size).
+            Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``) or an image-to-video UNet one
+            (``UNET_VIDEO_PIPELINES``: Stable Video Diffusion, I2VGen-XL; any image size).
         ip_adapter: UNet pipelines other than Paint-by-Example: ``True`` / ``"plain"`` (4 image tokens) or
             ``"plus"`` (16 tokens, the Plus resampler); the pipeline then takes ``ip_adapter_image=<PIL image>``.
         seed: the weights' seed.
@@ -55,8 +54,8 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
             pipe.register_modules(feature_extractor=_clip_processor(pipe.image_encoder.config.image_size))
     elif name in DERIVED_PIPELINES:
         pipe = _flux2_klein(seed)
-    elif name in VIDEO_PIPELINES:
-        pipe = build_video_pipeline(name, seed=seed)
+    elif name in UNET_VIDEO_PIPELINES:
+        pipe = build_unet_video_pipeline(name, seed=seed)
     else:
         pipe = build_transformer_pipeline(name, "tiny", seed=seed)
     pipe.set_progress_bar_config(disable=True)

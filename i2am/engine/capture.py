@@ -54,6 +54,20 @@ def watch_denoise_layout(hooks: Hooks, model, record) -> None:
     hooks.replace(model, "denoise", watched)
 
 
+def unfold_frames(q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor | None, frames: int):
+    """Rows (sample, frame) of a frame-folded call as one video per sample: q [B*F, L, C] -> [B, F*L, C] (frame-major
+    queries), k [B*F, Lk, C] -> [B, Lk, C] (every frame of a sample attends to the same context), lse [B*F, heads, L]
+    -> [B, heads, F*L]."""
+    if q.shape[0] % frames:
+        raise RuntimeError(f"a frame-folded batch of {q.shape[0]} rows does not split into {frames} frames")
+    batch = q.shape[0] // frames
+    q = q.reshape(batch, frames * q.shape[1], q.shape[2])
+    k = k[::frames]
+    if lse is not None:
+        lse = lse.reshape(batch, frames, *lse.shape[1:]).transpose(1, 2).flatten(2)
+    return q, k, lse
+
+
 class _CaptureProcessor:
     """Runs the original processor, then reports the call (to each layer reading this module, in order) so the
     capture can score the stashed q and k. ``attending(module or None)`` marks the module whose processor is running
@@ -124,11 +138,14 @@ class AttributionCapture:
     ``records_call``: optional callable saying whether the step module's call in progress is a step to record (False:
     neither counted nor scored, e.g. the unconditional call of a pipeline that runs CFG as two calls per step).
     A 5-D step input [B, C, F, H, W] is a video: query grids are (frames, h, w) and G2R is kept per frame
-    (docs/video_maps.md).
+    (docs/video_maps.md). ``frames_in_batch``: optional callable giving the frames F of the call in progress when the
+    step module folds them into the batch (rows (chunk, sample, frame), one context per sample repeated over its
+    frames, as Stable Video Diffusion's and I2VGen-XL's UNets do), else None: each sample's frames are then unfolded
+    into one (F, h, w) query grid and its keys read from its first frame, so the maps are video maps as above.
     """
 
     def __init__(self, model: nn.Module, cfg: CaptureConfig | None = None, *, ref_grid=None,
-                 model_name: str | None = None, conditional=None, records_call=None):
+                 model_name: str | None = None, conditional=None, records_call=None, frames_in_batch=None):
         self.cfg = cfg or CaptureConfig()
         if isinstance(model, SupportsAttribution):
             specs = list(model.attribution_layers())
@@ -143,6 +160,8 @@ class AttributionCapture:
         self._adapter = model if isinstance(model, AttributionAdapter) else None
         self._conditional_rows = conditional
         self._records_call = records_call
+        self._frames_in_batch = frames_in_batch
+        self._folded_frames: int | None = None   # frames folded into the batch in the call in progress
         self.cfg_layout = self._resolve_layout()
         self.model_name = model_name or (model.name if self._adapter is not None else type(model).__name__)
         self.layers = select_layers(specs, self.cfg.layers)
@@ -255,7 +274,11 @@ class AttributionCapture:
         sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
         if sample is None:
             raise RuntimeError(f"{type(module).__name__}.forward got no sample tensor to read the latent size from")
-        self._latent_hw = tuple(sample.shape[2:] if sample.dim() == 5 else sample.shape[-2:])
+        self._folded_frames = self._frames_in_batch() if self._frames_in_batch is not None else None
+        if self._folded_frames:
+            self._latent_hw = (self._folded_frames, *sample.shape[-2:])
+        else:
+            self._latent_hw = tuple(sample.shape[2:] if sample.dim() == 5 else sample.shape[-2:])
         self._unrecorded = ((self._adapter is not None and not self._adapter.records_call)
                             or (self._records_call is not None and not self._records_call()))
         if self._unrecorded:   # a sampler's extra call that is not a step (PLMS's first-step corrector)
@@ -338,6 +361,8 @@ class AttributionCapture:
         attn = state.spec.module
         q, k = self._conditional(q), self._conditional(k)
         lse = None if lse is None else self._conditional(lse)
+        if self._folded_frames:
+            q, k, lse = unfold_frames(q, k, lse, self._folded_frames)
         batch, lq, width = q.shape
         lk = k.shape[1]
         heads = attn.heads

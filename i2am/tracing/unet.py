@@ -108,7 +108,7 @@ class PipelineTrace:
 
     def _new_capture(self, cfg: CaptureConfig):
         return AttributionCapture(PipelineSource(self.pipe, self._layers, self._step_module()), cfg,
-                                  conditional=self.conditional)
+                                  conditional=self.conditional, frames_in_batch=lambda: self._frames)
 
     def _config(self, steps: int) -> CaptureConfig:
         return replace(self.template, num_steps=steps, time_groups=min(self.template.time_groups, steps))
@@ -162,8 +162,6 @@ class PipelineTrace:
     def _maps_of(self, capture: AttributionCapture) -> AttributionMaps:
         maps = capture.maps()
         maps.meta["cfg_layout"] = self._layout   # the conditional chunk of the last denoiser call
-        if self._frames is not None:   # rows of every map: (sample, frame), the frames of a sample together
-            maps.meta["frames"] = self._frames
         return maps
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-PIPELINES = ("StableVideoDiffusionPipeline", "I2VGenXLPipeline")
+UNET_VIDEO_PIPELINES = ("StableVideoDiffusionPipeline", "I2VGenXLPipeline")
 CLIP_VISION = dict(hidden_size=32, projection_dim=32, num_hidden_layers=2, num_attention_heads=4, image_size=224,
                    intermediate_size=37, patch_size=32)   # SVD resizes to 224
 
@@ -68,10 +68,11 @@ def _i2vgen_xl():
                             feature_extractor=_clip_processor(), unet=unet, scheduler=scheduler)
 
 
-def build_video_pipeline(pipeline: str, seed: int = 0):
-    """A tiny image-to-video pipeline of ``PIPELINES`` on the CPU, in eval mode."""
-    if pipeline not in PIPELINES:
-        raise ValueError(f"no from-config build for {pipeline!r}; image-to-video pipelines: {list(PIPELINES)}")
+def build_unet_video_pipeline(pipeline: str, seed: int = 0):
+    """A tiny image-to-video UNet pipeline of ``UNET_VIDEO_PIPELINES`` on the CPU, in eval mode."""
+    if pipeline not in UNET_VIDEO_PIPELINES:
+        raise ValueError(f"no from-config build for {pipeline!r}; image-to-video UNet pipelines: "
+                         f"{list(UNET_VIDEO_PIPELINES)}")
     torch.manual_seed(seed)
     pipe = _svd() if pipeline == "StableVideoDiffusionPipeline" else _i2vgen_xl()
     for module in pipe.components.values():
