@@ -57,8 +57,13 @@ UNTESTED_LAYOUT = ("untested: i2am.trace knows its 3-chunk CFG layout (i2am.engi
 WAN_IMAGE_TOKENS = ("video: the reference's CLIP image tokens enter attn2 through their own keys "
                     "(add_k_proj/add_v_proj) and softmax, split off after 512 text tokens, and its VAE latent through "
                     "the input channels; neither is captured yet (i2am's maps live on one image grid per sample)")
-FRAMES_IN_BATCH = ("video: its UNet folds the frames into the batch and its cross-attention context is the reference's "
-                   "image embedding (the UNet capture would call it 'text'); not traced yet")
+FRAMES_IN_BATCH = ("video maps (docs/video_maps.md); temporal attention is not captured (its queries are one "
+                   "position's frames)")
+SVD_NOTE = (FRAMES_IN_BATCH + "; R2G only: the context is one CLIP image token, so G2R, a softmax over a single "
+            "key, is identically 1; the reference's VAE latent enters through the input channels, which no map sees")
+I2VGEN_XL_NOTE = (FRAMES_IN_BATCH + "; image:reference is the reference's VAE latent as an 8 x 8 grid of context "
+                  "tokens, image:clip its CLIP embedding as 4 tokens; the latent also enters through the input "
+                  "channels, which no map sees")
 VIDEO_SEQUENCE = ("video: the reference's tokens join the sequence of a video transformer the joint-attention capture "
                   "does not read yet (i2am's maps live on one image grid per sample)")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
@@ -98,6 +103,9 @@ COVERAGE: dict[str, Coverage] = {
     "JoyImageEditPipeline": supported("text", "image:reference", cli=False,
                                       note="model=diffusers: not run (its call resizes to 1024x1024-area buckets)"),
     "StableDiffusion3Pipeline": supported("text", note="its IP-Adapter (ip_adapter_image) is not traced"),
+    # image-to-video UNets folding the frames into the batch (docs/pipelines.md, "Image-to-video UNet pipelines")
+    "StableVideoDiffusionPipeline": supported("image:clip", cli=False, note=SVD_NOTE),
+    "I2VGenXLPipeline": supported("text", "image:reference", "image:clip", cli=False, note=I2VGEN_XL_NOTE),
     # refused
     "AltDiffusionImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "AltDiffusionPipeline": refused(NOT_CLASSIFIED),
@@ -158,7 +166,6 @@ COVERAGE: dict[str, Coverage] = {
     "HunyuanVideo15ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
     "HunyuanVideoFramepackPipeline": refused(VIDEO),
     "HunyuanVideoImageToVideoPipeline": refused(VIDEO),
-    "I2VGenXLPipeline": refused(FRAMES_IN_BATCH),
     "IFImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "IFImg2ImgSuperResolutionPipeline": refused(NOT_CLASSIFIED),
     "IFInpaintingPipeline": refused(NOT_CLASSIFIED),
@@ -265,7 +272,6 @@ COVERAGE: dict[str, Coverage] = {
     "StableDiffusionXLPAGInpaintPipeline": refused(NOT_CLASSIFIED),
     "StableDiffusionXLPAGPipeline": refused(NOT_CLASSIFIED),
     "StableUnCLIPImg2ImgPipeline": refused(NOT_CLASSIFIED),
-    "StableVideoDiffusionPipeline": refused(FRAMES_IN_BATCH),
     "UnCLIPImageVariationPipeline": refused(NO_DENOISER),
     "UniDiffuserPipeline": refused(NOT_CLASSIFIED),
     "VersatileDiffusionDualGuidedPipeline": refused(NO_DENOISER),

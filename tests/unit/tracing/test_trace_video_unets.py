@@ -13,6 +13,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 import i2am
 from i2am import toy
+from i2am.adapters.diffusers.coverage import COVERAGE, TRACE
 from i2am.engine import AttributionMaps, CaptureConfig
 
 FRAMES, STEPS = 3, 2
@@ -234,3 +235,12 @@ def test_a_batch_of_two_equals_two_batches_of_one(case, request, monkeypatch):
     assert tr.maps.raw.keys() == joined.raw.keys()
     for key in tr.maps.raw:   # tolerance: batched and single convolutions may sum in another order
         torch.testing.assert_close(tr.maps.raw[key], joined.raw[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_coverage_table_lists_the_relations_the_trace_finds(case, request):
+    fixture = CASES[case][0]
+    pipe = request.getfixturevalue(fixture)
+    entry = COVERAGE[type(pipe).__name__]
+    assert entry.supported and entry.entry_points == (TRACE,)
+    assert i2am.trace(pipe).relations == list(entry.relations)
