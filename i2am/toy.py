@@ -19,10 +19,12 @@ from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
 from i2am.adapters.diffusers.kinds import KINDS
 from i2am.adapters.diffusers.tiny import build_pipeline
+from i2am.adapters.diffusers.video.tiny import build_video_pipeline
 from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
 
 UNET_PIPELINES = tuple(KINDS)
-DERIVED_PIPELINES = ("Flux2KleinPipeline",)   # FLUX.2 [klein]: the tiny FLUX.2 without guidance embedding
+# FLUX.2 [klein]: the tiny FLUX.2 without guidance embedding; SkyReels-V2 I2V: the tiny Wan 2.1 I2V's components
+DERIVED_PIPELINES = ("Flux2KleinPipeline", "SkyReelsV2ImageToVideoPipeline")
 PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES + UNET_VIDEO_PIPELINES
 GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline")   # CFG in their default call
 IP_ADAPTERS = {False: None, None: None, True: "plain", "plain": "plain", "plus": "plus"}
@@ -35,8 +37,10 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
     Args:
         name: a UNet pipeline (``UNET_PIPELINES``: SD, img2img, inpainting, SDXL, ControlNet, InstructPix2Pix,
             Paint-by-Example) or a diffusion-transformer one (``TRANSFORMER_PIPELINES``: FLUX.1 Kontext, FLUX.2,
-            Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``) or an image-to-video UNet one
-            (``UNET_VIDEO_PIPELINES``: Stable Video Diffusion, I2VGen-XL; any image size).
+            Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``), an image-to-video UNet one
+            (``UNET_VIDEO_PIPELINES``: Stable Video Diffusion, I2VGen-XL; any image size) or
+            ``SkyReelsV2ImageToVideoPipeline`` (its prompt: ``prompt_embeds`` of ``WAN_TEXT_TOKENS`` x
+            ``WAN_TEXT_DIM``, ``i2am.adapters.diffusers.video.tiny``).
         ip_adapter: UNet pipelines other than Paint-by-Example: ``True`` / ``"plain"`` (4 image tokens) or
             ``"plus"`` (16 tokens, the Plus resampler); the pipeline then takes ``ip_adapter_image=<PIL image>``.
         seed: the weights' seed.
@@ -52,8 +56,10 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
         pipe = build_pipeline(name, "tiny", ip_adapter=IP_ADAPTERS[ip_adapter], seed=seed)
         if pipe.image_encoder is not None:   # PIL images in: resized to the tiny image encoder's input size
             pipe.register_modules(feature_extractor=_clip_processor(pipe.image_encoder.config.image_size))
-    elif name in DERIVED_PIPELINES:
+    elif name == "Flux2KleinPipeline":
         pipe = _flux2_klein(seed)
+    elif name == "SkyReelsV2ImageToVideoPipeline":
+        pipe = _skyreels_v2_i2v(seed)
     elif name in UNET_VIDEO_PIPELINES:
         pipe = build_unet_video_pipeline(name, seed=seed)
     else:
@@ -76,6 +82,21 @@ def _flux2_klein(seed: int):
     transformer = Flux2Transformer2DModel.from_config({**flux2.transformer.config, "guidance_embeds": False})
     return Flux2KleinPipeline(scheduler=flux2.scheduler, vae=flux2.vae, text_encoder=None, tokenizer=None,
                               transformer=transformer.eval())
+
+
+def _skyreels_v2_i2v(seed: int):
+    """SkyReels-V2's image-to-video transformer is Wan 2.1's (same config, same attention): the tiny Wan I2V's
+    components, its transformer rebuilt as a ``SkyReelsV2Transformer3DModel`` and a CLIP tower with projection."""
+    from diffusers import SkyReelsV2ImageToVideoPipeline, SkyReelsV2Transformer3DModel
+    from transformers import CLIPVisionModelWithProjection
+
+    wan = build_video_pipeline("WanImageToVideoPipeline", seed=seed)
+    torch.manual_seed(seed)
+    transformer = SkyReelsV2Transformer3DModel.from_config(dict(wan.transformer.config))
+    image_encoder = CLIPVisionModelWithProjection(wan.image_encoder.config)
+    return SkyReelsV2ImageToVideoPipeline(tokenizer=None, text_encoder=None, image_encoder=image_encoder.eval(),
+                                          image_processor=wan.image_processor, transformer=transformer.eval(),
+                                          vae=wan.vae, scheduler=wan.scheduler)
 
 
 def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, tokens: int = TEXT_TOKENS) -> dict:

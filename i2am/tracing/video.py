@@ -23,8 +23,10 @@ from i2am.engine.hooks import Hooks
 from i2am.engine.layers import LayerSpec
 from i2am.tracing.unet import PipelineSource, PipelineTrace
 
-VIDEO_TRANSFORMERS = ("WanTransformer3DModel",)
-WAN_PROCESSORS = ("WanAttnProcessor",)   # computes q, k through the layer's own modules (so hooks see them)
+# SkyReels-V2's image-to-video transformer is Wan 2.1's: the same blocks, attention and CFG calls
+VIDEO_TRANSFORMERS = ("WanTransformer3DModel", "SkyReelsV2Transformer3DModel")
+# compute q, k through the layer's own modules (so hooks see them)
+WAN_PROCESSORS = ("WanAttnProcessor", "SkyReelsV2AttnProcessor")
 
 
 def wan_layer_specs(transformer) -> list[LayerSpec]:

@@ -64,6 +64,8 @@ SVD_NOTE = (FRAMES_IN_BATCH + "; R2G only: the context is one CLIP image token, 
 I2VGEN_XL_NOTE = (FRAMES_IN_BATCH + "; image:reference is the reference's VAE latent as an 8 x 8 grid of context "
                   "tokens, image:clip its CLIP embedding as 4 tokens; the latent also enters through the input "
                   "channels, which no map sees")
+SKYREELS_NOTE = ("video maps (docs/video_maps.md); image:reference is the reference's CLIP tokens in attn2's own keys "
+                 "(as in Wan 2.1); its VAE latent enters through the input channels, which no map sees")
 VIDEO_SEQUENCE = ("video: the reference's tokens join the sequence of a video transformer the joint-attention capture "
                   "does not read yet (i2am's maps live on one image grid per sample)")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
@@ -106,6 +108,8 @@ COVERAGE: dict[str, Coverage] = {
     # image-to-video UNets folding the frames into the batch (docs/pipelines.md, "Image-to-video UNet pipelines")
     "StableVideoDiffusionPipeline": supported("image:clip", cli=False, note=SVD_NOTE),
     "I2VGenXLPipeline": supported("text", "image:reference", "image:clip", cli=False, note=I2VGEN_XL_NOTE),
+    # its transformer is Wan 2.1's (i2am.tracing.video)
+    "SkyReelsV2ImageToVideoPipeline": supported("image:reference", "text", cli=False, note=SKYREELS_NOTE),
     # refused
     "AltDiffusionImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "AltDiffusionPipeline": refused(NOT_CLASSIFIED),
@@ -227,7 +231,6 @@ COVERAGE: dict[str, Coverage] = {
     "ShapEImg2ImgPipeline": refused(NO_DENOISER),
     "SkyReelsV2DiffusionForcingImageToVideoPipeline": refused(VIDEO),
     "SkyReelsV2DiffusionForcingVideoToVideoPipeline": refused(VIDEO),
-    "SkyReelsV2ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
     "StableCascadeCombinedPipeline": refused(NO_DENOISER),
     "StableCascadeDecoderPipeline": refused(NO_DENOISER),
     "StableCascadePriorPipeline": refused(NO_DENOISER),
