@@ -66,8 +66,14 @@ I2VGEN_XL_NOTE = (FRAMES_IN_BATCH + "; image:reference is the reference's VAE la
                   "channels, which no map sees")
 SKYREELS_NOTE = ("video maps (docs/video_maps.md); image:reference is the reference's CLIP tokens in attn2's own keys "
                  "(as in Wan 2.1); its VAE latent enters through the input channels, which no map sees")
-VIDEO_SEQUENCE = ("video: the reference's tokens join the sequence of a video transformer the joint-attention capture "
-                  "does not read yet (i2am's maps live on one image grid per sample)")
+LTX2_REFERENCE = ("video: the reference is no separate conditioning: its latent replaces the first latent frame of "
+                  "the video tokens (kept clean by the conditioning mask) and reaches the other frames through the "
+                  "video's self-attention, beside the audio stream; i2am captures no self-attention from later frames "
+                  "to the first yet")
+HUNYUAN_VIDEO15_REFERENCE = ("video: the reference's SigLIP tokens join the joint-attention context at a per-sample "
+                             "position (valid image, byT5 and text tokens packed first, padding after), a layout "
+                             "i2am's joint-attention readers (i2am.engine.packing) do not read yet; its VAE latent "
+                             "enters through the input channels, which no map sees")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
             "and the processor")
 
@@ -167,7 +173,7 @@ COVERAGE: dict[str, Coverage] = {
     "HunyuanDiTControlNetPipeline": refused(unread_transformer("HunyuanDiT2DModel")),
     "HunyuanImageRefinerPipeline": refused(unread_transformer("HunyuanImageTransformer2DModel")),
     "HunyuanSkyreelsImageToVideoPipeline": refused(VIDEO),
-    "HunyuanVideo15ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
+    "HunyuanVideo15ImageToVideoPipeline": refused(HUNYUAN_VIDEO15_REFERENCE),
     "HunyuanVideoFramepackPipeline": refused(VIDEO),
     "HunyuanVideoImageToVideoPipeline": refused(VIDEO),
     "IFImg2ImgPipeline": refused(NOT_CLASSIFIED),
@@ -199,7 +205,7 @@ COVERAGE: dict[str, Coverage] = {
     "LTX2DFRPipeline": refused(VIDEO),
     "LTX2DFRTemporalRefinePipeline": refused(VIDEO),
     "LTX2HDRPipeline": refused(VIDEO),
-    "LTX2ImageToVideoPipeline": refused(VIDEO_SEQUENCE),
+    "LTX2ImageToVideoPipeline": refused(LTX2_REFERENCE),
     "LTX2InContextPipeline": refused(VIDEO),
     "LTX2LatentUpsamplePipeline": refused(VIDEO),
     "LTXConditionPipeline": refused(VIDEO),
