@@ -19,14 +19,16 @@ from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
 from i2am.adapters.diffusers.kinds import KINDS
 from i2am.adapters.diffusers.tiny import build_pipeline
-from i2am.adapters.diffusers.video.tiny import build_video_pipeline
+from i2am.adapters.diffusers.video.tiny import WAN_TEXT_TOKENS, build_video_pipeline
 from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
 
 UNET_PIPELINES = tuple(KINDS)
 # FLUX.2 [klein]: the tiny FLUX.2 without guidance embedding; SkyReels-V2 I2V: the tiny Wan 2.1 I2V's components
 DERIVED_PIPELINES = ("Flux2KleinPipeline", "SkyReelsV2ImageToVideoPipeline")
 PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES + UNET_VIDEO_PIPELINES
-GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline")   # CFG in their default call
+# CFG in their default call
+GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline", "SkyReelsV2ImageToVideoPipeline")
+PROMPT_FREE = ("PaintByExamplePipeline", "StableVideoDiffusionPipeline")
 IP_ADAPTERS = {False: None, None: None, True: "plain", "plain": "plain", "plus": "plus"}
 TEXT_TOKENS = 7
 
@@ -105,10 +107,10 @@ def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, to
     (SDXL, FLUX.1, SD3) and the mask (Qwen-Image-Edit). ``negative=True`` adds the ``negative_*`` ones: the
     unconditional chunk of CFG; for FLUX.1 Kontext, FLUX.2 [klein] and Qwen-Image-Edit they turn on true CFG.
     ``None``: only where the pipeline's default call needs them (UNet pipelines, SD3 and FLUX.2 [klein], which
-    guide by default).
-    Paint-by-Example takes no prompt: ``{}``."""
+    guide by default). SkyReels-V2 (a Wan 2.1 transformer) reads ``WAN_TEXT_TOKENS`` tokens, whatever ``tokens``.
+    Paint-by-Example and Stable Video Diffusion take no prompt: ``{}``."""
     name = type(pipe).__name__
-    if name == "PaintByExamplePipeline":
+    if name in PROMPT_FREE:
         return {}
     if negative is None:
         negative = hasattr(pipe, "unet") or name in GUIDED_TRANSFORMER_PIPELINES
@@ -116,6 +118,8 @@ def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, to
     if hasattr(pipe, "unet"):
         width = pipe.unet.config.cross_attention_dim
         pooled = pipe.text_encoder_2.config.projection_dim if name == "StableDiffusionXLPipeline" else None
+    elif name == "SkyReelsV2ImageToVideoPipeline":   # its processor splits text and image keys at 512 text tokens
+        width, pooled, tokens = pipe.transformer.config.text_dim, None, WAN_TEXT_TOKENS
     else:
         width = pipe.transformer.config.joint_attention_dim
         pooled = getattr(pipe.transformer.config, "pooled_projection_dim", None)

@@ -13,6 +13,8 @@ from i2am import toy
 
 REFERENCE_FREE = {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline"}
 IMAGE_LISTS = {"Flux2Pipeline", "Flux2KleinPipeline", "QwenImageEditPlusPipeline"}
+VIDEO = {*toy.UNET_VIDEO_PIPELINES, "SkyReelsV2ImageToVideoPipeline"}
+VIDEO_FRAMES = 5   # Wan-style VAEs take 4k + 1 frames
 
 
 def _inputs(name: str) -> dict:
@@ -28,6 +30,8 @@ def _inputs(name: str) -> dict:
     if name == "FluxKontextInpaintPipeline":
         return dict(image=toy.image(64, 64), mask_image=toy.mask(64, 64), image_reference=toy.image(64, 48, seed=1),
                     max_area=64 * 64, _auto_resize=False)
+    if name in VIDEO:
+        return dict(image=toy.image(64, 64), num_frames=VIDEO_FRAMES)
     return dict(image=[toy.image(64, 64)] if name in IMAGE_LISTS else toy.image(64, 64))
 
 
@@ -39,9 +43,10 @@ def test_every_pipeline_runs_a_call_with_its_own_inputs(name):
                for p in c.parameters())
     context = toy.qwen_reference_area() if name.startswith("QwenImageEdit") else nullcontext()
     with context:
-        out = pipe(**toy.prompt(pipe), **_inputs(name), height=64, width=64, num_inference_steps=2,
-                   output_type="np").images
-    assert out.shape == (1, 64, 64, 3) and np.isfinite(out).all()
+        result = pipe(**toy.prompt(pipe), **_inputs(name), height=64, width=64, num_inference_steps=2,
+                      output_type="np")
+    out = result.frames if name in VIDEO else result.images
+    assert out.shape == ((1, VIDEO_FRAMES) if name in VIDEO else (1,)) + (64, 64, 3) and np.isfinite(out).all()
 
 
 @pytest.mark.parametrize("ip_adapter,tokens", [(True, 4), ("plus", 16)])
