@@ -19,10 +19,12 @@ from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
 from i2am.adapters.diffusers.kinds import KINDS
 from i2am.adapters.diffusers.tiny import build_pipeline
+from i2am.adapters.diffusers.video.tiny import PIPELINES as VIDEO_PIPELINES
+from i2am.adapters.diffusers.video.tiny import WAN_TEXT_TOKENS, build_video_pipeline
 
 UNET_PIPELINES = tuple(KINDS)
 DERIVED_PIPELINES = ("Flux2KleinPipeline",)   # FLUX.2 [klein]: the tiny FLUX.2 without guidance embedding
-PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES
+PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES + VIDEO_PIPELINES
 GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline")   # CFG in their default call
 IP_ADAPTERS = {False: None, None: None, True: "plain", "plain": "plain", "plus": "plus"}
 TEXT_TOKENS = 7
@@ -34,7 +36,8 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
     Args:
         name: a UNet pipeline (``UNET_PIPELINES``: SD, img2img, inpainting, SDXL, ControlNet, InstructPix2Pix,
             Paint-by-Example) or a diffusion-transformer one (``TRANSFORMER_PIPELINES``: FLUX.1 Kontext, FLUX.2,
-            Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``).
+            Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``) or an image-to-video one (``VIDEO_PIPELINES``: Wan 2.1
+            image-to-video; its call takes ``image``, ``height``, ``width``, ``num_frames``).
         ip_adapter: UNet pipelines other than Paint-by-Example: ``True`` / ``"plain"`` (4 image tokens) or
             ``"plus"`` (16 tokens, the Plus resampler); the pipeline then takes ``ip_adapter_image=<PIL image>``.
         seed: the weights' seed.
@@ -52,6 +55,8 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
             pipe.register_modules(feature_extractor=_clip_processor(pipe.image_encoder.config.image_size))
     elif name in DERIVED_PIPELINES:
         pipe = _flux2_klein(seed)
+    elif name in VIDEO_PIPELINES:
+        pipe = build_video_pipeline(name, seed=seed)
     else:
         pipe = build_transformer_pipeline(name, "tiny", seed=seed)
     pipe.set_progress_bar_config(disable=True)
@@ -79,18 +84,21 @@ def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, to
     pipelines have no tokenizer): ``prompt_embeds`` and, where the pipeline takes them, the pooled embeddings
     (SDXL, FLUX.1, SD3) and the mask (Qwen-Image-Edit). ``negative=True`` adds the ``negative_*`` ones: the
     unconditional chunk of CFG; for FLUX.1 Kontext, FLUX.2 [klein] and Qwen-Image-Edit they turn on true CFG.
-    ``None``: only where the pipeline's default call needs them (UNet pipelines, SD3 and FLUX.2 [klein], which
-    guide by default).
-    Paint-by-Example takes no prompt: ``{}``."""
+    ``None``: only where the pipeline's default call needs them (UNet pipelines, SD3, FLUX.2 [klein] and Wan
+    image-to-video, which guide by default).
+    Paint-by-Example takes no prompt: ``{}``; Wan image-to-video (which guides by default) reads 512 text tokens
+    whatever ``tokens`` says."""
     name = type(pipe).__name__
     if name == "PaintByExamplePipeline":
         return {}
     if negative is None:
-        negative = hasattr(pipe, "unet") or name in GUIDED_TRANSFORMER_PIPELINES
+        negative = hasattr(pipe, "unet") or name in GUIDED_TRANSFORMER_PIPELINES + VIDEO_PIPELINES
     gen = torch.Generator().manual_seed(seed)
     if hasattr(pipe, "unet"):
         width = pipe.unet.config.cross_attention_dim
         pooled = pipe.text_encoder_2.config.projection_dim if name == "StableDiffusionXLPipeline" else None
+    elif name in VIDEO_PIPELINES:   # Wan's attention takes exactly its 512 text tokens (the rest are image tokens)
+        width, pooled, tokens = pipe.transformer.config.text_dim, None, WAN_TEXT_TOKENS
     else:
         width = pipe.transformer.config.joint_attention_dim
         pooled = getattr(pipe.transformer.config, "pooled_projection_dim", None)

@@ -57,6 +57,8 @@ UNTESTED_LAYOUT = ("untested: i2am.trace knows its 3-chunk CFG layout (i2am.engi
 WAN_IMAGE_TOKENS = ("video: the reference's CLIP image tokens enter attn2 through their own keys "
                     "(add_k_proj/add_v_proj) and softmax, split off after 512 text tokens, and its VAE latent through "
                     "the input channels; neither is captured yet (i2am's maps live on one image grid per sample)")
+WAN_CHANNELS = ("video maps (docs/video_maps.md); the reference's VAE latent also enters through the input channels, "
+                "which no attention map sees; Wan 2.2 checkpoints (no image cross-attention) are refused")
 FRAMES_IN_BATCH = ("video: its UNet folds the frames into the batch and its cross-attention context is the reference's "
                    "image embedding (the UNet capture would call it 'text'); not traced yet")
 VIDEO_SEQUENCE = ("video: the reference's tokens join the sequence of a video transformer the joint-attention capture "
@@ -274,7 +276,7 @@ COVERAGE: dict[str, Coverage] = {
     "VisualClozeGenerationPipeline": refused(NOT_CLASSIFIED),
     "VisualClozePipeline": refused(NOT_CLASSIFIED),
     "WanAnimatePipeline": refused(VIDEO),
-    "WanImageToVideoPipeline": refused(WAN_IMAGE_TOKENS),
+    "WanImageToVideoPipeline": supported("image:reference", "text", cli=False, note=WAN_CHANNELS),
     "WanVACEPipeline": refused(VIDEO),
     "WanVideoToVideoPipeline": refused(VIDEO),
     "WuerstchenDecoderPipeline": refused(NO_DENOISER),

@@ -38,10 +38,12 @@ def test_every_pipeline_runs_a_call_with_its_own_inputs(name):
     assert all(p.device.type == "cpu" for c in pipe.components.values() if isinstance(c, torch.nn.Module)
                for p in c.parameters())
     context = toy.qwen_reference_area() if name.startswith("QwenImageEdit") else nullcontext()
+    video = {"num_frames": 5} if name in toy.VIDEO_PIPELINES else {}
     with context:
         out = pipe(**toy.prompt(pipe), **_inputs(name), height=64, width=64, num_inference_steps=2,
-                   output_type="np").images
-    assert out.shape == (1, 64, 64, 3) and np.isfinite(out).all()
+                   output_type="np", **video)
+    out = out.frames if video else out.images
+    assert out.shape == ((1, 5, 64, 64, 3) if video else (1, 64, 64, 3)) and np.isfinite(out).all()
 
 
 @pytest.mark.parametrize("ip_adapter,tokens", [(True, 4), ("plus", 16)])
@@ -66,6 +68,8 @@ def test_prompt_gives_the_keyword_arguments_each_pipeline_takes():
     assert keys("QwenImageEditPipeline", negative=True) == ["negative_prompt_embeds", "negative_prompt_embeds_mask",
                                                             "prompt_embeds", "prompt_embeds_mask"]
     assert keys("PaintByExamplePipeline") == []
+    wan = toy.prompt(toy.pipeline("WanImageToVideoPipeline"), tokens=5)       # guides by default; 512 text tokens
+    assert sorted(wan) == ["negative_prompt_embeds", "prompt_embeds"] and wan["prompt_embeds"].shape[1] == 512
     kontext = toy.pipeline("FluxKontextPipeline")
     text = toy.prompt(kontext, batch=2, tokens=5)
     assert text["prompt_embeds"].shape == (2, 5, kontext.transformer.config.joint_attention_dim)
