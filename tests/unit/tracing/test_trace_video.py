@@ -11,6 +11,7 @@ from diffusers.models.transformers import transformer_wan
 import i2am
 from i2am import toy
 from i2am.adapters.diffusers.video.tiny import WAN_TEXT_DIM, WAN_TEXT_TOKENS, build_video_pipeline
+from i2am.engine import CaptureConfig
 from i2am.tracing.video import wan_layer_specs
 
 HEIGHT, WIDTH, FRAMES = 32, 48, 5          # latent grid (2 frames, 2 x 3 cells) after the VAE and 2x2 patches
@@ -128,6 +129,12 @@ def test_batch_invariance(pipe):
         for key, value in tr.maps.raw.items():
             # a batch of 2 runs other GEMM blockings than a batch of 1: float32 rounding, not exact
             torch.testing.assert_close(batched.raw[key][i:i + 1], value, rtol=1e-4, atol=1e-6)
+
+
+def test_sram_of_a_video_layer_is_refused(pipe):
+    capture = CaptureConfig(sram_layers=["image:reference/blocks.0.attn2"])
+    with pytest.raises(ValueError, match="video layer"), i2am.trace(pipe, capture):
+        _run(pipe, 1, **_inputs(guided=False))
 
 
 def test_unsupported_transformers_are_refused_with_the_reason(pipe):
