@@ -54,11 +54,11 @@ UNTESTED_EDITOR = ("untested editor on a transformer i2am reads; refused by name
                    "(docs/dit_editors.md)")
 UNTESTED_LAYOUT = ("untested: i2am.trace knows its 3-chunk CFG layout (i2am.engine.pipelines), but no test runs "
                    "it and model=diffusers has no kind for it")
-WAN_IMAGE_TOKENS = ("video: the reference's CLIP image tokens enter attn2 through their own keys "
-                    "(add_k_proj/add_v_proj) and softmax, split off after 512 text tokens, and its VAE latent through "
-                    "the input channels; neither is captured yet (i2am's maps live on one image grid per sample)")
 WAN_CHANNELS = ("video maps (docs/video_maps.md); the reference's VAE latent also enters through the input channels, "
                 "which no attention map sees; Wan 2.2 checkpoints (no image cross-attention) are refused")
+CHRONOEDIT = ("video maps (docs/video_maps.md); the reference's VAE latent also enters through the input channels, "
+              "which no attention map sees; temporal reasoning that drops frames for some steps "
+              "(num_temporal_reasoning_steps > 0) is refused")
 FRAMES_IN_BATCH = ("video: its UNet folds the frames into the batch and its cross-attention context is the reference's "
                    "image embedding (the UNet capture would call it 'text'); not traced yet")
 VIDEO_SEQUENCE = ("video: the reference's tokens join the sequence of a video transformer the joint-attention capture "
@@ -121,7 +121,7 @@ COVERAGE: dict[str, Coverage] = {
     "ChromaImg2ImgPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaInpaintPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
-    "ChronoEditPipeline": refused(WAN_IMAGE_TOKENS),
+    "ChronoEditPipeline": supported("image:reference", "text", cli=False, note=CHRONOEDIT),
     "CogVideoXFunControlPipeline": refused(VIDEO),
     "CogVideoXImageToVideoPipeline": refused(VIDEO),
     "CogVideoXVideoToVideoPipeline": refused(VIDEO),
