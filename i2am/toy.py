@@ -19,15 +19,17 @@ from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
 from i2am.adapters.diffusers.kinds import KINDS
 from i2am.adapters.diffusers.tiny import build_pipeline
+from i2am.adapters.diffusers.video.tiny import PIPELINES as VIDEO_PIPELINES
 from i2am.adapters.diffusers.video.tiny import WAN_TEXT_TOKENS, build_video_pipeline
 from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
 
 UNET_PIPELINES = tuple(KINDS)
 # FLUX.2 [klein]: the tiny FLUX.2 without guidance embedding; SkyReels-V2 I2V: the tiny Wan 2.1 I2V's components
 DERIVED_PIPELINES = ("Flux2KleinPipeline", "SkyReelsV2ImageToVideoPipeline")
-PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES + UNET_VIDEO_PIPELINES
-# CFG in their default call
-GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline", "SkyReelsV2ImageToVideoPipeline")
+PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES + VIDEO_PIPELINES + UNET_VIDEO_PIPELINES
+GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline")   # CFG in their default call
+# Wan 2.1 transformers: guided by default, 512 text tokens
+WAN_STYLE_PIPELINES = (*VIDEO_PIPELINES, "SkyReelsV2ImageToVideoPipeline")
 PROMPT_FREE = ("PaintByExamplePipeline", "StableVideoDiffusionPipeline")
 IP_ADAPTERS = {False: None, None: None, True: "plain", "plain": "plain", "plus": "plus"}
 TEXT_TOKENS = 7
@@ -39,10 +41,10 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
     Args:
         name: a UNet pipeline (``UNET_PIPELINES``: SD, img2img, inpainting, SDXL, ControlNet, InstructPix2Pix,
             Paint-by-Example) or a diffusion-transformer one (``TRANSFORMER_PIPELINES``: FLUX.1 Kontext, FLUX.2,
-            Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``), an image-to-video UNet one
-            (``UNET_VIDEO_PIPELINES``: Stable Video Diffusion, I2VGen-XL; any image size) or
-            ``SkyReelsV2ImageToVideoPipeline`` (its prompt: ``prompt_embeds`` of ``WAN_TEXT_TOKENS`` x
-            ``WAN_TEXT_DIM``, ``i2am.adapters.diffusers.video.tiny``).
+            Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``), an image-to-video one (``VIDEO_PIPELINES``: Wan 2.1
+            image-to-video; and ``SkyReelsV2ImageToVideoPipeline``, its transformer; their call takes ``image``,
+            ``height``, ``width``, ``num_frames``) or an image-to-video UNet one (``UNET_VIDEO_PIPELINES``: Stable
+            Video Diffusion, I2VGen-XL; any image size).
         ip_adapter: UNet pipelines other than Paint-by-Example: ``True`` / ``"plain"`` (4 image tokens) or
             ``"plus"`` (16 tokens, the Plus resampler); the pipeline then takes ``ip_adapter_image=<PIL image>``.
         seed: the weights' seed.
@@ -62,6 +64,8 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
         pipe = _flux2_klein(seed)
     elif name == "SkyReelsV2ImageToVideoPipeline":
         pipe = _skyreels_v2_i2v(seed)
+    elif name in VIDEO_PIPELINES:
+        pipe = build_video_pipeline(name, seed=seed)
     elif name in UNET_VIDEO_PIPELINES:
         pipe = build_unet_video_pipeline(name, seed=seed)
     else:
@@ -106,19 +110,20 @@ def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, to
     pipelines have no tokenizer): ``prompt_embeds`` and, where the pipeline takes them, the pooled embeddings
     (SDXL, FLUX.1, SD3) and the mask (Qwen-Image-Edit). ``negative=True`` adds the ``negative_*`` ones: the
     unconditional chunk of CFG; for FLUX.1 Kontext, FLUX.2 [klein] and Qwen-Image-Edit they turn on true CFG.
-    ``None``: only where the pipeline's default call needs them (UNet pipelines, SD3 and FLUX.2 [klein], which
-    guide by default). SkyReels-V2 (a Wan 2.1 transformer) reads ``WAN_TEXT_TOKENS`` tokens, whatever ``tokens``.
-    Paint-by-Example and Stable Video Diffusion take no prompt: ``{}``."""
+    ``None``: only where the pipeline's default call needs them (UNet pipelines, SD3, FLUX.2 [klein], Wan
+    image-to-video and SkyReels-V2, which guide by default).
+    Paint-by-Example and Stable Video Diffusion take no prompt: ``{}``; Wan image-to-video and SkyReels-V2 read 512
+    text tokens whatever ``tokens`` says."""
     name = type(pipe).__name__
     if name in PROMPT_FREE:
         return {}
     if negative is None:
-        negative = hasattr(pipe, "unet") or name in GUIDED_TRANSFORMER_PIPELINES
+        negative = hasattr(pipe, "unet") or name in GUIDED_TRANSFORMER_PIPELINES + WAN_STYLE_PIPELINES
     gen = torch.Generator().manual_seed(seed)
     if hasattr(pipe, "unet"):
         width = pipe.unet.config.cross_attention_dim
         pooled = pipe.text_encoder_2.config.projection_dim if name == "StableDiffusionXLPipeline" else None
-    elif name == "SkyReelsV2ImageToVideoPipeline":   # its processor splits text and image keys at 512 text tokens
+    elif name in WAN_STYLE_PIPELINES:   # Wan's attention takes exactly its 512 text tokens (the rest are image tokens)
         width, pooled, tokens = pipe.transformer.config.text_dim, None, WAN_TEXT_TOKENS
     else:
         width = pipe.transformer.config.joint_attention_dim

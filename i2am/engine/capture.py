@@ -348,6 +348,9 @@ class AttributionCapture:
             state.ref_grid = (1, 1)
         if state.ref_grid is not None and state.ref_grid[0] * state.ref_grid[1] != lk:
             raise RuntimeError(f"layer {spec.name}: reference grid {state.ref_grid} does not hold its {lk} key tokens")
+        if len(state.query_grid) == 3 and spec.name in self.cfg.sram_layers:
+            raise ValueError(f"CaptureConfig.sram_layers names {spec.name}, a video layer (query grid "
+                             f"{state.query_grid}): SRAM points are (row, col) cells of an image layer; drop it")
         state.degenerate_g2r = lk == 1
         if "g2r" in self.cfg.directions and state.ref_grid is None:
             raise RuntimeError(f"layer {spec.name}: {lk} reference tokens but no reference grid; pass "

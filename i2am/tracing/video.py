@@ -1,5 +1,5 @@
-"""``i2am.trace(pipe)`` for image-to-video pipelines whose denoiser is a ``WanTransformer3DModel``
-(``WanImageToVideoPipeline``, Wan 2.1).
+"""``i2am.trace(pipe)`` for image-to-video pipelines whose denoiser is a Wan transformer: ``WanImageToVideoPipeline``
+(Wan 2.1, ``WanTransformer3DModel``) and the ChronoEdit editor (``ChronoEditTransformer3DModel``, the same blocks).
 
 Wan's second attention of every block (``attn2``) attends to two conditionings with one query and two softmaxes: the
 last 512 context tokens are text (keys ``to_k`` then ``norm_k``), the tokens before them the reference image's CLIP
@@ -10,13 +10,12 @@ after the layer's own RMS norms across heads, so the scores use exactly what the
 The reference also enters through the transformer's input channels (its VAE latent, concatenated to the noisy
 latents as the first frame's condition); no attention map sees that path (docs/video_maps.md).
 
-The pipeline runs CFG as two transformer calls per step, ``cache_context("cond")`` then ``"uncond"``: the trace reads
-the name of each call and records only the conditional one (one step per conditional call). The maps are video maps:
-R2G over (frame, h, w), G2R per generated frame (docs/video_maps.md).
+Both pipelines run CFG as two transformer calls per step, the conditional one first: the trace records the first
+transformer call after each ``scheduler.step`` (and after the latents are prepared) and skips the others. The maps
+are video maps: R2G over (frame, h, w), G2R per generated frame (docs/video_maps.md); a call whose latent frame count
+changes mid-sampling (ChronoEdit's temporal reasoning for some steps) is refused.
 """
 from __future__ import annotations
-
-from contextlib import contextmanager
 
 from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
 from i2am.engine.hooks import Hooks
@@ -24,7 +23,7 @@ from i2am.engine.layers import LayerSpec
 from i2am.tracing.unet import PipelineSource, PipelineTrace
 
 # SkyReels-V2's image-to-video transformer is Wan 2.1's: the same blocks, attention and CFG calls
-VIDEO_TRANSFORMERS = ("WanTransformer3DModel", "SkyReelsV2Transformer3DModel")
+VIDEO_TRANSFORMERS = ("WanTransformer3DModel", "ChronoEditTransformer3DModel", "SkyReelsV2Transformer3DModel")
 # compute q, k through the layer's own modules (so hooks see them)
 WAN_PROCESSORS = ("WanAttnProcessor", "SkyReelsV2AttnProcessor")
 
@@ -61,8 +60,9 @@ class VideoPipelineTrace(PipelineTrace):
         if getattr(pipe, "transformer_2", None) is not None:
             raise ValueError(f"i2am.trace: {type(pipe).__name__} has a second (low-noise) transformer, as in Wan 2.2; "
                              f"its reference has no image cross-attention to trace")
-        self._call_name: str | None = None
+        self._calls_this_step = 0
         self._skipped_uncond = False
+        self._frames: int | None = None   # latent frames of the pipeline call in progress
         super().__init__(pipe, capture, num_steps=num_steps)
 
     def _find_layers(self, per_token: bool) -> list:
@@ -73,21 +73,32 @@ class VideoPipelineTrace(PipelineTrace):
 
     def _install(self, hooks: Hooks) -> None:
         super()._install(hooks)
-        original = self.pipe.transformer.cache_context
+        # registered before each call's capture: the capture's step hook then reads this call's rank in its step
+        hooks.hook(self.pipe.transformer, self._on_transformer_call, pre=True, with_kwargs=True)
+        original = self.pipe.scheduler.step
 
-        @contextmanager
-        def cache_context(name, **kwargs):
-            self._call_name = name
-            try:
-                with original(name, **kwargs):
-                    yield
-            finally:
-                self._call_name = None
+        def step(*args, **kwargs):
+            self._calls_this_step = 0
+            return original(*args, **kwargs)
 
-        hooks.replace(self.pipe.transformer, "cache_context", cache_context)
+        hooks.replace(self.pipe.scheduler, "step", step)
+
+    def _start_call(self) -> None:
+        self._calls_this_step, self._frames = 0, None
+        super()._start_call()
+
+    def _on_transformer_call(self, module, args, kwargs) -> None:
+        latents = args[0] if args else kwargs["hidden_states"]
+        if self._frames is None:
+            self._frames = latents.shape[2]
+        elif latents.shape[2] != self._frames:
+            raise ValueError(f"i2am.trace: {self.pipeline_class} changed the latent frames from {self._frames} to "
+                             f"{latents.shape[2]} within one call (ChronoEdit's temporal reasoning for some steps); "
+                             f"video maps need one frame count per call: trace it with num_temporal_reasoning_steps=0")
+        self._calls_this_step += 1
 
     def _records_call(self) -> bool:
-        if self._call_name == "uncond":
+        if self._calls_this_step > 1:   # the unconditional call of a CFG step
             self._skipped_uncond = True
             return False
         return True
@@ -100,7 +111,7 @@ class VideoPipelineTrace(PipelineTrace):
     def _maps_of(self, capture: AttributionCapture) -> AttributionMaps:
         maps = super()._maps_of(capture)
         if self._skipped_uncond:
-            maps.meta["cfg_layout"] = "separate calls: cond recorded, uncond skipped"
+            maps.meta["cfg_layout"] = "separate calls: the first (cond) recorded, the uncond skipped"
         maps.meta["video"] = {"temporal_ratio": int(self.pipe.vae_scale_factor_temporal),
                               "spatial_ratio": int(self.pipe.vae_scale_factor_spatial)
                               * int(self.pipe.transformer.config.patch_size[-1])}

@@ -196,7 +196,13 @@ def plot(maps: AttributionMaps, image=None, *, family: str = "ulam", direction: 
     time group / head / layer), on one colour scale with a colour bar. ``image``: the image the map lies on (the
     generated image for R2G, the reference for G2R; uint8 or [0, 1] float [H, W, 3], or an i2am tensor [3, H, W]
     in [-1, 1]); None draws the bare grid. A G2R map over tokens (text, IP-Adapter) is a bar chart, one bar per
-    token labelled with ``tokens`` (e.g. ``word_labels``)."""
+    token labelled with ``tokens`` (e.g. ``word_labels``). Video maps (a frame axis) are drawn as a frame strip
+    (``i2am.viz.video.frame_strip``; ``image``: the decoded video's frames)."""
+    if getattr(maps, direction).frames is not None:
+        from i2am.viz.video import frame_strip  # video.py draws with this module's panels
+
+        return frame_strip(maps, image, family=family, direction=direction, view=view, normalize=normalize,
+                           sample=sample, colorbar=colorbar, title=title)
     stack, labels = family_maps(maps, family, direction, view, sample)
     if direction == "g2r" and maps.g2r_on_tokens:
         return draw_token_bars(stack, labels, tokens, normalize=normalize, view=view, title=title)

@@ -54,9 +54,11 @@ UNTESTED_EDITOR = ("untested editor on a transformer i2am reads; refused by name
                    "(docs/dit_editors.md)")
 UNTESTED_LAYOUT = ("untested: i2am.trace knows its 3-chunk CFG layout (i2am.engine.pipelines), but no test runs "
                    "it and model=diffusers has no kind for it")
-WAN_IMAGE_TOKENS = ("video: the reference's CLIP image tokens enter attn2 through their own keys "
-                    "(add_k_proj/add_v_proj) and softmax, split off after 512 text tokens, and its VAE latent through "
-                    "the input channels; neither is captured yet (i2am's maps live on one image grid per sample)")
+WAN_CHANNELS = ("video maps (docs/video_maps.md); the reference's VAE latent also enters through the input channels, "
+                "which no attention map sees; Wan 2.2 checkpoints (no image cross-attention) are refused")
+CHRONOEDIT = ("video maps (docs/video_maps.md); the reference's VAE latent also enters through the input channels, "
+              "which no attention map sees; temporal reasoning that drops frames for some steps "
+              "(num_temporal_reasoning_steps > 0) is refused")
 FRAMES_IN_BATCH = ("video maps (docs/video_maps.md); temporal attention is not captured (its queries are one "
                    "position's frames)")
 SVD_NOTE = (FRAMES_IN_BATCH + "; R2G only: the context is one CLIP image token, so G2R, a softmax over a single "
@@ -137,7 +139,7 @@ COVERAGE: dict[str, Coverage] = {
     "ChromaImg2ImgPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaInpaintPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
-    "ChronoEditPipeline": refused(WAN_IMAGE_TOKENS),
+    "ChronoEditPipeline": supported("image:reference", "text", cli=False, note=CHRONOEDIT),
     "CogVideoXFunControlPipeline": refused(VIDEO),
     "CogVideoXImageToVideoPipeline": refused(VIDEO),
     "CogVideoXVideoToVideoPipeline": refused(VIDEO),
@@ -289,7 +291,7 @@ COVERAGE: dict[str, Coverage] = {
     "VisualClozeGenerationPipeline": refused(NOT_CLASSIFIED),
     "VisualClozePipeline": refused(NOT_CLASSIFIED),
     "WanAnimatePipeline": refused(VIDEO),
-    "WanImageToVideoPipeline": refused(WAN_IMAGE_TOKENS),
+    "WanImageToVideoPipeline": supported("image:reference", "text", cli=False, note=WAN_CHANNELS),
     "WanVACEPipeline": refused(VIDEO),
     "WanVideoToVideoPipeline": refused(VIDEO),
     "WuerstchenDecoderPipeline": refused(NO_DENOISER),

@@ -57,9 +57,9 @@ def test_supported_pipelines_are_accepted_by_the_code_that_decides(classes):
         if "unet" in init:   # i2am.trace: i2am.engine.pipelines.denoisers reads pipe.unet
             if coverage.CLI in entry.entry_points:
                 assert name in KINDS, f"{name} is marked model=diffusers but has no kind in diffusers_kinds.KINDS"
-        else:   # i2am.trace: i2am.engine.joint.find_blocks (or the video trace) reads the transformer by its class
+        else:   # i2am.trace: i2am.engine.joint.find_blocks (or tracing.video) reads the transformer by its class
             transformer = init["transformer"].annotation
-            assert transformer.__name__ in set(READERS) | set(VIDEO_TRANSFORMERS), (
+            assert transformer.__name__ in READERS or transformer.__name__ in VIDEO_TRANSFORMERS, (
                 f"{name}: {transformer.__name__} is neither a joint-attention reader nor a video transformer")
             if coverage.CLI in entry.entry_points:
                 assert name in TRANSFORMER_PIPELINES, f"{name} is marked model=diffusers but is not a transformer kind"

@@ -26,6 +26,25 @@ def test_spatial_scores_match_full_softmaxes_for_any_chunk():
         assert set(out) == {"r2g", "g2r", "sram"}
 
 
+def test_video_g2r_is_kept_per_frame_and_r2g_spans_all_frames():
+    """3 frames of 12 queries; chunks that cut across frames, with and without a weight and the kernel's lse."""
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(2, 3, 36, 8, generator=g) * 2, torch.randn(2, 3, 10, 8, generator=g) * 2
+    w = (torch.rand(2, 1, 36, generator=g) > 0.5).float()
+    logits = naive(q, k, 8 ** -0.5)
+    r2g = torch.softmax(logits, -2).mean(-1)
+    probs = torch.softmax(logits, -1)
+    for weight in (None, w):
+        weighted = probs if weight is None else probs * weight[..., None]
+        g2r = weighted.reshape(2, 3, 3, 12, 10).sum(-2)
+        for chunk, lse in ((5, None), (12, None), (1000, None), (1000, torch.logsumexp(logits, -1).float())):
+            out = spatial_scores(q, k, 8 ** -0.5, chunk=chunk, query_weight=weight, frames=3, lse=lse)
+            torch.testing.assert_close(out["g2r"].double(), g2r, rtol=1e-5, atol=1e-7)
+            torch.testing.assert_close(out["r2g"].double(), r2g, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="do not split into 5 frames"):
+        spatial_scores(q, k, 1.0, frames=5)
+
+
 def test_single_token_r2g_is_a_softmax_over_queries_in_fp32():
     q, k = torch.randn(1, 4, 50, 16).half(), torch.randn(1, 4, 1, 16).half()
     out = r2g_single_token(q, k, 0.25)

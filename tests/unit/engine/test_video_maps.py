@@ -5,33 +5,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.synthetic_video_maps import FRAMES, GRIDS, GROUPS, HEADS, REF, STEPS, video_maps
 
 from i2am.engine import AttributionMaps
 
-STEPS, GROUPS, HEADS, FRAMES = 4, 2, 2, 3
-GRIDS = {"blocks.0.attn2": (4, 6), "blocks.1.attn2": (2, 3)}   # (h, w) per layer; the same frame count
-REF = (1, 5)
-
-
-def _video_maps(batch: int = 2, seed: int = 0) -> tuple[AttributionMaps, dict]:
-    """Per layer and step, an R2G distribution over (F, h, w) and per frame a G2R distribution over REF."""
-    g = torch.Generator().manual_seed(seed)
-    raw, layers, steps = {}, [], {}
-    for name, (h, w) in GRIDS.items():
-        r2g = torch.softmax(torch.randn(batch, STEPS, HEADS, FRAMES * h * w, generator=g) * 2, -1)
-        g2r = torch.softmax(torch.randn(batch, STEPS, HEADS, FRAMES, REF[1], generator=g) * 2, -1)
-        steps[name] = r2g.reshape(batch, STEPS, HEADS, FRAMES, h, w)
-        raw[f"r2g/{name}"] = steps[name].reshape(batch, GROUPS, STEPS // GROUPS, HEADS, FRAMES, h, w).sum(2)
-        raw[f"g2r/{name}"] = g2r.reshape(batch, GROUPS, STEPS // GROUPS, HEADS, FRAMES, *REF).sum(2)
-        layers.append({"name": name, "group": "transformer", "heads": HEADS, "query_grid": [FRAMES, h, w],
-                       "ref_grid": list(REF), "degenerate_g2r": False, "relation": "image:reference"})
-    meta = {"model": "synthetic-video", "num_steps": STEPS, "time_groups": GROUPS, "steps_seen": STEPS,
-            "layers": layers, "r2g_grid": None, "g2r_grid": None, "family_layers": {}}
-    return AttributionMaps(raw, meta), steps
-
 
 def test_families_keep_the_frame_axis_before_the_grid():
-    maps, _ = _video_maps()
+    maps, _ = video_maps()
     assert maps.frames == FRAMES and maps.r2g.frames == FRAMES
     assert maps.r2g.ulam.shape == (2, FRAMES, 4, 6)
     assert maps.r2g.tlam.shape == (2, GROUPS, FRAMES, 4, 6)
@@ -41,7 +21,7 @@ def test_families_keep_the_frame_axis_before_the_grid():
 
 
 def test_r2g_distribution_sums_to_one_over_the_whole_video_and_frame_mass_is_its_frame_marginal():
-    maps, steps = _video_maps()
+    maps, steps = video_maps()
     dist = maps.r2g.distribution("ulam")
     # float32 sums of ~100 cells after a bicubic resize and rescale: 1e-5 relative
     torch.testing.assert_close(dist.sum((-3, -2, -1)), torch.ones(2), rtol=1e-5, atol=1e-5)
@@ -51,7 +31,7 @@ def test_r2g_distribution_sums_to_one_over_the_whole_video_and_frame_mass_is_its
 
 
 def test_g2r_keeps_one_distribution_per_generated_frame():
-    maps, _ = _video_maps()
+    maps, _ = video_maps()
     per_frame = maps.g2r.distribution("ulam")
     torch.testing.assert_close(per_frame.sum((-2, -1)), torch.ones(2, FRAMES), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="defined for R2G"):
@@ -59,13 +39,13 @@ def test_g2r_keeps_one_distribution_per_generated_frame():
 
 
 def test_per_group_mean_divides_each_group_by_its_steps():
-    maps, _ = _video_maps()
+    maps, _ = video_maps()
     mean = maps.r2g.mean("tlam")
     torch.testing.assert_close(mean * (STEPS // GROUPS), maps.r2g.tlam)
 
 
 def test_image_maps_have_no_frame_axis():
-    maps, _ = _video_maps()
+    maps, _ = video_maps()
     image = AttributionMaps({k: v[:, :, :, 0] for k, v in maps.raw.items()},
                             {**maps.meta, "layers": [{**m, "query_grid": m["query_grid"][1:]}
                                                      for m in maps.meta["layers"]]})
@@ -75,7 +55,7 @@ def test_image_maps_have_no_frame_axis():
 
 
 def test_layers_with_different_frame_counts_are_refused():
-    maps, _ = _video_maps()
+    maps, _ = video_maps()
     raw = dict(maps.raw)
     raw["r2g/blocks.1.attn2"] = raw["r2g/blocks.1.attn2"][:, :, :, :2]
     with pytest.raises(ValueError, match="different frame counts"):

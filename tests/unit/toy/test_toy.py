@@ -13,7 +13,7 @@ from i2am import toy
 
 REFERENCE_FREE = {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline"}
 IMAGE_LISTS = {"Flux2Pipeline", "Flux2KleinPipeline", "QwenImageEditPlusPipeline"}
-VIDEO = {*toy.UNET_VIDEO_PIPELINES, "SkyReelsV2ImageToVideoPipeline"}
+VIDEO = {*toy.VIDEO_PIPELINES, *toy.UNET_VIDEO_PIPELINES, "SkyReelsV2ImageToVideoPipeline"}
 VIDEO_FRAMES = 5   # Wan-style VAEs take 4k + 1 frames
 
 
@@ -71,6 +71,8 @@ def test_prompt_gives_the_keyword_arguments_each_pipeline_takes():
     assert keys("QwenImageEditPipeline", negative=True) == ["negative_prompt_embeds", "negative_prompt_embeds_mask",
                                                             "prompt_embeds", "prompt_embeds_mask"]
     assert keys("PaintByExamplePipeline") == []
+    wan = toy.prompt(toy.pipeline("WanImageToVideoPipeline"), tokens=5)       # guides by default; 512 text tokens
+    assert sorted(wan) == ["negative_prompt_embeds", "prompt_embeds"] and wan["prompt_embeds"].shape[1] == 512
     kontext = toy.pipeline("FluxKontextPipeline")
     text = toy.prompt(kontext, batch=2, tokens=5)
     assert text["prompt_embeds"].shape == (2, 5, kontext.transformer.config.joint_attention_dim)

@@ -52,7 +52,7 @@ def test_outputs_unchanged_and_everything_restored(pipe):
     with i2am.trace(pipe) as tr:
         traced = _run(pipe, 2, **inputs())
     assert torch.equal(plain, traced)
-    assert tr.maps.meta["cfg_layout"] == "separate calls: cond recorded, uncond skipped"
+    assert tr.maps.meta["cfg_layout"] == "separate calls: the first (cond) recorded, the uncond skipped"
     assert {n: m.processor for n, m in pipe.transformer.named_modules() if hasattr(m, "processor")} == processors
     assert _hook_count(pipe) == hooks
     assert "cache_context" not in vars(pipe.transformer) and "prepare_latents" not in vars(pipe)

@@ -1,16 +1,17 @@
-"""i2am.trace on WanImageToVideoPipeline (a tiny Wan 2.1 image-to-video built from config) against a naive float64
-reference computed from the q and k its attention processor attends with: the CLIP image keys of every block's
-attn2 (relation "image:reference") and its text keys, R2G over (frame, h, w) and G2R per generated frame, the
-unconditional call of each CFG step skipped."""
+"""i2am.trace on WanImageToVideoPipeline and ChronoEditPipeline (tiny Wan 2.1 transformers built from config)
+against a naive float64 reference computed from the q and k their attention processor attends with: the CLIP image
+keys of every block's attn2 (relation "image:reference") and its text keys, R2G over (frame, h, w) and G2R per
+generated frame, the unconditional call of each CFG step skipped."""
 from __future__ import annotations
 
 import pytest
 import torch
-from diffusers.models.transformers import transformer_wan
+from diffusers.models.transformers import transformer_chronoedit, transformer_wan
 
 import i2am
 from i2am import toy
-from i2am.adapters.diffusers.video.tiny import WAN_TEXT_DIM, WAN_TEXT_TOKENS, build_video_pipeline
+from i2am.adapters.diffusers.video.tiny import PIPELINES, WAN_TEXT_DIM, WAN_TEXT_TOKENS, build_video_pipeline
+from i2am.engine import CaptureConfig
 from i2am.tracing.video import wan_layer_specs
 
 HEIGHT, WIDTH, FRAMES = 32, 48, 5          # latent grid (2 frames, 2 x 3 cells) after the VAE and 2x2 patches
@@ -19,9 +20,12 @@ IMAGE_TOKENS = 17                          # CLS + the 4 x 4 patches of the tiny
 RTOL, ATOL = 1e-5, 1e-7                    # float32 capture vs float64 reference of the same q and k
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    pipe = build_video_pipeline()
+MODULES = {"WanImageToVideoPipeline": transformer_wan, "ChronoEditPipeline": transformer_chronoedit}
+
+
+@pytest.fixture(scope="module", params=PIPELINES)
+def pipe(request):
+    pipe = build_video_pipeline(request.param)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -73,7 +77,8 @@ def _naive(calls, keys: int, guided: bool, blocks: int = 2) -> dict[int, tuple[t
 @pytest.mark.parametrize("relation,keys", [("image:reference", IMAGE_TOKENS), ("text", WAN_TEXT_TOKENS)])
 def test_trace_equals_the_naive_reference_of_the_processors_own_q_and_k(pipe, monkeypatch, relation, keys):
     recorder = _Recorder()
-    monkeypatch.setattr(transformer_wan, "dispatch_attention_fn", recorder(transformer_wan.dispatch_attention_fn))
+    module = MODULES[type(pipe).__name__]
+    monkeypatch.setattr(module, "dispatch_attention_fn", recorder(module.dispatch_attention_fn))
     with i2am.trace(pipe) as tr:
         _run(pipe, 2, **_inputs())
     maps = tr.maps.relation(relation)
@@ -97,7 +102,7 @@ def test_outputs_unchanged_and_everything_restored(pipe):
     with i2am.trace(pipe) as tr:
         traced = _run(pipe, 2, **_inputs())
     assert torch.equal(plain, traced)
-    assert tr.maps.meta["cfg_layout"] == "separate calls: cond recorded, uncond skipped"
+    assert tr.maps.meta["cfg_layout"] == "separate calls: the first (cond) recorded, the uncond skipped"
     assert {n: m.processor for n, m in pipe.transformer.named_modules() if hasattr(m, "processor")} == processors
     assert _hook_count(pipe) == hooks
     assert "cache_context" not in vars(pipe.transformer) and "prepare_latents" not in vars(pipe)
@@ -130,17 +135,34 @@ def test_batch_invariance(pipe):
             torch.testing.assert_close(batched.raw[key][i:i + 1], value, rtol=1e-4, atol=1e-6)
 
 
-def test_unsupported_transformers_are_refused_with_the_reason(pipe):
-    from diffusers import WanTransformer3DModel
+def test_sram_of_a_video_layer_is_refused(pipe):
+    capture = CaptureConfig(sram_layers=["image:reference/blocks.0.attn2"])
+    with pytest.raises(ValueError, match="video layer"), i2am.trace(pipe, capture):
+        _run(pipe, 1, **_inputs(guided=False))
 
-    without_image = WanTransformer3DModel.from_config({**pipe.transformer.config, "added_kv_proj_dim": None})
+
+def test_unsupported_transformers_are_refused_with_the_reason(pipe):
+    transformer = type(pipe.transformer)
+    without_image = transformer.from_config({**pipe.transformer.config, "added_kv_proj_dim": None})
     with pytest.raises(ValueError, match="input channels"):
         wan_layer_specs(without_image)
 
-    class OtherProcessor(transformer_wan.WanAttnProcessor):
+    class OtherProcessor(MODULES[type(pipe).__name__].WanAttnProcessor):
         pass
 
-    other = WanTransformer3DModel.from_config(pipe.transformer.config)
+    other = transformer.from_config(pipe.transformer.config)
     other.blocks[1].attn2.set_processor(OtherProcessor())
     with pytest.raises(ValueError, match=r"blocks\.1\.attn2 runs processor OtherProcessor"):
         wan_layer_specs(other)
+
+
+def test_chronoedit_temporal_reasoning_that_drops_frames_mid_call_is_refused():
+    from diffusers import UniPCMultistepScheduler
+
+    pipe = build_video_pipeline("ChronoEditPipeline")
+    pipe.set_progress_bar_config(disable=True)
+    # temporal reasoning trims the multistep scheduler's history (model_outputs) when it drops the frames
+    pipe.scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
+    inputs = {**_inputs(guided=False), "latents": None, "num_frames": 9}
+    with pytest.raises(ValueError, match="num_temporal_reasoning_steps=0"), i2am.trace(pipe):
+        _run(pipe, 2, **inputs, enable_temporal_reasoning=True, num_temporal_reasoning_steps=1)

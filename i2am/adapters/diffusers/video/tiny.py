@@ -1,12 +1,15 @@
 """Image-to-video pipelines built from config, without text encoders (nothing downloaded): random weights, CPU,
 seconds. Wan 2.1 image-to-video: a 2-block ``WanTransformer3DModel`` of 2 heads of 8 channels whose second
 cross-attention reads CLIP image tokens (``image_dim``), a 2-layer CLIP vision tower on 8x8 crops in 2x2 patches
-(17 tokens: CLS and a 4x4 grid) and Wan's causal video VAE at base width 3 (time / 4, space / 8)."""
+(17 tokens: CLS and a 4x4 grid) and Wan's causal video VAE at base width 3 (time / 4, space / 8). ChronoEdit (an
+image editor that generates a short video from the image) has the same components with its own transformer class."""
 from __future__ import annotations
 
 import torch
 
-PIPELINES = ("WanImageToVideoPipeline",)
+PIPELINES = ("WanImageToVideoPipeline", "ChronoEditPipeline")
+TRANSFORMERS = {"WanImageToVideoPipeline": "WanTransformer3DModel",
+                "ChronoEditPipeline": "ChronoEditTransformer3DModel"}
 WAN_TEXT_TOKENS = 512   # the text length Wan's attention processor hard-codes (image tokens are the ones before)
 WAN_TEXT_DIM = 16
 
@@ -24,13 +27,13 @@ def build_video_pipeline(pipeline: str = "WanImageToVideoPipeline", seed: int = 
                                      temperal_downsample=[False, True, True], latents_mean=[0.0] * 4,
                                      latents_std=[1.0] * 4)
     latent = vae.config.z_dim
-    transformer = diffusers.WanTransformer3DModel(
+    transformer = getattr(diffusers, TRANSFORMERS[pipeline])(
         patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=8, in_channels=latent + 4 + latent,
         out_channels=latent, text_dim=WAN_TEXT_DIM, freq_dim=32, ffn_dim=32, num_layers=2, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", rope_max_seq_len=32, image_dim=8, added_kv_proj_dim=2 * 8)
     image_encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
                                                      image_size=8, intermediate_size=16, patch_size=2))
-    return diffusers.WanImageToVideoPipeline(
+    return getattr(diffusers, pipeline)(
         tokenizer=None, text_encoder=None, vae=vae.eval(), transformer=transformer.eval(),
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=7.0), image_encoder=image_encoder.eval(),
         image_processor=CLIPImageProcessor(crop_size=8, size=8))
