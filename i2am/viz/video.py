@@ -86,6 +86,8 @@ def _token_strip(stack, labels, normalize, view, colorbar, title) -> Figure:
     for ax, per_frame, label in zip(axes, values[:, :, 0], labels):
         mappable = ax.imshow(per_frame.numpy(), cmap="jet", vmin=vmin, vmax=vmax, aspect="auto",
                              interpolation="nearest")
+        ax.set_yticks(range(per_frame.shape[0]))
+        ax.tick_params(labelsize=6)
         ax.set_ylabel("latent frame", fontsize=7)
         ax.set_xlabel("reference token", fontsize=7)
         ax.set_title(label, fontsize=7)
