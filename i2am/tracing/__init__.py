@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from i2am.engine import CaptureConfig
+from i2am.engine.refused_pipelines import refuse_untraceable
 from i2am.tracing.joint import JointPipelineTrace
 from i2am.tracing.unet import PipelineTrace, overlay_maps
 from i2am.tracing.video import VIDEO_TRANSFORMERS, VideoPipelineTrace
@@ -17,6 +18,7 @@ def trace(pipe, capture: CaptureConfig | None = None, *, num_steps: int | None =
 
     per_token: also the R2G map of each IP-Adapter image token alone, as relations "image:ip_adapter[t]" (UNet
     pipelines)."""
+    refuse_untraceable(pipe)
     if type(getattr(pipe, "transformer", None)).__name__ in VIDEO_TRANSFORMERS:
         if per_token:
             raise ValueError(f"trace(per_token=True) is for IP-Adapter tokens of UNet pipelines, not "

@@ -17,6 +17,8 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
+from i2am.engine.refused_pipelines import HUNYUAN_VIDEO15_REFERENCE, LTX2_REFERENCE
+
 # ``__call__`` parameters through which an image, a video, or their encodings reach a pipeline.
 IMAGE_INPUTS = frozenset({
     "image", "images", "input_images", "init_image", "original_image", "last_image", "ref_image", "reference_image",
@@ -68,14 +70,6 @@ I2VGEN_XL_NOTE = (FRAMES_IN_BATCH + "; image:reference is the reference's VAE la
                   "channels, which no map sees")
 SKYREELS_NOTE = ("video maps (docs/video_maps.md); image:reference is the reference's CLIP tokens in attn2's own keys "
                  "(as in Wan 2.1); its VAE latent enters through the input channels, which no map sees")
-LTX2_REFERENCE = ("video: the reference is no separate conditioning: its latent replaces the first latent frame of "
-                  "the video tokens (kept clean by the conditioning mask) and reaches the other frames through the "
-                  "video's self-attention, beside the audio stream; i2am captures no self-attention from later frames "
-                  "to the first yet")
-HUNYUAN_VIDEO15_REFERENCE = ("video: the reference's SigLIP tokens join the joint-attention context at a per-sample "
-                             "position (valid image, byT5 and text tokens packed first, padding after), a layout "
-                             "i2am's joint-attention readers (i2am.engine.packing) do not read yet; its VAE latent "
-                             "enters through the input channels, which no map sees")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
             "and the processor")
 
