@@ -9,9 +9,11 @@ LTX2_REFERENCE = ("video: the reference is no separate conditioning: its latent 
                   "stream; i2am captures no self-attention from later frames to the first yet")
 HUNYUAN_VIDEO15_REFERENCE = ("video: the reference's SigLIP tokens lead the joint-attention context (keys right after "
                              "the video tokens), but the byT5 and text tokens follow at per-sample positions (each "
-                             "sample's valid tokens packed first, padding after, masked out of keys and queries), a "
-                             "layout i2am's joint-attention readers (i2am.engine.packing) do not read yet; its VAE "
-                             "latent enters through the input channels, which no map sees")
+                             "sample's valid tokens packed first, padding after, masked out of keys and queries); "
+                             "i2am's joint-attention capture (i2am.engine.joint) has no layout reader for "
+                             "HunyuanVideo15Transformer3DModel nor its attention processor, and gives image maps "
+                             "without the latent-frame axis video maps need; its VAE latent enters through the input "
+                             "channels, which no map sees")
 
 REFUSED_PIPELINES = {"LTX2ImageToVideoPipeline": LTX2_REFERENCE,
                      "HunyuanVideo15ImageToVideoPipeline": HUNYUAN_VIDEO15_REFERENCE}

@@ -19,6 +19,7 @@ from i2am.adapters.diffusers.video.refused_tiny import (
     REFUSED_VIDEO_PIPELINES,
     build_refused_video_pipeline,
 )
+from i2am.engine.joint import find_blocks
 from i2am.engine.refused_pipelines import REFUSED_PIPELINES
 
 
@@ -62,6 +63,8 @@ def test_ltx2_reference_is_the_clean_first_latent_frame():
 
 def test_hunyuan_video15_image_tokens_lead_the_context_and_text_starts_per_sample():
     transformer = build_refused_video_pipeline("HunyuanVideo15ImageToVideoPipeline").transformer
+    with pytest.raises(ValueError, match="HunyuanVideo15Transformer3DModel is not a supported diffusion transformer"):
+        find_blocks(transformer)   # the reason's "no layout reader": update it when one is added
     outputs = {}
     for name in ("image_embedder", "context_embedder", "context_embedder_2"):
         getattr(transformer, name).register_forward_hook(
