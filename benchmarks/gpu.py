@@ -18,10 +18,11 @@ run it apart with --sections wan.
    1 - r is about half the squared ratio of the error's spread to the map's, so these allow errors of about 4.5 %
    (fp16) and 14 % (bf16) of a map's spread; bf16 keeps 8 mantissa bits to fp16's 11, so its errors are ~8x larger,
    and both pass through the whole network before reaching the attention.
-4. Wan 2.1 I2V-14B size (40 blocks, 40 heads x 128; 28 GB of random bf16 weights built on the GPU), 480x832, 81
-   frames: 21 x 30 x 52 = 32,760 video tokens against 257 CLIP image + 512 text keys, bf16, 1 step per call, no CFG:
-   plain vs i2am.trace of image:reference vs every relation (benchmarks/video_overhead.py), and the capture's state
-   after 2 and 4 steps (it must not grow). Routes do not apply (a separate cross-attention): a row says so.
+4. Wan 2.1 I2V-14B size (40 blocks, 40 heads x 128; 16.4 B random bf16 parameters, 30.5 GiB, built on the GPU),
+   480x832, 81 frames: 21 x 30 x 52 = 32,760 video tokens against 257 CLIP image + 512 text keys, bf16, 1 step per
+   call, no CFG: plain vs i2am.trace of image:reference vs every relation (benchmarks/video_overhead.py), and the
+   capture's state after 2 and 4 steps (it must not grow). Routes do not apply (a separate cross-attention): a row
+   says so.
 Each comparison: interleaved pairs, warm-up, median + IQR (benchmarks/_harness.py), and the profiler share of
 i2am's own operations; on CUDA the extra peak memory of the capture.
 """
