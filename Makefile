@@ -91,7 +91,8 @@ $(PEERS_VENV)/peers-installed:
 bench-peers: venv $(PEERS_VENV)/peers-installed
 	$(BIN)/python benchmarks/peers.py --peers-python $(PEERS_VENV)/bin/python --docs $(ARGS)
 
-# make bench-gpu-dry: the GPU benchmark script at tiny sizes on the CPU (on a GPU: python benchmarks/gpu.py)
+# make bench-gpu-dry: the GPU benchmark script, every section (UNet, FLUX, Wan video, precision), at tiny sizes on
+# the CPU (on a GPU: python benchmarks/gpu.py [--sections ...])
 bench-gpu-dry: venv
 	$(BIN)/python benchmarks/gpu.py --device cpu --dry-run $(ARGS)
 

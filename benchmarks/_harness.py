@@ -17,10 +17,12 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 MIN_REPEATS = 11
+I2AM_OPS = ("i2am/engine/", "i2am/tracing/")   # i2am's own source files, for profiler_share
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,19 @@ def profiler_share(fn: Callable[[], object], source_markers: Sequence[str], devi
         if caller and any(marker in caller for marker in source_markers):
             own += spent
     return own / total if total else 0.0
+
+
+def write_doc_block(path: Path, name: str, text: str) -> None:
+    """Replace what lies between ``<!-- name:start -->`` and ``<!-- name:end -->`` in ``path`` with ``text``."""
+    doc = path.read_text()
+    start_mark, end_mark = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start_mark not in doc or end_mark not in doc:
+        raise ValueError(f"{path}: no {start_mark} ... {end_mark} block to rewrite; add the two markers where the "
+                         f"table belongs")
+    start, end = doc.index(start_mark) + len(start_mark), doc.index(end_mark)
+    path.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
+
+
+def machine_load() -> str:
+    """The 1-minute load average against the cores this process may use (the load other jobs put on them)."""
+    return f"load average {os.getloadavg()[0]:.1f} on {len(os.sched_getaffinity(0))} cores"

@@ -80,3 +80,88 @@ def unet_steps(model, x, ctx, steps: int) -> None:
     with torch.no_grad():
         for s in range(steps):
             model(x, 999 - 20 * s, ctx)
+
+
+# Wan-2.1-like image-to-video pipelines. "wan480p" is Wan 2.1 I2V-14B's transformer (40 blocks, 40 heads x 128,
+# FFN 13,824, 4,096-wide text, 1,280-wide CLIP tokens) on a 480x832, 81-frame video: 21 latent frames of 60x104
+# (VAE time / 4, space / 8), 2x2 patches, 21 x 30 x 52 = 32,760 video tokens, 257 CLIP image tokens (CLS + 16x16),
+# 512 text tokens. "cpu" keeps the token layout (257 image + 512 text keys, head width 128) and shrinks the rest.
+# The VAE and the CLIP tower are small in both: they run outside the attention the capture reads; the CLIP tower
+# keeps the 257 tokens, the VAE the latent shape.
+WAN_SIZES = {
+    "cpu": dict(blocks=2, heads=2, ffn=1024, text_dim=64, image_dim=64, frames=17, height=192, width=320),
+    "wan480p": dict(blocks=40, heads=40, ffn=13824, text_dim=4096, image_dim=1280, frames=81, height=480, width=832),
+}
+WAN_TEXT_TOKENS = 512      # the text length Wan's attention processor hard-codes
+
+
+def wan_tokens(s: dict) -> dict:
+    """Latent frames, the token grid per frame and the video token count of a WAN_SIZES entry."""
+    frames = (s["frames"] - 1) // 4 + 1
+    grid = (s["height"] // 16, s["width"] // 16)
+    return dict(frames=frames, grid=grid, video=frames * grid[0] * grid[1], image=257, text=WAN_TEXT_TOKENS)
+
+
+def wan(size: str = "cpu", device="cpu", dtype=torch.float32, **overrides):
+    """A WanImageToVideoPipeline with random weights (seeded) and its shape; ``overrides`` replace entries of
+    WAN_SIZES[size]. The transformer is built on ``device`` in ``dtype`` (at "wan480p": 16.4 B parameters, 30.5 GiB
+    in bf16)."""
+    import diffusers
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModel
+
+    s = {**WAN_SIZES[size], **overrides}
+    torch.manual_seed(0)
+    vae = diffusers.AutoencoderKLWan(base_dim=3, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                                     temperal_downsample=[False, True, True], latents_mean=[0.0] * 4,
+                                     latents_std=[1.0] * 4)
+    image_encoder = CLIPVisionModel(CLIPVisionConfig(hidden_size=s["image_dim"], num_hidden_layers=1,
+                                                     num_attention_heads=1, image_size=32, patch_size=2,
+                                                     intermediate_size=s["image_dim"]))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            transformer = diffusers.WanTransformer3DModel(
+                patch_size=(1, 2, 2), num_attention_heads=s["heads"], attention_head_dim=128, in_channels=4 + 4 + 4,
+                out_channels=4, text_dim=s["text_dim"], freq_dim=256, ffn_dim=s["ffn"], num_layers=s["blocks"],
+                cross_attn_norm=True, qk_norm="rms_norm_across_heads", image_dim=s["image_dim"],
+                added_kv_proj_dim=s["heads"] * 128)
+    finally:
+        torch.set_default_dtype(default)
+    pipe = diffusers.WanImageToVideoPipeline(
+        tokenizer=None, text_encoder=None, vae=vae.eval().to(device), transformer=transformer.eval(),
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0), image_encoder=image_encoder.eval().to(device),
+        image_processor=CLIPImageProcessor(crop_size=32, size=32))
+    pipe.set_progress_bar_config(disable=True)
+    _encode_once(pipe.vae)
+    return pipe, s
+
+
+def _encode_once(vae) -> None:
+    """Every call of a benchmark encodes the same condition video (the reference frame and zeros): encode it once
+    and hand back that result while the input is equal, so the timings are the denoising loop's, not the VAE's."""
+    original, held = vae.encode, {}
+
+    def encode(x, *args, **kwargs):
+        if "input" not in held or held["input"].shape != x.shape or not torch.equal(held["input"], x):
+            held["input"], held["output"] = x.clone(), original(x, *args, **kwargs)
+        return held["output"]
+
+    vae.encode = encode
+
+
+def wan_inputs(s: dict, device="cpu", dtype=torch.float32) -> dict:
+    """Pipeline kwargs for one seeded video call without CFG (one transformer call per step), latents out."""
+    gen = torch.Generator().manual_seed(1)
+    t = wan_tokens(s)
+    image = torch.rand(1, 3, s["height"], s["width"], generator=gen)
+    return dict(image=image, height=s["height"], width=s["width"], num_frames=s["frames"], guidance_scale=1.0,
+                prompt_embeds=torch.randn(1, WAN_TEXT_TOKENS, s["text_dim"], generator=gen).to(device, dtype),
+                latents=torch.randn(1, 4, t["frames"], s["height"] // 8, s["width"] // 8, generator=gen).to(device,
+                                                                                                           dtype),
+                output_type="latent")
+
+
+def wan_steps(pipe, x: dict, steps: int) -> None:
+    with torch.no_grad():
+        pipe(**x, num_inference_steps=steps)

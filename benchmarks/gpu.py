@@ -1,7 +1,10 @@
-"""Every benchmark at real size on one GPU (H100/H200), in under 8 minutes: a JSON and a Markdown table.
+"""Every benchmark at real size on one GPU (H100/H200): a JSON and a Markdown table. Sections 1-3 take under 8
+minutes; section 4 alone is estimated at about 5 more (unmeasured: no GPU has run it yet), so on a 10-minute slot
+run it apart with --sections wan.
 
-  python benchmarks/gpu.py --device cuda                      # SD-1.5 fp16 50 steps, FLUX.1 size bf16 4 steps
-  python benchmarks/gpu.py --device cpu --dry-run             # the same code at tiny sizes (the test suite runs it)
+  python benchmarks/gpu.py --device cuda --sections unet flux precision   # SD-1.5 fp16 50 steps, FLUX.1 bf16 4 steps
+  python benchmarks/gpu.py --device cuda --sections wan                   # Wan 2.1 I2V-14B size, 480p / 81 frames
+  python benchmarks/gpu.py --device cpu --dry-run             # every section at tiny sizes (the test suite runs it)
 
 1. SD-1.5 UNet (random weights), 512x512 (64x64 latent), CFG (batch 2), 77 text tokens, fp16, 50 steps: plain vs
    the full capture (R2G + G2R on every cross-attention layer, the text as a 1 x 77 row).
@@ -15,6 +18,11 @@
    1 - r is about half the squared ratio of the error's spread to the map's, so these allow errors of about 4.5 %
    (fp16) and 14 % (bf16) of a map's spread; bf16 keeps 8 mantissa bits to fp16's 11, so its errors are ~8x larger,
    and both pass through the whole network before reaching the attention.
+4. Wan 2.1 I2V-14B size (40 blocks, 40 heads x 128; 16.4 B random bf16 parameters, 30.5 GiB, built on the GPU),
+   480x832, 81 frames: 21 x 30 x 52 = 32,760 video tokens against 257 CLIP image + 512 text keys, bf16, 1 step per
+   call, no CFG: plain vs i2am.trace of image:reference vs every relation (benchmarks/video_overhead.py), and the
+   capture's state after 2 and 4 steps (it must not grow). Routes do not apply (a separate cross-attention): a row
+   says so.
 Each comparison: interleaved pairs, warm-up, median + IQR (benchmarks/_harness.py), and the profiler share of
 i2am's own operations; on CUDA the extra peak memory of the capture.
 """
@@ -27,18 +35,21 @@ import sys
 from pathlib import Path
 
 import torch
-from _harness import compare, interleaved, pin_threads, profiler_share
-from _models import DTYPES, flux, flux_inputs, flux_steps, unet, unet_inputs, unet_steps
+from _harness import I2AM_OPS, compare, interleaved, pin_threads, profiler_share
+from _models import DTYPES, flux, flux_inputs, flux_steps, unet, unet_inputs, unet_steps, wan, wan_inputs
 from diffusers.utils import logging as diffusers_logging
+from video_overhead import NO_ROUTES, ROUTES, VARIANTS, shape_text, state_by_steps, video_runs
 
 from i2am.engine import AttributionCapture, CaptureConfig
 from i2am.engine.joint import JointAttentionCapture
 
-I2AM_OPS = ["i2am/engine/", "i2am/tracing/"]
 REAL = dict(unet="sd15", latent=(64, 64), unet_steps=50, flux="flux1", flux_over={}, flux_steps=4, repeats=11,
-            precision_steps=2)
+            precision_steps=2, wan="wan480p", wan_over={}, wan_steps=1, wan_memory_steps=(2, 4))
 DRY = dict(unet="tiny", latent=(8, 8), unet_steps=1, flux="cpu", flux_over=dict(layers=1, single=1, grid=4, text=8),
-           flux_steps=1, repeats=1, precision_steps=1)
+           flux_steps=1, repeats=1, precision_steps=1, wan="cpu",
+           wan_over=dict(blocks=1, heads=1, ffn=64, text_dim=16, image_dim=16, frames=5, height=32, width=48),
+           wan_steps=1, wan_memory_steps=(1, 2))
+SECTIONS = ("unet", "flux", "wan", "precision")
 TOLERANCE = {"fp16": 1e-3, "bf16": 1e-2}     # on 1 - Pearson r (module docstring)
 
 
@@ -115,6 +126,18 @@ def bench_flux(p, device, dtype, rows):
     add_rows(rows, case, runs, p, device, held)
 
 
+def bench_wan(p, device, dtype, rows):
+    pipe, s = wan(p["wan"], device, DTYPES[dtype], **p["wan_over"])
+    x = wan_inputs(s, device, DTYPES[dtype])
+    steps, held = p["wan_steps"], {}
+    case = f"{shape_text(p['wan'], s)}, {dtype}, {steps} steps"
+    add_rows(rows, case, video_runs(pipe, x, steps, held), p, device, held)
+    for row in rows[-len(VARIANTS):]:      # the capture's state at two step counts: it must not grow
+        row["state_mib_by_steps"] = {n: b / 2**20 for n, b in
+                                     state_by_steps(pipe, x, VARIANTS[row["variant"]], p["wan_memory_steps"]).items()}
+    rows.append(dict(case=case, variant=ROUTES, note=NO_ROUTES))
+
+
 def add_rows(rows, case, runs, p, device, held):
     times = interleaved(runs, repeats=p["repeats"], device=device)
     summary = compare(times, "plain")
@@ -186,8 +209,11 @@ def markdown(report) -> str:
         q = r["ratio"]
         peak = "n/a (CPU)" if r["peak_extra_mib"] is None else f"{r['peak_extra_mib']:.1f}"
         share = f"{100 * r['profiler_share']:.1f} %" if "profiler_share" in r else "-"
+        state = f"{r['map_mib']:.2f}"
+        if "state_mib_by_steps" in r:
+            state += " (" + ", ".join(f"{n} steps: {v:.2f}" for n, v in r["state_mib_by_steps"].items()) + ")"
         lines.append(f"| {r['case']} | {r['variant']} | {q['median']:.3f}x plain (IQR {q['q1']:.3f}-{q['q3']:.3f}) | "
-                     f"{r['map_mib']:.2f} | {peak} | {share} |")
+                     f"{state} | {peak} | {share} |")
     lines += ["", "| model | dtype | maps | worst 1 - r vs fp32 | tolerance | agree |",
               "|---|---|---|---|---|---|"]
     lines += [f"| {c['model']} | {c['dtype']} | {c['maps']} | {c['worst_one_minus_r']:.2e} | {c['tolerance']} | "
@@ -200,6 +226,8 @@ def main() -> int:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes, 2 repeats: checks the script, not speed")
     ap.add_argument("--out", type=Path, default=Path("outputs/bench-gpu"))
+    ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                    help="run these sections only (e.g. --sections wan: the video benchmark alone)")
     args = ap.parse_args()
     logging.getLogger("i2am").setLevel(logging.ERROR)
     diffusers_logging.set_verbosity_error()      # casting random-weight models with .to(dtype) is intended here
@@ -210,11 +238,16 @@ def main() -> int:
     cpu = torch.device(args.device).type == "cpu"
     low_unet = "bf16" if cpu else "fp16"          # fp16 convolutions are a GPU path; the CPU dry run uses bf16
     rows: list[dict] = []
-    bench_unet(p, args.device, "fp32" if cpu else low_unet, rows)    # low precision is slow on CPU: fp32 timings
-    bench_flux(p, args.device, "fp32" if cpu else "bf16", rows)
+    if "unet" in args.sections:
+        bench_unet(p, args.device, "fp32" if cpu else low_unet, rows)    # low precision is slow on CPU: fp32 timings
+    if "flux" in args.sections:
+        bench_flux(p, args.device, "fp32" if cpu else "bf16", rows)
+    if "wan" in args.sections:
+        bench_wan(p, args.device, "fp32" if cpu else "bf16", rows)
     name = torch.cuda.get_device_name() if not cpu else "CPU"
     report = dict(device=f"{args.device} ({name})", torch=torch.__version__, dry_run=args.dry_run,
-                  repeats=p["repeats"], rows=rows, precision=precision(p, args.device, low_unet, "bf16"))
+                  repeats=p["repeats"], rows=rows,
+                  precision=precision(p, args.device, low_unet, "bf16") if "precision" in args.sections else [])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu.json").write_text(json.dumps(report, indent=1))
     (args.out / "gpu.md").write_text(markdown(report))

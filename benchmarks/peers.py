@@ -14,13 +14,13 @@ import sys
 from pathlib import Path
 
 import torch
+from _harness import write_doc_block
 
 REPO = Path(__file__).resolve().parents[1]
 JOBS = [("flux", "i2am"), ("flux", "amd"), ("unet", "i2am"), ("unet", "daam"), ("unet", "amd")]
 LABELS = {("flux", "i2am"): "i2am `share:text`", ("flux", "amd"): "attention-map-diffusers 1.0 `image->text`",
           ("unet", "i2am"): "i2am SRAM word maps (G2R)", ("unet", "daam"): "DAAM 0.2.0 heat maps",
           ("unet", "amd"): "attention-map-diffusers 1.0 `image->text`"}
-DOC_START, DOC_END = "<!-- bench-peers:start -->", "<!-- bench-peers:end -->"
 
 
 def run_job(case: str, tool: str, python: str, args, out: Path) -> dict | None:
@@ -161,12 +161,6 @@ def run_memory(args) -> dict:
     return mem
 
 
-def write_docs(text: str, path: Path) -> None:
-    doc = path.read_text()
-    start, end = doc.index(DOC_START) + len(DOC_START), doc.index(DOC_END)
-    path.write_text(doc[:start] + "\n" + text + "\n" + doc[end:])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peers-python", default=str(REPO / ".venv-peers" / "bin" / "python"))
@@ -197,7 +191,7 @@ def main() -> None:
         {f"{c}/{t}": {k: v for k, v in i.items() if k != "maps"} for (c, t), i in results.items()}, indent=1))
     print(text)
     if args.docs:
-        write_docs(text, REPO / "docs" / "results.md")
+        write_doc_block(REPO / "docs" / "results.md", "bench-peers", text)
 
 
 if __name__ == "__main__":

@@ -52,3 +52,13 @@ def test_profiler_share_counts_only_operations_from_the_marked_files():
     assert harness.profiler_share(work, ["no/such/file.py"]) == 0
     # every operation of work() is called from this file; the rest is the profiler's own start and stop
     assert harness.profiler_share(work, ["test_harness.py"]) > 0.9
+
+
+def test_doc_block_is_rewritten_between_its_markers_only(tmp_path):
+    doc = tmp_path / "results.md"
+    doc.write_text("head\n<!-- t:start -->\nold\n<!-- t:end -->\ntail\n<!-- u:start -->\nkept\n<!-- u:end -->\n")
+    harness.write_doc_block(doc, "t", "new table")
+    assert doc.read_text() == ("head\n<!-- t:start -->\nnew table\n<!-- t:end -->\ntail\n<!-- u:start -->\nkept\n"
+                               "<!-- u:end -->\n")
+    with pytest.raises(ValueError, match="<!-- missing:start -->"):
+        harness.write_doc_block(doc, "missing", "x")

@@ -7,16 +7,13 @@ from __future__ import annotations
 import pytest
 import torch
 from diffusers.models.transformers import transformer_chronoedit, transformer_wan
+from helpers.naive_wan import BLOCKS, GRID, IMAGE_TOKENS, inputs, naive, recording
 
 import i2am
-from i2am import toy
-from i2am.adapters.diffusers.video.tiny import PIPELINES, WAN_TEXT_DIM, WAN_TEXT_TOKENS, build_video_pipeline
+from i2am.adapters.diffusers.video.tiny import PIPELINES, WAN_TEXT_TOKENS, build_video_pipeline
 from i2am.engine import CaptureConfig
 from i2am.tracing.video import wan_layer_specs
 
-HEIGHT, WIDTH, FRAMES = 32, 48, 5          # latent grid (2 frames, 2 x 3 cells) after the VAE and 2x2 patches
-GRID = (2, 2, 3)
-IMAGE_TOKENS = 17                          # CLS + the 4 x 4 patches of the tiny CLIP tower
 RTOL, ATOL = 1e-5, 1e-7                    # float32 capture vs float64 reference of the same q and k
 
 
@@ -30,61 +27,19 @@ def pipe(request):
     return pipe
 
 
-def _inputs(batch: int = 1, seed: int = 0, guided: bool = True) -> dict:
-    g = torch.Generator().manual_seed(seed)
-    kwargs = {"prompt_embeds": torch.randn(batch, WAN_TEXT_TOKENS, WAN_TEXT_DIM, generator=g),
-              "latents": torch.randn(batch, 4, GRID[0], HEIGHT // 8, WIDTH // 8, generator=g)}
-    if guided:
-        kwargs["negative_prompt_embeds"] = torch.randn(batch, WAN_TEXT_TOKENS, WAN_TEXT_DIM, generator=g)
-    return {**kwargs, "image": toy.image(HEIGHT, WIDTH, seed=seed), "height": HEIGHT, "width": WIDTH,
-            "num_frames": FRAMES, "guidance_scale": 5.0 if guided else 1.0, "output_type": "latent"}
-
-
 def _run(pipe, steps: int, **inputs):
     return pipe(num_inference_steps=steps, **inputs).frames
 
 
-class _Recorder:
-    """Every attention call of the transformer: the q and k (float64, [B, L, heads, d]) its processor attends with."""
-
-    def __init__(self):
-        self.calls = []
-
-    def __call__(self, original):
-        def dispatch(query, key, value, **kwargs):
-            self.calls.append((query.double(), key.double()))
-            return original(query, key, value, **kwargs)
-        return dispatch
-
-
-def _naive(calls, keys: int, guided: bool, blocks: int = 2) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Per block, R2G [B, heads, F, h, w] and G2R [B, heads, F, keys] summed over the conditional calls."""
-    streams = [(q, k) for q, k in calls if k.shape[1] == keys]     # attn2's calls of this key stream, block by block
-    out = {}
-    for index, (q, k) in enumerate(streams):
-        call, block = divmod(index, blocks)
-        if guided and call % 2:                                    # each step: cond call, then uncond call
-            continue
-        logits = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5
-        r2g = torch.softmax(logits, dim=-2).mean(-1).reshape(q.shape[0], -1, *GRID)
-        cells = GRID[1] * GRID[2]
-        g2r = torch.softmax(logits, dim=-1).reshape(q.shape[0], -1, GRID[0], cells, keys).sum(-2) / cells
-        r, g = out.get(block, (0, 0))
-        out[block] = (r + r2g, g + g2r)
-    return out
-
-
 @pytest.mark.parametrize("relation,keys", [("image:reference", IMAGE_TOKENS), ("text", WAN_TEXT_TOKENS)])
 def test_trace_equals_the_naive_reference_of_the_processors_own_q_and_k(pipe, monkeypatch, relation, keys):
-    recorder = _Recorder()
-    module = MODULES[type(pipe).__name__]
-    monkeypatch.setattr(module, "dispatch_attention_fn", recorder(module.dispatch_attention_fn))
+    calls = recording(MODULES[type(pipe).__name__], monkeypatch)
     with i2am.trace(pipe) as tr:
-        _run(pipe, 2, **_inputs())
+        _run(pipe, 2, **inputs())
     maps = tr.maps.relation(relation)
     assert maps.steps == 2 and maps.frames == GRID[0]
-    expected = _naive(recorder.calls, keys, guided=True)
-    assert sorted(expected) == [0, 1]
+    expected = naive(calls, keys, guided=True)
+    assert sorted(expected) == list(range(BLOCKS))
     for block, (r2g, g2r) in expected.items():
         name = f"{relation}/blocks.{block}.attn2"
         torch.testing.assert_close(maps.raw[f"r2g/{name}"].sum(1).double(), r2g, rtol=RTOL, atol=ATOL)
@@ -98,9 +53,9 @@ def _hook_count(pipe) -> int:
 def test_outputs_unchanged_and_everything_restored(pipe):
     processors = {n: m.processor for n, m in pipe.transformer.named_modules() if hasattr(m, "processor")}
     hooks = _hook_count(pipe)
-    plain = _run(pipe, 2, **_inputs())
+    plain = _run(pipe, 2, **inputs())
     with i2am.trace(pipe) as tr:
-        traced = _run(pipe, 2, **_inputs())
+        traced = _run(pipe, 2, **inputs())
     assert torch.equal(plain, traced)
     assert tr.maps.meta["cfg_layout"] == "separate calls: the first (cond) recorded, the uncond skipped"
     assert {n: m.processor for n, m in pipe.transformer.named_modules() if hasattr(m, "processor")} == processors
@@ -111,9 +66,9 @@ def test_outputs_unchanged_and_everything_restored(pipe):
 def test_cfg_layouts_record_the_conditional_call_only(pipe):
     """At the first step the conditional call sees the same input with or without CFG: one step, the same maps."""
     with i2am.trace(pipe) as guided:
-        _run(pipe, 1, **_inputs(guided=True))
+        _run(pipe, 1, **inputs(guided=True))
     with i2am.trace(pipe) as single:
-        _run(pipe, 1, **_inputs(guided=False))
+        _run(pipe, 1, **inputs(guided=False))
     assert guided.maps.steps == single.maps.steps == 1
     assert single.maps.meta["cfg_layout"] == "chunk 0 of 1"
     assert guided.maps.raw.keys() == single.maps.raw.keys()
@@ -122,7 +77,7 @@ def test_cfg_layouts_record_the_conditional_call_only(pipe):
 
 
 def test_batch_invariance(pipe):
-    both = _inputs(batch=2, guided=False)
+    both = inputs(batch=2, guided=False)
     with i2am.trace(pipe) as tr:
         _run(pipe, 1, **both)
     batched = tr.maps
@@ -138,7 +93,7 @@ def test_batch_invariance(pipe):
 def test_sram_of_a_video_layer_is_refused(pipe):
     capture = CaptureConfig(sram_layers=["image:reference/blocks.0.attn2"])
     with pytest.raises(ValueError, match="video layer"), i2am.trace(pipe, capture):
-        _run(pipe, 1, **_inputs(guided=False))
+        _run(pipe, 1, **inputs(guided=False))
 
 
 def test_unsupported_transformers_are_refused_with_the_reason(pipe):
@@ -163,6 +118,6 @@ def test_chronoedit_temporal_reasoning_that_drops_frames_mid_call_is_refused():
     pipe.set_progress_bar_config(disable=True)
     # temporal reasoning trims the multistep scheduler's history (model_outputs) when it drops the frames
     pipe.scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=5.0)
-    inputs = {**_inputs(guided=False), "latents": None, "num_frames": 9}
+    call = {**inputs(guided=False), "latents": None, "num_frames": 9}
     with pytest.raises(ValueError, match="num_temporal_reasoning_steps=0"), i2am.trace(pipe):
-        _run(pipe, 2, **inputs, enable_temporal_reasoning=True, num_temporal_reasoning_steps=1)
+        _run(pipe, 2, **call, enable_temporal_reasoning=True, num_temporal_reasoning_steps=1)
