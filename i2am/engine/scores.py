@@ -14,12 +14,23 @@ from __future__ import annotations
 
 import torch
 
+from i2am.engine.workspace import Workspace
+
 # The least column sum Σ_j P[j, i] w_j for which entries 1e-5 of it stay normal fp32 numbers (min normal ~1.2e-38).
 _SMALLEST_COLUMN = 1e-25
 
 
-def _logits(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    return torch.matmul(q.float() * scale, k.float().transpose(-1, -2))
+def _logits(q: torch.Tensor, k: torch.Tensor, scale: float, workspace: Workspace | None = None) -> torch.Tensor:
+    """q·kᵀ·scale in fp32; written into ``workspace`` (valid until its next block) when given."""
+    a, b = q.float() * scale, k.float().transpose(-1, -2)
+    return torch.matmul(a, b) if workspace is None else workspace.matmul(a, b)
+
+
+def row_dot(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """``matrix`` [..., n, m] times ``vector`` [..., m] -> [..., n], computed as vectorᵀ · matrixᵀ: on a CPU, MKL's
+    matrix-vector product over the transposed view runs several times faster than the one-column matrix product
+    ``matrix @ vector[..., None]``."""
+    return torch.matmul(vector.unsqueeze(-2), matrix.transpose(-1, -2)).squeeze(-2)
 
 
 def r2g_single_token(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
@@ -28,12 +39,13 @@ def r2g_single_token(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Te
     return torch.softmax(logits, dim=-1)
 
 
-def key_statistics(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+def key_statistics(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int,
+                   workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per reference token i, over all query positions j: m_i = max_j logit[j, i] and s_i = Σ_j exp(logit[j, i] - m_i),
     accumulated over query chunks with the usual running-max rescaling. Both [..., Lk]."""
     m = s = None
     for start in range(0, q.shape[-2], chunk):
-        logits = _logits(q[..., start:start + chunk, :], k, scale)
+        logits = _logits(q[..., start:start + chunk, :], k, scale, workspace)
         chunk_max = logits.amax(-2)
         new_max = chunk_max if m is None else torch.maximum(m, chunk_max)
         part = logits.sub_(new_max.unsqueeze(-2)).exp_().sum(-2)
@@ -44,24 +56,22 @@ def key_statistics(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int) -
 
 def _r2g_from(shifted_exp: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """mean_i exp(logit[j, i] - m_i) / s_i, from exp(logit - m) of a chunk of queries."""
-    weights = (1.0 / (s * s.shape[-1])).unsqueeze(-1)                      # [..., Lk, 1]
-    return torch.matmul(shifted_exp, weights).squeeze(-1)
+    return row_dot(shifted_exp, 1.0 / (s * s.shape[-1]))
 
 
-def _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram) -> dict[str, torch.Tensor] | None:
+def _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram, workspace) -> dict[str, torch.Tensor] | None:
     """``spatial_scores`` of all queries at once when each query's log-sum-exp over these keys is known: P =
     exp(logit - lse) is the G2R softmax, and the softmax over queries of token i is P[j, i] w_j / Σ_j' P[j', i] w_j'
     with w_j = exp(lse_j - max lse), so R2G is two mat-vecs over P. None when a token's column sum is too small
     for fp32 to keep its entries exact (then the caller recomputes R2G from the logits)."""
-    probs = _logits(q, k, scale).sub_(lse.unsqueeze(-1)).exp_()
+    probs = _logits(q, k, scale, workspace).sub_(lse.unsqueeze(-1)).exp_()
     out: dict[str, torch.Tensor] = {}
     if r2g:
         w = torch.exp(lse - lse.amax(-1, keepdim=True))                           # [..., Lq]
         columns = torch.matmul(w.unsqueeze(-2), probs).squeeze(-2)                 # [..., Lk]
         if not bool((columns > _SMALLEST_COLUMN).all()):
             return None
-        weights = (1.0 / (columns * columns.shape[-1])).unsqueeze(-1)
-        out["r2g"] = w * torch.matmul(probs, weights).squeeze(-1)
+        out["r2g"] = w * row_dot(probs, 1.0 / (columns * columns.shape[-1]))
     if g2r:
         out["g2r"] = (probs.sum(-2) if query_weight is None else
                       torch.matmul(query_weight.unsqueeze(-2), probs).squeeze(-2))
@@ -72,7 +82,7 @@ def _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram) -> dict[str
 
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,
                    g2r: bool = True, query_weight: torch.Tensor | None = None, sram: bool = False,
-                   lse: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   lse: torch.Tensor | None = None, workspace: Workspace | None = None) -> dict[str, torch.Tensor]:
     """Scores for Lk >= 1 reference tokens, computed in chunks of ``chunk`` query positions.
 
     Returns a dict with any of
@@ -84,18 +94,19 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     otherwise a first pass gathers (m, s) and the second recomputes each chunk's logits.
     ``lse`` [..., Lq]: each query's log-sum-exp over these keys where it is known (the attention kernel's own): the
     G2R softmax is then exp(logit - lse) and, when all queries fit in one chunk, R2G comes from the same pass.
+    ``workspace``: where the logits blocks are formed (``i2am.engine.workspace``), else fresh tensors.
     """
     lq = q.shape[-2]
     single = lq <= chunk
     lse = None if lse is None else lse.float()   # the logits are fp32 whatever the kernel's precision
     if lse is not None and single:
-        out = _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram)
+        out = _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram, workspace)
         if out is not None:
             return out
-    stats = key_statistics(q, k, scale, chunk) if r2g and not single else None
+    stats = key_statistics(q, k, scale, chunk, workspace) if r2g and not single else None
     r2g_parts, sram_parts, g2r_sum = [], [], None
     for start in range(0, lq, chunk):
-        logits = _logits(q[..., start:start + chunk, :], k, scale)
+        logits = _logits(q[..., start:start + chunk, :], k, scale, workspace)
         if g2r or sram:
             probs = (torch.softmax(logits, dim=-1) if lse is None else
                      torch.exp(logits - lse[..., start:start + chunk, None]))
