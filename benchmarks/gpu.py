@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 import torch
-from _harness import compare, interleaved, pin_threads, profiler_share
+from _harness import ATTENTION_OPS, compare, interleaved, pin_threads, profiler_share
 from _models import DTYPES, flux, flux_inputs, flux_steps, unet, unet_inputs, unet_steps
 from diffusers.utils import logging as diffusers_logging
 
@@ -126,7 +126,7 @@ def add_rows(rows, case, runs, p, device, held):
         row = dict(case=case, variant=name, ratio=summary[name].as_dict(), map_mib=held.get("bytes", 0) / 2**20,
                    peak_extra_mib=peak_extra_mib(fn, runs["plain"], device))
         if name.startswith("i2am"):
-            row["profiler_share"] = profiler_share(fn, I2AM_OPS, device)
+            row["profiler_share"] = profiler_share(fn, I2AM_OPS, device, ATTENTION_OPS)
         rows.append(row)
 
 

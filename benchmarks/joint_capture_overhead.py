@@ -8,14 +8,16 @@ Shapes (tokens: text + generated + one reference, as FLUX.1 Kontext packs a 1024
 
   python benchmarks/joint_capture_overhead.py                       # CPU, random weights
   python benchmarks/joint_capture_overhead.py --size flux1 --device cuda --dtype bf16 --steps 4
-Target: capture of one relation <= 1.25x plain.
+Targets (issue 28): one relation <= 1.05x plain, ``share`` <= 1.10x, every relation with both normalisations
+<= 1.20x. The profiler share (i2am's own operations over all operations; the attention kernel the capture's
+pass-through runs counts as the model's) changes little with the machine's load; the paired ratios do.
 """
 from __future__ import annotations
 
 import argparse
 
 import torch
-from _harness import MIN_REPEATS, compare, interleaved, pin_threads, profiler_share
+from _harness import ATTENTION_OPS, MIN_REPEATS, compare, interleaved, pin_threads, profiler_share
 from _models import DTYPES, FLUX_SIZES, flux, flux_inputs, flux_steps
 
 from i2am.engine import CaptureConfig
@@ -65,7 +67,7 @@ def main():
     print(f"{'plain':40s} {plain.median / args.steps * 1e3:9.1f} ms/step (median; IQR "
           f"{plain.q1 / args.steps * 1e3:.1f}-{plain.q3 / args.steps * 1e3:.1f})")
     for name in VARIANTS:
-        share = profiler_share(runs[name], ["i2am/engine/"], args.device)
+        share = profiler_share(runs[name], ["i2am/engine/"], args.device, ATTENTION_OPS)
         growth = f", {sizes[name][1] / 2**20:.2f} MiB after 2N steps" if len(sizes[name]) > 1 else ""
         print(f"{name:40s} {summary[name].ratio_text()} paired vs plain; i2am's own ops {100 * share:.1f} % of op "
               f"time; accumulators {sizes[name][0] / 2**20:.2f} MiB{growth}")

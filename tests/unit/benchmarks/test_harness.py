@@ -52,3 +52,15 @@ def test_profiler_share_counts_only_operations_from_the_marked_files():
     assert harness.profiler_share(work, ["no/such/file.py"]) == 0
     # every operation of work() is called from this file; the rest is the profiler's own start and stop
     assert harness.profiler_share(work, ["test_harness.py"]) > 0.9
+
+
+def test_profiler_share_leaves_the_models_own_operators_to_the_model():
+    q = torch.randn(1, 2, 256, 32)
+
+    def work():   # a pass-through calling the model's attention, and the tool's own extra matmul
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        q @ q.transpose(-1, -2)
+
+    everything = harness.profiler_share(work, ["test_harness.py"])
+    tool_only = harness.profiler_share(work, ["test_harness.py"], model_ops=harness.ATTENTION_OPS)
+    assert everything > 0.9 and 0 < tool_only < everything - 0.1
