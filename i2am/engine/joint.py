@@ -5,11 +5,11 @@ Each block's attention module keeps its own processor, which computes q and k (p
 embedding) and calls the attention backend. While a capture is active, the backend function that processor's module
 calls (diffusers' ``dispatch_attention_fn``, or ``F.scaled_dot_product_attention`` for SD3's processor) is replaced
 by a pass-through that hands the capture the very q and k the backend receives, then calls the original: outputs are
-unchanged and diffusers' dispatch (its backend choice) stays in place. Where the ``share`` normalisation needs each
-generated query's log-sum-exp and the call is a plain SDPA (diffusers' native backend, or SD3's), the pass-through
-runs the kernel SDPA would pick through its aten op instead, which returns the same output and that log-sum-exp
-(``i2am.engine.kernel_stats``; ``CaptureConfig.kernel_stats=False`` turns it off). The token layout comes from the
-transformer's forward arguments (``i2am.engine.packing``).
+unchanged and diffusers' dispatch (its backend choice) stays in place. Where the call is a plain SDPA (diffusers'
+native backend, or SD3's), the pass-through runs the kernel SDPA would pick through its aten op instead, which
+returns the same output and each query's log-sum-exp (``i2am.engine.kernel_stats``; ``CaptureConfig.kernel_stats=
+False`` turns it off): the scores of both normalisations and the routes are then normalised by it. The token
+layout comes from the transformer's forward arguments (``i2am.engine.packing``).
 
 Only generated-image queries are scored, in query chunks of at most ``CaptureConfig.chunk_budget`` logits: no
 [L, L] matrix is formed. Two normalisations (docs/dit_editors.md):
@@ -21,6 +21,8 @@ Only generated-image queries are scored, in query chunks of at most ``CaptureCon
            generated token's attention that lands on that conditioning; relations "share:image:reference", ...
            Its normaliser, the row's log-sum-exp, is the attention kernel's own ("kernel-lse") where the backend
            gives it, else recomputed from the full rows ("recomputed"); ``stats_path`` says which ran.
+With the kernel's log-sum-exp one generated x conditioning logits block per chunk serves both normalisations
+(``i2am.engine.scores.segment_scores``).
 Scores are reduced on the spot into fp32 accumulators of fixed size (memory does not grow with the steps).
 
 Steps: one conditional transformer call is one step. A call with the same timestep as the previous one is the
@@ -388,13 +390,13 @@ class JointAttentionCapture:
             why = ("the attention kernel's own log-sum-exp" if path == KERNEL_LSE else
                    "a chunked recomputation (CaptureConfig.kernel_stats=False)" if not self.cfg.kernel_stats else
                    "a chunked recomputation (this backend call's kernel returns no log-sum-exp)")
-            log.info("%s: share statistics of %s from %s [%s]", type(self).__name__, block.name, why, path)
+            log.info("%s: row statistics of %s from %s [%s]", type(self).__name__, block.name, why, path)
         self._stats_paths.add(path)
 
     @property
     def stats_path(self) -> str | None:
-        """Where the ``share`` normalisation's per-query log-sum-exp came from: "kernel-lse" (the attention kernel's
-        own), "recomputed" (a chunked recomputation), "mixed" (some blocks each), None (not computed yet)."""
+        """Where the scores' per-query log-sum-exp came from: "kernel-lse" (the attention kernel's own), "recomputed"
+        (softmaxes of recomputed logits), "mixed" (some blocks each), None (no block scored yet)."""
         if not self._stats_paths:
             return None
         return next(iter(self._stats_paths)) if len(self._stats_paths) == 1 else "mixed"
