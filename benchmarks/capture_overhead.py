@@ -7,7 +7,7 @@ N and 2N steps to show the capture's memory does not grow with the steps.
   python benchmarks/capture_overhead.py                 # tiny UNet, CPU
   python benchmarks/capture_overhead.py --size sd15 --steps 2    # SD-1.5-size UNet, random weights
   python benchmarks/capture_overhead.py --size sd15 --device cuda --dtype fp16 --steps 50
-Targets at SD-1.5 size: <= 1.10x plain with one token; <= 1.12x with 1,036 tokens, G2R and SRAM on (issue 28).
+Targets at SD-1.5 size: <= 1.10x plain with one token; <= 1.12x with 1,036 tokens, G2R and SRAM on.
 """
 from __future__ import annotations
 

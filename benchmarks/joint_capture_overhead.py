@@ -8,7 +8,7 @@ Shapes (tokens: text + generated + one reference, as FLUX.1 Kontext packs a 1024
 
   python benchmarks/joint_capture_overhead.py                       # CPU, random weights
   python benchmarks/joint_capture_overhead.py --size flux1 --device cuda --dtype bf16 --steps 4
-Targets (issue 28): one relation <= 1.05x plain, ``share`` <= 1.10x, every relation with both normalisations
+Targets: one relation <= 1.05x plain, ``share`` <= 1.10x, every relation with both normalisations
 <= 1.20x. The profiler share (i2am's own operations over all operations; the attention kernel the capture's
 pass-through runs counts as the model's) changes little with the machine's load; the paired ratios do.
 """
