@@ -65,12 +65,13 @@ def main():
     summary = compare(interleaved(runs, repeats=args.repeats, device=args.device), "plain")
     first = next(iter(VARIANTS))   # memory, untimed: N more steps, the same accumulators
     captured(first, VARIANTS[first], extra_steps=args.steps)()
+    after_2n = sizes[first][1]
     plain = summary["plain"]
     print(f"{'plain':40s} {plain.median / args.steps * 1e3:9.1f} ms/step (median; IQR "
           f"{plain.q1 / args.steps * 1e3:.1f}-{plain.q3 / args.steps * 1e3:.1f})")
     for name in VARIANTS:
         share = profiler_share(runs[name], ["i2am/engine/"], args.device, ATTENTION_OPS)
-        growth = f", {sizes[name][1] / 2**20:.2f} MiB after 2N steps" if len(sizes[name]) > 1 else ""
+        growth = f", {after_2n / 2**20:.2f} MiB after 2N steps" if name == first else ""
         print(f"{name:40s} {summary[name].ratio_text()} paired vs plain; i2am's own ops {100 * share:.1f} % of op "
               f"time; accumulators {sizes[name][0] / 2**20:.2f} MiB{growth}")
 
