@@ -23,6 +23,8 @@ import torch
 
 MIN_REPEATS = 11
 I2AM_OPS = ("i2am/engine/", "i2am/tracing/")   # i2am's own source files, for profiler_share
+# The attention operators (SDPA and the aten kernels it dispatches to): the model's own work.
+ATTENTION_OPS = ("scaled_dot_product",)
 
 
 @dataclass(frozen=True)
@@ -125,10 +127,23 @@ def _calling_file(event) -> str | None:
     return None
 
 
-def profiler_share(fn: Callable[[], object], source_markers: Sequence[str], device="cpu") -> float:
+def _within(event, op_names: Sequence[str]) -> bool:
+    """Whether the operator or one it was called from is named by ``op_names`` (substrings)."""
+    while event is not None and op_names:
+        if any(name in event.name for name in op_names):
+            return True
+        event = event.cpu_parent
+    return False
+
+
+def profiler_share(fn: Callable[[], object], source_markers: Sequence[str], device="cpu",
+                   model_ops: Sequence[str] = ()) -> float:
     """Share of operator self time spent in operations called from files whose path contains one of
     ``source_markers`` (e.g. "i2am/engine/"): CPU self time on CPU, device self time on CUDA. Python calls are
-    recorded (``with_stack``) only to find each operator's calling file; their own time is not counted."""
+    recorded (``with_stack``) only to find each operator's calling file; their own time is not counted.
+    ``model_ops``: operators (and those they call) whose name contains one of these count as the model's work
+    wherever they are called from, e.g. ``ATTENTION_OPS`` for a tool whose pass-through runs the model's own
+    attention kernel (i2am's capture calls it to read its log-sum-exp)."""
     from torch.profiler import ProfilerActivity, profile
 
     cuda = torch.device(device).type == "cuda"
@@ -143,7 +158,7 @@ def profiler_share(fn: Callable[[], object], source_markers: Sequence[str], devi
         spent = event.self_device_time_total if cuda else event.self_cpu_time_total
         total += spent
         caller = _calling_file(event)
-        if caller and any(marker in caller for marker in source_markers):
+        if caller and any(marker in caller for marker in source_markers) and not _within(event, model_ops):
             own += spent
     return own / total if total else 0.0
 

@@ -35,7 +35,7 @@ import sys
 from pathlib import Path
 
 import torch
-from _harness import I2AM_OPS, compare, interleaved, pin_threads, profiler_share
+from _harness import ATTENTION_OPS, I2AM_OPS, compare, interleaved, pin_threads, profiler_share
 from _models import DTYPES, flux, flux_inputs, flux_steps, unet, unet_inputs, unet_steps, wan, wan_inputs
 from diffusers.utils import logging as diffusers_logging
 from video_overhead import NO_ROUTES, ROUTES, VARIANTS, shape_text, state_by_steps, video_runs
@@ -149,7 +149,7 @@ def add_rows(rows, case, runs, p, device, held):
         row = dict(case=case, variant=name, ratio=summary[name].as_dict(), map_mib=held.get("bytes", 0) / 2**20,
                    peak_extra_mib=peak_extra_mib(fn, runs["plain"], device))
         if name.startswith("i2am"):
-            row["profiler_share"] = profiler_share(fn, I2AM_OPS, device)
+            row["profiler_share"] = profiler_share(fn, I2AM_OPS, device, ATTENTION_OPS)
         rows.append(row)
 
 

@@ -8,14 +8,16 @@ Shapes (tokens: text + generated + one reference, as FLUX.1 Kontext packs a 1024
 
   python benchmarks/joint_capture_overhead.py                       # CPU, random weights
   python benchmarks/joint_capture_overhead.py --size flux1 --device cuda --dtype bf16 --steps 4
-Target: capture of one relation <= 1.25x plain.
+Targets: one relation <= 1.05x plain, ``share`` <= 1.10x, every relation with both normalisations
+<= 1.20x. The profiler share (i2am's own operations over all operations; the attention kernel the capture's
+pass-through runs counts as the model's) changes little with the machine's load; the paired ratios do.
 """
 from __future__ import annotations
 
 import argparse
 
 import torch
-from _harness import MIN_REPEATS, compare, interleaved, pin_threads, profiler_share
+from _harness import ATTENTION_OPS, MIN_REPEATS, compare, interleaved, pin_threads, profiler_share
 from _models import DTYPES, FLUX_SIZES, flux, flux_inputs, flux_steps
 
 from i2am.engine import CaptureConfig
@@ -47,26 +49,29 @@ def main():
           f"{s['grid']}^2, reference {s['grid']}^2) steps={args.steps} threads={threads}")
     sizes = {}
 
-    def captured(name, kw):
+    def captured(name, kw, extra_steps=0):
         def run():
             cap = JointAttentionCapture(model, CaptureConfig(num_steps=2 * args.steps, time_groups=1), **kw)
             with cap:
                 flux_steps(model, x, args.steps, args.device)
                 sizes[name] = [cap.accumulator_bytes()]
-                if name == next(iter(VARIANTS)):        # memory: N more steps, same accumulators
-                    flux_steps(model, x, args.steps, args.device)
+                if extra_steps:
+                    flux_steps(model, x, extra_steps, args.device)
                     sizes[name].append(cap.accumulator_bytes())
         return run
 
     runs = {"plain": lambda: flux_steps(model, x, args.steps, args.device)}
     runs.update({name: captured(name, kw) for name, kw in VARIANTS.items()})
     summary = compare(interleaved(runs, repeats=args.repeats, device=args.device), "plain")
+    first = next(iter(VARIANTS))   # memory, untimed: N more steps, the same accumulators
+    captured(first, VARIANTS[first], extra_steps=args.steps)()
+    after_2n = sizes[first][1]
     plain = summary["plain"]
     print(f"{'plain':40s} {plain.median / args.steps * 1e3:9.1f} ms/step (median; IQR "
           f"{plain.q1 / args.steps * 1e3:.1f}-{plain.q3 / args.steps * 1e3:.1f})")
     for name in VARIANTS:
-        share = profiler_share(runs[name], ["i2am/engine/"], args.device)
-        growth = f", {sizes[name][1] / 2**20:.2f} MiB after 2N steps" if len(sizes[name]) > 1 else ""
+        share = profiler_share(runs[name], ["i2am/engine/"], args.device, ATTENTION_OPS)
+        growth = f", {after_2n / 2**20:.2f} MiB after 2N steps" if name == first else ""
         print(f"{name:40s} {summary[name].ratio_text()} paired vs plain; i2am's own ops {100 * share:.1f} % of op "
               f"time; accumulators {sizes[name][0] / 2**20:.2f} MiB{growth}")
 

@@ -33,6 +33,7 @@ from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED
 from i2am.engine.layers import LayerSpec, SupportsAttribution, discover_cross_attention, select_layers
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.scores import accumulate, r2g_single_token, spatial_scores, split_heads
+from i2am.engine.workspace import Workspace
 
 log = logging.getLogger(__name__)
 # Processors that attend with exactly one F.scaled_dot_product_attention over the keys of their to_k: the kernel's
@@ -181,6 +182,7 @@ class AttributionCapture:
         self._attending: nn.Module | None = None
         self._kernel_readers: dict[nn.Module, list[_LayerState]] = {}
         self._stats_paths: set[str] = set()
+        self._workspace = Workspace()
 
     def _resolve_layout(self, step: int = 0) -> str:
         layout = self.cfg.layout_at(min(step, self.cfg.num_steps - 1))
@@ -200,6 +202,7 @@ class AttributionCapture:
 
     def __exit__(self, *exc) -> None:
         self._hooks.restore()
+        self._workspace.release()
         for state in self._states:
             state.stash.clear()
 
@@ -384,9 +387,12 @@ class AttributionCapture:
                 scores = {"r2g": r2g_single_token(q, k, scale)} if "r2g" in dirs else {}
             else:
                 chunk = max(1, self.cfg.chunk_budget // (batch * heads * lk))
+                frames = self._frames(state)
+                if frames > 1 and (want_g2r or want_sram):
+                    lse = None   # a video's G2R per frame is summed from the logits (spatial_scores)
                 scores = spatial_scores(q, k, scale, chunk=chunk, r2g="r2g" in dirs, g2r=want_g2r,
                                         query_weight=self._query_weight(state.query_grid, batch) if want_g2r else None,
-                                        sram=want_sram, lse=lse, frames=self._frames(state))
+                                        sram=want_sram, lse=lse, frames=frames, workspace=self._workspace)
                 self._note_stats_path(state, KERNEL_LSE if lse is not None else RECOMPUTED)
             self._accumulate(state, scores, group)
 

@@ -30,11 +30,12 @@ class CaptureConfig:
         from the guidance it is given; "none" for a bare UNet), or one layout per step (a run whose guidance
         changes mid-run; ``i2am.sampling.plan.SamplingPlan.capture_config`` writes it).
     chunk_budget: the most logits (batch x heads x queries x tokens) materialised at once for spatial tokens; the
-        query axis is split into chunks that fit (64 Mi floats = 256 MiB fp32 by default).
-    kernel_stats: the ``share`` normalisation of joint attention (diffusion transformers) needs each generated
-        query's log-sum-exp over all keys: True (default) takes it from the attention kernel's own statistics where
-        the backend exposes them (aten's flash / memory-efficient SDPA ops), False forces its chunked recomputation;
-        the maps' ``stats_path`` says which ran.
+        query axis is split into chunks that fit (64 Mi floats = 256 MiB fp32 by default). A capture holds one
+        buffer as large as its largest block while it is entered.
+    kernel_stats: the key softmaxes of the scores (UNet cross-attention, both normalisations of joint attention and
+        its routes) are normalised by each query's log-sum-exp: True (default) takes it from the attention kernel's
+        own statistics where the backend exposes them (aten's flash / memory-efficient SDPA ops), False forces
+        softmaxes of recomputed logits; the maps' ``stats_path`` says which ran.
     r2g_grid / g2r_grid: common grids for the families; None = the largest query grid (R2G) / reference grid (G2R).
     family_layers: optional per-direction, per-family layer subsets, e.g. the official StableVITON G2R uses
         {"g2r": {"ulam": [warp4], "hlam": [warp4], "tlam": [warp3, warp4, warp5]}}.

@@ -5,11 +5,11 @@ Each block's attention module keeps its own processor, which computes q and k (p
 embedding) and calls the attention backend. While a capture is active, the backend function that processor's module
 calls (diffusers' ``dispatch_attention_fn``, or ``F.scaled_dot_product_attention`` for SD3's processor) is replaced
 by a pass-through that hands the capture the very q and k the backend receives, then calls the original: outputs are
-unchanged and diffusers' dispatch (its backend choice) stays in place. Where the ``share`` normalisation needs each
-generated query's log-sum-exp and the call is a plain SDPA (diffusers' native backend, or SD3's), the pass-through
-runs the kernel SDPA would pick through its aten op instead, which returns the same output and that log-sum-exp
-(``i2am.engine.kernel_stats``; ``CaptureConfig.kernel_stats=False`` turns it off). The token layout comes from the
-transformer's forward arguments (``i2am.engine.packing``).
+unchanged and diffusers' dispatch (its backend choice) stays in place. Where the call is a plain SDPA (diffusers'
+native backend, or SD3's), the pass-through runs the kernel SDPA would pick through its aten op instead, which
+returns the same output and each query's log-sum-exp (``i2am.engine.kernel_stats``; ``CaptureConfig.kernel_stats=
+False`` turns it off): the scores of both normalisations and the routes are then normalised by it. The token
+layout comes from the transformer's forward arguments (``i2am.engine.packing``).
 
 Only generated-image queries are scored, in query chunks of at most ``CaptureConfig.chunk_budget`` logits: no
 [L, L] matrix is formed. Two normalisations (docs/dit_editors.md):
@@ -21,6 +21,8 @@ Only generated-image queries are scored, in query chunks of at most ``CaptureCon
            generated token's attention that lands on that conditioning; relations "share:image:reference", ...
            Its normaliser, the row's log-sum-exp, is the attention kernel's own ("kernel-lse") where the backend
            gives it, else recomputed from the full rows ("recomputed"); ``stats_path`` says which ran.
+With the kernel's log-sum-exp one generated x conditioning logits block per chunk serves both normalisations
+(``i2am.engine.scores.segment_scores``).
 Scores are reduced on the spot into fp32 accumulators of fixed size (memory does not grow with the steps).
 
 Steps: one conditional transformer call is one step. A call with the same timestep as the previous one is the
@@ -46,7 +48,8 @@ from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED, additive_mask, atte
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.packing import READERS, JointLayout, Segment, forward_arguments, read_layout
 from i2am.engine.routes import RouteRecorder, base_relation
-from i2am.engine.scores import accumulate, spatial_scores
+from i2am.engine.scores import accumulate, segment_scores, spatial_scores
+from i2am.engine.workspace import Workspace
 
 # Processor class -> how its backend is called: "dispatch" (module global ``dispatch_attention_fn``, q/k as
 # [B, L, heads, d]) or "sdpa" (module global ``F.scaled_dot_product_attention``, q/k as [B, heads, L, d]).
@@ -288,6 +291,7 @@ class JointAttentionCapture:
         self._device = None
         self._region_mask: torch.Tensor | None = None
         self._stats_paths: set[str] = set()
+        self._workspace = Workspace()
 
     def _select(self, blocks: list[JointBlock]) -> list[JointBlock]:
         layers = self.cfg.layers
@@ -314,6 +318,7 @@ class JointAttentionCapture:
     def __exit__(self, *exc) -> None:
         self._hooks.restore()
         self._current = None
+        self._workspace.release()
 
     def _install(self, hooks: Hooks) -> None:
         hooks.hook(self.transformer, self._on_call, pre=True, with_kwargs=True)
@@ -370,10 +375,9 @@ class JointAttentionCapture:
         if query.shape[-2] != self.layout.length or key.shape[-2] != self.layout.length:
             raise RuntimeError(f"{block.name}: joint attention of {query.shape[-2]} queries / {key.shape[-2]} keys, "
                                f"the layout holds {self.layout.length} tokens")
-        result = call.run_with_lse() if self.cfg.kernel_stats and "share" in self.normalisations else None
+        result = call.run_with_lse() if self.cfg.kernel_stats else None
         out, lse = (call.run(), None) if result is None else result
-        if "share" in self.normalisations:
-            self._note_stats_path(block, KERNEL_LSE if lse is not None else RECOMPUTED)
+        self._note_stats_path(block, KERNEL_LSE if lse is not None else RECOMPUTED)
         attn_mask = call.attn_mask
         with torch.no_grad():
             self._record(block, self._conditional_rows(query), self._conditional_rows(key),
@@ -386,13 +390,13 @@ class JointAttentionCapture:
             why = ("the attention kernel's own log-sum-exp" if path == KERNEL_LSE else
                    "a chunked recomputation (CaptureConfig.kernel_stats=False)" if not self.cfg.kernel_stats else
                    "a chunked recomputation (this backend call's kernel returns no log-sum-exp)")
-            log.info("%s: share statistics of %s from %s [%s]", type(self).__name__, block.name, why, path)
+            log.info("%s: row statistics of %s from %s [%s]", type(self).__name__, block.name, why, path)
         self._stats_paths.add(path)
 
     @property
     def stats_path(self) -> str | None:
-        """Where the ``share`` normalisation's per-query log-sum-exp came from: "kernel-lse" (the attention kernel's
-        own), "recomputed" (a chunked recomputation), "mixed" (some blocks each), None (not computed yet)."""
+        """Where the scores' per-query log-sum-exp came from: "kernel-lse" (the attention kernel's own), "recomputed"
+        (softmaxes of recomputed logits), "mixed" (some blocks each), None (no block scored yet)."""
         if not self._stats_paths:
             return None
         return next(iter(self._stats_paths)) if len(self._stats_paths) == 1 else "mixed"
@@ -417,25 +421,46 @@ class JointAttentionCapture:
         group = self.cfg.time_group(self._step)
         dirs = self.cfg.directions
         weight = self._query_weight(gen.grid, batch) if "g2r" in dirs else None
-        if "i2am" in self.normalisations:
+        sram = block.name in self.cfg.sram_layers
+        if lse is not None:
             for seg in self._scored():
-                sram = block.name in self.cfg.sram_layers
-                scores = self._sub_block(qg, k[:, :, seg.start:seg.stop], scale, weight, sram,
-                                         None if key_valid is None else key_valid[:, seg.start:seg.stop])
-                self._accumulate(block, seg.relation, scores, group)
-        if "share" in self.normalisations:
-            sram = block.name in self.cfg.sram_layers
-            lse_g = None if lse is None else lse[:, :, gen.start:gen.stop]
-            for relation, scores in self._shares(qg, k, scale, weight, key_valid, sram, lse_g).items():
-                self._accumulate(block, relation, scores, group)
+                self._segment_from_lse(block, seg, qg, k, scale, lse[:, :, gen.start:gen.stop], weight, key_valid,
+                                       sram, group)
+        else:
+            if "i2am" in self.normalisations:
+                for seg in self._scored():
+                    scores = self._sub_block(qg, k[:, :, seg.start:seg.stop], scale, weight, sram,
+                                             None if key_valid is None else key_valid[:, seg.start:seg.stop])
+                    self._accumulate(block, seg.relation, scores, group)
+            if "share" in self.normalisations:
+                for relation, scores in self._shares(qg, k, scale, weight, key_valid, sram).items():
+                    self._accumulate(block, relation, scores, group)
         if self.route_recorder.routes:
             references = [s for s in self._scored() if s.kind == "reference"]
             routed = self.route_recorder.record(q, k, self.layout, references, scale,
                                                 self._chunk(batch, heads, k.shape[-2]), attn_mask=attn_mask,
-                                                weight=weight, directions=dirs,
-                                                sram=block.name in self.cfg.sram_layers)
+                                                weight=weight, directions=dirs, sram=sram, lse=lse)
             for relation, scores in routed.items():
                 self._accumulate(block, relation, scores, group)
+
+    def _segment_from_lse(self, block, seg: Segment, qg, k, scale, lse_g, weight, key_valid, sram, group) -> None:
+        """Both normalisations of one conditioning segment from one logits block per chunk, normalised by the
+        kernel's log-sum-exp of each generated row (``scores.segment_scores``); I2AM's own softmaxes are recomputed
+        from the segment's logits only where fp32 would lose entries of that form."""
+        batch, heads = qg.shape[:2]
+        ks = k[:, :, seg.start:seg.stop]
+        valid = None if key_valid is None else key_valid[:, seg.start:seg.stop]
+        readings = segment_scores(qg, ks, scale, lse_g, chunk=self._chunk(batch, heads, seg.length),
+                                  r2g="r2g" in self.cfg.directions, g2r="g2r" in self.cfg.directions, sram=sram,
+                                  query_weight=weight, bias=additive_mask(valid), own="i2am" in self.normalisations,
+                                  share="share" in self.normalisations, workspace=self._workspace)
+        if "share" in readings:
+            self._accumulate(block, "share:" + seg.relation, readings["share"], group)
+        if "own" in readings:
+            own = readings["own"]
+            if own is None:
+                own = self._sub_block(qg, ks, scale, weight, sram, valid)
+            self._accumulate(block, seg.relation, own, group)
 
     def _scored(self) -> list[Segment]:
         return [s for s in self.layout.keys if self.relations is None or s.relation in self.relations]
@@ -465,13 +490,14 @@ class JointAttentionCapture:
         opts = dict(r2g="r2g" in self.cfg.directions, g2r="g2r" in self.cfg.directions, sram=sram)
         if valid is None:
             return spatial_scores(qg, ks, scale, chunk=self._chunk(batch, heads, ks.shape[-2]), query_weight=weight,
-                                  **opts)
+                                  workspace=self._workspace, **opts)
         parts = []   # masked tokens (padding of a text stream) differ per sample: score each on its own tokens
         for b in range(batch):
             keep = valid[b]
             chunk = self._chunk(1, heads, int(keep.sum()))
             part = spatial_scores(qg[b:b + 1], ks[b:b + 1, :, keep], scale, chunk=chunk,
-                                  query_weight=None if weight is None else weight[b:b + 1], **opts)
+                                  query_weight=None if weight is None else weight[b:b + 1], workspace=self._workspace,
+                                  **opts)
             if "g2r" in part:
                 full = part["g2r"].new_zeros(1, heads, ks.shape[-2])
                 full[..., keep] = part["g2r"]
@@ -483,41 +509,26 @@ class JointAttentionCapture:
             parts.append(part)
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
-    def _shares(self, qg, k, scale, weight, valid, sram=False, lse=None) -> dict[str, dict[str, torch.Tensor]]:
-        """Per conditioning segment, from the full softmax of each generated query: "r2g" [B, heads, Lg] the mass
-        on the segment, "g2r" [B, heads, Lseg] the (weighted) sum over generated queries of each token's mass and,
-        with ``sram``, "sram" [B, Lg, Lseg] each generated query's mass on each token (heads averaged).
-
-        With ``lse`` [B, heads, Lg] (the kernel's log-sum-exp of each generated query's full row) a token's mass is
-        exp(logit - lse), so only the generated x segment logits are formed; without it each chunk's full rows are
-        recomputed and softmaxed."""
+    def _shares(self, qg, k, scale, weight, valid, sram=False) -> dict[str, dict[str, torch.Tensor]]:
+        """Per conditioning segment, from the full softmax of each generated query (recomputed chunk by chunk, the
+        path without the kernel's log-sum-exp): "r2g" [B, heads, Lg] the mass on the segment, "g2r" [B, heads, Lseg]
+        the (weighted) sum over generated queries of each token's mass and, with ``sram``, "sram" [B, Lg, Lseg] each
+        generated query's mass on each token (heads averaged)."""
         batch, heads, lg, _ = qg.shape
         keys = self._scored()
         bias = additive_mask(valid)
         r2g = {s.relation: [] for s in keys}
         g2r = {s.relation: 0 for s in keys}
         sram_parts = {s.relation: [] for s in keys}
-        if lse is None:
-            kt = {None: k.float().transpose(-1, -2)}
-            chunk = self._chunk(batch, heads, k.shape[-2])
-        else:
-            kt = {s.relation: k[:, :, s.start:s.stop].float().transpose(-1, -2) for s in keys}
-            chunk = self._chunk(batch, heads, sum(s.length for s in keys))
+        kt = k.float().transpose(-1, -2)
+        chunk = self._chunk(batch, heads, k.shape[-2])
         for start in range(0, lg, chunk):
-            q_chunk = qg[:, :, start:start + chunk].float() * scale
-            if lse is None:
-                logits = torch.matmul(q_chunk, kt[None])
-                if bias is not None:
-                    logits += bias[:, None, None, :]
-                probs = torch.softmax(logits, dim=-1)
+            logits = self._workspace.matmul(qg[:, :, start:start + chunk].float() * scale, kt)
+            if bias is not None:
+                logits += bias[:, None, None, :]
+            probs = torch.softmax(logits, dim=-1)
             for s in keys:
-                if lse is None:
-                    part = probs[..., s.start:s.stop]
-                else:
-                    part = torch.matmul(q_chunk, kt[s.relation])
-                    if bias is not None:
-                        part += bias[:, None, None, s.start:s.stop]
-                    part = part.sub_(lse[:, :, start:start + chunk, None]).exp_()
+                part = probs[..., s.start:s.stop]
                 r2g[s.relation].append(part.sum(-1))
                 if sram:
                     sram_parts[s.relation].append(part.mean(-3))

@@ -25,6 +25,7 @@ import torch
 from i2am.engine.kernel_stats import additive_mask
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.packing import JointLayout, Segment
+from i2am.engine.scores import row_dot
 
 ROUTES = ("twohop", "rollout")
 
@@ -52,13 +53,19 @@ def row_bias(attn_mask: torch.Tensor | None, rows: slice, length: int) -> torch.
     return additive_mask(mask).float()
 
 
-def _probs(q: torch.Tensor, k: torch.Tensor, rows: slice, scale: float, attn_mask) -> torch.Tensor:
-    """The full softmax over all keys of the query ``rows``: [B, heads, rows, L] fp32."""
-    logits = torch.matmul(q[:, :, rows].float() * scale, k.float().transpose(-1, -2))
+def _mass(q: torch.Tensor, k: torch.Tensor, rows: slice, scale: float, attn_mask, lse=None,
+          columns: slice = slice(None)) -> torch.Tensor:
+    """A[rows, columns] of the full softmax over all keys: [B, heads, rows, columns] fp32. With ``lse`` [B, heads, L]
+    (each query's log-sum-exp over all keys: the attention kernel's) only the [rows, columns] logits are formed,
+    A = exp(logit - lse); without it the rows' full logits are softmaxed."""
     bias = row_bias(attn_mask, rows, k.shape[-2])
+    keys = k if lse is None else k[:, :, columns]
+    logits = torch.matmul(q[:, :, rows].float() * scale, keys.float().transpose(-1, -2))
     if bias is not None:
-        logits = logits + bias
-    return torch.softmax(logits, dim=-1)
+        logits += bias if lse is None else bias[..., columns]
+    if lse is None:
+        return torch.softmax(logits, dim=-1)[..., columns]
+    return logits.sub_(lse[:, :, rows, None]).exp_()
 
 
 def _row_chunks(segment_or_length, chunk: int):
@@ -78,25 +85,28 @@ def _weighted_rows(part: torch.Tensor, weight: torch.Tensor | None, rows: slice,
 
 def two_hop_scores(q: torch.Tensor, k: torch.Tensor, layout: JointLayout, references: list[Segment], scale: float,
                    chunk: int, *, attn_mask=None, weight: torch.Tensor | None = None, directions=("r2g", "g2r"),
-                   sram: bool = False) -> dict[str, dict[str, torch.Tensor]]:
+                   sram: bool = False, lse: torch.Tensor | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """The reference -> text -> generated route of one block (module docstring), per reference segment.
 
     q, k: [B, heads, L, d] of the joint attention; chunk: generated queries per chunk; weight: [B, 1, Lg] query weights
-    of G2R (a region), None for all. Returns relation -> {"r2g", "g2r", "sram"} as requested."""
+    of G2R (a region), None for all; lse: [B, heads, L] each query's log-sum-exp over all keys (the attention
+    kernel's), so that only the text x reference and generated x text logits are formed. Returns relation ->
+    {"r2g", "g2r", "sram"} as requested."""
     text = next(s for s in layout.segments if s.kind == "text")
+    text_tokens = slice(text.start, text.stop)
     gen = layout.generated
-    to_text = _probs(q, k, slice(text.start, text.stop), scale, attn_mask)            # [B, heads, Lt, L]
-    hops = {s.relation: to_text[..., s.start:s.stop] for s in references}            # [B, heads, Lt, Lr]
-    text_mass = {rel: hop.sum(-1, keepdim=True) for rel, hop in hops.items()}       # [B, heads, Lt, 1]
+    hops = {s.relation: _mass(q, k, text_tokens, scale, attn_mask, lse, slice(s.start, s.stop))
+            for s in references}                                                     # [B, heads, Lt, Lr]
+    text_mass = {rel: hop.sum(-1) for rel, hop in hops.items()}                      # [B, heads, Lt]
     r2g = {rel: [] for rel in hops}
     sram_parts = {rel: [] for rel in hops}
     gen_on_text = 0
     for rows in _row_chunks(gen, chunk):
-        on_text = _probs(q, k, rows, scale, attn_mask)[..., text.start:text.stop]    # [B, heads, c, Lt]
+        on_text = _mass(q, k, rows, scale, attn_mask, lse, text_tokens)               # [B, heads, c, Lt]
         gen_on_text = gen_on_text + _weighted_rows(on_text, weight, rows, gen)
         for rel, hop in hops.items():
             if "r2g" in directions:
-                r2g[rel].append(torch.matmul(on_text, text_mass[rel]).squeeze(-1))
+                r2g[rel].append(row_dot(on_text, text_mass[rel]))
             if sram:
                 sram_parts[rel].append(torch.matmul(on_text, hop).mean(-3))
     out = {}
@@ -125,8 +135,8 @@ def rollout_start(batch: int, layout: JointLayout, references: list[Segment], de
 
 def rollout_scores(q: torch.Tensor, k: torch.Tensor, state: torch.Tensor, layout: JointLayout,
                    references: list[Segment], scale: float, chunk: int, *, attn_mask=None,
-                   weight: torch.Tensor | None = None, directions=("r2g", "g2r"),
-                   sram: bool = False) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
+                   weight: torch.Tensor | None = None, directions=("r2g", "g2r"), sram: bool = False,
+                   lse: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, dict[str, torch.Tensor]]]:
     """One block of the attention rollout (module docstring): R_(l-1)[:, reference] ``state`` [B, L, Lr] -> R_l and,
     per reference segment, the block's head-resolved scores on the generated rows. Every query row is processed
     (chunk rows at a time): R_l needs them all."""
@@ -141,7 +151,7 @@ def rollout_scores(q: torch.Tensor, k: torch.Tensor, state: torch.Tensor, layout
     gen_cols, gen_state = 0, 0                        # Σ_g w_g A^h[g, :] and Σ_g w_g R_(l-1)[g, :]
     sram_parts = {rel: [] for rel in columns}
     for rows in _row_chunks(layout.length, chunk):
-        probs = _probs(q, k, rows, scale, attn_mask)                                # [B, heads, c, L]
+        probs = _mass(q, k, rows, scale, attn_mask, lse)                             # [B, heads, c, L]
         new[:, rows] = 0.5 * torch.matmul(probs.mean(1), state) + 0.5 * state[:, rows]
         lo, hi = max(rows.start, gen.start), min(rows.stop, gen.stop)
         if lo >= hi:
@@ -152,7 +162,7 @@ def rollout_scores(q: torch.Tensor, k: torch.Tensor, state: torch.Tensor, layout
         gen_state = gen_state + _weighted_rows(state[:, None, inside], weight, inside, gen)  # [B, 1, Lr]
         for rel, cols in columns.items():
             if "r2g" in directions:
-                through = torch.matmul(gen_probs, row_mass[rel][:, None, :, None]).squeeze(-1)
+                through = row_dot(gen_probs, row_mass[rel][:, None, :])
                 r2g[rel].append(0.5 * through + 0.5 * row_mass[rel][:, None, inside])
             if sram:
                 sram_parts[rel].append(new[:, inside, cols])
@@ -189,9 +199,9 @@ class RouteRecorder:
                              f"call's segments are {[s.relation for s in layout.segments]}; capture without routes")
 
     def record(self, q, k, layout: JointLayout, references: list[Segment], scale: float, chunk: int, *,
-               attn_mask=None, weight=None, directions=("r2g", "g2r"), sram=False) -> dict:
+               attn_mask=None, weight=None, directions=("r2g", "g2r"), sram=False, lse=None) -> dict:
         out = {}
-        options = dict(attn_mask=attn_mask, weight=weight, directions=directions, sram=sram)
+        options = dict(attn_mask=attn_mask, weight=weight, directions=directions, sram=sram, lse=lse)
         if "twohop" in self.routes:
             out.update(two_hop_scores(q, k, layout, references, scale, chunk, **options))
         if "rollout" in self.routes:

@@ -14,12 +14,23 @@ from __future__ import annotations
 
 import torch
 
+from i2am.engine.workspace import Workspace
+
 # The least column sum Σ_j P[j, i] w_j for which entries 1e-5 of it stay normal fp32 numbers (min normal ~1.2e-38).
 _SMALLEST_COLUMN = 1e-25
 
 
-def _logits(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    return torch.matmul(q.float() * scale, k.float().transpose(-1, -2))
+def _logits(q: torch.Tensor, k: torch.Tensor, scale: float, workspace: Workspace | None = None) -> torch.Tensor:
+    """q·kᵀ·scale in fp32; written into ``workspace`` (valid until its next block) when given."""
+    a, b = q.float() * scale, k.float().transpose(-1, -2)
+    return torch.matmul(a, b) if workspace is None else workspace.matmul(a, b)
+
+
+def row_dot(matrix: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
+    """``matrix`` [..., n, m] times ``vector`` [..., m] -> [..., n], computed as vectorᵀ · matrixᵀ: on a CPU, MKL's
+    matrix-vector product over the transposed view runs several times faster than the one-column matrix product
+    ``matrix @ vector[..., None]``."""
+    return torch.matmul(vector.unsqueeze(-2), matrix.transpose(-1, -2)).squeeze(-2)
 
 
 def r2g_single_token(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
@@ -28,12 +39,13 @@ def r2g_single_token(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Te
     return torch.softmax(logits, dim=-1)
 
 
-def key_statistics(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+def key_statistics(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int,
+                   workspace: Workspace | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per reference token i, over all query positions j: m_i = max_j logit[j, i] and s_i = Σ_j exp(logit[j, i] - m_i),
     accumulated over query chunks with the usual running-max rescaling. Both [..., Lk]."""
     m = s = None
     for start in range(0, q.shape[-2], chunk):
-        logits = _logits(q[..., start:start + chunk, :], k, scale)
+        logits = _logits(q[..., start:start + chunk, :], k, scale, workspace)
         chunk_max = logits.amax(-2)
         new_max = chunk_max if m is None else torch.maximum(m, chunk_max)
         part = logits.sub_(new_max.unsqueeze(-2)).exp_().sum(-2)
@@ -44,29 +56,109 @@ def key_statistics(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int) -
 
 def _r2g_from(shifted_exp: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """mean_i exp(logit[j, i] - m_i) / s_i, from exp(logit - m) of a chunk of queries."""
-    weights = (1.0 / (s * s.shape[-1])).unsqueeze(-1)                      # [..., Lk, 1]
-    return torch.matmul(shifted_exp, weights).squeeze(-1)
+    return row_dot(shifted_exp, 1.0 / (s * s.shape[-1]))
 
 
-def _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram, frames) -> dict[str, torch.Tensor] | None:
-    """``spatial_scores`` of all queries at once when each query's log-sum-exp over these keys is known: P =
-    exp(logit - lse) is the G2R softmax, and the softmax over queries of token i is P[j, i] w_j / Σ_j' P[j', i] w_j'
-    with w_j = exp(lse_j - max lse), so R2G is two mat-vecs over P. None when a token's column sum is too small
-    for fp32 to keep its entries exact (then the caller recomputes R2G from the logits)."""
-    probs = _logits(q, k, scale).sub_(lse.unsqueeze(-1)).exp_()
-    out: dict[str, torch.Tensor] = {}
-    if r2g:
-        w = torch.exp(lse - lse.amax(-1, keepdim=True))                           # [..., Lq]
-        columns = torch.matmul(w.unsqueeze(-2), probs).squeeze(-2)                 # [..., Lk]
-        if not bool((columns > _SMALLEST_COLUMN).all()):
-            return None
-        weights = (1.0 / (columns * columns.shape[-1])).unsqueeze(-1)
-        out["r2g"] = w * torch.matmul(probs, weights).squeeze(-1)
-    if g2r:
-        out["g2r"] = _g2r_part(probs, query_weight, frames, 0, q.shape[-2])
-    if sram:
-        out["sram"] = probs.mean(-3)
+def _rows(length: int, chunk: int) -> list[slice]:
+    return [slice(a, min(a + chunk, length)) for a in range(0, length, chunk)]
+
+
+def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Tensor, *, chunk: int,
+                   r2g: bool = True, g2r: bool = True, sram: bool = False, query_weight: torch.Tensor | None = None,
+                   bias: torch.Tensor | None = None, own: bool = True, share: bool = False, whole_rows: bool = False,
+                   workspace: Workspace | None = None) -> dict[str, dict[str, torch.Tensor] | None]:
+    """Scores of the keys ``k`` [..., Lk, d] when each query's log-sum-exp ``lse`` [..., Lq] over all the keys it
+    attends to is known (the attention kernel's own), in chunks of ``chunk`` queries. P = exp(logit - lse) is each
+    query's attention mass on each of these keys; one logits block per chunk serves both readings:
+
+    "share"  the mass out of the query's whole row: "r2g" [..., Lq] Σ_i P[j, i], "g2r" [..., Lk] Σ_j w_j P[j, :],
+             "sram" [..., Lq, Lk] P (heads, dim -3, averaged);
+    "own"    ``spatial_scores`` (the softmax over these keys alone): its G2R softmax is P[j, :] / r_j with the row
+             mass r_j = Σ_i P[j, i] (1 when ``whole_rows``: the lse is over exactly these keys), and the softmax over
+             queries of key i is e_j P[j, i] / Σ_j' e_j' P[j', i] with e_j = exp(lse_j - max lse), so R2G is two
+             mat-vecs over P (over two passes when the queries take several chunks: the column sums first).
+
+    w = ``query_weight`` [..., Lq] or 1; ``bias`` [B, Lk] (0 or -inf): keys a sample may not attend to (they take no
+    mass and leave the R2G mean). Returns {"share": ..., "own": ...} as requested; "own" is None when fp32 would lose
+    entries (a row mass or a token's column sum below 1e-25): the caller then recomputes it from the logits."""
+    lse = lse.float()   # the logits are fp32 whatever the kernel's precision
+    rows = _rows(q.shape[-2], chunk)
+    kept = None if bias is None else (bias == 0)[:, None, :]                        # [B, 1, Lk]
+
+    def mass(part: slice) -> torch.Tensor:
+        logits = _logits(q[..., part, :], k, scale, workspace)
+        if bias is not None:
+            logits += bias[:, None, None, :]
+        return logits.sub_(lse[..., part, None]).exp_()
+
+    e = torch.exp(lse - lse.amax(-1, keepdim=True)) if own and r2g else None       # [..., Lq]
+    token_weight = None
+    if e is not None and len(rows) > 1:
+        token_weight = _token_weight(sum(row_dot(mass(part).transpose(-1, -2), e[..., part]) for part in rows), kept)
+    sums = {"share": {"r2g": [], "g2r": 0, "sram": []}, "own": {"r2g": [], "g2r": 0, "sram": []}}
+    own_exact = True
+    for part in rows:
+        probs = mass(part)
+        weight = None if query_weight is None else query_weight[..., part]
+        row_mass = None if whole_rows and not share else probs.sum(-1)               # [..., c]
+        if share:
+            _add_reading(sums["share"], probs, weight, row_mass if r2g else None, g2r, sram)
+        if not own:
+            continue
+        if e is not None:
+            if token_weight is None:   # one chunk: its column sums are all of them
+                token_weight = _token_weight(row_dot(probs.transpose(-1, -2), e[..., part]), kept)
+            if token_weight is False:
+                own_exact = False
+            else:
+                sums["own"]["r2g"].append(e[..., part] * row_dot(probs, token_weight))
+        own_rows = None if whole_rows else row_mass
+        if own_rows is not None and (g2r or sram):
+            own_exact = own_exact and bool((own_rows > _SMALLEST_COLUMN).all())
+            if sram:   # the SRAM needs the normalised rows themselves
+                probs = probs / own_rows[..., None]
+            else:      # G2R alone: fold 1 / r_j into the query weights
+                weight = (1.0 / own_rows) if weight is None else weight / own_rows
+        _add_reading(sums["own"], probs, weight, None, g2r, sram)
+    out = {}
+    for reading, wanted in (("share", share), ("own", own)):
+        if not wanted:
+            continue
+        if reading == "own" and not own_exact:
+            out["own"] = None
+            continue
+        parts, scores = sums[reading], {}
+        if r2g:
+            scores["r2g"] = torch.cat(parts["r2g"], dim=-1)
+        if g2r:
+            scores["g2r"] = parts["g2r"]
+        if sram:
+            scores["sram"] = torch.cat(parts["sram"], dim=-2)
+        out[reading] = scores
     return out
+
+
+def _token_weight(columns: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor | bool:
+    """1 / (n · column sum) of each key (0 for a key the sample may not attend to; n: the keys it may), or False
+    when a column sum is too small for fp32 to keep its entries."""
+    if kept is None:
+        return False if not bool((columns > _SMALLEST_COLUMN).all()) else 1.0 / (columns * columns.shape[-1])
+    if not bool((columns > _SMALLEST_COLUMN)[kept.expand_as(columns)].all()):
+        return False
+    count = kept.sum(-1, keepdim=True)
+    return torch.where(kept, 1.0 / (columns * count), torch.zeros((), device=columns.device))
+
+
+def _add_reading(sums: dict, probs: torch.Tensor, weight: torch.Tensor | None, row_mass: torch.Tensor | None,
+                 g2r: bool, sram: bool) -> None:
+    """One chunk's share of a reading: its rows' mass (when given), the weighted column sums, the head-mean rows."""
+    if row_mass is not None:
+        sums["r2g"].append(row_mass)
+    if g2r:
+        sums["g2r"] = sums["g2r"] + (probs.sum(-2) if weight is None else
+                                     torch.matmul(weight.unsqueeze(-2), probs).squeeze(-2))
+    if sram:
+        sums["sram"].append(probs.mean(-3))
 
 
 def _g2r_part(probs: torch.Tensor, query_weight, frames: int, start: int, lq: int) -> torch.Tensor:
@@ -87,7 +179,8 @@ def _g2r_part(probs: torch.Tensor, query_weight, frames: int, start: int, lq: in
 
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,
                    g2r: bool = True, query_weight: torch.Tensor | None = None, sram: bool = False,
-                   lse: torch.Tensor | None = None, frames: int = 1) -> dict[str, torch.Tensor]:
+                   lse: torch.Tensor | None = None, frames: int = 1,
+                   workspace: Workspace | None = None) -> dict[str, torch.Tensor]:
     """Scores for Lk >= 1 reference tokens, computed in chunks of ``chunk`` query positions.
 
     Returns a dict with any of
@@ -98,26 +191,27 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     queries, so R2G costs one exp pass and a mat-vec. When all queries fit in one chunk the logits are computed once;
     otherwise a first pass gathers (m, s) and the second recomputes each chunk's logits.
     ``lse`` [..., Lq]: each query's log-sum-exp over these keys where it is known (the attention kernel's own): the
-    G2R softmax is then exp(logit - lse) and, when all queries fit in one chunk, R2G comes from the same pass.
+    scores then come from exp(logit - lse) (``segment_scores``), recomputed as above only where fp32 would lose
+    entries of it (or, for video G2R per frame, from the logits).
     ``frames`` > 1: the queries are that many frames of equal size, one after the other (video); "g2r" is then
     [..., frames, Lk], the sum over each frame's queries (R2G stays the softmax over all queries of the video).
+    ``workspace``: where the logits blocks are formed (``i2am.engine.workspace``), else fresh tensors.
     """
-    if q.shape[-2] % frames:
-        raise ValueError(f"{q.shape[-2]} queries do not split into {frames} frames of equal size")
     lq = q.shape[-2]
-    single = lq <= chunk
-    lse = None if lse is None else lse.float()   # the logits are fp32 whatever the kernel's precision
-    if lse is not None and single:
-        out = _scores_from_lse(q, k, scale, lse, r2g, g2r, query_weight, sram, frames)
+    if lq % frames:
+        raise ValueError(f"{lq} queries do not split into {frames} frames of equal size")
+    if lse is not None and (frames == 1 or not (g2r or sram)):
+        out = segment_scores(q, k, scale, lse, chunk=chunk, r2g=r2g, g2r=g2r, sram=sram, query_weight=query_weight,
+                             whole_rows=True, workspace=workspace)["own"]
         if out is not None:
             return out
-    stats = key_statistics(q, k, scale, chunk) if r2g and not single else None
+    single = lq <= chunk
+    stats = key_statistics(q, k, scale, chunk, workspace) if r2g and not single else None
     r2g_parts, sram_parts, g2r_sum = [], [], None
     for start in range(0, lq, chunk):
-        logits = _logits(q[..., start:start + chunk, :], k, scale)
+        logits = _logits(q[..., start:start + chunk, :], k, scale, workspace)
         if g2r or sram:
-            probs = (torch.softmax(logits, dim=-1) if lse is None else
-                     torch.exp(logits - lse[..., start:start + chunk, None]))
+            probs = torch.softmax(logits, dim=-1)
             if g2r:
                 part = _g2r_part(probs, query_weight, frames, start, lq)
                 g2r_sum = part if g2r_sum is None else g2r_sum + part

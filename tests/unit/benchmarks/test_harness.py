@@ -62,3 +62,15 @@ def test_doc_block_is_rewritten_between_its_markers_only(tmp_path):
                                "<!-- u:end -->\n")
     with pytest.raises(ValueError, match="<!-- missing:start -->"):
         harness.write_doc_block(doc, "missing", "x")
+
+
+def test_profiler_share_leaves_the_models_own_operators_to_the_model():
+    q = torch.randn(1, 2, 256, 32)
+
+    def work():   # a pass-through calling the model's attention, and the tool's own extra matmul
+        torch.nn.functional.scaled_dot_product_attention(q, q, q)
+        q @ q.transpose(-1, -2)
+
+    everything = harness.profiler_share(work, ["test_harness.py"])
+    tool_only = harness.profiler_share(work, ["test_harness.py"], model_ops=harness.ATTENTION_OPS)
+    assert everything > 0.9 and 0 < tool_only < everything - 0.1

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from i2am.engine.scores import accumulate, r2g_single_token, spatial_scores, split_heads
+from i2am.engine.scores import accumulate, r2g_single_token, segment_scores, spatial_scores, split_heads
 
 
 def naive(q, k, scale):
@@ -73,3 +73,51 @@ def test_accumulate_keeps_time_groups_sums_sram_and_names_the_owner_when_the_bat
     assert acc["sram"].shape == (2, 5, 7) and acc["sram"].eq(1).all()
     with pytest.raises(RuntimeError, match="layer up.0: batch changed from 2 to 1"):
         accumulate(acc, "r2g", "r2g", torch.ones(1, 3, 5), 0, 4, "layer up.0")
+
+
+def _segment_case(seed=0):
+    """Queries over 12 keys of which keys 3..8 are the segment scored; each sample masks one segment key."""
+    g = torch.Generator().manual_seed(seed)
+    q, k = torch.randn(2, 3, 10, 8, generator=g), torch.randn(2, 3, 12, 8, generator=g)
+    bias = torch.zeros(2, 12)
+    bias[0, 4], bias[1, 7] = float("-inf"), float("-inf")
+    logits = q @ k.transpose(-1, -2) * 0.3 + bias[:, None, None, :]
+    return q, k, bias, logits
+
+
+@pytest.mark.parametrize("chunk", [64, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_segment_scores_give_both_readings_of_one_segment(chunk, weighted):
+    """From the log-sum-exp of whole rows: "share" is the mass out of the whole softmax, "own" equals
+    spatial_scores on the segment alone (each sample on its unmasked keys; a masked key scores 0)."""
+    q, k, bias, logits = _segment_case()
+    weight = torch.rand(2, 1, 10, generator=torch.Generator().manual_seed(1)) if weighted else None
+    seg = slice(3, 9)
+    out = segment_scores(q, k[:, :, seg], 0.3, torch.logsumexp(logits, -1), chunk=chunk, sram=True,
+                         query_weight=weight, bias=bias[:, seg], share=True)
+    full = logits.softmax(-1)[..., seg]
+    w = torch.ones(2, 1, 10) if weight is None else weight
+    tol = dict(rtol=1e-5, atol=1e-7)   # exp(logit - lse) against softmax: fp32 sums in different orders
+    torch.testing.assert_close(out["share"]["r2g"], full.sum(-1), **tol)
+    torch.testing.assert_close(out["share"]["g2r"], (w[..., None] * full).sum(-2), **tol)
+    torch.testing.assert_close(out["share"]["sram"], full.mean(-3), **tol)
+    for b in range(2):
+        keep = bias[b, seg] == 0
+        alone = spatial_scores(q[b:b + 1], k[b:b + 1, :, seg][:, :, keep], 0.3, chunk=chunk, sram=True,
+                               query_weight=None if weight is None else weight[b:b + 1])
+        torch.testing.assert_close(out["own"]["r2g"][b:b + 1], alone["r2g"], **tol)
+        torch.testing.assert_close(out["own"]["g2r"][b:b + 1, :, keep], alone["g2r"], **tol)
+        torch.testing.assert_close(out["own"]["sram"][b:b + 1, :, keep], alone["sram"], **tol)
+        assert not out["own"]["g2r"][b, :, ~keep].any() and not out["own"]["sram"][b, :, ~keep].any()
+
+
+def test_segment_scores_leave_own_softmax_to_the_caller_where_fp32_would_lose_it():
+    """A segment ~100 logits below the rest of every row: its mass exp(logit - lse) underflows fp32, so "own" (its
+    softmax over the segment alone) is None, while "share" (that mass itself) is still exact."""
+    q, k, _, _ = _segment_case()
+    k[:, :, :3] *= 0.0
+    q[..., 0], k[:, :, :3, 0] = 20.0, 20.0   # keys 0..2 dominate every row: 120 above the segment's logits
+    logits = q @ k.transpose(-1, -2) * 0.3
+    out = segment_scores(q, k[:, :, 3:], 0.3, torch.logsumexp(logits, -1), chunk=64, share=True)
+    assert out["own"] is None
+    torch.testing.assert_close(out["share"]["r2g"], logits.softmax(-1)[..., 3:].sum(-1), rtol=1e-5, atol=1e-30)

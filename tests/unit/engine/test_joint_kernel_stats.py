@@ -164,7 +164,7 @@ def test_backend_without_statistics_falls_back_and_says_so(caplog):
     only = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1), normalisations=("i2am",))
     with only, torch.no_grad():
         transformer(**inputs)
-    assert only.stats_path is None and "stats_path" not in only.maps().meta   # no share: no log-sum-exp needed
+    assert only.stats_path == KERNEL_LSE   # I2AM's own softmaxes read the kernel's log-sum-exp too
 
 
 def test_an_interception_entered_before_the_capture_still_changes_the_attention():

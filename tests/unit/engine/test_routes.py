@@ -21,6 +21,7 @@ from i2am.engine import CaptureConfig
 from i2am.engine.hooks import Hooks
 from i2am.engine.joint import JointAttentionCapture, find_blocks, intercept_blocks
 from i2am.engine.joint_knockout import JointTokenKnockout
+from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED
 from i2am.engine.routes import route_share
 
 SAMPLES = 3
@@ -179,3 +180,26 @@ def test_routes_need_text_and_reference_tokens():
         generated_output(model, inputs)
     with pytest.raises(ValueError, match="choose one or more"):
         JointTokenKnockout(model, rows=("image",))
+
+
+@pytest.mark.parametrize("chunk_budget", [2**26, 3000])
+def test_routes_from_the_kernels_log_sum_exp_equal_the_recomputed(chunk_budget):
+    """Routes and both normalisations normalised by the attention kernel's log-sum-exp (only the blocks a route
+    reads are formed) against the recomputed softmaxes: equal maps (rtol 1e-5: fp32 sums in different orders), the
+    model's output bit for bit, the path reported; one chunk and many."""
+    model, inputs = build_text_routing(), routing_inputs(SAMPLES)
+    sram = [find_blocks(model)[1].name]
+    with torch.no_grad():
+        plain = generated_output(model, inputs)
+    maps, paths = {}, {}
+    for kernel in (True, False):
+        cfg = CaptureConfig(num_steps=1, chunk_budget=chunk_budget, kernel_stats=kernel, sram_layers=sram)
+        capture = JointAttentionCapture(model, cfg, routes=("twohop", "rollout"))
+        with torch.no_grad(), capture:
+            assert torch.equal(generated_output(model, inputs), plain)
+        maps[kernel], paths[kernel] = capture.maps(), capture.stats_path
+    assert paths == {True: KERNEL_LSE, False: RECOMPUTED}
+    assert set(maps[True].raw) == set(maps[False].raw)
+    assert {key.split("/")[1].split(":")[0] for key in maps[True].raw} >= {"twohop", "rollout", "share", "image"}
+    for key, value in maps[False].raw.items():
+        torch.testing.assert_close(maps[True].raw[key], value, rtol=1e-5, atol=1e-7, msg=key)
