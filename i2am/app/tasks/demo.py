@@ -104,6 +104,8 @@ class Demo:
                                    f"model.checkpoint={quoted(checkpoint) if checkpoint else 'null'}"]
         if label in self.cfg.demo.get("checks", {}).get("models", ()):
             overrides += list(self.cfg.demo.checks.overrides)
+            overrides += [f"evaluators.{check}.samples={self.cfg.demo.checks.samples}"
+                          for check in ("faithfulness", "randomization")]
             overrides += list(self.cfg.demo.checks.quick_overrides) if self.cfg.demo.quick else []
         log.info("demo: attribute %s", label)
         attribute.run(compose(config_name="attribute", overrides=overrides))
