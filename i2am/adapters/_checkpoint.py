@@ -64,7 +64,7 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}. Check model.checkpoint (or the path you passed).")
     if path.suffix == ".qdelta":
-        from i2am.adapters._delta_checkpoint import read_delta   # it reads its base file with this function
+        from i2am.adapters._delta_checkpoint import read_delta  # it reads its base file with this function
         return read_delta(path)
     try:
         if path.suffix == ".safetensors":
