@@ -22,6 +22,8 @@ TOY_KONTEXT = Path(__file__).resolve().parent / "toy_kontext" / "kontext.safeten
 # the mean SSIM of its generated try-on region, pasted into the ground truth, above that of the garment's mean-colour
 # fill by this.
 HELDOUT_MARGIN = 0.05
+# What the package may hold in all (checkpoints, cards, sources): 15 MB (docs/toy_world.md, "Study checkpoints")
+PACKAGE_BUDGET_BYTES = 15_000_000
 
 
 # A shipped checkpoint file: a full float16 state dict, or a quantised delta against one (i2am.pretrained.study)
@@ -31,6 +33,12 @@ SUFFIXES = (".safetensors", ".qdelta")
 def toy_names(toy_dir: Path = TOY_DIR) -> list[str]:
     """Names of the shipped toy checkpoints (those with both a checkpoint file and a .json card), sorted."""
     return sorted(p.stem for suffix in SUFFIXES for p in toy_dir.glob(f"*{suffix}") if p.with_suffix(".json").is_file())
+
+
+def shipped_bytes() -> int:
+    """Bytes of every file in the package folder ``i2am/pretrained/`` (compiled-bytecode caches left out)."""
+    root = Path(__file__).resolve().parent
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
 def toy_checkpoint(name: str, toy_dir: Path = TOY_DIR) -> Path:

@@ -122,11 +122,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data-dir", default="data", help="where the toy world is (written on first use)")
     parser.add_argument("--live", action="store_true",
                         help="the live weights of a run trained with EMA, not the average the checkpoint holds")
+    parser.add_argument("--out-dir", type=Path, default=TOY_DIR, help="where to write (default: the package's)")
+    parser.add_argument("--pairs", type=int, default=4, help="held-out toy test pairs the cards' SSIMs average")
     args = parser.parse_args(argv)
+    where = {"out_dir": args.out_dir, "data_dir": args.data_dir, "heldout_count": args.pairs}
     if args.steps is not None:
-        paths = export_study(args.name, args.run_dir, args.steps, levels=args.levels, data_dir=args.data_dir)
+        paths = export_study(args.name, args.run_dir, args.steps, levels=args.levels, **where)
     else:
-        paths = [export(args.name, args.run_dir, args.step, data_dir=args.data_dir, live=args.live)]
+        paths = [export(args.name, args.run_dir, args.step, live=args.live, **where)]
     for path in paths:
         print(path, json.dumps(json.loads(path.with_suffix(".json").read_text())["heldout"]))
 
