@@ -52,7 +52,8 @@ class LoadReport:
 
 
 def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.Tensor]:
-    """The tensors of a ``.ckpt``/``.pt``/``.bin``/``.pth`` (torch) or ``.safetensors`` file.
+    """The tensors of a ``.ckpt``/``.pt``/``.bin``/``.pth`` (torch) or ``.safetensors`` file, or the float32 weights a
+    ``.qdelta`` file stands for (``i2am.adapters._delta_checkpoint``: a quantised delta against a base file next to it).
 
     Lightning files are unwrapped (``ckpt["state_dict"]``). By default only tensors and plain containers load (a
     safe load); a file that also pickles Python objects (e.g. omegaconf hyper-parameters) is refused, because
@@ -62,6 +63,9 @@ def read_state_dict(path: str | Path, trusted: bool = False) -> dict[str, torch.
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file not found: {path}. Check model.checkpoint (or the path you passed).")
+    if path.suffix == ".qdelta":
+        from i2am.adapters._delta_checkpoint import read_delta  # it reads its base file with this function
+        return read_delta(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -8,6 +8,7 @@ import torch
 
 from i2am.data import schema
 from i2am.data.datamodules import VitonHDDataModule
+from i2am.data.toy.vitonhd import DEFAULT_WORLD
 from i2am.measures.quality import repaint
 from i2am.measures.tryon_baselines import mean_colour_fill, paired_ssim
 from i2am.sampling.sampler import Sampler
@@ -17,11 +18,13 @@ SAMPLER = {"scheduler": "custom_ddim", "num_steps": 20, "guidance": 2.0, "seed":
 TOY_WORLD = {"n_train": 256, "n_test": 16, "seed": 0}   # conf/data/toy_vitonhd.yaml's toy world
 
 
-def heldout_batch(data_dir: str | Path, count: int = 4) -> dict:
-    """The first ``count`` pairs of the toy world's test split under ``data_dir`` (written there on first use)."""
-    datamodule = VitonHDDataModule(root=str(Path(data_dir) / "toy_vitonhd"), split="test", size=(128, 96),
+def heldout_batch(data_dir: str | Path, count: int = 4, world: str = DEFAULT_WORLD) -> dict:
+    """The first ``count`` pairs of the test split of the toy world version ``world`` under ``data_dir`` (written
+    there on first use: ``toy_vitonhd/`` for the default world, ``toy_vitonhd_<world>/`` for another)."""
+    folder = "toy_vitonhd" if world == DEFAULT_WORLD else f"toy_vitonhd_{world}"
+    datamodule = VitonHDDataModule(root=str(Path(data_dir) / folder), split="test", size=(128, 96),
                                    extras=["agnostic", "densepose"], limit=count, auto_write_toy=True,
-                                   toy=TOY_WORLD, batch_size=count)
+                                   toy={**TOY_WORLD, "world": world}, batch_size=count)
     datamodule.prepare_data()
     datamodule.setup("predict")
     return next(iter(datamodule.predict_dataloader()))

@@ -30,8 +30,11 @@ def test_from_scratch_trains_the_stages_the_default_takes_from_the_package(demo,
     monkeypatch.setattr("i2am.app.tasks.demo.last", lambda path: Path(f"{path}.ckpt"))
     monkeypatch.setattr("i2am.app.tasks.demo.intermediate_checkpoints", lambda path: [Path("step=3.ckpt")])
     final, intermediate = demo.trained_checkpoints()
-    assert trained == [] and final["control"] == toy_checkpoint("control")
+    assert trained == [] and final["control"] == toy_checkpoint("control") and intermediate == {}
+    demo.cfg.demo.study = True       # the study set: custom's shipped intermediate checkpoints
+    final, intermediate = demo.trained_checkpoints()
     assert list(intermediate) == list(demo.cfg.demo.pretrained.intermediate)
+    assert intermediate["custom-step100"] == toy_checkpoint("custom-step100")
     demo.cfg.demo.from_scratch = True
     final, intermediate = demo.trained_checkpoints()
     assert trained == ["custom", "refined", "control"] and final["refined"] == Path("refined.ckpt")
@@ -77,23 +80,24 @@ def test_quick_demo_end_to_end(tmp_path):
     from helpers.tasks_util import cli
 
     out = tmp_path / "demo"
-    printed = cli("demo", ["demo.quick=true", f"run_dir={out}", f"paths.data_dir={tmp_path / 'data'}"],
-                  timeout=900).stdout
+    printed = cli("demo", ["demo.quick=true", "demo.study=true", f"run_dir={out}",
+                           f"paths.data_dir={tmp_path / 'data'}"], timeout=900).stdout
     assert "| claim | measured |" in printed and "Positive control" in printed
     assert not (out / "train").exists()          # the default starts from the shipped toy checkpoints
     attributed = sorted(p.name for p in (out / "attribute").iterdir())
-    assert attributed == ["control", "control-train", "custom", "custom-step200", "refined", "untrained"]
+    study = [f"custom-step{s}" for s in (100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200, 4000)]
+    assert attributed == sorted(["control", "control-train", "custom", "refined", "untrained", *study])
     assert str(toy_checkpoint("control")) in (out / "attribute" / "control" / "config.yaml").read_text()
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) == 8 + 7 and all(c["held"] in (True, False, None) for c in claims)   # + faithfulness claims
     by_name = {c["claim"].split(" (")[0]: c for c in claims}
     correlation_claim = by_name["IMACS tracks generation quality across checkpoints"]
-    assert correlation_claim["outcome"] == "insufficient n"                    # custom-step200 and custom: 2 < 10
-    assert "insufficient n: 2 checkpoints, needs >= 10" in correlation_claim["measured"]
+    assert correlation_claim["outcome"] != "insufficient n"      # the study set and custom: 12 checkpoints of one run
+    assert "n=12" in correlation_claim["measured"] and "12 checkpoints of one run" in correlation_claim["note"]
     imacs = by_name["Refined model has higher IMACS_g and IMACS_r than the MSE-only model"]
     assert "IMACS_g clean (refined - custom): n = " in imacs["measured"] and "official" in imacs["measured"]
     correlation = (out / "correlation" / "correlation.csv").read_text()
-    assert "imacs_g,faith_full_pixel_del_gap," in correlation   # IMACS next to faithfulness across the checked runs
+    assert "imacs_g,faith_proxy_pixel_del_gap," in correlation   # IMACS next to faithfulness across the checked runs
     page = out / "report.html"
     sources = re.findall(r"<img src='([^']+)'", page.read_text())
     assert len(sources) >= 5 * 5

@@ -1,7 +1,7 @@
 """`i2am demo`: the whole pipeline offline on CPU, on the toy world, ending in report.html and a claims table.
 
-By default the models are the pretrained toy checkpoints shipped in ``i2am/pretrained/toy/`` (custom, its kept
-intermediate checkpoint, refined, control) and the train stages are skipped; ``demo.from_scratch=true`` trains them
+By default the models are the pretrained toy checkpoints shipped in ``i2am/pretrained/toy/`` (custom, refined,
+control, and with ``demo.study=true`` custom's intermediate checkpoints, the study set) and the train stages are skipped; ``demo.from_scratch=true`` trains them
 first with the same recipes (``conf/experiment/toy_pretrain_*.yaml``) at ``demo.budget``.
 
 Stages (each an ordinary task run in-process through Hydra's compose API, each in its own folder of the demo's run
@@ -10,7 +10,7 @@ directory, each skipped when a restarted demo finds it finished):
   train/refined   continued from custom with the paper's attention losses (CWG, TV, DCML)
   train/control   the positive control: MSE + cross-entropy of the loss layer's G2R attention against the toy world's
                   true correspondence (toy-only supervision; docs/toy_world.md)
-  attribute/<m>   untrained, custom-step<k>, custom, refined, control: R2G and G2R families, SRAM, IMACS_g/IMACS_r,
+  attribute/<m>   untrained, custom-step<k> (demo.study), custom, refined, control: R2G and G2R families, SRAM, IMACS,
                   ground-truth localisation with its baselines and the attention entropy
   (evaluate)      quality of each attribute run with random-conv features (fid_randconv, kid_randconv; not Inception)
   correlation/    IMACS vs quality across every attributed checkpoint (exploratory); the claim is tested over the
@@ -104,6 +104,8 @@ class Demo:
                                    f"model.checkpoint={quoted(checkpoint) if checkpoint else 'null'}"]
         if label in self.cfg.demo.get("checks", {}).get("models", ()):
             overrides += list(self.cfg.demo.checks.overrides)
+            overrides += [f"evaluators.{check}.samples={self.cfg.demo.checks.samples}"
+                          for check in ("faithfulness", "randomization")]
             overrides += list(self.cfg.demo.checks.quick_overrides) if self.cfg.demo.quick else []
         log.info("demo: attribute %s", label)
         attribute.run(compose(config_name="attribute", overrides=overrides))
@@ -114,18 +116,21 @@ class Demo:
     # ---- the whole demo -----------------------------------------------------------------------------------------
     def trained_checkpoints(self) -> tuple[dict[str, Path], dict[str, Path]]:
         """({custom, refined, control} -> checkpoint, {custom-step<N> -> intermediate checkpoint}): the shipped
-        toy checkpoints, or (``demo.from_scratch``) those of the demo's own train stages."""
+        toy checkpoints, or (``demo.from_scratch``) those of the demo's own train stages. The intermediate ones only
+        with ``demo.study``."""
+        study = self.cfg.demo.get("study", False)
         if not self.cfg.demo.from_scratch:
             shipped = self.cfg.demo.pretrained
             final = {label: toy_checkpoint(shipped[label]) for label in ("custom", "refined", "control")}
-            return final, {name: toy_checkpoint(name) for name in shipped.intermediate}
+            return final, {name: toy_checkpoint(name) for name in shipped.intermediate} if study else {}
         b = self.budget
         custom = self.train("custom", "none", b.custom, every=b.checkpoint_every)
         refined = self.train("refined", self.cfg.demo.refined_loss, b.refined, init_from=last(custom))
         control = self.train("control", "correspondence", b.control,
                              extra=(f"attention_loss.correspondence_weight={self.cfg.demo.control_weight}",))
         final = {"custom": last(custom), "refined": last(refined), "control": last(control)}
-        return final, {"custom-" + ckpt.stem.replace("=", ""): ckpt for ckpt in intermediate_checkpoints(custom)}
+        kept = intermediate_checkpoints(custom) if study else []
+        return final, {"custom-" + ckpt.stem.replace("=", ""): ckpt for ckpt in kept}
 
     def run(self) -> dict:
         final, intermediate = self.trained_checkpoints()

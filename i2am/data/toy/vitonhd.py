@@ -5,10 +5,11 @@ Names are ``<index:06d>_00.png`` (train first, then test). Each split's ``<split
 paired mode (first column twice) and unpaired mode work on both splits. Sample i of a split depends only on
 (seed, split, i, world), never on how many samples are written.
 
-Two world versions (``world``, docs/toy_world.md): ``garment_uv`` (the default, which the shipped checkpoints were
-trained on) shows every garment on the body frame's own canvas and writes its (u, v) as the DensePose-like map, so
-the person-side inputs alone give each pixel's source; ``body_surface`` places each garment in its product image at
-a per-sample non-affine ``ProductPlacement`` and writes a body-part IUV, so only the product image tells the source.
+Two world versions (``world``, docs/toy_world.md): ``body_surface`` (the default, which the shipped checkpoints were
+trained on) places each garment in its product image at a per-sample non-affine ``ProductPlacement`` and writes a
+body-part IUV, so only the product image tells each pixel's source; ``garment_uv`` (the first world, kept for
+comparison) shows every garment on the body frame's own canvas and writes its (u, v) as the DensePose-like map, so
+the person-side inputs alone give each pixel's source.
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ TOY_WORLD_FILE = "toy_world.json"
 FORMAT_VERSION = 1
 _SPLIT_CODES = {"train": 0, "test": 1}
 WORLDS = ("garment_uv", "body_surface")
-DEFAULT_WORLD = "garment_uv"   # until the shipped toy checkpoints are retrained on body_surface
+DEFAULT_WORLD = "body_surface"   # the shipped toy checkpoints' world
+UNVERSIONED_WORLD = "garment_uv"   # what a world recorded before there were versions holds
 
 
 def write_toy_vitonhd(root: str | Path, n_train: int = 64, n_test: int = 16, size: tuple[int, int] = (128, 96),
@@ -60,11 +62,11 @@ def write_toy_vitonhd(root: str | Path, n_train: int = 64, n_test: int = 16, siz
 def check_toy_world(root: Path, arguments: dict) -> bool:
     """Whether ``root`` holds the toy world of ``arguments`` (``write_toy_vitonhd`` names); False when it is missing
     or empty; :class:`ToyWorldError` for any other folder. Without ``world``, in ``arguments`` or in a world recorded
-    before there were versions, the default world is meant."""
+    before there were versions, the default world is meant (and such a recorded world is ``garment_uv``)."""
     wanted = {"kind": "toy_vitonhd", "format_version": FORMAT_VERSION, "world": DEFAULT_WORLD, **arguments}
     if "size" in wanted:
         wanted["size"] = [int(v) for v in wanted["size"]]
-    return check_toy_folder(Path(root), TOY_WORLD_FILE, wanted, recorded_defaults={"world": DEFAULT_WORLD})
+    return check_toy_folder(Path(root), TOY_WORLD_FILE, wanted, recorded_defaults={"world": UNVERSIONED_WORLD})
 
 
 def _draw_garment(seed: int, code: int, i: int, size: tuple[int, int], world: str) -> tuple:

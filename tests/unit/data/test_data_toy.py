@@ -25,7 +25,9 @@ SIZE = (128, 96)
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    return write_toy_vitonhd(tmp_path_factory.mktemp("toy") / "vitonhd", n_train=3, n_test=3, size=SIZE, seed=0)
+    """The first world (garment_uv): its DensePose-like map is the garment coordinate (a shortcut, kept to compare)."""
+    return write_toy_vitonhd(tmp_path_factory.mktemp("toy") / "vitonhd", n_train=3, n_test=3, size=SIZE, seed=0,
+                             world="garment_uv")
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +41,9 @@ def _tree_bytes(root):
 
 
 def test_toy_vitonhd_is_byte_identical_for_the_same_arguments(toy, tmp_path):
-    again = write_toy_vitonhd(tmp_path / "again", n_train=3, n_test=3, size=SIZE, seed=0)
+    again = write_toy_vitonhd(tmp_path / "again", n_train=3, n_test=3, size=SIZE, seed=0, world="garment_uv")
     assert _tree_bytes(toy) == _tree_bytes(again)
-    other_seed = write_toy_vitonhd(tmp_path / "other", n_train=3, n_test=3, size=SIZE, seed=1)
+    other_seed = write_toy_vitonhd(tmp_path / "other", n_train=3, n_test=3, size=SIZE, seed=1, world="garment_uv")
     assert (other_seed / "train/image/000000_00.png").read_bytes() != (toy / "train/image/000000_00.png").read_bytes()
 
 
@@ -147,10 +149,11 @@ def test_body_surface_densepose_is_a_body_part_iuv_not_the_garment_coordinate(su
         assert np.abs(densepose[covered, 1:] - garment_uv).mean() > 10   # gray levels: not today's shortcut
 
 
-def test_the_world_version_is_recorded_and_an_unversioned_world_is_the_default_one(toy, surface_toy, tmp_path):
+def test_the_world_version_is_recorded_and_an_unversioned_world_is_the_first_one(toy, surface_toy, tmp_path):
     assert json.loads((surface_toy / "toy_world.json").read_text())["world"] == "body_surface"
+    assert write_toy_vitonhd(surface_toy, n_train=3, n_test=3, size=SIZE, seed=0) == surface_toy   # the default
     with pytest.raises(ToyWorldError, match="world: body_surface there, garment_uv asked for"):
-        write_toy_vitonhd(surface_toy, n_train=3, n_test=3, size=SIZE, seed=0)
+        write_toy_vitonhd(surface_toy, n_train=3, n_test=3, size=SIZE, seed=0, world="garment_uv")
     with pytest.raises(ToyWorldError, match=r"world='dense'.*data\.toy\.world.*garment_uv, body_surface"):
         write_toy_vitonhd(tmp_path / "new", n_train=1, n_test=1, size=SIZE, world="dense")
     old = shutil.copytree(toy, tmp_path / "old")   # a world written before there were versions
@@ -160,10 +163,10 @@ def test_the_world_version_is_recorded_and_an_unversioned_world_is_the_default_o
     assert write_toy_vitonhd(old, n_train=3, n_test=3, size=SIZE, seed=0, world="garment_uv") == old
     with pytest.raises(ToyWorldError, match="world: garment_uv there, body_surface asked for"):
         write_toy_vitonhd(old, n_train=3, n_test=3, size=SIZE, seed=0, world="body_surface")
-    # arguments without a world (a data config's toy: without world:) mean the default world too
-    assert check_toy_world(old, {"n_train": 3, "n_test": 3, "size": list(SIZE), "seed": 0})
-    with pytest.raises(ToyWorldError, match="world: body_surface there, garment_uv asked for"):
-        check_toy_world(surface_toy, {"n_train": 3, "n_test": 3, "size": list(SIZE), "seed": 0})
+    # arguments without a world (a data config's toy: without world:) mean the default world, body_surface
+    assert check_toy_world(surface_toy, {"n_train": 3, "n_test": 3, "size": list(SIZE), "seed": 0})
+    with pytest.raises(ToyWorldError, match="world: garment_uv there, body_surface asked for"):
+        check_toy_world(old, {"n_train": 3, "n_test": 3, "size": list(SIZE), "seed": 0})
 
 
 def test_toy_coco_is_deterministic_and_valid_coco(tmp_path):
@@ -188,10 +191,10 @@ def test_toy_coco_is_deterministic_and_valid_coco(tmp_path):
 def test_the_toy_writer_never_changes_a_world_written_with_other_arguments(toy, tmp_path):
     before = _tree_bytes(toy)
     with pytest.raises(ToyWorldError) as err:
-        write_toy_vitonhd(toy, n_train=5, n_test=3, size=SIZE, seed=0)
+        write_toy_vitonhd(toy, n_train=5, n_test=3, size=SIZE, seed=0, world="garment_uv")
     assert str(toy) in str(err.value) and "n_train: 3 there, 5 asked for" in str(err.value)
     assert "another folder" in str(err.value) and "delete" in str(err.value)
-    assert write_toy_vitonhd(toy, n_train=3, n_test=3, size=SIZE, seed=0) == toy   # the same world: left as it is
+    assert write_toy_vitonhd(toy, n_train=3, n_test=3, size=SIZE, seed=0, world="garment_uv") == toy   # left as is
     assert _tree_bytes(toy) == before
 
 
