@@ -1,8 +1,9 @@
 """`i2am demo`: the whole pipeline offline on CPU, on the toy world, ending in report.html and a claims table.
 
 By default the models are the pretrained toy checkpoints shipped in ``i2am/pretrained/toy/`` (custom, refined,
-control, and with ``demo.study=true`` custom's intermediate checkpoints, the study set) and the train stages are skipped; ``demo.from_scratch=true`` trains them
-first with the same recipes (``conf/experiment/toy_pretrain_*.yaml``) at ``demo.budget``.
+control, and with ``demo.study=true`` custom's intermediate checkpoints, the study set) and the train stages are
+skipped; ``demo.from_scratch=true`` trains them first with the same recipes (``conf/experiment/toy_pretrain_*.yaml``)
+at ``demo.budget``.
 
 Stages (each an ordinary task run in-process through Hydra's compose API, each in its own folder of the demo's run
 directory, each skipped when a restarted demo finds it finished):
