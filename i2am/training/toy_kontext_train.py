@@ -19,17 +19,21 @@ from i2am.data.toy import write_toy_vitonhd
 from i2am.data.vitonhd import VitonHDDataset
 from i2am.errors import UserError
 
-TOY_WORLD = {"n_train": 256, "n_test": 16, "seed": 0}   # conf/data/toy_vitonhd.yaml's toy world
+# The shipped toy Kontext model's world: the first toy world (garment_uv), which it was trained on before body_surface
+# existed; kept in its own folder beside the default world's (docs/dit_editors.md, "Toy-world check").
+TOY_WORLD = {"n_train": 256, "n_test": 16, "seed": 0, "world": "garment_uv"}
+TOY_FOLDER = "toy_vitonhd_garment_uv"
 LOSSES = ("loss", "mse", "correspondence_ce")
 
 
 def toy_dataset(data_dir: str | Path, split: str, limit: int | None = None, world: dict | None = None
                 ) -> VitonHDDataset:
-    """The toy world's ``split`` under ``data_dir``/toy_vitonhd (written there on first use), with the extras the toy
-    Kontext model reads. ``world``: ``write_toy_vitonhd`` arguments (default ``TOY_WORLD``); a smaller world holds the
-    same first pairs (sample i depends only on the seed, the split and i)."""
-    root = Path(data_dir) / "toy_vitonhd"
-    wanted = {**(world or TOY_WORLD), "size": list(IMAGE_SIZE)}
+    """The toy world's ``split`` under ``data_dir``/``TOY_FOLDER`` (written there on first use), with the extras the
+    toy Kontext model reads. ``world``: ``write_toy_vitonhd`` arguments over ``TOY_WORLD`` (so the world version stays
+    the model's unless given); a smaller world holds the same first pairs (sample i depends only on the seed, the
+    split and i)."""
+    root = Path(data_dir) / TOY_FOLDER
+    wanted = {**TOY_WORLD, **(world or {}), "size": list(IMAGE_SIZE)}
     write_toy_vitonhd(root, **wanted)   # at once when that world is there; another world there is refused
     return VitonHDDataset(root, split, "paired", IMAGE_SIZE, ("agnostic", "densepose", "correspondence"), limit)
 

@@ -20,8 +20,11 @@ EXPECTED = ("imacs_g", "imacs_r", "loc_err", "loc_pointing", "attn_entropy", "at
 # Runs of the same batch size take the same code path sample by sample (per-sample seeds; a sample's result does not
 # depend on its batch mates), so they agree bit for bit. Another batch size reorders float32 sums inside the model:
 # 2.3e-6 relative on the dataset values and 3.9e-6 on per-sample ones between batch sizes 1 and 2 (measured under
-# ATEN_CPU_CAPABILITY=default, avx2 and avx512), so the cross-batch check allows 10x the largest: 4e-5.
+# ATEN_CPU_CAPABILITY=default, avx2 and avx512), so the cross-batch check allows 10x the largest: 4e-5. A value that
+# is a difference of larger terms (IMACS: map means of order 0.1 inside minus outside) keeps their absolute error, not
+# its own relative one (IMACS_r of 0.00125 moved 7e-7 on the body_surface world): 4e-5 of 0.1 absolute as well.
 ACROSS_BATCH_SIZES = 4e-5
+ACROSS_BATCH_SIZES_ABS = 4e-6
 
 
 def sample_records(run) -> dict[str, dict]:
@@ -33,7 +36,8 @@ def assert_agree_across_batch_sizes(values: dict, reference: dict, where: str):
     """Float values within ACROSS_BATCH_SIZES of the reference; everything else (ids, counts, nulls) equal."""
     floats = {k for k, v in reference.items() if isinstance(v, float)}
     assert values.keys() == reference.keys(), where
-    assert {k: values[k] for k in floats} == pytest.approx({k: reference[k] for k in floats}, rel=ACROSS_BATCH_SIZES), \
+    assert {k: values[k] for k in floats} == pytest.approx({k: reference[k] for k in floats}, rel=ACROSS_BATCH_SIZES,
+                                                              abs=ACROSS_BATCH_SIZES_ABS), \
         where
     assert {k: v for k, v in values.items() if k not in floats} == \
         {k: v for k, v in reference.items() if k not in floats}, where

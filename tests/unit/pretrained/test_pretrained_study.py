@@ -8,6 +8,7 @@ from omegaconf import OmegaConf
 
 from i2am.adapters import create_model
 from i2am.adapters._delta_checkpoint import read_delta
+from i2am.data.toy.vitonhd import DEFAULT_WORLD
 from i2am.pretrained import PACKAGE_BUDGET_BYTES, TOY_DIR, shipped_bytes, toy_card, toy_checkpoint, toy_names
 from i2am.pretrained.export import export, main, sha256
 from i2am.pretrained.study import STUDY_LEVELS, study_names
@@ -46,7 +47,7 @@ def test_export_steps_writes_loadable_study_checkpoints_with_their_cards(tmp_pat
         assert card["quantisation"]["base_sha256"] == sha256(out / "custom.safetensors")
         assert card["quantisation"]["levels"] == STUDY_LEVELS and f"[-{STUDY_LEVELS}, {STUDY_LEVELS}]" in card["stored"]
         assert set(card["heldout"]["full_precision"]) == {"ssim", "ssim_region", "ssim_mean_colour"}
-        assert card["heldout"]["world"] == "garment_uv" and 0 < card["heldout"]["ssim"] < 1
+        assert card["heldout"]["world"] == DEFAULT_WORLD and 0 < card["heldout"]["ssim"] < 1
         loaded_state = create_model("custom-toy", checkpoint=path).state_dict()
         for key, loaded in loaded_state.items():
             delta = weights[step][key] - base[key]
