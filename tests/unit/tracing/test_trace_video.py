@@ -1,4 +1,5 @@
-"""i2am.trace on WanImageToVideoPipeline and ChronoEditPipeline (tiny Wan 2.1 transformers built from config)
+"""i2am.trace on WanImageToVideoPipeline, ChronoEditPipeline and SkyReelsV2ImageToVideoPipeline (tiny Wan 2.1-style
+transformers built from config)
 against a naive float64 reference computed from the q and k their attention processor attends with: the CLIP image
 keys of every block's attn2 (relation "image:reference") and its text keys, R2G over (frame, h, w) and G2R per
 generated frame, the unconditional call of each CFG step skipped."""
@@ -6,10 +7,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers.models.transformers import transformer_chronoedit, transformer_wan
+from diffusers.models.transformers import transformer_chronoedit, transformer_skyreels_v2, transformer_wan
 from helpers.naive_wan import BLOCKS, GRID, IMAGE_TOKENS, inputs, naive, recording
 
 import i2am
+from i2am import toy
 from i2am.adapters.diffusers.video.tiny import PIPELINES, WAN_TEXT_TOKENS, build_video_pipeline
 from i2am.engine import CaptureConfig
 from i2am.tracing.video import wan_layer_specs
@@ -17,12 +19,15 @@ from i2am.tracing.video import wan_layer_specs
 RTOL, ATOL = 1e-5, 1e-7                    # float32 capture vs float64 reference of the same q and k
 
 
-MODULES = {"WanImageToVideoPipeline": transformer_wan, "ChronoEditPipeline": transformer_chronoedit}
+# each pipeline's transformer module and its attention processor class
+MODULES = {"WanImageToVideoPipeline": (transformer_wan, "WanAttnProcessor"),
+           "ChronoEditPipeline": (transformer_chronoedit, "WanAttnProcessor"),
+           "SkyReelsV2ImageToVideoPipeline": (transformer_skyreels_v2, "SkyReelsV2AttnProcessor")}
 
 
-@pytest.fixture(scope="module", params=PIPELINES)
+@pytest.fixture(scope="module", params=(*PIPELINES, "SkyReelsV2ImageToVideoPipeline"))
 def pipe(request):
-    pipe = build_video_pipeline(request.param)
+    pipe = build_video_pipeline(request.param) if request.param in PIPELINES else toy.pipeline(request.param)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -33,7 +38,7 @@ def _run(pipe, steps: int, **inputs):
 
 @pytest.mark.parametrize("relation,keys", [("image:reference", IMAGE_TOKENS), ("text", WAN_TEXT_TOKENS)])
 def test_trace_equals_the_naive_reference_of_the_processors_own_q_and_k(pipe, monkeypatch, relation, keys):
-    calls = recording(MODULES[type(pipe).__name__], monkeypatch)
+    calls = recording(MODULES[type(pipe).__name__][0], monkeypatch)
     with i2am.trace(pipe) as tr:
         _run(pipe, 2, **inputs())
     maps = tr.maps.relation(relation)
@@ -102,7 +107,9 @@ def test_unsupported_transformers_are_refused_with_the_reason(pipe):
     with pytest.raises(ValueError, match="input channels"):
         wan_layer_specs(without_image)
 
-    class OtherProcessor(MODULES[type(pipe).__name__].WanAttnProcessor):
+    module, processor = MODULES[type(pipe).__name__]
+
+    class OtherProcessor(getattr(module, processor)):
         pass
 
     other = transformer.from_config(pipe.transformer.config)
