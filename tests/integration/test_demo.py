@@ -12,6 +12,7 @@ from PIL import Image
 
 from i2am.app.tasks.demo import Demo, intermediate_checkpoints, quoted, summary_markdown
 from i2am.pretrained import toy_checkpoint
+from i2am.pretrained.study import study_names
 
 CONF = str(REPO / "conf")
 
@@ -33,7 +34,7 @@ def test_from_scratch_trains_the_stages_the_default_takes_from_the_package(demo,
     assert trained == [] and final["control"] == toy_checkpoint("control") and intermediate == {}
     demo.cfg.demo.study = True       # the study set: custom's shipped intermediate checkpoints
     final, intermediate = demo.trained_checkpoints()
-    assert list(intermediate) == list(demo.cfg.demo.pretrained.intermediate)
+    assert list(intermediate) == study_names() and len(intermediate) >= 10
     assert intermediate["custom-step100"] == toy_checkpoint("custom-step100")
     demo.cfg.demo.from_scratch = True
     final, intermediate = demo.trained_checkpoints()
@@ -85,8 +86,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert "| claim | measured |" in printed and "Positive control" in printed
     assert not (out / "train").exists()          # the default starts from the shipped toy checkpoints
     attributed = sorted(p.name for p in (out / "attribute").iterdir())
-    study = [f"custom-step{s}" for s in (100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200, 4000)]
-    assert attributed == sorted(["control", "control-train", "custom", "refined", "untrained", *study])
+    assert attributed == sorted(["control", "control-train", "custom", "refined", "untrained", *study_names()])
     assert str(toy_checkpoint("control")) in (out / "attribute" / "control" / "config.yaml").read_text()
     claims = json.loads((out / "claims.json").read_text())
     assert len(claims) == 8 + 7 and all(c["held"] in (True, False, None) for c in claims)   # + faithfulness claims

@@ -20,11 +20,12 @@ EXPECTED = ("imacs_g", "imacs_r", "loc_err", "loc_pointing", "attn_entropy", "at
 # Runs of the same batch size take the same code path sample by sample (per-sample seeds; a sample's result does not
 # depend on its batch mates), so they agree bit for bit. Another batch size reorders float32 sums inside the model:
 # 2.3e-6 relative on the dataset values and 3.9e-6 on per-sample ones between batch sizes 1 and 2 (measured under
-# ATEN_CPU_CAPABILITY=default, avx2 and avx512), so the cross-batch check allows 10x the largest: 4e-5. A value that
-# is a difference of larger terms (IMACS: map means of order 0.1 inside minus outside) keeps their absolute error, not
-# its own relative one (IMACS_r of 0.00125 moved 7e-7 on the body_surface world): 4e-5 of 0.1 absolute as well.
+# ATEN_CPU_CAPABILITY=default, avx2 and avx512), so the cross-batch check allows 10x the largest: 4e-5. IMACS reads
+# the min-max-normalised image of each map (engine.render): on this untrained model's near-flat maps the normalisation
+# divides that rounding by a small range, so IMACS values moved by up to 8.2e-5 (absolute; imacs_g_clean of -0.666,
+# sample 000006, body_surface world): they get 10x that, absolute.
 ACROSS_BATCH_SIZES = 4e-5
-ACROSS_BATCH_SIZES_ABS = 4e-6
+IMACS_ACROSS_BATCH_SIZES = 8e-4
 
 
 def sample_records(run) -> dict[str, dict]:
@@ -34,13 +35,15 @@ def sample_records(run) -> dict[str, dict]:
 
 def assert_agree_across_batch_sizes(values: dict, reference: dict, where: str):
     """Float values within ACROSS_BATCH_SIZES of the reference; everything else (ids, counts, nulls) equal."""
-    floats = {k for k, v in reference.items() if isinstance(v, float)}
+    floats = {k for k, v in reference.items() if isinstance(v, float) and not k.startswith("imacs_")}
+    imacs = {k for k, v in reference.items() if isinstance(v, float) and k.startswith("imacs_")}
     assert values.keys() == reference.keys(), where
-    assert {k: values[k] for k in floats} == pytest.approx({k: reference[k] for k in floats}, rel=ACROSS_BATCH_SIZES,
-                                                              abs=ACROSS_BATCH_SIZES_ABS), \
+    assert {k: values[k] for k in floats} == pytest.approx({k: reference[k] for k in floats}, rel=ACROSS_BATCH_SIZES), \
         where
-    assert {k: v for k, v in values.items() if k not in floats} == \
-        {k: v for k, v in reference.items() if k not in floats}, where
+    assert {k: values[k] for k in imacs} == pytest.approx({k: reference[k] for k in imacs},
+                                                          abs=IMACS_ACROSS_BATCH_SIZES), where
+    assert {k: v for k, v in values.items() if k not in floats | imacs} == \
+        {k: v for k, v in reference.items() if k not in floats | imacs}, where
 
 
 @pytest.fixture(scope="module")

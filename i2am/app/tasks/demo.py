@@ -33,6 +33,7 @@ from i2am.app.tasks import attribute, evaluate, train
 from i2am.app.tasks.common import config_dir, quoted, run_dir
 from i2am.evaluation.correlation import correlate_runs, correlation_table
 from i2am.pretrained import toy_checkpoint
+from i2am.pretrained.study import study_names
 from i2am.report import claims_markdown, write_claims, write_report
 from i2am.report.faithfulness_claims import faithfulness_claims
 from i2am.report.tables import markdown_table
@@ -123,7 +124,8 @@ class Demo:
         if not self.cfg.demo.from_scratch:
             shipped = self.cfg.demo.pretrained
             final = {label: toy_checkpoint(shipped[label]) for label in ("custom", "refined", "control")}
-            return final, {name: toy_checkpoint(name) for name in shipped.intermediate} if study else {}
+            names = study_names() if shipped.get("intermediate") is None else shipped.intermediate
+            return final, {name: toy_checkpoint(name) for name in names} if study else {}
         b = self.budget
         custom = self.train("custom", "none", b.custom, every=b.checkpoint_every)
         refined = self.train("refined", self.cfg.demo.refined_loss, b.refined, init_from=last(custom))
