@@ -89,7 +89,7 @@ def test_quick_demo_end_to_end(tmp_path):
     assert attributed == sorted(["control", "control-train", "custom", "refined", "untrained", *study_names()])
     assert str(toy_checkpoint("control")) in (out / "attribute" / "control" / "config.yaml").read_text()
     claims = json.loads((out / "claims.json").read_text())
-    assert len(claims) == 8 + 7 and all(c["held"] in (True, False, None) for c in claims)   # + faithfulness claims
+    assert len(claims) == 8 + 3 and all(c["held"] in (True, False, None) for c in claims)   # + the control's checks
     by_name = {c["claim"].split(" (")[0]: c for c in claims}
     correlation_claim = by_name["IMACS tracks generation quality across checkpoints"]
     assert correlation_claim["outcome"] != "insufficient n"      # the study set and custom: 12 checkpoints of one run
@@ -106,5 +106,5 @@ def test_quick_demo_end_to_end(tmp_path):
             image.load()
     text = page.read_text()
     assert "random-conv" in text and "Positive control" in text
-    assert json.loads((out / "metrics.json").read_text())["claims_total"] == 8 + 7
+    assert json.loads((out / "metrics.json").read_text())["claims_total"] == 8 + 3
     assert "Faithfulness and sanity checks: control" in text
