@@ -7,18 +7,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import torch
-
 from i2am.adapters import create_model
 from i2am.data import schema
 from i2am.pretrained import toy_checkpoint
 from i2am.pretrained.heldout import heldout_batch, heldout_scores
+from i2am.viz.plot import as_image
 
 CHECKPOINTS = ("custom-step200", "custom", "refined", "control")
-
-
-def _image(t: torch.Tensor):
-    return ((t.clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy()
 
 
 def plot_generations(out: str | Path, names: tuple[str, ...] = CHECKPOINTS, pairs: int = 4,
@@ -37,7 +32,7 @@ def plot_generations(out: str | Path, names: tuple[str, ...] = CHECKPOINTS, pair
     for i in range(pairs):
         row = [batch[schema.REFERENCE][i], batch[schema.IMAGE][i]] + [generated[name][i] for name in names]
         for j, image in enumerate(row):
-            axes[i, j].imshow(_image(image), interpolation="nearest")
+            axes[i, j].imshow(as_image(image), interpolation="nearest")
             axes[i, j].axis("off")
             if i == 0:
                 axes[i, j].set_title(titles[j], fontsize=9, loc="left")

@@ -46,7 +46,7 @@ def _check(view: str, normalize: str) -> None:
         raise ValueError(f"normalize={normalize!r}: choose from {NORMALIZE}")
 
 
-def _as_image(image) -> np.ndarray | None:
+def as_image(image) -> np.ndarray | None:
     """uint8 [H, W, 3] or float [H, W, 3] in [0, 1] as given; a tensor [3, H, W] in [-1, 1] (i2am's images) converted;
     a PIL image as an array."""
     if image is None:
@@ -147,7 +147,7 @@ def draw_maps(stack: torch.Tensor, labels: Sequence[str], image=None, *, normali
     """A grid of maps [K, h, w] on one colour scale (``normalize``), each over ``image`` when given; ``units`` labels
     the colour bar (default: the unit of ``view``); ``into``: draw on this Figure / SubFigure instead of a new one."""
     _check(view, normalize)
-    base = _as_image(image)
+    base = as_image(image)
     shown, vmin, vmax = _limits(stack.detach().float().cpu(), normalize)
     fig, axes, _ = _grid(len(shown), columns, into=into)
     mappable = None
@@ -232,7 +232,7 @@ def plot_sram(maps: AttributionMaps, layer: str, cells, generated, reference=Non
     _check(view, normalize)
     cells = torch.as_tensor(cells, dtype=torch.long).reshape(-1, 2)
     srams = maps[sample].sram(layer, points=cells, reduce=view)[0].float().cpu()
-    base, ref = _as_image(generated), _as_image(reference)
+    base, ref = as_image(generated), as_image(reference)
     shown, vmin, vmax = _limits(srams, normalize)
     fig, axes, _ = _grid(len(shown), columns, extra=1)
     grid = tuple(maps.layer_meta(layer)["query_grid"])

@@ -14,7 +14,7 @@ from PIL import Image
 
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.render import overlay
-from i2am.viz.plot import VIEW_UNITS, _as_image, _check, _grid, _limits, add_colorbar, draw_map, family_maps
+from i2am.viz.plot import VIEW_UNITS, _check, _grid, _limits, add_colorbar, as_image, draw_map, family_maps
 
 FORMATS = (".gif", ".webp")
 
@@ -45,7 +45,7 @@ def _video_maps(maps: AttributionMaps, family: str, direction: str, view: str, s
 def _frame_images(video, count: int, ratio: int) -> list[np.ndarray | None]:
     if video is None:
         return [None] * count
-    frames = [_as_image(f) for f in video]
+    frames = [as_image(f) for f in video]
     return [frames[min(video_frame_of(t, ratio), len(frames) - 1)] for t in range(count)]
 
 
@@ -113,7 +113,7 @@ def animation_frames(maps: AttributionMaps, video=None, *, family: str = "ulam",
     ratio = temporal_ratio(maps)
     out = []
     for v, frame in enumerate(video):
-        image = np.asarray(_as_image(frame))
+        image = np.asarray(as_image(frame))
         image = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
         cells = _cells(scaled[min(latent_frame_of(v, ratio), len(scaled) - 1)][..., None], *image.shape[:2])[..., 0]
         out.append(overlay(image[..., :3], cells / 255.0))
