@@ -101,11 +101,13 @@ COVERAGE: dict[str, Coverage] = {
     "FluxKontextInpaintPipeline": supported("text", "image:reference",
                                             note="image:reference is image_reference; the image outside the mask is "
                                                  "pasted by the pipeline, not attributed"),
-    "LongCatImageEditPipeline": supported("text", "image:reference", cli=False,
-                                          note="model=diffusers: its call cannot run on prompt embeddings alone "
-                                               "(it needs its Qwen2.5-VL text encoder)"),
-    "JoyImageEditPipeline": supported("text", "image:reference", cli=False,
-                                      note="model=diffusers: not run (its call resizes to 1024x1024-area buckets)"),
+    "LongCatImageEditPipeline": supported("text", "image:reference",
+                                          note="model=diffusers: generated at model.image_size, the reference "
+                                               "resized to it, a fixed text embedding, no CFG"),
+    "JoyImageEditPipeline": supported("text", "image:reference",
+                                      note="model=diffusers: generated at model.image_size (not its 1024x1024-area "
+                                           "bucket), the reference cropped to it and encoded to its VAE mode, a "
+                                           "fixed text embedding, no CFG"),
     "StableDiffusion3Pipeline": supported("text", note="its IP-Adapter (ip_adapter_image) is not traced"),
     # image-to-video UNets folding the frames into the batch (docs/pipelines.md, "Image-to-video UNet pipelines")
     "StableVideoDiffusionPipeline": supported("image:clip", cli=False, note=SVD_NOTE),

@@ -8,7 +8,7 @@ import pytest
 from helpers.paths import REPO
 
 from i2am.adapters.diffusers import coverage
-from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
+from i2am.adapters.diffusers.dit.transformer import ADAPTERS as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.kinds import KINDS
 from i2am.engine.packing import READERS
 from i2am.tracing.video import VIDEO_TRANSFORMERS
