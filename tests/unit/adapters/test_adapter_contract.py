@@ -8,14 +8,14 @@ from torch import nn
 
 from i2am.adapters import create_model, list_models
 from i2am.adapters._checkpoint import CheckpointError
-from i2am.adapters.diffusers.dit.tiny import PIPELINES
+from i2am.adapters.diffusers.dit.transformer import ADAPTERS
 from i2am.engine import CaptureConfig
 from i2am.engine.contract import AttributionAdapter
 from i2am.sampling.sampler import Sampler
 
 TINY = [name for name in list_models() if name.endswith("-tiny")]
 CASES = [(name, {}) for name in TINY if name != "diffusers-dit-tiny"]
-CASES += [("diffusers-dit-tiny", {"pipeline": p}) for p in PIPELINES if "diffusers-dit-tiny" in TINY]
+CASES += [("diffusers-dit-tiny", {"pipeline": p}) for p in ADAPTERS if "diffusers-dit-tiny" in TINY]
 
 
 def case_id(case) -> str:
