@@ -455,6 +455,14 @@ def test_longcat_and_joyimage_refuse_guidance_and_read_their_text_embedding(pipe
     assert cap.maps().r2g.ulam.shape == (1, 8, 6)
 
 
+@pytest.mark.parametrize("pipeline,blocks,width", [(LONGCAT, 19 + 38, 3584), (JOYIMAGE, 20, 4096)])
+def test_longcat_and_joyimage_full_layouts_build_on_the_meta_device(pipeline, blocks, width):
+    """model=diffusers-dit with path=null: the full-size architecture (diffusers' defaults), layer layout only."""
+    adapter = create_model("diffusers-dit", pipeline=pipeline, device="meta", image_size=(1024, 768))
+    assert len(adapter.attribution_layers()) == blocks and adapter.prompt_embeds.shape[-1] == width
+    assert adapter.reference_grid() == (64, 48) and adapter.latent_shape(64, 48)[1:] == (128, 96)
+
+
 def test_a_joyimage_folder_without_accelerate_is_refused_naming_the_fix(tmp_path):
     import importlib.util
 

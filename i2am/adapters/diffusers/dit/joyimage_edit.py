@@ -57,7 +57,7 @@ class JoyImageEditAdapter(DiffusersTransformerAdapter):
         in aspect ratio) gives the asked ``image_size``, and its VAE's reference encoding samples the mode."""
         hooks.replace(self.pipe.vae_image_processor, "get_default_height_width",
                       lambda image, height=None, width=None: (height, width))
-        encode = hooks.replace(self.pipe.vae, "encode", lambda x, return_dict=True: posterior_mode(encode(x)))
+        encode = hooks.replace(self.pipe.vae, "encode", lambda x: posterior_mode(encode(x)))
 
     def _pack(self, x: torch.Tensor) -> torch.Tensor:
         return x[:, None, :, None]   # the generated item, one frame: [B, 1, C, 1, H, W]
