@@ -19,7 +19,6 @@ from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
 from i2am.adapters.diffusers.kinds import KINDS
 from i2am.adapters.diffusers.tiny import build_pipeline
-from i2am.adapters.diffusers.video.tiny import PIPELINES as VIDEO_PIPELINES
 from i2am.adapters.diffusers.video.tiny import (
     HUNYUAN_GLYPH_DIM,
     HUNYUAN_TEXT_DIM,
@@ -28,6 +27,7 @@ from i2am.adapters.diffusers.video.tiny import (
     build_hunyuan_video15,
     build_video_pipeline,
 )
+from i2am.adapters.diffusers.video.tiny import PIPELINES as VIDEO_PIPELINES
 from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
 
 UNET_PIPELINES = tuple(KINDS)
@@ -54,8 +54,8 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
             Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``), an image-to-video one (``VIDEO_PIPELINES``: Wan 2.1
             image-to-video; and ``SkyReelsV2ImageToVideoPipeline``, its transformer; their call takes ``image``,
             ``height``, ``width``, ``num_frames``), ``HunyuanVideo15ImageToVideoPipeline`` (its call takes ``image``
-            and ``num_frames``; the size follows the image) or an image-to-video UNet one (``UNET_VIDEO_PIPELINES``: Stable
-            Video Diffusion, I2VGen-XL; any image size).
+            and ``num_frames``; the size follows the image) or an image-to-video UNet one
+            (``UNET_VIDEO_PIPELINES``: Stable Video Diffusion, I2VGen-XL; any image size).
         ip_adapter: UNet pipelines other than Paint-by-Example: ``True`` / ``"plain"`` (4 image tokens) or
             ``"plus"`` (16 tokens, the Plus resampler); the pipeline then takes ``ip_adapter_image=<PIL image>``.
         seed: the weights' seed.
