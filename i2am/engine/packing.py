@@ -201,16 +201,17 @@ def _hunyuan_video15(module, kw) -> JointLayout:
     masks = [torch.full(image.shape[:2], image_valid), kw["encoder_attention_mask_2"].bool().cpu(),
              kw["encoder_attention_mask"].bool().cpu()]
     positions = _packed_positions(masks, video)
+
+    def per_sample(kind: str, mask: torch.Tensor, where: torch.Tensor) -> Segment:
+        return Segment(kind if bool(mask.any()) else "padding", int(where.min()), mask.shape[1], (1, mask.shape[1]),
+                       positions=tuple(map(tuple, where.tolist())))
+
     segments = [Segment("generated", 0, video, (rows, cols), frames=frames)]
-    if image_valid:   # the image tokens lead every sample's context
+    if image_valid:   # every image token is valid: they lead every sample's context, at the same positions
         segments.append(Segment("reference", video, image.shape[1], _token_grid(image.shape[1])))
-    for kind, mask, where in (("glyph", masks[1], positions[1]), ("text", masks[2], positions[2]),
-                              ("reference", masks[0], positions[0])):
-        if kind == "reference" and image_valid:
-            continue
-        kind = kind if bool(mask.any()) else "padding"
-        segments.append(Segment(kind, int(where.min()), mask.shape[1], (1, mask.shape[1]),
-                                positions=tuple(map(tuple, where.tolist()))))
+    else:             # text-to-video: the forward masks every image token out
+        segments.append(per_sample("padding", masks[0], positions[0]))
+    segments += [per_sample("glyph", masks[1], positions[1]), per_sample("text", masks[2], positions[2])]
     return JointLayout(tuple(segments))
 
 

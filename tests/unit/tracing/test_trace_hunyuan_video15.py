@@ -88,9 +88,11 @@ def test_padding_keys_are_left_out(pipe):
                                   rtol=1e-3, atol=1e-4)
 
 
-def test_layout_reader_follows_the_forwards_repacking(pipe):
+@pytest.mark.parametrize("text_to_video", [False, True], ids=["image", "all-zero image"])
+def test_layout_reader_follows_the_forwards_repacking(pipe, text_to_video):
     """The positions the reader gives each token are where the forward puts it: the context entering the first
-    block holds each valid token's embedding (plus its stream's type embedding) there, and zeros at the padding."""
+    block holds each valid token's embedding (plus its stream's type embedding) there, and zeros at the padding.
+    All-zero image tokens (the forward's text-to-video case) are padding, after every valid token."""
     transformer = pipe.transformer
     seen = {}
     handles = [transformer.register_forward_pre_hook(
@@ -111,7 +113,8 @@ def test_layout_reader_follows_the_forwards_repacking(pipe):
                         encoder_attention_mask=text,
                         encoder_hidden_states_2=torch.randn(2, 6, HUNYUAN_GLYPH_DIM, generator=g),
                         encoder_attention_mask_2=glyph,
-                        image_embeds=torch.randn(2, IMAGE_TOKENS, HUNYUAN_IMAGE_DIM, generator=g))
+                        image_embeds=torch.randn(2, IMAGE_TOKENS, HUNYUAN_IMAGE_DIM, generator=g)
+                        * (0 if text_to_video else 1))
     finally:
         for handle in handles:
             handle.remove()
@@ -119,14 +122,18 @@ def test_layout_reader_follows_the_forwards_repacking(pipe):
     video = GRID[0] * GRID[1] * GRID[2]
     assert layout.length == video + context.shape[1] and layout.generated.frames == GRID[0]
     segments = {s.relation: s for s in layout.keys}
-    assert segments["image:reference"].start == video and segments["image:reference"].grid == IMAGE_GRID
+    if text_to_video:
+        assert "image:reference" not in segments and [s.kind for s in layout.segments].count("padding") == 1
+    else:
+        assert segments["image:reference"].start == video and segments["image:reference"].grid == IMAGE_GRID
+    image_mask = torch.full((2, IMAGE_TOKENS), not text_to_video)
     kind = transformer.cond_type_embed.weight     # rows: 0 text, 1 glyph, 2 image
     for relation, embedder, row, mask in (("text", "context_embedder", 0, text),
                                           ("text:glyph", "context_embedder_2", 1, glyph)):
         positions = segments[relation].positions
         for b in range(2):
-            assert list(positions[b]) == context_positions({"image:reference": torch.ones(2, IMAGE_TOKENS),
-                                                            "text:glyph": glyph, "text": text}, b, video)[relation]
+            assert list(positions[b]) == context_positions({"image:reference": image_mask, "text:glyph": glyph,
+                                                            "text": text}, b, video)[relation]
             at = torch.tensor(positions[b]) - video
             valid = mask[b].bool()
             # the same additions on the same tensors as the forward: exact
