@@ -51,10 +51,15 @@ def _relations(normalisation: str) -> list[str]:
     return [("share:" if normalisation == "share" else "") + r for r in STREAMS]
 
 
+@pytest.mark.parametrize("chunk_budget", [None, 200], ids=["one-chunk", "chunks-across-frames"])
 @pytest.mark.parametrize("kernel_stats", [True, False], ids=["kernel-lse", "recomputed"])
 @pytest.mark.parametrize("normalisation", ["i2am", "share"])
-def test_trace_equals_the_naive_reference_of_the_blocks_q_and_k(pipe, normalisation, kernel_stats):
-    with Recorder(pipe.transformer) as recorder, i2am.trace(pipe, CaptureConfig(kernel_stats=kernel_stats)) as tr:
+def test_trace_equals_the_naive_reference_of_the_blocks_q_and_k(pipe, normalisation, kernel_stats, chunk_budget):
+    """chunk_budget 200: 1 to 3 generated queries per chunk (2 samples x 2 heads x the keys), so chunks cut across
+    the 12-cell frames."""
+    budget = {} if chunk_budget is None else {"chunk_budget": chunk_budget}
+    with Recorder(pipe.transformer) as recorder, \
+            i2am.trace(pipe, CaptureConfig(kernel_stats=kernel_stats, **budget)) as tr:
         _call(pipe, batch=2)
     assert len(recorder.calls) == 4                     # 2 steps x (conditional, unconditional)
     conditional = recorder.calls[::2]
