@@ -146,6 +146,24 @@ def test_layout_reader_follows_the_forwards_repacking(pipe, text_to_video):
             assert torch.all(context[b, at[~valid]] == 0)
 
 
+@pytest.mark.parametrize("kernel_stats", [True, False], ids=["kernel-lse", "recomputed"])
+def test_a_sample_without_glyph_tokens_has_zero_glyph_maps(unguided, kernel_stats):
+    prompt = toy.prompt(unguided, batch=2)
+    prompt["prompt_embeds_mask_2"] = prompt["prompt_embeds_mask_2"] * torch.tensor([[0], [1]])
+    with Recorder(unguided.transformer) as recorder, \
+            i2am.trace(unguided, CaptureConfig(kernel_stats=kernel_stats)) as tr:
+        _call(unguided, steps=1, **prompt)
+    for relation in ("text:glyph", "share:text:glyph"):
+        expected = naive(recorder.calls, "text:glyph", share=relation.startswith("share"))
+        for block, (r2g, g2r) in expected.items():
+            name = f"{relation}/{BLOCKS[block]}"
+            got_r2g, got_g2r = tr.maps.raw[f"r2g/{name}"].sum(1), tr.maps.raw[f"g2r/{name}"].sum(1).flatten(-2)
+            assert torch.all(got_r2g[0] == 0) and torch.all(got_g2r[0] == 0)
+            assert bool((got_r2g[1] > 0).all())
+            torch.testing.assert_close(got_r2g.double(), r2g, rtol=RTOL, atol=ATOL)
+            torch.testing.assert_close(got_g2r.double(), g2r, rtol=RTOL, atol=ATOL)
+
+
 def test_glyph_relation_absent_when_no_sample_has_glyph_tokens(unguided):
     prompt = toy.prompt(unguided)
     prompt["prompt_embeds_mask_2"] = torch.zeros_like(prompt["prompt_embeds_mask_2"])
