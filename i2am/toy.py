@@ -19,20 +19,30 @@ from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
 from i2am.adapters.diffusers.kinds import KINDS
 from i2am.adapters.diffusers.tiny import build_pipeline
+from i2am.adapters.diffusers.video.tiny import (
+    HUNYUAN_GLYPH_DIM,
+    HUNYUAN_TEXT_DIM,
+    HUNYUAN_VIDEO15,
+    WAN_TEXT_TOKENS,
+    build_hunyuan_video15,
+    build_video_pipeline,
+)
 from i2am.adapters.diffusers.video.tiny import PIPELINES as VIDEO_PIPELINES
-from i2am.adapters.diffusers.video.tiny import WAN_TEXT_TOKENS, build_video_pipeline
 from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
 
 UNET_PIPELINES = tuple(KINDS)
 # FLUX.2 [klein]: the tiny FLUX.2 without guidance embedding; SkyReels-V2 I2V: the tiny Wan 2.1 I2V's components
 DERIVED_PIPELINES = ("Flux2KleinPipeline", "SkyReelsV2ImageToVideoPipeline")
-PIPELINES = UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES + VIDEO_PIPELINES + UNET_VIDEO_PIPELINES
-GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline")   # CFG in their default call
+PIPELINES = (UNET_PIPELINES + TRANSFORMER_PIPELINES + DERIVED_PIPELINES + VIDEO_PIPELINES + (HUNYUAN_VIDEO15,)
+             + UNET_VIDEO_PIPELINES)
+# CFG in their default call
+GUIDED_TRANSFORMER_PIPELINES = ("StableDiffusion3Pipeline", "Flux2KleinPipeline", HUNYUAN_VIDEO15)
 # Wan 2.1 transformers: guided by default, 512 text tokens
 WAN_STYLE_PIPELINES = (*VIDEO_PIPELINES, "SkyReelsV2ImageToVideoPipeline")
 PROMPT_FREE = ("PaintByExamplePipeline", "StableVideoDiffusionPipeline")
 IP_ADAPTERS = {False: None, None: None, True: "plain", "plain": "plain", "plus": "plus"}
 TEXT_TOKENS = 7
+GLYPH_TOKENS = 6   # HunyuanVideo-1.5's byT5 glyph tokens
 
 
 def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = False, seed: int = 0):
@@ -43,8 +53,9 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
             Paint-by-Example) or a diffusion-transformer one (``TRANSFORMER_PIPELINES``: FLUX.1 Kontext, FLUX.2,
             Qwen-Image-Edit, SD3; and ``Flux2KleinPipeline``), an image-to-video one (``VIDEO_PIPELINES``: Wan 2.1
             image-to-video; and ``SkyReelsV2ImageToVideoPipeline``, its transformer; their call takes ``image``,
-            ``height``, ``width``, ``num_frames``) or an image-to-video UNet one (``UNET_VIDEO_PIPELINES``: Stable
-            Video Diffusion, I2VGen-XL; any image size).
+            ``height``, ``width``, ``num_frames``), ``HunyuanVideo15ImageToVideoPipeline`` (its call takes ``image``
+            and ``num_frames``; the size follows the image) or an image-to-video UNet one
+            (``UNET_VIDEO_PIPELINES``: Stable Video Diffusion, I2VGen-XL; any image size).
         ip_adapter: UNet pipelines other than Paint-by-Example: ``True`` / ``"plain"`` (4 image tokens) or
             ``"plus"`` (16 tokens, the Plus resampler); the pipeline then takes ``ip_adapter_image=<PIL image>``.
         seed: the weights' seed.
@@ -66,6 +77,8 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
         pipe = _skyreels_v2_i2v(seed)
     elif name in VIDEO_PIPELINES:
         pipe = build_video_pipeline(name, seed=seed)
+    elif name == HUNYUAN_VIDEO15:
+        pipe = build_hunyuan_video15(seed=seed)
     elif name in UNET_VIDEO_PIPELINES:
         pipe = build_unet_video_pipeline(name, seed=seed)
     else:
@@ -113,13 +126,17 @@ def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, to
     ``None``: only where the pipeline's default call needs them (UNet pipelines, SD3, FLUX.2 [klein], Wan
     image-to-video and SkyReels-V2, which guide by default).
     Paint-by-Example and Stable Video Diffusion take no prompt: ``{}``; Wan image-to-video and SkyReels-V2 read 512
-    text tokens whatever ``tokens`` says."""
+    text tokens whatever ``tokens`` says. HunyuanVideo-1.5: ``tokens`` text and ``GLYPH_TOKENS`` byT5 glyph
+    embeddings with their masks, sample b's last 1 + b % 2 text and last 4 - b % 3 glyph tokens padding (each
+    sample's context packs at its own positions)."""
     name = type(pipe).__name__
     if name in PROMPT_FREE:
         return {}
     if negative is None:
         negative = hasattr(pipe, "unet") or name in GUIDED_TRANSFORMER_PIPELINES + WAN_STYLE_PIPELINES
     gen = torch.Generator().manual_seed(seed)
+    if name == HUNYUAN_VIDEO15:
+        return _hunyuan_video15_prompt(batch, gen, negative, tokens)
     if hasattr(pipe, "unet"):
         width = pipe.unet.config.cross_attention_dim
         pooled = pipe.text_encoder_2.config.projection_dim if name == "StableDiffusionXLPipeline" else None
@@ -135,6 +152,21 @@ def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, to
             kwargs[f"{prefix}pooled_prompt_embeds"] = torch.randn(batch, pooled, generator=gen)
         if name.startswith("QwenImageEdit"):
             kwargs[f"{prefix}prompt_embeds_mask"] = torch.ones(batch, tokens, dtype=torch.long)
+    return kwargs
+
+
+def _hunyuan_video15_prompt(batch: int, generator, negative: bool, tokens: int) -> dict:
+    def valid_first(length: int, valid: list[int]) -> torch.Tensor:
+        return torch.tensor([[1] * n + [0] * (length - n) for n in valid])
+
+    text = valid_first(tokens, [max(tokens - 1 - b % 2, 1) for b in range(batch)])
+    glyph = valid_first(GLYPH_TOKENS, [min(2 + b % 3, GLYPH_TOKENS) for b in range(batch)])
+    kwargs = {}
+    for prefix in ("", "negative_") if negative else ("",):
+        kwargs[f"{prefix}prompt_embeds"] = torch.randn(batch, tokens, HUNYUAN_TEXT_DIM, generator=generator)
+        kwargs[f"{prefix}prompt_embeds_mask"] = text
+        kwargs[f"{prefix}prompt_embeds_2"] = torch.randn(batch, GLYPH_TOKENS, HUNYUAN_GLYPH_DIM, generator=generator)
+        kwargs[f"{prefix}prompt_embeds_mask_2"] = glyph
     return kwargs
 
 

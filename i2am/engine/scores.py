@@ -66,7 +66,7 @@ def _rows(length: int, chunk: int) -> list[slice]:
 def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Tensor, *, chunk: int,
                    r2g: bool = True, g2r: bool = True, sram: bool = False, query_weight: torch.Tensor | None = None,
                    bias: torch.Tensor | None = None, own: bool = True, share: bool = False, whole_rows: bool = False,
-                   workspace: Workspace | None = None) -> dict[str, dict[str, torch.Tensor] | None]:
+                   frames: int = 1, workspace: Workspace | None = None) -> dict[str, dict[str, torch.Tensor] | None]:
     """Scores of the keys ``k`` [..., Lk, d] when each query's log-sum-exp ``lse`` [..., Lq] over all the keys it
     attends to is known (the attention kernel's own), in chunks of ``chunk`` queries. P = exp(logit - lse) is each
     query's attention mass on each of these keys; one logits block per chunk serves both readings:
@@ -79,10 +79,15 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
              mat-vecs over P (over two passes when the queries take several chunks: the column sums first).
 
     w = ``query_weight`` [..., Lq] or 1; ``bias`` [B, Lk] (0 or -inf): keys a sample may not attend to (they take no
-    mass and leave the R2G mean). Returns {"share": ..., "own": ...} as requested; "own" is None when fp32 would lose
-    entries (a row mass or a token's column sum below 1e-25): the caller then recomputes it from the logits."""
+    mass and leave the R2G mean). ``frames`` > 1: the queries are that many frames of equal size (a video), and
+    each "g2r" is [..., frames, Lk], the sum over each frame's queries (as ``spatial_scores``).
+    Returns {"share": ..., "own": ...} as requested; "own" is None when fp32 would lose entries (a row mass or a
+    token's column sum below 1e-25): the caller then recomputes it from the logits."""
     lse = lse.float()   # the logits are fp32 whatever the kernel's precision
-    rows = _rows(q.shape[-2], chunk)
+    lq = q.shape[-2]
+    if lq % frames:
+        raise ValueError(f"{lq} queries do not split into {frames} frames of equal size")
+    rows = _rows(lq, chunk)
     kept = None if bias is None else (bias == 0)[:, None, :]                        # [B, 1, Lk]
 
     def mass(part: slice) -> torch.Tensor:
@@ -102,7 +107,7 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
         weight = None if query_weight is None else query_weight[..., part]
         row_mass = None if whole_rows and not share else probs.sum(-1)               # [..., c]
         if share:
-            _add_reading(sums["share"], probs, weight, row_mass if r2g else None, g2r, sram)
+            _add_reading(sums["share"], probs, weight, row_mass if r2g else None, g2r, sram, frames, part, lq)
         if not own:
             continue
         if e is not None:
@@ -119,7 +124,7 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
                 probs = probs / own_rows[..., None]
             else:      # G2R alone: fold 1 / r_j into the query weights
                 weight = (1.0 / own_rows) if weight is None else weight / own_rows
-        _add_reading(sums["own"], probs, weight, None, g2r, sram)
+        _add_reading(sums["own"], probs, weight, None, g2r, sram, frames, part, lq)
     out = {}
     for reading, wanted in (("share", share), ("own", own)):
         if not wanted:
@@ -150,31 +155,31 @@ def _token_weight(columns: torch.Tensor, kept: torch.Tensor | None) -> torch.Ten
 
 
 def _add_reading(sums: dict, probs: torch.Tensor, weight: torch.Tensor | None, row_mass: torch.Tensor | None,
-                 g2r: bool, sram: bool) -> None:
-    """One chunk's share of a reading: its rows' mass (when given), the weighted column sums, the head-mean rows."""
+                 g2r: bool, sram: bool, frames: int, part: slice, lq: int) -> None:
+    """One chunk's share of a reading: its rows' mass (when given), the weighted column sums (per frame), the
+    head-mean rows."""
     if row_mass is not None:
         sums["r2g"].append(row_mass)
     if g2r:
-        sums["g2r"] = sums["g2r"] + (probs.sum(-2) if weight is None else
-                                     torch.matmul(weight.unsqueeze(-2), probs).squeeze(-2))
+        sums["g2r"] = sums["g2r"] + g2r_part(probs, weight, frames, part.start, lq)
     if sram:
         sums["sram"].append(probs.mean(-3))
 
 
-def _g2r_part(probs: torch.Tensor, query_weight, frames: int, start: int, lq: int) -> torch.Tensor:
-    """The G2R sum over the queries start.. of a chunk of key-softmax rows probs [..., c, Lk], weighted by
-    query_weight [..., Lq] where given: [..., Lk], or [..., frames, Lk] per frame when the queries are ``frames``
-    consecutive equal blocks (a video's (frame, h, w) grid)."""
+def g2r_part(probs: torch.Tensor, weight: torch.Tensor | None, frames: int, start: int, lq: int) -> torch.Tensor:
+    """The G2R sum over the queries start.. of a chunk of key-softmax rows probs [..., c, Lk], weighted by the
+    chunk's query weights ``weight`` [..., c] where given: [..., Lk], or [..., frames, Lk] per frame when the ``lq``
+    queries are ``frames`` consecutive equal blocks (a video's (frame, h, w) grid)."""
     count = probs.shape[-2]
     if frames == 1:
-        if query_weight is None:
+        if weight is None:
             return probs.sum(-2)
-        return torch.matmul(query_weight[..., None, start:start + count], probs).squeeze(-2)
+        return torch.matmul(weight.unsqueeze(-2), probs).squeeze(-2)
     frame_of = torch.arange(start, start + count, device=probs.device) // (lq // frames)
-    weight = (frame_of == torch.arange(frames, device=probs.device)[:, None]).to(probs.dtype)   # [F, c]
-    if query_weight is not None:
-        weight = weight * query_weight[..., None, start:start + count]
-    return torch.matmul(weight, probs)
+    per_frame = (frame_of == torch.arange(frames, device=probs.device)[:, None]).to(probs.dtype)   # [F, c]
+    if weight is not None:
+        per_frame = per_frame * weight.unsqueeze(-2)
+    return torch.matmul(per_frame, probs)
 
 
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,
@@ -192,7 +197,7 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     otherwise a first pass gathers (m, s) and the second recomputes each chunk's logits.
     ``lse`` [..., Lq]: each query's log-sum-exp over these keys where it is known (the attention kernel's own): the
     scores then come from exp(logit - lse) (``segment_scores``), recomputed as above only where fp32 would lose
-    entries of it (or, for video G2R per frame, from the logits).
+    entries of it.
     ``frames`` > 1: the queries are that many frames of equal size, one after the other (video); "g2r" is then
     [..., frames, Lk], the sum over each frame's queries (R2G stays the softmax over all queries of the video).
     ``workspace``: where the logits blocks are formed (``i2am.engine.workspace``), else fresh tensors.
@@ -200,9 +205,9 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     lq = q.shape[-2]
     if lq % frames:
         raise ValueError(f"{lq} queries do not split into {frames} frames of equal size")
-    if lse is not None and (frames == 1 or not (g2r or sram)):
+    if lse is not None:
         out = segment_scores(q, k, scale, lse, chunk=chunk, r2g=r2g, g2r=g2r, sram=sram, query_weight=query_weight,
-                             whole_rows=True, workspace=workspace)["own"]
+                             whole_rows=True, frames=frames, workspace=workspace)["own"]
         if out is not None:
             return out
     single = lq <= chunk
@@ -213,7 +218,8 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
         if g2r or sram:
             probs = torch.softmax(logits, dim=-1)
             if g2r:
-                part = _g2r_part(probs, query_weight, frames, start, lq)
+                weight = None if query_weight is None else query_weight[..., start:start + probs.shape[-2]]
+                part = g2r_part(probs, weight, frames, start, lq)
                 g2r_sum = part if g2r_sum is None else g2r_sum + part
             if sram:
                 sram_parts.append(probs.mean(-3))

@@ -22,10 +22,21 @@ from i2am.engine.hooks import Hooks
 from i2am.engine.layers import LayerSpec
 from i2am.tracing.unet import PipelineSource, PipelineTrace
 
+SEPARATE_CFG_CALLS = "separate calls: the first (cond) recorded, the uncond skipped"
 # SkyReels-V2's image-to-video transformer is Wan 2.1's: the same blocks, attention and CFG calls
 VIDEO_TRANSFORMERS = ("WanTransformer3DModel", "ChronoEditTransformer3DModel", "SkyReelsV2Transformer3DModel")
 # compute q, k through the layer's own modules (so hooks see them)
 WAN_PROCESSORS = ("WanAttnProcessor", "SkyReelsV2AttnProcessor")
+
+
+def video_meta(pipe) -> dict:
+    """``maps.meta["video"]`` of a video pipeline's maps: the video frames (temporal) and pixels (spatial) one latent
+    cell spans, the VAE's compression times the transformer's patch."""
+    config = pipe.transformer.config
+    patch = config.patch_size
+    patch_t, patch_s = (patch[0], patch[-1]) if isinstance(patch, (tuple, list)) else (config.patch_size_t, patch)
+    return {"temporal_ratio": int(pipe.vae_scale_factor_temporal) * int(patch_t),
+            "spatial_ratio": int(pipe.vae_scale_factor_spatial) * int(patch_s)}
 
 
 def wan_layer_specs(transformer) -> list[LayerSpec]:
@@ -111,8 +122,6 @@ class VideoPipelineTrace(PipelineTrace):
     def _maps_of(self, capture: AttributionCapture) -> AttributionMaps:
         maps = super()._maps_of(capture)
         if self._skipped_uncond:
-            maps.meta["cfg_layout"] = "separate calls: the first (cond) recorded, the uncond skipped"
-        maps.meta["video"] = {"temporal_ratio": int(self.pipe.vae_scale_factor_temporal),
-                              "spatial_ratio": int(self.pipe.vae_scale_factor_spatial)
-                              * int(self.pipe.transformer.config.patch_size[-1])}
+            maps.meta["cfg_layout"] = SEPARATE_CFG_CALLS
+        maps.meta["video"] = video_meta(self.pipe)
         return maps

@@ -17,7 +17,7 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2am.engine.refused_pipelines import HUNYUAN_VIDEO15_REFERENCE, LTX2_REFERENCE
+from i2am.engine.refused_pipelines import LTX2_REFERENCE
 
 # ``__call__`` parameters through which an image, a video, or their encodings reach a pipeline.
 IMAGE_INPUTS = frozenset({
@@ -70,6 +70,10 @@ I2VGEN_XL_NOTE = (FRAMES_IN_BATCH + "; image:reference is the reference's VAE la
                   "channels, which no map sees")
 SKYREELS_NOTE = ("video maps (docs/video_maps.md); image:reference is the reference's CLIP tokens in attn2's own keys "
                  "(as in Wan 2.1); its VAE latent enters through the input channels, which no map sees")
+HUNYUAN_VIDEO15_NOTE = ("video maps (docs/video_maps.md) from the joint attention; image:reference is the "
+                        "reference's SigLIP tokens (a square patch grid), text:glyph the byT5 tokens of the prompt's "
+                        "quoted text (present when a sample has any), padding excluded as the model excludes it; its "
+                        "VAE latent also enters through the input channels, which no map sees")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
             "and the processor")
 
@@ -171,7 +175,8 @@ COVERAGE: dict[str, Coverage] = {
     "HunyuanDiTControlNetPipeline": refused(unread_transformer("HunyuanDiT2DModel")),
     "HunyuanImageRefinerPipeline": refused(unread_transformer("HunyuanImageTransformer2DModel")),
     "HunyuanSkyreelsImageToVideoPipeline": refused(VIDEO),
-    "HunyuanVideo15ImageToVideoPipeline": refused(HUNYUAN_VIDEO15_REFERENCE),
+    "HunyuanVideo15ImageToVideoPipeline": supported("image:reference", "text", "text:glyph", cli=False,
+                                                    note=HUNYUAN_VIDEO15_NOTE),
     "HunyuanVideoFramepackPipeline": refused(VIDEO),
     "HunyuanVideoImageToVideoPipeline": refused(VIDEO),
     "IFImg2ImgPipeline": refused(NOT_CLASSIFIED),
