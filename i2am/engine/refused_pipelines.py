@@ -3,10 +3,6 @@ no capture of i2am reads yet. ``i2am.trace`` raises the reason; the coverage tab
 prints the same text."""
 from __future__ import annotations
 
-LTX2_REFERENCE = ("video: the reference is no separate conditioning: its latent replaces the first latent frame of "
-                  "the video tokens (kept clean by the conditioning mask, which zeroes that frame's timestep) and "
-                  "reaches the other frames through the video stream's self-attention (attn1), beside the audio "
-                  "stream; i2am captures no self-attention from later frames to the first yet")
 HUNYUAN_VIDEO15_REFERENCE = ("video: the reference's SigLIP tokens lead the joint-attention context (keys right after "
                              "the video tokens), but the byT5 and text tokens follow at per-sample positions (each "
                              "sample's valid tokens packed first, padding after, masked out of keys and queries); "
@@ -15,8 +11,7 @@ HUNYUAN_VIDEO15_REFERENCE = ("video: the reference's SigLIP tokens lead the join
                              "without the latent-frame axis video maps need; its VAE latent enters through the input "
                              "channels, which no map sees")
 
-REFUSED_PIPELINES = {"LTX2ImageToVideoPipeline": LTX2_REFERENCE,
-                     "HunyuanVideo15ImageToVideoPipeline": HUNYUAN_VIDEO15_REFERENCE}
+REFUSED_PIPELINES = {"HunyuanVideo15ImageToVideoPipeline": HUNYUAN_VIDEO15_REFERENCE}
 
 
 def refuse_untraceable(pipe) -> None:
