@@ -64,8 +64,8 @@ class LTX2PipelineTrace(VideoPipelineTrace):
     """``VideoPipelineTrace`` for LTX-2 image-to-video: see the module docstring."""
 
     transformers = LTX2_TRANSFORMERS
-    skipped_calls = ("{layout} of the unperturbed call (CFG stacked [negative, positive]); the spatio-temporal and "
-                     "modality-isolation guidance calls skipped")
+    skipped_calls = ("{layout} of the unperturbed call; the spatio-temporal and modality-isolation guidance calls "
+                     "skipped")
     latent_grid = staticmethod(latent_grid)
 
     def __init__(self, pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None):

@@ -17,7 +17,7 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2am.engine.refused_pipelines import HUNYUAN_VIDEO15_REFERENCE, LTX2_REFERENCE
+from i2am.engine.refused_pipelines import HUNYUAN_VIDEO15_REFERENCE
 
 # ``__call__`` parameters through which an image, a video, or their encodings reach a pipeline.
 IMAGE_INPUTS = frozenset({
@@ -70,6 +70,10 @@ I2VGEN_XL_NOTE = (FRAMES_IN_BATCH + "; image:reference is the reference's VAE la
                   "channels, which no map sees")
 SKYREELS_NOTE = ("video maps (docs/video_maps.md); image:reference is the reference's CLIP tokens in attn2's own keys "
                  "(as in Wan 2.1); its VAE latent enters through the input channels, which no map sees")
+LTX2_NOTE = ("video maps (docs/video_maps.md) of the generated latent frames 1.. (frame 0 is the reference): "
+             "image:reference is the video self-attention from them to the reference frame's tokens, whose latent "
+             "replaces latent frame 0; the later frames also read each other and the audio stream, which no map "
+             "shows; text is not traced")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
             "and the processor")
 
@@ -201,7 +205,7 @@ COVERAGE: dict[str, Coverage] = {
     "LTX2DFRPipeline": refused(VIDEO),
     "LTX2DFRTemporalRefinePipeline": refused(VIDEO),
     "LTX2HDRPipeline": refused(VIDEO),
-    "LTX2ImageToVideoPipeline": refused(LTX2_REFERENCE),
+    "LTX2ImageToVideoPipeline": supported("image:reference", cli=False, note=LTX2_NOTE),
     "LTX2InContextPipeline": refused(VIDEO),
     "LTX2LatentUpsamplePipeline": refused(VIDEO),
     "LTXConditionPipeline": refused(VIDEO),

@@ -1,7 +1,6 @@
-"""i2am.trace refuses LTX2ImageToVideoPipeline and HunyuanVideo15ImageToVideoPipeline (tiny builds from config)
-with the reason of i2am.engine.refused_pipelines, and the facts each reason states hold on the tiny builds: LTX-2's
-reference is the first latent frame of the video tokens, kept clean (timestep 0, unchanged between steps);
-HunyuanVideo-1.5's SigLIP tokens lead the joint-attention context while its byT5 and text tokens start per sample."""
+"""i2am.trace refuses HunyuanVideo15ImageToVideoPipeline (a tiny build from config) with the reason of
+i2am.engine.refused_pipelines, and the facts the reason states hold on the tiny build: HunyuanVideo-1.5's SigLIP
+tokens lead the joint-attention context while its byT5 and text tokens start per sample."""
 from __future__ import annotations
 
 import re
@@ -15,7 +14,6 @@ from i2am.adapters.diffusers.video.refused_tiny import (
     HUNYUAN_BYT5_DIM,
     HUNYUAN_IMAGE_DIM,
     HUNYUAN_TEXT_DIM,
-    LTX2_CAPTION_DIM,
     REFUSED_VIDEO_PIPELINES,
     build_refused_video_pipeline,
 )
@@ -35,30 +33,6 @@ def test_trace_refuses_with_the_coverage_reason(pipe):
     assert COVERAGE[name].note == REFUSED_PIPELINES[name] and not COVERAGE[name].supported
     with pytest.raises(ValueError, match=re.escape(f"{name} is not traced ({REFUSED_PIPELINES[name]})")):
         i2am.trace(pipe)
-
-
-def test_ltx2_reference_is_the_clean_first_latent_frame():
-    pipe = build_refused_video_pipeline("LTX2ImageToVideoPipeline")
-    pipe.set_progress_bar_config(disable=True)
-    calls = []
-    pipe.transformer.register_forward_pre_hook(
-        lambda module, args, kwargs: calls.append((kwargs["hidden_states"].clone(), kwargs["timestep"].clone())),
-        with_kwargs=True)
-    generator = torch.Generator().manual_seed(0)
-    text = torch.randn(1, 8, LTX2_CAPTION_DIM * 3, generator=generator)   # 3: the connectors' text_proj_in_factor
-    mask = torch.ones(1, 8, dtype=torch.long)
-    pipe(image=torch.rand(1, 3, 32, 32, generator=generator), image_crf=0, prompt_embeds=text,
-         prompt_attention_mask=mask, negative_prompt_embeds=text, negative_prompt_attention_mask=mask,
-         num_inference_steps=2, guidance_scale=1.0, height=32, width=32, num_frames=5, frame_rate=25.0,
-         output_type="latent", generator=generator)
-    latent_frames = (5 - 1) // pipe.vae_temporal_compression_ratio + 1
-    first = calls[0][0].shape[1] // latent_frames   # tokens of one latent frame (frame-major packing)
-    for tokens, timestep in calls:
-        assert torch.all(timestep[:, :first] == 0) and torch.all(timestep[:, first:] > 0)
-    step_calls = len(calls) // 2
-    (before, _), (after, _) = calls[0], calls[step_calls]
-    assert torch.equal(before[:, :first], after[:, :first])   # the reference frame is never denoised
-    assert not torch.equal(before[:, first:], after[:, first:])
 
 
 def test_hunyuan_video15_image_tokens_lead_the_context_and_text_starts_per_sample():
