@@ -10,10 +10,11 @@ import torch
 
 import i2am
 from i2am import toy
+from i2am.adapters.diffusers.video.ltx2_tiny import LTX2_TEXT_DIM
 
 REFERENCE_FREE = {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline"}
 IMAGE_LISTS = {"Flux2Pipeline", "Flux2KleinPipeline", "QwenImageEditPlusPipeline"}
-VIDEO = {*toy.VIDEO_PIPELINES, *toy.UNET_VIDEO_PIPELINES, "SkyReelsV2ImageToVideoPipeline"}
+VIDEO = {*toy.VIDEO_PIPELINES, *toy.UNET_VIDEO_PIPELINES, "SkyReelsV2ImageToVideoPipeline", toy.LTX2_PIPELINE}
 VIDEO_FRAMES = 5   # Wan-style VAEs take 4k + 1 frames
 
 
@@ -30,6 +31,8 @@ def _inputs(name: str) -> dict:
     if name == "FluxKontextInpaintPipeline":
         return dict(image=toy.image(64, 64), mask_image=toy.mask(64, 64), image_reference=toy.image(64, 48, seed=1),
                     max_area=64 * 64, _auto_resize=False)
+    if name == toy.LTX2_PIPELINE:   # image_crf=0: no H.264 re-compression of the image
+        return dict(image=toy.image(64, 64), num_frames=VIDEO_FRAMES, image_crf=0)
     if name in VIDEO:
         return dict(image=toy.image(64, 64), num_frames=VIDEO_FRAMES)
     return dict(image=[toy.image(64, 64)] if name in IMAGE_LISTS else toy.image(64, 64))
@@ -73,6 +76,10 @@ def test_prompt_gives_the_keyword_arguments_each_pipeline_takes():
     assert keys("PaintByExamplePipeline") == []
     wan = toy.prompt(toy.pipeline("WanImageToVideoPipeline"), tokens=5)       # guides by default; 512 text tokens
     assert sorted(wan) == ["negative_prompt_embeds", "prompt_embeds"] and wan["prompt_embeds"].shape[1] == 512
+    ltx2 = toy.pipeline(toy.LTX2_PIPELINE)   # guides by default; the connectors read 3 x 32 channels and a mask
+    assert keys(toy.LTX2_PIPELINE) == ["negative_prompt_attention_mask", "negative_prompt_embeds",
+                                       "prompt_attention_mask", "prompt_embeds"]
+    assert toy.prompt(ltx2)["prompt_embeds"].shape[-1] == LTX2_TEXT_DIM
     kontext = toy.pipeline("FluxKontextPipeline")
     text = toy.prompt(kontext, batch=2, tokens=5)
     assert text["prompt_embeds"].shape == (2, 5, kontext.transformer.config.joint_attention_dim)

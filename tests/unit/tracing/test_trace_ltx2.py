@@ -11,7 +11,7 @@ from diffusers.models.transformers import transformer_ltx2
 
 import i2am
 from i2am import toy
-from i2am.adapters.diffusers.video.ltx2_tiny import LTX2_PIPELINE, LTX2_TEXT_DIM, build_ltx2_pipeline
+from i2am.adapters.diffusers.video.ltx2_tiny import LTX2_PIPELINE, build_ltx2_pipeline
 from i2am.tracing.ltx2 import ltx2_layer_specs
 
 HEIGHT, WIDTH, FRAMES = 32, 64, 9
@@ -223,10 +223,3 @@ def test_other_ltx2_pipelines_and_processors_are_refused(pipe):
     with pytest.raises(ValueError, match=r"transformer_blocks\.1\.attn1 runs processor OtherProcessor"):
         ltx2_layer_specs(other)
 
-
-def test_toy_prompt_matches_the_connectors():
-    pipe = toy.pipeline(LTX2_PIPELINE)
-    prompt = toy.prompt(pipe)
-    assert prompt["prompt_embeds"].shape[-1] == LTX2_TEXT_DIM
-    assert set(prompt) == {"prompt_embeds", "prompt_attention_mask", "negative_prompt_embeds",
-                           "negative_prompt_attention_mask"}
