@@ -67,6 +67,15 @@ def tokens_major(x: torch.Tensor, heads_first: bool) -> torch.Tensor:
     return (x.transpose(1, 2) if heads_first else x).flatten(2)
 
 
+def masks_keys(mask: torch.Tensor | None, conditional) -> bool:
+    """Whether an attention-backend mask (boolean: True keeps; additive: 0 keeps) removes or reweights any key of
+    the rows ``conditional`` picks."""
+    if mask is None:
+        return False
+    mask = conditional(mask)
+    return not bool(mask.all() if mask.dtype == torch.bool else (mask == 0).all())
+
+
 def frame_tokens(x: torch.Tensor, frames: int, selected: tuple[int, int | None], name: str) -> torch.Tensor:
     """The tokens of latent frames ``selected`` (slice bounds) of a frame-major video token stream x [B, L, C]."""
     if x.shape[1] % frames:
@@ -276,9 +285,11 @@ class AttributionCapture:
         is the G2R softmax's normaliser (``i2am.engine.kernel_stats``)."""
         attention, self._attending = self._attending, None   # the processor's one backend call
         for state in self._backend_readers.get(attention, ()):
-            if call.attn_mask is not None and not self._unrecorded:
-                raise RuntimeError(f"layer {state.spec.name}: its attention call has a mask, which the scores of "
-                                   f"the q and k read at the backend would ignore; trace it without the mask")
+            if not self._unrecorded and masks_keys(call.attn_mask, self._conditional):
+                raise RuntimeError(f"layer {state.spec.name}: its attention call masks some keys of the conditional "
+                                   f"rows (e.g. a padded prompt), which the scores of the q and k read at the "
+                                   f"backend would not; trace it without that mask (unpadded prompts), or leave the "
+                                   f"layer out (CaptureConfig.layers)")
             state.stash["q"] = tokens_major(call.query, call.heads_first)
             state.stash["k"] = tokens_major(call.key, call.heads_first)
         readers = self._kernel_readers.get(attention)

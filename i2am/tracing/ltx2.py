@@ -6,12 +6,15 @@ scheduler steps only frames 1..F-1. The generated frames read the reference thro
 self-attention (``attn1`` of every block), beside the audio stream. The relation "image:reference" is that
 self-attention with queries the tokens of latent frames 1..F-1 and keys the tokens of latent frame 0
 (``LayerSpec.query_frames`` / ``key_frames``): R2G over the generated frames' (F-1, h, w) grid, G2R per generated
-frame over the reference frame's (h, w) grid. The pipeline packs the tokens frame-major (``_pack_latents``: frame,
-then row, then column); the latent grid of each call is its ``num_frames``, ``height``, ``width`` arguments.
+frame over the reference frame's (h, w) grid. The relation "text" is the same queries' cross-attention (``attn2``)
+to the prompt tokens the text connectors give (G2R over them as one row). The pipeline packs the tokens frame-major
+(``_pack_latents``: frame, then row, then column); the latent grid of each call is its ``num_frames``, ``height``,
+``width`` arguments.
 
 q and k are read where the processor hands them to ``dispatch_attention_fn`` (``LayerSpec.qk_at_backend``): after
 its RMS norms across heads and the rotary embedding, exactly what it attends with. The pipeline gives the video
-self-attention no mask (a masked call raises).
+self-attention no mask, and the text connectors hand ``attn2`` an all-ones one (they handle the prompt's padding
+themselves); a call whose mask removes keys of the recorded rows raises.
 
 Transformer calls per step: the first carries CFG as stacked rows [negative, positive] (chunk 1 of 2 is recorded;
 one chunk without CFG); then, each on the positive prompt alone, a spatio-temporal-guidance call (``stg_scale > 0``:
@@ -35,19 +38,23 @@ REFERENCE_FRAMES, GENERATED_FRAMES = (0, 1), (1, None)   # latent frame 0: the r
 
 
 def ltx2_layer_specs(transformer) -> list[LayerSpec]:
-    """The video self-attention of every block, from the generated frames to the reference frame, named
-    ``image:reference/transformer_blocks.<i>.attn1``."""
+    """Per block, the video self-attention from the generated frames to the reference frame
+    (``image:reference/transformer_blocks.<i>.attn1``), then the generated frames' cross-attention to the prompt
+    tokens (``text/transformer_blocks.<i>.attn2``, G2R over the tokens as one row)."""
     specs = []
     for index, block in enumerate(transformer.transformer_blocks):
-        attn, path = block.attn1, f"transformer_blocks.{index}.attn1"
-        kind = type(attn.processor).__name__
-        if kind not in BACKENDS or BACKENDS[kind] != "dispatch":
-            raise ValueError(f"i2am.trace: transformer.{path} runs processor {kind}, whose q and k (after the "
-                             f"rotary embedding) i2am cannot see; supported: LTX2AudioVideoAttnProcessor, "
-                             f"LTX2PerturbedAttnProcessor (diffusers' own, attn.set_processor(...))")
-        specs.append(LayerSpec(name=f"image:reference/{path}", module=attn, ref_grid="frame", group="transformer",
-                               qk_at_backend=True, query_frames=GENERATED_FRAMES, key_frames=REFERENCE_FRAMES,
-                               relation="image:reference"))
+        for name in ("attn1", "attn2"):
+            path = f"transformer_blocks.{index}.{name}"
+            kind = type(getattr(block, name).processor).__name__
+            if BACKENDS.get(kind) != "dispatch":
+                raise ValueError(f"i2am.trace: transformer.{path} runs processor {kind}, whose q and k (after the "
+                                 f"rotary embedding) i2am cannot see; supported: LTX2AudioVideoAttnProcessor, "
+                                 f"LTX2PerturbedAttnProcessor (diffusers' own, attn.set_processor(...))")
+        common = dict(group="transformer", qk_at_backend=True, query_frames=GENERATED_FRAMES)
+        specs.append(LayerSpec(name=f"image:reference/transformer_blocks.{index}.attn1", module=block.attn1,
+                               ref_grid="frame", key_frames=REFERENCE_FRAMES, relation="image:reference", **common))
+        specs.append(LayerSpec(name=f"text/transformer_blocks.{index}.attn2", module=block.attn2, ref_grid="row",
+                               relation="text", **common))
     return specs
 
 

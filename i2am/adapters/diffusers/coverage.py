@@ -72,8 +72,8 @@ SKYREELS_NOTE = ("video maps (docs/video_maps.md); image:reference is the refere
                  "(as in Wan 2.1); its VAE latent enters through the input channels, which no map sees")
 LTX2_NOTE = ("video maps (docs/video_maps.md) of the generated latent frames 1.. (frame 0 is the reference): "
              "image:reference is the video self-attention from them to the reference frame's tokens, whose latent "
-             "replaces latent frame 0; the later frames also read each other and the audio stream, which no map "
-             "shows; text is not traced")
+             "replaces latent frame 0; text their cross-attention to the prompt's connector tokens; the later "
+             "frames also read each other and the audio stream, which no map shows")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
             "and the processor")
 
@@ -205,7 +205,7 @@ COVERAGE: dict[str, Coverage] = {
     "LTX2DFRPipeline": refused(VIDEO),
     "LTX2DFRTemporalRefinePipeline": refused(VIDEO),
     "LTX2HDRPipeline": refused(VIDEO),
-    "LTX2ImageToVideoPipeline": supported("image:reference", cli=False, note=LTX2_NOTE),
+    "LTX2ImageToVideoPipeline": supported("image:reference", "text", cli=False, note=LTX2_NOTE),
     "LTX2InContextPipeline": refused(VIDEO),
     "LTX2LatentUpsamplePipeline": refused(VIDEO),
     "LTXConditionPipeline": refused(VIDEO),

@@ -12,6 +12,7 @@ from diffusers.models.transformers import transformer_ltx2
 import i2am
 from i2am import toy
 from i2am.adapters.diffusers.video.ltx2_tiny import LTX2_PIPELINE, build_ltx2_pipeline
+from i2am.engine import CaptureConfig
 from i2am.tracing.ltx2 import ltx2_layer_specs
 
 HEIGHT, WIDTH, FRAMES = 32, 64, 9
@@ -43,16 +44,19 @@ def _run(pipe, steps: int, **kwargs):
     return out.frames, out.audio
 
 
-def recording(monkeypatch, pipe) -> list:
-    """(q, k) in float64 [B, L, heads, d] of every video self-attention call of an unperturbed transformer call,
+def recording(monkeypatch, pipe) -> dict[str, list]:
+    """Per relation, (q, k) in float64 [B, L, heads, d] of every call of the video self-attention (attn1, relation
+    "image:reference") and the video-to-text cross-attention (attn2, "text") in an unperturbed transformer call,
     recorded at the ``dispatch_attention_fn`` the processors call."""
-    calls, state = [], {"unperturbed": False}
+    calls, state = {"image:reference": [], "text": []}, {"unperturbed": False}
     original = transformer_ltx2.dispatch_attention_fn
     video_tokens = GRID[0] * CELLS
 
     def dispatch(query, key, value, **kwargs):
-        if state["unperturbed"] and query.shape[1] == key.shape[1] == video_tokens:   # attn1 (self, video)
-            calls.append((query.double(), key.double()))
+        video = query.shape[1] == video_tokens and query.shape[-1] == 8   # video queries: 2 heads of 8
+        if state["unperturbed"] and video and key.shape[1] in (video_tokens, toy.TEXT_TOKENS):   # not audio keys
+            relation = "image:reference" if key.shape[1] == video_tokens else "text"
+            calls[relation].append((query.double(), key.double()))
         return original(query, key, value, **kwargs)
 
     def on_call(module, args, kwargs):
@@ -63,18 +67,18 @@ def recording(monkeypatch, pipe) -> list:
     return calls, handle
 
 
-def naive(calls, guided: bool) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Per block, R2G [B, heads, F-1, h, w] and G2R [B, heads, F-1, h * w] summed over the recorded calls: queries the
-    tokens of latent frames 1.., keys those of frame 0."""
+def naive(calls, guided: bool, relation: str) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per block, R2G [B, heads, F-1, h, w] and G2R [B, heads, F-1, keys] summed over the recorded calls: queries the
+    tokens of latent frames 1.., keys those of frame 0 (image:reference) or the prompt tokens (text)."""
     out = {}
-    for index, (q, k) in enumerate(calls):
+    for index, (q, k) in enumerate(calls[relation]):
         block = index % BLOCKS
         if guided:                                                 # rows [negative, positive]: the positive ones
             q, k = q.chunk(2)[1], k.chunk(2)[1]
-        queries, keys = q[:, CELLS:], k[:, :CELLS]
+        queries, keys = q[:, CELLS:], (k[:, :CELLS] if relation == "image:reference" else k)
         logits = torch.einsum("bqhd,bkhd->bhqk", queries, keys) / q.shape[-1] ** 0.5
         r2g = torch.softmax(logits, dim=-2).mean(-1).reshape(q.shape[0], HEADS, GRID[0] - 1, *GRID[1:])
-        g2r = torch.softmax(logits, dim=-1).reshape(q.shape[0], HEADS, GRID[0] - 1, CELLS, CELLS).sum(-2) / CELLS
+        g2r = torch.softmax(logits, dim=-1).reshape(q.shape[0], HEADS, GRID[0] - 1, CELLS, -1).sum(-2) / CELLS
         r, g = out.get(block, (0, 0))
         out[block] = (r + r2g, g + g2r)
     return out
@@ -88,16 +92,40 @@ def test_trace_equals_the_naive_reference_of_the_processors_own_q_and_k(pipe, mo
             _run(pipe, 2, **inputs(pipe, guided=guided))
     finally:
         handle.remove()
-    maps = tr.maps.relation("image:reference")
-    assert maps.steps == 2 and maps.frames == GRID[0] - 1 and len(calls) == 2 * BLOCKS
-    assert [m["query_grid"] for m in maps.meta["layers"]] == [[GRID[0] - 1, *GRID[1:]]] * BLOCKS
-    assert [m["ref_grid"] for m in maps.meta["layers"]] == [list(GRID[1:])] * BLOCKS
-    assert maps.meta["cfg_layout"].startswith("chunk 1 of 2" if guided else "chunk 0 of 1")
-    assert maps.meta["video"] == {"temporal_ratio": 2, "spatial_ratio": 2, "first_latent_frame": 1}
-    for block, (r2g, g2r) in naive(calls, guided).items():
-        torch.testing.assert_close(maps.raw[f"r2g/{LAYERS[block]}"].sum(1).double(), r2g, rtol=RTOL, atol=ATOL)
-        torch.testing.assert_close(maps.raw[f"g2r/{LAYERS[block]}"].sum(1).double().flatten(-2), g2r, rtol=RTOL,
-                                   atol=ATOL)
+    assert tr.relations == ["image:reference", "text"]
+    assert tr.maps.meta["cfg_layout"].startswith("chunk 1 of 2" if guided else "chunk 0 of 1")
+    assert tr.maps.meta["video"] == {"temporal_ratio": 2, "spatial_ratio": 2, "first_latent_frame": 1}
+    for relation, ref_grid in (("image:reference", list(GRID[1:])), ("text", [1, toy.TEXT_TOKENS])):
+        maps = tr.maps.relation(relation)
+        assert maps.steps == 2 and maps.frames == GRID[0] - 1 and len(calls[relation]) == 2 * BLOCKS
+        assert [m["query_grid"] for m in maps.meta["layers"]] == [[GRID[0] - 1, *GRID[1:]]] * BLOCKS
+        assert [m["ref_grid"] for m in maps.meta["layers"]] == [ref_grid] * BLOCKS
+        for block, (r2g, g2r) in naive(calls, guided, relation).items():
+            name = f"{relation}/transformer_blocks.{block}.attn{1 if relation == 'image:reference' else 2}"
+            torch.testing.assert_close(maps.raw[f"r2g/{name}"].sum(1).double(), r2g, rtol=RTOL, atol=ATOL)
+            torch.testing.assert_close(maps.raw[f"g2r/{name}"].sum(1).double().flatten(-2), g2r, rtol=RTOL,
+                                       atol=ATOL)
+
+
+def test_a_text_mask_that_removes_keys_is_refused(pipe, monkeypatch):
+    """The connectors hand the transformer an all-ones text mask (they handle the prompt's padding themselves), so
+    attn2 attends to every connector token. Constructed case: connectors whose mask drops the last two tokens; the
+    scores would not apply it, so the trace raises naming the layer, and runs with the text layers left out."""
+    original = pipe.connectors.forward
+
+    def connectors(*args, **kwargs):
+        video, audio, mask = original(*args, **kwargs)
+        mask = mask.clone()
+        mask[:, -2:] = 0
+        return video, audio, mask
+
+    monkeypatch.setattr(pipe.connectors, "forward", connectors)
+    refused = r"text/transformer_blocks\.0\.attn2: its attention call masks some keys"
+    with pytest.raises(RuntimeError, match=refused), i2am.trace(pipe):
+        _run(pipe, 1, **inputs(pipe))
+    with i2am.trace(pipe, CaptureConfig(layers=LAYERS)) as tr:
+        _run(pipe, 1, **inputs(pipe))
+    assert tr.maps.relations == ["image:reference"]
 
 
 def test_the_keys_are_the_reference_frame_after_the_rotary_embedding(pipe, monkeypatch):
