@@ -61,13 +61,21 @@ def wan_layer_specs(transformer) -> list[LayerSpec]:
 
 
 class VideoPipelineTrace(PipelineTrace):
-    """``PipelineTrace`` for a Wan transformer: see the module docstring."""
+    """``PipelineTrace`` for a Wan transformer: see the module docstring. A subclass for another video transformer
+    (``i2am.tracing.ltx2``) names its ``transformers``, its ``skipped_calls`` note (``meta["cfg_layout"]`` when a
+    call was skipped; ``{layout}``: the recorded chunk), the ``latent_grid(args, kwargs)`` of a transformer fed packed
+    tokens (``AttributionCapture``) and how it tells the recorded calls (``_watch_steps``, ``_on_transformer_call``,
+    ``_records_call``)."""
+
+    transformers = VIDEO_TRANSFORMERS
+    skipped_calls = SEPARATE_CFG_CALLS
+    latent_grid = None   # Wan's transformer takes 5-D latents [B, C, F, H, W]
 
     def __init__(self, pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None):
         transformer = getattr(pipe, "transformer", None)
-        if type(transformer).__name__ not in VIDEO_TRANSFORMERS:
+        if type(transformer).__name__ not in self.transformers:
             raise ValueError(f"i2am.trace: {type(pipe).__name__}.transformer is {type(transformer).__name__}; the "
-                             f"video trace reads {list(VIDEO_TRANSFORMERS)}")
+                             f"video trace reads {list(self.transformers)}")
         if getattr(pipe, "transformer_2", None) is not None:
             raise ValueError(f"i2am.trace: {type(pipe).__name__} has a second (low-noise) transformer, as in Wan 2.2; "
                              f"its reference has no image cross-attention to trace")
@@ -86,6 +94,10 @@ class VideoPipelineTrace(PipelineTrace):
         super()._install(hooks)
         # registered before each call's capture: the capture's step hook then reads this call's rank in its step
         hooks.hook(self.pipe.transformer, self._on_transformer_call, pre=True, with_kwargs=True)
+        self._watch_steps(hooks)
+
+    def _watch_steps(self, hooks: Hooks) -> None:
+        """Count the transformer calls of each step: the count restarts at every ``scheduler.step``."""
         original = self.pipe.scheduler.step
 
         def step(*args, **kwargs):
@@ -117,11 +129,15 @@ class VideoPipelineTrace(PipelineTrace):
     def _new_capture(self, cfg: CaptureConfig) -> AttributionCapture:
         self._skipped_uncond = False
         return AttributionCapture(PipelineSource(self.pipe, self._layers, self._step_module()), cfg,
-                                  conditional=self.conditional, records_call=self._records_call)
+                                  conditional=self.conditional, records_call=self._records_call,
+                                  latent_grid=self.latent_grid)
 
     def _maps_of(self, capture: AttributionCapture) -> AttributionMaps:
         maps = super()._maps_of(capture)
         if self._skipped_uncond:
-            maps.meta["cfg_layout"] = SEPARATE_CFG_CALLS
-        maps.meta["video"] = video_meta(self.pipe)
+            maps.meta["cfg_layout"] = self.skipped_calls.format(layout=self._layout)
+        maps.meta["video"] = self._video_meta()
         return maps
+
+    def _video_meta(self) -> dict:
+        return video_meta(self.pipe)

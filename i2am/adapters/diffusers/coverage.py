@@ -17,8 +17,6 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2am.engine.refused_pipelines import LTX2_REFERENCE
-
 # ``__call__`` parameters through which an image, a video, or their encodings reach a pipeline.
 IMAGE_INPUTS = frozenset({
     "image", "images", "input_images", "init_image", "original_image", "last_image", "ref_image", "reference_image",
@@ -74,6 +72,10 @@ HUNYUAN_VIDEO15_NOTE = ("video maps (docs/video_maps.md) from the joint attentio
                         "reference's SigLIP tokens (a square patch grid), text:glyph the byT5 tokens of the prompt's "
                         "quoted text (present when a sample has any), padding excluded as the model excludes it; its "
                         "VAE latent also enters through the input channels, which no map sees")
+LTX2_NOTE = ("video maps (docs/video_maps.md) of the generated latent frames 1.. (frame 0 is the reference): "
+             "image:reference is the video self-attention from them to the reference frame's tokens, whose latent "
+             "replaces latent frame 0; text their cross-attention to the prompt's connector tokens; the later "
+             "frames also read each other and the audio stream, which no map shows")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
             "and the processor")
 
@@ -208,7 +210,7 @@ COVERAGE: dict[str, Coverage] = {
     "LTX2DFRPipeline": refused(VIDEO),
     "LTX2DFRTemporalRefinePipeline": refused(VIDEO),
     "LTX2HDRPipeline": refused(VIDEO),
-    "LTX2ImageToVideoPipeline": refused(LTX2_REFERENCE),
+    "LTX2ImageToVideoPipeline": supported("image:reference", "text", cli=False, note=LTX2_NOTE),
     "LTX2InContextPipeline": refused(VIDEO),
     "LTX2LatentUpsamplePipeline": refused(VIDEO),
     "LTXConditionPipeline": refused(VIDEO),

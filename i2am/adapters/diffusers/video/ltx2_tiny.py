@@ -1,28 +1,24 @@
-"""Tiny from-config builds (random weights, CPU, no text encoders, nothing downloaded) of the image-to-video pipelines
-``i2am.trace`` refuses (``i2am.engine.refused_pipelines``), so that the refusal is tested on the real classes. The
-sizes are those of diffusers' own fast tests: LTX-2 with its audio stream, connectors and vocoder."""
+"""LTX-2 image-to-video built from config, without text encoder (nothing downloaded): random weights, CPU, seconds.
+The sizes are those of diffusers' own fast tests: a 2-block ``LTX2VideoTransformer3DModel`` (video: 2 heads of 8,
+patch 1; audio: 2 heads of 4) with its text connectors, a one-level causal video VAE (time / 2, space / 2), the audio
+VAE and the vocoder."""
 from __future__ import annotations
 
 import torch
 
-REFUSED_VIDEO_PIPELINES = ("LTX2ImageToVideoPipeline",)
+LTX2_PIPELINE = "LTX2ImageToVideoPipeline"
 LTX2_CAPTION_DIM = 32   # the connectors' width (4 heads of 8)
+LTX2_TEXT_DIM = LTX2_CAPTION_DIM * 3   # the text encoder's hidden states the connectors read (text_proj_in_factor 3)
 
 
-def build_refused_video_pipeline(pipeline: str, seed: int = 0):
-    """A tiny ``diffusers.<pipeline>`` for one of ``REFUSED_VIDEO_PIPELINES``."""
-    builds = {"LTX2ImageToVideoPipeline": _ltx2}
-    if pipeline not in builds:
-        raise ValueError(f"no from-config build for {pipeline!r}; refused video pipelines: {list(builds)}")
-    torch.manual_seed(seed)
-    return builds[pipeline]()
-
-
-def _ltx2():
+def build_ltx2_pipeline(seed: int = 0):
+    """A tiny ``diffusers.LTX2ImageToVideoPipeline`` with random weights on the CPU (its call takes
+    ``prompt_embeds`` of ``LTX2_TEXT_DIM`` channels with a ``prompt_attention_mask``: it has no text encoder)."""
     import diffusers
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
     from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
 
+    torch.manual_seed(seed)
     transformer = diffusers.LTX2VideoTransformer3DModel(
         in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
         cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
@@ -53,4 +49,3 @@ def _ltx2():
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), audio_vae=audio_vae.eval(),
         text_encoder=None, tokenizer=None, connectors=connectors.eval(), transformer=transformer.eval(),
         vocoder=vocoder.eval())
-
