@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from i2am.engine import CaptureConfig
-from i2am.engine.refused_pipelines import refuse_untraceable
 from i2am.tracing.joint import JointPipelineTrace
 from i2am.tracing.ltx2 import LTX2_TRANSFORMERS, LTX2PipelineTrace
 from i2am.tracing.unet import PipelineTrace, overlay_maps
@@ -23,7 +22,6 @@ def trace(pipe, capture: CaptureConfig | None = None, *, num_steps: int | None =
 
     per_token: also the R2G map of each IP-Adapter image token alone, as relations "image:ip_adapter[t]" (UNet
     pipelines)."""
-    refuse_untraceable(pipe)
     trace_class = VIDEO_TRACES.get(type(getattr(pipe, "transformer", None)).__name__)
     if trace_class is not None:
         if per_token:

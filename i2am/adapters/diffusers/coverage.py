@@ -48,7 +48,8 @@ def refused(reason: str) -> Coverage:
 
 
 NOT_CLASSIFIED = "not supported yet: not classified beyond its signature"
-VIDEO = "video pipeline: not traced yet (i2am's maps live on one image grid per sample)"
+VIDEO = ("video pipeline not traced yet: no i2am video trace reads how its conditioning reaches the frames "
+         "(the video traces: docs/video_maps.md)")
 NO_DENOISER = "no `unet` or `transformer` denoiser component, so i2am.trace finds nothing to capture"
 UNTESTED_EDITOR = ("untested editor on a transformer i2am reads; refused by name under model=diffusers "
                    "(docs/dit_editors.md)")
