@@ -166,8 +166,10 @@ class AttributionCapture:
     ``conditional``: optional callable picking the conditional rows of a layer's q or k batch, used instead of the
     two-chunk ``cfg_layout`` (``i2am.trace`` passes one that reads each pipeline call's chunk count). An adapter
     with ``conditional_slice(batch) -> slice`` (more than two CFG chunks, e.g. InstructPix2Pix) gives it itself.
-    ``records_call``: optional callable saying whether the step module's call in progress is a step to record (False:
-    neither counted nor scored, e.g. the unconditional call of a pipeline that runs CFG as two calls per step).
+    Whether the step module's call in progress is a step to record is the model's ``records_call`` (False: neither
+    counted nor scored): an adapter's flag a sampler lowers around a call that is not a step (PLMS's first-step
+    corrector), or what ``i2am.trace``'s source says (the unconditional call of a pipeline that runs CFG as two calls
+    per step); a bare UNet records every call.
     A 5-D step input [B, C, F, H, W] is a video: query grids are (frames, h, w) and G2R is kept per frame
     (docs/video_maps.md). ``frames_in_batch``: optional callable giving the frames F of the call in progress when the
     step module folds them into the batch (rows (chunk, sample, frame), one context per sample repeated over its
@@ -178,7 +180,7 @@ class AttributionCapture:
     """
 
     def __init__(self, model: nn.Module, cfg: CaptureConfig | None = None, *, ref_grid=None,
-                 model_name: str | None = None, conditional=None, records_call=None, frames_in_batch=None,
+                 model_name: str | None = None, conditional=None, frames_in_batch=None,
                  latent_grid=None):
         self.cfg = cfg or CaptureConfig()
         if isinstance(model, SupportsAttribution):
@@ -193,7 +195,6 @@ class AttributionCapture:
         self._call_layout: str | None = None   # "auto": the layout of the adapter.denoise call in progress
         self._adapter = model if isinstance(model, AttributionAdapter) else None
         self._conditional_rows = conditional
-        self._records_call = records_call
         self._frames_in_batch = frames_in_batch
         self._latent_grid = latent_grid
         self._folded_frames: int | None = None   # frames folded into the batch in the call in progress
@@ -338,9 +339,8 @@ class AttributionCapture:
             self._latent_hw = (self._folded_frames, *sample.shape[-2:])
         else:
             self._latent_hw = tuple(sample.shape[2:] if sample.dim() == 5 else sample.shape[-2:])
-        self._unrecorded = ((self._adapter is not None and not self._adapter.records_call)
-                            or (self._records_call is not None and not self._records_call()))
-        if self._unrecorded:   # a sampler's extra call that is not a step (PLMS's first-step corrector)
+        self._unrecorded = not getattr(self._model, "records_call", True)
+        if self._unrecorded:   # not a step: a sampler's extra call, or a pipeline's unconditional CFG call
             self.cfg_layout = self._resolve_layout(max(self._step, 0))
             return
         self._step = self._calls

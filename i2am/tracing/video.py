@@ -128,9 +128,8 @@ class VideoPipelineTrace(PipelineTrace):
 
     def _new_capture(self, cfg: CaptureConfig) -> AttributionCapture:
         self._skipped_uncond = False
-        return AttributionCapture(PipelineSource(self.pipe, self._layers, self._step_module()), cfg,
-                                  conditional=self.conditional, records_call=self._records_call,
-                                  latent_grid=self.latent_grid)
+        source = PipelineSource(self.pipe, self._layers, self._step_module(), records_call=self._records_call)
+        return AttributionCapture(source, cfg, conditional=self.conditional, latent_grid=self.latent_grid)
 
     def _maps_of(self, capture: AttributionCapture) -> AttributionMaps:
         maps = super()._maps_of(capture)
