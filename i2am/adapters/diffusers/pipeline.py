@@ -37,6 +37,7 @@ from i2am.adapters.diffusers.kinds import CHUNK_LAYOUTS, KINDS, chunk_count, gui
 from i2am.adapters.diffusers.model_path import resolve_model_path
 from i2am.adapters.diffusers.reference_attention import ReferenceAttention
 from i2am.adapters.diffusers.tiny import build_pipeline
+from i2am.adapters.diffusers.video.model import is_video_pipeline, video_pipeline
 from i2am.data import schema
 from i2am.engine.cfg_rows import CONDITIONAL_CHUNK, chunk_rows
 from i2am.engine.pipelines import layer_specs
@@ -332,6 +333,11 @@ def diffusers_pipeline(device="cpu", pipeline: str = "PaintByExamplePipeline", p
     if is_transformer_pipeline(pipeline):   # FLUX.1 Kontext & co.: i2am/adapters/diffusers/dit/transformer.py
         return diffusers_dit(device, pipeline, path, guidance, image_size, num_steps, relation, ip_adapter=ip_adapter,
                              prompt=prompt, **transformer_options)
+    if is_video_pipeline(pipeline):   # Wan 2.1 image-to-video & co.: i2am/adapters/diffusers/video/model.py
+        if reference_attention:
+            raise ValueError(f"model.reference_attention=true is for UNet pipelines, not {pipeline}")
+        return video_pipeline(device, pipeline, path, guidance, image_size, num_steps=num_steps, relation=relation,
+                              ip_adapter=ip_adapter, prompt=prompt, **transformer_options)
     if transformer_options:
         raise TypeError(f"model.pipeline={pipeline}: options {sorted(transformer_options)} are for "
                         f"diffusion-transformer pipelines (model=diffusers-dit)")

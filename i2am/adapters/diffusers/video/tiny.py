@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import torch
 
+from i2am.engine.wan_layers import WAN_TEXT_TOKENS
+
+__all__ = ["PIPELINES", "WAN_TEXT_TOKENS", "build_skyreels_v2_i2v", "build_video_pipeline"]
+
 PIPELINES = ("WanImageToVideoPipeline", "ChronoEditPipeline")
 TRANSFORMERS = {"WanImageToVideoPipeline": "WanTransformer3DModel",
                 "ChronoEditPipeline": "ChronoEditTransformer3DModel"}
-WAN_TEXT_TOKENS = 512   # the text length Wan's attention processor hard-codes (image tokens are the ones before)
 WAN_TEXT_DIM = 16
 
 
@@ -37,3 +40,18 @@ def build_video_pipeline(pipeline: str = "WanImageToVideoPipeline", seed: int = 
         tokenizer=None, text_encoder=None, vae=vae.eval(), transformer=transformer.eval(),
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=7.0), image_encoder=image_encoder.eval(),
         image_processor=CLIPImageProcessor(crop_size=8, size=8))
+
+
+def build_skyreels_v2_i2v(seed: int = 0):
+    """SkyReels-V2's image-to-video transformer is Wan 2.1's (same config, same attention): the tiny Wan I2V's
+    components, its transformer rebuilt as a ``SkyReelsV2Transformer3DModel`` and a CLIP tower with projection."""
+    from diffusers import SkyReelsV2ImageToVideoPipeline, SkyReelsV2Transformer3DModel
+    from transformers import CLIPVisionModelWithProjection
+
+    wan = build_video_pipeline("WanImageToVideoPipeline", seed=seed)
+    torch.manual_seed(seed)
+    transformer = SkyReelsV2Transformer3DModel.from_config(dict(wan.transformer.config))
+    image_encoder = CLIPVisionModelWithProjection(wan.image_encoder.config)
+    return SkyReelsV2ImageToVideoPipeline(tokenizer=None, text_encoder=None, image_encoder=image_encoder.eval(),
+                                          image_processor=wan.image_processor, transformer=transformer.eval(),
+                                          vae=wan.vae, scheduler=wan.scheduler)
