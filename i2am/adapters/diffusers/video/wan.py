@@ -82,7 +82,7 @@ class WanVideoAdapter(DiffusionAdapter):
         self.register_buffer("negative_prompt_embeds", negative, persistent=False)
         self.sampler_defaults["scheduler"] = type(pipe.scheduler).__name__
         pipe.set_progress_bar_config(disable=True)
-        self._x = None
+        self.records_call, self._x = True, None   # set per transformer call by run_loop
         self.eval()
 
     # ---- what a pipeline's class says --------------------------------------------------------------------------
@@ -161,9 +161,11 @@ class WanVideoAdapter(DiffusionAdapter):
     def prepare(self, batch: dict) -> DenoiseInputs:
         """context: the reference images in [-1, 1] (the first frame); the text conditioning rides in ``extra``."""
         reference = batch[schema.REFERENCE].to(self.device, torch.float32)
-        frames, h, w = self.latent_grid()
+        frames = (self.num_frames - 1) // int(self.pipe.vae_scale_factor_temporal) + 1
+        height, width = (side // int(self.pipe.vae_scale_factor_spatial) for side in self.image_size)
+        latent_shape = (int(self.vae.config.z_dim), frames, height, width)
         return DenoiseInputs(concat=None, context=reference, uncond_context=torch.zeros_like(reference[:1]),
-                             latent_shape=(int(self.vae.config.z_dim), frames, h, w), sample_ids=sample_ids(batch))
+                             latent_shape=latent_shape, sample_ids=sample_ids(batch))
 
     def denoise(self, x_t, t, inputs, guidance=None):
         raise NotImplementedError(f"{self.pipeline_class} samples through its own pipeline call "
