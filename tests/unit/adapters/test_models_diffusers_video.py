@@ -112,6 +112,8 @@ def test_sampling_refusals_name_the_key_and_the_fix(adapter):
         create_model("diffusers", pipeline="WanImageToVideoPipeline")
     with pytest.raises(ValueError, match="model.prompt_embeds"):
         create_model("diffusers-video-tiny", prompt="a shirt")
+    with pytest.raises(ValueError, match="StableVideoDiffusionPipeline: .*folds the frames.*i2am.trace"):
+        create_model("diffusers", pipeline="StableVideoDiffusionPipeline", device="meta")
 
 
 def _overrides(tmp_path, *extra):
@@ -165,3 +167,41 @@ def test_imacs_and_localisation_are_refused_at_startup_or_left_out(tmp_path):
     assert kept == [] and any("imacs: left out" in n for n in notes) and any("localization: left out" in n
                                                                              for n in notes)
     assert not (tmp_path / "run").exists()                    # nothing sampled or written
+
+
+def test_video_change_and_error_follow_the_latent_frames():
+    """cell_change groups video frames as the VAE does (frame 0 alone, then 4 per latent frame); region_mse of a
+    video is the mean of its frames' image region_mse; as_plane stacks R2G frames and averages G2R over them."""
+    from i2am.evaluation.faithfulness import cell_change, region_mse, region_weight
+    from i2am.evaluation.randomization import as_plane
+
+    baseline = torch.zeros(1, 3, 9, 4, 6)
+    video = torch.arange(9.0).view(1, 1, 9, 1, 1).expand(2, 3, 9, 4, 6).clone()   # frame t changed by t
+    video[1, :, :, :2] = 0                                                          # row 1: top half unchanged
+    change = cell_change(video, baseline, (3, 2, 3), temporal_ratio=4)
+    assert change.shape == (2, 3, 2, 3)
+    assert torch.equal(change[0, :, 0, 0], torch.tensor([0.0, 2.5, 6.5]))          # means of frames 0 | 1-4 | 5-8
+    assert torch.equal(change[1, :, 0], torch.zeros(3, 3)) and torch.equal(change[1, :, 1], change[0, :, 1])
+    with pytest.raises(ValueError, match="not 2 latent frames"):
+        cell_change(video, baseline, (2, 2, 3), temporal_ratio=4)
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 4, 3, 8, 6, generator=g), torch.randn(2, 4, 3, 8, 6, generator=g)
+    weight = region_weight(torch.rand(1, 1, 32, 24, generator=g), (8, 6), a)
+    per_frame = torch.stack([region_mse(a[:, :, f], b[:, :, f], weight) for f in range(3)]).mean(0)
+    torch.testing.assert_close(region_mse(a, b, weight), per_frame, rtol=1e-6, atol=0)   # summation order differs
+    maps = torch.arange(12.0).view(2, 2, 3)
+    assert torch.equal(as_plane(maps, "r2g"), maps.reshape(4, 3))
+    assert torch.equal(as_plane(maps, "g2r"), maps.mean(0)) and torch.equal(as_plane(maps[0], "r2g"), maps[0])
+
+
+def test_prompt_embeds_are_read_from_a_file(tmp_path):
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(0)
+    embeds, negative = (torch.randn(1, WAN_TEXT_TOKENS, 16, generator=g) for _ in range(2))
+    save_file({"prompt_embeds": embeds, "negative_prompt_embeds": negative}, str(tmp_path / "text.safetensors"))
+    model = create_model("diffusers-video-tiny", prompt_embeds=str(tmp_path / "text.safetensors"))
+    assert torch.equal(model.prompt_embeds, embeds) and torch.equal(model.negative_prompt_embeds, negative)
+    save_file({"prompt_embeds": embeds[:, :7]}, str(tmp_path / "short.safetensors"))
+    with pytest.raises(ValueError, match="exactly 512"):
+        create_model("diffusers-video-tiny", prompt_embeds=str(tmp_path / "short.safetensors"))

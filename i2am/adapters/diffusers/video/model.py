@@ -15,6 +15,7 @@ import torch
 from i2am.adapters._registry import TOY_IMAGE_SIZE, register_model
 from i2am.adapters.diffusers.model_path import resolve_model_path
 from i2am.adapters.diffusers.video.tiny import build_skyreels_v2_i2v, build_video_pipeline
+from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES
 from i2am.adapters.diffusers.video.wan import ADAPTERS
 
 VIDEO_PIPELINES = tuple(ADAPTERS)
@@ -22,13 +23,16 @@ TEXT_PARTS = ("tokenizer", "text_encoder")   # not loaded: no text encoder is ru
 
 
 def is_video_pipeline(name: str) -> bool:
-    """Whether ``model.pipeline`` names an image-to-video pipeline that ``model=diffusers`` runs."""
-    return str(name) in VIDEO_PIPELINES
+    """Whether ``model.pipeline`` names an image-to-video pipeline: one that ``model=diffusers`` runs, or one of the
+    UNet ones it refuses (``unsupported``)."""
+    return str(name) in VIDEO_PIPELINES + UNET_VIDEO_PIPELINES
 
 
 def unsupported(pipeline: str) -> str:
-    return (f"model.pipeline={pipeline}: the image-to-video pipelines of model=diffusers are {list(VIDEO_PIPELINES)} "
-            f"(trace the others with i2am.trace, docs/video_maps.md)")
+    why = (" (its UNet folds the frames into the batch, which the attribute loop's adapters do not sample yet)"
+           if pipeline in UNET_VIDEO_PIPELINES else "")
+    return (f"model.pipeline={pipeline}: the image-to-video pipelines of model=diffusers are {list(VIDEO_PIPELINES)}"
+            f"{why}; trace the others with i2am.trace (docs/video_maps.md)")
 
 
 def load_video_pipeline(pipeline: str, path: str | Path):
