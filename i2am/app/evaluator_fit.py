@@ -131,8 +131,8 @@ def fit_evaluators(cfg: DictConfig, fit: Fit) -> tuple[dict, list[str]]:
 
 def _video_spec(name: str, spec: dict, target: str, fit: Fit, auto: bool) -> tuple[dict | None, list[str]]:
     """An evaluator spec on a video model: faithfulness and randomisation narrowed to what a video has (no region of
-    the dataset image, no input-only orders or maps on it, no one-step proxy), the others left out (auto) or refused
-    (named explicitly)."""
+    the dataset image, no input-only orders or maps on it), the others left out (auto) or refused (named
+    explicitly)."""
     short = target.rsplit(".", 1)[-1]
     if not target.endswith((FAITHFULNESS_TARGET, RANDOMIZATION_TARGET)):
         reason = VIDEO_REFUSED.get(short, f"{short or 'it'} scores images, not the video maps of {fit.relation}")
@@ -142,22 +142,14 @@ def _video_spec(name: str, spec: dict, target: str, fit: Fit, auto: bool) -> tup
                 f"evaluators that fit a video are +evaluator@evaluators.faithfulness=faithfulness and "
                 f"+evaluator@evaluators.randomization=randomization (docs/video_maps.md)")
         return None, [f"{name}: left out, {reason}"]
-    notes = []
     if target.endswith(FAITHFULNESS_TARGET):
         changes = {"region_key": None, "foreground_key": None, "trivial": []}
-        modes = [m for m in spec.get("modes", ("full", "proxy")) if m != "proxy"]
-        if not modes:
-            raise EvaluatorMismatchError(f"evaluators.{name}.modes=[proxy]: the one-step proxy is not implemented for "
-                                         f"video pipelines; set evaluators.{name}.modes=[full]")
-        if list(spec.get("modes", ("full", "proxy"))) != modes:
-            notes.append(f"{name}: mode proxy left out (no one-step x0 prediction for video pipelines)")
-        changes["modes"] = modes
-        notes.append(f"{name}: whole frames compared (region_key=null) and no trivial orders (they are drawn on the "
-                     f"dataset image's grid, not on the reference's tokens)")
+        note = (f"{name}: whole frames compared (region_key=null) and no trivial orders (they are drawn on the "
+                f"dataset image's grid, not on the reference's tokens)")
     else:
         changes = {"region_key": None, "input_keys": {}}
-        notes.append(f"{name}: no input-only null maps (input_keys: the dataset image's masks are not on the video)")
-    return {**spec, **changes}, notes
+        note = f"{name}: no input-only null maps (input_keys: the dataset image's masks are not on the video)"
+    return {**spec, **changes}, [note]
 
 
 def _without_unmasked_directions(spec: dict, fit: Fit) -> tuple[dict, list[str]]:

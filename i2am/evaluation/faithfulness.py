@@ -157,7 +157,7 @@ class _Runs:
             inputs = repeat_inputs(self.inputs, len(chunk))
             per_step = []
             for point in trajectory:
-                x = point["x"].repeat(len(chunk), 1, 1, 1)
+                x = point["x"].repeat(len(chunk), *[1] * (point["x"].dim() - 1))   # an image's or a video's
                 per_step.append(self.adapter.predict_x0(x, point["t"], inputs, guidance=self.guidance,
                                                         alpha_cumprod=point["alpha_cumprod"]))
             latents.append(torch.stack(per_step))

@@ -97,11 +97,20 @@ def test_knockout_equals_masked_attention_and_removes_nothing_when_all_kept(adap
     assert torch.equal(attn(hidden, context), plain)          # restored on exit
 
 
+def test_predict_x0_is_the_trajectorys_denoised_latent(adapter):
+    """The proxy mode's one-call x0 prediction at a point of a run equals that run's x - sigma * velocity (the
+    velocity recovered from the Euler step: float32 rounding of a division by the step's sigma difference)."""
+    inputs, points = adapter.prepare(batch()), []
+    adapter.run_loop(inputs, Sampler(num_steps=2, seed=1), callback=points.append)
+    assert len(points) == 2
+    for point in points:
+        x0 = adapter.predict_x0(point["x"], point["t"], inputs)
+        torch.testing.assert_close(x0, point["denoised"], rtol=1e-5, atol=1e-5)
+
+
 def test_sampling_refusals_name_the_key_and_the_fix(adapter):
     with pytest.raises(ValueError, match="data.batch_size=1"):
         adapter.sample(batch(2), Sampler(num_steps=1))
-    with pytest.raises(NotImplementedError, match="modes=\\[full\\]"):
-        adapter.predict_x0(None, 0, None)
     with pytest.raises(ValueError, match="sampler.scheduler"):
         adapter.sample(batch(), Sampler(num_steps=1, scheduler="ddim"))
     with pytest.raises(ValueError, match="model.num_frames=6"):
@@ -124,7 +133,8 @@ def _overrides(tmp_path, *extra):
 
 CHECKS = ["evaluator_set=none", "+evaluator@evaluators.faithfulness=faithfulness", "evaluators.faithfulness.samples=1",
           "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=1",
-          "evaluators.faithfulness.n_bootstrap=100", "+evaluator@evaluators.randomization=randomization",
+          "evaluators.faithfulness.n_bootstrap=100", "evaluators.faithfulness.proxy_steps=[0.5]",
+          "+evaluator@evaluators.randomization=randomization",
           "evaluators.randomization.samples=1", "evaluators.randomization.modes=[cascading]",
           "evaluators.randomization.max_stages=2"]
 
@@ -133,12 +143,12 @@ def test_attribute_saves_video_maps_and_frames_and_the_video_evaluators_run(tmp_
     metrics = run_task("attribute", _overrides(tmp_path, *CHECKS))
     run = tmp_path / "run"
     assert metrics["n_samples"] == 2
-    for key in ("faith_full_latent_del_auc", "faith_full_pixel_del_gap", "r2g_cf_swap_spearman",
+    for key in ("faith_full_latent_del_auc", "faith_full_pixel_del_gap", "faith_proxy_latent_del_auc",
+                "faith_proxy_pixel_del_curve_error", "r2g_cf_swap_spearman",
                 "r2g_cf_null_spearman", "r2g_cf_null_change", "rand_r2g_spearman_cascade_final",
                 "rand_g2r_spearman_cascade_final", "rand_r2g_pass"):
         assert metrics[key] == metrics[key] and abs(metrics[key]) < float("inf"), key
     assert metrics["r2g_cf_null_change"] > 0                  # removing every image token changes the video
-    assert "faith_proxy_latent_del_auc" not in metrics        # the proxy mode is left out for video
     saved = json.loads(next(run.glob("per_sample/*/faithfulness.json")).read_text())
     assert saved["g2r"]["removal"] == "knockout"
     assert len(saved["r2g_counterfactual"]["maps"]["null"]) == 2          # [F, h, w]: per latent frame
@@ -157,10 +167,6 @@ def test_imacs_and_localisation_are_refused_at_startup_or_left_out(tmp_path):
     explicit = compose_task("attribute", _overrides(tmp_path, "evaluator_set=toy"))
     with pytest.raises(EvaluatorMismatchError, match="evaluator 'imacs' cannot apply to a video model.*evaluator_set"):
         run_checks(explicit)
-    with pytest.raises(EvaluatorMismatchError, match="modes=\\[full\\]"):
-        run_checks(compose_task("attribute", _overrides(
-            tmp_path, "evaluator_set=none", "+evaluator@evaluators.faithfulness=faithfulness",
-            "evaluators.faithfulness.modes=[proxy]")))
     from i2am.app.evaluator_fit import check_evaluators
 
     kept, notes = check_evaluators(compose_task("attribute", _overrides(tmp_path)))   # evaluator_set=auto

@@ -35,6 +35,10 @@ from i2am.sampling.sampler import sample_seed
 RELATIONS = ("image:reference", "text")
 
 
+class _StepDone(Exception):
+    """Stops a pipeline call once the transformer calls of its first step have run (``predict_x0``)."""
+
+
 class VideoCapture(AttributionCapture):
     """``AttributionCapture`` whose maps carry the video's compression ratios (``maps.meta["video"]``, as
     ``i2am.trace`` writes them), which the frame strips read."""
@@ -171,9 +175,38 @@ class WanVideoAdapter(DiffusionAdapter):
         raise NotImplementedError(f"{self.pipeline_class} samples through its own pipeline call "
                                   f"(WanVideoAdapter.run_loop)")
 
-    def predict_x0(self, x, t, inputs, guidance=None, alpha_cumprod=None):
-        raise NotImplementedError(f"{self.pipeline_class}: the one-step x0 prediction (faithfulness mode 'proxy') "
-                                  f"is not implemented for video pipelines; set evaluators.faithfulness.modes=[full]")
+    @torch.no_grad()
+    def predict_x0(self, x: torch.Tensor, t: float, inputs: DenoiseInputs, guidance=None,
+                   alpha_cumprod=None) -> torch.Tensor:
+        """The flow-matching x0 prediction ``x - sigma * v(x, sigma)`` at a point of a trajectory (``x`` the latents
+        [B, C, F, h, w], ``t`` the scheduler timestep, sigma = t / num_train_timesteps; ``alpha_cumprod`` is not
+        read): the pipeline call is started with ``latents=x``, its transformer calls are given the timestep ``t``,
+        and the call is stopped once the step's calls have run (the conditional one, and the unconditional one under
+        CFG, combined as the pipeline does). The faithfulness check's proxy mode."""
+        sigma = float(t) / float(self.pipe.scheduler.config.num_train_timesteps)
+        outputs = []
+
+        def at_point(module, args, kwargs):
+            kwargs["timestep"] = torch.full_like(kwargs["timestep"], float(t))
+            return args, kwargs
+
+        def stop(module, args, output):
+            outputs.append(output[0] if isinstance(output, tuple) else output.sample)
+            if len(outputs) == (2 if self.pipe.do_classifier_free_guidance else 1):
+                raise _StepDone
+
+        try:
+            with Hooks("predict_x0") as hooks:
+                hooks.hook(self.transformer, at_point, pre=True, with_kwargs=True)
+                hooks.hook(self.transformer, stop)
+                self.pipe(**self._call_kwargs(inputs, {"guidance": guidance}), latents=x.to(self.dtype),
+                          num_inference_steps=1, output_type="latent", return_dict=False)
+        except _StepDone:
+            pass
+        velocity = outputs[0]
+        if len(outputs) == 2:
+            velocity = outputs[1] + self.pipe.guidance_scale * (outputs[0] - outputs[1])
+        return x - sigma * velocity.to(x.dtype)
 
     def _check_settings(self, settings: dict) -> None:
         own = self.sampler_defaults["scheduler"]
