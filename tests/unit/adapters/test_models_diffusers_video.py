@@ -19,6 +19,7 @@ from i2am.engine import AttributionMaps, CaptureConfig
 from i2am.engine.factory import capture_for
 from i2am.engine.wan_knockout import WanImageTokenKnockout
 from i2am.engine.wan_layers import WAN_TEXT_TOKENS
+from i2am.errors import UserError
 from i2am.sampling.sampler import Sampler
 
 PIPELINES = ("WanImageToVideoPipeline", "ChronoEditPipeline", "SkyReelsV2ImageToVideoPipeline")
@@ -163,10 +164,12 @@ def test_attribute_saves_video_maps_and_frames_and_the_video_evaluators_run(tmp_
         assert (run / "figures" / f"{stem}.png").is_file() and (run / "per_sample" / stem / "r2g.gif").is_file()
 
 
-def test_imacs_and_localisation_are_refused_at_startup_or_left_out(tmp_path):
+def test_imacs_localisation_and_batches_are_refused_at_startup_or_left_out(tmp_path):
     explicit = compose_task("attribute", _overrides(tmp_path, "evaluator_set=toy"))
     with pytest.raises(EvaluatorMismatchError, match="evaluator 'imacs' cannot apply to a video model.*evaluator_set"):
         run_checks(explicit)
+    with pytest.raises(UserError, match="data.batch_size=4: model.pipeline=WanImageToVideoPipeline.*data.batch_size=1"):
+        run_checks(compose_task("attribute", [*_overrides(tmp_path), "data.batch_size=4"]))
     from i2am.app.evaluator_fit import check_evaluators
 
     kept, notes = check_evaluators(compose_task("attribute", _overrides(tmp_path)))   # evaluator_set=auto
