@@ -14,7 +14,8 @@ same noise, drawn per sample from ``sample_seed(sampler.seed, sample_id)``. The 
 on the video trace's layers (``i2am.engine.wan_layers``) of one relation (``model.relation``: "image:reference",
 the default, or "text"): the maps are video maps (docs/video_maps.md). The pipeline runs CFG as two transformer calls
 per step, the conditional one first; ``records_call`` is False for the second, so the capture records the first.
-The faithfulness check removes image tokens with ``i2am.engine.wan_knockout`` (relation "image:reference" only).
+The faithfulness check removes image tokens with ``i2am.engine.wan_knockout`` (relation "image:reference" only);
+its proxy mode predicts x0 in one step of the pipeline's call (``predict_x0``).
 """
 from __future__ import annotations
 
