@@ -26,6 +26,7 @@ from i2am.adapters.diffusers.video.tiny import (
     HUNYUAN_VIDEO15,
     WAN_TEXT_TOKENS,
     build_hunyuan_video15,
+    build_skyreels_v2_i2v,
     build_video_pipeline,
 )
 from i2am.adapters.diffusers.video.tiny import PIPELINES as VIDEO_PIPELINES
@@ -77,7 +78,7 @@ def pipeline(name: str = "StableDiffusionPipeline", ip_adapter: bool | str = Fal
     elif name == "Flux2KleinPipeline":
         pipe = _flux2_klein(seed)
     elif name == "SkyReelsV2ImageToVideoPipeline":
-        pipe = _skyreels_v2_i2v(seed)
+        pipe = build_skyreels_v2_i2v(seed)
     elif name in VIDEO_PIPELINES:
         pipe = build_video_pipeline(name, seed=seed)
     elif name == HUNYUAN_VIDEO15:
@@ -106,21 +107,6 @@ def _flux2_klein(seed: int):
     transformer = Flux2Transformer2DModel.from_config({**flux2.transformer.config, "guidance_embeds": False})
     return Flux2KleinPipeline(scheduler=flux2.scheduler, vae=flux2.vae, text_encoder=None, tokenizer=None,
                               transformer=transformer.eval())
-
-
-def _skyreels_v2_i2v(seed: int):
-    """SkyReels-V2's image-to-video transformer is Wan 2.1's (same config, same attention): the tiny Wan I2V's
-    components, its transformer rebuilt as a ``SkyReelsV2Transformer3DModel`` and a CLIP tower with projection."""
-    from diffusers import SkyReelsV2ImageToVideoPipeline, SkyReelsV2Transformer3DModel
-    from transformers import CLIPVisionModelWithProjection
-
-    wan = build_video_pipeline("WanImageToVideoPipeline", seed=seed)
-    torch.manual_seed(seed)
-    transformer = SkyReelsV2Transformer3DModel.from_config(dict(wan.transformer.config))
-    image_encoder = CLIPVisionModelWithProjection(wan.image_encoder.config)
-    return SkyReelsV2ImageToVideoPipeline(tokenizer=None, text_encoder=None, image_encoder=image_encoder.eval(),
-                                          image_processor=wan.image_processor, transformer=transformer.eval(),
-                                          vae=wan.vae, scheduler=wan.scheduler)
 
 
 def prompt(pipe, batch: int = 1, seed: int = 0, negative: bool | None = None, tokens: int = TEXT_TOKENS) -> dict:

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
 from i2am.engine.hooks import Hooks
-from i2am.engine.layers import LayerSpec
+from i2am.engine.wan_layers import VIDEO_TRANSFORMERS, WAN_PROCESSORS, wan_layer_specs
 from i2am.tracing.unet import PipelineSource, PipelineTrace
 
+__all__ = ["SEPARATE_CFG_CALLS", "VIDEO_TRANSFORMERS", "WAN_PROCESSORS", "VideoPipelineTrace", "video_meta",
+           "wan_layer_specs"]
+
 SEPARATE_CFG_CALLS = "separate calls: the first (cond) recorded, the uncond skipped"
-# SkyReels-V2's image-to-video transformer is Wan 2.1's: the same blocks, attention and CFG calls
-VIDEO_TRANSFORMERS = ("WanTransformer3DModel", "ChronoEditTransformer3DModel", "SkyReelsV2Transformer3DModel")
-# compute q, k through the layer's own modules (so hooks see them)
-WAN_PROCESSORS = ("WanAttnProcessor", "SkyReelsV2AttnProcessor")
 
 
 def video_meta(pipe) -> dict:
@@ -37,27 +36,6 @@ def video_meta(pipe) -> dict:
     patch_t, patch_s = (patch[0], patch[-1]) if isinstance(patch, (tuple, list)) else (config.patch_size_t, patch)
     return {"temporal_ratio": int(pipe.vae_scale_factor_temporal) * int(patch_t),
             "spatial_ratio": int(pipe.vae_scale_factor_spatial) * int(patch_s)}
-
-
-def wan_layer_specs(transformer) -> list[LayerSpec]:
-    """The image and text key streams of every block's ``attn2``, named ``<relation>/blocks.<i>.attn2``."""
-    specs = []
-    for index, block in enumerate(transformer.blocks):
-        attn, path = block.attn2, f"blocks.{index}.attn2"
-        kind = type(attn.processor).__name__
-        if kind not in WAN_PROCESSORS:
-            raise ValueError(f"i2am.trace: transformer.{path} runs processor {kind}, whose keys i2am cannot see; "
-                             f"supported: {list(WAN_PROCESSORS)} (diffusers' default, attn.set_processor(...))")
-        common = dict(module=attn, ref_grid="row", group="transformer", query_module=attn.norm_q, qk_normed=True)
-        if attn.add_k_proj is not None:
-            specs.append(LayerSpec(name=f"image:reference/{path}", key_module=attn.norm_added_k,
-                                   relation="image:reference", **common))
-        specs.append(LayerSpec(name=f"text/{path}", key_module=attn.norm_k, relation="text", **common))
-    if not any(s.relation == "image:reference" for s in specs):
-        raise ValueError("i2am.trace: this WanTransformer3DModel has no image cross-attention (added_kv_proj_dim "
-                         "is None, as in Wan 2.2): its reference enters only through the input channels, which no "
-                         "attention map sees")
-    return specs
 
 
 class VideoPipelineTrace(PipelineTrace):

@@ -120,7 +120,7 @@ COVERAGE: dict[str, Coverage] = {
     "StableVideoDiffusionPipeline": supported("image:clip", cli=False, note=SVD_NOTE),
     "I2VGenXLPipeline": supported("text", "image:reference", "image:clip", cli=False, note=I2VGEN_XL_NOTE),
     # its transformer is Wan 2.1's (i2am.tracing.video)
-    "SkyReelsV2ImageToVideoPipeline": supported("image:reference", "text", cli=False, note=SKYREELS_NOTE),
+    "SkyReelsV2ImageToVideoPipeline": supported("image:reference", "text", note=SKYREELS_NOTE),
     # refused
     "AltDiffusionImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "AltDiffusionPipeline": refused(NOT_CLASSIFIED),
@@ -142,7 +142,7 @@ COVERAGE: dict[str, Coverage] = {
     "ChromaImg2ImgPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaInpaintPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
-    "ChronoEditPipeline": supported("image:reference", "text", cli=False, note=CHRONOEDIT),
+    "ChronoEditPipeline": supported("image:reference", "text", note=CHRONOEDIT),
     "CogVideoXFunControlPipeline": refused(VIDEO),
     "CogVideoXImageToVideoPipeline": refused(VIDEO),
     "CogVideoXVideoToVideoPipeline": refused(VIDEO),
@@ -295,7 +295,7 @@ COVERAGE: dict[str, Coverage] = {
     "VisualClozeGenerationPipeline": refused(NOT_CLASSIFIED),
     "VisualClozePipeline": refused(NOT_CLASSIFIED),
     "WanAnimatePipeline": refused(VIDEO),
-    "WanImageToVideoPipeline": supported("image:reference", "text", cli=False, note=WAN_CHANNELS),
+    "WanImageToVideoPipeline": supported("image:reference", "text", note=WAN_CHANNELS),
     "WanVACEPipeline": refused(VIDEO),
     "WanVideoToVideoPipeline": refused(VIDEO),
     "WuerstchenDecoderPipeline": refused(NO_DENOISER),

@@ -58,12 +58,15 @@ def test_adapter_keeps_the_contract(case):
     torch.manual_seed(0)
     adapter = create_model(name, **options).eval()
     assert isinstance(adapter, AttributionAdapter)
-    # FLUX.2 and Qwen-Image-Edit Plus take one reference per call
-    n = 1 if options.get("pipeline") in ("Flux2Pipeline", "QwenImageEditPlusPipeline") else 2
+    # FLUX.2, Qwen-Image-Edit Plus and the image-to-video pipelines take one reference per call
+    n = 1 if adapter.video or options.get("pipeline") in ("Flux2Pipeline", "QwenImageEditPlusPipeline") else 2
     batch = {k: v[:n] for k, v in toy_batch().items()}
     inputs = adapter.prepare(batch)
-    assert inputs.sample_ids == batch["sample_id"] and len(inputs.latent_shape) == 3
+    # [C, h, w], a video's [C, F, h, w]
+    assert inputs.sample_ids == batch["sample_id"] and len(inputs.latent_shape) == (4 if adapter.video else 3)
 
+    if adapter.video:   # transformers installs its CLIP hidden-state capture hooks on the image encoder's first call
+        adapter.sample(batch, Sampler(num_steps=1, seed=0))
     before = model_state(adapter)
     with adapter.attribution_capture(CaptureConfig(num_steps=1, time_groups=1)) as capture:
         out = adapter.sample(batch, Sampler(num_steps=1, seed=0))

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import torch
 
+from i2am.engine.wan_layers import WAN_TEXT_TOKENS
+
+__all__ = ["PIPELINES", "WAN_TEXT_TOKENS", "build_skyreels_v2_i2v", "build_video_pipeline"]
+
 PIPELINES = ("WanImageToVideoPipeline", "ChronoEditPipeline")
 TRANSFORMERS = {"WanImageToVideoPipeline": "WanTransformer3DModel",
                 "ChronoEditPipeline": "ChronoEditTransformer3DModel"}
-WAN_TEXT_TOKENS = 512   # the text length Wan's attention processor hard-codes (image tokens are the ones before)
 WAN_TEXT_DIM = 16
 HUNYUAN_VIDEO15 = "HunyuanVideo15ImageToVideoPipeline"
 HUNYUAN_TEXT_DIM, HUNYUAN_GLYPH_DIM, HUNYUAN_IMAGE_DIM = 16, 32, 12   # Qwen2.5-VL text, byT5 glyph, SigLIP widths
@@ -73,3 +76,18 @@ def build_hunyuan_video15(seed: int = 0, guidance_scale: float = 6.0):
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=None, tokenizer_2=None,
         guider=ClassifierFreeGuidance(guidance_scale=guidance_scale), image_encoder=SiglipVisionModel(vision).eval(),
         feature_extractor=SiglipImageProcessor(size={"height": size, "width": size}))
+
+
+def build_skyreels_v2_i2v(seed: int = 0):
+    """SkyReels-V2's image-to-video transformer is Wan 2.1's (same config, same attention): the tiny Wan I2V's
+    components, its transformer rebuilt as a ``SkyReelsV2Transformer3DModel`` and a CLIP tower with projection."""
+    from diffusers import SkyReelsV2ImageToVideoPipeline, SkyReelsV2Transformer3DModel
+    from transformers import CLIPVisionModelWithProjection
+
+    wan = build_video_pipeline("WanImageToVideoPipeline", seed=seed)
+    torch.manual_seed(seed)
+    transformer = SkyReelsV2Transformer3DModel.from_config(dict(wan.transformer.config))
+    image_encoder = CLIPVisionModelWithProjection(wan.image_encoder.config)
+    return SkyReelsV2ImageToVideoPipeline(tokenizer=None, text_encoder=None, image_encoder=image_encoder.eval(),
+                                          image_processor=wan.image_processor, transformer=transformer.eval(),
+                                          vae=wan.vae, scheduler=wan.scheduler)
