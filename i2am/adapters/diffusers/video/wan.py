@@ -21,72 +21,39 @@ from __future__ import annotations
 
 import torch
 
-from i2am.adapters._base import DenoiseInputs, DiffusionAdapter, sample_ids
-from i2am.adapters._checkpoint import CheckpointError
-from i2am.adapters.diffusers.dit._base import one_reference, pil_image
+from i2am.adapters._base import DenoiseInputs, sample_ids
 from i2am.adapters.diffusers.dit._prompts import read_prompt_embeds
+from i2am.adapters.diffusers.video.base import VideoPipelineAdapter, negative_of
 from i2am.data import schema
-from i2am.engine.capture import AttributionCapture
 from i2am.engine.hooks import Hooks
-from i2am.engine.layers import LayerSpec
 from i2am.engine.wan_knockout import WanImageTokenKnockout
 from i2am.engine.wan_layers import WAN_TEXT_TOKENS, wan_layer_specs
 from i2am.sampling.sampler import sample_seed
-
-RELATIONS = ("image:reference", "text")
 
 
 class _StepDone(Exception):
     """Stops a pipeline call once the transformer calls of its first step have run (``predict_x0``)."""
 
 
-class VideoCapture(AttributionCapture):
-    """``AttributionCapture`` whose maps carry the video's compression ratios (``maps.meta["video"]``, as
-    ``i2am.trace`` writes them), which the frame strips read."""
-
-    def __init__(self, adapter: WanVideoAdapter, cfg):
-        super().__init__(adapter, cfg)
-        self._video = adapter.video_meta()
-
-    def maps(self):
-        maps = super().maps()
-        maps.meta["video"] = dict(self._video)
-        return maps
-
-
-class WanVideoAdapter(DiffusionAdapter):
+class WanVideoAdapter(VideoPipelineAdapter):
     """An image-to-video pipeline on Wan 2.1's transformer (module docstring). ``guidance`` is the pipeline's
     ``guidance_scale`` (None: its default, 5.0; > 1 runs CFG as a second transformer call per step)."""
 
     pipeline_class = "WanImageToVideoPipeline"
-    own_loop = True
-    loads_checkpoints = False
-    null_reference = "knockout"   # the R2G null counterfactual: every image token knocked out
-    video = True
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(480, 832),
                  num_frames: int = 81, num_steps: int = 50, relation: str | None = None,
                  prompt_embeds: str | None = None):
-        super().__init__(size, guidance, image_size, start_code="noise", num_steps=num_steps)
-        if type(pipe).__name__ != self.pipeline_class:
-            raise ValueError(f"{type(self).__name__} runs {self.pipeline_class}, got {type(pipe).__name__}")
-        relation = relation or "image:reference"
-        if relation not in RELATIONS:
-            raise ValueError(f"model.relation={relation!r}: {self.pipeline_class}'s attn2 reads {list(RELATIONS)}")
-        self.pipe, self.relation = pipe, relation
+        super().__init__(pipe, size, guidance, image_size, num_frames, num_steps, relation)
         self.transformer, self.vae, self.image_encoder = pipe.transformer, pipe.vae, pipe.image_encoder
-        self.specs = [s for s in wan_layer_specs(self.transformer) if s.relation == relation]
-        self.num_frames = self.frames_of(int(num_frames))
+        self.specs = [s for s in wan_layer_specs(self.transformer) if s.relation == self.relation]
         width = self.transformer.config.text_dim
         embeds, _ = read_prompt_embeds(prompt_embeds, WAN_TEXT_TOKENS, width, None)
         if embeds.shape[1] != WAN_TEXT_TOKENS:
             raise ValueError(f"model.prompt_embeds={prompt_embeds}: {embeds.shape[1]} text tokens; Wan's attention "
                              f"takes exactly {WAN_TEXT_TOKENS} (encode_prompt pads to max_sequence_length=512)")
-        negative = torch.zeros_like(embeds) if prompt_embeds is None else _negative_of(prompt_embeds, embeds)
         self.register_buffer("prompt_embeds", embeds, persistent=False)
-        self.register_buffer("negative_prompt_embeds", negative, persistent=False)
-        self.sampler_defaults["scheduler"] = type(pipe.scheduler).__name__
-        pipe.set_progress_bar_config(disable=True)
+        self.register_buffer("negative_prompt_embeds", negative_of(prompt_embeds, embeds), persistent=False)
         self.records_call, self._x = True, None   # set per transformer call by run_loop
         self.eval()
 
@@ -108,14 +75,8 @@ class WanVideoAdapter(DiffusionAdapter):
     def step_module(self):
         return self.transformer
 
-    def attribution_layers(self) -> list[LayerSpec]:
-        return list(self.specs)
-
     def cfg_layout_for(self, guidance) -> str:
         return "none"   # CFG runs as separate transformer calls; records_call skips the unconditional one
-
-    def default_sram_layers(self) -> tuple[str, ...]:
-        return ()   # SRAM is for image layers (docs/video_maps.md): a video layer's query has a frame too
 
     def latent_grid(self) -> tuple[int, int, int]:
         """(latent frames, h, w) of the generated video after patchifying."""
@@ -131,24 +92,9 @@ class WanVideoAdapter(DiffusionAdapter):
         return {"temporal_ratio": int(self.pipe.vae_scale_factor_temporal),
                 "spatial_ratio": int(self.pipe.vae_scale_factor_spatial) * int(self.transformer.config.patch_size[-1])}
 
-    def attribution_capture(self, cfg) -> VideoCapture:
-        return VideoCapture(self, cfg)
-
     def token_knockout(self, mode: str = "knockout", replacement=None, layers=None) -> WanImageTokenKnockout:
-        if mode != "knockout":
-            raise NotImplementedError(f"{self.pipeline_class}: image-token removal {mode!r} is not defined; use "
-                                      f"evaluators.faithfulness.removal=knockout")
-        if self.relation != "image:reference":
-            raise NotImplementedError(f"{self.pipeline_class}: token knockout removes the reference's image tokens; "
-                                      f"model.relation={self.relation!r} maps would not be tested by it (use "
-                                      f"model.relation=image:reference)")
+        self._knockout_relation(mode)
         return WanImageTokenKnockout(self.transformer, layers=layers)
-
-    def check_counterfactuals(self, variants) -> None:
-        if self.relation != "image:reference":
-            raise ValueError(f"R2G counterfactuals change the reference image, not the text that the maps of "
-                             f"relation {self.relation!r} attribute to; set model.relation=image:reference or "
-                             f"evaluators.faithfulness.counterfactual=false")
 
     def randomization_stages(self) -> list[tuple[str, list]]:
         """From the output side: the output layers, the blocks last to first, the transformer's other parts
@@ -171,10 +117,6 @@ class WanVideoAdapter(DiffusionAdapter):
         latent_shape = (int(self.vae.config.z_dim), frames, height, width)
         return DenoiseInputs(concat=None, context=reference, uncond_context=torch.zeros_like(reference[:1]),
                              latent_shape=latent_shape, sample_ids=sample_ids(batch))
-
-    def denoise(self, x_t, t, inputs, guidance=None):
-        raise NotImplementedError(f"{self.pipeline_class} samples through its own pipeline call "
-                                  f"(WanVideoAdapter.run_loop)")
 
     @torch.no_grad()
     def predict_x0(self, x: torch.Tensor, t: float, inputs: DenoiseInputs, guidance=None,
@@ -209,21 +151,10 @@ class WanVideoAdapter(DiffusionAdapter):
             velocity = outputs[1] + self.pipe.guidance_scale * (outputs[0] - outputs[1])
         return x - sigma * velocity.to(x.dtype)
 
-    def _check_settings(self, settings: dict) -> None:
-        own = self.sampler_defaults["scheduler"]
-        if settings["scheduler"] != own:
-            raise ValueError(f"{self.pipeline_class} samples with its own {own}; sampler.scheduler="
-                             f"{settings['scheduler']!r} is not supported (leave it null)")
-        if settings["start_code"] != "noise":
-            raise ValueError(f"{self.pipeline_class} starts from noise; sampler.start_code={settings['start_code']!r}")
-        if isinstance(settings["guidance"], (list, tuple)):
-            raise ValueError(f"{self.pipeline_class}: one guidance_scale per run, not a per-step list")
-
     def _call_kwargs(self, inputs: DenoiseInputs, settings: dict) -> dict:
         n = inputs.context.shape[0]
-        reference = one_reference((inputs.context.float() + 1) / 2, self.pipeline_class)
         height, width = self.image_size
-        kwargs = dict(image=pil_image(reference), height=height, width=width,
+        kwargs = dict(image=self._reference_image(inputs), height=height, width=width,
                       prompt_embeds=self.prompt_embeds.expand(n, -1, -1),
                       negative_prompt_embeds=self.negative_prompt_embeds.expand(n, -1, -1), **self.call_options())
         if settings["guidance"] is not None:
@@ -279,14 +210,6 @@ class WanVideoAdapter(DiffusionAdapter):
         hooks.hook(self.transformer, after_call)
         original = hooks.replace(self.pipe.scheduler, "step", step)
 
-    @torch.no_grad()
-    def sample(self, batch: dict, sampler=None, callback=None) -> dict:
-        """{"images": the video [B, 3, T, H, W] in [-1, 1], "latents": [B, C, F, h, w]}."""
-        from i2am.sampling.sampler import Sampler
-
-        latents = self.run_loop(self.prepare(batch), sampler or Sampler(), callback=callback)
-        return {"images": self.decode_latents(latents), "latents": latents}
-
     # ---- videos <-> latents ----------------------------------------------------------------------------------
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents [B, C, F, h, w] -> the video [B, 3, T, H, W] in [-1, 1], as the pipeline decodes them."""
@@ -294,24 +217,6 @@ class WanVideoAdapter(DiffusionAdapter):
         mean = torch.tensor(config.latents_mean).view(1, config.z_dim, 1, 1, 1).to(latents.device, self.vae.dtype)
         std = torch.tensor(config.latents_std).view(1, config.z_dim, 1, 1, 1).to(latents.device, self.vae.dtype)
         return self.vae.decode(latents.to(self.vae.dtype) * std + mean, return_dict=False)[0].clamp(-1, 1)
-
-    def load_checkpoint(self, source, strict: bool = True, trusted: bool = False):
-        raise CheckpointError(f"model=diffusers loads its weights from model.path (a diffusers folder), not {source}")
-
-
-def _negative_of(path, embeds: torch.Tensor) -> torch.Tensor:
-    """The file's ``negative_prompt_embeds`` (zeros without it), shaped like ``embeds``."""
-    from safetensors.torch import load_file
-
-    negative = load_file(str(path)).get("negative_prompt_embeds")
-    if negative is None:
-        return torch.zeros_like(embeds)
-    negative = negative.reshape(1, *negative.shape[-2:])
-    if negative.shape != embeds.shape:
-        raise ValueError(f"model.prompt_embeds={path}: negative_prompt_embeds {tuple(negative.shape)} and "
-                         f"prompt_embeds {tuple(embeds.shape)} differ in shape")
-    return negative
-
 
 class ChronoEditAdapter(WanVideoAdapter):
     """ChronoEdit: an image editor that generates a short video from the image on a Wan transformer; without temporal
