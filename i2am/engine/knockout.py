@@ -266,10 +266,16 @@ class TokenKnockout(KeepSelection):
     Inside the context, ``delete(scores, fraction)`` / ``insert(scores, fraction)`` / ``set_keep(fn)`` choose the
     tokens removed by the following model calls; ``clear()`` removes nothing. Batch rows of ``scores`` are the
     conditional samples of the calls that follow.
+
+    A layer whose reference tokens are a range of its context (``LayerSpec.key_tokens=(start, stop)``, e.g.
+    I2VGen-XL's reference-latent tokens between the prompt and the CLIP tokens) loses tokens of that range only.
+    ``frames_in_batch``: as for ``AttributionCapture``, a callable giving the frames F of the call in progress when
+    the step module folds them into the batch (rows (chunk, sample, frame)): each sample's keep mask then holds for
+    every one of its frames.
     """
 
     def __init__(self, model: nn.Module, *, ref_grid=None, mode: str = "knockout",
-                 replacement: torch.Tensor | None = None, layers=None):
+                 replacement: torch.Tensor | None = None, layers=None, frames_in_batch=None):
         if mode not in MODES:
             raise ValueError(f"TokenKnockout mode={mode!r}; choose from {MODES}")
         if mode == "replace" and replacement is None:
@@ -290,6 +296,7 @@ class TokenKnockout(KeepSelection):
             raise ValueError(f"{type(model).__name__} has no cross-attention layer with spatial reference tokens "
                              f"(a bare UNet needs ref_grid=(rows, cols)); nothing to knock out")
         self._model, self.layers, self.mode, self.replacement = model, specs, mode, replacement
+        self._frames_in_batch = frames_in_batch
         self._adapter = model if isinstance(model, AttributionAdapter) else None
         self._keep_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
@@ -355,7 +362,15 @@ class TokenKnockout(KeepSelection):
                 f"processor {type(getattr(spec.module.processor, 'inner', spec.module.processor)).__name__}; it "
                 f"removes tokens from one context tensor, IP-Adapter processors (to_k_ip) and reference attention")
         batch, lk = encoder_hidden_states.shape[:2]
-        return self._keep_tokens(spec, _query_tokens(hidden_states), lk, batch, encoder_hidden_states.device)
+        if not isinstance(spec.key_tokens, tuple):
+            return self._keep_tokens(spec, _query_tokens(hidden_states), lk, batch, encoder_hidden_states.device)
+        tokens = range(lk)[slice(*spec.key_tokens)]   # the reference's range of the context; the rest is kept
+        keep = self._keep_tokens(spec, _query_tokens(hidden_states), len(tokens), batch, encoder_hidden_states.device)
+        if keep is None:
+            return None
+        full = torch.ones(batch, lk, dtype=torch.bool, device=keep.device)
+        full[:, tokens.start:tokens.stop] = keep
+        return full
 
     def _keep_tokens(self, spec: LayerSpec, lq: int, lk: int, batch: int, device) -> torch.Tensor | None:
         """[batch, lk] keep mask of one layer call (all rows but the conditional ones keep every token)."""
@@ -365,6 +380,9 @@ class TokenKnockout(KeepSelection):
         if grid not in self._cache:
             self._cache[grid] = self._keep_fn(grid).to(device, torch.bool)
         cond = self._cache[grid]
+        frames = self._frames_in_batch() if self._frames_in_batch is not None else None
+        if frames:   # rows (sample, frame) of the conditional chunk: a sample's frames share its context
+            cond = cond.repeat_interleave(frames, dim=0)
         rows = self._conditional_rows(batch)
         if cond.shape != (rows.stop - rows.start, lk):
             raise RuntimeError(f"layer {spec.name}: keep mask of shape {tuple(cond.shape)} for "

@@ -14,10 +14,12 @@ import torch
 
 from i2am.adapters._registry import TOY_IMAGE_SIZE, register_model
 from i2am.adapters.diffusers.model_path import resolve_model_path
+from i2am.adapters.diffusers.video.i2vgen_xl import I2VGenXLAdapter
 from i2am.adapters.diffusers.video.tiny import build_skyreels_v2_i2v, build_video_pipeline
-from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES
-from i2am.adapters.diffusers.video.wan import ADAPTERS
+from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
+from i2am.adapters.diffusers.video.wan import ADAPTERS as WAN_ADAPTERS
 
+ADAPTERS = {**WAN_ADAPTERS, I2VGenXLAdapter.pipeline_class: I2VGenXLAdapter}
 VIDEO_PIPELINES = tuple(ADAPTERS)
 TEXT_PARTS = ("tokenizer", "text_encoder")   # not loaded: no text encoder is run
 
@@ -29,8 +31,9 @@ def is_video_pipeline(name: str) -> bool:
 
 
 def unsupported(pipeline: str) -> str:
-    why = (" (its UNet folds the frames into the batch, which the attribute loop's adapters do not sample yet)"
-           if pipeline in UNET_VIDEO_PIPELINES else "")
+    why = (" (Stable Video Diffusion's only cross-attention token is its reference's CLIP embedding: no reference "
+           "tokens for the attribute loop's G2R maps and token knockout)" if pipeline == "StableVideoDiffusionPipeline"
+           else "")
     return (f"model.pipeline={pipeline}: the image-to-video pipelines of model=diffusers are {list(VIDEO_PIPELINES)}"
             f"{why}; trace the others with i2am.trace (docs/video_maps.md)")
 
@@ -48,6 +51,8 @@ def load_video_pipeline(pipeline: str, path: str | Path):
 def tiny_video_pipeline(pipeline: str, seed: int = 0):
     if pipeline == "SkyReelsV2ImageToVideoPipeline":
         return build_skyreels_v2_i2v(seed)
+    if pipeline in UNET_VIDEO_PIPELINES:
+        return build_unet_video_pipeline(pipeline, seed=seed)
     return build_video_pipeline(pipeline, seed=seed)
 
 
@@ -57,7 +62,7 @@ def _no_image_options(ip_adapter: dict | None, prompt: str, **ignored) -> None:
                          "the first frame (model.ip_adapter.path=null)")
     if prompt:
         raise ValueError(f"model.prompt={prompt!r}: no text encoder is run for image-to-video pipelines; pass "
-                         f"model.prompt_embeds=<safetensors file with prompt_embeds [1, 512, D] (+ "
+                         f"model.prompt_embeds=<safetensors file with prompt_embeds [1, T, D] (+ "
                          f"negative_prompt_embeds)>")
 
 
