@@ -14,24 +14,20 @@ sample (the faithfulness check's, whatever their batch) conditions on the same l
 
 Sampling is the pipeline's own call: the re-running checks re-run it with the same noise, drawn per sample from
 ``sample_seed(sampler.seed, sample_id)``. CFG is one UNet call on [negative, positive] chunks whose rows are (chunk,
-sample, frame): the capture is ``AttributionCapture`` on ``i2am.trace``'s layers of one relation (``model.relation``:
-"image:reference", the default, "image:clip" or "text") with the frames unfolded, so the maps are video maps
-(docs/video_maps.md). The faithfulness check removes the relation's image tokens with ``TokenKnockout``, each
-sample's keep mask repeated over its frames; its proxy mode predicts x0 in one UNet call of the pipeline.
+sample, frame) (``i2am.adapters.diffusers.video.folded``); the maps are of one relation (``model.relation``:
+"image:reference", the default, "image:clip" or "text"). The faithfulness check removes the relation's image tokens
+(``TokenKnockout``); its proxy mode predicts x0 in one UNet call of the pipeline.
 """
 from __future__ import annotations
 
 import torch
 
-from i2am.adapters._anatomy import denoiser_stages
 from i2am.adapters._base import DenoiseInputs, sample_ids
 from i2am.adapters.diffusers.dit._prompts import read_prompt_embeds
-from i2am.adapters.diffusers.video.base import VideoCapture, VideoPipelineAdapter, negative_of
+from i2am.adapters.diffusers.video.base import negative_of
+from i2am.adapters.diffusers.video.folded import FoldedFramesAdapter
 from i2am.data import schema
-from i2am.engine.cfg_rows import CONDITIONAL_CHUNK, chunk_rows
 from i2am.engine.hooks import Hooks
-from i2am.engine.knockout import TokenKnockout
-from i2am.engine.pipelines import layer_specs
 from i2am.sampling.sampler import sample_seed
 
 I2VGEN_TEXT_TOKENS = 77   # the CLIP tokenizer's padded prompt length
@@ -41,80 +37,24 @@ class _StepDone(Exception):
     """Stops a pipeline call once the UNet call of its first step has run (``predict_x0``)."""
 
 
-class I2VGenXLAdapter(VideoPipelineAdapter):
+class I2VGenXLAdapter(FoldedFramesAdapter):
     """I2VGen-XL (module docstring). ``guidance`` is the pipeline's ``guidance_scale`` (None: its default, 9.0;
     > 1 stacks the negative and positive chunks in one UNet call)."""
 
     pipeline_class = "I2VGenXLPipeline"
     relations = ("image:reference", "image:clip", "text")
     image_relations = ("image:reference", "image:clip")
+    default_guidance = 9.0
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(704, 1280),
                  num_frames: int = 16, num_steps: int = 50, relation: str | None = None,
                  prompt_embeds: str | None = None):
         super().__init__(pipe, size, guidance, image_size, num_frames, num_steps, relation)
-        self.unet, self.vae, self.image_encoder = pipe.unet, pipe.vae, pipe.image_encoder
-        self.specs = [s for s in layer_specs(pipe) if s.relation == self.relation]
         embeds, _ = read_prompt_embeds(prompt_embeds, I2VGEN_TEXT_TOKENS, int(self.unet.config.cross_attention_dim),
                                        None)
         self.register_buffer("prompt_embeds", embeds, persistent=False)
         self.register_buffer("negative_prompt_embeds", negative_of(prompt_embeds, embeds), persistent=False)
         self.eval()
-
-    # ---- what the attribution engine reads -------------------------------------------------------------------
-    @property
-    def step_module(self):
-        return self.unet
-
-    def frames_in_batch(self) -> int:
-        """Frames per sample in a UNet call's rows (chunk, sample, frame)."""
-        return self.num_frames
-
-    def cfg_layout_for(self, guidance) -> str:
-        guided = (9.0 if guidance is None else float(guidance)) > 1   # the pipeline's own test
-        return "uncond_cond" if guided else "none"
-
-    def conditional_slice(self, batch: int, layout: str) -> slice:
-        """The positive chunk of the UNet call in progress (the pipeline's guidance decides its chunk count)."""
-        chunks = 2 if self.pipe.do_classifier_free_guidance else 1
-        return chunk_rows(batch, chunks, CONDITIONAL_CHUNK[chunks])
-
-    def latent_grid(self) -> tuple[int, int, int]:
-        scale = int(self.pipe.vae_scale_factor)
-        return self.num_frames, self.image_size[0] // scale, self.image_size[1] // scale
-
-    def expected_query_grids(self, latent_hw=None) -> dict:
-        frames, h, w = self.latent_grid()
-        return {s.name: (frames, h // 2 ** level, w // 2 ** level) for s in self.specs
-                for level in [self._level(s.name)]}
-
-    def _level(self, name: str) -> int:
-        """How often the latent grid is halved before the layer of ``<relation>/<down|mid|up>_blocks.<i>...``."""
-        block, _, rest = name.split("/", 1)[1].partition(".")
-        deepest = len(self.unet.down_blocks) - 1
-        if block == "mid_block":
-            return deepest
-        index = int(rest.split(".", 1)[0])
-        return index if block == "down_blocks" else deepest - index
-
-    def video_meta(self) -> dict:
-        return {"temporal_ratio": 1, "spatial_ratio": int(self.pipe.vae_scale_factor)}
-
-    def attribution_capture(self, cfg) -> VideoCapture:
-        return VideoCapture(self, cfg, frames_in_batch=self.frames_in_batch)
-
-    def token_knockout(self, mode: str = "knockout", replacement=None, layers=None) -> TokenKnockout:
-        self._knockout_relation(mode)
-        return TokenKnockout(self, layers=layers, frames_in_batch=self.frames_in_batch)
-
-    def randomization_stages(self) -> list[tuple[str, list]]:
-        """From the output side: the UNet's stages (``denoiser_stages``), its other parts (the embedders of the
-        reference latent, the CLIP embedding and the frame rate), then the CLIP image encoder."""
-        stages = denoiser_stages(self.unet)
-        covered = {id(m) for _, mods in stages for mod in mods for m in mod.modules()}
-        rest = [m for _, m in self.unet.named_children() if id(m) not in covered and any(True for _ in m.parameters())]
-        stages += [("unet.conditioning", rest), ("image_encoder", [self.image_encoder])]
-        return [(name, mods) for name, mods in stages if mods]
 
     # ---- conditioning ----------------------------------------------------------------------------------------
     def prepare(self, batch: dict) -> DenoiseInputs:

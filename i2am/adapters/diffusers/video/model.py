@@ -15,27 +15,24 @@ import torch
 from i2am.adapters._registry import TOY_IMAGE_SIZE, register_model
 from i2am.adapters.diffusers.model_path import resolve_model_path
 from i2am.adapters.diffusers.video.i2vgen_xl import I2VGenXLAdapter
+from i2am.adapters.diffusers.video.svd import StableVideoDiffusionAdapter
 from i2am.adapters.diffusers.video.tiny import build_skyreels_v2_i2v, build_video_pipeline
 from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
 from i2am.adapters.diffusers.video.wan import ADAPTERS as WAN_ADAPTERS
 
-ADAPTERS = {**WAN_ADAPTERS, I2VGenXLAdapter.pipeline_class: I2VGenXLAdapter}
+ADAPTERS = {**WAN_ADAPTERS, **{cls.pipeline_class: cls for cls in (I2VGenXLAdapter, StableVideoDiffusionAdapter)}}
 VIDEO_PIPELINES = tuple(ADAPTERS)
 TEXT_PARTS = ("tokenizer", "text_encoder")   # not loaded: no text encoder is run
 
 
 def is_video_pipeline(name: str) -> bool:
-    """Whether ``model.pipeline`` names an image-to-video pipeline: one that ``model=diffusers`` runs, or one of the
-    UNet ones it refuses (``unsupported``)."""
-    return str(name) in VIDEO_PIPELINES + UNET_VIDEO_PIPELINES
+    """Whether ``model.pipeline`` names an image-to-video pipeline that ``model=diffusers`` runs."""
+    return str(name) in VIDEO_PIPELINES
 
 
 def unsupported(pipeline: str) -> str:
-    why = (" (Stable Video Diffusion's only cross-attention token is its reference's CLIP embedding: no reference "
-           "tokens for the attribute loop's G2R maps and token knockout)" if pipeline == "StableVideoDiffusionPipeline"
-           else "")
     return (f"model.pipeline={pipeline}: the image-to-video pipelines of model=diffusers are {list(VIDEO_PIPELINES)}"
-            f"{why}; trace the others with i2am.trace (docs/video_maps.md)")
+            f"; trace the others with i2am.trace (docs/video_maps.md)")
 
 
 def load_video_pipeline(pipeline: str, path: str | Path):
