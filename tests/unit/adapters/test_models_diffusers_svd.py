@@ -88,7 +88,8 @@ def test_refusals_name_the_reason_and_the_fix(adapter):
 
 def test_attribute_runs_r2g_counterfactuals_and_randomisation(tmp_path):
     overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers-video-tiny",
-                 f"model.pipeline={PIPELINE}", f"model.num_frames={FRAMES}", "sampler.num_steps=2", "data.limit=2",
+                 f"model.pipeline={PIPELINE}", f"model.num_frames={FRAMES}", "model.image_size=[32,48]",
+                 "sampler.num_steps=2", "data.limit=2",
                  "data.batch_size=1", "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false",
                  "evaluator_set=none", "+evaluator@evaluators.faithfulness=faithfulness",
                  "evaluators.faithfulness.samples=1", "evaluators.faithfulness.n_bootstrap=100",
@@ -105,5 +106,5 @@ def test_attribute_runs_r2g_counterfactuals_and_randomisation(tmp_path):
     assert "g2r" not in saved and len(saved["r2g_counterfactual"]["maps"]["null"]) == FRAMES
     for path in sorted(run.glob("maps/*.safetensors")):
         maps = AttributionMaps.load(path)
-        assert maps.frames == FRAMES and tuple(maps.r2g.ulam.shape) == (1, FRAMES, 64, 48)   # 128 x 96, factor 2
+        assert maps.frames == FRAMES and tuple(maps.r2g.ulam.shape) == (1, FRAMES, 16, 24)   # 32 x 48 frames, factor 2
         assert not maps.g2r.available
