@@ -117,7 +117,7 @@ COVERAGE: dict[str, Coverage] = {
                                            "fixed text embedding, no CFG"),
     "StableDiffusion3Pipeline": supported("text", note="its IP-Adapter (ip_adapter_image) is not traced"),
     # image-to-video UNets folding the frames into the batch (docs/pipelines.md, "Image-to-video UNet pipelines")
-    "StableVideoDiffusionPipeline": supported("image:clip", cli=False, note=SVD_NOTE),
+    "StableVideoDiffusionPipeline": supported("image:clip", note=SVD_NOTE),
     "I2VGenXLPipeline": supported("text", "image:reference", "image:clip", note=I2VGEN_XL_NOTE),
     # its transformer is Wan 2.1's (i2am.tracing.video)
     "SkyReelsV2ImageToVideoPipeline": supported("image:reference", "text", note=SKYREELS_NOTE),

@@ -13,7 +13,7 @@ from diffusers.models.autoencoders.vae import DiagonalGaussianDistribution
 
 import i2am
 from i2am import toy
-from i2am.adapters.diffusers.coverage import COVERAGE, TRACE
+from i2am.adapters.diffusers.coverage import CLI, COVERAGE, TRACE
 from i2am.engine import AttributionMaps, CaptureConfig
 
 FRAMES, STEPS = 3, 2
@@ -242,5 +242,5 @@ def test_the_coverage_table_lists_the_relations_the_trace_finds(case, request):
     fixture = CASES[case][0]
     pipe = request.getfixturevalue(fixture)
     entry = COVERAGE[type(pipe).__name__]
-    assert entry.supported and entry.entry_points == (TRACE,)
+    assert entry.supported and entry.entry_points == (TRACE, CLI)   # both also run under model=diffusers
     assert i2am.trace(pipe).relations == list(entry.relations)
