@@ -30,8 +30,8 @@ def batch(n=1, seed=0):
 
 
 def tiny(**options):
-    return create_model("diffusers-video-tiny", pipeline=PIPELINE, image_size=SIZE, num_steps=2, num_frames=FRAMES,
-                        **options)
+    return create_model("diffusers-video-tiny", **{"pipeline": PIPELINE, "image_size": SIZE, "num_steps": 2,
+                                                   "num_frames": FRAMES, **options})
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +140,10 @@ def test_refusals_name_the_key_and_the_fix(adapter):
         tiny(relation="text").check_counterfactuals(["null"])
     with pytest.raises(ValueError, match="model.relation='image:foo'"):
         tiny(relation="image:foo")
-    with pytest.raises(ValueError, match="StableVideoDiffusionPipeline: .*CLIP embedding.*i2am.trace"):
-        create_model("diffusers-video-tiny", pipeline="StableVideoDiffusionPipeline")
+    with pytest.raises(ValueError, match="model.num_frames=0"):
+        tiny(num_frames=0)
+    with pytest.raises(ValueError, match="model.prompt_embeds"):
+        tiny(prompt="a shirt")
 
 
 def _overrides(tmp_path, *extra):
