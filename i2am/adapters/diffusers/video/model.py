@@ -14,10 +14,13 @@ import torch
 
 from i2am.adapters._registry import TOY_IMAGE_SIZE, register_model
 from i2am.adapters.diffusers.model_path import resolve_model_path
+from i2am.adapters.diffusers.video.ltx2 import LTX2VideoAdapter
+from i2am.adapters.diffusers.video.ltx2_tiny import build_ltx2_pipeline
 from i2am.adapters.diffusers.video.tiny import build_skyreels_v2_i2v, build_video_pipeline
 from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES
-from i2am.adapters.diffusers.video.wan import ADAPTERS
+from i2am.adapters.diffusers.video.wan import ADAPTERS as WAN_ADAPTERS
 
+ADAPTERS = {**WAN_ADAPTERS, LTX2VideoAdapter.pipeline_class: LTX2VideoAdapter}
 VIDEO_PIPELINES = tuple(ADAPTERS)
 TEXT_PARTS = ("tokenizer", "text_encoder")   # not loaded: no text encoder is run
 
@@ -48,6 +51,8 @@ def load_video_pipeline(pipeline: str, path: str | Path):
 def tiny_video_pipeline(pipeline: str, seed: int = 0):
     if pipeline == "SkyReelsV2ImageToVideoPipeline":
         return build_skyreels_v2_i2v(seed)
+    if pipeline == LTX2VideoAdapter.pipeline_class:
+        return build_ltx2_pipeline(seed)
     return build_video_pipeline(pipeline, seed=seed)
 
 
