@@ -77,6 +77,9 @@ class LTX2VideoAdapter(WanVideoAdapter):
     def call_options(self) -> dict:
         return {"num_frames": self.num_frames, "image_crf": 0}
 
+    def call_image(self, image, n: int):
+        return [image] * n   # the pipeline encodes one image per row
+
     def guidance_kwargs(self, guidance: float) -> dict:
         return {"guidance_scale": guidance, "audio_guidance_scale": guidance}
 

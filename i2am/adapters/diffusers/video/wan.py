@@ -261,11 +261,15 @@ class WanVideoAdapter(DiffusionAdapter):
         n = inputs.context.shape[0]
         reference = one_reference((inputs.context.float() + 1) / 2, self.pipeline_class)
         height, width = self.image_size
-        kwargs = dict(image=pil_image(reference), height=height, width=width, **self.prompt_kwargs(n),
-                      **self.call_options())
+        kwargs = dict(image=self.call_image(pil_image(reference), n), height=height, width=width,
+                      **self.prompt_kwargs(n), **self.call_options())
         if settings["guidance"] is not None:
             kwargs.update(self.guidance_kwargs(float(settings["guidance"])))
         return kwargs
+
+    def call_image(self, image, n: int):
+        """The call's ``image`` for ``n`` rows of one reference (Wan's pipeline repeats one image itself)."""
+        return image
 
     def guidance_kwargs(self, guidance: float) -> dict:
         """The call's keyword arguments for a guidance scale."""
