@@ -1,3 +1,4 @@
-"""Image-to-video pipelines: their tiny builds from config (``tiny``, ``unet_tiny``) and ``model=diffusers`` for the
-ones on Wan 2.1's transformer (``wan``: the adapters, one small class per pipeline; ``model``: the registered
-``diffusers-video-tiny`` and the folders of ``model=diffusers``)."""
+"""Image-to-video pipelines: their tiny builds from config (``tiny``, ``unet_tiny``, ``ltx2_tiny``) and
+``model=diffusers`` for the ones on Wan 2.1's transformer (``wan``: the adapters, one small class per pipeline) and
+LTX-2 (``ltx2``, on ``wan``'s base); ``model``: the registered ``diffusers-video-tiny`` and the folders of
+``model=diffusers``."""

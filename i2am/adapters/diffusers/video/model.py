@@ -62,7 +62,7 @@ def _no_image_options(ip_adapter: dict | None, prompt: str, **ignored) -> None:
                          "the first frame (model.ip_adapter.path=null)")
     if prompt:
         raise ValueError(f"model.prompt={prompt!r}: no text encoder is run for image-to-video pipelines; pass "
-                         f"model.prompt_embeds=<safetensors file with prompt_embeds [1, 512, D] (+ "
+                         f"model.prompt_embeds=<safetensors file with prompt_embeds [1, T, D] (Wan: T = 512; + "
                          f"negative_prompt_embeds)>")
 
 

@@ -16,6 +16,11 @@ the default, or "text"): the maps are video maps (docs/video_maps.md). The pipel
 per step, the conditional one first; ``records_call`` is False for the second, so the capture records the first.
 The faithfulness check removes image tokens with ``i2am.engine.wan_knockout`` (relation "image:reference" only);
 its proxy mode predicts x0 in one step of the pipeline's call (``predict_x0``).
+
+``WanVideoAdapter`` is also the base of the other transformer video pipelines' adapters (``ltx2``): what differs per
+pipeline is asked of small methods (``layer_specs``, ``temporal_ratio`` / ``spatial_ratio`` / ``patch``,
+``prompt_kwargs``, ``call_image``, ``guidance_kwargs``, ``as_video`` / ``from_output`` for packed latents,
+``_watch_calls`` for the recorded call, ``knockout``).
 """
 from __future__ import annotations
 
