@@ -37,12 +37,13 @@ def adapter():
     return create_model("diffusers-video-tiny", pipeline=PIPELINE, image_size=SIZE, num_frames=FRAMES, num_steps=2)
 
 
-@pytest.mark.parametrize("relation", ["image:reference", "text"])
-def test_capture_equals_the_trace_of_the_same_pipeline_call(relation):
+@pytest.mark.parametrize("relation, guidance", [("image:reference", None), ("text", None), ("image:reference", 1.0)])
+def test_capture_equals_the_trace_of_the_same_pipeline_call(relation, guidance):
     """The adapter's records_call (set from each call's arguments before the capture reads it) and the trace pick
-    the same unperturbed call per step and read the same q and k: the maps agree, the generated frames are 1..F-1."""
+    the same unperturbed call per step and read the same q and k (its positive rows under CFG, every row at guidance
+    1): the maps agree, the generated frames are 1..F-1."""
     model = create_model("diffusers-video-tiny", pipeline=PIPELINE, image_size=SIZE, num_frames=FRAMES, num_steps=2,
-                         relation=relation)
+                         relation=relation, guidance=guidance)
     sampler = Sampler(num_steps=2, seed=3)
     plain = model.sample(batch(), sampler)["latents"]
     with capture_for(model, CaptureConfig(num_steps=2, time_groups=2)) as cap:
@@ -54,6 +55,7 @@ def test_capture_equals_the_trace_of_the_same_pipeline_call(relation):
     assert torch.equal(latents, plain)                        # the capture perturbs nothing
     assert ours.frames == theirs.frames == 2 and ours.meta["video"] == theirs.meta["video"]
     assert ours.meta["steps_seen"] == 2 and sorted(ours.raw) == sorted(theirs.raw)
+    assert ours.meta["cfg_layout"] == ("none" if guidance == 1.0 else "uncond_cond")
     for key, value in ours.raw.items():
         torch.testing.assert_close(value, theirs.raw[key], rtol=RTOL, atol=ATOL, msg=key)
 
@@ -115,6 +117,10 @@ def test_step_callback_and_refusals(adapter):
         adapter.sample(batch(2), Sampler(num_steps=1))
     with pytest.raises(ValueError, match="model.num_frames=4"):
         create_model("diffusers-video-tiny", pipeline=PIPELINE, image_size=SIZE, num_frames=4)
+    with pytest.raises(ValueError, match="not video self-attention layers"):
+        ReferenceFrameKnockout(adapter.transformer, layers=["text/transformer_blocks.0.attn2"])
+    assert [s.name for s in ReferenceFrameKnockout(adapter.transformer, layers=["transformer_blocks.1.attn1"]).layers] \
+        == ["image:reference/transformer_blocks.1.attn1"]
 
 
 def _overrides(tmp_path, *extra):
