@@ -46,6 +46,7 @@ class Fit:
     relation: str               # what the reference is, for messages
     region_masks: frozenset[str] = frozenset({"inpaint_mask", "reference_mask"})   # what IMACS can score against
     video: bool = False         # the model generates a video from the reference (its maps have a frame axis)
+    proxy: bool = True          # the model predicts x0 in one step (the faithfulness check's proxy mode)
 
 
 def grid_reference(ref_grid) -> bool:
@@ -60,7 +61,8 @@ def adapter_fit(adapter, data_cfg) -> Fit:
     extras = OmegaConf.select(data_cfg, "extras", default=None) if isinstance(data_cfg, DictConfig) else None
     return Fit(reference_on_grid=any(grid_reference(s.ref_grid) for s in specs),
                ground_truth="correspondence" in list(extras or []), relation=", ".join(relations),
-               region_masks=data_region_masks(data_cfg), video=bool(adapter.video))
+               region_masks=data_region_masks(data_cfg), video=bool(adapter.video),
+               proxy=bool(getattr(adapter, "predicts_x0", True)))
 
 
 def data_region_masks(data_cfg) -> frozenset[str]:
@@ -146,6 +148,9 @@ def _video_spec(name: str, spec: dict, target: str, fit: Fit, auto: bool) -> tup
         changes = {"region_key": None, "foreground_key": None, "trivial": []}
         note = (f"{name}: whole frames compared (region_key=null) and no trivial orders (they are drawn on the "
                 f"dataset image's grid, not on the reference's tokens)")
+        if not fit.proxy and "proxy" in list(spec.get("modes", ["full", "proxy"])):
+            changes["modes"] = [m for m in spec.get("modes", ["full", "proxy"]) if m != "proxy"] or ["full"]
+            note += "; mode proxy left out (the model has no one-step x0 prediction)"
     else:
         changes = {"region_key": None, "input_keys": {}}
         note = f"{name}: no input-only null maps (input_keys: the dataset image's masks are not on the video)"

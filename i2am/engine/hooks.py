@@ -109,10 +109,12 @@ class Hooks:
         self._undo.append(lambda: attention.set_processor(original))
         return original
 
-    def hook(self, module: nn.Module, fn: Callable, *, pre: bool = False, with_kwargs: bool = False):
+    def hook(self, module: nn.Module, fn: Callable, *, pre: bool = False, with_kwargs: bool = False,
+             prepend: bool = False):
         """Register ``fn`` as a forward hook (``pre=True``: a forward pre-hook) of ``module``; returns its handle,
-        which may also be removed earlier (removal is idempotent)."""
+        which may also be removed earlier (removal is idempotent). ``prepend``: run before the hooks already
+        registered (e.g. to tell a capture entered earlier about the call)."""
         register = module.register_forward_pre_hook if pre else module.register_forward_hook
-        handle = register(fn, with_kwargs=with_kwargs)
+        handle = register(fn, with_kwargs=with_kwargs, prepend=prepend)
         self._undo.append(handle.remove)
         return handle

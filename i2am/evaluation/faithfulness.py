@@ -417,17 +417,20 @@ def knocked_out_image(adapter, sampler, inputs) -> torch.Tensor:
 
 
 def cell_change(images: torch.Tensor, baseline: torch.Tensor, grid: tuple[int, ...],
-                temporal_ratio: int = 1) -> torch.Tensor:
+                temporal_ratio: int = 1, first_frame: int = 0) -> torch.Tensor:
     """Mean absolute pixel change per cell of ``grid``: [N, 3, H, W] vs [1, 3, H, W] -> [N, h, w]; videos
     [N, 3, T, H, W] on a grid (F, h, w) of latent frames: latent frame 0 is video frame 0, latent frame t >= 1 the
-    ``temporal_ratio`` video frames (t - 1) * r + 1 ... t * r (docs/video_maps.md) -> [N, F, h, w]."""
+    ``temporal_ratio`` video frames (t - 1) * r + 1 ... t * r (docs/video_maps.md) -> [N, F, h, w]; the grid's
+    frames start at latent frame ``first_frame`` (LTX-2's maps: 1, the generated frames)."""
     diff = (images.float() - baseline.float()).abs().mean(1)
     if diff.dim() == 3:
         return F.adaptive_avg_pool2d(diff[:, None], tuple(grid))[:, 0]
     r = int(temporal_ratio)
-    spans = [(0, 1)] + [((t - 1) * r + 1, t * r + 1) for t in range(1, grid[0])]
+    spans = [(0, 1)] + [((t - 1) * r + 1, t * r + 1) for t in range(1, int(first_frame) + grid[0])]
     if spans[-1][1] != diff.shape[1]:
-        raise ValueError(f"a video of {diff.shape[1]} frames is not {grid[0]} latent frames at temporal ratio {r}")
+        raise ValueError(f"a video of {diff.shape[1]} frames is not {int(first_frame) + grid[0]} latent frames at "
+                         f"temporal ratio {r}")
+    spans = spans[int(first_frame):]
     per_frame = torch.stack([diff[:, a:b].mean(1) for a, b in spans], 1)
     return F.adaptive_avg_pool2d(per_frame, tuple(grid[1:]))
 
@@ -437,7 +440,7 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
                         donor: Mapping | None = None, variants: Sequence[str] = ("swap", "null"),
                         region: torch.Tensor | None = None, reference_keys: Sequence[str] = ("reference",),
                         topk: float = 0.2, baseline_image: torch.Tensor | None = None, inputs=None,
-                        temporal_ratio: int = 1) -> dict:
+                        temporal_ratio: int = 1, first_frame: int = 0) -> dict:
     """R2G map vs where the output changes when the reference is changed, with the same noise.
 
     variants: ``swap`` (the reference, i.e. ``reference_keys``, of ``donor``, another sample: ``pick_donor``),
@@ -445,8 +448,8 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     ``adapter.null_inputs(inputs)`` where the adapter has one, or with ``adapter.null_reference == "knockout"``
     every spatial reference token knocked out: ``null_reference``).
     r2g_map: [1, h, w] raw R2G ULAM, or [1, F, h, w] of a video (the change is then per latent frame and cell,
-    ``cell_change`` with ``temporal_ratio``; region must be None); region: [1, 1, H, W] generated region (None =
-    whole image). Returns per-sample
+    ``cell_change`` with ``temporal_ratio`` and ``first_frame``; region must be None); region: [1, 1, H, W]
+    generated region (None = whole image). Returns per-sample
     numbers ``r2g_cf_{variant}_{spearman|topk}`` (inside the region), ``r2g_cf_topk_baseline`` (the mask-only map:
     top-k overlap k/n in expectation, Spearman 0), ``r2g_cf_{variant}_spearman_image`` and
     ``r2g_cf_{variant}_mask_spearman_image`` (whole image: the map vs the region mask as predictors of the change;
@@ -486,7 +489,7 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     out: dict = {"r2g_cf_topk_baseline": k / max(1, int(inside.sum())), "maps": {}}
     for name in variants:
         image = counterfactual_image(name)
-        change = cell_change(image.cpu(), baseline_image.cpu(), grid, temporal_ratio)[0].double()
+        change = cell_change(image.cpu(), baseline_image.cpu(), grid, temporal_ratio, first_frame)[0].double()
         out["maps"][name] = change
         out[f"r2g_cf_{name}_change"] = float(change[inside].mean())
         out[f"r2g_cf_{name}_spearman"] = spearman(score[inside], change[inside])

@@ -189,10 +189,12 @@ class FaithfulnessEvaluator(Evaluator):
                                   result["curves"], title=f"{ctx.sample_id}: G2R ULAM order ({result['removal']})",
                                   space=space)
         if self.counterfactual and maps.r2g.available:
+            video = maps.meta.get("video", {})
             cf = r2g_counterfactuals(ctx.adapter, ctx.sampler, sample, maps.r2g.ulam, donor=donor,
                                      variants=self.counterfactuals, region=region,
                                      reference_keys=self.reference_keys, topk=self.topk, baseline_image=baseline,
-                                     inputs=inputs, temporal_ratio=maps.meta.get("video", {}).get("temporal_ratio", 1))
+                                     inputs=inputs, temporal_ratio=video.get("temporal_ratio", 1),
+                                     first_frame=video.get("first_latent_frame", 0))
             payload["r2g_counterfactual"] = {"donor_id": donor_id,
                                              "maps": {k: v.tolist() for k, v in cf.pop("maps").items()}}
             values |= cf

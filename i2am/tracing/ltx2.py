@@ -26,45 +26,20 @@ pipeline deep-copies its scheduler for the audio latents (a patched ``step`` wou
 from __future__ import annotations
 
 from i2am.engine import CaptureConfig
-from i2am.engine.capture import BACKENDS
 from i2am.engine.hooks import Hooks
-from i2am.engine.layers import LayerSpec
+from i2am.engine.ltx2_layers import (
+    GENERATED_FRAMES,
+    LTX2_PIPELINES,
+    LTX2_TRANSFORMERS,
+    REFERENCE_FRAMES,
+    latent_grid,
+    ltx2_layer_specs,
+    unperturbed_call,
+)
 from i2am.tracing.video import VideoPipelineTrace
 
-LTX2_TRANSFORMERS = ("LTX2VideoTransformer3DModel",)
-# the LTX-2 pipelines whose latent frame 0 is the reference image, written in before the first step
-LTX2_PIPELINES = ("LTX2ImageToVideoPipeline",)
-REFERENCE_FRAMES, GENERATED_FRAMES = (0, 1), (1, None)   # latent frame 0: the reference; 1..F-1: generated
-
-
-def ltx2_layer_specs(transformer) -> list[LayerSpec]:
-    """Per block, the video self-attention from the generated frames to the reference frame
-    (``image:reference/transformer_blocks.<i>.attn1``), then the generated frames' cross-attention to the prompt
-    tokens (``text/transformer_blocks.<i>.attn2``, G2R over the tokens as one row)."""
-    specs = []
-    for index, block in enumerate(transformer.transformer_blocks):
-        for name in ("attn1", "attn2"):
-            path = f"transformer_blocks.{index}.{name}"
-            kind = type(getattr(block, name).processor).__name__
-            if BACKENDS.get(kind) != "dispatch":
-                raise ValueError(f"i2am.trace: transformer.{path} runs processor {kind}, whose q and k (after the "
-                                 f"rotary embedding) i2am cannot see; supported: LTX2AudioVideoAttnProcessor, "
-                                 f"LTX2PerturbedAttnProcessor (diffusers' own, attn.set_processor(...))")
-        common = dict(group="transformer", qk_at_backend=True, query_frames=GENERATED_FRAMES)
-        specs.append(LayerSpec(name=f"image:reference/transformer_blocks.{index}.attn1", module=block.attn1,
-                               ref_grid="frame", key_frames=REFERENCE_FRAMES, relation="image:reference", **common))
-        specs.append(LayerSpec(name=f"text/transformer_blocks.{index}.attn2", module=block.attn2, ref_grid="row",
-                               relation="text", **common))
-    return specs
-
-
-def latent_grid(args, kwargs) -> tuple[int, int, int]:
-    """The latent grid (frames, h, w) the call's video tokens are packed from, from its arguments."""
-    sizes = [kwargs.get(name) for name in ("num_frames", "height", "width")]
-    if None in sizes:
-        raise RuntimeError("i2am.trace: the LTX-2 transformer was called without num_frames, height and width; the "
-                           "video maps need the latent grid its tokens are packed from")
-    return tuple(sizes)
+__all__ = ["GENERATED_FRAMES", "LTX2_PIPELINES", "LTX2_TRANSFORMERS", "REFERENCE_FRAMES", "LTX2PipelineTrace",
+           "latent_grid", "ltx2_layer_specs"]
 
 
 class LTX2PipelineTrace(VideoPipelineTrace):
@@ -90,7 +65,7 @@ class LTX2PipelineTrace(VideoPipelineTrace):
         pass   # the recorded call is told by its arguments (module docstring)
 
     def _on_transformer_call(self, module, args, kwargs) -> None:
-        self._unperturbed = not kwargs.get("spatio_temporal_guidance_blocks") and not kwargs.get("isolate_modalities")
+        self._unperturbed = unperturbed_call(kwargs)
 
     def _records_call(self) -> bool:
         if not self._unperturbed:

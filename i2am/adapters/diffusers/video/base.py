@@ -19,7 +19,7 @@ class VideoCapture(AttributionCapture):
     ``i2am.trace`` writes them), which the frame strips read."""
 
     def __init__(self, adapter: VideoPipelineAdapter, cfg, **options):
-        super().__init__(adapter, cfg, **options)
+        super().__init__(adapter, cfg, **{"latent_grid": adapter.packed_latent_grid, **options})
         self._video = adapter.video_meta()
 
     def maps(self):
@@ -40,6 +40,8 @@ class VideoPipelineAdapter(DiffusionAdapter):
     loads_checkpoints = False
     null_reference = "knockout"   # the R2G null counterfactual: every image token of the relation knocked out
     video = True
+    predicts_x0 = True            # the faithfulness check's proxy mode is defined
+    packed_latent_grid = None     # (args, kwargs) of a step-module call fed packed tokens -> its latent grid
 
     def __init__(self, pipe, size: str, guidance: float | None, image_size, num_frames: int, num_steps: int,
                  relation: str | None):

@@ -15,12 +15,15 @@ import torch
 from i2am.adapters._registry import TOY_IMAGE_SIZE, register_model
 from i2am.adapters.diffusers.model_path import resolve_model_path
 from i2am.adapters.diffusers.video.i2vgen_xl import I2VGenXLAdapter
+from i2am.adapters.diffusers.video.ltx2 import LTX2VideoAdapter
+from i2am.adapters.diffusers.video.ltx2_tiny import build_ltx2_pipeline
 from i2am.adapters.diffusers.video.svd import StableVideoDiffusionAdapter
 from i2am.adapters.diffusers.video.tiny import build_skyreels_v2_i2v, build_video_pipeline
 from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
 from i2am.adapters.diffusers.video.wan import ADAPTERS as WAN_ADAPTERS
 
-ADAPTERS = {**WAN_ADAPTERS, **{cls.pipeline_class: cls for cls in (I2VGenXLAdapter, StableVideoDiffusionAdapter)}}
+ADAPTERS = {**WAN_ADAPTERS, **{cls.pipeline_class: cls for cls in (LTX2VideoAdapter, I2VGenXLAdapter,
+                                                                    StableVideoDiffusionAdapter)}}
 VIDEO_PIPELINES = tuple(ADAPTERS)
 TEXT_PARTS = ("tokenizer", "text_encoder")   # not loaded: no text encoder is run
 
@@ -50,6 +53,8 @@ def tiny_video_pipeline(pipeline: str, seed: int = 0):
         return build_skyreels_v2_i2v(seed)
     if pipeline in UNET_VIDEO_PIPELINES:
         return build_unet_video_pipeline(pipeline, seed=seed)
+    if pipeline == LTX2VideoAdapter.pipeline_class:
+        return build_ltx2_pipeline(seed)
     return build_video_pipeline(pipeline, seed=seed)
 
 
@@ -59,7 +64,7 @@ def _no_image_options(ip_adapter: dict | None, prompt: str, **ignored) -> None:
                          "the first frame (model.ip_adapter.path=null)")
     if prompt:
         raise ValueError(f"model.prompt={prompt!r}: no text encoder is run for image-to-video pipelines; pass "
-                         f"model.prompt_embeds=<safetensors file with prompt_embeds [1, T, D] (+ "
+                         f"model.prompt_embeds=<safetensors file with prompt_embeds [1, T, D] (Wan: T = 512; + "
                          f"negative_prompt_embeds)>")
 
 

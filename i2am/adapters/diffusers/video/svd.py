@@ -33,6 +33,7 @@ class StableVideoDiffusionAdapter(FoldedFramesAdapter):
     relations = ("image:clip",)
     image_relations = ("image:clip",)
     default_guidance = 3.0
+    predicts_x0 = False          # no G2R curves, so no proxy mode: the startup check leaves it out
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(576, 1024),
                  num_frames: int = 14, num_steps: int = 25, relation: str | None = None,

@@ -16,6 +16,11 @@ the default, or "text"): the maps are video maps (docs/video_maps.md). The pipel
 per step, the conditional one first; ``records_call`` is False for the second, so the capture records the first.
 The faithfulness check removes image tokens with ``i2am.engine.wan_knockout`` (relation "image:reference" only);
 its proxy mode predicts x0 in one step of the pipeline's call (``predict_x0``).
+
+``WanVideoAdapter`` is also the base of the other transformer video pipelines' adapters (``ltx2``): what differs per
+pipeline is asked of small methods (``layer_specs``, ``temporal_ratio`` / ``spatial_ratio`` / ``patch``,
+``prompt_kwargs``, ``call_image``, ``guidance_kwargs``, ``as_video`` / ``from_output`` for packed latents,
+``_watch_calls`` for the recorded call, ``knockout``).
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from i2am.adapters.diffusers.dit._prompts import read_prompt_embeds
 from i2am.adapters.diffusers.video.base import VideoPipelineAdapter, negative_of
 from i2am.data import schema
 from i2am.engine.hooks import Hooks
+from i2am.engine.layers import LayerSpec
 from i2am.engine.wan_knockout import WanImageTokenKnockout
 from i2am.engine.wan_layers import WAN_TEXT_TOKENS, wan_layer_specs
 from i2am.sampling.sampler import sample_seed
@@ -45,8 +51,39 @@ class WanVideoAdapter(VideoPipelineAdapter):
                  num_frames: int = 81, num_steps: int = 50, relation: str | None = None,
                  prompt_embeds: str | None = None):
         super().__init__(pipe, size, guidance, image_size, num_frames, num_steps, relation)
-        self.transformer, self.vae, self.image_encoder = pipe.transformer, pipe.vae, pipe.image_encoder
-        self.specs = [s for s in wan_layer_specs(self.transformer) if s.relation == self.relation]
+        self.transformer, self.vae = pipe.transformer, pipe.vae
+        self.image_encoder = getattr(pipe, "image_encoder", None)
+        self.specs = [s for s in self.layer_specs() if s.relation == self.relation]
+        self._set_prompt_embeds(prompt_embeds)
+        self.records_call, self._x = True, None   # set per transformer call by run_loop
+        self.eval()
+
+    # ---- what a pipeline's class says --------------------------------------------------------------------------
+    def layer_specs(self) -> list[LayerSpec]:
+        """The attributed layers of every relation."""
+        return wan_layer_specs(self.transformer)
+
+    @property
+    def temporal_ratio(self) -> int:
+        """Video frames per latent frame (after the first)."""
+        return int(self.pipe.vae_scale_factor_temporal)
+
+    @property
+    def spatial_ratio(self) -> int:
+        """Pixels per latent cell of the VAE."""
+        return int(self.pipe.vae_scale_factor_spatial)
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.vae.config.z_dim)
+
+    @property
+    def patch(self) -> tuple[int, int, int]:
+        """The transformer's patch (frames, rows, columns of latent cells per token)."""
+        return tuple(self.transformer.config.patch_size)
+
+    def _set_prompt_embeds(self, prompt_embeds: str | None) -> None:
+        """The fixed text conditioning of every call (buffers ``prompt_embeds``, ``negative_prompt_embeds``)."""
         width = self.transformer.config.text_dim
         embeds, _ = read_prompt_embeds(prompt_embeds, WAN_TEXT_TOKENS, width, None)
         if embeds.shape[1] != WAN_TEXT_TOKENS:
@@ -54,13 +91,15 @@ class WanVideoAdapter(VideoPipelineAdapter):
                              f"takes exactly {WAN_TEXT_TOKENS} (encode_prompt pads to max_sequence_length=512)")
         self.register_buffer("prompt_embeds", embeds, persistent=False)
         self.register_buffer("negative_prompt_embeds", negative_of(prompt_embeds, embeds), persistent=False)
-        self.records_call, self._x = True, None   # set per transformer call by run_loop
-        self.eval()
 
-    # ---- what a pipeline's class says --------------------------------------------------------------------------
+    def prompt_kwargs(self, n: int) -> dict:
+        """The text conditioning of a call on ``n`` rows."""
+        return dict(prompt_embeds=self.prompt_embeds.expand(n, -1, -1),
+                    negative_prompt_embeds=self.negative_prompt_embeds.expand(n, -1, -1))
+
     def frames_of(self, num_frames: int) -> int:
         """The frames a call generates with ``num_frames`` (Wan: 4k + 1)."""
-        ratio = int(self.pipe.vae_scale_factor_temporal)
+        ratio = self.temporal_ratio
         if num_frames < 1 or (num_frames - 1) % ratio:
             raise ValueError(f"model.num_frames={num_frames}: {self.pipeline_class} generates {ratio}k + 1 frames "
                              f"(e.g. {ratio + 1}, {2 * ratio + 1}, 81)")
@@ -80,20 +119,23 @@ class WanVideoAdapter(VideoPipelineAdapter):
 
     def latent_grid(self) -> tuple[int, int, int]:
         """(latent frames, h, w) of the generated video after patchifying."""
-        patch = self.transformer.config.patch_size
-        frames = (self.num_frames - 1) // int(self.pipe.vae_scale_factor_temporal) + 1
-        spatial = int(self.pipe.vae_scale_factor_spatial)
-        return frames // patch[0], self.image_size[0] // spatial // patch[1], self.image_size[1] // spatial // patch[2]
+        patch_t, patch_h, patch_w = self.patch
+        frames = (self.num_frames - 1) // self.temporal_ratio + 1
+        return (frames // patch_t, self.image_size[0] // self.spatial_ratio // patch_h,
+                self.image_size[1] // self.spatial_ratio // patch_w)
 
     def expected_query_grids(self, latent_hw=None) -> dict:
         return {s.name: self.latent_grid() for s in self.specs}
 
     def video_meta(self) -> dict:
-        return {"temporal_ratio": int(self.pipe.vae_scale_factor_temporal),
-                "spatial_ratio": int(self.pipe.vae_scale_factor_spatial) * int(self.transformer.config.patch_size[-1])}
+        return {"temporal_ratio": self.temporal_ratio, "spatial_ratio": self.spatial_ratio * self.patch[-1]}
 
-    def token_knockout(self, mode: str = "knockout", replacement=None, layers=None) -> WanImageTokenKnockout:
+    def token_knockout(self, mode: str = "knockout", replacement=None, layers=None):
         self._knockout_relation(mode)
+        return self.knockout(layers)
+
+    def knockout(self, layers=None):
+        """The knockout of the reference's tokens in the "image:reference" layers."""
         return WanImageTokenKnockout(self.transformer, layers=layers)
 
     def randomization_stages(self) -> list[tuple[str, list]]:
@@ -112,9 +154,9 @@ class WanVideoAdapter(VideoPipelineAdapter):
     def prepare(self, batch: dict) -> DenoiseInputs:
         """context: the reference images in [-1, 1] (the first frame); the text conditioning rides in ``extra``."""
         reference = batch[schema.REFERENCE].to(self.device, torch.float32)
-        frames = (self.num_frames - 1) // int(self.pipe.vae_scale_factor_temporal) + 1
-        height, width = (side // int(self.pipe.vae_scale_factor_spatial) for side in self.image_size)
-        latent_shape = (int(self.vae.config.z_dim), frames, height, width)
+        frames = (self.num_frames - 1) // self.temporal_ratio + 1
+        height, width = (side // self.spatial_ratio for side in self.image_size)
+        latent_shape = (self.latent_channels, frames, height, width)
         return DenoiseInputs(concat=None, context=reference, uncond_context=torch.zeros_like(reference[:1]),
                              latent_shape=latent_shape, sample_ids=sample_ids(batch))
 
@@ -154,12 +196,19 @@ class WanVideoAdapter(VideoPipelineAdapter):
     def _call_kwargs(self, inputs: DenoiseInputs, settings: dict) -> dict:
         n = inputs.context.shape[0]
         height, width = self.image_size
-        kwargs = dict(image=self._reference_image(inputs), height=height, width=width,
-                      prompt_embeds=self.prompt_embeds.expand(n, -1, -1),
-                      negative_prompt_embeds=self.negative_prompt_embeds.expand(n, -1, -1), **self.call_options())
+        kwargs = dict(image=self.call_image(self._reference_image(inputs), n), height=height, width=width,
+                      **self.prompt_kwargs(n), **self.call_options())
         if settings["guidance"] is not None:
-            kwargs["guidance_scale"] = float(settings["guidance"])
+            kwargs.update(self.guidance_kwargs(float(settings["guidance"])))
         return kwargs
+
+    def call_image(self, image, n: int):
+        """The call's ``image`` for ``n`` rows of one reference (Wan's pipeline repeats one image itself)."""
+        return image
+
+    def guidance_kwargs(self, guidance: float) -> dict:
+        """The call's keyword arguments for a guidance scale."""
+        return {"guidance_scale": guidance}
 
     @torch.no_grad()
     def run_loop(self, inputs: DenoiseInputs, sampler, callback=None) -> torch.Tensor:
@@ -173,7 +222,7 @@ class WanVideoAdapter(VideoPipelineAdapter):
         kwargs = self._call_kwargs(inputs, settings)
 
         def on_step_end(pipe, i, t, tensors):
-            x, x_next = self._x, tensors["latents"]
+            x, x_next = self._x, self.as_video(tensors["latents"])
             sigma, sigma_next = float(pipe.scheduler.sigmas[i]), float(pipe.scheduler.sigmas[i + 1])
             velocity = (x_next - x) / (sigma_next - sigma)   # the Euler step is the only change of the latents
             callback({"step": i, "t": float(t), "sigma": sigma, "sigma_next": sigma_next, "x": x, "x_next": x_next,
@@ -182,21 +231,29 @@ class WanVideoAdapter(VideoPipelineAdapter):
 
         try:
             with Hooks("run_loop") as hooks:
-                self._record_first_call_per_step(hooks)
+                self._watch_calls(hooks)
                 latents = self.pipe(**kwargs, num_inference_steps=int(settings["num_steps"]), generator=generators,
                                     output_type="latent", return_dict=False,
                                     callback_on_step_end=None if callback is None else on_step_end)[0]
         finally:
             self.records_call, self._x = True, None
+        return self.from_output(latents)
+
+    def as_video(self, latents: torch.Tensor) -> torch.Tensor:
+        """The pipeline's step latents as [B, C, F, h, w] (Wan's already are)."""
         return latents
 
-    def _record_first_call_per_step(self, hooks: Hooks) -> None:
+    def from_output(self, latents: torch.Tensor) -> torch.Tensor:
+        """The latents of the call's ``output_type="latent"`` in the space of the step latents (Wan's are)."""
+        return latents
+
+    def _watch_calls(self, hooks: Hooks) -> None:
         """``records_call`` True for the first transformer call of each step (the conditional one), False for the
         unconditional call after it: the capture reads it before each call. The latents the step starts from (the
         first call's input before its condition channels) are kept for the step callback."""
         def before_call(module, args, kwargs):
             if self.records_call:
-                self._x = kwargs["hidden_states"][:, :int(self.vae.config.z_dim)]
+                self._x = kwargs["hidden_states"][:, :self.latent_channels]
 
         def after_call(module, args, output):
             self.records_call = False
