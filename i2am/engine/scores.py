@@ -12,12 +12,18 @@ and head dims). Logits are q·kᵀ·d^-1/2 in float32.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from i2am.engine.workspace import Workspace
 
 # The least column sum Σ_j P[j, i] w_j for which entries 1e-5 of it stay normal fp32 numbers (min normal ~1.2e-38).
 _SMALLEST_COLUMN = 1e-25
+# Logits per tile of a block formed from the attention kernel's log-sum-exp (``segment_scores``): 2**20 fp32 = 4 MiB,
+# so that the passes after the matmul (exp, row and column sums) read a core's cache, not memory. On SD-1.5's largest
+# cross-attention layer ([8, 3072, 1036], 100 MiB) they took as long as the matmul when each read the whole block.
+CPU_TILE = 2 ** 20
 
 
 def _logits(q: torch.Tensor, k: torch.Tensor, scale: float, workspace: Workspace | None = None) -> torch.Tensor:
@@ -66,7 +72,8 @@ def _rows(length: int, chunk: int) -> list[slice]:
 def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Tensor, *, chunk: int,
                    r2g: bool = True, g2r: bool = True, sram: bool = False, query_weight: torch.Tensor | None = None,
                    bias: torch.Tensor | None = None, own: bool = True, share: bool = False, whole_rows: bool = False,
-                   workspace: Workspace | None = None) -> dict[str, dict[str, torch.Tensor] | None]:
+                   workspace: Workspace | None = None,
+                   tile: int | None = None) -> dict[str, dict[str, torch.Tensor] | None]:
     """Scores of the keys ``k`` [..., Lk, d] when each query's log-sum-exp ``lse`` [..., Lq] over all the keys it
     attends to is known (the attention kernel's own), in chunks of ``chunk`` queries. P = exp(logit - lse) is each
     query's attention mass on each of these keys; one logits block per chunk serves both readings:
@@ -80,46 +87,71 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
 
     w = ``query_weight`` [..., Lq] or 1; ``bias`` [B, Lk] (0 or -inf): keys a sample may not attend to (they take no
     mass and leave the R2G mean). Returns {"share": ..., "own": ...} as requested; "own" is None when fp32 would lose
-    entries (a row mass or a token's column sum below 1e-25): the caller then recomputes it from the logits."""
+    entries (a row mass or a token's column sum below 1e-25): the caller then recomputes it from the logits.
+    A chunk's block is formed ``tile`` logits at a time (default ``CPU_TILE`` on a CPU, the whole chunk elsewhere)
+    and every reduction that needs only those rows reads them at once; all column sums of a tile are one matmul."""
     lse = lse.float()   # the logits are fp32 whatever the kernel's precision
-    rows = _rows(q.shape[-2], chunk)
+    a, kt = q.float() * scale, k.float().transpose(-1, -2)
+    lead = torch.broadcast_shapes(a.shape[:-2], kt.shape[:-2])
+    rows, lk = _rows(a.shape[-2], chunk), kt.shape[-1]
+    if tile is None:
+        tile = CPU_TILE if a.device.type == "cpu" else math.prod(lead) * chunk * lk
+    step = max(1, tile // (math.prod(lead) * lk))
     kept = None if bias is None else (bias == 0)[:, None, :]                        # [B, 1, Lk]
 
-    def mass(part: slice) -> torch.Tensor:
-        logits = _logits(q[..., part, :], k, scale, workspace)
-        if bias is not None:
-            logits += bias[:, None, None, :]
-        return logits.sub_(lse[..., part, None]).exp_()
+    def masses(part: slice):
+        block = (torch.empty if workspace is None else workspace.block)((*lead, part.stop - part.start, lk),
+                                                                      dtype=a.dtype, device=a.device)
+        return block, _mass_tiles(a, kt, lse, bias, part, block, step)
 
     e = torch.exp(lse - lse.amax(-1, keepdim=True)) if own and r2g else None       # [..., Lq]
     token_weight = None
-    if e is not None and len(rows) > 1:
-        token_weight = _token_weight(sum(row_dot(mass(part).transpose(-1, -2), e[..., part]) for part in rows), kept)
+    if e is not None and len(rows) > 1:   # several chunks: every key's column sum first
+        columns = 0
+        for part in rows:
+            for sub, probs in masses(part)[1]:
+                columns = columns + _column_sums(probs, {"token": e[..., sub]})["token"]
+        token_weight = _token_weight(columns, kept)
     sums = {"share": {"r2g": [], "g2r": 0, "sram": []}, "own": {"r2g": [], "g2r": 0, "sram": []}}
-    own_exact = True
+    smallest_rows = []   # of the own readings' row masses, checked once at the end
     for part in rows:
-        probs = mass(part)
-        weight = None if query_weight is None else query_weight[..., part]
-        row_mass = None if whole_rows and not share else probs.sum(-1)               # [..., c]
-        if share:
-            _add_reading(sums["share"], probs, weight, row_mass if r2g else None, g2r, sram)
-        if not own:
-            continue
-        if e is not None:
-            if token_weight is None:   # one chunk: its column sums are all of them
-                token_weight = _token_weight(row_dot(probs.transpose(-1, -2), e[..., part]), kept)
-            if token_weight is False:
-                own_exact = False
-            else:
-                sums["own"]["r2g"].append(e[..., part] * row_dot(probs, token_weight))
-        own_rows = None if whole_rows else row_mass
-        if own_rows is not None and (g2r or sram):
-            own_exact = own_exact and bool((own_rows > _SMALLEST_COLUMN).all())
-            if sram:   # the SRAM needs the normalised rows themselves
-                probs = probs / own_rows[..., None]
-            else:      # G2R alone: fold 1 / r_j into the query weights
-                weight = (1.0 / own_rows) if weight is None else weight / own_rows
-        _add_reading(sums["own"], probs, weight, None, g2r, sram)
+        block, tiles = masses(part)
+        token_columns = 0 if e is not None and token_weight is None else None   # one chunk: its column sums
+        for sub, probs in tiles:
+            weight = None if query_weight is None else query_weight[..., sub]
+            row_mass = None if whole_rows and not share else probs.sum(-1)               # [..., c]
+            columns = {}   # reading -> its weights over this tile's queries, for the column sums
+            if share:
+                if r2g:
+                    sums["share"]["r2g"].append(row_mass)
+                if g2r:
+                    columns["share"] = weight
+                if sram:
+                    sums["share"]["sram"].append(probs.mean(-3))
+            if own:
+                if token_columns is not None:
+                    columns["token"] = e[..., sub]
+                elif e is not None and token_weight is not False:
+                    sums["own"]["r2g"].append(e[..., sub] * row_dot(probs, token_weight))
+                own_rows = None if whole_rows else row_mass
+                if own_rows is not None and (g2r or sram):
+                    smallest_rows.append(own_rows.amin())
+                if g2r:   # G2R: 1 / r_j folded into the query weights
+                    columns["own"] = weight if own_rows is None else (1.0 / own_rows if weight is None
+                                                                      else weight / own_rows)
+                if sram:   # the SRAM needs the normalised rows themselves
+                    sums["own"]["sram"].append((probs if own_rows is None else probs / own_rows[..., None]).mean(-3))
+            for reading, column in _column_sums(probs, columns).items():
+                if reading == "token":
+                    token_columns = token_columns + column
+                else:
+                    sums[reading]["g2r"] = sums[reading]["g2r"] + column
+        if token_columns is not None:
+            token_weight = _token_weight(token_columns, kept)
+            if token_weight is not False:   # the block of this one chunk is still whole
+                sums["own"]["r2g"].append(e[..., part] * row_dot(block, token_weight))
+    own_exact = token_weight is not False and not (smallest_rows and
+                                                   not bool(torch.stack(smallest_rows).amin() > _SMALLEST_COLUMN))
     out = {}
     for reading, wanted in (("share", share), ("own", own)):
         if not wanted:
@@ -138,6 +170,30 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
     return out
 
 
+def _mass_tiles(a: torch.Tensor, kt: torch.Tensor, lse: torch.Tensor, bias: torch.Tensor | None, part: slice,
+                block: torch.Tensor, step: int):
+    """exp(logit - lse) of the queries ``part`` (a · kt, plus ``bias``) written into ``block`` [..., rows, Lk],
+    ``step`` queries at a time; yields each tile with its queries as soon as it is formed, while it is in cache."""
+    for start in range(part.start, part.stop, step):
+        sub = slice(start, min(start + step, part.stop))
+        probs = block[..., sub.start - part.start:sub.stop - part.start, :]
+        torch.matmul(a[..., sub, :], kt, out=probs)
+        if bias is not None:
+            probs += bias[:, None, None, :]
+        yield sub, probs.sub_(lse[..., sub, None]).exp_()
+
+
+def _column_sums(probs: torch.Tensor, weights: dict) -> dict[str, torch.Tensor]:
+    """Σ_j w_j probs[..., j, :] for each named weight vector w [..., c] (None: all ones), as one matmul."""
+    if not weights:
+        return {}
+    rows = probs.shape[:-1]
+    stacked = torch.stack([torch.ones(rows, dtype=probs.dtype, device=probs.device) if w is None else w.expand(rows)
+                           for w in weights.values()], dim=-2)                          # [..., n, c]
+    sums = torch.matmul(stacked, probs)                                                 # [..., n, Lk]
+    return {name: sums[..., i, :] for i, name in enumerate(weights)}
+
+
 def _token_weight(columns: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor | bool:
     """1 / (n · column sum) of each key (0 for a key the sample may not attend to; n: the keys it may), or False
     when a column sum is too small for fp32 to keep its entries."""
@@ -147,18 +203,6 @@ def _token_weight(columns: torch.Tensor, kept: torch.Tensor | None) -> torch.Ten
         return False
     count = kept.sum(-1, keepdim=True)
     return torch.where(kept, 1.0 / (columns * count), torch.zeros((), device=columns.device))
-
-
-def _add_reading(sums: dict, probs: torch.Tensor, weight: torch.Tensor | None, row_mass: torch.Tensor | None,
-                 g2r: bool, sram: bool) -> None:
-    """One chunk's share of a reading: its rows' mass (when given), the weighted column sums, the head-mean rows."""
-    if row_mass is not None:
-        sums["r2g"].append(row_mass)
-    if g2r:
-        sums["g2r"] = sums["g2r"] + (probs.sum(-2) if weight is None else
-                                     torch.matmul(weight.unsqueeze(-2), probs).squeeze(-2))
-    if sram:
-        sums["sram"].append(probs.mean(-3))
 
 
 def _g2r_part(probs: torch.Tensor, query_weight, frames: int, start: int, lq: int) -> torch.Tensor:
