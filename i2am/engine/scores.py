@@ -20,10 +20,12 @@ from i2am.engine.workspace import Workspace
 
 # The least column sum Σ_j P[j, i] w_j for which entries 1e-5 of it stay normal fp32 numbers (min normal ~1.2e-38).
 _SMALLEST_COLUMN = 1e-25
-# Logits per tile of a block formed from the attention kernel's log-sum-exp (``segment_scores``): 2**20 fp32 = 4 MiB,
-# so that the passes after the matmul (exp, row and column sums) read a core's cache, not memory. On SD-1.5's largest
-# cross-attention layer ([8, 3072, 1036], 100 MiB) they took as long as the matmul when each read the whole block.
-CPU_TILE = 2 ** 20
+# A block formed from the attention kernel's log-sum-exp (``segment_scores``) larger than CPU_CACHE logits (16 MiB
+# fp32, half a server CPU's last-level cache) is formed CPU_TILE logits (4 MiB) at a time, so that the passes after
+# the matmul (exp, row and column sums) read the cache, not memory: on SD-1.5's largest cross-attention layer
+# ([8, 3072, 1036], 100 MiB) they took as long as the matmul when each read the whole block. A smaller block stays
+# one tile: it is in cache anyway, and every tile costs each pass a call (and a wait for all threads).
+CPU_CACHE, CPU_TILE = 2 ** 22, 2 ** 20
 
 
 def _logits(q: torch.Tensor, k: torch.Tensor, scale: float, workspace: Workspace | None = None) -> torch.Tensor:
@@ -88,36 +90,40 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
     w = ``query_weight`` [..., Lq] or 1; ``bias`` [B, Lk] (0 or -inf): keys a sample may not attend to (they take no
     mass and leave the R2G mean). Returns {"share": ..., "own": ...} as requested; "own" is None when fp32 would lose
     entries (a row mass or a token's column sum below 1e-25): the caller then recomputes it from the logits.
-    A chunk's block is formed ``tile`` logits at a time (default ``CPU_TILE`` on a CPU, the whole chunk elsewhere)
-    and every reduction that needs only those rows reads them at once; all column sums of a tile are one matmul."""
+    A chunk's block is formed ``tile`` logits at a time (default: ``CPU_TILE`` for a block of more than
+    ``CPU_CACHE`` logits on a CPU, else the whole chunk) and every reduction that needs only those rows reads them
+    at once; all column sums of a tile are one matmul."""
     lse = lse.float()   # the logits are fp32 whatever the kernel's precision
     a, kt = q.float() * scale, k.float().transpose(-1, -2)
     lead = torch.broadcast_shapes(a.shape[:-2], kt.shape[:-2])
     rows, lk = _rows(a.shape[-2], chunk), kt.shape[-1]
+    row = math.prod(lead) * lk   # logits per query
     if tile is None:
-        tile = CPU_TILE if a.device.type == "cpu" else math.prod(lead) * chunk * lk
-    step = max(1, tile // (math.prod(lead) * lk))
+        tile = CPU_TILE if a.device.type == "cpu" and row * min(chunk, a.shape[-2]) > CPU_CACHE else row * chunk
+    step = max(1, tile // row)
     kept = None if bias is None else (bias == 0)[:, None, :]                        # [B, 1, Lk]
 
     def masses(part: slice):
-        block = (torch.empty if workspace is None else workspace.block)((*lead, part.stop - part.start, lk),
+        block = (torch.empty if workspace is None else workspace.block)(((part.stop - part.start) * row,),
                                                                       dtype=a.dtype, device=a.device)
-        return block, _mass_tiles(a, kt, lse, bias, part, block, step)
+        return _mass_tiles(a, kt, lse, bias, part, block, step)
 
     e = torch.exp(lse - lse.amax(-1, keepdim=True)) if own and r2g else None       # [..., Lq]
     token_weight = None
     if e is not None and len(rows) > 1:   # several chunks: every key's column sum first
         columns = 0
         for part in rows:
-            for sub, probs in masses(part)[1]:
+            for sub, probs in masses(part):
                 columns = columns + _column_sums(probs, {"token": e[..., sub]})["token"]
         token_weight = _token_weight(columns, kept)
     sums = {"share": {"r2g": [], "g2r": 0, "sram": []}, "own": {"r2g": [], "g2r": 0, "sram": []}}
     smallest_rows = []   # of the own readings' row masses, checked once at the end
     for part in rows:
-        block, tiles = masses(part)
         token_columns = 0 if e is not None and token_weight is None else None   # one chunk: its column sums
-        for sub, probs in tiles:
+        tiles = []   # this chunk's, kept for R2G's last mat-vec when it needs all of them first
+        for sub, probs in masses(part):
+            if token_columns is not None:
+                tiles.append((sub, probs))
             weight = None if query_weight is None else query_weight[..., sub]
             row_mass = None if whole_rows and not share else probs.sum(-1)               # [..., c]
             columns = {}   # reading -> its weights over this tile's queries, for the column sums
@@ -148,8 +154,8 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
                     sums[reading]["g2r"] = sums[reading]["g2r"] + column
         if token_columns is not None:
             token_weight = _token_weight(token_columns, kept)
-            if token_weight is not False:   # the block of this one chunk is still whole
-                sums["own"]["r2g"].append(e[..., part] * row_dot(block, token_weight))
+            if token_weight is not False:   # the tiles of this one chunk are all still in the workspace
+                sums["own"]["r2g"] += [e[..., sub] * row_dot(probs, token_weight) for sub, probs in tiles]
     own_exact = token_weight is not False and not (smallest_rows and
                                                    not bool(torch.stack(smallest_rows).amin() > _SMALLEST_COLUMN))
     out = {}
@@ -172,11 +178,16 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
 
 def _mass_tiles(a: torch.Tensor, kt: torch.Tensor, lse: torch.Tensor, bias: torch.Tensor | None, part: slice,
                 block: torch.Tensor, step: int):
-    """exp(logit - lse) of the queries ``part`` (a · kt, plus ``bias``) written into ``block`` [..., rows, Lk],
-    ``step`` queries at a time; yields each tile with its queries as soon as it is formed, while it is in cache."""
+    """exp(logit - lse) of the queries ``part`` (a · kt, plus ``bias``) written into the flat ``block``, ``step``
+    queries at a time, each tile a contiguous [..., rows, Lk] (a matmul into a strided slice of one [..., Lq, Lk]
+    block runs a call per head: with two threads on a loaded CPU, several times slower); yields each (its queries,
+    the tile) as soon as it is formed, while it is in cache."""
+    lead = torch.broadcast_shapes(a.shape[:-2], kt.shape[:-2])
+    row = block.numel() // (part.stop - part.start)
     for start in range(part.start, part.stop, step):
         sub = slice(start, min(start + step, part.stop))
-        probs = block[..., sub.start - part.start:sub.stop - part.start, :]
+        offset = (sub.start - part.start) * row
+        probs = block[offset:offset + (sub.stop - sub.start) * row].view(*lead, sub.stop - sub.start, kt.shape[-1])
         torch.matmul(a[..., sub, :], kt, out=probs)
         if bias is not None:
             probs += bias[:, None, None, :]
