@@ -20,12 +20,13 @@ from i2am.engine.workspace import Workspace
 
 # The least column sum Σ_j P[j, i] w_j for which entries 1e-5 of it stay normal fp32 numbers (min normal ~1.2e-38).
 _SMALLEST_COLUMN = 1e-25
-# A block formed from the attention kernel's log-sum-exp (``segment_scores``) larger than CPU_CACHE logits (16 MiB
-# fp32, half a server CPU's last-level cache) is formed CPU_TILE logits (4 MiB) at a time, so that the passes after
-# the matmul (exp, row and column sums) read the cache, not memory: on SD-1.5's largest cross-attention layer
-# ([8, 3072, 1036], 100 MiB) they took as long as the matmul when each read the whole block. A smaller block stays
-# one tile: it is in cache anyway, and every tile costs each pass a call (and a wait for all threads).
-CPU_CACHE, CPU_TILE = 2 ** 22, 2 ** 20
+# On a CPU running one torch thread, a block formed from the attention kernel's log-sum-exp (``segment_scores``) is
+# formed CPU_TILE logits (4 MiB) at a time, so that the passes after the matmul (exp, row and column sums) read the
+# cache, not memory: on SD-1.5's largest cross-attention layer ([8, 3072, 1036], 100 MiB) they took as long as the
+# matmul when each read the whole block. With several threads every pass over a tile is a parallel region whose end
+# waits for all of them; on a CPU shared with other jobs a descheduled thread makes each wait cost milliseconds, which
+# outweighed the cache (docs/results.md, "Capture speed"), so there a chunk stays one tile.
+CPU_TILE = 2 ** 20
 
 
 def _logits(q: torch.Tensor, k: torch.Tensor, scale: float, workspace: Workspace | None = None) -> torch.Tensor:
@@ -90,16 +91,16 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
     w = ``query_weight`` [..., Lq] or 1; ``bias`` [B, Lk] (0 or -inf): keys a sample may not attend to (they take no
     mass and leave the R2G mean). Returns {"share": ..., "own": ...} as requested; "own" is None when fp32 would lose
     entries (a row mass or a token's column sum below 1e-25): the caller then recomputes it from the logits.
-    A chunk's block is formed ``tile`` logits at a time (default: ``CPU_TILE`` for a block of more than
-    ``CPU_CACHE`` logits on a CPU, else the whole chunk) and every reduction that needs only those rows reads them
-    at once; all column sums of a tile are one matmul."""
+    A chunk's block is formed ``tile`` logits at a time (default: ``CPU_TILE`` on a CPU running one torch thread,
+    else the whole chunk) and every reduction that needs only those rows reads them at once; all column sums of a
+    tile are one matmul."""
     lse = lse.float()   # the logits are fp32 whatever the kernel's precision
     a, kt = q.float() * scale, k.float().transpose(-1, -2)
     lead = torch.broadcast_shapes(a.shape[:-2], kt.shape[:-2])
     rows, lk = _rows(a.shape[-2], chunk), kt.shape[-1]
     row = math.prod(lead) * lk   # logits per query
     if tile is None:
-        tile = CPU_TILE if a.device.type == "cpu" and row * min(chunk, a.shape[-2]) > CPU_CACHE else row * chunk
+        tile = CPU_TILE if a.device.type == "cpu" and torch.get_num_threads() == 1 else row * chunk
     step = max(1, tile // row)
     kept = None if bias is None else (bias == 0)[:, None, :]                        # [B, 1, Lk]
 

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from i2am.engine import scores
 from i2am.engine.scores import accumulate, r2g_single_token, segment_scores, spatial_scores, split_heads
 
 
@@ -127,9 +128,12 @@ def test_segment_scores_leave_own_softmax_to_the_caller_where_fp32_would_lose_it
 
 
 @pytest.mark.parametrize("chunk", [1000, 7])
-def test_segment_scores_over_whole_rows_equal_the_recomputed_softmaxes_in_any_tiles(chunk):
+def test_segment_scores_over_whole_rows_equal_the_recomputed_softmaxes_in_any_tiles(chunk, monkeypatch):
     """The UNet path (the kernel's lse over exactly these keys): tiles of one query, of 3 and 4 queries (one that
-    does not divide a chunk) and one per chunk give spatial_scores' recomputed R2G, weighted G2R and SRAM."""
+    does not divide a chunk) and one per chunk give spatial_scores' recomputed R2G, weighted G2R and SRAM; so does
+    the default on a CPU running one thread (CPU_TILE made 2 queries' logits here)."""
+    monkeypatch.setattr(scores, "CPU_TILE", 2 * 8 * 9)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     g = torch.Generator().manual_seed(3)
     q, k = torch.randn(2, 4, 23, 8, generator=g) * 2, torch.randn(2, 4, 9, 8, generator=g) * 2
     w = torch.rand(2, 1, 23, generator=g)
