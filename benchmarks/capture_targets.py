@@ -14,6 +14,7 @@ it implies, 1 / (1 - s), which is steadier than the paired ratios on a loaded ma
   python benchmarks/capture_targets.py                 # the four cells, about 6 minutes on a quiet 2-core CPU
   python benchmarks/capture_targets.py --docs          # ... and rewrite the table in docs/results.md
   python benchmarks/capture_targets.py --profile-only  # the profiler shares alone (no timed pairs)
+  python benchmarks/capture_targets.py --threads 1     # one torch thread (the capture then tiles large blocks)
   python benchmarks/capture_targets.py --dry-run       # tiny models, 2 pairs, 1 profile: the script runs
 """
 from __future__ import annotations
@@ -24,8 +25,16 @@ import statistics
 from pathlib import Path
 
 import torch
-from _harness import ATTENTION_OPS, MIN_REPEATS, compare, interleaved, machine_load, pin_threads, profiler_share, \
-    write_doc_block
+from _harness import (
+    ATTENTION_OPS,
+    MIN_REPEATS,
+    compare,
+    interleaved,
+    machine_load,
+    pin_threads,
+    profiler_share,
+    write_doc_block,
+)
 from _models import flux, flux_inputs, flux_steps, unet, unet_steps
 from capture_overhead import LATENTS, SRAM_LAYER
 
@@ -92,14 +101,15 @@ def measure(runs: dict, repeats: int, profiles: int, profile_only: bool) -> dict
 
 
 def table(results: dict[str, dict], targets: dict[str, float]) -> str:
-    rows = ["| cell | target | capture / plain, paired median (IQR, n) | plain s per step (median, IQR) | "
-            "i2am's profiler share (median; runs) | implied 1 / (1 - share) |", "|---|---|---|---|---|---|"]
+    rows = [("| cell | target | capture / plain, paired median (IQR, n) | plain s per step (median, IQR) | "
+             "i2am's profiler share (median; runs) | implied 1 / (1 - share) |"), "|---|---|---|---|---|---|"]
     for cell, r in results.items():
         shares = r["shares"]
         share = statistics.median(shares)
         runs = ", ".join(f"{100 * s:.1f}" for s in shares)
         ratio = "not timed" if r["ratio"] is None else r["ratio"].ratio_text()
-        plain = "" if r["plain_s"] is None else f"{r['plain_s'].median:.2f} ({r['plain_s'].q1:.2f}-{r['plain_s'].q3:.2f})"
+        seconds = r["plain_s"]
+        plain = "" if seconds is None else f"{seconds.median:.2f} ({seconds.q1:.2f}-{seconds.q3:.2f})"
         rows.append(f"| {cell} | <= {targets[cell]:.2f}x | {ratio} | {plain} | {100 * share:.1f} % ({runs}) | "
                     f"{1 / (1 - share):.3f}x |")
     return "\n".join(rows)
@@ -114,6 +124,8 @@ def main():
     ap.add_argument("--dry-run", action="store_true", help="tiny models, 2 pairs, 1 profile (checks the script)")
     ap.add_argument("--docs", action="store_true", help=f"rewrite the {DOC_BLOCK} block of docs/results.md")
     args = ap.parse_args()
+    if args.dry_run and args.docs:
+        ap.error("--docs with --dry-run would write tiny-model figures into the docs")
     if args.dry_run:
         args.repeats, args.profiles = 2, 1
     elif args.repeats < MIN_REPEATS and not args.profile_only:
@@ -132,8 +144,6 @@ def main():
     text = head + "\n\n" + table(results, targets)
     print(text)
     if args.docs:
-        if args.dry_run:
-            ap.error("--docs with --dry-run would write tiny-model figures into the docs")
         write_doc_block(DOC, DOC_BLOCK, text)
         print(f"wrote the {DOC_BLOCK} block of {DOC}")
 
