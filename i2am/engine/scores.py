@@ -157,8 +157,8 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
             token_weight = _token_weight(token_columns, kept)
             if token_weight is not False:   # the tiles of this one chunk are all still in the workspace
                 sums["own"]["r2g"] += [e[..., sub] * row_dot(probs, token_weight) for sub, probs in tiles]
-    own_exact = token_weight is not False and not (smallest_rows and
-                                                   not bool(torch.stack(smallest_rows).amin() > _SMALLEST_COLUMN))
+    rows_kept = not smallest_rows or bool(torch.stack(smallest_rows).amin() > _SMALLEST_COLUMN)
+    own_exact = token_weight is not False and rows_kept
     out = {}
     for reading, wanted in (("share", share), ("own", own)):
         if not wanted:
