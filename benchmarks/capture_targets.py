@@ -11,7 +11,7 @@ median (IQR) of the paired ratios. Each cell is also profiled ``--profiles`` tim
 s of all operator time (the attention kernel the capture's pass-through runs counts as the model's), with the ratio
 it implies, 1 / (1 - s), which is steadier than the paired ratios on a loaded machine.
 
-  python benchmarks/capture_targets.py                 # the four cells, about 6 minutes on a quiet 2-core CPU
+  python benchmarks/capture_targets.py                 # the four cells, an estimated 5 minutes on a quiet 2-core CPU
   python benchmarks/capture_targets.py --docs          # ... and rewrite the table in docs/results.md
   python benchmarks/capture_targets.py --profile-only  # the profiler shares alone (no timed pairs)
   python benchmarks/capture_targets.py --threads 1     # one torch thread (the capture then tiles large blocks)
