@@ -23,7 +23,8 @@ __all__ = ["create_model", "list_models", "register_model"]
 SIZES = ("full", "tiny", "small")
 
 # every module that registers models (a broken family must not hide the others: its error is reported on use)
-FAMILIES = ("custom", "pbe", "dcivton", "stableviton", "pasd", "diffusers.pipeline", "diffusers.dit.transformer")
+FAMILIES = ("custom", "pbe", "dcivton", "stableviton", "pasd", "diffusers.pipeline", "diffusers.dit.transformer",
+            "diffusers.video.model")
 
 _imported = False
 _import_errors: dict[str, str] = {}   # family module -> error

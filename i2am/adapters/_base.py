@@ -68,6 +68,7 @@ class DiffusionAdapter(nn.Module):
                                 # spatial reference token knocked out)
     loads_checkpoints = True    # False where the weights come from a diffusers folder (model.path) only
     joint_token_knockout = False   # True where token_knockout acts inside joint attention (diffusion transformers)
+    video = False         # True where the model generates a video from the reference (maps with a frame axis)
 
     def __init__(self, size: str, guidance: float | None, image_size: tuple[int, int],
                  start_code: str = "noise", num_steps: int = 50, latent_encoding: str = "mode",

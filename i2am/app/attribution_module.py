@@ -23,6 +23,7 @@ from i2am.evaluation.evaluator import Evaluator, SampleContext
 from i2am.evaluation.state_merge import merge_run_states
 from i2am.runs import RunDir
 from i2am.sampling.plan import SamplingPlan
+from i2am.viz.video_samples import save_video
 
 SampleWriter = Callable[[SampleContext], None]   # e.g. i2am.viz.figures.SamplePanels: files beside the maps
 
@@ -89,7 +90,11 @@ class AttributionModule(L.LightningModule):
                                 maps[j])
 
     def _finish_sample(self, sample_id: str, sample: dict, generated: torch.Tensor, maps: AttributionMaps) -> None:
-        save_png(to_uint8_image(generated[0]), self.run.sample_image(sample_id))
+        image_path = self.run.sample_image(sample_id)
+        if generated.dim() == 5:   # a video [1, 3, T, H, W]: its frames as one strip and as an animation
+            save_video(generated[0], image_path, image_path.with_suffix(".gif"))
+        else:
+            save_png(to_uint8_image(generated[0]), image_path)
         if self.save_maps:
             maps.save(self.run.sample_maps(sample_id))
         ctx = SampleContext(sample_id=sample_id, sample=sample, maps=maps, rendered=self.rendered_maps(sample, maps),
@@ -116,9 +121,12 @@ class AttributionModule(L.LightningModule):
 
     def rendered_maps(self, sample: dict, maps: AttributionMaps) -> dict[str, torch.Tensor]:
         """ULAMs at image resolution (R2G on the generated image, G2R on the reference image) with the run's preset;
-        a G2R map over tokens (text, IP-Adapter) has no image to be drawn on, so IMACS_r is not computed for it."""
+        a G2R map over tokens (text, IP-Adapter) has no image to be drawn on, so IMACS_r is not computed for it;
+        video maps are not rendered (IMACS does not apply to them, ``i2am.app.evaluator_fit``)."""
         preset = self.render["preset"]
         out = {}
+        if maps.frames is not None:   # video maps: no image to render them on (the evaluators that fit read the maps)
+            return out
         if maps.r2g.available:
             size = tuple(sample[schema.IMAGE].shape[-2:])
             out["r2g"] = to_image(maps.r2g.ulam, size, "r2g", preset)

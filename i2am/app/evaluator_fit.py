@@ -7,7 +7,8 @@ ground-truth correspondence (``data.extras`` lists ``correspondence``: the toy w
 
 ``evaluator_set=auto`` (the default) keeps what applies: IMACS_r only on a reference grid, localisation only with ground
 truth on a reference grid, and says what it left out. An evaluator named explicitly that cannot apply is a
-``UserError`` naming it, the reason and the override.
+``UserError`` naming it, the reason and the override. A video model (``adapter.video``: an image-to-video pipeline)
+takes faithfulness and randomisation only, narrowed to what its frames have (``_video_spec``).
 """
 from __future__ import annotations
 
@@ -21,6 +22,17 @@ from i2am.errors import UserError
 AUTO_KEY = "evaluators_auto"       # set by conf/evaluator_set/auto.yaml
 LOCALIZATION_TARGET = "SramLocalizationEvaluator"
 IMACS_TARGET = "ImacsEvaluator"
+FAITHFULNESS_TARGET = "FaithfulnessEvaluator"
+RANDOMIZATION_TARGET = "RandomizationEvaluator"
+# what a video model's run cannot be scored by, and why (docs/video_maps.md, "model=diffusers"); the evaluators that
+# fit a video are faithfulness and randomisation, narrowed by _video_spec
+VIDEO_REFUSED = {
+    IMACS_TARGET: "IMACS scores a map against the try-on region of the dataset image (inpaint_mask) and the garment "
+                  "mask; an image-to-video model generates frames from the reference alone, which have no such "
+                  "region",
+    LOCALIZATION_TARGET: "localisation compares G2R maps with the ground-truth correspondence between the person "
+                         "image and the garment; the generated frames have none",
+}
 
 
 class EvaluatorMismatchError(UserError, ValueError):
@@ -33,6 +45,7 @@ class Fit:
     ground_truth: bool          # the data carries the true correspondence (toy world)
     relation: str               # what the reference is, for messages
     region_masks: frozenset[str] = frozenset({"inpaint_mask", "reference_mask"})   # what IMACS can score against
+    video: bool = False         # the model generates a video from the reference (its maps have a frame axis)
 
 
 def grid_reference(ref_grid) -> bool:
@@ -47,7 +60,7 @@ def adapter_fit(adapter, data_cfg) -> Fit:
     extras = OmegaConf.select(data_cfg, "extras", default=None) if isinstance(data_cfg, DictConfig) else None
     return Fit(reference_on_grid=any(grid_reference(s.ref_grid) for s in specs),
                ground_truth="correspondence" in list(extras or []), relation=", ".join(relations),
-               region_masks=data_region_masks(data_cfg))
+               region_masks=data_region_masks(data_cfg), video=bool(adapter.video))
 
 
 def data_region_masks(data_cfg) -> frozenset[str]:
@@ -84,6 +97,12 @@ def fit_evaluators(cfg: DictConfig, fit: Fit) -> tuple[dict, list[str]]:
         if not spec:
             continue
         target = _target(spec)
+        if fit.video:
+            spec, narrowed = _video_spec(name, spec, target, fit, auto)
+            notes += narrowed
+            if spec is not None:
+                kept[name] = spec
+            continue
         if target.endswith(LOCALIZATION_TARGET) and not (fit.ground_truth and fit.reference_on_grid):
             reason = ("the data has no ground-truth correspondence (only the toy world, data=toy_vitonhd, has it)"
                       if not fit.ground_truth else
@@ -108,6 +127,29 @@ def fit_evaluators(cfg: DictConfig, fit: Fit) -> tuple[dict, list[str]]:
                 continue
         kept[name] = spec
     return kept, notes
+
+
+def _video_spec(name: str, spec: dict, target: str, fit: Fit, auto: bool) -> tuple[dict | None, list[str]]:
+    """An evaluator spec on a video model: faithfulness and randomisation narrowed to what a video has (no region of
+    the dataset image, no input-only orders or maps on it), the others left out (auto) or refused (named
+    explicitly)."""
+    short = target.rsplit(".", 1)[-1]
+    if not target.endswith((FAITHFULNESS_TARGET, RANDOMIZATION_TARGET)):
+        reason = VIDEO_REFUSED.get(short, f"{short or 'it'} scores images, not the video maps of {fit.relation}")
+        if not auto:
+            raise EvaluatorMismatchError(
+                f"evaluator {name!r} cannot apply to a video model: {reason}. Drop it with evaluator_set=none; the "
+                f"evaluators that fit a video are +evaluator@evaluators.faithfulness=faithfulness and "
+                f"+evaluator@evaluators.randomization=randomization (docs/video_maps.md)")
+        return None, [f"{name}: left out, {reason}"]
+    if target.endswith(FAITHFULNESS_TARGET):
+        changes = {"region_key": None, "foreground_key": None, "trivial": []}
+        note = (f"{name}: whole frames compared (region_key=null) and no trivial orders (they are drawn on the "
+                f"dataset image's grid, not on the reference's tokens)")
+    else:
+        changes = {"region_key": None, "input_keys": {}}
+        note = f"{name}: no input-only null maps (input_keys: the dataset image's masks are not on the video)"
+    return {**spec, **changes}, [note]
 
 
 def _without_unmasked_directions(spec: dict, fit: Fit) -> tuple[dict, list[str]]:

@@ -19,6 +19,7 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from i2am.adapters.diffusers.model_path import describe_model_path
+from i2am.adapters.diffusers.video.model import VIDEO_PIPELINES
 from i2am.app.config_schema import validate
 from i2am.app.evaluator_fit import check_evaluators, meta_adapter
 from i2am.data.image_io import IMAGE_EXTENSIONS
@@ -63,9 +64,23 @@ def check_pairs_fit(cfg: DictConfig) -> None:
                         f"set data.size={list(model_size)}, to which every image of data.root is resized")
 
 
+def check_one_reference_per_call(cfg: DictConfig) -> None:
+    """An image-to-video pipeline conditions a whole call on one reference image (the frame its video starts from):
+    ``data.batch_size`` must be 1."""
+    data, model = cfg.get("data"), cfg.get("model")
+    if not isinstance(data, DictConfig) or not isinstance(model, DictConfig):
+        return
+    pipeline, batch = str(model.get("pipeline", "")), data.get("batch_size")
+    if pipeline in VIDEO_PIPELINES and batch is not None and int(batch) != 1:
+        raise UserError(f"data.batch_size={batch}: model.pipeline={pipeline} conditions a whole pipeline call on one "
+                        f"reference image (the frame its video starts from); set data.batch_size=1")
+
+
 def check_data(cfg: DictConfig, thorough: bool) -> str:
     """Every file ``cfg.data``'s dataset reads is present and (``thorough``) decodes; its layout checks (sizes, masks)
-    pass. Task startup leaves out the decoding (minutes on a full dataset); ``i2am check`` does it."""
+    pass; the model takes the data's batches (``check_one_reference_per_call``). Task startup leaves out the decoding
+    (minutes on a full dataset); ``i2am check`` does it."""
+    check_one_reference_per_call(cfg)
     data = cfg.get("data")
     if isinstance(data, DictConfig) and str(data.get("_target_", "")).endswith(PAIRS_TARGET):
         check_pairs_fit(cfg)

@@ -9,6 +9,9 @@ Where a layer's processor attends with one ``F.scaled_dot_product_attention`` ov
 log-sum-exp (``i2am.engine.kernel_stats``, output unchanged): the G2R softmax is then exp(logit - lse) and R2G comes
 from the same pass (``spatial_scores``); elsewhere, or with ``CaptureConfig.kernel_stats=False``, both are
 recomputed from the logits. ``stats_path`` says which ran.
+A layer whose processor applies a rotary embedding between its q/k modules and the attention (LTX-2) is read at that
+same backend call instead (``LayerSpec.qk_at_backend``): the pass-through stashes the q and k it receives, and
+``LayerSpec.query_frames`` / ``key_frames`` cut a video self-attention into the frames it scores.
 A forward pre-hook on the model's step module (the UNet) counts denoising steps: one UNet call is one step, except
 calls the sampler marks as not being a step (the model's ``records_call`` is False, e.g. PLMS's first-step corrector
 evaluation): those are neither counted nor scored.
@@ -39,6 +42,10 @@ log = logging.getLogger(__name__)
 # Processors that attend with exactly one F.scaled_dot_product_attention over the keys of their to_k: the kernel's
 # log-sum-exp of that call normalises the layer's G2R softmax.
 ONE_SDPA_CALL = ("AttnProcessor2_0",)
+# Processors whose q and k ``LayerSpec.qk_at_backend`` reads at their one attention-backend call, with how that
+# backend is called (``i2am.engine.joint.patch_backend``).
+BACKENDS = {"AttnProcessor2_0": "sdpa", "LTX2AudioVideoAttnProcessor": "dispatch",
+            "LTX2PerturbedAttnProcessor": "dispatch"}
 
 
 def watch_denoise_layout(hooks: Hooks, model, record) -> None:
@@ -53,6 +60,29 @@ def watch_denoise_layout(hooks: Hooks, model, record) -> None:
         return denoise(x_t, t, inputs, guidance=guidance)
 
     hooks.replace(model, "denoise", watched)
+
+
+def tokens_major(x: torch.Tensor, heads_first: bool) -> torch.Tensor:
+    """q or k as an attention backend receives them ([B, heads, L, d] or [B, L, heads, d]) as [B, L, heads * d]."""
+    return (x.transpose(1, 2) if heads_first else x).flatten(2)
+
+
+def masks_keys(mask: torch.Tensor | None, conditional) -> bool:
+    """Whether an attention-backend mask (boolean: True keeps; additive: 0 keeps) removes or reweights any key of
+    the rows ``conditional`` picks."""
+    if mask is None:
+        return False
+    mask = conditional(mask)
+    return not bool(mask.all() if mask.dtype == torch.bool else (mask == 0).all())
+
+
+def frame_tokens(x: torch.Tensor, frames: int, selected: tuple[int, int | None], name: str) -> torch.Tensor:
+    """The tokens of latent frames ``selected`` (slice bounds) of a frame-major video token stream x [B, L, C]."""
+    if x.shape[1] % frames:
+        raise RuntimeError(f"layer {name}: {x.shape[1]} tokens do not split into {frames} latent frames")
+    per_frame = x.shape[1] // frames
+    start, stop, _ = slice(*selected).indices(frames)
+    return x[:, start * per_frame:stop * per_frame]
 
 
 def unfold_frames(q: torch.Tensor, k: torch.Tensor, lse: torch.Tensor | None, frames: int):
@@ -136,17 +166,22 @@ class AttributionCapture:
     ``conditional``: optional callable picking the conditional rows of a layer's q or k batch, used instead of the
     two-chunk ``cfg_layout`` (``i2am.trace`` passes one that reads each pipeline call's chunk count). An adapter
     with ``conditional_slice(batch) -> slice`` (more than two CFG chunks, e.g. InstructPix2Pix) gives it itself.
-    ``records_call``: optional callable saying whether the step module's call in progress is a step to record (False:
-    neither counted nor scored, e.g. the unconditional call of a pipeline that runs CFG as two calls per step).
+    Whether the step module's call in progress is a step to record is the model's ``records_call`` (False: neither
+    counted nor scored): an adapter's flag a sampler lowers around a call that is not a step (PLMS's first-step
+    corrector), or what ``i2am.trace``'s source says (the unconditional call of a pipeline that runs CFG as two calls
+    per step); a bare UNet records every call.
     A 5-D step input [B, C, F, H, W] is a video: query grids are (frames, h, w) and G2R is kept per frame
     (docs/video_maps.md). ``frames_in_batch``: optional callable giving the frames F of the call in progress when the
     step module folds them into the batch (rows (chunk, sample, frame), one context per sample repeated over its
     frames, as Stable Video Diffusion's and I2VGen-XL's UNets do), else None: each sample's frames are then unfolded
     into one (F, h, w) query grid and its keys read from its first frame, so the maps are video maps as above.
+    ``latent_grid``: optional callable (args, kwargs) of the step module's call -> its latent grid (frames, h, w), for
+    a step module whose input is a packed token sequence [B, L, C] (LTX-2's transformer).
     """
 
     def __init__(self, model: nn.Module, cfg: CaptureConfig | None = None, *, ref_grid=None,
-                 model_name: str | None = None, conditional=None, records_call=None, frames_in_batch=None):
+                 model_name: str | None = None, conditional=None, frames_in_batch=None,
+                 latent_grid=None):
         self.cfg = cfg or CaptureConfig()
         if isinstance(model, SupportsAttribution):
             specs = list(model.attribution_layers())
@@ -160,8 +195,8 @@ class AttributionCapture:
         self._call_layout: str | None = None   # "auto": the layout of the adapter.denoise call in progress
         self._adapter = model if isinstance(model, AttributionAdapter) else None
         self._conditional_rows = conditional
-        self._records_call = records_call
         self._frames_in_batch = frames_in_batch
+        self._latent_grid = latent_grid
         self._folded_frames: int | None = None   # frames folded into the batch in the call in progress
         self.cfg_layout = self._resolve_layout()
         self.model_name = model_name or (model.name if self._adapter is not None else type(model).__name__)
@@ -181,6 +216,7 @@ class AttributionCapture:
         self._warned_degenerate = False
         self._attending: nn.Module | None = None
         self._kernel_readers: dict[nn.Module, list[_LayerState]] = {}
+        self._backend_readers: dict[nn.Module, list[_LayerState]] = {}
         self._stats_paths: set[str] = set()
         self._workspace = Workspace()
 
@@ -213,36 +249,55 @@ class AttributionCapture:
         recorders: dict[nn.Module, list] = {}   # several specs may read one module (IP-Adapter key streams)
         for state in self._states:
             attn = state.spec.module
-            hooks.hook(state.spec.query_module if state.spec.query_module is not None else attn.to_q,
-                       self._stasher(state, "q"))
-            hooks.hook(state.spec.key_module if state.spec.key_module is not None else attn.to_k,
-                       self._stasher(state, "k"))
+            if not state.spec.qk_at_backend:   # else the backend pass-through stashes them
+                hooks.hook(state.spec.query_module if state.spec.query_module is not None else attn.to_q,
+                           self._stasher(state, "q"))
+                hooks.hook(state.spec.key_module if state.spec.key_module is not None else attn.to_k,
+                           self._stasher(state, "k"))
             recorders.setdefault(attn, []).append(self._recorder(state))
-        kernel_modules = set()
+        backend_modules = {}   # processor module -> how its backend is called
         for attn, on_calls in recorders.items():
             readers = [s for s in self._states if s.spec.module is attn]
-            one_call = (self.cfg.kernel_stats and type(attn.processor).__name__ in ONE_SDPA_CALL
+            kind = type(attn.processor).__name__
+            at_backend = [s for s in readers if s.spec.qk_at_backend]
+            if at_backend and kind not in BACKENDS:
+                raise ValueError(f"layer {at_backend[0].spec.name} reads q and k at the attention backend, but its "
+                                 f"processor {kind} is none whose backend call i2am knows: {sorted(BACKENDS)}")
+            one_call = (self.cfg.kernel_stats and kind in ONE_SDPA_CALL and not at_backend
                         and all(s.spec.key_module is None and s.spec.key_tokens is None for s in readers))
-            attending = self._set_attending if one_call else None
+            attending = self._set_attending if one_call or at_backend else None
             processor = hooks.processor(attn, lambda inner, on_calls=on_calls, attn=attn, attending=attending:
                                         _CaptureProcessor(inner, on_calls, attn, attending))
             if one_call:
                 self._kernel_readers[attn] = readers
-                kernel_modules.add(type(processor).__module__)
-        for module_name in sorted(kernel_modules):
-            patch_backend(hooks, sys.modules[module_name], "sdpa", keep_arguments, self._attend)
+            if at_backend:
+                self._backend_readers[attn] = at_backend
+            if one_call or at_backend:
+                backend_modules[type(processor).__module__] = BACKENDS[kind]
+        for module_name, backend in sorted(backend_modules.items()):
+            patch_backend(hooks, sys.modules[module_name], backend, keep_arguments, self._attend)
 
     def _set_attending(self, attention) -> None:
         self._attending = attention
 
     def _attend(self, call: BackendCall):
-        """The SDPA call of a marked layer's processor: computed by the kernel SDPA picks, whose per-query
-        log-sum-exp over the layer's keys is the G2R softmax's normaliser (``i2am.engine.kernel_stats``)."""
-        attention, self._attending = self._attending, None   # the processor's one SDPA call
-        result = None if attention is None or call.attn_mask is not None else call.run_with_lse()
+        """The backend call of a marked layer's processor: its q and k stashed for the layers reading them there;
+        for the kernel readers, computed by the kernel SDPA picks, whose per-query log-sum-exp over the layer's keys
+        is the G2R softmax's normaliser (``i2am.engine.kernel_stats``)."""
+        attention, self._attending = self._attending, None   # the processor's one backend call
+        for state in self._backend_readers.get(attention, ()):
+            if not self._unrecorded and masks_keys(call.attn_mask, self._conditional):
+                raise RuntimeError(f"layer {state.spec.name}: its attention call masks some keys of the conditional "
+                                   f"rows (e.g. a padded prompt), which the scores of the q and k read at the "
+                                   f"backend would not; trace it without that mask (unpadded prompts), or leave the "
+                                   f"layer out (CaptureConfig.layers)")
+            state.stash["q"] = tokens_major(call.query, call.heads_first)
+            state.stash["k"] = tokens_major(call.key, call.heads_first)
+        readers = self._kernel_readers.get(attention)
+        result = None if readers is None or call.attn_mask is not None else call.run_with_lse()
         if result is None:
             return call.run()
-        for state in self._kernel_readers[attention]:
+        for state in readers:
             state.stash["lse"] = result[1]
         return result[0]
 
@@ -278,13 +333,14 @@ class AttributionCapture:
         if sample is None:
             raise RuntimeError(f"{type(module).__name__}.forward got no sample tensor to read the latent size from")
         self._folded_frames = self._frames_in_batch() if self._frames_in_batch is not None else None
-        if self._folded_frames:
+        if self._latent_grid is not None:
+            self._latent_hw = tuple(int(size) for size in self._latent_grid(args, kwargs))
+        elif self._folded_frames:
             self._latent_hw = (self._folded_frames, *sample.shape[-2:])
         else:
             self._latent_hw = tuple(sample.shape[2:] if sample.dim() == 5 else sample.shape[-2:])
-        self._unrecorded = ((self._adapter is not None and not self._adapter.records_call)
-                            or (self._records_call is not None and not self._records_call()))
-        if self._unrecorded:   # a sampler's extra call that is not a step (PLMS's first-step corrector)
+        self._unrecorded = not getattr(self._model, "records_call", True)
+        if self._unrecorded:   # not a step: a sampler's extra call, or a pipeline's unconditional CFG call
             self.cfg_layout = self._resolve_layout(max(self._step, 0))
             return
         self._step = self._calls
@@ -314,8 +370,23 @@ class AttributionCapture:
                 k = k[:, q.shape[1]:]
             elif state.spec.key_tokens is not None:       # (start, stop): e.g. one IP-Adapter image token
                 k = k[:, state.spec.key_tokens[0]:state.spec.key_tokens[1]]
+            if state.spec.query_frames is not None or state.spec.key_frames is not None:
+                q, k = self._frame_tokens(state, q, k)
             self._record(state, q, k, lse)
         return on_call
+
+    def _frame_tokens(self, state: _LayerState, q: torch.Tensor, k: torch.Tensor):
+        """The queries and keys of ``LayerSpec.query_frames`` / ``key_frames`` in a video self-attention."""
+        spec = state.spec
+        if self._latent_hw is None or len(self._latent_hw) != 3:
+            raise RuntimeError(f"layer {spec.name}: query_frames / key_frames need a video latent grid (frames, h, "
+                               f"w); the step module's call gave {self._latent_hw}")
+        frames = self._latent_hw[0]
+        if spec.query_frames is not None:
+            q = frame_tokens(q, frames, spec.query_frames, spec.name)
+        if spec.key_frames is not None:
+            k = frame_tokens(k, frames, spec.key_frames, spec.name)
+        return q, k
 
     # ---------------------------------------------------------------- scoring
     def _conditional(self, x: torch.Tensor) -> torch.Tensor:
@@ -340,9 +411,17 @@ class AttributionCapture:
 
     def _resolve_grids(self, state: _LayerState, lq: int, lk: int) -> None:
         spec = state.spec
-        state.query_grid = tuple(spec.query_grid) if spec.query_grid else _grid_for(lq, self._latent_hw, spec.name)
+        if spec.query_grid:
+            state.query_grid = tuple(spec.query_grid)
+        elif spec.query_frames is not None:   # a run of whole latent frames of the video token stream
+            frames = len(range(*slice(*spec.query_frames).indices(self._latent_hw[0])))
+            state.query_grid = (frames, *_grid_for(lq // frames, self._latent_hw[-2:], spec.name))
+        else:
+            state.query_grid = _grid_for(lq, self._latent_hw, spec.name)
         if spec.ref_grid == "query":
             state.ref_grid = state.query_grid
+        elif spec.ref_grid == "frame":
+            state.ref_grid = state.query_grid[-2:]
         elif spec.ref_grid == "row":
             state.ref_grid = (1, lk)
         elif spec.ref_grid is not None:
@@ -373,7 +452,7 @@ class AttributionCapture:
         lk = k.shape[1]
         heads = attn.heads
         head_dim = width // heads
-        q, k = split_heads(attn, q, k, norms=not state.spec.qk_normed)
+        q, k = split_heads(attn, q, k, norms=not (state.spec.qk_normed or state.spec.qk_at_backend))
         if state.query_grid is None:
             state.heads = heads
             self._resolve_grids(state, lq, lk)

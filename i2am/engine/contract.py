@@ -31,6 +31,7 @@ class AttributionAdapter(SupportsAttribution, Protocol):
     loads_checkpoints: bool        # load_checkpoint takes checkpoint files (False: a diffusers folder, model.path)
     joint_token_knockout: bool     # token_knockout acts inside joint attention (a diffusion transformer): no
                                    # context-token replacement, so the faithfulness removal "auto" knocks out
+    video: bool                    # generates a video from the reference: video maps (docs/video_maps.md)
 
     # ---- conditioning and sampling
     def prepare(self, batch: dict) -> Any:

@@ -1,5 +1,5 @@
 """JointAttentionCapture: I2AM scores from the joint attention of a diffusion transformer (FLUX.1 Kontext, FLUX.2,
-Qwen-Image-Edit, SD3).
+Qwen-Image-Edit, SD3, HunyuanVideo-1.5).
 
 Each block's attention module keeps its own processor, which computes q and k (projections, q/k norms, rotary
 embedding) and calls the attention backend. While a capture is active, the backend function that processor's module
@@ -9,7 +9,12 @@ unchanged and diffusers' dispatch (its backend choice) stays in place. Where the
 native backend, or SD3's), the pass-through runs the kernel SDPA would pick through its aten op instead, which
 returns the same output and each query's log-sum-exp (``i2am.engine.kernel_stats``; ``CaptureConfig.kernel_stats=
 False`` turns it off): the scores of both normalisations and the routes are then normalised by it. The token
-layout comes from the transformer's forward arguments (``i2am.engine.packing``).
+layout comes from the transformer's forward arguments (``i2am.engine.packing``). Conditionings packed at per-sample
+positions (HunyuanVideo-1.5's glyph and text tokens) are gathered per sample into their tokens' input order, and
+keys the backend's mask excludes (padding) take no mass, exactly as in the model.
+
+Video (docs/video_maps.md): when the generated segment is a video's (frame, h, w) grid, R2G is the softmax over all
+its positions and G2R is kept per generated frame, so the maps carry the frame axis at dim -3.
 
 Only generated-image queries are scored, in query chunks of at most ``CaptureConfig.chunk_budget`` logits: no
 [L, L] matrix is formed. Two normalisations (docs/dit_editors.md):
@@ -48,7 +53,7 @@ from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED, additive_mask, atte
 from i2am.engine.maps import AttributionMaps
 from i2am.engine.packing import READERS, JointLayout, Segment, forward_arguments, read_layout
 from i2am.engine.routes import RouteRecorder, base_relation
-from i2am.engine.scores import accumulate, segment_scores, spatial_scores
+from i2am.engine.scores import accumulate, g2r_part, segment_scores, spatial_scores
 from i2am.engine.workspace import Workspace
 
 # Processor class -> how its backend is called: "dispatch" (module global ``dispatch_attention_fn``, q/k as
@@ -56,7 +61,7 @@ from i2am.engine.workspace import Workspace
 PROCESSORS = {"FluxAttnProcessor": "dispatch", "Flux2AttnProcessor": "dispatch",
               "Flux2ParallelSelfAttnProcessor": "dispatch", "QwenDoubleStreamAttnProcessor2_0": "dispatch",
               "JointAttnProcessor2_0": "sdpa", "LongCatImageAttnProcessor": "dispatch",
-              "JoyImageAttnProcessor": "dispatch"}
+              "JoyImageAttnProcessor": "dispatch", "HunyuanVideo15AttnProcessor2_0": "dispatch"}
 log = logging.getLogger(__name__)
 BLOCK_PATTERN = re.compile(r"^(transformer_blocks|single_transformer_blocks|double_blocks)\.(\d+)\.attn$")
 NORMALISATIONS = ("i2am", "share")
@@ -292,6 +297,8 @@ class JointAttentionCapture:
         self._region_mask: torch.Tensor | None = None
         self._stats_paths: set[str] = set()
         self._workspace = Workspace()
+        self._columns: dict[str, torch.Tensor] = {}   # relation -> [B, length] positions of a per-sample segment
+        self.skipped_repeats = 0   # calls at the timestep just scored (true CFG's negative pass), not scored
 
     def _select(self, blocks: list[JointBlock]) -> list[JointBlock]:
         layers = self.cfg.layers
@@ -327,6 +334,7 @@ class JointAttentionCapture:
     def reset(self) -> None:
         """Forget recorded scores, the layout and the step counter (e.g. before the next batch)."""
         self._calls, self._last_timestep, self.layout = 0, None, None
+        self.skipped_repeats = 0
         self._stats_paths.clear()
         for block in self.blocks:
             block.acc.clear()
@@ -343,6 +351,7 @@ class JointAttentionCapture:
         value = None if timestep is None else float(torch.as_tensor(timestep).flatten()[0])
         if value is not None and value == self._last_timestep:
             self._scoring = False   # true CFG: the negative-prompt pass of the step just scored
+            self.skipped_repeats += 1
             return
         self._last_timestep = value
         layout = read_layout(module, arguments)
@@ -354,7 +363,11 @@ class JointAttentionCapture:
             missing = [r for r in self.relations if r not in known]
             if missing:
                 raise ValueError(f"relations {missing} are not in this call's token layout; it has {known}")
+        if layout.generated.frames is not None and (self.cfg.sram_layers or self._region_mask is not None):
+            raise ValueError(f"{type(module).__name__}: CaptureConfig.sram_layers and region masks are for image "
+                             f"layers; this call's queries are a video's (frames, h, w) grid: capture without them")
         self.layout = layout
+        self._columns.clear()
         self.route_recorder.start_call(layout)
         self._step = self._calls
         self._calls += 1
@@ -429,9 +442,8 @@ class JointAttentionCapture:
         else:
             if "i2am" in self.normalisations:
                 for seg in self._scored():
-                    scores = self._sub_block(qg, k[:, :, seg.start:seg.stop], scale, weight, sram,
-                                             None if key_valid is None else key_valid[:, seg.start:seg.stop])
-                    self._accumulate(block, seg.relation, scores, group)
+                    ks, valid = self._segment_keys(seg, k, key_valid)
+                    self._accumulate(block, seg.relation, self._sub_block(qg, ks, scale, weight, sram, valid), group)
             if "share" in self.normalisations:
                 for relation, scores in self._shares(qg, k, scale, weight, key_valid, sram).items():
                     self._accumulate(block, relation, scores, group)
@@ -448,12 +460,12 @@ class JointAttentionCapture:
         kernel's log-sum-exp of each generated row (``scores.segment_scores``); I2AM's own softmaxes are recomputed
         from the segment's logits only where fp32 would lose entries of that form."""
         batch, heads = qg.shape[:2]
-        ks = k[:, :, seg.start:seg.stop]
-        valid = None if key_valid is None else key_valid[:, seg.start:seg.stop]
+        ks, valid = self._segment_keys(seg, k, key_valid)
         readings = segment_scores(qg, ks, scale, lse_g, chunk=self._chunk(batch, heads, seg.length),
                                   r2g="r2g" in self.cfg.directions, g2r="g2r" in self.cfg.directions, sram=sram,
                                   query_weight=weight, bias=additive_mask(valid), own="i2am" in self.normalisations,
-                                  share="share" in self.normalisations, workspace=self._workspace)
+                                  share="share" in self.normalisations, frames=self._frames,
+                                  workspace=self._workspace)
         if "share" in readings:
             self._accumulate(block, "share:" + seg.relation, readings["share"], group)
         if "own" in readings:
@@ -465,6 +477,37 @@ class JointAttentionCapture:
     def _scored(self) -> list[Segment]:
         return [s for s in self.layout.keys if self.relations is None or s.relation in self.relations]
 
+    @property
+    def _frames(self) -> int:
+        """The generated segment's frames (1 for an image): G2R is kept per frame."""
+        return self.layout.generated.frames or 1
+
+    def _segment_columns(self, seg: Segment, device) -> torch.Tensor | None:
+        """[B, length] positions of a per-sample segment's tokens in the conditional rows; None for a contiguous one."""
+        if seg.positions is None:
+            return None
+        columns = self._columns.get(seg.relation)
+        if columns is None or columns.device != device:
+            columns = self._conditional_rows(seg.columns(device))
+            self._columns[seg.relation] = columns
+        return columns
+
+    def _take(self, seg: Segment, x: torch.Tensor, dim: int) -> torch.Tensor:
+        """The segment's tokens along ``dim`` of x [B, ...] (a slice, or per sample a gather in token order)."""
+        columns = self._segment_columns(seg, x.device)
+        if columns is None:
+            return x.narrow(dim, seg.start, seg.length)
+        dim = dim % x.dim()
+        shape = [columns.shape[0]] + [1] * (x.dim() - 1)
+        shape[dim] = columns.shape[1]
+        size = list(x.shape)
+        size[dim] = columns.shape[1]
+        return x.gather(dim, columns.reshape(shape).expand(size))
+
+    def _segment_keys(self, seg: Segment, k: torch.Tensor, key_valid) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The segment's keys [B, heads, length, d] and which of them each sample may use ([B, length] or None)."""
+        return self._take(seg, k, -2), None if key_valid is None else self._take(seg, key_valid, -1)
+
     @staticmethod
     def _key_valid(attn_mask, batch: int, length: int, gen: Segment) -> torch.Tensor | None:
         """[B, L] bool of the keys the generated queries may use (from a boolean or additive mask), None when all.
@@ -473,10 +516,12 @@ class JointAttentionCapture:
             return None
         if attn_mask.dim() == 4 and attn_mask.shape[-2] == length:
             rows = attn_mask[..., gen.start:gen.stop, :]
-            if not bool((rows == rows[..., :1, :]).all()):
+            # every generated row alike <=> per key the least and the greatest entry agree (no [Lg, L] comparison)
+            low, high = (rows.all(-2), rows.any(-2)) if rows.dtype == torch.bool else (rows.amin(-2), rows.amax(-2))
+            if not torch.equal(low, high):
                 raise RuntimeError("the attention mask differs between generated queries; JointAttentionCapture "
                                    "reads one key mask for all of them")
-            attn_mask = rows[..., 0, :]
+            attn_mask = low
         mask = attn_mask.reshape(attn_mask.shape[0], -1)[:, -length:]
         valid = mask if mask.dtype == torch.bool else mask > torch.finfo(mask.dtype).min / 2
         valid = valid.expand(batch, -1)
@@ -487,19 +532,23 @@ class JointAttentionCapture:
 
     def _sub_block(self, qg, ks, scale, weight, sram, valid) -> dict[str, torch.Tensor]:
         batch, heads = qg.shape[:2]
-        opts = dict(r2g="r2g" in self.cfg.directions, g2r="g2r" in self.cfg.directions, sram=sram)
+        opts = dict(r2g="r2g" in self.cfg.directions, g2r="g2r" in self.cfg.directions, sram=sram,
+                    frames=self._frames)
         if valid is None:
             return spatial_scores(qg, ks, scale, chunk=self._chunk(batch, heads, ks.shape[-2]), query_weight=weight,
                                   workspace=self._workspace, **opts)
         parts = []   # masked tokens (padding of a text stream) differ per sample: score each on its own tokens
         for b in range(batch):
             keep = valid[b]
+            if not bool(keep.any()):   # no token of this conditioning in this sample (a prompt without glyphs)
+                parts.append(self._no_mass(qg, ks, opts))
+                continue
             chunk = self._chunk(1, heads, int(keep.sum()))
             part = spatial_scores(qg[b:b + 1], ks[b:b + 1, :, keep], scale, chunk=chunk,
                                   query_weight=None if weight is None else weight[b:b + 1], workspace=self._workspace,
                                   **opts)
             if "g2r" in part:
-                full = part["g2r"].new_zeros(1, heads, ks.shape[-2])
+                full = part["g2r"].new_zeros(*part["g2r"].shape[:-1], ks.shape[-2])
                 full[..., keep] = part["g2r"]
                 part["g2r"] = full
             if "sram" in part:
@@ -508,6 +557,14 @@ class JointAttentionCapture:
                 part["sram"] = full
             parts.append(part)
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+    @staticmethod
+    def _no_mass(qg, ks, opts) -> dict[str, torch.Tensor]:
+        """One sample's scores of a conditioning it has no token of: zero."""
+        heads, lg, lk, frames = qg.shape[1], qg.shape[-2], ks.shape[-2], opts["frames"]
+        zeros = {"r2g": (1, heads, lg), "g2r": (1, heads, *((frames,) if frames > 1 else ()), lk),
+                 "sram": (1, lg, lk)}
+        return {key: qg.new_zeros(shape, dtype=torch.float32) for key, shape in zeros.items() if opts[key]}
 
     def _shares(self, qg, k, scale, weight, valid, sram=False) -> dict[str, dict[str, torch.Tensor]]:
         """Per conditioning segment, from the full softmax of each generated query (recomputed chunk by chunk, the
@@ -528,15 +585,12 @@ class JointAttentionCapture:
                 logits += bias[:, None, None, :]
             probs = torch.softmax(logits, dim=-1)
             for s in keys:
-                part = probs[..., s.start:s.stop]
+                part = self._take(s, probs, -1)
                 r2g[s.relation].append(part.sum(-1))
                 if sram:
                     sram_parts[s.relation].append(part.mean(-3))
-                if weight is not None:
-                    g2r[s.relation] = g2r[s.relation] + torch.matmul(weight[..., None, start:start + chunk],
-                                                                     part).squeeze(-2)
-                else:
-                    g2r[s.relation] = g2r[s.relation] + part.sum(-2)
+                rows = None if weight is None else weight[..., start:start + part.shape[-2]]
+                g2r[s.relation] = g2r[s.relation] + g2r_part(part, rows, self._frames, start, lg)
         out = {}
         for s in keys:
             scores = {}
@@ -572,6 +626,7 @@ class JointAttentionCapture:
             raise RuntimeError("no joint-attention block was called: run the transformer inside the capture first")
         gen = self.layout.generated
         qh, qw = gen.grid
+        frames = () if gen.frames is None else (gen.frames,)   # a video's frame axis, right before (h, w)
         raw, layers = {}, []
         for block in self.blocks:
             relations = list(dict.fromkeys(rel for rel, _ in block.acc))
@@ -583,19 +638,22 @@ class JointAttentionCapture:
                     if acc is None:
                         continue
                     if key == "r2g":
-                        raw[f"r2g/{name}"] = acc.reshape(*acc.shape[:3], qh, qw)
-                    elif key == "g2r":
-                        raw[f"g2r/{name}"] = acc.reshape(*acc.shape[:3], *seg.grid) / (qh * qw)
+                        raw[f"r2g/{name}"] = acc.reshape(*acc.shape[:3], *frames, qh, qw)
+                    elif key == "g2r":   # per frame of a video: the mean over that frame's qh x qw positions
+                        raw[f"g2r/{name}"] = acc.reshape(*acc.shape[:3], *frames, *seg.grid) / (qh * qw)
                     else:
                         raw[f"sram/{name}"] = acc
-                layers.append({"name": name, "group": block.group, "heads": block.heads, "query_grid": [qh, qw],
+                layers.append({"name": name, "group": block.group, "heads": block.heads,
+                               "query_grid": [*frames, qh, qw],
                                "ref_grid": list(seg.grid), "degenerate_g2r": False, "relation": relation,
                                "block": block.name})
         meta = {"model": self.model_name, "num_steps": self.cfg.num_steps, "time_groups": self.cfg.time_groups,
                 "steps_seen": self._calls, "cfg_layout": "joint", "directions": list(self.cfg.directions),
                 "layers": layers, "r2g_grid": self.cfg.r2g_grid, "g2r_grid": self.cfg.g2r_grid, "family_layers": {},
                 "segments": [{"kind": s.kind, "start": s.start, "length": s.length, "grid": list(s.grid),
-                              "relation": s.relation} for s in self.layout.segments],
+                              "relation": s.relation, **({"frames": s.frames} if s.frames is not None else {}),
+                              **({"per_sample": True} if s.positions is not None else {})}
+                             for s in self.layout.segments],
                 "normalisations": list(self.normalisations)}
         if self.stats_path is not None:
             meta["stats_path"] = self.stats_path

@@ -106,6 +106,9 @@ class JointTokenKnockout(KeepSelection):
         if segment is None:
             raise ValueError(f"JointTokenKnockout: this {type(module).__name__} call has no {self.relation!r} "
                              f"tokens; its conditionings are {[s.relation for s in layout.keys]}")
+        if layout.per_sample:
+            raise ValueError(f"JointTokenKnockout: {type(module).__name__} packs its conditionings at per-sample "
+                             f"positions, which the knockout's mask does not follow; knock out in another transformer")
         keep = self._keep_fn(segment.grid).bool()
         batch = kwargs.get("hidden_states", args[0] if args else None).shape[0]
         chunks = 1 if self._chunks is None else int(self._chunks())

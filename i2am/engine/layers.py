@@ -14,7 +14,9 @@ from torch import nn
 
 # A reference grid is a fixed (rows, cols) token grid, "query" when keys lie on the query grid (StableVITON's warp
 # blocks, PASD's pixel-aware attention), "row" for a sequence laid out as one row of however many tokens arrive
-# (text, IP-Adapter image tokens) or None for a single token (CLIP image embedding: PBE, DCI-VTON, StableVITON).
+# (text, IP-Adapter image tokens), "frame" for keys that are one latent frame of the queries' own video token stream
+# (its (h, w) grid: LTX-2's reference frame) or None for a single token (CLIP image embedding: PBE, DCI-VTON,
+# StableVITON).
 RefGrid = "tuple[int, int] | str | None"
 
 
@@ -38,6 +40,12 @@ class LayerSpec:
     query_module: the module whose output are this layer's queries (default ``module.to_q``).
     qk_normed: the query and key modules are the layer's own q/k norms (Wan's RMSNorm across heads), so no per-head
         norm is applied after them.
+    qk_at_backend: q and k are read where the layer's processor hands them to its attention backend (diffusers'
+        ``dispatch_attention_fn`` or ``F.scaled_dot_product_attention``), after its q/k norms and rotary embedding:
+        exactly what it attends with (``AttributionCapture.BACKENDS`` lists the processors); no module is hooked.
+    query_frames, key_frames: (start, stop) latent-frame ranges (Python slice bounds, stop None is the end) selecting
+        the queries and keys of a self-attention over one frame-major video token stream (LTX-2: queries the
+        generated frames 1.., keys the reference frame 0); the capture's latent grid gives the tokens per frame.
     """
 
     name: str
@@ -51,6 +59,9 @@ class LayerSpec:
     relation: str | None = None
     query_module: nn.Module | None = None
     qk_normed: bool = False
+    qk_at_backend: bool = False
+    query_frames: tuple[int, int | None] | None = None
+    key_frames: tuple[int, int | None] | None = None
 
 
 @runtime_checkable

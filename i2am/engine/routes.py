@@ -197,6 +197,9 @@ class RouteRecorder:
         if self.routes and not {"text", "reference"} <= kinds:
             raise ValueError(f"routes {list(self.routes)} need text and reference tokens in the joint attention; this "
                              f"call's segments are {[s.relation for s in layout.segments]}; capture without routes")
+        if self.routes and (layout.per_sample or layout.generated.frames is not None):
+            raise ValueError(f"routes {list(self.routes)} read contiguous image layouts; this call packs tokens at "
+                             f"per-sample positions or generates a video; capture without routes")
 
     def record(self, q, k, layout: JointLayout, references: list[Segment], scale: float, chunk: int, *,
                attn_mask=None, weight=None, directions=("r2g", "g2r"), sram=False, lse=None) -> dict:

@@ -75,7 +75,7 @@ def _rows(length: int, chunk: int) -> list[slice]:
 def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Tensor, *, chunk: int,
                    r2g: bool = True, g2r: bool = True, sram: bool = False, query_weight: torch.Tensor | None = None,
                    bias: torch.Tensor | None = None, own: bool = True, share: bool = False, whole_rows: bool = False,
-                   workspace: Workspace | None = None,
+                   frames: int = 1, workspace: Workspace | None = None,
                    tile: int | None = None) -> dict[str, dict[str, torch.Tensor] | None]:
     """Scores of the keys ``k`` [..., Lk, d] when each query's log-sum-exp ``lse`` [..., Lq] over all the keys it
     attends to is known (the attention kernel's own), in chunks of ``chunk`` queries. P = exp(logit - lse) is each
@@ -89,15 +89,20 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
              mat-vecs over P (over two passes when the queries take several chunks: the column sums first).
 
     w = ``query_weight`` [..., Lq] or 1; ``bias`` [B, Lk] (0 or -inf): keys a sample may not attend to (they take no
-    mass and leave the R2G mean). Returns {"share": ..., "own": ...} as requested; "own" is None when fp32 would lose
-    entries (a row mass or a token's column sum below 1e-25): the caller then recomputes it from the logits.
+    mass and leave the R2G mean). ``frames`` > 1: the queries are that many frames of equal size (a video), and
+    each "g2r" is [..., frames, Lk], the sum over each frame's queries (as ``spatial_scores``).
+    Returns {"share": ..., "own": ...} as requested; "own" is None when fp32 would lose entries (a row mass or a
+    token's column sum below 1e-25): the caller then recomputes it from the logits.
     A chunk's block is formed ``tile`` logits at a time (default: ``CPU_TILE`` on a CPU running one torch thread,
     else the whole chunk) and every reduction that needs only those rows reads them at once; all column sums of a
     tile are one matmul."""
     lse = lse.float()   # the logits are fp32 whatever the kernel's precision
+    lq = q.shape[-2]
+    if lq % frames:
+        raise ValueError(f"{lq} queries do not split into {frames} frames of equal size")
     a, kt = q.float() * scale, k.float().transpose(-1, -2)
     lead = torch.broadcast_shapes(a.shape[:-2], kt.shape[:-2])
-    rows, lk = _rows(a.shape[-2], chunk), kt.shape[-1]
+    rows, lk = _rows(lq, chunk), kt.shape[-1]
     row = math.prod(lead) * lk   # logits per query
     if tile is None:
         tile = CPU_TILE if a.device.type == "cpu" and torch.get_num_threads() == 1 else row * chunk
@@ -115,7 +120,7 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
         columns = 0
         for part in rows:
             for sub, probs in masses(part):
-                columns = columns + _column_sums(probs, {"token": e[..., sub]})["token"]
+                columns = columns + _column_sums(probs, {"token": e[..., None, sub]})["token"][..., 0, :]
         token_weight = _token_weight(columns, kept)
     sums = {"share": {"r2g": [], "g2r": 0, "sram": []}, "own": {"r2g": [], "g2r": 0, "sram": []}}
     smallest_rows = []   # of the own readings' row masses, checked once at the end
@@ -127,32 +132,33 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
                 tiles.append((sub, probs))
             weight = None if query_weight is None else query_weight[..., sub]
             row_mass = None if whole_rows and not share else probs.sum(-1)               # [..., c]
-            columns = {}   # reading -> its weights over this tile's queries, for the column sums
+            columns = {}   # reading -> its weight rows [..., n, c] over this tile's queries, for the column sums
             if share:
                 if r2g:
                     sums["share"]["r2g"].append(row_mass)
                 if g2r:
-                    columns["share"] = weight
+                    columns["share"] = frame_weights(weight, frames, sub, lq, probs)
                 if sram:
                     sums["share"]["sram"].append(probs.mean(-3))
             if own:
                 if token_columns is not None:
-                    columns["token"] = e[..., sub]
+                    columns["token"] = e[..., None, sub]
                 elif e is not None and token_weight is not False:
                     sums["own"]["r2g"].append(e[..., sub] * row_dot(probs, token_weight))
                 own_rows = None if whole_rows else row_mass
                 if own_rows is not None and (g2r or sram):
                     smallest_rows.append(own_rows.amin())
                 if g2r:   # G2R: 1 / r_j folded into the query weights
-                    columns["own"] = weight if own_rows is None else (1.0 / own_rows if weight is None
-                                                                      else weight / own_rows)
+                    own_weight = weight if own_rows is None else (1.0 / own_rows if weight is None
+                                                                  else weight / own_rows)
+                    columns["own"] = frame_weights(own_weight, frames, sub, lq, probs)
                 if sram:   # the SRAM needs the normalised rows themselves
                     sums["own"]["sram"].append((probs if own_rows is None else probs / own_rows[..., None]).mean(-3))
             for reading, column in _column_sums(probs, columns).items():
                 if reading == "token":
-                    token_columns = token_columns + column
-                else:
-                    sums[reading]["g2r"] = sums[reading]["g2r"] + column
+                    token_columns = token_columns + column[..., 0, :]
+                else:   # one row per frame
+                    sums[reading]["g2r"] = sums[reading]["g2r"] + (column[..., 0, :] if frames == 1 else column)
         if token_columns is not None:
             token_weight = _token_weight(token_columns, kept)
             if token_weight is not False:   # the tiles of this one chunk are all still in the workspace
@@ -196,14 +202,16 @@ def _mass_tiles(a: torch.Tensor, kt: torch.Tensor, lse: torch.Tensor, bias: torc
 
 
 def _column_sums(probs: torch.Tensor, weights: dict) -> dict[str, torch.Tensor]:
-    """Σ_j w_j probs[..., j, :] for each named weight vector w [..., c] (None: all ones), as one matmul."""
+    """Σ_j W[..., n, j] probs[..., j, :] for each named weight matrix W [..., n, c] (None: one row of ones), all in
+    one matmul: [..., n, Lk] each."""
     if not weights:
         return {}
-    rows = probs.shape[:-1]
-    stacked = torch.stack([torch.ones(rows, dtype=probs.dtype, device=probs.device) if w is None else w.expand(rows)
-                           for w in weights.values()], dim=-2)                          # [..., n, c]
-    sums = torch.matmul(stacked, probs)                                                 # [..., n, Lk]
-    return {name: sums[..., i, :] for i, name in enumerate(weights)}
+    *lead, count = probs.shape[:-1]
+    ones = torch.ones((1, count), dtype=probs.dtype, device=probs.device)
+    blocks = [(ones if w is None else w).expand(*lead, *(ones if w is None else w).shape[-2:])
+              for w in weights.values()]
+    sums = torch.matmul(torch.cat(blocks, dim=-2), probs)                                # [..., Σn, Lk]
+    return dict(zip(weights, sums.split([b.shape[-2] for b in blocks], dim=-2)))
 
 
 def _token_weight(columns: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor | bool:
@@ -217,20 +225,27 @@ def _token_weight(columns: torch.Tensor, kept: torch.Tensor | None) -> torch.Ten
     return torch.where(kept, 1.0 / (columns * count), torch.zeros((), device=columns.device))
 
 
-def _g2r_part(probs: torch.Tensor, query_weight, frames: int, start: int, lq: int) -> torch.Tensor:
-    """The G2R sum over the queries start.. of a chunk of key-softmax rows probs [..., c, Lk], weighted by
-    query_weight [..., Lq] where given: [..., Lk], or [..., frames, Lk] per frame when the queries are ``frames``
-    consecutive equal blocks (a video's (frame, h, w) grid)."""
-    count = probs.shape[-2]
+def g2r_part(probs: torch.Tensor, weight: torch.Tensor | None, frames: int, start: int, lq: int) -> torch.Tensor:
+    """The G2R sum over the queries start.. of a chunk of key-softmax rows probs [..., c, Lk], weighted by the
+    chunk's query weights ``weight`` [..., c] where given: [..., Lk], or [..., frames, Lk] per frame when the ``lq``
+    queries are ``frames`` consecutive equal blocks (a video's (frame, h, w) grid)."""
     if frames == 1:
-        if query_weight is None:
+        if weight is None:
             return probs.sum(-2)
-        return torch.matmul(query_weight[..., None, start:start + count], probs).squeeze(-2)
-    frame_of = torch.arange(start, start + count, device=probs.device) // (lq // frames)
-    weight = (frame_of == torch.arange(frames, device=probs.device)[:, None]).to(probs.dtype)   # [F, c]
-    if query_weight is not None:
-        weight = weight * query_weight[..., None, start:start + count]
-    return torch.matmul(weight, probs)
+        return torch.matmul(weight.unsqueeze(-2), probs).squeeze(-2)
+    return torch.matmul(frame_weights(weight, frames, slice(start, start + probs.shape[-2]), lq, probs), probs)
+
+
+def frame_weights(weight: torch.Tensor | None, frames: int, queries: slice, lq: int,
+                  like: torch.Tensor) -> torch.Tensor | None:
+    """The weight rows of the G2R sums over ``queries`` (of ``lq``): the query weights ``weight`` [..., c] as one row
+    [..., 1, c] (None: all ones), or with ``frames`` > 1 one row per frame [..., frames, c], each the weights of that
+    frame's queries and 0 elsewhere (the queries are ``frames`` consecutive equal blocks)."""
+    if frames == 1:
+        return None if weight is None else weight.unsqueeze(-2)
+    frame_of = torch.arange(queries.start, queries.stop, device=like.device) // (lq // frames)
+    per_frame = (frame_of == torch.arange(frames, device=like.device)[:, None]).to(like.dtype)   # [F, c]
+    return per_frame if weight is None else per_frame * weight.unsqueeze(-2)
 
 
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,
@@ -248,7 +263,7 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     otherwise a first pass gathers (m, s) and the second recomputes each chunk's logits.
     ``lse`` [..., Lq]: each query's log-sum-exp over these keys where it is known (the attention kernel's own): the
     scores then come from exp(logit - lse) (``segment_scores``), recomputed as above only where fp32 would lose
-    entries of it (or, for video G2R per frame, from the logits).
+    entries of it.
     ``frames`` > 1: the queries are that many frames of equal size, one after the other (video); "g2r" is then
     [..., frames, Lk], the sum over each frame's queries (R2G stays the softmax over all queries of the video).
     ``workspace``: where the logits blocks are formed (``i2am.engine.workspace``), else fresh tensors.
@@ -256,9 +271,9 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
     lq = q.shape[-2]
     if lq % frames:
         raise ValueError(f"{lq} queries do not split into {frames} frames of equal size")
-    if lse is not None and (frames == 1 or not (g2r or sram)):
+    if lse is not None:
         out = segment_scores(q, k, scale, lse, chunk=chunk, r2g=r2g, g2r=g2r, sram=sram, query_weight=query_weight,
-                             whole_rows=True, workspace=workspace)["own"]
+                             whole_rows=True, frames=frames, workspace=workspace)["own"]
         if out is not None:
             return out
     single = lq <= chunk
@@ -269,7 +284,8 @@ def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int
         if g2r or sram:
             probs = torch.softmax(logits, dim=-1)
             if g2r:
-                part = _g2r_part(probs, query_weight, frames, start, lq)
+                weight = None if query_weight is None else query_weight[..., start:start + probs.shape[-2]]
+                part = g2r_part(probs, weight, frames, start, lq)
                 g2r_sum = part if g2r_sum is None else g2r_sum + part
             if sram:
                 sram_parts.append(probs.mean(-3))

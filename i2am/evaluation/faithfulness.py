@@ -66,9 +66,11 @@ def region_weight(mask: torch.Tensor | None, size: tuple[int, int], like: torch.
 
 
 def region_mse(a: torch.Tensor, b: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Per-row mean squared difference over channels and the weighted region: [N, C, h, w] x2 -> [N]."""
+    """Per-row mean squared difference over channels and the weighted region: [N, C, h, w] x2 -> [N]; a video
+    [N, C, F, h, w] has the region in every frame (the mean over frames)."""
     sq = (a.float() - b.float()).pow(2).mean(1, keepdim=True)
-    return (sq * weight).sum((1, 2, 3)) / weight.sum().clamp_min(1e-12)
+    per_frame = (sq * weight).sum((-2, -1)) / weight.sum().clamp_min(1e-12)
+    return per_frame.flatten(1).mean(1)
 
 
 def sample_digest(sample_id: str) -> int:
@@ -102,7 +104,7 @@ class _CallCounter:
         self._hooks.hook(module, self._hook, pre=True, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
-        sample = args[0] if args else kwargs.get("sample")
+        sample = args[0] if args else kwargs.get("sample", kwargs.get("hidden_states"))
         self.calls += 1
         self.rows += int(sample.shape[0]) if sample is not None else 0
 
@@ -155,7 +157,7 @@ class _Runs:
             inputs = repeat_inputs(self.inputs, len(chunk))
             per_step = []
             for point in trajectory:
-                x = point["x"].repeat(len(chunk), 1, 1, 1)
+                x = point["x"].repeat(len(chunk), *[1] * (point["x"].dim() - 1))   # an image's or a video's
                 per_step.append(self.adapter.predict_x0(x, point["t"], inputs, guidance=self.guidance,
                                                         alpha_cumprod=point["alpha_cumprod"]))
             latents.append(torch.stack(per_step))
@@ -414,24 +416,37 @@ def knocked_out_image(adapter, sampler, inputs) -> torch.Tensor:
         return _Runs(adapter, sampler, inputs, None, 1).full([None])[1]
 
 
-def cell_change(images: torch.Tensor, baseline: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-    """Mean absolute pixel change per cell of ``grid``: [N, 3, H, W] vs [1, 3, H, W] -> [N, h, w]."""
-    diff = (images.float() - baseline.float()).abs().mean(1, keepdim=True)
-    return F.adaptive_avg_pool2d(diff, grid)[:, 0]
+def cell_change(images: torch.Tensor, baseline: torch.Tensor, grid: tuple[int, ...],
+                temporal_ratio: int = 1) -> torch.Tensor:
+    """Mean absolute pixel change per cell of ``grid``: [N, 3, H, W] vs [1, 3, H, W] -> [N, h, w]; videos
+    [N, 3, T, H, W] on a grid (F, h, w) of latent frames: latent frame 0 is video frame 0, latent frame t >= 1 the
+    ``temporal_ratio`` video frames (t - 1) * r + 1 ... t * r (docs/video_maps.md) -> [N, F, h, w]."""
+    diff = (images.float() - baseline.float()).abs().mean(1)
+    if diff.dim() == 3:
+        return F.adaptive_avg_pool2d(diff[:, None], tuple(grid))[:, 0]
+    r = int(temporal_ratio)
+    spans = [(0, 1)] + [((t - 1) * r + 1, t * r + 1) for t in range(1, grid[0])]
+    if spans[-1][1] != diff.shape[1]:
+        raise ValueError(f"a video of {diff.shape[1]} frames is not {grid[0]} latent frames at temporal ratio {r}")
+    per_frame = torch.stack([diff[:, a:b].mean(1) for a, b in spans], 1)
+    return F.adaptive_avg_pool2d(per_frame, tuple(grid[1:]))
 
 
 @torch.no_grad()
 def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor, *,
                         donor: Mapping | None = None, variants: Sequence[str] = ("swap", "null"),
                         region: torch.Tensor | None = None, reference_keys: Sequence[str] = ("reference",),
-                        topk: float = 0.2, baseline_image: torch.Tensor | None = None, inputs=None) -> dict:
+                        topk: float = 0.2, baseline_image: torch.Tensor | None = None, inputs=None,
+                        temporal_ratio: int = 1) -> dict:
     """R2G map vs where the output changes when the reference is changed, with the same noise.
 
     variants: ``swap`` (the reference, i.e. ``reference_keys``, of ``donor``, another sample: ``pick_donor``),
     ``rotated`` (the sample's own reference rotated by 180°) and ``null`` (the model's unconditional context, or
     ``adapter.null_inputs(inputs)`` where the adapter has one, or with ``adapter.null_reference == "knockout"``
     every spatial reference token knocked out: ``null_reference``).
-    r2g_map: [1, h, w] raw R2G ULAM; region: [1, 1, H, W] generated region (None = whole image). Returns per-sample
+    r2g_map: [1, h, w] raw R2G ULAM, or [1, F, h, w] of a video (the change is then per latent frame and cell,
+    ``cell_change`` with ``temporal_ratio``; region must be None); region: [1, 1, H, W] generated region (None =
+    whole image). Returns per-sample
     numbers ``r2g_cf_{variant}_{spearman|topk}`` (inside the region), ``r2g_cf_topk_baseline`` (the mask-only map:
     top-k overlap k/n in expectation, Spearman 0), ``r2g_cf_{variant}_spearman_image`` and
     ``r2g_cf_{variant}_mask_spearman_image`` (whole image: the map vs the region mask as predictors of the change;
@@ -460,7 +475,10 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
             return knocked_out_image(adapter, sampler, inputs)
         return runs.full([None], inputs=null_inputs(adapter, inputs))[1]
 
-    grid = tuple(r2g_map.shape[-2:])
+    grid = tuple(r2g_map.shape[1:])
+    if region is not None and len(grid) != 2:
+        raise ValueError("R2G counterfactuals of video maps compare whole frames: region must be None (set "
+                         "evaluators.faithfulness.region_key=null)")
     cells = region_weight(region, grid, r2g_map)[0, 0].cpu() if region is not None else torch.ones(grid)
     inside = cells >= 0.5
     score = r2g_map[0].double().cpu()
@@ -468,7 +486,7 @@ def r2g_counterfactuals(adapter, sampler, sample: Mapping, r2g_map: torch.Tensor
     out: dict = {"r2g_cf_topk_baseline": k / max(1, int(inside.sum())), "maps": {}}
     for name in variants:
         image = counterfactual_image(name)
-        change = cell_change(image.cpu(), baseline_image.cpu(), grid)[0].double()
+        change = cell_change(image.cpu(), baseline_image.cpu(), grid, temporal_ratio)[0].double()
         out["maps"][name] = change
         out[f"r2g_cf_{name}_change"] = float(change[inside].mean())
         out[f"r2g_cf_{name}_spearman"] = spearman(score[inside], change[inside])

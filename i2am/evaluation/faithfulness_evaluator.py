@@ -172,7 +172,9 @@ class FaithfulnessEvaluator(Evaluator):
         region = sample.get(self.region_key) if self.region_key else None
         values, payload, baseline, inputs = {}, {"sample_id": ctx.sample_id}, None, None
         if maps.g2r.available and _has_spatial_layers(ctx.adapter):
-            result = g2r_curves(ctx.adapter, ctx.sampler, sample, maps.g2r.ulam, sample_id=ctx.sample_id,
+            # a video's G2R map is per generated frame: the tokens are ranked by the whole video's (the frame mean)
+            scores = maps.g2r.ulam if maps.g2r.frames is None else maps.g2r.ulam.mean(-3)
+            result = g2r_curves(ctx.adapter, ctx.sampler, sample, scores, sample_id=ctx.sample_id,
                                 query_mask=region, fractions=self.fractions, random_orders=self.random_orders,
                                 seed=self.seed, modes=self.modes, removal=self.removal,
                                 proxy_steps=self.proxy_steps, batch_size=self.batch_size, trivial=self.trivial,
@@ -190,7 +192,7 @@ class FaithfulnessEvaluator(Evaluator):
             cf = r2g_counterfactuals(ctx.adapter, ctx.sampler, sample, maps.r2g.ulam, donor=donor,
                                      variants=self.counterfactuals, region=region,
                                      reference_keys=self.reference_keys, topk=self.topk, baseline_image=baseline,
-                                     inputs=inputs)
+                                     inputs=inputs, temporal_ratio=maps.meta.get("video", {}).get("temporal_ratio", 1))
             payload["r2g_counterfactual"] = {"donor_id": donor_id,
                                              "maps": {k: v.tolist() for k, v in cf.pop("maps").items()}}
             values |= cf

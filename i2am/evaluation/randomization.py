@@ -136,15 +136,26 @@ def capture_config_from(meta: dict, directions: Sequence[str]) -> CaptureConfig:
                          family_layers=meta.get("family_layers") or {})
 
 
+def as_plane(ulam: torch.Tensor, direction: str) -> torch.Tensor:
+    """One sample's ULAM as the [h, w] map the similarities compare: an image map as it is; a video map
+    (docs/video_maps.md) R2G [F, h, w] as its frames stacked top to bottom [F * h, w], G2R (one map per generated
+    frame, [F, hr, wr]) as the whole video's, the mean over frames."""
+    if ulam.dim() == 2:
+        return ulam
+    return ulam.flatten(0, 1) if direction == "r2g" else ulam.mean(0)
+
+
 @torch.no_grad()
 def ulams(adapter, sampler, inputs, cfg: CaptureConfig, region: torch.Tensor | None = None) -> dict:
-    """The R2G / G2R ULAMs ([h, w] each) of one run of the model on prepared ``inputs`` under capture."""
+    """The R2G / G2R ULAMs ([h, w] each, ``as_plane``) of one run of the model on prepared ``inputs`` under
+    capture."""
     with capture_for(adapter, cfg) as cap:
         if region is not None and "g2r" in cfg.directions:
             cap.set_region_mask(region.to(adapter.device))
         regenerate(adapter, sampler, inputs)
     maps = cap.maps()
-    return {d: getattr(maps, d).ulam[0].float().cpu() for d in cfg.directions if getattr(maps, d).available}
+    return {d: as_plane(getattr(maps, d).ulam[0].float().cpu(), d) for d in cfg.directions
+            if getattr(maps, d).available}
 
 
 SIMILARITIES = ("spearman", "spearman_abs", "ssim", "hog")

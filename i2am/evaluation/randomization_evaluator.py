@@ -104,6 +104,9 @@ class RandomizationEvaluator(Evaluator):
         cfg = capture_config_from(ctx.maps.meta, DIRECTIONS)
         region = ctx.sample.get(self.region_key) if self.region_key else None
         size = tuple(ctx.generated.shape[-2:]) if self.ssim_at_image_size else None
+        frames = ctx.maps.r2g.frames if ctx.maps.r2g.available else None
+        if size is not None and frames:   # a video's R2G maps are compared as their frames stacked (as_plane)
+            size = (size[0] * frames, size[1])
         stages = complete_stages(ctx.adapter)[:self.max_stages]
         input_maps = {d: ctx.sample[k].float().cpu() for d, k in self.input_keys.items()
                       if k and torch.is_tensor(ctx.sample.get(k))}

@@ -28,14 +28,21 @@ from i2am.engine.render import overlay, to_image
 class PipelineSource:
     """What ``AttributionCapture`` reads from a model, for a pipeline whose ``step_module`` is called once a step."""
 
-    def __init__(self, pipe, specs, step_module):
+    def __init__(self, pipe, specs, step_module, records_call=None):
         self.name = type(pipe).__name__
         self._specs = specs
         self.step_module = step_module
         self.cfg_layout = "none"   # unused: the conditional rows come from PipelineTrace.conditional
+        self._records_call = records_call
 
     def attribution_layers(self):
         return self._specs
+
+    @property
+    def records_call(self) -> bool:
+        """Whether the step module's call in progress is a step to record (``AttributionCapture`` reads it once per
+        call): every call, unless the trace gives a test (pipelines that run CFG as separate calls)."""
+        return True if self._records_call is None else self._records_call()
 
 
 class PipelineTrace:

@@ -19,44 +19,41 @@ from __future__ import annotations
 
 from i2am.engine import AttributionCapture, AttributionMaps, CaptureConfig
 from i2am.engine.hooks import Hooks
-from i2am.engine.layers import LayerSpec
+from i2am.engine.wan_layers import VIDEO_TRANSFORMERS, WAN_PROCESSORS, wan_layer_specs
 from i2am.tracing.unet import PipelineSource, PipelineTrace
 
-# SkyReels-V2's image-to-video transformer is Wan 2.1's: the same blocks, attention and CFG calls
-VIDEO_TRANSFORMERS = ("WanTransformer3DModel", "ChronoEditTransformer3DModel", "SkyReelsV2Transformer3DModel")
-# compute q, k through the layer's own modules (so hooks see them)
-WAN_PROCESSORS = ("WanAttnProcessor", "SkyReelsV2AttnProcessor")
+__all__ = ["SEPARATE_CFG_CALLS", "VIDEO_TRANSFORMERS", "WAN_PROCESSORS", "VideoPipelineTrace", "video_meta",
+           "wan_layer_specs"]
+
+SEPARATE_CFG_CALLS = "separate calls: the first (cond) recorded, the uncond skipped"
 
 
-def wan_layer_specs(transformer) -> list[LayerSpec]:
-    """The image and text key streams of every block's ``attn2``, named ``<relation>/blocks.<i>.attn2``."""
-    specs = []
-    for index, block in enumerate(transformer.blocks):
-        attn, path = block.attn2, f"blocks.{index}.attn2"
-        kind = type(attn.processor).__name__
-        if kind not in WAN_PROCESSORS:
-            raise ValueError(f"i2am.trace: transformer.{path} runs processor {kind}, whose keys i2am cannot see; "
-                             f"supported: {list(WAN_PROCESSORS)} (diffusers' default, attn.set_processor(...))")
-        common = dict(module=attn, ref_grid="row", group="transformer", query_module=attn.norm_q, qk_normed=True)
-        if attn.add_k_proj is not None:
-            specs.append(LayerSpec(name=f"image:reference/{path}", key_module=attn.norm_added_k,
-                                   relation="image:reference", **common))
-        specs.append(LayerSpec(name=f"text/{path}", key_module=attn.norm_k, relation="text", **common))
-    if not any(s.relation == "image:reference" for s in specs):
-        raise ValueError("i2am.trace: this WanTransformer3DModel has no image cross-attention (added_kv_proj_dim "
-                         "is None, as in Wan 2.2): its reference enters only through the input channels, which no "
-                         "attention map sees")
-    return specs
+def video_meta(pipe) -> dict:
+    """``maps.meta["video"]`` of a video pipeline's maps: the video frames (temporal) and pixels (spatial) one latent
+    cell spans, the VAE's compression times the transformer's patch."""
+    config = pipe.transformer.config
+    patch = config.patch_size
+    patch_t, patch_s = (patch[0], patch[-1]) if isinstance(patch, (tuple, list)) else (config.patch_size_t, patch)
+    return {"temporal_ratio": int(pipe.vae_scale_factor_temporal) * int(patch_t),
+            "spatial_ratio": int(pipe.vae_scale_factor_spatial) * int(patch_s)}
 
 
 class VideoPipelineTrace(PipelineTrace):
-    """``PipelineTrace`` for a Wan transformer: see the module docstring."""
+    """``PipelineTrace`` for a Wan transformer: see the module docstring. A subclass for another video transformer
+    (``i2am.tracing.ltx2``) names its ``transformers``, its ``skipped_calls`` note (``meta["cfg_layout"]`` when a
+    call was skipped; ``{layout}``: the recorded chunk), the ``latent_grid(args, kwargs)`` of a transformer fed packed
+    tokens (``AttributionCapture``) and how it tells the recorded calls (``_watch_steps``, ``_on_transformer_call``,
+    ``_records_call``)."""
+
+    transformers = VIDEO_TRANSFORMERS
+    skipped_calls = SEPARATE_CFG_CALLS
+    latent_grid = None   # Wan's transformer takes 5-D latents [B, C, F, H, W]
 
     def __init__(self, pipe, capture: CaptureConfig | None = None, *, num_steps: int | None = None):
         transformer = getattr(pipe, "transformer", None)
-        if type(transformer).__name__ not in VIDEO_TRANSFORMERS:
+        if type(transformer).__name__ not in self.transformers:
             raise ValueError(f"i2am.trace: {type(pipe).__name__}.transformer is {type(transformer).__name__}; the "
-                             f"video trace reads {list(VIDEO_TRANSFORMERS)}")
+                             f"video trace reads {list(self.transformers)}")
         if getattr(pipe, "transformer_2", None) is not None:
             raise ValueError(f"i2am.trace: {type(pipe).__name__} has a second (low-noise) transformer, as in Wan 2.2; "
                              f"its reference has no image cross-attention to trace")
@@ -75,6 +72,10 @@ class VideoPipelineTrace(PipelineTrace):
         super()._install(hooks)
         # registered before each call's capture: the capture's step hook then reads this call's rank in its step
         hooks.hook(self.pipe.transformer, self._on_transformer_call, pre=True, with_kwargs=True)
+        self._watch_steps(hooks)
+
+    def _watch_steps(self, hooks: Hooks) -> None:
+        """Count the transformer calls of each step: the count restarts at every ``scheduler.step``."""
         original = self.pipe.scheduler.step
 
         def step(*args, **kwargs):
@@ -105,14 +106,15 @@ class VideoPipelineTrace(PipelineTrace):
 
     def _new_capture(self, cfg: CaptureConfig) -> AttributionCapture:
         self._skipped_uncond = False
-        return AttributionCapture(PipelineSource(self.pipe, self._layers, self._step_module()), cfg,
-                                  conditional=self.conditional, records_call=self._records_call)
+        source = PipelineSource(self.pipe, self._layers, self._step_module(), records_call=self._records_call)
+        return AttributionCapture(source, cfg, conditional=self.conditional, latent_grid=self.latent_grid)
 
     def _maps_of(self, capture: AttributionCapture) -> AttributionMaps:
         maps = super()._maps_of(capture)
         if self._skipped_uncond:
-            maps.meta["cfg_layout"] = "separate calls: the first (cond) recorded, the uncond skipped"
-        maps.meta["video"] = {"temporal_ratio": int(self.pipe.vae_scale_factor_temporal),
-                              "spatial_ratio": int(self.pipe.vae_scale_factor_spatial)
-                              * int(self.pipe.transformer.config.patch_size[-1])}
+            maps.meta["cfg_layout"] = self.skipped_calls.format(layout=self._layout)
+        maps.meta["video"] = self._video_meta()
         return maps
+
+    def _video_meta(self) -> dict:
+        return video_meta(self.pipe)

@@ -12,6 +12,7 @@ from i2am.data.image_io import to_uint8_image
 from i2am.engine.render import overlay
 from i2am.runs import RunDir
 from i2am.viz.canvas import new_figure, save_figure
+from i2am.viz.video_samples import video_panel
 
 __all__ = ["SamplePanels", "image_axes", "new_figure", "overlay", "save_figure", "save_panel", "to_uint8_image"]
 
@@ -49,7 +50,8 @@ def save_panel(path: str | Path, tiles: list[tuple[str, np.ndarray]], columns: i
 
 class SamplePanels:
     """A sample writer of the attribution loop: the first ``count`` samples' panel (reference, generated, R2G and
-    G2R ULAM overlays) as ``figures/<id>.png`` of the run."""
+    G2R ULAM overlays) as ``figures/<id>.png`` of the run; for a generated video, the R2G ULAM frame strip over its
+    frames there and its animation as ``per_sample/<id>/r2g.gif``."""
 
     def __init__(self, run: RunDir, count: int = 4, preset: str = "official"):
         self.run, self.count, self.preset = run, count, preset
@@ -59,6 +61,11 @@ class SamplePanels:
         if self.written >= self.count:
             return
         self.written += 1
+        if ctx.generated.dim() == 5:   # a video: the R2G frame strip, and its animation in the sample's folder
+            if ctx.maps.r2g.available:
+                video_panel(ctx.maps, ctx.generated[0], self.run.sample_figure(ctx.sample_id),
+                            self.run.sample_dir(ctx.sample_id) / "r2g.gif", title=ctx.sample_id)
+            return
         gen = to_uint8_image(ctx.generated[0])
         tiles = [("generated", gen)]
         if schema.REFERENCE in ctx.sample:

@@ -2,7 +2,9 @@
 one panel per latent frame, on one colour scale; ``save_animation``, an animated GIF or WebP of one map over the
 frames (Pillow). Maps are drawn cell by cell over the video frame each latent frame covers when the decoded video is
 given: latent frame 0 is video frame 0, latent frame t >= 1 covers video frames (t - 1) * r + 1 ... t * r with the
-VAE's temporal ratio r (``maps.meta["video"]["temporal_ratio"]``)."""
+VAE's temporal ratio r (``maps.meta["video"]["temporal_ratio"]``). Maps whose frame 0 is a later latent frame
+(LTX-2: the generated frames 1.., ``maps.meta["video"]["first_latent_frame"]``) are drawn over the frames they cover;
+the video frames before them (LTX-2's reference) are shown without a map."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +26,11 @@ def temporal_ratio(maps: AttributionMaps) -> int:
     return int(maps.meta.get("video", {}).get("temporal_ratio", 1))
 
 
+def first_latent_frame(maps: AttributionMaps) -> int:
+    """The latent frame of the maps' frame 0 (LTX-2: 1, the first generated frame); 0 when the maps do not say."""
+    return int(maps.meta.get("video", {}).get("first_latent_frame", 0))
+
+
 def latent_frame_of(video_frame: int, ratio: int) -> int:
     """The latent frame covering a video frame: frame 0 alone, then ``ratio`` video frames per latent frame."""
     return 0 if video_frame == 0 else (video_frame - 1) // ratio + 1
@@ -42,11 +49,11 @@ def _video_maps(maps: AttributionMaps, family: str, direction: str, view: str, s
     return stack, labels
 
 
-def _frame_images(video, count: int, ratio: int) -> list[np.ndarray | None]:
+def _frame_images(video, count: int, ratio: int, first: int) -> list[np.ndarray | None]:
     if video is None:
         return [None] * count
     frames = [as_image(f) for f in video]
-    return [frames[min(video_frame_of(t, ratio), len(frames) - 1)] for t in range(count)]
+    return [frames[min(video_frame_of(first + t, ratio), len(frames) - 1)] for t in range(count)]
 
 
 def frame_strip(maps: AttributionMaps, video=None, *, family: str = "ulam", direction: str = "r2g",
@@ -61,15 +68,16 @@ def frame_strip(maps: AttributionMaps, video=None, *, family: str = "ulam", dire
     if direction == "g2r" and maps.g2r_on_tokens:
         return _token_strip(stack, labels, normalize, view, colorbar, title)
     shown, vmin, vmax = _limits(stack.float().cpu(), normalize)
-    ratio = temporal_ratio(maps)
-    images = _frame_images(video if direction == "r2g" else None, count, ratio)
+    ratio, first = temporal_ratio(maps), first_latent_frame(maps)
+    images = _frame_images(video if direction == "r2g" else None, count, ratio, first)
     fig, axes, _ = _grid(len(shown) * count, columns=count)
     mappable = None
     for row, (maps_of_row, label) in enumerate(zip(shown, labels)):
         for t in range(count):
             ax = axes[row * count + t]
             mappable = draw_map(ax, maps_of_row[t], images[t], vmin, vmax)
-            ax.set_title(f"frame {t}" + (f" (video {video_frame_of(t, ratio)})" if ratio > 1 else ""), fontsize=7)
+            ax.set_title(f"frame {first + t}" + (f" (video {video_frame_of(first + t, ratio)})" if ratio > 1 else ""),
+                         fontsize=7)
             if t == 0:
                 ax.set_ylabel(label, fontsize=7)
     if colorbar and mappable is not None:
@@ -110,12 +118,16 @@ def animation_frames(maps: AttributionMaps, video=None, *, family: str = "ulam",
     if video is None:
         height, width = size or (grids.shape[-2] * 16, grids.shape[-1] * 16)
         return [_cells(matplotlib.colormaps["jet"](m)[..., :3], height, width) for m in scaled]
-    ratio = temporal_ratio(maps)
+    ratio, first = temporal_ratio(maps), first_latent_frame(maps)
     out = []
     for v, frame in enumerate(video):
         image = np.asarray(as_image(frame))
         image = image if image.dtype == np.uint8 else (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
-        cells = _cells(scaled[min(latent_frame_of(v, ratio), len(scaled) - 1)][..., None], *image.shape[:2])[..., 0]
+        index = latent_frame_of(v, ratio) - first
+        if index < 0:   # a frame before the mapped ones (LTX-2's reference frame): no map
+            out.append(image[..., :3].copy())
+            continue
+        cells = _cells(scaled[min(index, len(scaled) - 1)][..., None], *image.shape[:2])[..., 0]
         out.append(overlay(image[..., :3], cells / 255.0))
     return out
 

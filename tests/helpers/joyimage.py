@@ -8,22 +8,13 @@ from contextlib import contextmanager
 
 import torch
 
+from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
+
 
 def tiny_joyimage_edit(seed: int = 0):
-    """2 double-stream blocks of 2 heads of 16 channels over a 32-wide text stream; the tiny Qwen-Image-style video VAE
-    (factor 8, 4 latent channels); 2x2 patches."""
-    import diffusers
-
-    torch.manual_seed(seed)
-    vae = diffusers.AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=1,
-                                     temperal_downsample=[False, True, True], latents_mean=[0.0] * 4,
-                                     latents_std=[1.0] * 4)
-    transformer = diffusers.JoyImageEditTransformer3DModel(patch_size=[1, 2, 2], in_channels=4, hidden_size=32,
-                                                           num_attention_heads=2, text_dim=32, num_layers=2,
-                                                           rope_dim_list=[4, 6, 6])
-    pipe = diffusers.JoyImageEditPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
-                                          text_encoder=None, tokenizer=None, transformer=transformer.eval(),
-                                          processor=None)
+    """The adapters' build (``dit/tiny.py``): 2 double-stream blocks of 2 heads of 16 channels over a 32-wide text
+    stream; a tiny Wan VAE (factor 8, 4 latent channels); 2x2 patches. Its bucket resize is turned off for good."""
+    pipe = build_transformer_pipeline("JoyImageEditPipeline", "tiny", seed=seed)
     pipe.vae_image_processor.get_default_height_width = lambda image, height=None, width=None: (height, width)
     pipe.set_progress_bar_config(disable=True)
     return pipe

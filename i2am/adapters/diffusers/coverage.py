@@ -17,8 +17,6 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
-from i2am.engine.refused_pipelines import HUNYUAN_VIDEO15_REFERENCE, LTX2_REFERENCE
-
 # ``__call__`` parameters through which an image, a video, or their encodings reach a pipeline.
 IMAGE_INPUTS = frozenset({
     "image", "images", "input_images", "init_image", "original_image", "last_image", "ref_image", "reference_image",
@@ -50,7 +48,8 @@ def refused(reason: str) -> Coverage:
 
 
 NOT_CLASSIFIED = "not supported yet: not classified beyond its signature"
-VIDEO = "video pipeline: not traced yet (i2am's maps live on one image grid per sample)"
+VIDEO = ("video pipeline not traced yet: no i2am video trace reads how its conditioning reaches the frames "
+         "(the video traces: docs/video_maps.md)")
 NO_DENOISER = "no `unet` or `transformer` denoiser component, so i2am.trace finds nothing to capture"
 UNTESTED_EDITOR = ("untested editor on a transformer i2am reads; refused by name under model=diffusers "
                    "(docs/dit_editors.md)")
@@ -70,6 +69,14 @@ I2VGEN_XL_NOTE = (FRAMES_IN_BATCH + "; image:reference is the reference's VAE la
                   "channels, which no map sees")
 SKYREELS_NOTE = ("video maps (docs/video_maps.md); image:reference is the reference's CLIP tokens in attn2's own keys "
                  "(as in Wan 2.1); its VAE latent enters through the input channels, which no map sees")
+HUNYUAN_VIDEO15_NOTE = ("video maps (docs/video_maps.md) from the joint attention; image:reference is the "
+                        "reference's SigLIP tokens (a square patch grid), text:glyph the byT5 tokens of the prompt's "
+                        "quoted text (present when a sample has any), padding excluded as the model excludes it; its "
+                        "VAE latent also enters through the input channels, which no map sees")
+LTX2_NOTE = ("video maps (docs/video_maps.md) of the generated latent frames 1.. (frame 0 is the reference): "
+             "image:reference is the video self-attention from them to the reference frame's tokens, whose latent "
+             "replaces latent frame 0; text their cross-attention to the prompt's connector tokens; the later "
+             "frames also read each other and the audio stream, which no map shows")
 KV_CACHE = ("its Flux2KVAttnProcessor caches the reference keys between steps; i2am.trace raises naming the block "
             "and the processor")
 
@@ -101,17 +108,19 @@ COVERAGE: dict[str, Coverage] = {
     "FluxKontextInpaintPipeline": supported("text", "image:reference",
                                             note="image:reference is image_reference; the image outside the mask is "
                                                  "pasted by the pipeline, not attributed"),
-    "LongCatImageEditPipeline": supported("text", "image:reference", cli=False,
-                                          note="model=diffusers: its call cannot run on prompt embeddings alone "
-                                               "(it needs its Qwen2.5-VL text encoder)"),
-    "JoyImageEditPipeline": supported("text", "image:reference", cli=False,
-                                      note="model=diffusers: not run (its call resizes to 1024x1024-area buckets)"),
+    "LongCatImageEditPipeline": supported("text", "image:reference",
+                                          note="model=diffusers: generated at model.image_size, the reference "
+                                               "resized to it, a fixed text embedding, no CFG"),
+    "JoyImageEditPipeline": supported("text", "image:reference",
+                                      note="model=diffusers: generated at model.image_size (not its 1024x1024-area "
+                                           "bucket), the reference cropped to it and encoded to its VAE mode, a "
+                                           "fixed text embedding, no CFG"),
     "StableDiffusion3Pipeline": supported("text", note="its IP-Adapter (ip_adapter_image) is not traced"),
     # image-to-video UNets folding the frames into the batch (docs/pipelines.md, "Image-to-video UNet pipelines")
     "StableVideoDiffusionPipeline": supported("image:clip", cli=False, note=SVD_NOTE),
     "I2VGenXLPipeline": supported("text", "image:reference", "image:clip", cli=False, note=I2VGEN_XL_NOTE),
     # its transformer is Wan 2.1's (i2am.tracing.video)
-    "SkyReelsV2ImageToVideoPipeline": supported("image:reference", "text", cli=False, note=SKYREELS_NOTE),
+    "SkyReelsV2ImageToVideoPipeline": supported("image:reference", "text", note=SKYREELS_NOTE),
     # refused
     "AltDiffusionImg2ImgPipeline": refused(NOT_CLASSIFIED),
     "AltDiffusionPipeline": refused(NOT_CLASSIFIED),
@@ -133,7 +142,7 @@ COVERAGE: dict[str, Coverage] = {
     "ChromaImg2ImgPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaInpaintPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
     "ChromaPipeline": refused(unread_transformer("ChromaTransformer2DModel")),
-    "ChronoEditPipeline": supported("image:reference", "text", cli=False, note=CHRONOEDIT),
+    "ChronoEditPipeline": supported("image:reference", "text", note=CHRONOEDIT),
     "CogVideoXFunControlPipeline": refused(VIDEO),
     "CogVideoXImageToVideoPipeline": refused(VIDEO),
     "CogVideoXVideoToVideoPipeline": refused(VIDEO),
@@ -169,7 +178,8 @@ COVERAGE: dict[str, Coverage] = {
     "HunyuanDiTControlNetPipeline": refused(unread_transformer("HunyuanDiT2DModel")),
     "HunyuanImageRefinerPipeline": refused(unread_transformer("HunyuanImageTransformer2DModel")),
     "HunyuanSkyreelsImageToVideoPipeline": refused(VIDEO),
-    "HunyuanVideo15ImageToVideoPipeline": refused(HUNYUAN_VIDEO15_REFERENCE),
+    "HunyuanVideo15ImageToVideoPipeline": supported("image:reference", "text", "text:glyph", cli=False,
+                                                    note=HUNYUAN_VIDEO15_NOTE),
     "HunyuanVideoFramepackPipeline": refused(VIDEO),
     "HunyuanVideoImageToVideoPipeline": refused(VIDEO),
     "IFImg2ImgPipeline": refused(NOT_CLASSIFIED),
@@ -201,7 +211,7 @@ COVERAGE: dict[str, Coverage] = {
     "LTX2DFRPipeline": refused(VIDEO),
     "LTX2DFRTemporalRefinePipeline": refused(VIDEO),
     "LTX2HDRPipeline": refused(VIDEO),
-    "LTX2ImageToVideoPipeline": refused(LTX2_REFERENCE),
+    "LTX2ImageToVideoPipeline": supported("image:reference", "text", cli=False, note=LTX2_NOTE),
     "LTX2InContextPipeline": refused(VIDEO),
     "LTX2LatentUpsamplePipeline": refused(VIDEO),
     "LTXConditionPipeline": refused(VIDEO),
@@ -285,7 +295,7 @@ COVERAGE: dict[str, Coverage] = {
     "VisualClozeGenerationPipeline": refused(NOT_CLASSIFIED),
     "VisualClozePipeline": refused(NOT_CLASSIFIED),
     "WanAnimatePipeline": refused(VIDEO),
-    "WanImageToVideoPipeline": supported("image:reference", "text", cli=False, note=WAN_CHANNELS),
+    "WanImageToVideoPipeline": supported("image:reference", "text", note=WAN_CHANNELS),
     "WanVACEPipeline": refused(VIDEO),
     "WanVideoToVideoPipeline": refused(VIDEO),
     "WuerstchenDecoderPipeline": refused(NO_DENOISER),

@@ -37,6 +37,7 @@ from i2am.adapters.diffusers.kinds import CHUNK_LAYOUTS, KINDS, chunk_count, gui
 from i2am.adapters.diffusers.model_path import resolve_model_path
 from i2am.adapters.diffusers.reference_attention import ReferenceAttention
 from i2am.adapters.diffusers.tiny import build_pipeline
+from i2am.adapters.diffusers.video.model import is_video_pipeline, video_pipeline
 from i2am.data import schema
 from i2am.engine.cfg_rows import CONDITIONAL_CHUNK, chunk_rows
 from i2am.engine.pipelines import layer_specs
@@ -328,7 +329,13 @@ def diffusers_pipeline(device="cpu", pipeline: str = "PaintByExamplePipeline", p
                        image_guidance: float = 1.5, reference_attention: bool = False, **transformer_options):
     """A local diffusers folder; ``path=None`` builds the architecture at full size with random weights (e.g. on
     ``device="meta"`` for layout checks). ``transformer_options``: the options of ``model=diffusers-dit``
-    (``+model.reference_area=...``, ``+model.prompt_embeds=...``) for diffusion-transformer pipelines only."""
+    (``+model.reference_area=...``, ``+model.prompt_embeds=...``) for diffusion-transformer pipelines, and those of
+    ``model=diffusers-video-tiny`` (``+model.num_frames=...``, ``+model.prompt_embeds=...``) for image-to-video ones."""
+    if is_video_pipeline(pipeline):   # Wan 2.1 image-to-video & co.: i2am/adapters/diffusers/video/model.py
+        if reference_attention:
+            raise ValueError(f"model.reference_attention=true is for UNet pipelines, not {pipeline}")
+        return video_pipeline(device, pipeline, path, guidance, image_size, num_steps=num_steps, relation=relation,
+                              ip_adapter=ip_adapter, prompt=prompt, **transformer_options)
     if is_transformer_pipeline(pipeline):   # FLUX.1 Kontext & co.: i2am/adapters/diffusers/dit/transformer.py
         return diffusers_dit(device, pipeline, path, guidance, image_size, num_steps, relation, ip_adapter=ip_adapter,
                              prompt=prompt, **transformer_options)

@@ -8,14 +8,14 @@ from torch import nn
 
 from i2am.adapters import create_model, list_models
 from i2am.adapters._checkpoint import CheckpointError
-from i2am.adapters.diffusers.dit.tiny import PIPELINES
+from i2am.adapters.diffusers.dit.transformer import ADAPTERS
 from i2am.engine import CaptureConfig
 from i2am.engine.contract import AttributionAdapter
 from i2am.sampling.sampler import Sampler
 
 TINY = [name for name in list_models() if name.endswith("-tiny")]
 CASES = [(name, {}) for name in TINY if name != "diffusers-dit-tiny"]
-CASES += [("diffusers-dit-tiny", {"pipeline": p}) for p in PIPELINES if "diffusers-dit-tiny" in TINY]
+CASES += [("diffusers-dit-tiny", {"pipeline": p}) for p in ADAPTERS if "diffusers-dit-tiny" in TINY]
 
 
 def case_id(case) -> str:
@@ -58,12 +58,15 @@ def test_adapter_keeps_the_contract(case):
     torch.manual_seed(0)
     adapter = create_model(name, **options).eval()
     assert isinstance(adapter, AttributionAdapter)
-    # FLUX.2 and Qwen-Image-Edit Plus take one reference per call
-    n = 1 if options.get("pipeline") in ("Flux2Pipeline", "QwenImageEditPlusPipeline") else 2
+    # FLUX.2, Qwen-Image-Edit Plus and the image-to-video pipelines take one reference per call
+    n = 1 if adapter.video or options.get("pipeline") in ("Flux2Pipeline", "QwenImageEditPlusPipeline") else 2
     batch = {k: v[:n] for k, v in toy_batch().items()}
     inputs = adapter.prepare(batch)
-    assert inputs.sample_ids == batch["sample_id"] and len(inputs.latent_shape) == 3
+    # [C, h, w], a video's [C, F, h, w]
+    assert inputs.sample_ids == batch["sample_id"] and len(inputs.latent_shape) == (4 if adapter.video else 3)
 
+    if adapter.video:   # transformers installs its CLIP hidden-state capture hooks on the image encoder's first call
+        adapter.sample(batch, Sampler(num_steps=1, seed=0))
     before = model_state(adapter)
     with adapter.attribution_capture(CaptureConfig(num_steps=1, time_groups=1)) as capture:
         out = adapter.sample(batch, Sampler(num_steps=1, seed=0))

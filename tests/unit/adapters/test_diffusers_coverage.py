@@ -8,10 +8,11 @@ import pytest
 from helpers.paths import REPO
 
 from i2am.adapters.diffusers import coverage
-from i2am.adapters.diffusers.dit.tiny import PIPELINES as TRANSFORMER_PIPELINES
+from i2am.adapters.diffusers.dit.transformer import ADAPTERS as TRANSFORMER_PIPELINES
 from i2am.adapters.diffusers.kinds import KINDS
+from i2am.adapters.diffusers.video.model import VIDEO_PIPELINES
 from i2am.engine.packing import READERS
-from i2am.tracing.video import VIDEO_TRANSFORMERS
+from i2am.tracing import VIDEO_TRACES
 
 PAGE = REPO / "docs" / "pipeline_coverage.md"
 REGENERATE = "python -m i2am.adapters.diffusers.coverage --write docs/pipeline_coverage.md"
@@ -57,16 +58,17 @@ def test_supported_pipelines_are_accepted_by_the_code_that_decides(classes):
         if "unet" in init:   # i2am.trace: i2am.engine.pipelines.denoisers reads pipe.unet
             if coverage.CLI in entry.entry_points:
                 assert name in KINDS, f"{name} is marked model=diffusers but has no kind in diffusers_kinds.KINDS"
-        else:   # i2am.trace: i2am.engine.joint.find_blocks (or tracing.video) reads the transformer by its class
+        else:   # i2am.trace: i2am.engine.joint.find_blocks (or a video trace) reads the transformer by its class
             transformer = init["transformer"].annotation
-            assert transformer.__name__ in READERS or transformer.__name__ in VIDEO_TRANSFORMERS, (
+            assert transformer.__name__ in READERS or transformer.__name__ in VIDEO_TRACES, (
                 f"{name}: {transformer.__name__} is neither a joint-attention reader nor a video transformer")
             if coverage.CLI in entry.entry_points:
-                assert name in TRANSFORMER_PIPELINES, f"{name} is marked model=diffusers but is not a transformer kind"
+                assert name in TRANSFORMER_PIPELINES or name in VIDEO_PIPELINES, (
+                    f"{name} is marked model=diffusers but is neither a transformer nor an image-to-video kind")
 
 
 def test_every_attribute_loop_kind_is_listed_as_supported(conditioned):
-    runs = (set(KINDS) | set(TRANSFORMER_PIPELINES)) & conditioned
+    runs = (set(KINDS) | set(TRANSFORMER_PIPELINES) | set(VIDEO_PIPELINES)) & conditioned
     listed = {name for name, entry in coverage.COVERAGE.items() if coverage.CLI in entry.entry_points}
     assert runs == listed
 

@@ -1,6 +1,7 @@
 """model=diffusers for diffusion-transformer editors (tiny FluxKontextPipeline, FluxKontextInpaintPipeline,
-Flux2Pipeline, QwenImageEditPipeline, QwenImageEditPlusPipeline): the attribute loop with the toy
-world's evaluators, faithfulness and randomisation through the pipeline's own loop, and joint-attention knockout.
+Flux2Pipeline, QwenImageEditPipeline, QwenImageEditPlusPipeline, LongCatImageEditPipeline, JoyImageEditPipeline): the
+attribute loop with the toy world's evaluators, faithfulness and randomisation through the pipeline's own loop, and
+joint-attention knockout.
 StableDiffusion3Pipeline (image <-> text): tests/unit/adapters/test_models_diffusers_sd3.py."""
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import torch
 from helpers.knockout_checks import assert_knockout_identities, toy_batch
 from helpers.tasks_util import run_task
 
+import i2am
 from i2am import toy
 from i2am.adapters import create_model
 from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter
 from i2am.adapters.diffusers.dit.tiny import build_transformer_pipeline
 from i2am.engine import AttributionMaps, CaptureConfig
 from i2am.engine.factory import capture_for
+from i2am.engine.hooks import Hooks
 from i2am.engine.joint_knockout import JointTokenKnockout
 from i2am.sampling.sampler import Sampler
 
@@ -112,7 +115,8 @@ def test_qwen_reference_area_sets_the_reference_grid_and_is_scoped_to_each_call(
     larger.run_loop(larger.prepare(toy_batch(1)), Sampler(num_steps=1))
     assert seen == [[[(1, 8, 6), (1, 16, 12)]]]   # generated 8x6, the reference resized to 256x192: 16x12 tokens
     assert qwen_module.calculate_dimensions is original
-    with pytest.raises(RuntimeError, match="boom"), larger.scoped_reference_area():
+    with pytest.raises(RuntimeError, match="boom"), Hooks("test") as hooks:
+        larger.scope_call(hooks)
         assert qwen_module.calculate_dimensions is not original
         raise RuntimeError("boom")
     assert qwen_module.calculate_dimensions is original
@@ -121,11 +125,13 @@ def test_qwen_reference_area_sets_the_reference_grid_and_is_scoped_to_each_call(
 
 
 INPAINT = "FluxKontextInpaintPipeline"
+LONGCAT, JOYIMAGE = "LongCatImageEditPipeline", "JoyImageEditPipeline"
+EDITORS = ["FluxKontextPipeline", INPAINT, "Flux2Pipeline", "QwenImageEditPipeline", "QwenImageEditPlusPipeline",
+           LONGCAT, JOYIMAGE]
 
 
 @pytest.mark.numeric
-@pytest.mark.parametrize("pipeline", ["FluxKontextPipeline", INPAINT, "Flux2Pipeline", "QwenImageEditPipeline",
-                                      "QwenImageEditPlusPipeline"])
+@pytest.mark.parametrize("pipeline", EDITORS)
 def test_run_loop_is_seeded_per_sample_and_its_callback_is_the_euler_step(pipeline):
     """Per-sample noise; the callback's x, velocity and x0 are the Euler step's (for the inpainting editor inside
     its mask: outside it the pipeline pastes the noised image back); ``predict_x0`` (one transformer call prepared
@@ -225,8 +231,8 @@ def test_flux2_runs_the_attribute_loop_one_reference_per_call(tmp_path):
 def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
     with pytest.raises(ValueError, match="got Flux2KleinPipeline"):
         DiffusersTransformerAdapter(toy.pipeline("Flux2KleinPipeline"))
-    with pytest.raises(ValueError, match="got LongCatImageEditPipeline"):
-        create_model("diffusers", pipeline="LongCatImageEditPipeline", path=str(tmp_path))
+    with pytest.raises(ValueError, match="got Flux2KleinPipeline"):
+        create_model("diffusers", pipeline="Flux2KleinPipeline", path=str(tmp_path))
     with pytest.raises(ValueError, match="model.prompt_embeds"):
         create_model("diffusers-dit-tiny", prompt="a shirt")
     with pytest.raises(ValueError, match="set model.guidance=null"):
@@ -248,6 +254,8 @@ def test_unsupported_pipelines_and_checks_are_refused_naming_them(tmp_path):
     ("QwenImageEditPipeline", ["transformer_blocks.1", "transformer_blocks.0"]),
     ("QwenImageEditPlusPipeline", ["transformer_blocks.1", "transformer_blocks.0"]),
     (INPAINT, ["single_transformer_blocks.0", "transformer_blocks.0"]),
+    (LONGCAT, ["single_transformer_blocks.0", "transformer_blocks.0"]),
+    (JOYIMAGE, ["double_blocks.1", "double_blocks.0"]),
     ("StableDiffusion3Pipeline", ["transformer_blocks.1", "transformer_blocks.0"])])
 def test_randomisation_stages_cover_the_transformer_once_from_the_output_side(pipeline, blocks):
     adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
@@ -310,13 +318,17 @@ def test_kontext_inpaint_keeps_the_image_outside_its_mask_and_repaints_inside():
                               first * ~inside)
 
 
-@pytest.mark.parametrize("pipeline,batch_size", [(INPAINT, 2), ("QwenImageEditPlusPipeline", 1)])
-def test_i2am_attribute_runs_the_inpainting_and_plus_editors_with_every_evaluator(pipeline, batch_size, tmp_path):
-    """model=diffusers on saved folders of the editors added beside the first four: every toy evaluator, finite;
-    removing the reference changes the output; maps on the generated image's 8x6 token grid."""
-    build_transformer_pipeline(pipeline, "tiny", seed=3).save_pretrained(tmp_path / "editor")
-    overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers",
-                 f"model.pipeline={pipeline}", f"model.path={tmp_path / 'editor'}", "model.guidance=null",
+@pytest.mark.parametrize("pipeline,batch_size,source", [
+    (INPAINT, 2, "folder"), ("QwenImageEditPlusPipeline", 1, "folder"), (LONGCAT, 2, "folder"), (JOYIMAGE, 2, "tiny")])
+def test_i2am_attribute_runs_the_later_editors_with_every_evaluator(pipeline, batch_size, source, tmp_path):
+    """model=diffusers on saved folders of the editors added beside the first four (JoyImage-Edit as the registered
+    tiny model: a folder of it loads only with accelerate installed): every toy evaluator, finite; removing the
+    reference changes the output; maps on the generated image's 8x6 token grid."""
+    model = ["model=diffusers-dit-tiny", f"model.pipeline={pipeline}"]
+    if source == "folder":
+        build_transformer_pipeline(pipeline, "tiny", seed=3).save_pretrained(tmp_path / "editor")
+        model = ["model=diffusers", f"model.pipeline={pipeline}", f"model.path={tmp_path / 'editor'}"]
+    overrides = [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", *model, "model.guidance=null",
                  "model.image_size=[128,96]", "sampler.num_steps=2", "data.limit=2", f"data.batch_size={batch_size}",
                  "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false", "evaluator_set=toy",
                  "capture.sram_layers=auto", *CHECKS]
@@ -330,5 +342,132 @@ def test_i2am_attribute_runs_the_inpainting_and_plus_editors_with_every_evaluato
         assert metrics[key] == metrics[key], key
     assert metrics["faith_full_latent_all_removed"] > 0
     maps = AttributionMaps.load(min((tmp_path / "run" / "maps").glob("*.safetensors")))
-    assert maps.relations == ["image:reference"] and maps.meta["model"] == "diffusers"
+    assert maps.relations == ["image:reference"] and maps.meta["model"] == model[0].removeprefix("model=")
     assert maps.r2g.ulam.shape == (1, 8, 6) and maps.g2r.ulam.shape == (1, 8, 6)
+
+
+@pytest.mark.numeric
+@pytest.mark.parametrize("pipeline", EDITORS)
+def test_the_adapters_maps_are_those_i2am_trace_takes_of_the_same_call(pipeline):
+    """The adapter's capture (its relation, conditional rows, layer names and grids) against i2am.trace around the
+    same pipeline call: the same maps of every block."""
+    adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
+    batch = toy_batch(2)
+    batch["reference"] = batch["reference"][:1].repeat(2, 1, 1, 1)   # FLUX.2, Qwen Plus: one reference per call
+    inputs, sampler, cfg = adapter.prepare(batch), Sampler(num_steps=2), CaptureConfig(num_steps=2, time_groups=2)
+    with capture_for(adapter, cfg) as cap:
+        adapter.run_loop(inputs, sampler)
+    with i2am.trace(adapter.pipe, cfg) as tr:
+        adapter.run_loop(inputs, sampler)
+    ours, traced = cap.maps(), tr.maps.relation("image:reference")
+    assert [m["name"] for m in ours.meta["layers"]] == [m["name"] for m in traced.meta["layers"]]
+    for direction in ("r2g", "g2r"):
+        for family in ("ulam", "tlam", "llam", "hlam"):
+            torch.testing.assert_close(getattr(getattr(ours, direction), family),
+                                       getattr(getattr(traced, direction), family), rtol=1e-5, atol=0)
+
+
+def _cut_reference_tokens(generated_tokens: int):
+    """LongCat-Image-Edit's transformer call with only the generated tokens (and their position ids)."""
+    def cut(module, args, kw):
+        kw["hidden_states"] = kw["hidden_states"][:, :generated_tokens]
+        kw["img_ids"] = kw["img_ids"][:generated_tokens]
+        return args, kw
+    return cut
+
+
+def _cut_reference_item(module, args, kw):
+    """JoyImage-Edit's transformer call with only the generated item (the last); its one-item output broadcasts
+    over the pipeline's items, whose reference the loop restores every step."""
+    kw["hidden_states"] = kw["hidden_states"][:, -1:]
+    return args, kw
+
+
+@pytest.mark.parametrize("pipeline,cut", [(LONGCAT, _cut_reference_tokens(48)), (JOYIMAGE, _cut_reference_item)])
+def test_joint_knockout_of_all_reference_tokens_is_the_call_without_them(pipeline, cut):
+    """LongCat-Image-Edit and JoyImage-Edit: keeping every reference token is bit-identical, removing every one
+    equals their transformer calls with the reference tokens cut out of the sequence (1e-5)."""
+    adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
+    inputs, sampler = adapter.prepare(toy_batch(2)), Sampler(num_steps=2)
+    assert_knockout_identities(adapter, inputs, sampler, cut, torch.arange(48.0).reshape(1, 8, 6).expand(2, -1, -1))
+
+
+def test_longcat_generates_at_image_size_on_the_fixed_embedding_and_restores_its_call():
+    """LongCat-Image-Edit's call has no size argument and encodes its prompt even when given embeddings: inside each
+    call the adapter sets the size (the reference resized to it) and hands the fixed embedding to its own
+    encode_prompt; both are the pipeline's again after the call, also after an exception."""
+    from diffusers.pipelines.longcat_image import pipeline_longcat_image_edit as module
+
+    original = module.calculate_dimensions
+    adapter = create_model("diffusers-dit-tiny", pipeline=LONGCAT, image_size=(64, 96))
+    seen = []
+    adapter.transformer.register_forward_pre_hook(lambda m, a, kw: seen.append(kw), with_kwargs=True)
+    batch = toy_batch(1)   # a 128x96 reference
+    latents = adapter.run_loop(adapter.prepare(batch), Sampler(num_steps=1))
+    assert latents.shape == (1, 16, 8, 12) and adapter.reference_grid() == (4, 6)
+    assert seen[0]["hidden_states"].shape[1] == 2 * 4 * 6   # generated 4x6 tokens, the reference resized to 4x6
+    assert torch.equal(seen[0]["encoder_hidden_states"], adapter.prompt_embeds)
+    assert module.calculate_dimensions is original and "encode_prompt" not in vars(adapter.pipe)
+    with pytest.raises(TypeError, match="NoneType"):   # its own encode_prompt takes len(prompt) first
+        adapter.pipe(image=toy.image(64, 64), prompt_embeds=adapter.prompt_embeds, guidance_scale=1.0,
+                     num_inference_steps=1)
+    with pytest.raises(RuntimeError, match="boom"), Hooks("test") as hooks:
+        adapter.scope_call(hooks)
+        assert module.calculate_dimensions is not original
+        raise RuntimeError("boom")
+    assert module.calculate_dimensions is original and "encode_prompt" not in vars(adapter.pipe)
+
+
+def test_joyimage_keeps_image_size_and_encodes_its_reference_deterministically():
+    """JoyImage-Edit's call snaps the size to a 1024x1024-area bucket (64 x 96 -> 832 x 1216) and samples the
+    reference's VAE latent from the global generator; inside the adapter's calls the size is image_size and the
+    latent the posterior's mode, whatever the global generator's state; the call is the pipeline's own after."""
+    adapter = create_model("diffusers-dit-tiny", pipeline=JOYIMAGE, image_size=(64, 96))
+    processor = adapter.pipe.vae_image_processor
+    assert processor.get_default_height_width(None, 64, 96) == (832, 1216)
+    inputs = adapter.prepare(toy_batch(1))
+    torch.manual_seed(1)
+    first = adapter.run_loop(inputs, Sampler(num_steps=2))
+    torch.manual_seed(2)
+    assert first.shape == (1, 4, 8, 12) and torch.equal(adapter.run_loop(inputs, Sampler(num_steps=2)), first)
+    assert processor.get_default_height_width(None, 64, 96) == (832, 1216)
+    assert "encode" not in vars(adapter.vae)
+
+
+@pytest.mark.parametrize("pipeline", [LONGCAT, JOYIMAGE])
+def test_longcat_and_joyimage_refuse_guidance_and_read_their_text_embedding(pipeline, tmp_path):
+    """Their guidance_scale is classifier-free guidance whose negative prompt only the text encoder could give:
+    refused, naming model.guidance=null; the fixed embedding is read at the width the transformer reads (no
+    pooled embedding)."""
+    from safetensors.torch import save_file
+
+    with pytest.raises(ValueError, match="classifier-free guidance.*set model.guidance=null"):
+        create_model("diffusers-dit-tiny", pipeline=pipeline, guidance=4.0)
+    adapter = create_model("diffusers-dit-tiny", pipeline=pipeline)
+    with pytest.raises(ValueError, match="set model.guidance=null"):
+        adapter.run_loop(adapter.prepare(toy_batch(1)), Sampler(num_steps=1, guidance=4.0))
+    embeds = torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(1))
+    save_file({"prompt_embeds": embeds}, str(tmp_path / "text.safetensors"))
+    adapter = create_model("diffusers-dit-tiny", pipeline=pipeline, prompt_embeds=str(tmp_path / "text.safetensors"))
+    assert torch.equal(adapter.prompt_embeds, embeds) and adapter.pooled_prompt_embeds is None
+    with capture_for(adapter, CaptureConfig(num_steps=1, time_groups=1)) as cap:
+        adapter.sample(toy_batch(1), Sampler(num_steps=1))
+    assert cap.maps().r2g.ulam.shape == (1, 8, 6)
+
+
+@pytest.mark.parametrize("pipeline,blocks,width", [(LONGCAT, 19 + 38, 3584), (JOYIMAGE, 20, 4096)])
+def test_longcat_and_joyimage_full_layouts_build_on_the_meta_device(pipeline, blocks, width):
+    """model=diffusers-dit with path=null: the full-size architecture (diffusers' defaults), layer layout only."""
+    adapter = create_model("diffusers-dit", pipeline=pipeline, device="meta", image_size=(1024, 768))
+    assert len(adapter.attribution_layers()) == blocks and adapter.prompt_embeds.shape[-1] == width
+    assert adapter.reference_grid() == (64, 48) and adapter.latent_shape(64, 48)[1:] == (128, 96)
+
+
+def test_a_joyimage_folder_without_accelerate_is_refused_naming_the_fix(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("accelerate") is not None:
+        pytest.skip("accelerate is installed: the folder loads")
+    build_transformer_pipeline(JOYIMAGE, "tiny").save_pretrained(tmp_path / "joy")
+    with pytest.raises(ImportError, match="pip install accelerate"):
+        create_model("diffusers", pipeline=JOYIMAGE, path=str(tmp_path / "joy"))

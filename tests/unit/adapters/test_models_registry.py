@@ -1,8 +1,18 @@
 """The model registry: one name per factory, the three standard sizes registered by one call."""
 import pytest
 
-from i2am.adapters import create_model, list_models
+from i2am.adapters import _registry, create_model, list_models
 from i2am.adapters._registry import TOY_IMAGE_SIZE, SizedFactory, model_factory, register_model, register_sizes
+
+
+@pytest.fixture(autouse=True)
+def _registry_restored():
+    """The probes registered here leave the registry as it was (other tests list every registered model)."""
+    list_models()   # the package's own models registered first (they are imported on first use)
+    before = dict(_registry._FACTORIES)
+    yield
+    _registry._FACTORIES.clear()
+    _registry._FACTORIES.update(before)
 
 
 class _Probe:

@@ -46,15 +46,19 @@ def models():
 DEFAULT_TIMESTEPS = {"pbe-tiny": [751, 501, 251, 1], "dcivton-tiny": [751, 501, 251, 1],
                      "stableviton-tiny": [751, 501, 251, 1], "custom-tiny": [999, 750, 500, 250],
                      "pasd-tiny": [999, 749, 500, 250], "diffusers-tiny": [751, 501, 251, 1],
-                     "diffusers-dit-tiny": [1000.0, 750.0, 500.0, 250.0]}
+                     "diffusers-dit-tiny": [1000.0, 750.0, 500.0, 250.0],
+                     # the tiny Wan I2V's flow-matching Euler at shift 7 (diffusers' exponential time shift)
+                     "diffusers-video-tiny": [1000.0, 933.98095703125, 781.3526000976562, 46.75572204589844]}
 
 
 @pytest.mark.parametrize("name", TINY)
 def test_tiny_samples_four_steps(models, name):
     model, steps = models[name], []
-    out = model.sample(toy_batch(), Sampler(num_steps=4), callback=lambda s: steps.append(s["t"]))
-    latent_shape = model.prepare(toy_batch()).latent_shape
-    assert out["images"].shape == (2, 3, *model.image_size) and out["latents"].shape == (2, *latent_shape)
+    n = 1 if model.video else 2   # an image-to-video pipeline conditions a call on one reference image
+    out = model.sample(toy_batch(n), Sampler(num_steps=4), callback=lambda s: steps.append(s["t"]))
+    latent_shape = model.prepare(toy_batch(n)).latent_shape
+    frames = (model.num_frames,) if model.video else ()   # a video [B, 3, T, H, W]
+    assert out["images"].shape == (n, 3, *frames, *model.image_size) and out["latents"].shape == (n, *latent_shape)
     assert torch.isfinite(out["images"]).all() and out["images"].abs().max() <= 1
     assert steps == DEFAULT_TIMESTEPS[name]
 

@@ -252,3 +252,36 @@ def test_family_layers_by_group_and_their_own_common_grid(unet):
     assert maps.r2g.llam.shape == (1, 15, *LATENT)
     with pytest.raises(KeyError, match="not captured"):
         _ = capture(unet, x, ctx, family_layers={"r2g": {"ulam": ["nope"]}}).maps().r2g
+
+
+class _Layers:
+    """A model offering the engine a fixed list of LayerSpecs on a UNet."""
+
+    cfg_layout = "none"
+
+    def __init__(self, unet, specs):
+        self.step_module, self._specs = unet, specs
+
+    def attribution_layers(self):
+        return self._specs
+
+
+def test_q_and_k_read_at_the_attention_backend_equal_the_projections_they_come_from(unet):
+    """AttnProcessor2_0 (no q/k norms, no rotary embedding) hands its SDPA call to_q's and to_k's outputs split into
+    heads: read there (LayerSpec.qk_at_backend), the same scores on the same code path (recomputed softmaxes)."""
+    from dataclasses import replace
+
+    from i2am.engine.layers import discover_cross_attention
+
+    x, ctx = inputs(2, seed=5)
+    specs = discover_cross_attention(unet, ref_grid=REF_GRID)[:3]
+    cfg = CaptureConfig(num_steps=2, time_groups=1, kernel_stats=False)
+    maps = {}
+    for at_backend in (False, True):
+        model = _Layers(unet, [replace(s, qk_at_backend=at_backend) for s in specs])
+        with AttributionCapture(model, cfg) as cap:
+            run_steps(unet, x, ctx, 2)
+        maps[at_backend] = cap.maps()
+    assert maps[True].raw.keys() == maps[False].raw.keys()
+    for key, value in maps[False].raw.items():
+        assert torch.equal(maps[True].raw[key], value), key

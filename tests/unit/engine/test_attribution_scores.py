@@ -35,15 +35,41 @@ def test_video_g2r_is_kept_per_frame_and_r2g_spans_all_frames():
     logits = naive(q, k, 8 ** -0.5)
     r2g = torch.softmax(logits, -2).mean(-1)
     probs = torch.softmax(logits, -1)
+    lse_kernel = torch.logsumexp(logits, -1).float()
     for weight in (None, w):
         weighted = probs if weight is None else probs * weight[..., None]
         g2r = weighted.reshape(2, 3, 3, 12, 10).sum(-2)
-        for chunk, lse in ((5, None), (12, None), (1000, None), (1000, torch.logsumexp(logits, -1).float())):
+        for chunk, lse in ((5, None), (12, None), (1000, None), (5, lse_kernel), (1000, lse_kernel)):
             out = spatial_scores(q, k, 8 ** -0.5, chunk=chunk, query_weight=weight, frames=3, lse=lse)
             torch.testing.assert_close(out["g2r"].double(), g2r, rtol=1e-5, atol=1e-7)
             torch.testing.assert_close(out["r2g"].double(), r2g, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="do not split into 5 frames"):
         spatial_scores(q, k, 1.0, frames=5)
+
+
+def test_segment_scores_of_a_video_keep_g2r_per_frame():
+    """Both readings of a segment of 4 keys out of 10 (the row's lse over all 10, two masked for sample 1), 3 frames
+    of 12 queries in chunks that cut across frames."""
+    g = torch.Generator().manual_seed(2)
+    q, k = torch.randn(2, 3, 36, 8, generator=g) * 2, torch.randn(2, 3, 10, 8, generator=g) * 2
+    bias = torch.zeros(2, 10)
+    bias[1, [7, 9]] = float("-inf")
+    logits = naive(q, k, 8 ** -0.5) + bias[:, None, None, :].double()
+    segment = slice(6, 10)
+    share = torch.softmax(logits, -1)[..., segment]
+    own = torch.softmax(logits[..., segment], -1)
+    kept = bias[:, segment] == 0
+    own_r2g = (torch.softmax(logits[..., segment], -2).nan_to_num() * kept[:, None, None, :]).sum(-1)
+    own_r2g = own_r2g / kept.sum(-1)[:, None, None]
+    for chunk, tile in ((5, None), (1000, None), (1000, 5 * 2 * 3 * 4)):   # last: tiles of 5 queries cut frames
+        out = segment_scores(q, k[..., segment, :], 8 ** -0.5, torch.logsumexp(logits, -1).float(), chunk=chunk,
+                             bias=bias[:, segment], share=True, frames=3, tile=tile)
+        torch.testing.assert_close(out["share"]["g2r"].double(), share.reshape(2, 3, 3, 12, 4).sum(-2), rtol=1e-5,
+                                   atol=1e-7)
+        torch.testing.assert_close(out["share"]["r2g"].double(), share.sum(-1), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(out["own"]["g2r"].double(), own.reshape(2, 3, 3, 12, 4).sum(-2), rtol=1e-5,
+                                   atol=1e-7)
+        torch.testing.assert_close(out["own"]["r2g"].double(), own_r2g, rtol=1e-5, atol=1e-7)
 
 
 def test_single_token_r2g_is_a_softmax_over_queries_in_fp32():

@@ -10,11 +10,15 @@ import torch
 
 import i2am
 from i2am import toy
+from i2am.adapters.diffusers.video.ltx2_tiny import LTX2_TEXT_DIM
 
 REFERENCE_FREE = {"StableDiffusionPipeline", "StableDiffusionXLPipeline", "StableDiffusion3Pipeline"}
 IMAGE_LISTS = {"Flux2Pipeline", "Flux2KleinPipeline", "QwenImageEditPlusPipeline"}
-VIDEO = {*toy.VIDEO_PIPELINES, *toy.UNET_VIDEO_PIPELINES, "SkyReelsV2ImageToVideoPipeline"}
+VIDEO = {*toy.VIDEO_PIPELINES, *toy.UNET_VIDEO_PIPELINES, "SkyReelsV2ImageToVideoPipeline",
+         "HunyuanVideo15ImageToVideoPipeline", toy.LTX2_PIPELINE}
 VIDEO_FRAMES = 5   # Wan-style VAEs take 4k + 1 frames
+# calls without height / width: the video's size is the image's bucket at the transformer's target size (16 pixels)
+SIZE_FROM_IMAGE = {"HunyuanVideo15ImageToVideoPipeline": (16, 16)}
 
 
 def _inputs(name: str) -> dict:
@@ -30,6 +34,8 @@ def _inputs(name: str) -> dict:
     if name == "FluxKontextInpaintPipeline":
         return dict(image=toy.image(64, 64), mask_image=toy.mask(64, 64), image_reference=toy.image(64, 48, seed=1),
                     max_area=64 * 64, _auto_resize=False)
+    if name == toy.LTX2_PIPELINE:   # image_crf=0: no H.264 re-compression of the image
+        return dict(image=toy.image(64, 64), num_frames=VIDEO_FRAMES, image_crf=0)
     if name in VIDEO:
         return dict(image=toy.image(64, 64), num_frames=VIDEO_FRAMES)
     return dict(image=[toy.image(64, 64)] if name in IMAGE_LISTS else toy.image(64, 64))
@@ -43,10 +49,11 @@ def test_every_pipeline_runs_a_call_with_its_own_inputs(name):
                for p in c.parameters())
     context = toy.qwen_reference_area() if name.startswith("QwenImageEdit") else nullcontext()
     with context:
-        result = pipe(**toy.prompt(pipe), **_inputs(name), height=64, width=64, num_inference_steps=2,
-                      output_type="np")
+        size = {} if name in SIZE_FROM_IMAGE else dict(height=64, width=64)
+        result = pipe(**toy.prompt(pipe), **_inputs(name), **size, num_inference_steps=2, output_type="np")
     out = result.frames if name in VIDEO else result.images
-    assert out.shape == ((1, VIDEO_FRAMES) if name in VIDEO else (1,)) + (64, 64, 3) and np.isfinite(out).all()
+    shape = ((1, VIDEO_FRAMES) if name in VIDEO else (1,)) + SIZE_FROM_IMAGE.get(name, (64, 64)) + (3,)
+    assert out.shape == shape and np.isfinite(out).all()
 
 
 @pytest.mark.parametrize("ip_adapter,tokens", [(True, 4), ("plus", 16)])
@@ -73,6 +80,15 @@ def test_prompt_gives_the_keyword_arguments_each_pipeline_takes():
     assert keys("PaintByExamplePipeline") == []
     wan = toy.prompt(toy.pipeline("WanImageToVideoPipeline"), tokens=5)       # guides by default; 512 text tokens
     assert sorted(wan) == ["negative_prompt_embeds", "prompt_embeds"] and wan["prompt_embeds"].shape[1] == 512
+    hunyuan = toy.prompt(toy.pipeline("HunyuanVideo15ImageToVideoPipeline"), batch=2)   # guides by default
+    assert sorted(hunyuan) == sorted(f"{prefix}prompt_embeds{part}" for prefix in ("", "negative_")
+                                     for part in ("", "_mask", "_2", "_mask_2"))
+    assert hunyuan["prompt_embeds_mask"].sum(1).tolist() == [6, 5]      # the last 1 + b % 2 text tokens padding
+    assert hunyuan["prompt_embeds_mask_2"].sum(1).tolist() == [2, 3]    # the last 4 - b % 3 glyph tokens padding
+    ltx2 = toy.pipeline(toy.LTX2_PIPELINE)   # guides by default; the connectors read 3 x 32 channels and a mask
+    assert keys(toy.LTX2_PIPELINE) == ["negative_prompt_attention_mask", "negative_prompt_embeds",
+                                       "prompt_attention_mask", "prompt_embeds"]
+    assert toy.prompt(ltx2)["prompt_embeds"].shape[-1] == LTX2_TEXT_DIM
     kontext = toy.pipeline("FluxKontextPipeline")
     text = toy.prompt(kontext, batch=2, tokens=5)
     assert text["prompt_embeds"].shape == (2, 5, kontext.transformer.config.joint_attention_dim)

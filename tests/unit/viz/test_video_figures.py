@@ -80,3 +80,17 @@ def test_animation_frames_are_the_maps_colours_cell_by_cell(tmp_path):
         assert im.n_frames == 1 + 4 * (FRAMES - 1)
     with pytest.raises(ValueError, match=r"\.gif or \.webp"):
         save_animation(maps, tmp_path / "r2g.mp4")
+
+
+def test_maps_of_later_latent_frames_are_drawn_over_the_frames_they_cover():
+    """LTX-2's maps start at latent frame 1 (frame 0 is the reference): each panel lies over its own video frame and
+    the reference's video frame is animated without a map."""
+    maps = video_maps()[0]
+    maps = AttributionMaps(maps.raw, {**maps.meta, "video": {"temporal_ratio": 4, "first_latent_frame": 1}})
+    video = [np.full((24, 36, 3), v * 10, dtype=np.uint8) for v in range(1 + 4 * FRAMES)]
+    fig = frame_strip(maps, video)
+    backgrounds = [int(ax.images[0].get_array()[0, 0, 0]) for ax in fig.axes if len(ax.images) == 2]
+    assert backgrounds == [40, 80, 120]                     # video frames 4, 8, 12 under latent frames 1, 2, 3
+    frames = animation_frames(maps, video)
+    np.testing.assert_array_equal(frames[0], video[0])      # the reference frame: no map
+    assert not np.array_equal(frames[1], video[1])

@@ -1,11 +1,11 @@
 """The base of the diffusion-transformer adapters: a diffusers pipeline whose denoiser is a ``transformer``, sampled by
 the pipeline's own call, attributed by the joint-attention capture. Each supported pipeline is one small subclass
-(``flux_kontext``, ``flux_kontext_inpaint``, ``flux2``, ``qwen_image_edit``, ``qwen_image_edit_plus``, ``sd3``) that
-says how its call takes the inputs, how its latents are packed and decoded; see ``transformer`` for the registered
-models."""
+(``flux_kontext``, ``flux_kontext_inpaint``, ``flux2``, ``qwen_image_edit``, ``qwen_image_edit_plus``,
+``longcat_image_edit``, ``joyimage_edit``, ``sd3``) that says how its call takes the inputs, how its latents are
+packed and decoded, and what it swaps for the duration of one call (``scope_call``); see ``transformer`` for the
+registered models."""
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import replace
 
 import torch
@@ -13,7 +13,7 @@ import torch
 from i2am.adapters._base import DenoiseInputs, DiffusionAdapter, sample_ids
 from i2am.adapters._checkpoint import CheckpointError
 from i2am.adapters.diffusers.dit._prompts import read_prompt_embeds
-from i2am.adapters.diffusers.dit.tiny import PIPELINES
+from i2am.adapters.diffusers.dit.tiny import ADAPTER_CALL_ONLY, PIPELINES
 from i2am.data import schema
 from i2am.engine.cfg_rows import LAYOUT_CHUNKS, conditional_rows, split_cfg
 from i2am.engine.hooks import Hooks
@@ -24,8 +24,9 @@ from i2am.sampling.sampler import sample_seed
 
 
 def unsupported(pipeline: str) -> str:
-    return (f"model=diffusers runs the diffusion-transformer pipelines {list(PIPELINES)} through the attribute "
-            f"loop; got {pipeline} (trace other transformer pipelines with i2am.trace, docs/dit_editors.md)")
+    return (f"model=diffusers runs the diffusion-transformer pipelines {list(PIPELINES + ADAPTER_CALL_ONLY)} "
+            f"through the attribute loop; got {pipeline} (trace other transformer pipelines with i2am.trace, "
+            f"docs/dit_editors.md)")
 
 
 class _OneCall(Exception):
@@ -43,6 +44,7 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
     own_loop = True
     loads_checkpoints = False
     joint_token_knockout = True
+    guidance_is_cfg = False   # LongCat-/JoyImage-Edit: guidance_scale is CFG with a negative prompt to encode
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(512, 512),
                  num_steps: int = 28, relation: str | None = None, normalisation: str = "i2am",
@@ -66,13 +68,8 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         self.latent_scale = float(self.vae.config.get("scaling_factor") or 1.0)
         self.reference_size = tuple(reference_size or image_size)
         self.reference_area = self._reference_area(reference_area)
-        if guidance is not None and "guidance_embeds" in pipe.transformer.config \
-                and not pipe.transformer.config.guidance_embeds:
-            raise ValueError(f"model.guidance={guidance}: this {self.pipeline_class}'s transformer has no guidance "
-                             f"embedding (its pipeline would ignore it); set model.guidance=null")
-        config = self.transformer.config
-        embeds, pooled = read_prompt_embeds(prompt_embeds, text_tokens, config.joint_attention_dim,
-                                            config.get("pooled_projection_dim"))
+        self._check_guidance(guidance)
+        embeds, pooled = read_prompt_embeds(prompt_embeds, text_tokens, *self.text_widths())
         self.register_buffer("prompt_embeds", embeds, persistent=False)
         self.register_buffer("pooled_prompt_embeds", pooled, persistent=False)
         for name, tensor in self._text_buffers(prompt_embeds, embeds, pooled).items():
@@ -85,6 +82,26 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
     # ---- what a pipeline's class says --------------------------------------------------------------------------
     def _check_relation(self, relation: str) -> None:
         """Raise for a relation the pipeline does not have (the editors take any the joint capture knows)."""
+
+    @classmethod
+    def absent_components(cls) -> dict:
+        """The components a folder is loaded without (``from_pretrained`` keyword arguments): its text encoders."""
+        return {name: None for name in cls.text_encoders}
+
+    def _check_guidance(self, guidance: float | None) -> None:
+        if guidance is not None and self.guidance_is_cfg:
+            raise ValueError(f"model.guidance={guidance}: {self.pipeline_class}'s guidance_scale is classifier-free "
+                             f"guidance, whose negative prompt its text encoder would encode (none is run); set "
+                             f"model.guidance=null (one conditional transformer call per step)")
+        if guidance is not None and "guidance_embeds" in self.transformer.config \
+                and not self.transformer.config.guidance_embeds:
+            raise ValueError(f"model.guidance={guidance}: this {self.pipeline_class}'s transformer has no guidance "
+                             f"embedding (its pipeline would ignore it); set model.guidance=null")
+
+    def text_widths(self) -> tuple[int, int | None]:
+        """The width of the text tokens the transformer reads, and of its pooled embedding (None: it has none)."""
+        config = self.transformer.config
+        return config.joint_attention_dim, config.get("pooled_projection_dim")
 
     def _reference_area(self, reference_area: int | None) -> int | None:
         if reference_area is not None:
@@ -104,9 +121,15 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         """The CFG layout of the pipeline call in progress: the editors' calls are one conditional batch."""
         return "none"
 
-    def scoped_reference_area(self):
-        """Context of one pipeline call (Qwen-Image-Edit swaps its reference resize inside)."""
-        return nullcontext()
+    def scope_call(self, hooks: Hooks) -> None:
+        """What the pipeline swaps for the duration of one call, installed in that call's ``hooks`` (restored after
+        it, also after an exception): Qwen-Image-Edit its reference resize, LongCat-Image-Edit its size and prompt
+        encoding, JoyImage-Edit its size buckets and reference sampling."""
+
+    def step_end_argument(self, hooks: Hooks, on_step_end) -> dict:
+        """How the pipeline's call reports each step: its ``callback_on_step_end`` argument (LongCat-Image-Edit has
+        none)."""
+        return {"callback_on_step_end": on_step_end}
 
     def latent_shape(self, h: int, w: int) -> tuple[int, int, int]:
         """The unpacked latent of a ``h`` x ``w`` token grid: FLUX.1's 2x2-packed channels."""
@@ -209,10 +232,10 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     def randomization_stages(self) -> list[tuple[str, list]]:
         """The transformer's stages for the randomisation check, from the output side: the output layers, the
-        single-stream blocks last to first, the double-stream blocks last to first, then every other top-level part
-        (embedders, FLUX.2's shared modulation)."""
+        single-stream blocks last to first, the double-stream blocks last to first (JoyImage's ``double_blocks``),
+        then every other top-level part (embedders, FLUX.2's shared modulation)."""
         t = self.transformer
-        out, blocks = ("norm_out", "proj_out"), ("single_transformer_blocks", "transformer_blocks")
+        out, blocks = ("norm_out", "proj_out"), ("single_transformer_blocks", "transformer_blocks", "double_blocks")
         has_params = lambda m: any(True for _ in m.parameters())
         stages = [("transformer.out", [getattr(t, a) for a in out if hasattr(t, a)])]
         for attr in blocks:
@@ -267,7 +290,8 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
             raise _OneCall
 
         try:
-            with Hooks("predict_x0") as hooks, self.scoped_reference_area():
+            with Hooks("predict_x0") as hooks:
+                self.scope_call(hooks)
                 hooks.hook(self.transformer, at_point, pre=True, with_kwargs=True)
                 hooks.hook(self.transformer, stop, with_kwargs=True)
                 self.pipe(**kwargs, latents=latents.to(self.dtype), num_inference_steps=1, output_type="latent",
@@ -309,6 +333,8 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         height, width = self.image_size
         kwargs = dict(self.pipeline_inputs(inputs), height=height, width=width)
         if settings["guidance"] is not None:
+            if self.guidance_is_cfg:   # a sampler's guidance: refused as model.guidance is
+                self._check_guidance(settings["guidance"])
             kwargs["guidance_scale"] = float(settings["guidance"])
         return kwargs
 
@@ -324,13 +350,14 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
         kwargs = self._call_kwargs(inputs, settings)
         self._x = None
         try:
-            with Hooks("run_loop") as hooks, self.scoped_reference_area():
+            with Hooks("run_loop") as hooks:
+                self.scope_call(hooks)
                 if callback is not None:
                     hooks.hook(self.transformer, self._remember_input, pre=True, with_kwargs=True)
                     self._step_hooks(hooks)
+                step_end = self.step_end_argument(hooks, None if callback is None else self._step_callback(callback))
                 latents = self.pipe(**kwargs, num_inference_steps=int(settings["num_steps"]), generator=generators,
-                                    output_type="latent", return_dict=False,
-                                    callback_on_step_end=None if callback is None else self._step_callback(callback))[0]
+                                    output_type="latent", return_dict=False, **step_end)[0]
         finally:
             self._x = None
         return self._unpack(latents)

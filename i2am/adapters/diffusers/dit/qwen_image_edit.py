@@ -3,8 +3,6 @@
 statistics."""
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import torch
 
 from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter, pil_image
@@ -45,22 +43,15 @@ class QwenImageEditAdapter(DiffusersTransformerAdapter):
 
         return importlib.import_module(f"diffusers.pipelines.qwenimage.{self.pipeline_module}")
 
-    @contextmanager
-    def scoped_reference_area(self):
-        """Inside: the pipeline resizes its reference to ``reference_area`` pixels instead of its fixed 1024x1024
-        area. It reads that area from its module's ``calculate_dimensions`` (no argument sets it; a reference
-        passed as latents skips the resize but breaks the pipeline's size read), so that function is swapped for
-        the duration of one call and restored after it, also after an exception."""
+    def scope_call(self, hooks) -> None:
+        """During the call: the pipeline resizes its reference to ``reference_area`` pixels instead of its fixed
+        1024x1024 area. It reads that area from its module's ``calculate_dimensions`` (no argument sets it; a
+        reference passed as latents skips the resize but breaks the pipeline's size read), so that function is
+        swapped in the call's ``hooks``."""
         if self.reference_area is None:
-            yield
             return
-        module = self._module()
-        original, area = module.calculate_dimensions, self.reference_area
-        module.calculate_dimensions = lambda _area, ratio: original(area, ratio)
-        try:
-            yield
-        finally:
-            module.calculate_dimensions = original
+        module, area = self._module(), self.reference_area
+        original = hooks.replace(module, "calculate_dimensions", lambda _area, ratio: original(area, ratio))
 
     def _unpack(self, latents: torch.Tensor) -> torch.Tensor:
         """[B, L, C] -> [B, C, 1 frame, H, W] -> [B, C, H, W]."""

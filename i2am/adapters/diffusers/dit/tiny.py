@@ -1,13 +1,24 @@
 """Diffusion-transformer pipelines built from config, without text encoders (nothing downloaded): the
 ``diffusers-dit-tiny`` preset and the architecture of ``model=diffusers-dit`` on the meta device. The editors
-(FLUX.1 Kontext and its inpainting variant, FLUX.2, Qwen-Image-Edit and its several-reference Plus variant) take
-reference images; ``StableDiffusion3Pipeline`` is text-to-image (image <-> text only)."""
+(FLUX.1 Kontext and its inpainting variant, FLUX.2, Qwen-Image-Edit and its several-reference Plus variant,
+LongCat-Image-Edit, JoyImage-Edit) take reference images; ``StableDiffusion3Pipeline`` is text-to-image (image <-> text
+only)."""
 from __future__ import annotations
 
 import torch
 
 PIPELINES = ("FluxKontextPipeline", "FluxKontextInpaintPipeline", "Flux2Pipeline", "QwenImageEditPipeline",
              "QwenImageEditPlusPipeline", "StableDiffusion3Pipeline")
+# built here for the adapters, but not offered by i2am.toy: their own call runs on prompt embeddings at a chosen size
+# only inside the adapter's swaps (LongCatImageEditAdapter / JoyImageEditAdapter.scope_call)
+ADAPTER_CALL_ONLY = ("LongCatImageEditPipeline", "JoyImageEditPipeline")
+
+
+class NoTextProcessor:
+    """Stands in for LongCat-Image-Edit's Qwen2-VL processor: its constructor keeps the processor's
+    ``image_processor``, which only its text encoder's input would use."""
+
+    image_processor = None
 
 
 FLUX1_VAE = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
@@ -31,8 +42,9 @@ def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str 
 
     from i2am.adapters._components import build_vae, on_device
 
-    if pipeline not in PIPELINES:
-        raise ValueError(f"no from-config build for {pipeline!r}; transformer pipelines: {list(PIPELINES)}")
+    if pipeline not in PIPELINES + ADAPTER_CALL_ONLY:
+        raise ValueError(f"no from-config build for {pipeline!r}; transformer pipelines: "
+                         f"{list(PIPELINES + ADAPTER_CALL_ONLY)}")
     device = torch.device(device)
     torch.manual_seed(seed)
     with on_device(device):
@@ -42,6 +54,10 @@ def build_transformer_pipeline(pipeline: str = "FluxKontextPipeline", size: str 
             return _qwen_edit(size, pipeline)
         if pipeline == "StableDiffusion3Pipeline":
             return _sd3(size)
+        if pipeline == "LongCatImageEditPipeline":
+            return _longcat_edit(size)
+        if pipeline == "JoyImageEditPipeline":
+            return _joyimage_edit(size)
         if size == "full":
             vae = diffusers.AutoencoderKL(**FLUX1_VAE)
             transformer = diffusers.FluxTransformer2DModel(guidance_embeds=True)   # the FLUX.1 defaults
@@ -120,3 +136,44 @@ def _sd3(size: str):
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=SD3_SHIFT), vae=vae.eval(), text_encoder=None,
         tokenizer=None, text_encoder_2=None, tokenizer_2=None, text_encoder_3=None, tokenizer_3=None,
         transformer=transformer.eval())
+
+
+def _longcat_edit(size: str):
+    """LongCat-Image-Edit: "tiny" has 1 double- and 1 single-stream block of 2 heads of 16 channels over a 32-wide
+    text stream and a 4-level VAE (factor 8) with the 16 latent channels the pipeline hard-codes; "full" the
+    transformer's defaults (the real text stream is Qwen2.5-VL's, 3584 wide) and FLUX.1's VAE."""
+    import diffusers
+
+    if size == "full":
+        vae = diffusers.AutoencoderKL(**FLUX1_VAE)
+        transformer = diffusers.LongCatImageTransformer2DModel()
+    else:
+        vae = diffusers.AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(8,) * 4,
+                                      down_block_types=("DownEncoderBlock2D",) * 4,
+                                      up_block_types=("UpDecoderBlock2D",) * 4, layers_per_block=1, norm_num_groups=4,
+                                      shift_factor=0.0)
+        transformer = diffusers.LongCatImageTransformer2DModel(
+            patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+            num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8])
+    return diffusers.LongCatImageEditPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
+                                              text_encoder=None, tokenizer=None, text_processor=NoTextProcessor(),
+                                              transformer=transformer.eval())
+
+
+def _joyimage_edit(size: str):
+    """JoyImage-Edit: "tiny" has 2 double-stream blocks of 2 heads of 16 channels over a 32-wide text stream, 2x2
+    patches of a tiny Wan VAE (factor 8, 4 latent channels); "full" the defaults of both."""
+    import diffusers
+
+    if size == "full":
+        vae, transformer = diffusers.AutoencoderKLWan(), diffusers.JoyImageEditTransformer3DModel()
+    else:
+        vae = diffusers.AutoencoderKLWan(base_dim=8, z_dim=4, dim_mult=[1, 2, 4, 4], num_res_blocks=1,
+                                         temperal_downsample=[False, True, True], latents_mean=[0.0] * 4,
+                                         latents_std=[1.0] * 4)
+        transformer = diffusers.JoyImageEditTransformer3DModel(patch_size=[1, 2, 2], in_channels=4, hidden_size=32,
+                                                               num_attention_heads=2, text_dim=32, num_layers=2,
+                                                               rope_dim_list=[4, 6, 6])
+    return diffusers.JoyImageEditPipeline(scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
+                                          text_encoder=None, tokenizer=None, transformer=transformer.eval(),
+                                          processor=None)

@@ -1,6 +1,6 @@
 """``model=diffusers`` for diffusion-transformer pipelines: a diffusers pipeline whose denoiser is a ``transformer``
-(the editors FLUX.1 Kontext and Kontext inpainting, FLUX.2, Qwen-Image-Edit and Qwen-Image-Edit Plus; Stable
-Diffusion 3 for image <-> text) as an i2am adapter, so
+(the editors FLUX.1 Kontext and Kontext inpainting, FLUX.2, Qwen-Image-Edit and Qwen-Image-Edit Plus,
+LongCat-Image-Edit, JoyImage-Edit; Stable Diffusion 3 for image <-> text) as an i2am adapter, so
 ``i2am attribute`` and its evaluators run on it.
 
     i2am attribute model=diffusers-dit-tiny data=toy_vitonhd                 # tiny FluxKontextPipeline, from config
@@ -14,7 +14,9 @@ be downloaded here, and a garment transfer needs no words): ``prompt_embeds`` / 
 embedding, all zeros by default, or read from ``model.prompt_embeds`` (a safetensors file with those keys, computed
 once elsewhere with the pipeline's ``encode_prompt``; Qwen-Image-Edit also reads ``prompt_embeds_mask``).
 Qwen-Image-Edit (and Plus) resizes its reference to a fixed pixel area inside its call (1024x1024 unless
-``model.reference_area`` says otherwise; scoped to each call, see ``reference_area``). FLUX.1 Kontext inpainting
+``model.reference_area`` says otherwise; scoped to each call, see ``reference_area``). LongCat-Image-Edit and
+JoyImage-Edit would pick their own size (a 1024x1024 area); inside each call they generate at ``image_size`` and
+resize their reference to it (``scope_call``), with classifier-free guidance off. FLUX.1 Kontext inpainting
 repaints the ``image`` inside the ``inpaint_mask`` (the pipeline keeps it outside) with the reference as
 ``image_reference``. FLUX.2 and Qwen-Image-Edit Plus condition a whole call on one reference: ``data.batch_size=1``.
 
@@ -45,6 +47,8 @@ from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter, unsup
 from i2am.adapters.diffusers.dit.flux2 import Flux2Adapter
 from i2am.adapters.diffusers.dit.flux_kontext import FluxKontextAdapter
 from i2am.adapters.diffusers.dit.flux_kontext_inpaint import FluxKontextInpaintAdapter
+from i2am.adapters.diffusers.dit.joyimage_edit import JoyImageEditAdapter
+from i2am.adapters.diffusers.dit.longcat_image_edit import LongCatImageEditAdapter
 from i2am.adapters.diffusers.dit.qwen_image_edit import QwenImageEditAdapter
 from i2am.adapters.diffusers.dit.qwen_image_edit_plus import QwenImageEditPlusAdapter
 from i2am.adapters.diffusers.dit.sd3 import StableDiffusion3Adapter
@@ -53,7 +57,8 @@ from i2am.adapters.diffusers.model_path import resolve_model_path
 
 ADAPTERS: dict[str, type[DiffusersTransformerAdapter]] = {
     cls.pipeline_class: cls for cls in (FluxKontextAdapter, FluxKontextInpaintAdapter, Flux2Adapter,
-                                        QwenImageEditAdapter, QwenImageEditPlusAdapter, StableDiffusion3Adapter)}
+                                        QwenImageEditAdapter, QwenImageEditPlusAdapter, LongCatImageEditAdapter,
+                                        JoyImageEditAdapter, StableDiffusion3Adapter)}
 
 
 def is_transformer_pipeline(name: str) -> bool:
@@ -74,8 +79,15 @@ def load_transformer_pipeline(pipeline: str, path: str | Path):
     if pipeline not in ADAPTERS:
         raise ValueError(unsupported(pipeline))
     folder = resolve_model_path(path)   # a local folder, or a hub id's cached snapshot
-    none = {name: None for name in ADAPTERS[pipeline].text_encoders}
-    return getattr(diffusers, pipeline).from_pretrained(str(folder), local_files_only=True, **none)
+    absent = ADAPTERS[pipeline].absent_components()
+    try:
+        return getattr(diffusers, pipeline).from_pretrained(str(folder), local_files_only=True, **absent)
+    except ValueError as error:   # diffusers' words for a model with float32 modules loaded without accelerate
+        if "low_cpu_mem_usage" not in str(error):
+            raise
+        raise ImportError(f"model.path={path}: {pipeline}'s transformer keeps some modules in float32, which "
+                          f"diffusers loads only with the accelerate package installed; pip install accelerate") \
+            from error
 
 
 def transformer_adapter(pipe, size: str, device, guidance, image_size, num_steps, **options):

@@ -1,30 +1,24 @@
-"""Tiny from-config builds (random weights, CPU, no text encoders, nothing downloaded) of the image-to-video pipelines
-``i2am.trace`` refuses (``i2am.engine.refused_pipelines``), so that the refusal is tested on the real classes. The
-sizes are those of diffusers' own fast tests: LTX-2 with its audio stream, connectors and vocoder; HunyuanVideo-1.5
-image-to-video with a 2-layer SigLIP vision tower on 16 x 16 images in 4 x 4 patches (16 image tokens)."""
+"""LTX-2 image-to-video built from config, without text encoder (nothing downloaded): random weights, CPU, seconds.
+The sizes are those of diffusers' own fast tests: a 2-block ``LTX2VideoTransformer3DModel`` (video: 2 heads of 8,
+patch 1; audio: 2 heads of 4) with its text connectors, a one-level causal video VAE (time / 2, space / 2), the audio
+VAE and the vocoder."""
 from __future__ import annotations
 
 import torch
 
-REFUSED_VIDEO_PIPELINES = ("LTX2ImageToVideoPipeline", "HunyuanVideo15ImageToVideoPipeline")
+LTX2_PIPELINE = "LTX2ImageToVideoPipeline"
 LTX2_CAPTION_DIM = 32   # the connectors' width (4 heads of 8)
-HUNYUAN_TEXT_DIM, HUNYUAN_BYT5_DIM, HUNYUAN_IMAGE_DIM = 16, 32, 12
+LTX2_TEXT_DIM = LTX2_CAPTION_DIM * 3   # the text encoder's hidden states the connectors read (text_proj_in_factor 3)
 
 
-def build_refused_video_pipeline(pipeline: str, seed: int = 0):
-    """A tiny ``diffusers.<pipeline>`` for one of ``REFUSED_VIDEO_PIPELINES``."""
-    builds = {"LTX2ImageToVideoPipeline": _ltx2, "HunyuanVideo15ImageToVideoPipeline": _hunyuan_video15}
-    if pipeline not in builds:
-        raise ValueError(f"no from-config build for {pipeline!r}; refused video pipelines: {list(builds)}")
-    torch.manual_seed(seed)
-    return builds[pipeline]()
-
-
-def _ltx2():
+def build_ltx2_pipeline(seed: int = 0):
+    """A tiny ``diffusers.LTX2ImageToVideoPipeline`` with random weights on the CPU (its call takes
+    ``prompt_embeds`` of ``LTX2_TEXT_DIM`` channels with a ``prompt_attention_mask``: it has no text encoder)."""
     import diffusers
     from diffusers.pipelines.ltx2 import LTX2TextConnectors
     from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
 
+    torch.manual_seed(seed)
     transformer = diffusers.LTX2VideoTransformer3DModel(
         in_channels=4, out_channels=4, patch_size=1, patch_size_t=1, num_attention_heads=2, attention_head_dim=8,
         cross_attention_dim=16, audio_in_channels=4, audio_out_channels=4, audio_num_attention_heads=2,
@@ -55,27 +49,3 @@ def _ltx2():
         scheduler=diffusers.FlowMatchEulerDiscreteScheduler(), vae=vae.eval(), audio_vae=audio_vae.eval(),
         text_encoder=None, tokenizer=None, connectors=connectors.eval(), transformer=transformer.eval(),
         vocoder=vocoder.eval())
-
-
-def _hunyuan_video15():
-    import diffusers
-    from diffusers.guiders import ClassifierFreeGuidance
-    from transformers import SiglipVisionConfig, SiglipVisionModel
-
-    latent = 4
-    transformer = diffusers.HunyuanVideo15Transformer3DModel(
-        in_channels=2 * latent + 1, out_channels=latent, num_attention_heads=2, attention_head_dim=8, num_layers=2,
-        num_refiner_layers=1, mlp_ratio=2.0, patch_size=1, patch_size_t=1, text_embed_dim=HUNYUAN_TEXT_DIM,
-        text_embed_2_dim=HUNYUAN_BYT5_DIM, image_embed_dim=HUNYUAN_IMAGE_DIM, rope_axes_dim=(2, 2, 4),
-        target_size=16, task_type="i2v")
-    vae = diffusers.AutoencoderKLHunyuanVideo15(
-        in_channels=3, out_channels=3, latent_channels=latent, block_out_channels=(16, 16), layers_per_block=1,
-        spatial_compression_ratio=4, temporal_compression_ratio=2, downsample_match_channel=False,
-        upsample_match_channel=False)
-    image_encoder = SiglipVisionModel(SiglipVisionConfig(hidden_size=HUNYUAN_IMAGE_DIM, intermediate_size=16,
-                                                         num_hidden_layers=2, num_attention_heads=2, image_size=16,
-                                                         patch_size=4))
-    return diffusers.HunyuanVideo15ImageToVideoPipeline(
-        text_encoder=None, tokenizer=None, transformer=transformer.eval(), vae=vae.eval(),
-        scheduler=diffusers.FlowMatchEulerDiscreteScheduler(shift=7.0), text_encoder_2=None, tokenizer_2=None,
-        guider=ClassifierFreeGuidance(guidance_scale=1.0), image_encoder=image_encoder.eval(), feature_extractor=None)
