@@ -12,12 +12,21 @@ and head dims). Logits are q·kᵀ·d^-1/2 in float32.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from i2am.engine.workspace import Workspace
 
 # The least column sum Σ_j P[j, i] w_j for which entries 1e-5 of it stay normal fp32 numbers (min normal ~1.2e-38).
 _SMALLEST_COLUMN = 1e-25
+# On a CPU running one torch thread, a block formed from the attention kernel's log-sum-exp (``segment_scores``) is
+# formed CPU_TILE logits (4 MiB) at a time, so that the passes after the matmul (exp, row and column sums) read the
+# cache, not memory: on SD-1.5's largest cross-attention layer ([8, 3072, 1036], 100 MiB) they took as long as the
+# matmul when each read the whole block. With several threads every pass over a tile is a parallel region whose end
+# waits for all of them; on a CPU shared with other jobs a descheduled thread makes each wait cost milliseconds, which
+# outweighed the cache (docs/results.md, "Capture speed"), so there a chunk stays one tile.
+CPU_TILE = 2 ** 20
 
 
 def _logits(q: torch.Tensor, k: torch.Tensor, scale: float, workspace: Workspace | None = None) -> torch.Tensor:
@@ -66,7 +75,8 @@ def _rows(length: int, chunk: int) -> list[slice]:
 def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Tensor, *, chunk: int,
                    r2g: bool = True, g2r: bool = True, sram: bool = False, query_weight: torch.Tensor | None = None,
                    bias: torch.Tensor | None = None, own: bool = True, share: bool = False, whole_rows: bool = False,
-                   frames: int = 1, workspace: Workspace | None = None) -> dict[str, dict[str, torch.Tensor] | None]:
+                   frames: int = 1, workspace: Workspace | None = None,
+                   tile: int | None = None) -> dict[str, dict[str, torch.Tensor] | None]:
     """Scores of the keys ``k`` [..., Lk, d] when each query's log-sum-exp ``lse`` [..., Lq] over all the keys it
     attends to is known (the attention kernel's own), in chunks of ``chunk`` queries. P = exp(logit - lse) is each
     query's attention mass on each of these keys; one logits block per chunk serves both readings:
@@ -82,49 +92,79 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
     mass and leave the R2G mean). ``frames`` > 1: the queries are that many frames of equal size (a video), and
     each "g2r" is [..., frames, Lk], the sum over each frame's queries (as ``spatial_scores``).
     Returns {"share": ..., "own": ...} as requested; "own" is None when fp32 would lose entries (a row mass or a
-    token's column sum below 1e-25): the caller then recomputes it from the logits."""
+    token's column sum below 1e-25): the caller then recomputes it from the logits.
+    A chunk's block is formed ``tile`` logits at a time (default: ``CPU_TILE`` on a CPU running one torch thread,
+    else the whole chunk) and every reduction that needs only those rows reads them at once; all column sums of a
+    tile are one matmul."""
     lse = lse.float()   # the logits are fp32 whatever the kernel's precision
     lq = q.shape[-2]
     if lq % frames:
         raise ValueError(f"{lq} queries do not split into {frames} frames of equal size")
-    rows = _rows(lq, chunk)
+    a, kt = q.float() * scale, k.float().transpose(-1, -2)
+    lead = torch.broadcast_shapes(a.shape[:-2], kt.shape[:-2])
+    rows, lk = _rows(lq, chunk), kt.shape[-1]
+    row = math.prod(lead) * lk   # logits per query
+    if tile is None:
+        tile = CPU_TILE if a.device.type == "cpu" and torch.get_num_threads() == 1 else row * chunk
+    step = max(1, tile // row)
     kept = None if bias is None else (bias == 0)[:, None, :]                        # [B, 1, Lk]
 
-    def mass(part: slice) -> torch.Tensor:
-        logits = _logits(q[..., part, :], k, scale, workspace)
-        if bias is not None:
-            logits += bias[:, None, None, :]
-        return logits.sub_(lse[..., part, None]).exp_()
+    def masses(part: slice):
+        block = (torch.empty if workspace is None else workspace.block)(((part.stop - part.start) * row,),
+                                                                      dtype=a.dtype, device=a.device)
+        return _mass_tiles(a, kt, lse, bias, part, block, step)
 
     e = torch.exp(lse - lse.amax(-1, keepdim=True)) if own and r2g else None       # [..., Lq]
     token_weight = None
-    if e is not None and len(rows) > 1:
-        token_weight = _token_weight(sum(row_dot(mass(part).transpose(-1, -2), e[..., part]) for part in rows), kept)
+    if e is not None and len(rows) > 1:   # several chunks: every key's column sum first
+        columns = 0
+        for part in rows:
+            for sub, probs in masses(part):
+                columns = columns + _column_sums(probs, {"token": e[..., None, sub]})["token"][..., 0, :]
+        token_weight = _token_weight(columns, kept)
     sums = {"share": {"r2g": [], "g2r": 0, "sram": []}, "own": {"r2g": [], "g2r": 0, "sram": []}}
-    own_exact = True
+    smallest_rows = []   # of the own readings' row masses, checked once at the end
     for part in rows:
-        probs = mass(part)
-        weight = None if query_weight is None else query_weight[..., part]
-        row_mass = None if whole_rows and not share else probs.sum(-1)               # [..., c]
-        if share:
-            _add_reading(sums["share"], probs, weight, row_mass if r2g else None, g2r, sram, frames, part, lq)
-        if not own:
-            continue
-        if e is not None:
-            if token_weight is None:   # one chunk: its column sums are all of them
-                token_weight = _token_weight(row_dot(probs.transpose(-1, -2), e[..., part]), kept)
-            if token_weight is False:
-                own_exact = False
-            else:
-                sums["own"]["r2g"].append(e[..., part] * row_dot(probs, token_weight))
-        own_rows = None if whole_rows else row_mass
-        if own_rows is not None and (g2r or sram):
-            own_exact = own_exact and bool((own_rows > _SMALLEST_COLUMN).all())
-            if sram:   # the SRAM needs the normalised rows themselves
-                probs = probs / own_rows[..., None]
-            else:      # G2R alone: fold 1 / r_j into the query weights
-                weight = (1.0 / own_rows) if weight is None else weight / own_rows
-        _add_reading(sums["own"], probs, weight, None, g2r, sram, frames, part, lq)
+        token_columns = 0 if e is not None and token_weight is None else None   # one chunk: its column sums
+        tiles = []   # this chunk's, kept for R2G's last mat-vec when it needs all of them first
+        for sub, probs in masses(part):
+            if token_columns is not None:
+                tiles.append((sub, probs))
+            weight = None if query_weight is None else query_weight[..., sub]
+            row_mass = None if whole_rows and not share else probs.sum(-1)               # [..., c]
+            columns = {}   # reading -> its weight rows [..., n, c] over this tile's queries, for the column sums
+            if share:
+                if r2g:
+                    sums["share"]["r2g"].append(row_mass)
+                if g2r:
+                    columns["share"] = frame_weights(weight, frames, sub, lq, probs)
+                if sram:
+                    sums["share"]["sram"].append(probs.mean(-3))
+            if own:
+                if token_columns is not None:
+                    columns["token"] = e[..., None, sub]
+                elif e is not None and token_weight is not False:
+                    sums["own"]["r2g"].append(e[..., sub] * row_dot(probs, token_weight))
+                own_rows = None if whole_rows else row_mass
+                if own_rows is not None and (g2r or sram):
+                    smallest_rows.append(own_rows.amin())
+                if g2r:   # G2R: 1 / r_j folded into the query weights
+                    own_weight = weight if own_rows is None else (1.0 / own_rows if weight is None
+                                                                  else weight / own_rows)
+                    columns["own"] = frame_weights(own_weight, frames, sub, lq, probs)
+                if sram:   # the SRAM needs the normalised rows themselves
+                    sums["own"]["sram"].append((probs if own_rows is None else probs / own_rows[..., None]).mean(-3))
+            for reading, column in _column_sums(probs, columns).items():
+                if reading == "token":
+                    token_columns = token_columns + column[..., 0, :]
+                else:   # one row per frame
+                    sums[reading]["g2r"] = sums[reading]["g2r"] + (column[..., 0, :] if frames == 1 else column)
+        if token_columns is not None:
+            token_weight = _token_weight(token_columns, kept)
+            if token_weight is not False:   # the tiles of this one chunk are all still in the workspace
+                sums["own"]["r2g"] += [e[..., sub] * row_dot(probs, token_weight) for sub, probs in tiles]
+    rows_kept = not smallest_rows or bool(torch.stack(smallest_rows).amin() > _SMALLEST_COLUMN)
+    own_exact = token_weight is not False and rows_kept
     out = {}
     for reading, wanted in (("share", share), ("own", own)):
         if not wanted:
@@ -143,6 +183,37 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
     return out
 
 
+def _mass_tiles(a: torch.Tensor, kt: torch.Tensor, lse: torch.Tensor, bias: torch.Tensor | None, part: slice,
+                block: torch.Tensor, step: int):
+    """exp(logit - lse) of the queries ``part`` (a · kt, plus ``bias``) written into the flat ``block``, ``step``
+    queries at a time, each tile a contiguous [..., rows, Lk] (a matmul into a strided slice of one [..., Lq, Lk]
+    block runs a call per head: with two threads on a loaded CPU, several times slower); yields each (its queries,
+    the tile) as soon as it is formed, while it is in cache."""
+    lead = torch.broadcast_shapes(a.shape[:-2], kt.shape[:-2])
+    row = block.numel() // (part.stop - part.start)
+    for start in range(part.start, part.stop, step):
+        sub = slice(start, min(start + step, part.stop))
+        offset = (sub.start - part.start) * row
+        probs = block[offset:offset + (sub.stop - sub.start) * row].view(*lead, sub.stop - sub.start, kt.shape[-1])
+        torch.matmul(a[..., sub, :], kt, out=probs)
+        if bias is not None:
+            probs += bias[:, None, None, :]
+        yield sub, probs.sub_(lse[..., sub, None]).exp_()
+
+
+def _column_sums(probs: torch.Tensor, weights: dict) -> dict[str, torch.Tensor]:
+    """Σ_j W[..., n, j] probs[..., j, :] for each named weight matrix W [..., n, c] (None: one row of ones), all in
+    one matmul: [..., n, Lk] each."""
+    if not weights:
+        return {}
+    *lead, count = probs.shape[:-1]
+    ones = torch.ones((1, count), dtype=probs.dtype, device=probs.device)
+    blocks = [(ones if w is None else w).expand(*lead, *(ones if w is None else w).shape[-2:])
+              for w in weights.values()]
+    sums = torch.matmul(torch.cat(blocks, dim=-2), probs)                                # [..., Σn, Lk]
+    return dict(zip(weights, sums.split([b.shape[-2] for b in blocks], dim=-2)))
+
+
 def _token_weight(columns: torch.Tensor, kept: torch.Tensor | None) -> torch.Tensor | bool:
     """1 / (n · column sum) of each key (0 for a key the sample may not attend to; n: the keys it may), or False
     when a column sum is too small for fp32 to keep its entries."""
@@ -154,32 +225,27 @@ def _token_weight(columns: torch.Tensor, kept: torch.Tensor | None) -> torch.Ten
     return torch.where(kept, 1.0 / (columns * count), torch.zeros((), device=columns.device))
 
 
-def _add_reading(sums: dict, probs: torch.Tensor, weight: torch.Tensor | None, row_mass: torch.Tensor | None,
-                 g2r: bool, sram: bool, frames: int, part: slice, lq: int) -> None:
-    """One chunk's share of a reading: its rows' mass (when given), the weighted column sums (per frame), the
-    head-mean rows."""
-    if row_mass is not None:
-        sums["r2g"].append(row_mass)
-    if g2r:
-        sums["g2r"] = sums["g2r"] + g2r_part(probs, weight, frames, part.start, lq)
-    if sram:
-        sums["sram"].append(probs.mean(-3))
-
-
 def g2r_part(probs: torch.Tensor, weight: torch.Tensor | None, frames: int, start: int, lq: int) -> torch.Tensor:
     """The G2R sum over the queries start.. of a chunk of key-softmax rows probs [..., c, Lk], weighted by the
     chunk's query weights ``weight`` [..., c] where given: [..., Lk], or [..., frames, Lk] per frame when the ``lq``
     queries are ``frames`` consecutive equal blocks (a video's (frame, h, w) grid)."""
-    count = probs.shape[-2]
     if frames == 1:
         if weight is None:
             return probs.sum(-2)
         return torch.matmul(weight.unsqueeze(-2), probs).squeeze(-2)
-    frame_of = torch.arange(start, start + count, device=probs.device) // (lq // frames)
-    per_frame = (frame_of == torch.arange(frames, device=probs.device)[:, None]).to(probs.dtype)   # [F, c]
-    if weight is not None:
-        per_frame = per_frame * weight.unsqueeze(-2)
-    return torch.matmul(per_frame, probs)
+    return torch.matmul(frame_weights(weight, frames, slice(start, start + probs.shape[-2]), lq, probs), probs)
+
+
+def frame_weights(weight: torch.Tensor | None, frames: int, queries: slice, lq: int,
+                  like: torch.Tensor) -> torch.Tensor | None:
+    """The weight rows of the G2R sums over ``queries`` (of ``lq``): the query weights ``weight`` [..., c] as one row
+    [..., 1, c] (None: all ones), or with ``frames`` > 1 one row per frame [..., frames, c], each the weights of that
+    frame's queries and 0 elsewhere (the queries are ``frames`` consecutive equal blocks)."""
+    if frames == 1:
+        return None if weight is None else weight.unsqueeze(-2)
+    frame_of = torch.arange(queries.start, queries.stop, device=like.device) // (lq // frames)
+    per_frame = (frame_of == torch.arange(frames, device=like.device)[:, None]).to(like.dtype)   # [F, c]
+    return per_frame if weight is None else per_frame * weight.unsqueeze(-2)
 
 
 def spatial_scores(q: torch.Tensor, k: torch.Tensor, scale: float, *, chunk: int = 1024, r2g: bool = True,

@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+from i2am.engine import scores
 from i2am.engine.scores import accumulate, r2g_single_token, segment_scores, spatial_scores, split_heads
 
 
@@ -60,9 +61,9 @@ def test_segment_scores_of_a_video_keep_g2r_per_frame():
     kept = bias[:, segment] == 0
     own_r2g = (torch.softmax(logits[..., segment], -2).nan_to_num() * kept[:, None, None, :]).sum(-1)
     own_r2g = own_r2g / kept.sum(-1)[:, None, None]
-    for chunk in (5, 1000):
+    for chunk, tile in ((5, None), (1000, None), (1000, 5 * 2 * 3 * 4)):   # last: tiles of 5 queries cut frames
         out = segment_scores(q, k[..., segment, :], 8 ** -0.5, torch.logsumexp(logits, -1).float(), chunk=chunk,
-                             bias=bias[:, segment], share=True, frames=3)
+                             bias=bias[:, segment], share=True, frames=3, tile=tile)
         torch.testing.assert_close(out["share"]["g2r"].double(), share.reshape(2, 3, 3, 12, 4).sum(-2), rtol=1e-5,
                                    atol=1e-7)
         torch.testing.assert_close(out["share"]["r2g"].double(), share.sum(-1), rtol=1e-5, atol=1e-7)
@@ -113,14 +114,16 @@ def _segment_case(seed=0):
 
 @pytest.mark.parametrize("chunk", [64, 3])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_segment_scores_give_both_readings_of_one_segment(chunk, weighted):
+@pytest.mark.parametrize("tile", [None, 1, 80])   # a chunk's block in one tile, a query per tile, 2 queries per tile
+def test_segment_scores_give_both_readings_of_one_segment(chunk, weighted, tile):
     """From the log-sum-exp of whole rows: "share" is the mass out of the whole softmax, "own" equals
-    spatial_scores on the segment alone (each sample on its unmasked keys; a masked key scores 0)."""
+    spatial_scores on the segment alone (each sample on its unmasked keys; a masked key scores 0), whatever the
+    tiles the chunks' blocks are formed in."""
     q, k, bias, logits = _segment_case()
     weight = torch.rand(2, 1, 10, generator=torch.Generator().manual_seed(1)) if weighted else None
     seg = slice(3, 9)
     out = segment_scores(q, k[:, :, seg], 0.3, torch.logsumexp(logits, -1), chunk=chunk, sram=True,
-                         query_weight=weight, bias=bias[:, seg], share=True)
+                         query_weight=weight, bias=bias[:, seg], share=True, tile=tile)
     full = logits.softmax(-1)[..., seg]
     w = torch.ones(2, 1, 10) if weight is None else weight
     tol = dict(rtol=1e-5, atol=1e-7)   # exp(logit - lse) against softmax: fp32 sums in different orders
@@ -137,13 +140,32 @@ def test_segment_scores_give_both_readings_of_one_segment(chunk, weighted):
         assert not out["own"]["g2r"][b, :, ~keep].any() and not out["own"]["sram"][b, :, ~keep].any()
 
 
-def test_segment_scores_leave_own_softmax_to_the_caller_where_fp32_would_lose_it():
+@pytest.mark.parametrize("tile", [None, 1])
+def test_segment_scores_leave_own_softmax_to_the_caller_where_fp32_would_lose_it(tile):
     """A segment ~100 logits below the rest of every row: its mass exp(logit - lse) underflows fp32, so "own" (its
     softmax over the segment alone) is None, while "share" (that mass itself) is still exact."""
     q, k, _, _ = _segment_case()
     k[:, :, :3] *= 0.0
     q[..., 0], k[:, :, :3, 0] = 20.0, 20.0   # keys 0..2 dominate every row: 120 above the segment's logits
     logits = q @ k.transpose(-1, -2) * 0.3
-    out = segment_scores(q, k[:, :, 3:], 0.3, torch.logsumexp(logits, -1), chunk=64, share=True)
+    out = segment_scores(q, k[:, :, 3:], 0.3, torch.logsumexp(logits, -1), chunk=64, share=True, tile=tile)
     assert out["own"] is None
     torch.testing.assert_close(out["share"]["r2g"], logits.softmax(-1)[..., 3:].sum(-1), rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("chunk", [1000, 7])
+def test_segment_scores_over_whole_rows_equal_the_recomputed_softmaxes_in_any_tiles(chunk, monkeypatch):
+    """The UNet path (the kernel's lse over exactly these keys): tiles of one query, of 3 and 4 queries (one that
+    does not divide a chunk) and one per chunk give spatial_scores' recomputed R2G, weighted G2R and SRAM; so does
+    the default on a CPU running one thread (CPU_TILE made 2 queries' logits here)."""
+    monkeypatch.setattr(scores, "CPU_TILE", 2 * 8 * 9)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    g = torch.Generator().manual_seed(3)
+    q, k = torch.randn(2, 4, 23, 8, generator=g) * 2, torch.randn(2, 4, 9, 8, generator=g) * 2
+    w = torch.rand(2, 1, 23, generator=g)
+    recomputed = spatial_scores(q, k, 0.4, chunk=chunk, query_weight=w, sram=True)
+    lse = torch.logsumexp(q @ k.transpose(-1, -2) * 0.4, -1)
+    for tile in (1, 3 * 8 * 9, 4 * 8 * 9, None):
+        out = segment_scores(q, k, 0.4, lse, chunk=chunk, sram=True, query_weight=w, whole_rows=True, tile=tile)
+        for key, value in recomputed.items():
+            torch.testing.assert_close(out["own"][key], value, rtol=1e-5, atol=1e-7, msg=f"{key}, tile {tile}")
