@@ -320,14 +320,7 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     # ---- the pipeline's own loop -----------------------------------------------------------------------------
     def _check_settings(self, settings: dict) -> None:
-        own = self.sampler_defaults["scheduler"]
-        if settings["scheduler"] != own:
-            raise ValueError(f"{self.pipeline_class} samples with its own {own}; sampler.scheduler="
-                             f"{settings['scheduler']!r} is not supported (leave it null)")
-        if settings["start_code"] != "noise":
-            raise ValueError(f"{self.pipeline_class} starts from noise; sampler.start_code={settings['start_code']!r}")
-        if isinstance(settings["guidance"], (list, tuple)):
-            raise ValueError(f"{self.pipeline_class}: one guidance_scale per run, not a per-step list")
+        check_own_call_settings(self.pipeline_class, self.sampler_defaults["scheduler"], settings)
 
     def _call_kwargs(self, inputs: DenoiseInputs, settings: dict) -> dict:
         height, width = self.image_size
@@ -402,6 +395,18 @@ class DiffusersTransformerAdapter(DiffusionAdapter):
 
     def load_checkpoint(self, source, strict: bool = True, trusted: bool = False):
         raise CheckpointError(f"model=diffusers loads its weights from model.path (a diffusers folder), not {source}")
+
+
+def check_own_call_settings(pipeline_class: str, own_scheduler: str, settings: dict) -> None:
+    """Refuse sampler settings a pipeline's own call cannot take: another scheduler, another start code, a
+    per-step guidance list."""
+    if settings["scheduler"] != own_scheduler:
+        raise ValueError(f"{pipeline_class} samples with its own {own_scheduler}; sampler.scheduler="
+                         f"{settings['scheduler']!r} is not supported (leave it null)")
+    if settings["start_code"] != "noise":
+        raise ValueError(f"{pipeline_class} starts from noise; sampler.start_code={settings['start_code']!r}")
+    if isinstance(settings["guidance"], (list, tuple)):
+        raise ValueError(f"{pipeline_class}: one guidance_scale per run, not a per-step list")
 
 
 def one_reference(reference: torch.Tensor, pipeline_class: str) -> torch.Tensor:

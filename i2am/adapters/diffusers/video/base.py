@@ -9,7 +9,7 @@ import torch
 
 from i2am.adapters._base import DenoiseInputs, DiffusionAdapter
 from i2am.adapters._checkpoint import CheckpointError
-from i2am.adapters.diffusers.dit._base import one_reference, pil_image
+from i2am.adapters.diffusers.dit._base import check_own_call_settings, one_reference, pil_image
 from i2am.engine.capture import AttributionCapture
 from i2am.engine.layers import LayerSpec
 
@@ -99,14 +99,7 @@ class VideoPipelineAdapter(DiffusionAdapter):
                                   f"({type(self).__name__}.run_loop)")
 
     def _check_settings(self, settings: dict) -> None:
-        own = self.sampler_defaults["scheduler"]
-        if settings["scheduler"] != own:
-            raise ValueError(f"{self.pipeline_class} samples with its own {own}; sampler.scheduler="
-                             f"{settings['scheduler']!r} is not supported (leave it null)")
-        if settings["start_code"] != "noise":
-            raise ValueError(f"{self.pipeline_class} starts from noise; sampler.start_code={settings['start_code']!r}")
-        if isinstance(settings["guidance"], (list, tuple)):
-            raise ValueError(f"{self.pipeline_class}: one guidance_scale per run, not a per-step list")
+        check_own_call_settings(self.pipeline_class, self.sampler_defaults["scheduler"], settings)
 
     def _reference_image(self, inputs: DenoiseInputs):
         """The call's ``image``: the one reference of ``inputs`` (context in [-1, 1]) as a PIL image."""
