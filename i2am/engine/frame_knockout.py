@@ -52,13 +52,7 @@ class ReferenceFrameKnockout(KeepSelection):
         self._current = None   # the attn1 whose processor is running (set by its intercepting processor)
         self._hooks = Hooks(type(self).__name__)
 
-    def __enter__(self) -> ReferenceFrameKnockout:
-        self.clear()
-        self._hooks.activate(self._install)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.restore()
+    def _forget(self) -> None:
         self._mask = None
 
     def _install(self, hooks: Hooks) -> None:

@@ -83,13 +83,7 @@ class JointTokenKnockout(KeepSelection):
         self._hooks = Hooks(type(self).__name__)
 
     # ---------------------------------------------------------------- lifecycle
-    def __enter__(self) -> JointTokenKnockout:
-        self.clear()
-        self._hooks.activate(self._install)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.restore()
+    def _forget(self) -> None:
         self._current = None
 
     def _install(self, hooks: Hooks) -> None:

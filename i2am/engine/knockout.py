@@ -233,10 +233,28 @@ class _KnockoutProcessor:
 
 
 class KeepSelection:
-    """Which reference tokens the calls that follow keep (shared by ``TokenKnockout`` and the joint-attention
-    knockout): ``set_keep(fn)``, ``delete`` / ``insert`` by a score map, ``clear``."""
+    """What every knockout shares (``TokenKnockout``, the joint-attention, Wan image-token and LTX-2 reference-frame
+    knockouts): which reference tokens the calls that follow keep (``set_keep(fn)``, ``delete`` / ``insert`` by a
+    score map, ``clear``) and the context lifecycle: entering keeps every token and installs the subclass's hooks
+    (``_install`` into ``self._hooks``), leaving restores them and drops per-call state (``_forget``)."""
 
     _keep_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None
+    _hooks: Hooks
+
+    def __enter__(self):
+        self.clear()
+        self._hooks.activate(self._install)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._hooks.restore()
+        self._forget()
+
+    def _install(self, hooks: Hooks) -> None:
+        raise NotImplementedError
+
+    def _forget(self) -> None:
+        """Drop what one call left behind (a mask, the layer in progress)."""
 
     def set_keep(self, fn: Callable[[tuple[int, int]], torch.Tensor] | None) -> None:
         """fn(reference grid) -> [B, rows*cols] bool (True = kept), or None to keep every token."""
@@ -304,15 +322,7 @@ class TokenKnockout(KeepSelection):
         self._latent_hw: tuple[int, int] | None = None
         self._grids: dict[str, tuple[int, int]] = {}
 
-    # ---------------------------------------------------------------- lifecycle
-    def __enter__(self) -> TokenKnockout:
-        self.clear()
-        self._hooks.activate(self._install)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.restore()
-
+    # ---------------------------------------------------------------- hooks
     def _install(self, hooks: Hooks) -> None:
         hooks.hook(self.step_module, self._on_step, pre=True, with_kwargs=True)
         self._call_layout = None   # the CFG layout of the adapter.denoise call in progress

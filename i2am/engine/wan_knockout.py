@@ -67,13 +67,6 @@ class WanImageTokenKnockout(KeepSelection):
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
         self._hooks = Hooks(type(self).__name__)
 
-    def __enter__(self) -> WanImageTokenKnockout:
-        self.clear()
-        self._hooks.activate(self._install)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.restore()
 
     def _install(self, hooks: Hooks) -> None:
         for spec in self.layers:
