@@ -10,12 +10,11 @@ import pytest
 import torch
 from diffusers.models.transformers.transformer_ltx2 import apply_split_rotary_emb
 from helpers.tasks_util import compose_task, run_task
+from helpers.video_adapters import RTOL, VIDEO_CHECKS, attribute_overrides, capture_and_trace, video_batch
 
-import i2am
 from i2am.adapters import create_model
 from i2am.app.evaluator_fit import check_evaluators
-from i2am.engine import AttributionMaps, CaptureConfig
-from i2am.engine.factory import capture_for
+from i2am.engine import AttributionMaps
 from i2am.engine.frame_knockout import ReferenceFrameKnockout
 from i2am.sampling.sampler import Sampler
 
@@ -23,13 +22,10 @@ PIPELINE = "LTX2ImageToVideoPipeline"
 SIZE = (32, 64)                            # 16 x 32 cells per latent frame (VAE / 2, patch 1)
 FRAMES = 5                                 # 3 latent frames: the reference and 2 generated
 CELLS = 16 * 32
-RTOL, ATOL = 1e-5, 1e-7                    # the brief's map-vs-reference tolerance (float32 both, summed in order)
 
 
 def batch(n=1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(n, 3, *SIZE, generator=g) * 2 - 1,
-            "reference": torch.rand(n, 3, *SIZE, generator=g) * 2 - 1, "sample_id": [f"s{i}" for i in range(n)]}
+    return video_batch(SIZE, n, seed)
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +40,10 @@ def test_capture_equals_the_trace_of_the_same_pipeline_call(relation, guidance):
     1): the maps agree, the generated frames are 1..F-1."""
     model = create_model("diffusers-video-tiny", pipeline=PIPELINE, image_size=SIZE, num_frames=FRAMES, num_steps=2,
                          relation=relation, guidance=guidance)
-    sampler = Sampler(num_steps=2, seed=3)
-    plain = model.sample(batch(), sampler)["latents"]
-    with capture_for(model, CaptureConfig(num_steps=2, time_groups=2)) as cap:
-        latents = model.sample(batch(), sampler)["latents"]
-    ours = cap.maps()
-    with i2am.trace(model.pipe, CaptureConfig(time_groups=2)) as tr:
-        model.sample(batch(), sampler)
-    theirs = tr.maps.relation(relation)
-    assert torch.equal(latents, plain)                        # the capture perturbs nothing
+    ours, theirs = capture_and_trace(model, relation, SIZE)
     assert ours.frames == theirs.frames == 2 and ours.meta["video"] == theirs.meta["video"]
-    assert ours.meta["steps_seen"] == 2 and sorted(ours.raw) == sorted(theirs.raw)
+    assert ours.meta["steps_seen"] == 2
     assert ours.meta["cfg_layout"] == ("none" if guidance == 1.0 else "uncond_cond")
-    for key, value in ours.raw.items():
-        torch.testing.assert_close(value, theirs.raw[key], rtol=RTOL, atol=ATOL, msg=key)
 
 
 def naive_attn1(attn, hidden_states, rotary, keep):
@@ -124,17 +110,10 @@ def test_step_callback_and_refusals(adapter):
 
 
 def _overrides(tmp_path, *extra):
-    return [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers-video-tiny",
-            f"model.pipeline={PIPELINE}", "model.image_size=[32,64]", "sampler.num_steps=2", "data.limit=2",
-            "data.batch_size=1", "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false",
-            *extra]
+    return attribute_overrides(tmp_path, f"model.pipeline={PIPELINE}", "model.image_size=[32,64]", *extra)
 
 
-CHECKS = ["evaluator_set=none", "+evaluator@evaluators.faithfulness=faithfulness", "evaluators.faithfulness.samples=1",
-          "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=1",
-          "evaluators.faithfulness.n_bootstrap=100", "+evaluator@evaluators.randomization=randomization",
-          "evaluators.randomization.samples=1", "evaluators.randomization.modes=[cascading]",
-          "evaluators.randomization.max_stages=2"]
+CHECKS = VIDEO_CHECKS
 
 
 def test_attribute_saves_video_maps_and_the_video_evaluators_run(tmp_path):
