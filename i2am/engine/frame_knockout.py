@@ -20,8 +20,8 @@ from torch import nn
 
 from i2am.engine.hooks import Hooks
 from i2am.engine.joint import JointBlock, intercept_blocks
-from i2am.engine.joint_knockout import combine_masks
-from i2am.engine.knockout import KeepSelection
+from i2am.engine.joint_knockout import with_attn_mask
+from i2am.engine.knockout import KeepSelection, named_layers
 from i2am.engine.ltx2_layers import latent_grid, ltx2_layer_specs
 
 
@@ -38,14 +38,8 @@ class ReferenceFrameKnockout(KeepSelection):
     mode = "knockout"
 
     def __init__(self, transformer: nn.Module, layers=None):
-        specs = [s for s in ltx2_layer_specs(transformer) if s.relation == "image:reference"]
-        if layers is not None:
-            names = {str(n).split("/", 1)[-1] for n in layers}
-            unknown = names - {s.name.split("/", 1)[-1] for s in specs}
-            if unknown:
-                raise ValueError(f"ReferenceFrameKnockout layers {sorted(unknown)} are not video self-attention "
-                                 f"layers of {type(transformer).__name__}: {[s.name for s in specs]}")
-            specs = [s for s in specs if s.name.split("/", 1)[-1] in names]
+        specs = named_layers([s for s in ltx2_layer_specs(transformer) if s.relation == "image:reference"], layers,
+                             "ReferenceFrameKnockout", f"video self-attention layers of {type(transformer).__name__}")
         self.transformer, self.layers = transformer, specs
         self._keep_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None
         self._mask: torch.Tensor | None = None
@@ -84,8 +78,4 @@ class ReferenceFrameKnockout(KeepSelection):
     def _masked(self, query, key, args, kwargs, heads_first: bool):
         if self._current is None or self._mask is None:
             return args, kwargs
-        if args:   # attn_mask given positionally
-            args = (combine_masks(self._mask, args[0]), *args[1:])
-        else:
-            kwargs = {**kwargs, "attn_mask": combine_masks(self._mask, kwargs.get("attn_mask"))}
-        return args, kwargs
+        return with_attn_mask(args, kwargs, self._mask)

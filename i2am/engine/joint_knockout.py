@@ -43,6 +43,13 @@ def combine_masks(keep: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.T
     return attn_mask.expand(shape).masked_fill(~keep, float("-inf"))
 
 
+def with_attn_mask(args: tuple, kwargs: dict, keep: torch.Tensor) -> tuple[tuple, dict]:
+    """An attention backend call's arguments with ``keep`` combined into its ``attn_mask`` (positional or keyword)."""
+    if args:   # attn_mask given positionally
+        return (combine_masks(keep, args[0]), *args[1:]), kwargs
+    return args, {**kwargs, "attn_mask": combine_masks(keep, kwargs.get("attn_mask"))}
+
+
 class JointTokenKnockout(KeepSelection):
     """Context manager removing tokens of one conditioning segment (``relation``: "image:reference",
     "image:reference.1", ... or "text") from the joint attention of ``transformer``.
@@ -132,8 +139,4 @@ class JointTokenKnockout(KeepSelection):
         length = query.shape[-2] if heads_first else query.shape[1]
         if block is None or self._mask is None or length != self._mask.shape[-1]:
             return args, kwargs
-        if args:   # attn_mask given positionally
-            args = (combine_masks(self._mask, args[0]), *args[1:])
-        else:
-            kwargs = {**kwargs, "attn_mask": combine_masks(self._mask, kwargs.get("attn_mask"))}
-        return args, kwargs
+        return with_attn_mask(args, kwargs, self._mask)

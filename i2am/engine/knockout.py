@@ -232,6 +232,18 @@ class _KnockoutProcessor:
                                     attention_mask, temb)
 
 
+def named_layers(specs: list[LayerSpec], layers, owner: str, kind: str) -> list[LayerSpec]:
+    """The ``specs`` named in ``layers`` (full names "<relation>/<path>" or module paths; None: all of them); an
+    unknown name raises, naming ``owner`` and the ``kind`` of layer it perturbs."""
+    if layers is None:
+        return specs
+    names = {str(n).split("/", 1)[-1] for n in layers}
+    unknown = names - {s.name.split("/", 1)[-1] for s in specs}
+    if unknown:
+        raise ValueError(f"{owner} layers {sorted(unknown)} are not {kind}: {[s.name for s in specs]}")
+    return [s for s in specs if s.name.split("/", 1)[-1] in names]
+
+
 class KeepSelection:
     """What every knockout shares (``TokenKnockout``, the joint-attention, Wan image-token and LTX-2 reference-frame
     knockouts): which reference tokens the calls that follow keep (``set_keep(fn)``, ``delete`` / ``insert`` by a

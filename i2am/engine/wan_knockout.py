@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from i2am.engine.hooks import Hooks
-from i2am.engine.knockout import KeepSelection
+from i2am.engine.knockout import KeepSelection, named_layers
 from i2am.engine.wan_layers import WAN_TEXT_TOKENS, wan_layer_specs
 
 
@@ -54,14 +54,8 @@ class WanImageTokenKnockout(KeepSelection):
     mode = "knockout"
 
     def __init__(self, transformer: nn.Module, layers=None):
-        specs = [s for s in wan_layer_specs(transformer) if s.relation == "image:reference"]
-        if layers is not None:
-            names = {str(n).split("/", 1)[-1] for n in layers}
-            unknown = names - {s.name.split("/", 1)[-1] for s in specs}
-            if unknown:
-                raise ValueError(f"WanImageTokenKnockout layers {sorted(unknown)} are not image cross-attention "
-                                 f"layers of {type(transformer).__name__}: {[s.name for s in specs]}")
-            specs = [s for s in specs if s.name.split("/", 1)[-1] in names]
+        specs = named_layers([s for s in wan_layer_specs(transformer) if s.relation == "image:reference"], layers,
+                             "WanImageTokenKnockout", f"image cross-attention layers of {type(transformer).__name__}")
         self.layers = specs
         self._keep_fn: Callable[[tuple[int, int]], torch.Tensor] | None = None
         self._cache: dict[tuple[int, int], torch.Tensor] = {}
