@@ -207,6 +207,8 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
                                   f"guider-driven call; use evaluators.faithfulness.modes=[full]")
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents [B, C, F, h, w] -> the video [B, 3, T, H, W] in [-1, 1], as the pipeline decodes them."""
+        """Latents [B, C, F, h, w] -> the video [B, 3, T, H, W] in [-1, 1], as the pipeline decodes them: one row
+        at a time (the VAE's mid-block attention broadcasts its causal mask wrongly for more than one row)."""
         vae = self.vae
-        return vae.decode(latents.to(vae.dtype) / vae.config.scaling_factor, return_dict=False)[0].clamp(-1, 1)
+        rows = latents.to(vae.dtype) / vae.config.scaling_factor
+        return torch.cat([vae.decode(row[None], return_dict=False)[0] for row in rows]).clamp(-1, 1)
