@@ -16,6 +16,8 @@ any mask the processor passes, e.g. Qwen's text padding) and calls the original.
 (diffusers' default "native" backend does). Every row of the batch gets its own keep mask; a true-CFG negative pass
 is masked like the positive one (both see the reference). A stacked CFG batch (SD3: ``[negative, positive]`` rows in
 one call) is masked chunk by chunk like the conditional rows when ``chunks`` says how many chunks the call stacks.
+A layout that packs some conditionings at per-sample positions (HunyuanVideo-1.5's text and glyph tokens) is masked
+only for a segment at fixed positions (its SigLIP reference tokens, right after the video) and with ``rows=None``.
 """
 from __future__ import annotations
 

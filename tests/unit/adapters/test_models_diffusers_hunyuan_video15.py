@@ -18,6 +18,7 @@ from i2am.adapters import create_model
 from i2am.app.evaluator_fit import check_evaluators
 from i2am.engine import AttributionMaps, CaptureConfig
 from i2am.engine.factory import capture_for
+from i2am.engine.joint_knockout import JointTokenKnockout
 from i2am.sampling.sampler import Sampler
 
 PIPELINE = "HunyuanVideo15ImageToVideoPipeline"
@@ -161,6 +162,10 @@ def test_step_report_and_refusals(prompt_file):
                      relation="text:glyph")   # the default glyph embedding: no valid token
     with pytest.raises(NotImplementedError, match="model.relation=image:reference"):
         model(prompt_file, relation="text").token_knockout()
+    with pytest.raises(ValueError, match="per-sample positions"), \
+            JointTokenKnockout(adapter.transformer, rows=("generated",)) as knockout:   # rows: per-sample segments
+        knockout.set_keep(lambda grid: torch.zeros(1, grid[0] * grid[1], dtype=torch.bool))
+        adapter.sample(batch(), Sampler(num_steps=1))
 
 
 def _overrides(tmp_path, *extra):

@@ -88,7 +88,8 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
         return int(config.patch_size_t), int(config.patch_size), int(config.patch_size)
 
     def video_meta(self) -> dict:
-        return {"temporal_ratio": self.temporal_ratio * self.patch[0], "spatial_ratio": self.spatial_ratio * self.patch[-1]}
+        patch_t, _, patch = self.patch
+        return {"temporal_ratio": self.temporal_ratio * patch_t, "spatial_ratio": self.spatial_ratio * patch}
 
     def _set_prompt_embeds(self, prompt_embeds: str | None) -> None:
         """Buffers ``prompt_embeds``, ``prompt_embeds_mask``, ``prompt_embeds_2``, ``prompt_embeds_mask_2`` and their
