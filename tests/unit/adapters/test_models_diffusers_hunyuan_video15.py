@@ -1,7 +1,7 @@
 """model=diffusers for HunyuanVideo-1.5 image-to-video (a tiny HunyuanVideo15ImageToVideoPipeline): the adapter's
 capture against i2am.trace on the same pipeline call, the knockout of the reference's SigLIP tokens against a naive
 masked attention, the step report and the refusals, and the attribute loop end to end (video maps saved,
-faithfulness in mode full and randomisation finite)."""
+faithfulness in modes full and proxy and randomisation finite)."""
 from __future__ import annotations
 
 import json
@@ -149,8 +149,6 @@ def test_step_report_and_refusals(prompt_file):
     assert torch.equal(points[1]["x"], points[0]["x_next"])
     torch.testing.assert_close(points[0]["x"] + (points[0]["sigma_next"] - points[0]["sigma"]) * points[0]["eps"],
                                points[0]["x_next"], rtol=1e-5, atol=1e-6)   # eps is the Euler step's velocity
-    with pytest.raises(NotImplementedError, match="evaluators.faithfulness.modes=\\[full\\]"):
-        adapter.predict_x0(points[0]["x"], points[0]["t"], adapter.prepare(batch()))
     with pytest.raises(ValueError, match="data.batch_size=1"):
         adapter.sample(batch(2), Sampler(num_steps=1))
     with pytest.raises(ValueError, match=r"model.image_size=\[32, 64\].*set model.image_size=\[12, 20\]"):
@@ -166,6 +164,21 @@ def test_step_report_and_refusals(prompt_file):
             JointTokenKnockout(adapter.transformer, rows=("generated",)) as knockout:   # rows: per-sample segments
         knockout.set_keep(lambda grid: torch.zeros(1, grid[0] * grid[1], dtype=torch.bool))
         adapter.sample(batch(), Sampler(num_steps=1))
+
+
+@pytest.mark.parametrize("guidance", [None, 1.0])
+def test_predict_x0_is_the_trajectorys_denoised_latent(prompt_file, guidance):
+    """The proxy mode's one-call x0 prediction at a point of a run equals that run's x - sigma * velocity (the
+    velocity recovered from the Euler step: float32 rounding of a division by the step's sigma difference), with the
+    guider's two calls and with one."""
+    adapter = model(prompt_file, guidance=guidance)
+    inputs, points = adapter.prepare(batch()), []
+    adapter.run_loop(inputs, Sampler(num_steps=2, seed=1), callback=points.append)
+    assert len(points) == 2
+    for point in points:
+        x0 = adapter.predict_x0(point["x"], point["t"], inputs, guidance=guidance)
+        torch.testing.assert_close(x0, point["denoised"], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(points[0]["denoised"], points[1]["denoised"], rtol=1e-3, atol=1e-3)
 
 
 def _overrides(tmp_path, *extra):
@@ -185,14 +198,14 @@ CHECKS = ["evaluator_set=none", "+evaluator@evaluators.faithfulness=faithfulness
 def test_attribute_saves_video_maps_and_the_video_evaluators_run(tmp_path, prompt_file):
     overrides = _overrides(tmp_path, f"model.prompt_embeds={prompt_file}", *CHECKS)
     _, notes = check_evaluators(compose_task("attribute", overrides))
-    assert any("mode proxy left out" in n for n in notes)
+    assert not any("mode proxy left out" in n for n in notes)
     metrics = run_task("attribute", overrides)
     run = tmp_path / "run"
     assert metrics["n_samples"] == 2
-    for key in ("faith_full_latent_del_auc", "faith_full_pixel_del_gap", "r2g_cf_swap_spearman",
-                "r2g_cf_null_change", "rand_r2g_spearman_cascade_final", "rand_g2r_spearman_cascade_final"):
+    for key in ("faith_full_latent_del_auc", "faith_full_pixel_del_gap", "faith_proxy_latent_del_auc",
+                "faith_proxy_pixel_del_curve_error", "r2g_cf_swap_spearman", "r2g_cf_null_change",
+                "rand_r2g_spearman_cascade_final", "rand_g2r_spearman_cascade_final"):
         assert metrics[key] == metrics[key] and abs(metrics[key]) < float("inf"), key
-    assert not any(key.startswith("faith_proxy") for key in metrics)
     assert metrics["r2g_cf_null_change"] > 0                  # removing every SigLIP token changes the video
     saved = json.loads(next(run.glob("per_sample/*/faithfulness.json")).read_text())
     assert saved["g2r"]["removal"] == "knockout"

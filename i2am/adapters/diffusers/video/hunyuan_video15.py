@@ -17,7 +17,7 @@ text, so "text:glyph" needs a file).
 
 The faithfulness check removes the reference's SigLIP tokens with ``i2am.engine.joint_knockout`` (relation
 "image:reference" only; they sit at the same positions in every sample, right after the video tokens); its proxy mode
-is not implemented for the guider-driven call (``predicts_x0`` False: the startup check leaves it out).
+predicts x0 in one step of the pipeline's call, from the velocity the guider hands the scheduler (``predict_x0``).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from dataclasses import replace
 
 import torch
 
-from i2am.adapters.diffusers.video.wan import WanVideoAdapter
+from i2am.adapters.diffusers.video.wan import WanVideoAdapter, _StepDone
 from i2am.engine.hooks import Hooks
 from i2am.engine.joint import JointAttentionCapture, find_blocks
 from i2am.engine.joint_knockout import JointTokenKnockout
@@ -52,7 +52,6 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
 
     pipeline_class = "HunyuanVideo15ImageToVideoPipeline"
     relations = ("image:reference", "text", "text:glyph")
-    predicts_x0 = False
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(480, 848),
                  num_frames: int = 121, num_steps: int = 50, relation: str | None = None,
@@ -176,11 +175,15 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
     @torch.no_grad()
     def run_loop(self, inputs, sampler, callback=None) -> torch.Tensor:
         """``WanVideoAdapter.run_loop`` with the guider's ``guidance_scale`` set to the run's guidance."""
-        guidance = sampler.settings(self)["guidance"]
         with Hooks("guidance") as hooks:
-            if guidance is not None and not isinstance(guidance, (list, tuple)):
-                hooks.replace(self.pipe.guider, "guidance_scale", float(guidance))
+            self._set_guidance(hooks, sampler.settings(self)["guidance"])
             return super().run_loop(inputs, sampler, callback=callback)
+
+    def _set_guidance(self, hooks: Hooks, guidance) -> None:
+        """The guider's ``guidance_scale`` for the call (None: the guider's own; a per-step list is refused by
+        ``_check_settings``)."""
+        if guidance is not None and not isinstance(guidance, (list, tuple)):
+            hooks.replace(self.pipe.guider, "guidance_scale", float(guidance))
 
     def _watch_calls(self, hooks: Hooks) -> None:
         """The latents the step starts from: the first channels of every transformer call's input (the conditional
@@ -203,9 +206,34 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
             step = hooks.replace(scheduler, "step", step_then_report)
         return {}
 
-    def predict_x0(self, x, t, inputs, guidance=None, alpha_cumprod=None):
-        raise NotImplementedError(f"{self.pipeline_class}: the one-step x0 prediction is not implemented for its "
-                                  f"guider-driven call; use evaluators.faithfulness.modes=[full]")
+    @torch.no_grad()
+    def predict_x0(self, x: torch.Tensor, t: float, inputs, guidance=None, alpha_cumprod=None) -> torch.Tensor:
+        """The flow-matching x0 prediction ``x - sigma * v(x, sigma)`` at a point of a trajectory (``x`` the latents
+        [B, C, F, h, w], ``t`` the scheduler timestep, sigma = t / num_train_timesteps): the pipeline call is started
+        with ``latents=x``, its transformer calls are given the timestep ``t``, and the velocity is what the
+        scheduler's first ``step`` receives (the guider's combination of the step's calls), where the call is
+        stopped. The faithfulness check's proxy mode."""
+        sigma = float(t) / float(self.pipe.scheduler.config.num_train_timesteps)
+        velocity = []
+
+        def at_point(module, args, kwargs):
+            kwargs["timestep"] = torch.full_like(kwargs["timestep"], float(t))
+            return args, kwargs
+
+        def stop(model_output, timestep, sample, **kwargs):
+            velocity.append(model_output)
+            raise _StepDone
+
+        try:
+            with Hooks("predict_x0") as hooks:
+                self._set_guidance(hooks, guidance)
+                hooks.hook(self.transformer, at_point, pre=True, with_kwargs=True)
+                hooks.replace(self.pipe.scheduler, "step", stop)
+                self.pipe(**self._call_kwargs(inputs, {"guidance": guidance}), latents=x.to(self.dtype),
+                          num_inference_steps=1, output_type="latent", return_dict=False)
+        except _StepDone:
+            pass
+        return x - sigma * velocity[0].to(x.dtype)
 
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents [B, C, F, h, w] -> the video [B, 3, T, H, W] in [-1, 1], as the pipeline decodes them: one row
