@@ -215,3 +215,20 @@ def test_attribute_saves_video_maps_and_the_video_evaluators_run(tmp_path, promp
         maps = AttributionMaps.load(path)
         assert maps.frames == 3 and tuple(maps.r2g.ulam.shape) == (1, 3, 3, 4)
         assert tuple(maps.g2r.ulam.shape) == (1, 3, 4, 4)                       # per frame, over the SigLIP grid
+
+
+def test_a_saved_folder_loads_without_its_text_encoders(tmp_path, prompt_file):
+    """model=diffusers reads a diffusers folder without its two text encoders and tokenizers (no text is encoded):
+    the loaded pipeline samples the same video as the one saved."""
+    from i2am.adapters.diffusers.video.tiny import build_hunyuan_video15
+
+    build_hunyuan_video15(seed=3).save_pretrained(tmp_path / "hunyuan")
+    loaded = create_model("diffusers", pipeline=PIPELINE, path=str(tmp_path / "hunyuan"), image_size=SIZE,
+                          num_frames=FRAMES, num_steps=2, prompt_embeds=prompt_file, guidance=None)   # the guider's
+    built = create_model("diffusers-video-tiny", pipeline=PIPELINE, image_size=SIZE, num_frames=FRAMES, num_steps=2,
+                         prompt_embeds=prompt_file, seed=3)
+    assert type(loaded).__name__ == "HunyuanVideo15Adapter"
+    assert all(getattr(loaded.pipe, name, None) is None for name in ("text_encoder", "text_encoder_2"))
+    sampler = Sampler(num_steps=2, seed=1)
+    torch.testing.assert_close(loaded.sample(batch(), sampler)["latents"], built.sample(batch(), sampler)["latents"],
+                               rtol=0, atol=0)   # the same weights, saved and loaded in float32: the same call
