@@ -16,6 +16,8 @@ any mask the processor passes, e.g. Qwen's text padding) and calls the original.
 (diffusers' default "native" backend does). Every row of the batch gets its own keep mask; a true-CFG negative pass
 is masked like the positive one (both see the reference). A stacked CFG batch (SD3: ``[negative, positive]`` rows in
 one call) is masked chunk by chunk like the conditional rows when ``chunks`` says how many chunks the call stacks.
+A layout that packs some conditionings at per-sample positions (HunyuanVideo-1.5's text and glyph tokens) is masked
+only for a segment at fixed positions (its SigLIP reference tokens, right after the video) and with ``rows=None``.
 """
 from __future__ import annotations
 
@@ -107,9 +109,11 @@ class JointTokenKnockout(KeepSelection):
         if segment is None:
             raise ValueError(f"JointTokenKnockout: this {type(module).__name__} call has no {self.relation!r} "
                              f"tokens; its conditionings are {[s.relation for s in layout.keys]}")
-        if layout.per_sample:
-            raise ValueError(f"JointTokenKnockout: {type(module).__name__} packs its conditionings at per-sample "
-                             f"positions, which the knockout's mask does not follow; knock out in another transformer")
+        if segment.positions is not None or (self.rows is not None and layout.per_sample):
+            raise ValueError(f"JointTokenKnockout: {type(module).__name__} packs "
+                             f"{self.relation if segment.positions is not None else 'some conditionings'} at "
+                             f"per-sample positions, which the knockout's mask does not follow; knock out a "
+                             f"segment at fixed positions (HunyuanVideo-1.5: image:reference) with rows=None")
         keep = self._keep_fn(segment.grid).bool()
         batch = kwargs.get("hidden_states", args[0] if args else None).shape[0]
         chunks = 1 if self._chunks is None else int(self._chunks())

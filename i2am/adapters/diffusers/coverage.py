@@ -178,7 +178,7 @@ COVERAGE: dict[str, Coverage] = {
     "HunyuanDiTControlNetPipeline": refused(unread_transformer("HunyuanDiT2DModel")),
     "HunyuanImageRefinerPipeline": refused(unread_transformer("HunyuanImageTransformer2DModel")),
     "HunyuanSkyreelsImageToVideoPipeline": refused(VIDEO),
-    "HunyuanVideo15ImageToVideoPipeline": supported("image:reference", "text", "text:glyph", cli=False,
+    "HunyuanVideo15ImageToVideoPipeline": supported("image:reference", "text", "text:glyph",
                                                     note=HUNYUAN_VIDEO15_NOTE),
     "HunyuanVideoFramepackPipeline": refused(VIDEO),
     "HunyuanVideoImageToVideoPipeline": refused(VIDEO),

@@ -14,18 +14,20 @@ import torch
 
 from i2am.adapters._registry import TOY_IMAGE_SIZE, register_model
 from i2am.adapters.diffusers.model_path import resolve_model_path
+from i2am.adapters.diffusers.video.hunyuan_video15 import HunyuanVideo15Adapter
 from i2am.adapters.diffusers.video.i2vgen_xl import I2VGenXLAdapter
 from i2am.adapters.diffusers.video.ltx2 import LTX2VideoAdapter
 from i2am.adapters.diffusers.video.ltx2_tiny import build_ltx2_pipeline
 from i2am.adapters.diffusers.video.svd import StableVideoDiffusionAdapter
-from i2am.adapters.diffusers.video.tiny import build_skyreels_v2_i2v, build_video_pipeline
+from i2am.adapters.diffusers.video.tiny import build_hunyuan_video15, build_skyreels_v2_i2v, build_video_pipeline
 from i2am.adapters.diffusers.video.unet_tiny import UNET_VIDEO_PIPELINES, build_unet_video_pipeline
 from i2am.adapters.diffusers.video.wan import ADAPTERS as WAN_ADAPTERS
 
-ADAPTERS = {**WAN_ADAPTERS, **{cls.pipeline_class: cls for cls in (LTX2VideoAdapter, I2VGenXLAdapter,
-                                                                    StableVideoDiffusionAdapter)}}
+ADAPTERS = {**WAN_ADAPTERS, **{cls.pipeline_class: cls for cls in (LTX2VideoAdapter, HunyuanVideo15Adapter,
+                                                                    I2VGenXLAdapter, StableVideoDiffusionAdapter)}}
 VIDEO_PIPELINES = tuple(ADAPTERS)
 TEXT_PARTS = ("tokenizer", "text_encoder")   # not loaded: no text encoder is run
+EXTRA_TEXT_PARTS = {HunyuanVideo15Adapter.pipeline_class: ("tokenizer_2", "text_encoder_2")}   # byT5
 
 
 def is_video_pipeline(name: str) -> bool:
@@ -45,7 +47,8 @@ def load_video_pipeline(pipeline: str, path: str | Path):
 
     folder = resolve_model_path(path)
     return getattr(diffusers, pipeline).from_pretrained(str(folder), local_files_only=True,
-                                                        **{name: None for name in TEXT_PARTS})
+                                                        **{name: None for name in TEXT_PARTS
+                                                           + EXTRA_TEXT_PARTS.get(pipeline, ())})
 
 
 def tiny_video_pipeline(pipeline: str, seed: int = 0):
@@ -55,6 +58,8 @@ def tiny_video_pipeline(pipeline: str, seed: int = 0):
         return build_unet_video_pipeline(pipeline, seed=seed)
     if pipeline == LTX2VideoAdapter.pipeline_class:
         return build_ltx2_pipeline(seed)
+    if pipeline == HunyuanVideo15Adapter.pipeline_class:
+        return build_hunyuan_video15(seed)
     return build_video_pipeline(pipeline, seed=seed)
 
 

@@ -17,10 +17,11 @@ per step, the conditional one first; ``records_call`` is False for the second, s
 The faithfulness check removes image tokens with ``i2am.engine.wan_knockout`` (relation "image:reference" only);
 its proxy mode predicts x0 in one step of the pipeline's call (``predict_x0``).
 
-``WanVideoAdapter`` is also the base of the other transformer video pipelines' adapters (``ltx2``): what differs per
-pipeline is asked of small methods (``layer_specs``, ``temporal_ratio`` / ``spatial_ratio`` / ``patch``,
-``prompt_kwargs``, ``call_image``, ``guidance_kwargs``, ``as_video`` / ``from_output`` for packed latents,
-``_watch_calls`` for the recorded call, ``knockout``).
+``WanVideoAdapter`` is also the base of the other transformer video pipelines' adapters (``ltx2``,
+``hunyuan_video15``): what differs per pipeline is asked of small methods (``layer_specs``, ``temporal_ratio`` /
+``spatial_ratio`` / ``patch``, ``prompt_kwargs``, ``size_kwargs``, ``call_image``, ``guidance_kwargs``,
+``step_end_argument``, ``as_video`` / ``from_output`` for packed latents, ``_watch_calls`` for the recorded call,
+``knockout``).
 """
 from __future__ import annotations
 
@@ -195,12 +196,16 @@ class WanVideoAdapter(VideoPipelineAdapter):
 
     def _call_kwargs(self, inputs: DenoiseInputs, settings: dict) -> dict:
         n = inputs.context.shape[0]
-        height, width = self.image_size
-        kwargs = dict(image=self.call_image(self._reference_image(inputs), n), height=height, width=width,
+        kwargs = dict(image=self.call_image(self._reference_image(inputs), n), **self.size_kwargs(),
                       **self.prompt_kwargs(n), **self.call_options())
         if settings["guidance"] is not None:
             kwargs.update(self.guidance_kwargs(float(settings["guidance"])))
         return kwargs
+
+    def size_kwargs(self) -> dict:
+        """The call's keyword arguments for the generated size (``image_size``)."""
+        height, width = self.image_size
+        return {"height": height, "width": width}
 
     def call_image(self, image, n: int):
         """The call's ``image`` for ``n`` rows of one reference (Wan's pipeline repeats one image itself)."""
@@ -232,12 +237,16 @@ class WanVideoAdapter(VideoPipelineAdapter):
         try:
             with Hooks("run_loop") as hooks:
                 self._watch_calls(hooks)
+                step_end = self.step_end_argument(hooks, None if callback is None else on_step_end)
                 latents = self.pipe(**kwargs, num_inference_steps=int(settings["num_steps"]), generator=generators,
-                                    output_type="latent", return_dict=False,
-                                    callback_on_step_end=None if callback is None else on_step_end)[0]
+                                    output_type="latent", return_dict=False, **step_end)[0]
         finally:
             self.records_call, self._x = True, None
         return self.from_output(latents)
+
+    def step_end_argument(self, hooks: Hooks, on_step_end) -> dict:
+        """How the pipeline's call reports each step: its ``callback_on_step_end`` argument."""
+        return {"callback_on_step_end": on_step_end}
 
     def as_video(self, latents: torch.Tensor) -> torch.Tensor:
         """The pipeline's step latents as [B, C, F, h, w] (Wan's already are)."""
