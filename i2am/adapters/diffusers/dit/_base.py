@@ -409,6 +409,22 @@ def check_own_call_settings(pipeline_class: str, own_scheduler: str, settings: d
         raise ValueError(f"{pipeline_class}: one guidance_scale per run, not a per-step list")
 
 
+def report_steps_through_scheduler(hooks: Hooks, pipe, on_step_end) -> dict:
+    """For a pipeline whose call takes no step callback (LongCat-Image-Edit, HunyuanVideo-1.5): its scheduler's
+    ``step`` calls ``on_step_end(pipe, step index, timestep, {"latents": the stepped latents})`` after each step,
+    for the duration of the call's ``hooks``. Returns the call's keyword arguments for it: none."""
+    if on_step_end is not None:
+        scheduler = pipe.scheduler
+
+        def step_then_report(model_output, timestep, sample, **kwargs):
+            result = step(model_output, timestep, sample, **kwargs)
+            on_step_end(pipe, scheduler.step_index - 1, timestep, {"latents": result[0]})
+            return result
+
+        step = hooks.replace(scheduler, "step", step_then_report)
+    return {}
+
+
 def one_reference(reference: torch.Tensor, pipeline_class: str) -> torch.Tensor:
     """The one reference of a pipeline that conditions a whole call on one set of references (FLUX.2,
     Qwen-Image-Edit Plus): the rows of ``reference`` must be one image (the re-runs of one sample are)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter, pil_image
+from i2am.adapters.diffusers.dit._base import DiffusersTransformerAdapter, pil_image, report_steps_through_scheduler
 from i2am.adapters.diffusers.dit.tiny import NoTextProcessor
 
 PIPELINE_MODULE = "diffusers.pipelines.longcat_image.pipeline_longcat_image_edit"
@@ -63,13 +63,4 @@ class LongCatImageEditAdapter(DiffusersTransformerAdapter):
 
     def step_end_argument(self, hooks, on_step_end) -> dict:
         """Its call takes no step callback: the scheduler's ``step`` reports each step instead."""
-        if on_step_end is not None:
-            scheduler = self.pipe.scheduler
-
-            def step_then_report(model_output, timestep, sample, **kwargs):
-                result = step(model_output, timestep, sample, **kwargs)
-                on_step_end(self.pipe, scheduler.step_index - 1, timestep, {"latents": result[0]})
-                return result
-
-            step = hooks.replace(scheduler, "step", step_then_report)
-        return {}
+        return report_steps_through_scheduler(hooks, self.pipe, on_step_end)

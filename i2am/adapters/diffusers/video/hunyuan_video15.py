@@ -25,6 +25,7 @@ from dataclasses import replace
 
 import torch
 
+from i2am.adapters.diffusers.dit._base import report_steps_through_scheduler
 from i2am.adapters.diffusers.video.wan import WanVideoAdapter, _StepDone
 from i2am.engine.hooks import Hooks
 from i2am.engine.joint import JointAttentionCapture, find_blocks
@@ -51,6 +52,7 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
     """``HunyuanVideo15ImageToVideoPipeline`` (module docstring)."""
 
     pipeline_class = "HunyuanVideo15ImageToVideoPipeline"
+    blocks_attr = "transformer_blocks"
     relations = ("image:reference", "text", "text:glyph")
 
     def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(480, 848),
@@ -158,18 +160,6 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
     def knockout(self, layers=None) -> JointTokenKnockout:
         return JointTokenKnockout(self.transformer, relation="image:reference", layers=layers)
 
-    def randomization_stages(self) -> list[tuple[str, list]]:
-        """From the output side: the output layers, the blocks last to first, the transformer's other parts
-        (embedders, the token refiner), then the SigLIP image encoder."""
-        t = self.transformer
-        out = [m for m in (t.norm_out, t.proj_out) if any(True for _ in m.parameters())]
-        stages = [("transformer.out", out)]
-        stages += [(f"transformer.transformer_blocks.{i}", [t.transformer_blocks[i]])
-                   for i in reversed(range(len(t.transformer_blocks)))]
-        rest = [m for n, m in t.named_children() if n not in ("norm_out", "proj_out", "transformer_blocks")
-                and any(True for _ in m.parameters())]
-        stages += [("transformer.in", rest), ("image_encoder", [self.image_encoder])]
-        return [(name, mods) for name, mods in stages if mods]
 
     # ---- the pipeline's call ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -195,16 +185,7 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
 
     def step_end_argument(self, hooks: Hooks, on_step_end) -> dict:
         """Its call takes no step callback: the scheduler's ``step`` reports each step instead."""
-        if on_step_end is not None:
-            scheduler = self.pipe.scheduler
-
-            def step_then_report(model_output, timestep, sample, **kwargs):
-                result = step(model_output, timestep, sample, **kwargs)
-                on_step_end(self.pipe, scheduler.step_index - 1, timestep, {"latents": result[0]})
-                return result
-
-            step = hooks.replace(scheduler, "step", step_then_report)
-        return {}
+        return report_steps_through_scheduler(hooks, self.pipe, on_step_end)
 
     @torch.no_grad()
     def predict_x0(self, x: torch.Tensor, t: float, inputs, guidance=None, alpha_cumprod=None) -> torch.Tensor:

@@ -36,6 +36,7 @@ class LTX2VideoAdapter(WanVideoAdapter):
     """``LTX2ImageToVideoPipeline`` (module docstring)."""
 
     pipeline_class = "LTX2ImageToVideoPipeline"
+    blocks_attr = "transformer_blocks"
     predicts_x0 = False
     packed_latent_grid = staticmethod(latent_grid)
 
@@ -94,18 +95,9 @@ class LTX2VideoAdapter(WanVideoAdapter):
     def knockout(self, layers=None) -> ReferenceFrameKnockout:
         return ReferenceFrameKnockout(self.transformer, layers=layers)
 
-    def randomization_stages(self) -> list[tuple[str, list]]:
-        """From the output side: the video output layers, the blocks last to first, the transformer's other parts
-        (embedders, the audio stream's input and output layers), then the text connectors."""
-        t = self.transformer
-        out = [m for m in (t.norm_out, t.proj_out) if any(True for _ in m.parameters())]
-        stages = [("transformer.out", out)]
-        stages += [(f"transformer.transformer_blocks.{i}", [t.transformer_blocks[i]])
-                   for i in reversed(range(len(t.transformer_blocks)))]
-        rest = [m for n, m in t.named_children() if n not in ("norm_out", "proj_out", "transformer_blocks")
-                and any(True for _ in m.parameters())]
-        stages += [("transformer.in", rest), ("connectors", [self.pipe.connectors])]
-        return [(name, mods) for name, mods in stages if mods]
+    def conditioning_stages(self) -> list[tuple[str, list]]:
+        """The text connectors (its reference has no encoder of its own: it is the VAE latent of frame 0)."""
+        return [("connectors", [self.pipe.connectors])]
 
     # ---- the pipeline's packed latents -------------------------------------------------------------------------
     def as_video(self, latents: torch.Tensor) -> torch.Tensor:

@@ -139,17 +139,25 @@ class WanVideoAdapter(VideoPipelineAdapter):
         """The knockout of the reference's tokens in the "image:reference" layers."""
         return WanImageTokenKnockout(self.transformer, layers=layers)
 
+    blocks_attr = "blocks"   # the transformer's block list
+
     def randomization_stages(self) -> list[tuple[str, list]]:
         """From the output side: the output layers, the blocks last to first, the transformer's other parts
-        (patch and condition embedders), then the CLIP image encoder."""
+        (embedders; LTX-2's audio stream, HunyuanVideo-1.5's token refiner), then the conditioning encoder
+        (``conditioning_stages``)."""
         t = self.transformer
         out = [m for m in (t.norm_out, t.proj_out) if any(True for _ in m.parameters())]
         stages = [("transformer.out", out)]
-        stages += [(f"transformer.blocks.{i}", [t.blocks[i]]) for i in reversed(range(len(t.blocks)))]
-        rest = [m for n, m in t.named_children() if n not in ("norm_out", "proj_out", "blocks")
+        blocks = getattr(t, self.blocks_attr)
+        stages += [(f"transformer.{self.blocks_attr}.{i}", [blocks[i]]) for i in reversed(range(len(blocks)))]
+        rest = [m for n, m in t.named_children() if n not in ("norm_out", "proj_out", self.blocks_attr)
                 and any(True for _ in m.parameters())]
-        stages += [("transformer.in", rest), ("image_encoder", [self.image_encoder])]
+        stages += [("transformer.in", rest), *self.conditioning_stages()]
         return [(name, mods) for name, mods in stages if mods]
+
+    def conditioning_stages(self) -> list[tuple[str, list]]:
+        """The last stages of the randomisation check: the image encoder (Wan's CLIP, HunyuanVideo-1.5's SigLIP)."""
+        return [("image_encoder", [self.image_encoder])]
 
     # ---- conditioning ----------------------------------------------------------------------------------------
     def prepare(self, batch: dict) -> DenoiseInputs:
