@@ -10,6 +10,7 @@ import pytest
 import torch
 from diffusers.models.embeddings import apply_rotary_emb
 from helpers.tasks_util import compose_task, run_task
+from helpers.video_adapters import ATOL, RTOL, VIDEO_CHECKS, attribute_overrides, video_batch
 from safetensors.torch import save_file
 
 import i2am
@@ -26,13 +27,10 @@ SIZE = (12, 16)                            # the tiny's bucket (target size 16) 
 FRAMES = 5                                 # 3 latent frames (the VAE compresses time by 2)
 VIDEO_TOKENS = 3 * 3 * 4
 SIGLIP_TOKENS = 16                         # a 4 x 4 patch grid, right after the video tokens
-RTOL, ATOL = 1e-5, 1e-7                    # the brief's map-vs-reference tolerance (float32 both, summed in order)
 
 
 def batch(n=1, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {"image": torch.rand(n, 3, 24, 32, generator=g) * 2 - 1,
-            "reference": torch.rand(n, 3, 24, 32, generator=g) * 2 - 1, "sample_id": [f"s{i}" for i in range(n)]}
+    return video_batch((24, 32), n, seed)   # a 3:4 reference: the call's bucket is SIZE
 
 
 @pytest.fixture(scope="module")
@@ -182,17 +180,10 @@ def test_predict_x0_is_the_trajectorys_denoised_latent(prompt_file, guidance):
 
 
 def _overrides(tmp_path, *extra):
-    return [f"paths.data_dir={tmp_path / 'data'}", f"run_dir={tmp_path / 'run'}", "model=diffusers-video-tiny",
-            f"model.pipeline={PIPELINE}", "model.image_size=[12,16]", "sampler.num_steps=2", "data.limit=2",
-            "data.batch_size=1", "data.toy.n_train=2", "data.toy.n_test=2", "trainer.enable_progress_bar=false",
-            *extra]
+    return attribute_overrides(tmp_path, f"model.pipeline={PIPELINE}", "model.image_size=[12,16]", *extra)
 
 
-CHECKS = ["evaluator_set=none", "+evaluator@evaluators.faithfulness=faithfulness", "evaluators.faithfulness.samples=1",
-          "evaluators.faithfulness.fractions=[0.0,0.5,1.0]", "evaluators.faithfulness.random_orders=1",
-          "evaluators.faithfulness.n_bootstrap=100", "+evaluator@evaluators.randomization=randomization",
-          "evaluators.randomization.samples=1", "evaluators.randomization.modes=[cascading]",
-          "evaluators.randomization.max_stages=2"]
+CHECKS = VIDEO_CHECKS
 
 
 def test_attribute_saves_video_maps_and_the_video_evaluators_run(tmp_path, prompt_file):
