@@ -6,6 +6,10 @@ Cells (fp32, random weights, one denoising step per run):
   FLUX-like "cpu" (2,112 tokens), one relation, I2AM, image:reference        target <= 1.05x
   FLUX-like "cpu", one relation, share, image:reference                      target <= 1.10x
   FLUX-like "cpu", every relation, both normalisations                       target <= 1.20x
+``--flux flux1`` times the three FLUX cells at FLUX.1's own width instead (24 heads x 128, one double-stream block)
+on a FLUX.1 Kontext 1024x1024 edit (512 text + 4,096 generated + 4,096 reference tokens), without the UNet cell: the
+"cpu" stand-in keeps 4 heads, which shrinks the model's linear layers (width squared) far more than the capture's
+generated x reference logits (width), so the capture's share there is about 3 times FLUX.1's at 1024x1024.
 Each model's plain run and its captures are interleaved (``--repeats`` >= 11 pairs after a warm-up); the ratio is the
 median (IQR) of the paired ratios. Each cell is also profiled ``--profiles`` times: i2am's own operations as a share
 s of all operator time (the attention kernel the capture's pass-through runs counts as the model's), with the ratio
@@ -15,6 +19,7 @@ it implies, 1 / (1 - s), which is steadier than the paired ratios on a loaded ma
   python benchmarks/capture_targets.py --docs          # ... and rewrite the table in docs/results.md
   python benchmarks/capture_targets.py --profile-only  # the profiler shares alone (no timed pairs)
   python benchmarks/capture_targets.py --threads 1     # one torch thread (the capture then tiles large blocks)
+  python benchmarks/capture_targets.py --flux flux1 --docs   # the FLUX cells at FLUX.1 width, about 20 minutes
   python benchmarks/capture_targets.py --dry-run       # tiny models, 2 pairs, 1 profile: the script runs
 """
 from __future__ import annotations
@@ -42,14 +47,18 @@ from i2am.engine import AttributionCapture, CaptureConfig
 from i2am.engine.joint import JointAttentionCapture
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "results.md"
-DOC_BLOCK = "bench-capture-targets"
+DOC_BLOCKS = {"cpu": "bench-capture-targets", "flux1": "bench-capture-targets-flux1"}
 UNET_TOKENS, UNET_GRID = 1036, (37, 28)
+FLUX_MODELS = {   # --flux -> (the model's name in the table, _models.flux arguments; the dry run's overrides)
+    "cpu": ("FLUX-like", dict(size="cpu")),
+    "flux1": ("FLUX.1 width, 1 double block, Kontext 1024²", dict(size="flux1", layers=1, single=0)),
+}
+DRY_RUN = dict(layers=1, single=1, grid=8, text=8, heads=2)
 FLUX_CELLS = {   # cell -> (JointAttentionCapture keywords, target)
-    "FLUX-like, one relation, I2AM, `image:reference`": (
-        dict(relations=("image:reference",), normalisations=("i2am",)), 1.05),
-    "FLUX-like, one relation, `share`, `image:reference`": (
-        dict(relations=("image:reference",), normalisations=("share",)), 1.10),
-    "FLUX-like, every relation, both normalisations": ({}, 1.20),
+    "one relation, I2AM, `image:reference`": (dict(relations=("image:reference",), normalisations=("i2am",)), 1.05),
+    "one relation, `share`, `image:reference`": (dict(relations=("image:reference",), normalisations=("share",)),
+                                                 1.10),
+    "every relation, both normalisations": ({}, 1.20),
 }
 UNET_CELL, UNET_TARGET = "UNet SD-1.5 size, 1,036 tokens, R2G + G2R + SRAM", 1.12
 
@@ -69,8 +78,9 @@ def unet_runs(dry_run: bool) -> dict:
     return {"plain": lambda: unet_steps(model, x, ctx, 1), UNET_CELL: captured}
 
 
-def flux_runs(dry_run: bool) -> dict:
-    model, s = flux("cpu", **(dict(layers=1, single=1, grid=8, text=8) if dry_run else {}))
+def flux_runs(which: str, dry_run: bool) -> dict:
+    name, arguments = FLUX_MODELS[which]
+    model, s = flux(**{**arguments, **(DRY_RUN if dry_run else {})})
     x = flux_inputs(model, s, reference=True)
 
     def captured(keywords):
@@ -80,7 +90,7 @@ def flux_runs(dry_run: bool) -> dict:
         return run
 
     runs = {"plain": lambda: flux_steps(model, x, 1)}
-    runs.update({cell: captured(keywords) for cell, (keywords, _) in FLUX_CELLS.items()})
+    runs.update({f"{name}, {cell}": captured(keywords) for cell, (keywords, _) in FLUX_CELLS.items()})
     return runs
 
 
@@ -122,7 +132,9 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
     ap.add_argument("--profile-only", action="store_true", help="the profiler shares alone, no timed pairs")
     ap.add_argument("--dry-run", action="store_true", help="tiny models, 2 pairs, 1 profile (checks the script)")
-    ap.add_argument("--docs", action="store_true", help=f"rewrite the {DOC_BLOCK} block of docs/results.md")
+    ap.add_argument("--flux", choices=sorted(FLUX_MODELS), default="cpu",
+                    help="cpu: the FLUX-like stand-in, with the UNet cell (default); flux1: FLUX.1 width, FLUX cells")
+    ap.add_argument("--docs", action="store_true", help="rewrite the --flux choice's block of docs/results.md")
     args = ap.parse_args()
     if args.dry_run and args.docs:
         ap.error("--docs with --dry-run would write tiny-model figures into the docs")
@@ -134,9 +146,11 @@ def main():
     threads = pin_threads(args.threads)
     torch.set_grad_enabled(False)
     load_before = machine_load()
-    results = measure(unet_runs(args.dry_run), args.repeats, args.profiles, args.profile_only)
-    results.update(measure(flux_runs(args.dry_run), args.repeats, args.profiles, args.profile_only))
-    targets = {UNET_CELL: UNET_TARGET, **{cell: target for cell, (_, target) in FLUX_CELLS.items()}}
+    results = {} if args.flux != "cpu" else measure(unet_runs(args.dry_run), args.repeats, args.profiles,
+                                                      args.profile_only)
+    results.update(measure(flux_runs(args.flux, args.dry_run), args.repeats, args.profiles, args.profile_only))
+    name = FLUX_MODELS[args.flux][0]
+    targets = {UNET_CELL: UNET_TARGET, **{f"{name}, {cell}": target for cell, (_, target) in FLUX_CELLS.items()}}
     timed = "profiler shares only" if args.profile_only else f"{args.repeats} interleaved pairs after a warm-up"
     head = (f"{'Tiny models (dry run), ' if args.dry_run else ''}cpu, fp32, one step per run, {timed}, "
             f"{args.profiles} profiled runs per cell, {threads} pinned torch threads, torch {torch.__version__}; "
@@ -144,8 +158,8 @@ def main():
     text = head + "\n\n" + table(results, targets)
     print(text)
     if args.docs:
-        write_doc_block(DOC, DOC_BLOCK, text)
-        print(f"wrote the {DOC_BLOCK} block of {DOC}")
+        write_doc_block(DOC, DOC_BLOCKS[args.flux], text)
+        print(f"wrote the {DOC_BLOCKS[args.flux]} block of {DOC}")
 
 
 if __name__ == "__main__":

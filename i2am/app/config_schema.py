@@ -63,6 +63,7 @@ class CaptureSchema:
     sram_layers: Any = "auto"           # "auto" or a list of layer names
     cfg_layout: CfgLayout = CfgLayout.auto
     chunk_budget: int = field(default=2**26, metadata=at_least(1))
+    one_pass_budget: int = field(default=2**29, metadata=at_least(1))   # a block formed whole to save a 2nd pass
     kernel_stats: bool = True           # false: recompute the share log-sum-exp instead of reading the kernel's
     r2g_grid: list[int] | None = None
     g2r_grid: list[int] | None = None

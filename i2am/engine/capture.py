@@ -465,7 +465,7 @@ class AttributionCapture:
             if lk == 1:
                 scores = {"r2g": r2g_single_token(q, k, scale)} if "r2g" in dirs else {}
             else:
-                chunk = max(1, self.cfg.chunk_budget // (batch * heads * lk))
+                chunk = self.cfg.query_chunk(batch, heads, lq, lk, columns_first="r2g" in dirs)
                 frames = self._frames(state)
                 if frames > 1 and (want_g2r or want_sram):
                     lse = None   # a video's G2R per frame is summed from the logits (spatial_scores)

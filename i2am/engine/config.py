@@ -32,6 +32,11 @@ class CaptureConfig:
     chunk_budget: the most logits (batch x heads x queries x tokens) materialised at once for spatial tokens; the
         query axis is split into chunks that fit (64 Mi floats = 256 MiB fp32 by default). A capture holds one
         buffer as large as its largest block while it is entered.
+    one_pass_budget: the most logits of a block formed whole, all its queries at once, when a reading needs every
+        query's column sums before any row's score (R2G, the softmax over queries, with the I2AM normalisation):
+        over several chunks each such block is formed twice, once for the column sums and once for the scores
+        (512 Mi floats = 2 GiB fp32 by default, which holds FLUX.1 Kontext's 1024x1024 generated x reference block
+        of 24 heads; set it to ``chunk_budget`` to keep every block within that).
     kernel_stats: the key softmaxes of the scores (UNet cross-attention, both normalisations of joint attention and
         its routes) are normalised by each query's log-sum-exp: True (default) takes it from the attention kernel's
         own statistics where the backend exposes them (aten's flash / memory-efficient SDPA ops), False forces
@@ -48,6 +53,7 @@ class CaptureConfig:
     sram_layers: Sequence[str] = ()
     cfg_layout: str | Sequence[str] = "auto"
     chunk_budget: int = 2**26
+    one_pass_budget: int = 2**29
     kernel_stats: bool = True
     r2g_grid: tuple[int, int] | None = None
     g2r_grid: tuple[int, int] | None = None
@@ -74,6 +80,8 @@ class CaptureConfig:
                              f"got num_steps={self.num_steps}, time_groups={self.time_groups}")
         if self.chunk_budget < 1:
             raise ValueError(f"CaptureConfig.chunk_budget must be >= 1, got {self.chunk_budget}")
+        if self.one_pass_budget < 1:
+            raise ValueError(f"CaptureConfig.one_pass_budget must be >= 1, got {self.one_pass_budget}")
         self.sram_layers = tuple(self.sram_layers)
         if not isinstance(self.layers, str):
             self.layers = tuple(self.layers)
@@ -85,6 +93,15 @@ class CaptureConfig:
     def layout_at(self, step: int) -> str:
         """The configured CFG layout of one step ("auto" = the one of the call in progress)."""
         return self.cfg_layout if isinstance(self.cfg_layout, str) else self.cfg_layout[step]
+
+    def query_chunk(self, batch: int, heads: int, queries: int, keys: int, *, columns_first: bool = False) -> int:
+        """Queries per logits block of a [batch, heads, queries, keys] score: as many as ``chunk_budget`` logits
+        hold, or all of them when ``columns_first`` (the reading needs every query's column sums first) and the
+        whole block fits ``one_pass_budget``."""
+        per_query = batch * heads * max(keys, 1)
+        if columns_first and per_query * queries <= self.one_pass_budget:
+            return max(queries, 1)
+        return max(1, self.chunk_budget // per_query)
 
     def time_group(self, step: int) -> int:
         return step * self.time_groups // self.num_steps

@@ -28,3 +28,12 @@ def test_dry_run_figures_never_reach_the_docs():
     done = subprocess.run([sys.executable, SCRIPT, "--dry-run", "--docs"], cwd=REPO, capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 2 and "--docs with --dry-run" in done.stderr
+
+
+def test_dry_run_at_flux1_width_prints_the_three_flux_cells_without_the_unet():
+    done = subprocess.run([sys.executable, SCRIPT, "--dry-run", "--flux", "flux1"], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| ") and "x (IQR" in line]
+    assert [re.split(r" \| ", row)[1] for row in rows] == ["<= 1.05x", "<= 1.10x", "<= 1.20x"]
+    assert all("FLUX.1 width" in row for row in rows)

@@ -237,7 +237,8 @@ def test_clear_errors(unet):
 def test_query_chunking_does_not_change_the_maps(unet):
     x, ctx = inputs(2, seed=6)
     whole = capture(unet, x, ctx, sram_layers=(SRAM_LAYER,)).maps()
-    chunked = capture(unet, x, ctx, sram_layers=(SRAM_LAYER,), chunk_budget=2 * 4 * 48 * 5).maps()  # 5 queries/chunk
+    chunked = capture(unet, x, ctx, sram_layers=(SRAM_LAYER,), chunk_budget=2 * 4 * 48 * 5,
+                      one_pass_budget=2 * 4 * 48 * 5).maps()  # 5 queries/chunk
     for key in whole.raw:
         torch.testing.assert_close(chunked.raw[key], whole.raw[key], rtol=1e-5, atol=1e-7, msg=key)
 

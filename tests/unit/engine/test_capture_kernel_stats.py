@@ -44,7 +44,7 @@ def test_kernel_statistics_and_recomputation_give_equal_maps(unet, case, caplog)
     region = None
     if case != "plain":   # stacked CFG [uncond, cond], query chunks of 8 positions, a region-weighted G2R
         x, ctx = torch.cat([x, x]), torch.cat([_inputs(2, 48, seed=1)[1], ctx])
-        cfg.update(cfg_layout="uncond_cond", chunk_budget=8 * 2 * 2 * 48)
+        cfg.update(cfg_layout="uncond_cond", chunk_budget=8 * 2 * 2 * 48, one_pass_budget=8 * 2 * 2 * 48)
         region = torch.zeros(2, 1, 8, 8)
         region[0, :, 2:6] = 1
         region[1, :, :, 4:] = 1

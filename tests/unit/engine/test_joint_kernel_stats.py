@@ -19,7 +19,7 @@ from i2am.adapters.text_routing import (
     planted_patches,
     routing_inputs,
 )
-from i2am.engine import CaptureConfig
+from i2am.engine import CaptureConfig, scores
 from i2am.engine.joint import JointAttentionCapture, find_blocks
 from i2am.engine.kernel_stats import KERNEL_LSE, RECOMPUTED, attention_with_lse
 
@@ -142,12 +142,50 @@ def test_chunked_region_masked_shares_agree():
     with torch.no_grad():
         plain = transformer(**inputs)[0]
     sram = ["transformer_blocks.0.attn"]
-    out, kernel = _capture(transformer, inputs, region, chunk_budget=64, sram_layers=sram)
+    out, kernel = _capture(transformer, inputs, region, chunk_budget=64, one_pass_budget=64,
+                           sram_layers=sram)
     _, recomputed = _capture(transformer, inputs, region, kernel_stats=False, sram_layers=sram)
     assert torch.equal(out, plain)
     assert (kernel.stats_path, recomputed.stats_path) == (KERNEL_LSE, RECOMPUTED)
     for key, value in recomputed.maps().raw.items():
         torch.testing.assert_close(kernel.maps().raw[key], value, rtol=RTOL, atol=ATOL, msg=key)
+
+
+def test_r2g_block_formed_whole_within_one_pass_budget(monkeypatch):
+    """With query chunks of a few queries (chunk_budget 64), I2AM's R2G needs every key's column sums before any
+    row's score, so each chunk's logits are formed twice; a one_pass_budget that holds the whole block forms it once.
+    Equal maps either way (fp32 sums in another order), output unchanged."""
+    transformer = toy.pipeline("FluxKontextPipeline").transformer
+    inputs = kontext_inputs(transformer, 2, seed=1)
+    formed = []
+    mass_tiles = scores._mass_tiles
+
+    def counting(a, kt, lse, bias, part, block, step):
+        formed.append(part.stop - part.start)
+        yield from mass_tiles(a, kt, lse, bias, part, block, step)
+
+    monkeypatch.setattr(scores, "_mass_tiles", counting)
+    runs = {}
+    for budget in (64, 2**29):
+        formed.clear()
+        out, capture = _capture(transformer, inputs, chunk_budget=64, one_pass_budget=budget,
+                                sram_layers=["transformer_blocks.0.attn"])
+        runs[budget] = out, capture.maps(), sum(formed), len(formed)
+    (out_two, two, queries_two, blocks_two), (out_one, one, queries_one, blocks_one) = runs[64], runs[2**29]
+    assert torch.equal(out_one, out_two)
+    assert queries_two == 2 * queries_one and blocks_two > 2 * blocks_one   # every query's logits formed twice
+    for key, value in two.raw.items():
+        torch.testing.assert_close(one.raw[key], value, rtol=RTOL, atol=ATOL, msg=key)
+
+
+def test_query_chunk():
+    cfg = CaptureConfig(chunk_budget=1000, one_pass_budget=10_000)
+    assert cfg.query_chunk(2, 5, 300, 10) == 10                               # 100 logits per query
+    assert cfg.query_chunk(2, 5, 100, 10, columns_first=True) == 100          # 10,000 logits: one block
+    assert cfg.query_chunk(2, 5, 101, 10, columns_first=True) == 10           # one more query: chunks again
+    assert cfg.query_chunk(1, 1, 5, 5000, columns_first=False) == 1           # a query above the budget: one
+    with pytest.raises(ValueError, match="one_pass_budget"):
+        CaptureConfig(one_pass_budget=0)
 
 
 def test_backend_without_statistics_falls_back_and_says_so(caplog):

@@ -64,7 +64,8 @@ def _naive(calls, text, gen, ref):
 def _run(model, inputs, context, region=None):
     """A route capture (small chunks) of one call with ``context()`` entered inside it, and the recorded q/k."""
     blocks = [b.name for b in find_blocks(model)]
-    capture = JointAttentionCapture(model, CaptureConfig(num_steps=1, chunk_budget=3000, sram_layers=[blocks[1]]),
+    capture = JointAttentionCapture(model, CaptureConfig(num_steps=1, chunk_budget=3000, one_pass_budget=3000,
+                                                         sram_layers=[blocks[1]]),
                                     normalisations=("share",), routes=("twohop", "rollout"))
     capture.set_region_mask(region)
     recorder, hooks = _Recorder(), Hooks("test")
@@ -193,7 +194,8 @@ def test_routes_from_the_kernels_log_sum_exp_equal_the_recomputed(chunk_budget):
         plain = generated_output(model, inputs)
     maps, paths = {}, {}
     for kernel in (True, False):
-        cfg = CaptureConfig(num_steps=1, chunk_budget=chunk_budget, kernel_stats=kernel, sram_layers=sram)
+        cfg = CaptureConfig(num_steps=1, chunk_budget=chunk_budget, one_pass_budget=chunk_budget, kernel_stats=kernel,
+                            sram_layers=sram)
         capture = JointAttentionCapture(model, cfg, routes=("twohop", "rollout"))
         with torch.no_grad(), capture:
             assert torch.equal(generated_output(model, inputs), plain)

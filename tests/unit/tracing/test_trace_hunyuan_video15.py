@@ -57,7 +57,7 @@ def _relations(normalisation: str) -> list[str]:
 def test_trace_equals_the_naive_reference_of_the_blocks_q_and_k(pipe, normalisation, kernel_stats, chunk_budget):
     """chunk_budget 200: 1 to 3 generated queries per chunk (2 samples x 2 heads x the keys), so chunks cut across
     the 12-cell frames."""
-    budget = {} if chunk_budget is None else {"chunk_budget": chunk_budget}
+    budget = {} if chunk_budget is None else {"chunk_budget": chunk_budget, "one_pass_budget": chunk_budget}
     with Recorder(pipe.transformer) as recorder, \
             i2am.trace(pipe, CaptureConfig(kernel_stats=kernel_stats, **budget)) as tr:
         _call(pipe, batch=2)

@@ -198,7 +198,8 @@ def test_batch_invariance_and_chunking():
     with big, torch.no_grad():
         transformer(**inputs)
     batched = big.maps()
-    small = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1, chunk_budget=64))
+    small = JointAttentionCapture(transformer, CaptureConfig(num_steps=1, time_groups=1, chunk_budget=64,
+                                                                     one_pass_budget=64))
     for i in range(3):
         single = {k: (v[i:i + 1] if torch.is_tensor(v) and v.dim() and v.shape[0] == 3 else v)
                   for k, v in inputs.items()}
