@@ -78,14 +78,16 @@ def unet_runs(dry_run: bool) -> dict:
     return {"plain": lambda: unet_steps(model, x, ctx, 1), UNET_CELL: captured}
 
 
-def flux_runs(which: str, dry_run: bool) -> dict:
+def flux_runs(which: str, dry_run: bool, one_pass_budget: int | None = None) -> dict:
     name, arguments = FLUX_MODELS[which]
     model, s = flux(**{**arguments, **(DRY_RUN if dry_run else {})})
     x = flux_inputs(model, s, reference=True)
 
     def captured(keywords):
         def run():
-            with JointAttentionCapture(model, CaptureConfig(num_steps=1, time_groups=1), **keywords):
+            cfg = CaptureConfig(num_steps=1, time_groups=1, **({} if one_pass_budget is None else
+                                                                 dict(one_pass_budget=one_pass_budget)))
+            with JointAttentionCapture(model, cfg, **keywords):
                 flux_steps(model, x, 1)
         return run
 
@@ -134,8 +136,13 @@ def main():
     ap.add_argument("--dry-run", action="store_true", help="tiny models, 2 pairs, 1 profile (checks the script)")
     ap.add_argument("--flux", choices=sorted(FLUX_MODELS), default="cpu",
                     help="cpu: the FLUX-like stand-in, with the UNet cell (default); flux1: FLUX.1 width, FLUX cells")
+    ap.add_argument("--one-pass-budget", type=int, default=None,
+                    help="CaptureConfig.one_pass_budget of the FLUX captures (default: its default; 67108864, the "
+                         "chunk_budget, forms a block of several chunks twice where R2G needs its column sums)")
     ap.add_argument("--docs", action="store_true", help="rewrite the --flux choice's block of docs/results.md")
     args = ap.parse_args()
+    if args.docs and args.one_pass_budget is not None:
+        ap.error("--docs with --one-pass-budget: the docs' tables are of the default configuration")
     if args.dry_run and args.docs:
         ap.error("--docs with --dry-run would write tiny-model figures into the docs")
     if args.dry_run:
@@ -148,7 +155,8 @@ def main():
     load_before = machine_load()
     results = {} if args.flux != "cpu" else measure(unet_runs(args.dry_run), args.repeats, args.profiles,
                                                       args.profile_only)
-    results.update(measure(flux_runs(args.flux, args.dry_run), args.repeats, args.profiles, args.profile_only))
+    flux_cells = flux_runs(args.flux, args.dry_run, args.one_pass_budget)
+    results.update(measure(flux_cells, args.repeats, args.profiles, args.profile_only))
     name = FLUX_MODELS[args.flux][0]
     targets = {UNET_CELL: UNET_TARGET, **{f"{name}, {cell}": target for cell, (_, target) in FLUX_CELLS.items()}}
     timed = "profiler shares only" if args.profile_only else f"{args.repeats} interleaved pairs after a warm-up"
