@@ -1,8 +1,8 @@
 """What every ``model=diffusers`` image-to-video adapter shares (``VideoPipelineAdapter``): the dataset's
 ``reference`` as the pipeline's ``image``, a fixed text embedding, one reference per call (``data.batch_size=1``),
 sampling through the pipeline's own call, the settings it refuses, and the capture whose maps carry the video's
-compression ratios. The families (``wan``, ``i2vgen_xl``) say what their pipeline's call, layers, knockout and
-latents are."""
+compression ratios. The families (``transformer`` with its pipelines ``wan``, ``ltx2``, ``hunyuan_video15``;
+``folded`` with ``i2vgen_xl``, ``svd``) say what their pipeline's call, layers, knockout and latents are."""
 from __future__ import annotations
 
 import torch
@@ -12,6 +12,10 @@ from i2am.adapters._checkpoint import CheckpointError
 from i2am.adapters.diffusers.dit._base import check_own_call_settings, one_reference, pil_image
 from i2am.engine.capture import AttributionCapture
 from i2am.engine.layers import LayerSpec
+
+
+class StepDone(Exception):
+    """Stops a pipeline call once its first step's denoiser calls have run (the adapters' ``predict_x0``)."""
 
 
 class VideoCapture(AttributionCapture):

@@ -1,5 +1,5 @@
 """``model=diffusers`` for HunyuanVideo-1.5 image-to-video (``HunyuanVideo15ImageToVideoPipeline``):
-``WanVideoAdapter``'s mechanisms (the pipeline's own call, the step report, the refusals) on a joint-attention
+``TransformerVideoAdapter``'s mechanisms (the pipeline's own call, the step report, the refusals) on a joint-attention
 transformer, captured by ``JointAttentionCapture`` (as the diffusion-transformer editors are) with the frame axis.
 
 What differs from Wan 2.1: the video, the reference's SigLIP tokens ("image:reference"), the prompt's text tokens
@@ -26,7 +26,8 @@ from dataclasses import replace
 import torch
 
 from i2am.adapters.diffusers.dit._base import report_steps_through_scheduler
-from i2am.adapters.diffusers.video.wan import WanVideoAdapter, _StepDone
+from i2am.adapters.diffusers.video.base import StepDone
+from i2am.adapters.diffusers.video.transformer import TransformerVideoAdapter
 from i2am.engine.hooks import Hooks
 from i2am.engine.joint import JointAttentionCapture, find_blocks
 from i2am.engine.joint_knockout import JointTokenKnockout
@@ -48,7 +49,7 @@ class JointVideoCapture(JointAttentionCapture):
         return maps
 
 
-class HunyuanVideo15Adapter(WanVideoAdapter):
+class HunyuanVideo15Adapter(TransformerVideoAdapter):
     """``HunyuanVideo15ImageToVideoPipeline`` (module docstring)."""
 
     pipeline_class = "HunyuanVideo15ImageToVideoPipeline"
@@ -87,10 +88,6 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
     def patch(self) -> tuple[int, int, int]:
         config = self.transformer.config
         return int(config.patch_size_t), int(config.patch_size), int(config.patch_size)
-
-    def video_meta(self) -> dict:
-        patch_t, _, patch = self.patch
-        return {"temporal_ratio": self.temporal_ratio * patch_t, "spatial_ratio": self.spatial_ratio * patch}
 
     def _set_prompt_embeds(self, prompt_embeds: str | None) -> None:
         """Buffers ``prompt_embeds``, ``prompt_embeds_mask``, ``prompt_embeds_2``, ``prompt_embeds_mask_2`` and their
@@ -160,11 +157,14 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
     def knockout(self, layers=None) -> JointTokenKnockout:
         return JointTokenKnockout(self.transformer, relation="image:reference", layers=layers)
 
+    def conditioning_stages(self) -> list[tuple[str, list]]:
+        """Its SigLIP image encoder."""
+        return [("image_encoder", [self.image_encoder])]
 
     # ---- the pipeline's call ---------------------------------------------------------------------------------
     @torch.no_grad()
     def run_loop(self, inputs, sampler, callback=None) -> torch.Tensor:
-        """``WanVideoAdapter.run_loop`` with the guider's ``guidance_scale`` set to the run's guidance."""
+        """``TransformerVideoAdapter.run_loop`` with the guider's ``guidance_scale`` set to the run's guidance."""
         with Hooks("guidance") as hooks:
             self._set_guidance(hooks, sampler.settings(self)["guidance"])
             return super().run_loop(inputs, sampler, callback=callback)
@@ -203,7 +203,7 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
 
         def stop(model_output, timestep, sample, **kwargs):
             velocity.append(model_output)
-            raise _StepDone
+            raise StepDone
 
         try:
             with Hooks("predict_x0") as hooks:
@@ -212,7 +212,7 @@ class HunyuanVideo15Adapter(WanVideoAdapter):
                 hooks.replace(self.pipe.scheduler, "step", stop)
                 self.pipe(**self._call_kwargs(inputs, {"guidance": guidance}), latents=x.to(self.dtype),
                           num_inference_steps=1, output_type="latent", return_dict=False)
-        except _StepDone:
+        except StepDone:
             pass
         return x - sigma * velocity[0].to(x.dtype)
 

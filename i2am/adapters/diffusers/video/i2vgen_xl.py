@@ -24,17 +24,13 @@ import torch
 
 from i2am.adapters._base import DenoiseInputs, sample_ids
 from i2am.adapters.diffusers.dit._prompts import read_prompt_embeds
-from i2am.adapters.diffusers.video.base import negative_of
+from i2am.adapters.diffusers.video.base import StepDone, negative_of
 from i2am.adapters.diffusers.video.folded import FoldedFramesAdapter
 from i2am.data import schema
 from i2am.engine.hooks import Hooks
 from i2am.sampling.sampler import sample_seed
 
 I2VGEN_TEXT_TOKENS = 77   # the CLIP tokenizer's padded prompt length
-
-
-class _StepDone(Exception):
-    """Stops a pipeline call once the UNet call of its first step has run (``predict_x0``)."""
 
 
 class I2VGenXLAdapter(FoldedFramesAdapter):
@@ -114,7 +110,7 @@ class I2VGenXLAdapter(FoldedFramesAdapter):
 
         def stop(module, args, output):
             outputs.append(output[0] if isinstance(output, tuple) else output.sample)
-            raise _StepDone
+            raise StepDone
 
         try:
             with Hooks("predict_x0") as hooks:
@@ -123,7 +119,7 @@ class I2VGenXLAdapter(FoldedFramesAdapter):
                 hooks.hook(self.unet, stop)
                 self.pipe(**self._call_kwargs(inputs, {"guidance": guidance}), latents=x.to(self.dtype),
                           num_inference_steps=1, output_type="latent", return_dict=False)
-        except _StepDone:
+        except StepDone:
             pass
         output = outputs[0]
         if self.pipe.do_classifier_free_guidance:

@@ -1,5 +1,6 @@
-"""``model=diffusers`` for LTX-2 image-to-video (``LTX2ImageToVideoPipeline``): ``WanVideoAdapter``'s mechanisms
-(the pipeline's own call, the capture of one relation, the step callback, the refusals) on LTX-2's transformer.
+"""``model=diffusers`` for LTX-2 image-to-video (``LTX2ImageToVideoPipeline``): ``TransformerVideoAdapter``'s
+mechanisms (the pipeline's own call, the capture of one relation, the step callback, the refusals) on LTX-2's
+transformer.
 
 What differs from Wan 2.1: the reference is no separate conditioning but the clean latent frame 0 of the video
 tokens, which the generated frames 1..F-1 read through every block's video self-attention (relation
@@ -23,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from i2am.adapters.diffusers.dit._prompts import read_negative_embeds, read_prompt_embeds, read_prompt_mask
-from i2am.adapters.diffusers.video.wan import WanVideoAdapter
+from i2am.adapters.diffusers.video.transformer import TransformerVideoAdapter
 from i2am.engine.frame_knockout import ReferenceFrameKnockout
 from i2am.engine.hooks import Hooks
 from i2am.engine.layers import LayerSpec
@@ -32,13 +33,18 @@ from i2am.engine.ltx2_layers import GENERATED_FRAMES, latent_grid, ltx2_layer_sp
 LTX2_TEXT_TOKENS = 1024   # encode_prompt pads the prompt to max_sequence_length=1024
 
 
-class LTX2VideoAdapter(WanVideoAdapter):
+class LTX2VideoAdapter(TransformerVideoAdapter):
     """``LTX2ImageToVideoPipeline`` (module docstring)."""
 
     pipeline_class = "LTX2ImageToVideoPipeline"
     blocks_attr = "transformer_blocks"
     predicts_x0 = False
     packed_latent_grid = staticmethod(latent_grid)
+
+    def __init__(self, pipe, size: str = "full", guidance: float | None = None, image_size=(512, 768),
+                 num_frames: int = 121, num_steps: int = 30, relation: str | None = None,
+                 prompt_embeds: str | None = None):
+        super().__init__(pipe, size, guidance, image_size, num_frames, num_steps, relation, prompt_embeds)
 
     def layer_specs(self) -> list[LayerSpec]:
         return ltx2_layer_specs(self.transformer)
@@ -76,7 +82,7 @@ class LTX2VideoAdapter(WanVideoAdapter):
                     negative_prompt_attention_mask=mask)
 
     def call_options(self) -> dict:
-        return {"num_frames": self.num_frames, "image_crf": 0}
+        return {**super().call_options(), "image_crf": 0}
 
     def call_image(self, image, n: int):
         return [image] * n   # the pipeline encodes one image per row
