@@ -101,86 +101,180 @@ def segment_scores(q: torch.Tensor, k: torch.Tensor, scale: float, lse: torch.Te
     if lq % frames:
         raise ValueError(f"{lq} queries do not split into {frames} frames of equal size")
     a, kt = q.float() * scale, k.float().transpose(-1, -2)
+
+    def tiles():
+        return _probability_tiles(a, kt, lse, bias, chunk, tile, workspace)
+
+    readings: list[_Reading] = []
+    if share:
+        readings.append(_Share(r2g, g2r, sram, frames, lq))
+    if own:
+        own_r2g = None
+        if r2g:
+            kept = None if bias is None else (bias == 0)[:, None, :]                    # [B, 1, Lk]
+            e = torch.exp(lse - lse.amax(-1, keepdim=True))                              # [..., Lq]
+            own_r2g = _OwnR2G.columns_first(tiles(), e, kept) if lq > chunk else _OwnR2G(e, kept)
+        readings.append(_Own(own_r2g, whole_rows, g2r, sram, frames, lq))
+    for sub, probs in tiles():
+        weight = None if query_weight is None else query_weight[..., sub]
+        row_mass = None if whole_rows and not share else probs.sum(-1)   # Σ_i P[j, i]: [..., c]
+        weight_rows = {}   # name -> [..., n, c]: each reading's rows of this tile's one column-sum matmul
+        for reading in readings:
+            weight_rows |= reading.take(sub, probs, weight, row_mass)
+        column_sums = _column_sums(probs, weight_rows)
+        for reading in readings:
+            reading.add(column_sums)
+    return {reading.name: reading.scores() for reading in readings}
+
+
+class _Reading:
+    """One reading of P, gathered tile by tile (``take``): R2G and SRAM a part per tile, G2R the sum of the tiles'
+    column sums (``add``) of the weight rows it names after itself."""
+
+    name: str   # in the readings segment_scores returns, and of its G2R weight rows
+
+    def __init__(self, r2g: bool, g2r: bool, sram: bool, frames: int, lq: int):
+        self.r2g, self.g2r, self.sram, self.frames, self.lq = r2g, g2r, sram, frames, lq
+        self.r2g_parts: list[torch.Tensor] = []
+        self.sram_parts: list[torch.Tensor] = []
+        self.g2r_sum = 0
+
+    def take(self, sub: slice, probs: torch.Tensor, weight: torch.Tensor | None,
+             row_mass: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        """Keeps what the tile ``probs`` of the queries ``sub`` (their weights ``weight``, row masses ``row_mass``)
+        gives at once; returns the weight rows (``_column_sums``) of the column sums it needs from the tile."""
+        raise NotImplementedError
+
+    def g2r_rows(self, weight: torch.Tensor | None, sub: slice, probs: torch.Tensor) -> dict:
+        return {self.name: frame_weights(weight, self.frames, sub, self.lq, probs)} if self.g2r else {}
+
+    def add(self, column_sums: dict[str, torch.Tensor]) -> None:
+        if self.g2r:   # one row per frame
+            column = column_sums[self.name]
+            self.g2r_sum = self.g2r_sum + (column[..., 0, :] if self.frames == 1 else column)
+
+    def scores(self) -> dict[str, torch.Tensor] | None:
+        scores = {}
+        if self.r2g:
+            scores["r2g"] = torch.cat(self.r2g_parts, dim=-1)
+        if self.g2r:
+            scores["g2r"] = self.g2r_sum
+        if self.sram:
+            scores["sram"] = torch.cat(self.sram_parts, dim=-2)
+        return scores
+
+
+class _Share(_Reading):
+    """P itself: each query's mass on these keys out of its whole row."""
+
+    name = "share"
+
+    def take(self, sub, probs, weight, row_mass):
+        if self.r2g:
+            self.r2g_parts.append(row_mass)
+        if self.sram:
+            self.sram_parts.append(probs.mean(-3))
+        return self.g2r_rows(weight, sub, probs)
+
+
+class _Own(_Reading):
+    """The softmaxes over these keys alone (``spatial_scores``) from P: G2R and SRAM divide each row P[j, :] by its
+    mass r_j (1 when ``whole_rows``); R2G is ``_OwnR2G``. ``scores`` is None when fp32 would lose entries of P / r (a
+    row mass below 1e-25) or of R2G."""
+
+    name = "own"
+
+    def __init__(self, own_r2g: _OwnR2G | None, whole_rows: bool, g2r: bool, sram: bool, frames: int, lq: int):
+        super().__init__(own_r2g is not None, g2r, sram, frames, lq)
+        self.own_r2g, self.whole_rows = own_r2g, whole_rows
+        self.smallest_rows: list[torch.Tensor] = []   # each tile's least row mass, checked once at the end
+
+    def take(self, sub, probs, weight, row_mass):
+        rows = {} if self.own_r2g is None else self.own_r2g.take(sub, probs)
+        if self.whole_rows:
+            row_mass = None
+        elif self.g2r or self.sram:
+            self.smallest_rows.append(row_mass.amin())
+        if self.g2r:   # G2R: 1 / r_j folded into the query weights
+            own_weight = weight if row_mass is None else (1.0 / row_mass if weight is None else weight / row_mass)
+            rows |= self.g2r_rows(own_weight, sub, probs)
+        if self.sram:   # the SRAM needs the normalised rows themselves
+            self.sram_parts.append((probs if row_mass is None else probs / row_mass[..., None]).mean(-3))
+        return rows
+
+    def add(self, column_sums):
+        if self.own_r2g is not None:
+            self.own_r2g.add(column_sums)
+        super().add(column_sums)
+
+    def scores(self):
+        if self.own_r2g is not None:
+            self.r2g_parts = self.own_r2g.finish()
+            if self.r2g_parts is None:
+                return None
+        if self.smallest_rows and not bool(torch.stack(self.smallest_rows).amin() > _SMALLEST_COLUMN):
+            return None
+        return super().scores()
+
+
+class _OwnR2G:
+    """The own reading's R2G, e_j Σ_i P[j, i] t_i with e_j = exp(lse_j - max lse) and the token weights
+    t_i = 1 / (n Σ_j' e_j' P[j', i]) (``_token_weight``), which need every query's column sums before any query's
+    score. When the queries take several chunks, a first pass over all of them sums the columns (``columns_first``)
+    and each tile of the second gives its scores at once; with one chunk the column sums join the pass's own matmul
+    and the chunk's tiles, all still in its block, give their scores at the end (``finish``)."""
+
+    def __init__(self, e: torch.Tensor, kept: torch.Tensor | None,
+                 token_weight: torch.Tensor | bool | None = None):
+        self.e, self.kept = e, kept
+        self.token_weight = token_weight   # None: from this pass's column sums; False: fp32 lost a column sum
+        self.columns, self.tiles, self.parts = 0, [], []
+
+    @classmethod
+    def columns_first(cls, tiles, e: torch.Tensor, kept: torch.Tensor | None) -> _OwnR2G:
+        columns = 0
+        for sub, probs in tiles:
+            columns = columns + _column_sums(probs, {"token": e[..., None, sub]})["token"][..., 0, :]
+        return cls(e, kept, _token_weight(columns, kept))
+
+    def take(self, sub: slice, probs: torch.Tensor) -> dict[str, torch.Tensor]:
+        if self.token_weight is None:
+            self.tiles.append((sub, probs))
+            return {"token": self.e[..., None, sub]}
+        if self.token_weight is not False:
+            self.parts.append(self._score(sub, probs))
+        return {}
+
+    def add(self, column_sums: dict[str, torch.Tensor]) -> None:
+        if "token" in column_sums:
+            self.columns = self.columns + column_sums["token"][..., 0, :]
+
+    def finish(self) -> list[torch.Tensor] | None:
+        """The scores of each tile, or None when fp32 lost a column sum."""
+        if self.token_weight is None:
+            self.token_weight = _token_weight(self.columns, self.kept)
+            if self.token_weight is not False:
+                self.parts = [self._score(sub, probs) for sub, probs in self.tiles]
+        return None if self.token_weight is False else self.parts
+
+    def _score(self, sub: slice, probs: torch.Tensor) -> torch.Tensor:
+        return self.e[..., sub] * row_dot(probs, self.token_weight)
+
+
+def _probability_tiles(a: torch.Tensor, kt: torch.Tensor, lse: torch.Tensor, bias: torch.Tensor | None, chunk: int,
+                       tile: int | None, workspace: Workspace | None):
+    """P = exp(logit - lse) of all queries, one block per chunk of ``chunk`` queries (in ``workspace`` when given),
+    each formed ``tile`` logits at a time (``_mass_tiles``; default: ``CPU_TILE`` on a CPU running one torch thread,
+    else the whole chunk): yields each (its queries, the tile)."""
     lead = torch.broadcast_shapes(a.shape[:-2], kt.shape[:-2])
-    rows, lk = _rows(lq, chunk), kt.shape[-1]
-    row = math.prod(lead) * lk   # logits per query
+    row = math.prod(lead) * kt.shape[-1]   # logits per query
     if tile is None:
         tile = CPU_TILE if a.device.type == "cpu" and torch.get_num_threads() == 1 else row * chunk
     step = max(1, tile // row)
-    kept = None if bias is None else (bias == 0)[:, None, :]                        # [B, 1, Lk]
-
-    def masses(part: slice):
-        block = (torch.empty if workspace is None else workspace.block)(((part.stop - part.start) * row,),
-                                                                      dtype=a.dtype, device=a.device)
-        return _mass_tiles(a, kt, lse, bias, part, block, step)
-
-    e = torch.exp(lse - lse.amax(-1, keepdim=True)) if own and r2g else None       # [..., Lq]
-    token_weight = None
-    if e is not None and len(rows) > 1:   # several chunks: every key's column sum first
-        columns = 0
-        for part in rows:
-            for sub, probs in masses(part):
-                columns = columns + _column_sums(probs, {"token": e[..., None, sub]})["token"][..., 0, :]
-        token_weight = _token_weight(columns, kept)
-    sums = {"share": {"r2g": [], "g2r": 0, "sram": []}, "own": {"r2g": [], "g2r": 0, "sram": []}}
-    smallest_rows = []   # of the own readings' row masses, checked once at the end
-    for part in rows:
-        token_columns = 0 if e is not None and token_weight is None else None   # one chunk: its column sums
-        tiles = []   # this chunk's, kept for R2G's last mat-vec when it needs all of them first
-        for sub, probs in masses(part):
-            if token_columns is not None:
-                tiles.append((sub, probs))
-            weight = None if query_weight is None else query_weight[..., sub]
-            row_mass = None if whole_rows and not share else probs.sum(-1)               # [..., c]
-            columns = {}   # reading -> its weight rows [..., n, c] over this tile's queries, for the column sums
-            if share:
-                if r2g:
-                    sums["share"]["r2g"].append(row_mass)
-                if g2r:
-                    columns["share"] = frame_weights(weight, frames, sub, lq, probs)
-                if sram:
-                    sums["share"]["sram"].append(probs.mean(-3))
-            if own:
-                if token_columns is not None:
-                    columns["token"] = e[..., None, sub]
-                elif e is not None and token_weight is not False:
-                    sums["own"]["r2g"].append(e[..., sub] * row_dot(probs, token_weight))
-                own_rows = None if whole_rows else row_mass
-                if own_rows is not None and (g2r or sram):
-                    smallest_rows.append(own_rows.amin())
-                if g2r:   # G2R: 1 / r_j folded into the query weights
-                    own_weight = weight if own_rows is None else (1.0 / own_rows if weight is None
-                                                                  else weight / own_rows)
-                    columns["own"] = frame_weights(own_weight, frames, sub, lq, probs)
-                if sram:   # the SRAM needs the normalised rows themselves
-                    sums["own"]["sram"].append((probs if own_rows is None else probs / own_rows[..., None]).mean(-3))
-            for reading, column in _column_sums(probs, columns).items():
-                if reading == "token":
-                    token_columns = token_columns + column[..., 0, :]
-                else:   # one row per frame
-                    sums[reading]["g2r"] = sums[reading]["g2r"] + (column[..., 0, :] if frames == 1 else column)
-        if token_columns is not None:
-            token_weight = _token_weight(token_columns, kept)
-            if token_weight is not False:   # the tiles of this one chunk are all still in the workspace
-                sums["own"]["r2g"] += [e[..., sub] * row_dot(probs, token_weight) for sub, probs in tiles]
-    rows_kept = not smallest_rows or bool(torch.stack(smallest_rows).amin() > _SMALLEST_COLUMN)
-    own_exact = token_weight is not False and rows_kept
-    out = {}
-    for reading, wanted in (("share", share), ("own", own)):
-        if not wanted:
-            continue
-        if reading == "own" and not own_exact:
-            out["own"] = None
-            continue
-        parts, scores = sums[reading], {}
-        if r2g:
-            scores["r2g"] = torch.cat(parts["r2g"], dim=-1)
-        if g2r:
-            scores["g2r"] = parts["g2r"]
-        if sram:
-            scores["sram"] = torch.cat(parts["sram"], dim=-2)
-        out[reading] = scores
-    return out
+    new_block = torch.empty if workspace is None else workspace.block
+    for part in _rows(a.shape[-2], chunk):
+        block = new_block(((part.stop - part.start) * row,), dtype=a.dtype, device=a.device)
+        yield from _mass_tiles(a, kt, lse, bias, part, block, step)
 
 
 def _mass_tiles(a: torch.Tensor, kt: torch.Tensor, lse: torch.Tensor, bias: torch.Tensor | None, part: slice,
