@@ -461,10 +461,10 @@ class JointAttentionCapture:
         from the segment's logits only where fp32 would lose entries of that form."""
         batch, heads = qg.shape[:2]
         ks, valid = self._segment_keys(seg, k, key_valid)
-        own, r2g = "i2am" in self.normalisations, "r2g" in self.cfg.directions
-        chunk = self.cfg.query_chunk(batch, heads, qg.shape[-2], seg.length, columns_first=own and r2g)
+        own = "i2am" in self.normalisations
+        chunk = self._chunk(batch, heads, seg.length, queries=qg.shape[-2] if own else None)
         readings = segment_scores(qg, ks, scale, lse_g, chunk=chunk,
-                                  r2g=r2g, g2r="g2r" in self.cfg.directions, sram=sram,
+                                  r2g="r2g" in self.cfg.directions, g2r="g2r" in self.cfg.directions, sram=sram,
                                   query_weight=weight, bias=additive_mask(valid), own=own,
                                   share="share" in self.normalisations, frames=self._frames,
                                   workspace=self._workspace)
@@ -529,26 +529,26 @@ class JointAttentionCapture:
         valid = valid.expand(batch, -1)
         return None if bool(valid.all()) else valid
 
-    def _chunk(self, batch, heads, keys, queries: int = 0) -> int:
-        """Queries per block; ``queries`` given: the scores' R2G, formed whole where it fits (one pass)."""
-        columns_first = queries > 0 and "r2g" in self.cfg.directions
-        return self.cfg.query_chunk(batch, heads, queries, keys, columns_first=columns_first)
+    def _chunk(self, batch, heads, keys, *, queries: int | None = None) -> int:
+        """Queries per logits block; ``queries``: all of the block's when its scores include I2AM's R2G (a softmax
+        over queries), which forms the block whole where it fits ``one_pass_budget``."""
+        columns_first = queries is not None and "r2g" in self.cfg.directions
+        return self.cfg.query_chunk(batch, heads, queries or 0, keys, columns_first=columns_first)
 
     def _sub_block(self, qg, ks, scale, weight, sram, valid) -> dict[str, torch.Tensor]:
         batch, heads = qg.shape[:2]
         opts = dict(r2g="r2g" in self.cfg.directions, g2r="g2r" in self.cfg.directions, sram=sram,
                     frames=self._frames)
         if valid is None:
-            return spatial_scores(qg, ks, scale, chunk=self._chunk(batch, heads, ks.shape[-2], qg.shape[-2]),
-                                  query_weight=weight,
-                                  workspace=self._workspace, **opts)
+            chunk = self._chunk(batch, heads, ks.shape[-2], queries=qg.shape[-2])
+            return spatial_scores(qg, ks, scale, chunk=chunk, query_weight=weight, workspace=self._workspace, **opts)
         parts = []   # masked tokens (padding of a text stream) differ per sample: score each on its own tokens
         for b in range(batch):
             keep = valid[b]
             if not bool(keep.any()):   # no token of this conditioning in this sample (a prompt without glyphs)
                 parts.append(self._no_mass(qg, ks, opts))
                 continue
-            chunk = self._chunk(1, heads, int(keep.sum()), qg.shape[-2])
+            chunk = self._chunk(1, heads, int(keep.sum()), queries=qg.shape[-2])
             part = spatial_scores(qg[b:b + 1], ks[b:b + 1, :, keep], scale, chunk=chunk,
                                   query_weight=None if weight is None else weight[b:b + 1], workspace=self._workspace,
                                   **opts)
